@@ -1,0 +1,1 @@
+//! Fault scenarios, nemeses and the history checker land with the cluster issues.

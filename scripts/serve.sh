@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs a Chorus node: with no arguments, a single node on loopback with data
+# in ./data. Pass --demo to seed a demo organisation, --config FILE for a config.
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/setup.sh"
+ensure_debian_packages
+cd "$here/.."
+exec cargo run --quiet --bin chorus -- serve "$@"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole gate: formatting, lints, and every test of the workspace.
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/setup.sh"
+ensure_debian_packages
+ensure_rust_tools
+cd "$here/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo nextest run --workspace --all-features --no-fail-fast "$@"

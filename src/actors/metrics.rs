@@ -1,0 +1,27 @@
+//! Metrics owned by the actor plane.
+
+/// Live actors on this node, by kind (user, conversation, session).
+pub const LIVE_ACTORS: &str = "chorus_actors_live";
+/// Actors that failed and were dropped for a rebuild, by kind.
+pub const ACTOR_RESTARTS: &str = "chorus_actor_restarts_total";
+/// Messages appended to a conversation log.
+pub const MESSAGES_ACCEPTED: &str = "chorus_messages_accepted_total";
+/// Resends answered with the original ack.
+pub const MESSAGES_DEDUPLICATED: &str = "chorus_messages_deduplicated_total";
+/// Frames pushed to sessions (messages, read syncs, receipts).
+pub const PUSHES_DELIVERED: &str = "chorus_pushes_delivered_total";
+/// Time from receiving a send to queueing its ack, seconds.
+pub const SEND_ACK_SECONDS: &str = "chorus_send_ack_seconds";
+/// Time from commit to queueing the last push of a message, seconds.
+pub const COMMIT_PUSH_SECONDS: &str = "chorus_commit_push_seconds";
+
+/// Registers help texts for the metrics above.
+pub fn describe() {
+    metrics::describe_gauge!(LIVE_ACTORS, "Live actors on this node, by kind");
+    metrics::describe_counter!(ACTOR_RESTARTS, "Actors that failed and were dropped for a rebuild, by kind");
+    metrics::describe_counter!(MESSAGES_ACCEPTED, "Messages appended to a conversation log");
+    metrics::describe_counter!(MESSAGES_DEDUPLICATED, "Resends answered with the original ack");
+    metrics::describe_counter!(PUSHES_DELIVERED, "Frames pushed to sessions, by kind");
+    metrics::describe_histogram!(SEND_ACK_SECONDS, metrics::Unit::Seconds, "Time from receiving a send to queueing its ack");
+    metrics::describe_histogram!(COMMIT_PUSH_SECONDS, metrics::Unit::Seconds, "Time from commit to queueing the last push of a message");
+}

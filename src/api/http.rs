@@ -1,0 +1,413 @@
+//! The HTTP listener: REST (JSON), the WebSocket endpoint `/ws`, health
+//! checks and `/metrics`. Errors are `{"code": "...", "message": "..."}` with
+//! the HTTP status of the code.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics as m;
+use crate::actors::members_of;
+use crate::auth::{Principal, hash_password};
+use crate::meta::{NewUser, UserRecord};
+use crate::node::Services;
+use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb};
+
+/// A REST error: the protocol error with its HTTP status.
+pub struct ApiError(ProtocolError);
+
+impl<E: Into<ProtocolError>> From<E> for ApiError {
+    fn from(err: E) -> Self {
+        ApiError(err.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        metrics::counter!(m::ERRORS, "code" => self.0.code.label()).increment(1);
+        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({ "code": self.0.code.as_str_name(), "message": self.0.message });
+        (status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v).map_err(|rejection| {
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::TooLarge
+        } else {
+            ErrorCode::Invalid
+        };
+        ApiError(ProtocolError::new(code, rejection.body_text()))
+    })
+}
+
+/// The peer address of the connection a request came on.
+#[derive(Clone, Copy)]
+struct Peer(SocketAddr);
+
+type AppState = Arc<Services>;
+
+/// Builds the router of a node.
+pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
+    let body_limit = services.config.limits.max_frame_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route("/metrics", get(metrics_text))
+        .route("/ws", get(websocket))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/users", post(create_user).get(list_users))
+        .route("/api/v1/groups", post(create_group))
+        .route("/api/v1/groups/{id}/members", get(list_members).post(change_members))
+        .route("/api/v1/conversations/{id}/messages", get(history))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(Extension(stop))
+        .with_state(services)
+}
+
+async fn metrics_text(State(services): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], services.metrics.render())
+}
+
+async fn websocket(
+    State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Extension(stop): Extension<CancellationToken>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let max = services.config.limits.max_frame_bytes;
+    upgrade
+        // tungstenite's 128 KiB default read buffer per connection would cost
+        // gigabytes at tens of thousands of connections.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(super::tcp::MAX_SERVER_FRAME_BYTES + 64 * 1024)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| super::ws::run(socket, services, peer.0, stop))
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError(ProtocolError::unauthenticated("missing Authorization: Bearer token")))
+}
+
+async fn principal(services: &Services, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    Ok(services.auth.resume(bearer(headers)?).await?)
+}
+
+async fn admin(services: &Services, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let principal = principal(services, headers).await?;
+    if !principal.user.admin {
+        return Err(ApiError(ProtocolError::forbidden("admin only")));
+    }
+    Ok(principal)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(ProtocolError::internal(e.to_string())))?
+        .map_err(ApiError)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    account: String,
+    password: String,
+    /// "pc", "mobile" or "web".
+    device_class: String,
+}
+
+#[derive(Serialize)]
+struct LoginReply {
+    token: String,
+    user_id: u64,
+    account: String,
+    device_class: String,
+    expires_at_ms: i64,
+}
+
+fn parse_device_class(name: &str) -> Result<pb::DeviceClass, ApiError> {
+    match name.to_ascii_lowercase().as_str() {
+        "pc" => Ok(pb::DeviceClass::Pc),
+        "mobile" => Ok(pb::DeviceClass::Mobile),
+        "web" => Ok(pb::DeviceClass::Web),
+        other => Err(ApiError(ProtocolError::invalid(format!("device_class {other:?} must be pc, mobile or web")))),
+    }
+}
+
+async fn login(State(services): State<AppState>, Extension(peer): Extension<Peer>, body: Result<Json<LoginBody>, JsonRejection>) -> ApiResult<LoginReply> {
+    let body = json_body(body)?;
+    let class = parse_device_class(&body.device_class)?;
+    let outcome = services.auth.login(&body.account, &body.password, class, peer.0.ip()).await?;
+    if let Some(replaced) = outcome.replaced {
+        services.revoked(outcome.principal.user.user_id, replaced, ErrorCode::Conflict, "logged in elsewhere");
+    }
+    Ok(Json(LoginReply {
+        token: outcome.token,
+        user_id: outcome.principal.user.user_id,
+        account: outcome.principal.user.account,
+        device_class: body.device_class.to_ascii_lowercase(),
+        expires_at_ms: outcome.principal.expires_at_ms,
+    }))
+}
+
+async fn logout(State(services): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+    let principal = principal(&services, &headers).await?;
+    services.auth.revoke(principal.token_digest.clone()).await?;
+    services.revoked(principal.user.user_id, principal.token_digest, ErrorCode::Unauthenticated, "logged out");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct UserView {
+    user_id: u64,
+    account: String,
+    display_name: String,
+    admin: bool,
+    departments: Vec<String>,
+}
+
+impl From<UserRecord> for UserView {
+    fn from(user: UserRecord) -> Self {
+        UserView {
+            user_id: user.user_id,
+            account: user.account,
+            display_name: user.display_name,
+            admin: user.admin,
+            departments: user.departments,
+        }
+    }
+}
+
+async fn me(State(services): State<AppState>, headers: HeaderMap) -> ApiResult<UserView> {
+    Ok(Json(principal(&services, &headers).await?.user.into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserBody {
+    account: String,
+    password: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    departments: Vec<String>,
+}
+
+/// Shortest password accepted for a new account.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+async fn create_user(State(services): State<AppState>, headers: HeaderMap, body: Result<Json<CreateUserBody>, JsonRejection>) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    admin(&services, &headers).await?;
+    let body = json_body(body)?;
+    if body.password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError(ProtocolError::invalid(format!("password must have at least {MIN_PASSWORD_CHARS} characters"))));
+    }
+    let user = blocking(move || {
+        crate::meta::validate_account(&body.account)?;
+        Ok(services.meta.create_user(NewUser {
+            password_hash: hash_password(&body.password),
+            account: body.account,
+            display_name: body.display_name,
+            admin: body.admin,
+            departments: body.departments,
+        })?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+async fn list_users(State(services): State<AppState>, headers: HeaderMap) -> ApiResult<Vec<UserView>> {
+    admin(&services, &headers).await?;
+    let users = blocking(move || Ok(services.meta.users()?)).await?;
+    Ok(Json(users.into_iter().map(UserView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGroupBody {
+    name: String,
+    #[serde(default)]
+    members: Vec<u64>,
+}
+
+#[derive(Serialize)]
+struct GroupView {
+    group_id: u64,
+    conversation: String,
+    name: String,
+    owner: u64,
+    members: Vec<u64>,
+}
+
+impl From<crate::meta::GroupRecord> for GroupView {
+    fn from(group: crate::meta::GroupRecord) -> Self {
+        GroupView {
+            conversation: ConversationId::Group(group.group_id).to_string(),
+            group_id: group.group_id,
+            name: group.name,
+            owner: group.owner,
+            members: group.members,
+        }
+    }
+}
+
+async fn create_group(State(services): State<AppState>, headers: HeaderMap, body: Result<Json<CreateGroupBody>, JsonRejection>) -> Result<(StatusCode, Json<GroupView>), ApiError> {
+    let owner = principal(&services, &headers).await?.user.user_id;
+    let body = json_body(body)?;
+    let group = blocking(move || {
+        let max = services.config.limits.max_group_members;
+        Ok(services.meta.create_group(owner, &body.name, &body.members, max)?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(group.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeMembersBody {
+    #[serde(default)]
+    add: Vec<u64>,
+    #[serde(default)]
+    remove: Vec<u64>,
+}
+
+async fn change_members(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+    Path(group_id): Path<u64>,
+    body: Result<Json<ChangeMembersBody>, JsonRejection>,
+) -> ApiResult<GroupView> {
+    let principal = principal(&services, &headers).await?;
+    let body = json_body(body)?;
+    let group = services.change_members(&principal.user, group_id, &body.add, &body.remove).await?;
+    Ok(Json(group.into()))
+}
+
+async fn list_members(State(services): State<AppState>, headers: HeaderMap, Path(group_id): Path<u64>) -> ApiResult<Vec<u64>> {
+    let principal = principal(&services, &headers).await?;
+    let members = blocking(move || {
+        let members = members_of(&services, &ConversationId::Group(group_id))?;
+        if !principal.user.admin && members.binary_search(&principal.user.user_id).is_err() {
+            return Err(ProtocolError::forbidden("not a member of this group"));
+        }
+        Ok(members)
+    })
+    .await?;
+    Ok(Json(members))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    #[serde(default)]
+    after_seq: u64,
+    #[serde(default)]
+    limit: u32,
+}
+
+async fn history(State(services): State<AppState>, headers: HeaderMap, Path(conversation): Path<String>, Query(query): Query<HistoryQuery>) -> ApiResult<pb::PullResult> {
+    let user = principal(&services, &headers).await?.user.user_id;
+    let pull = pb::PullRequest {
+        conversation,
+        after_seq: query.after_seq,
+        limit: query.limit,
+    };
+    let result = blocking(move || crate::actors::pull_messages(&services, user, pull)).await?;
+    Ok(Json(result))
+}
+
+/// Serves HTTP/1.1 (with upgrades) until `stop` fires.
+pub async fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, services: Arc<Services>, stop: CancellationToken) {
+    let acceptor = tls.map(TlsAcceptor::from);
+    let app = router(services.clone(), stop.clone());
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "failed to accept http connection");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Some(permit) = services.limiter.acquire(peer.ip()) else {
+            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "per_ip_limit").increment(1);
+            continue;
+        };
+        let app = app.clone().layer(Extension(Peer(peer)));
+        let acceptor = acceptor.clone();
+        let handshake_timeout = services.config.handshake_timeout();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let service = TowerToHyperService::new(app);
+            let builder = hyper::server::conn::http1::Builder::new();
+            let result = match acceptor {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                    serve_until(conn, stop).await
+                }
+                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => {
+                        let conn = builder.serve_connection(TokioIo::new(tls_stream), service).with_upgrades();
+                        serve_until(conn, stop).await
+                    }
+                    _ => {
+                        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_handshake").increment(1);
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(err) = result {
+                tracing::debug!(%peer, error = %err, "http connection ended with an error");
+            }
+        });
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection until it ends or the node stops (in-flight requests
+/// are dropped at stop; clients retry).
+async fn serve_until<C>(conn: C, stop: CancellationToken) -> Result<(), hyper::Error>
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
+    tokio::select! {
+        result = conn => result,
+        _ = stop.cancelled() => Ok(()),
+    }
+}

@@ -1,0 +1,54 @@
+//! Metrics owned by the client plane, and the node's Prometheus recorder.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Live authenticated-or-not connections, by transport (tcp, ws).
+pub const SESSIONS: &str = "chorus_sessions";
+/// Connections accepted, by transport.
+pub const CONNECTIONS: &str = "chorus_connections_total";
+/// Connections refused before a session started, by reason.
+pub const CONNECTIONS_REFUSED: &str = "chorus_connections_refused_total";
+/// Client frames received, by transport.
+pub const FRAMES_IN: &str = "chorus_frames_in_total";
+/// Frames written to clients, by transport.
+pub const FRAMES_OUT: &str = "chorus_frames_out_total";
+/// Errors returned to clients, by code.
+pub const ERRORS: &str = "chorus_errors_total";
+/// Failed logins, by reason.
+pub const LOGIN_FAILURES: &str = "chorus_login_failures_total";
+/// REST requests, by status class.
+pub const HTTP_REQUESTS: &str = "chorus_http_requests_total";
+
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .expect("static buckets are not empty")
+                .install_recorder()
+                .expect("the recorder is installed once per process");
+            describe();
+            crate::actors::metrics::describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_gauge!(SESSIONS, "Live client connections, by transport");
+    metrics::describe_counter!(CONNECTIONS, "Client connections accepted, by transport");
+    metrics::describe_counter!(CONNECTIONS_REFUSED, "Connections refused before a session started, by reason");
+    metrics::describe_counter!(FRAMES_IN, "Client frames received, by transport");
+    metrics::describe_counter!(FRAMES_OUT, "Frames written to clients, by transport");
+    metrics::describe_counter!(ERRORS, "Errors returned to clients, by code");
+    metrics::describe_counter!(LOGIN_FAILURES, "Failed logins, by reason");
+    metrics::describe_counter!(HTTP_REQUESTS, "REST requests, by status class");
+}

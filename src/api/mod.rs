@@ -1,0 +1,12 @@
+//! The client plane: TCP and WebSocket long connections, REST over HTTP,
+//! TLS, per-IP limits and the client-facing metrics.
+
+mod conn;
+pub mod http;
+mod limiter;
+pub mod metrics;
+pub mod tcp;
+pub mod tls;
+mod ws;
+
+pub use limiter::ConnLimiter;

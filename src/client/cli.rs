@@ -1,0 +1,460 @@
+//! `chorus client`: an interactive terminal chat client, and one-shot
+//! subcommands for scripts (`send`, `history`, `conversations`, `read`,
+//! `create-group`, `watch`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::{ClientError, ClientOptions, Connection, Event, TlsClientConfig, Transport};
+use crate::protocol::{ConversationId, pb};
+
+use pb::server_frame::Body as Resp;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TransportArg {
+    Tcp,
+    Ws,
+    WsJson,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DeviceArg {
+    Pc,
+    Mobile,
+    Web,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Node address: the TCP port for `tcp`, the HTTP port for `ws` and `ws-json`.
+    #[arg(long, env = "CHORUS_SERVER", default_value = "127.0.0.1:7100")]
+    pub server: String,
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub transport: TransportArg,
+    /// PEM file of the CA that signed the node's certificate (enables TLS).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Name to verify in the node's certificate.
+    #[arg(long, default_value = "localhost")]
+    pub tls_name: String,
+    #[arg(long, short, env = "CHORUS_USER")]
+    pub user: String,
+    #[arg(long, short, env = "CHORUS_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    #[arg(long, value_enum, default_value = "pc")]
+    pub device: DeviceArg,
+    #[command(subcommand)]
+    pub command: Option<ClientCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Sends one text message and prints its ack.
+    Send {
+        /// Account of the peer of a 1:1 conversation.
+        #[arg(long, conflicts_with = "conversation")]
+        to: Option<String>,
+        /// Conversation id (`d:<a>:<b>` or `g:<id>`).
+        #[arg(long)]
+        conversation: Option<String>,
+        /// Client message id; a resend with the same id is stored once.
+        #[arg(long)]
+        id: Option<String>,
+        text: String,
+    },
+    /// Prints the history of a conversation, oldest first.
+    History {
+        #[arg(long, conflicts_with = "conversation")]
+        with: Option<String>,
+        #[arg(long)]
+        conversation: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Lists conversations with unread counts.
+    Conversations,
+    /// Marks a conversation read up to a seq (default: its newest message).
+    Read {
+        conversation: String,
+        #[arg(long)]
+        seq: Option<u64>,
+    },
+    /// Creates a group with the given member accounts.
+    CreateGroup { name: String, members: Vec<String> },
+    /// Prints pushes as they arrive, until `count` have arrived.
+    Watch {
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+impl ClientArgs {
+    fn options(&self) -> Result<ClientOptions, ClientError> {
+        let transport = match self.transport {
+            TransportArg::Tcp => Transport::Tcp,
+            TransportArg::Ws => Transport::WsBinary,
+            TransportArg::WsJson => Transport::WsJson,
+        };
+        let mut options = ClientOptions::new(self.server.clone(), transport);
+        if let Some(ca) = &self.tls_ca {
+            options.tls = Some(TlsClientConfig::from_pem_file(ca, &self.tls_name)?);
+        }
+        Ok(options)
+    }
+
+    fn device_class(&self) -> pb::DeviceClass {
+        match self.device {
+            DeviceArg::Pc => pb::DeviceClass::Pc,
+            DeviceArg::Mobile => pb::DeviceClass::Mobile,
+            DeviceArg::Web => pb::DeviceClass::Web,
+        }
+    }
+}
+
+/// Runs `chorus client`.
+pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
+    let options = args.options()?;
+    let conn = Connection::connect(&options).await?;
+    let session = conn.login(&args.user, &args.password, args.device_class()).await?;
+    let mut names = Names::default();
+    match args.command {
+        None => Interactive::new(options, conn, session).run().await,
+        Some(ClientCommand::Send { to, conversation, id, text }) => {
+            let conversation = resolve(&conn, to.as_deref(), conversation).await?;
+            let id = id.unwrap_or_else(new_client_msg_id);
+            let ack = conn.send_text(&conversation, &id, &text).await?;
+            println!("sent {} seq={} id={} duplicate={}", ack.conversation, ack.seq, ack.message_id, ack.duplicate);
+            Ok(())
+        }
+        Some(ClientCommand::History { with, conversation, after }) => {
+            let conversation = resolve(&conn, with.as_deref(), conversation).await?;
+            for message in conn.pull_all(&conversation, after).await? {
+                println!("{}", names.render(&conn, &message).await);
+            }
+            Ok(())
+        }
+        Some(ClientCommand::Conversations) => {
+            for state in conn.sync().await?.conversations {
+                println!("{}\t{}\tunread={}\tmax_seq={}", state.conversation, state.title, state.unread, state.max_seq);
+            }
+            Ok(())
+        }
+        Some(ClientCommand::Read { conversation, seq }) => {
+            let seq = match seq {
+                Some(seq) => seq,
+                None => conn.pull(&conversation, u64::MAX - 1, 1).await?.max_seq,
+            };
+            let ack = conn.mark_read(&conversation, seq).await?;
+            println!("read {} up to {}", ack.conversation, ack.read_seq);
+            Ok(())
+        }
+        Some(ClientCommand::CreateGroup { name, members }) => {
+            let mut ids = Vec::new();
+            for account in &members {
+                ids.push(conn.lookup(account).await?.user_id);
+            }
+            let group = conn.create_group(&name, &ids).await?;
+            println!("created {} {:?} members={:?}", group.conversation, group.name, group.members);
+            Ok(())
+        }
+        Some(ClientCommand::Watch { count }) => {
+            let mut conn = conn;
+            let mut seen = 0;
+            while count.is_none_or(|c| seen < c) {
+                match conn.next_event().await {
+                    Some(Event::Push(frame)) => {
+                        if let Some(Resp::Message(message)) = &frame.body {
+                            println!("{}", names.render(&conn, message).await);
+                        } else {
+                            println!("{}", serde_json::to_string(&frame).unwrap_or_default());
+                        }
+                        seen += 1;
+                    }
+                    Some(Event::Closed { reason, .. }) => {
+                        println!("closed: {reason}");
+                        return Err(ClientError::Closed);
+                    }
+                    None => return Err(ClientError::Closed),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn new_client_msg_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("cli-{nanos:x}-{:x}", rand::random::<u32>())
+}
+
+/// Returns the conversation named by a peer account or given as an id.
+async fn resolve(conn: &Connection, peer: Option<&str>, conversation: Option<String>) -> Result<String, ClientError> {
+    match (peer, conversation) {
+        (Some(peer), _) => {
+            let user = conn.lookup(peer).await?;
+            if user.direct_conversation.is_empty() {
+                return Err(ClientError::Unexpected("cannot open a conversation with yourself".into()));
+            }
+            Ok(user.direct_conversation)
+        }
+        (None, Some(conversation)) => Ok(conversation),
+        (None, None) => Err(ClientError::Unexpected("name a peer (--to/--with) or a --conversation".into())),
+    }
+}
+
+/// Caches account names by user id.
+#[derive(Default)]
+struct Names(HashMap<u64, String>);
+
+impl Names {
+    async fn name(&mut self, conn: &Connection, user: u64) -> String {
+        if let Some(name) = self.0.get(&user) {
+            return name.clone();
+        }
+        let lookup = pb::LookupUser {
+            account: String::new(),
+            user_id: user,
+        };
+        let name = match conn.request(pb::client_frame::Body::LookupUser(lookup)).await {
+            Ok(Resp::User(info)) => info.account,
+            _ => format!("user{user}"),
+        };
+        self.0.insert(user, name.clone());
+        name
+    }
+
+    async fn render(&mut self, conn: &Connection, message: &pb::Message) -> String {
+        let sender = self.name(conn, message.sender).await;
+        let body = match message.content.as_ref().and_then(|c| c.kind.as_ref()) {
+            Some(pb::content::Kind::Text(text)) => text.text.clone(),
+            Some(pb::content::Kind::Emoji(emoji)) => emoji.code.clone(),
+            Some(pb::content::Kind::File(file)) => format!("[file {} {} bytes]", file.name, file.size),
+            None => String::new(),
+        };
+        let reads = if message.read_count > 0 {
+            format!(" ({} read)", message.read_count)
+        } else {
+            String::new()
+        };
+        format!("[{} #{}] {}: {}{}", message.conversation, message.seq, sender, body, reads)
+    }
+}
+
+const HELP: &str = "commands: /list  /open <account|conversation>  /history  /group <name> <account>...  /receipts  /help  /quit
+anything else is sent to the open conversation";
+
+/// The interactive client: keeps a cursor per conversation, prints pushes,
+/// and on a lost connection resumes its session and pulls what it missed.
+struct Interactive {
+    options: ClientOptions,
+    conn: Connection,
+    session: pb::Session,
+    names: Names,
+    /// Highest seq shown per conversation.
+    cursors: BTreeMap<String, u64>,
+    current: Option<String>,
+}
+
+impl Interactive {
+    fn new(options: ClientOptions, conn: Connection, session: pb::Session) -> Self {
+        Interactive {
+            options,
+            conn,
+            session,
+            names: Names::default(),
+            cursors: BTreeMap::new(),
+            current: None,
+        }
+    }
+
+    async fn run(mut self) -> Result<(), ClientError> {
+        println!("logged in as {} (user {}). {HELP}", self.session.account, self.session.user_id);
+        self.catch_up(false).await?;
+        self.list().await?;
+        let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(u64::from(self.session.heartbeat_secs.max(1))));
+        loop {
+            tokio::select! {
+                line = stdin.next_line() => {
+                    let Ok(Some(line)) = line else { return Ok(()) };
+                    match self.command(line.trim()).await {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => {}
+                        Err(err) => println!("error: {err}"),
+                    }
+                }
+                event = self.conn.next_event() => match event {
+                    Some(Event::Push(frame)) => self.push(frame).await,
+                    Some(Event::Closed { reason, .. }) => {
+                        println!("connection lost ({reason}); reconnecting");
+                        self.reconnect().await?;
+                    }
+                    None => self.reconnect().await?,
+                },
+                _ = heartbeat.tick() => { let _ = self.conn.ping().await; }
+            }
+        }
+    }
+
+    async fn reconnect(&mut self) -> Result<(), ClientError> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            tokio::time::sleep(delay).await;
+            match Connection::connect(&self.options).await {
+                Ok(conn) => match conn.resume(&self.session.token).await {
+                    Ok(_) => {
+                        self.conn = conn;
+                        println!("reconnected");
+                        return self.catch_up(true).await;
+                    }
+                    Err(err @ ClientError::Server(_)) => {
+                        println!("cannot resume the session: {err}");
+                        return Err(err);
+                    }
+                    Err(_) => {}
+                },
+                Err(err) => println!("reconnect failed: {err}"),
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// Pulls every conversation past its cursor; prints what is new when `show`.
+    async fn catch_up(&mut self, show: bool) -> Result<(), ClientError> {
+        for state in self.conn.sync().await?.conversations {
+            let cursor = *self.cursors.get(&state.conversation).unwrap_or(&if show { 0 } else { state.max_seq });
+            if state.max_seq > cursor {
+                for message in self.conn.pull_all(&state.conversation, cursor).await? {
+                    self.show(message).await;
+                }
+            }
+            self.cursors.entry(state.conversation).or_insert(state.max_seq);
+        }
+        Ok(())
+    }
+
+    /// Prints a message once (by seq) and marks it read when its conversation is open.
+    async fn show(&mut self, message: pb::Message) {
+        let cursor = self.cursors.entry(message.conversation.clone()).or_insert(0);
+        if message.seq <= *cursor {
+            return;
+        }
+        *cursor = message.seq;
+        println!("{}", self.names.render(&self.conn, &message).await);
+        if self.current.as_deref() == Some(message.conversation.as_str()) {
+            let _ = self.conn.mark_read(&message.conversation, message.seq).await;
+        }
+    }
+
+    async fn push(&mut self, frame: pb::ServerFrame) {
+        match frame.body {
+            Some(Resp::Message(message)) => {
+                let cursor = *self.cursors.get(&message.conversation).unwrap_or(&0);
+                if message.seq > cursor + 1 {
+                    // A gap: the log is the truth, pull what is missing.
+                    if let Ok(missing) = self.conn.pull_all(&message.conversation, cursor).await {
+                        for m in missing {
+                            self.show(m).await;
+                        }
+                        return;
+                    }
+                }
+                self.show(message).await;
+            }
+            Some(Resp::ReadReceipt(receipt)) => {
+                let reader = self.names.name(&self.conn, receipt.reader).await;
+                println!("  ({reader} read {} up to #{})", receipt.conversation, receipt.read_seq);
+            }
+            Some(Resp::ReadSync(sync)) => println!("  (read {} up to #{} on another device)", sync.conversation, sync.read_seq),
+            Some(Resp::Kicked(kicked)) => println!("session ended by the server: {}", kicked.reason),
+            Some(Resp::Error(err)) => println!("server error: {}", err.message),
+            _ => {}
+        }
+    }
+
+    async fn list(&mut self) -> Result<(), ClientError> {
+        let sync = self.conn.sync().await?;
+        if sync.conversations.is_empty() {
+            println!("no conversations yet: /open <account> to start one");
+        }
+        for state in sync.conversations {
+            println!("  {:<16} {:<24} unread {}", state.conversation, state.title, state.unread);
+        }
+        Ok(())
+    }
+
+    /// Runs one line of input; returns true to quit.
+    async fn command(&mut self, line: &str) -> Result<bool, ClientError> {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            None => {}
+            Some("/quit") => return Ok(true),
+            Some("/help") => println!("{HELP}"),
+            Some("/list") => self.list().await?,
+            Some("/open") => {
+                let target = words.next().ok_or_else(|| ClientError::Unexpected("/open <account|conversation>".into()))?;
+                let conversation = if target.parse::<ConversationId>().is_ok() {
+                    target.to_string()
+                } else {
+                    resolve(&self.conn, Some(target), None).await?
+                };
+                self.current = Some(conversation.clone());
+                let page = self.conn.pull(&conversation, 0, 0).await?;
+                let from = page.max_seq.saturating_sub(20);
+                for message in self.conn.pull_all(&conversation, from).await? {
+                    println!("{}", self.names.render(&self.conn, &message).await);
+                }
+                self.cursors.insert(conversation.clone(), page.max_seq);
+                if page.max_seq > 0 {
+                    self.conn.mark_read(&conversation, page.max_seq).await?;
+                }
+                println!("now talking in {conversation}");
+            }
+            Some("/history") => {
+                let conversation = self.current.clone().ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                for message in self.conn.pull_all(&conversation, 0).await? {
+                    println!("{}", self.names.render(&self.conn, &message).await);
+                }
+            }
+            Some("/receipts") => {
+                let conversation = self.current.clone().ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let max = self.conn.pull(&conversation, 0, 1).await?.max_seq;
+                let seqs: Vec<u64> = (max.saturating_sub(4).max(1)..=max).collect();
+                if !seqs.is_empty() && max > 0 {
+                    for receipt in self.conn.receipts(&conversation, &seqs).await?.receipts {
+                        println!("  #{} read by {} of {}", receipt.seq, receipt.read_count, receipt.member_count.saturating_sub(1));
+                    }
+                }
+            }
+            Some("/group") => {
+                let name = words.next().ok_or_else(|| ClientError::Unexpected("/group <name> <account>...".into()))?;
+                let mut ids = Vec::new();
+                for account in words {
+                    ids.push(self.conn.lookup(account).await?.user_id);
+                }
+                let group = self.conn.create_group(name, &ids).await?;
+                println!("created {} ({})", group.conversation, group.name);
+                self.current = Some(group.conversation);
+            }
+            Some(cmd) if cmd.starts_with('/') => println!("unknown command {cmd}. {HELP}"),
+            Some(_) => {
+                let conversation = self.current.clone().ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let ack = self.conn.send_text(&conversation, &new_client_msg_id(), line).await?;
+                let cursor = self.cursors.entry(conversation).or_insert(0);
+                // Our own message: shown as typed, so only move the cursor if contiguous.
+                if ack.seq == *cursor + 1 {
+                    *cursor = ack.seq;
+                }
+                println!("  (sent #{})", ack.seq);
+            }
+        }
+        Ok(false)
+    }
+}

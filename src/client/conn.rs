@@ -1,0 +1,434 @@
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig};
+use tokio_util::codec::Framed;
+
+use crate::protocol::{ErrorCode, FrameCodec, ProtocolError, pb};
+
+use pb::client_frame::Body as Req;
+use pb::server_frame::Body as Resp;
+
+/// How to reach a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Length-prefixed protobuf over TCP (the node's `listen.tcp`).
+    Tcp,
+    /// WebSocket binary messages, protobuf (the node's `listen.http`, path `/ws`).
+    WsBinary,
+    /// WebSocket text messages, JSON.
+    WsJson,
+}
+
+/// Trust for a TLS connection: the PEM CA file and the name to verify.
+#[derive(Debug, Clone)]
+pub struct TlsClientConfig {
+    pub ca_certs: Vec<CertificateDer<'static>>,
+    pub server_name: String,
+}
+
+impl TlsClientConfig {
+    /// Trusts the certificates of a PEM file.
+    pub fn from_pem_file(path: &Path, server_name: &str) -> Result<Self, ClientError> {
+        let ca_certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| ClientError::Tls(format!("{}: {e}", path.display())))?;
+        Ok(TlsClientConfig {
+            ca_certs,
+            server_name: server_name.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub addr: String,
+    pub transport: Transport,
+    pub tls: Option<TlsClientConfig>,
+    /// How long a request waits for its answer.
+    pub request_timeout: Duration,
+}
+
+impl ClientOptions {
+    pub fn new(addr: impl Into<String>, transport: Transport) -> Self {
+        ClientOptions {
+            addr: addr.into(),
+            transport,
+            tls: None,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("failed to connect to {addr}: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("websocket: {0}")]
+    WebSocket(String),
+    #[error("server error {}: {}", .0.code.as_str_name(), .0.message)]
+    Server(ProtocolError),
+    #[error("connection closed")]
+    Closed,
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+impl ClientError {
+    /// Returns the server's error code, if the server refused the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server(err) => Some(err.code),
+            _ => None,
+        }
+    }
+}
+
+/// What arrives from the server besides answers to requests.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A push (message, read sync, receipt, kick) or an error not tied to a request.
+    Push(pb::ServerFrame),
+    /// The connection ended. WebSocket closes carry their close code.
+    Closed { ws_code: Option<u16>, reason: String },
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<pb::ServerFrame>>>>;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One connection to a node. Requests are matched to answers by request id;
+/// everything else arrives through [`Connection::next_event`].
+pub struct Connection {
+    outgoing: mpsc::Sender<pb::ClientFrame>,
+    pending: Pending,
+    events: mpsc::UnboundedReceiver<Event>,
+    next_id: AtomicU64,
+    timeout: Duration,
+}
+
+const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;
+
+async fn open_stream(options: &ClientOptions) -> Result<Box<dyn Io>, ClientError> {
+    let tcp = TcpStream::connect(&options.addr).await.map_err(|source| ClientError::Connect {
+        addr: options.addr.clone(),
+        source,
+    })?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = &options.tls else {
+        return Ok(Box::new(tcp));
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in &tls.ca_certs {
+        roots.add(cert.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(tls.server_name.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    Ok(Box::new(stream))
+}
+
+fn dispatch(pending: &Pending, events: &mpsc::UnboundedSender<Event>, frame: pb::ServerFrame) {
+    if frame.request_id != 0 {
+        let waiter = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&frame.request_id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(frame);
+            return;
+        }
+    }
+    let _ = events.send(Event::Push(frame));
+}
+
+impl Connection {
+    pub async fn connect(options: &ClientOptions) -> Result<Connection, ClientError> {
+        let stream = open_stream(options).await?;
+        let (outgoing, mut to_send) = mpsc::channel::<pb::ClientFrame>(1024);
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let pending: Pending = Arc::default();
+        let reader_pending = pending.clone();
+        match options.transport {
+            Transport::Tcp => {
+                let framed = Framed::new(stream, FrameCodec::new(MAX_SERVER_FRAME));
+                let (mut sink, mut source) = framed.split();
+                tokio::spawn(async move {
+                    while let Some(frame) = to_send.recv().await {
+                        if sink.send(Bytes::from(frame.encode_to_vec())).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    while let Some(Ok(bytes)) = source.next().await {
+                        match pb::ServerFrame::decode(bytes.freeze()) {
+                            Ok(frame) => dispatch(&reader_pending, &event_tx, frame),
+                            Err(err) => tracing::warn!(error = %err, "undecodable server frame"),
+                        }
+                    }
+                    reader_pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    let _ = event_tx.send(Event::Closed {
+                        ws_code: None,
+                        reason: String::new(),
+                    });
+                });
+            }
+            Transport::WsBinary | Transport::WsJson => {
+                let scheme = if options.tls.is_some() { "wss" } else { "ws" };
+                let url = format!("{scheme}://{}/ws", options.addr);
+                let mut config = WebSocketConfig::default();
+                config.read_buffer_size = 8 * 1024;
+                config.max_message_size = Some(MAX_SERVER_FRAME);
+                config.max_frame_size = Some(MAX_SERVER_FRAME);
+                let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+                    .await
+                    .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+                let (mut sink, mut source) = ws.split();
+                let json = options.transport == Transport::WsJson;
+                tokio::spawn(async move {
+                    while let Some(frame) = to_send.recv().await {
+                        let message = if json {
+                            tungstenite::Message::text(serde_json::to_string(&frame).unwrap_or_default())
+                        } else {
+                            tungstenite::Message::binary(frame.encode_to_vec())
+                        };
+                        if sink.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sink.close().await;
+                });
+                tokio::spawn(async move {
+                    let mut closed = (None, String::new());
+                    while let Some(Ok(message)) = source.next().await {
+                        let frame = match message {
+                            tungstenite::Message::Binary(bytes) => pb::ServerFrame::decode(bytes).map_err(|e| e.to_string()),
+                            tungstenite::Message::Text(text) => serde_json::from_str(text.as_str()).map_err(|e| e.to_string()),
+                            tungstenite::Message::Close(frame) => {
+                                if let Some(frame) = frame {
+                                    closed = (Some(u16::from(frame.code)), frame.reason.to_string());
+                                }
+                                break;
+                            }
+                            _ => continue,
+                        };
+                        match frame {
+                            Ok(frame) => dispatch(&reader_pending, &event_tx, frame),
+                            Err(err) => tracing::warn!(error = %err, "undecodable server frame"),
+                        }
+                    }
+                    reader_pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    let _ = event_tx.send(Event::Closed {
+                        ws_code: closed.0,
+                        reason: closed.1,
+                    });
+                });
+            }
+        }
+        Ok(Connection {
+            outgoing,
+            pending,
+            events,
+            next_id: AtomicU64::new(1),
+            timeout: options.request_timeout,
+        })
+    }
+
+    /// Sends a request and waits for its answer; a server `Error` becomes
+    /// [`ClientError::Server`].
+    pub async fn request(&self, body: Req) -> Result<Resp, ClientError> {
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(request_id, tx);
+        let frame = pb::ClientFrame {
+            request_id,
+            body: Some(body),
+        };
+        if self.outgoing.send(frame).await.is_err() {
+            return Err(ClientError::Closed);
+        }
+        let answer = match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => return Err(ClientError::Closed),
+            Err(_) => {
+                self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&request_id);
+                return Err(ClientError::Timeout(self.timeout));
+            }
+        };
+        match answer.body {
+            Some(Resp::Error(err)) => Err(ClientError::Server(ProtocolError::new(
+                ErrorCode::try_from(err.code).unwrap_or(ErrorCode::Unspecified),
+                err.message,
+            ))),
+            Some(body) => Ok(body),
+            None => Err(ClientError::Unexpected("empty answer".to_string())),
+        }
+    }
+
+    /// Sends a frame without waiting for an answer (for pipelining).
+    pub async fn send_frame(&self, body: Req) -> Result<u64, ClientError> {
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = pb::ClientFrame {
+            request_id,
+            body: Some(body),
+        };
+        self.outgoing.send(frame).await.map_err(|_| ClientError::Closed)?;
+        Ok(request_id)
+    }
+
+    /// Returns the next push or the close of the connection.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Returns the next event if one arrives within `wait`.
+    pub async fn next_event_within(&mut self, wait: Duration) -> Option<Event> {
+        tokio::time::timeout(wait, self.events.recv()).await.ok().flatten()
+    }
+
+    pub async fn login(&self, account: &str, password: &str, class: pb::DeviceClass) -> Result<pb::Session, ClientError> {
+        match self
+            .request(Req::Login(pb::Login {
+                account: account.to_string(),
+                password: password.to_string(),
+                device_class: class as i32,
+            }))
+            .await?
+        {
+            Resp::Session(session) => Ok(session),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn resume(&self, token: &str) -> Result<pb::Session, ClientError> {
+        match self.request(Req::Resume(pb::Resume { token: token.to_string() })).await? {
+            Resp::Session(session) => Ok(session),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends a message and returns its ack.
+    pub async fn send_message(&self, conversation: &str, client_msg_id: &str, content: pb::content::Kind) -> Result<pb::SendAck, ClientError> {
+        let send = pb::SendMessage {
+            client_msg_id: client_msg_id.to_string(),
+            conversation: conversation.to_string(),
+            content: Some(pb::Content { kind: Some(content) }),
+        };
+        match self.request(Req::Send(send)).await? {
+            Resp::Ack(ack) => Ok(ack),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn send_text(&self, conversation: &str, client_msg_id: &str, text: &str) -> Result<pb::SendAck, ClientError> {
+        let content = pb::content::Kind::Text(pb::TextContent {
+            text: text.to_string(),
+            ..Default::default()
+        });
+        self.send_message(conversation, client_msg_id, content).await
+    }
+
+    pub async fn sync(&self) -> Result<pb::SyncResult, ClientError> {
+        match self.request(Req::Sync(pb::SyncRequest {})).await? {
+            Resp::Sync(sync) => Ok(sync),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn pull(&self, conversation: &str, after_seq: u64, limit: u32) -> Result<pb::PullResult, ClientError> {
+        let pull = pb::PullRequest {
+            conversation: conversation.to_string(),
+            after_seq,
+            limit,
+        };
+        match self.request(Req::Pull(pull)).await? {
+            Resp::Pull(result) => Ok(result),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Pulls every message after `after_seq`, page by page.
+    pub async fn pull_all(&self, conversation: &str, mut after_seq: u64) -> Result<Vec<pb::Message>, ClientError> {
+        let mut all = Vec::new();
+        loop {
+            let page = self.pull(conversation, after_seq, 0).await?;
+            if let Some(last) = page.messages.last() {
+                after_seq = last.seq;
+            }
+            all.extend(page.messages);
+            if !page.has_more {
+                return Ok(all);
+            }
+        }
+    }
+
+    pub async fn mark_read(&self, conversation: &str, seq: u64) -> Result<pb::ReadAck, ClientError> {
+        let read = pb::MarkRead {
+            conversation: conversation.to_string(),
+            seq,
+        };
+        match self.request(Req::Read(read)).await? {
+            Resp::Read(ack) => Ok(ack),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn lookup(&self, account: &str) -> Result<pb::UserInfo, ClientError> {
+        let lookup = pb::LookupUser {
+            account: account.to_string(),
+            user_id: 0,
+        };
+        match self.request(Req::LookupUser(lookup)).await? {
+            Resp::User(user) => Ok(user),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn create_group(&self, name: &str, members: &[u64]) -> Result<pb::GroupInfo, ClientError> {
+        let create = pb::CreateGroup {
+            name: name.to_string(),
+            members: members.to_vec(),
+        };
+        match self.request(Req::CreateGroup(create)).await? {
+            Resp::Group(group) => Ok(group),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn receipts(&self, conversation: &str, seqs: &[u64]) -> Result<pb::ReceiptsResult, ClientError> {
+        let request = pb::ReceiptsRequest {
+            conversation: conversation.to_string(),
+            seqs: seqs.to_vec(),
+        };
+        match self.request(Req::Receipts(request)).await? {
+            Resp::Receipts(result) => Ok(result),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        self.request(Req::Ping(pb::Ping {})).await.map(|_| ())
+    }
+}

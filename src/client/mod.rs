@@ -1,0 +1,8 @@
+//! The Chorus client: a connection library (TCP or WebSocket, protobuf or
+//! JSON, optional TLS) used by the terminal client, the tests and the
+//! benchmarks, and the `chorus client` command itself.
+
+pub mod cli;
+mod conn;
+
+pub use conn::{ClientError, ClientOptions, Connection, Event, TlsClientConfig, Transport};

@@ -1,0 +1,320 @@
+//! Node configuration: TOML (unknown fields refused) parsed into sections with
+//! named defaults, then validated once into an immutable [`NodeConfig`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to parse config: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Stable name of this node in logs and, later, in the cluster.
+    #[serde(default = "default_node_id")]
+    pub node_id: String,
+    /// Folder of the node's RocksDB and other state.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub listen: ListenConfig,
+    /// Serves TLS on both client listeners when set.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Long connections over TCP: length-prefixed protobuf frames.
+    #[serde(default = "default_tcp_addr")]
+    pub tcp: SocketAddr,
+    /// REST, WebSocket (`/ws`) and `/metrics`.
+    #[serde(default = "default_http_addr")]
+    pub http: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file holding the certificate chain, leaf first.
+    pub cert_path: PathBuf,
+    /// PEM file holding the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest client frame accepted, in bytes; a larger one closes the connection.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+    /// Largest text of one message, in bytes.
+    #[serde(default = "default_max_text_bytes")]
+    pub max_text_bytes: usize,
+    /// Time a new connection has to authenticate.
+    #[serde(default = "default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
+    /// A connection that sends nothing for this long is closed.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// How often clients are told to ping.
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: u32,
+    /// Concurrent connections from one IP address, over all listeners.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Frames queued for one connection before it is dropped as too slow.
+    #[serde(default = "default_outbound_queue")]
+    pub outbound_queue: usize,
+    /// Most messages one pull returns.
+    #[serde(default = "default_max_pull")]
+    pub max_pull: u32,
+    /// Most members of one group.
+    #[serde(default = "default_max_group_members")]
+    pub max_group_members: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of a session token.
+    #[serde(default = "default_token_ttl_secs")]
+    pub token_ttl_secs: u64,
+    /// Failed logins of one account within the window before it is throttled.
+    #[serde(default = "default_max_failures_per_account")]
+    pub max_failures_per_account: u32,
+    /// Failed logins from one IP within the window before it is throttled.
+    #[serde(default = "default_max_failures_per_ip")]
+    pub max_failures_per_ip: u32,
+    /// Window over which failures count, and how long throttling lasts.
+    #[serde(default = "default_failure_window_secs")]
+    pub failure_window_secs: u64,
+    /// How often a session re-attaches to its user actor.
+    #[serde(default = "default_session_lease_secs")]
+    pub session_lease_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Message partitions, fixed when the data folder is created.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter such as "info" or "chorus=debug,info"; RUST_LOG wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// One JSON object per line instead of human-readable lines.
+    #[serde(default)]
+    pub json: bool,
+}
+
+fn default_node_id() -> String {
+    "node-1".to_string()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_tcp_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7100))
+}
+fn default_http_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7180))
+}
+fn default_max_frame_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_text_bytes() -> usize {
+    16 * 1024
+}
+fn default_handshake_timeout_secs() -> u64 {
+    10
+}
+fn default_idle_timeout_secs() -> u64 {
+    90
+}
+fn default_heartbeat_secs() -> u32 {
+    30
+}
+fn default_max_connections_per_ip() -> usize {
+    20_000
+}
+fn default_outbound_queue() -> usize {
+    1024
+}
+fn default_max_pull() -> u32 {
+    500
+}
+fn default_max_group_members() -> usize {
+    5000
+}
+fn default_token_ttl_secs() -> u64 {
+    7 * 24 * 3600
+}
+fn default_max_failures_per_account() -> u32 {
+    5
+}
+fn default_max_failures_per_ip() -> u32 {
+    50
+}
+fn default_failure_window_secs() -> u64 {
+    300
+}
+fn default_session_lease_secs() -> u64 {
+    30
+}
+fn default_partitions() -> u32 {
+    64
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+macro_rules! section_default {
+    ($ty:ty) => {
+        impl Default for $ty {
+            fn default() -> Self {
+                toml::from_str("").expect("every field has a default")
+            }
+        }
+    };
+}
+section_default!(ListenConfig);
+section_default!(LimitsConfig);
+section_default!(AuthConfig);
+section_default!(StorageConfig);
+section_default!(LogConfig);
+section_default!(NodeConfig);
+
+impl NodeConfig {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: NodeConfig = toml::from_str(text)?;
+        config.validate()
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks the relations between options; called once at start.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        let invalid = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
+        let l = &self.limits;
+        if self.node_id.trim().is_empty() {
+            return invalid("node_id must not be empty");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&l.max_frame_bytes) {
+            return invalid("limits.max_frame_bytes must be between 1024 and 16777216");
+        }
+        if l.max_text_bytes == 0 || l.max_text_bytes + 1024 > l.max_frame_bytes {
+            return invalid("limits.max_text_bytes must be positive and at least 1 KiB below max_frame_bytes");
+        }
+        if l.handshake_timeout_secs == 0 || l.idle_timeout_secs == 0 {
+            return invalid("limits.handshake_timeout_secs and idle_timeout_secs must be positive");
+        }
+        if l.heartbeat_secs == 0 || u64::from(l.heartbeat_secs) >= l.idle_timeout_secs {
+            return invalid("limits.heartbeat_secs must be positive and below idle_timeout_secs");
+        }
+        if l.max_connections_per_ip == 0 || l.outbound_queue < 16 || l.max_pull == 0 {
+            return invalid("limits.max_connections_per_ip and max_pull must be positive, outbound_queue at least 16");
+        }
+        if l.max_group_members < 2 {
+            return invalid("limits.max_group_members must be at least 2");
+        }
+        let a = &self.auth;
+        if a.token_ttl_secs == 0 || a.failure_window_secs == 0 || a.session_lease_secs == 0 {
+            return invalid("auth.token_ttl_secs, failure_window_secs and session_lease_secs must be positive");
+        }
+        if a.max_failures_per_account == 0 || a.max_failures_per_ip == 0 {
+            return invalid("auth.max_failures_per_account and max_failures_per_ip must be positive");
+        }
+        if !(1..=4096).contains(&self.storage.partitions) {
+            return invalid("storage.partitions must be between 1 and 4096");
+        }
+        Ok(self)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.handshake_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.idle_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_embedded_default() {
+        let config = NodeConfig::from_toml("").unwrap();
+        assert_eq!(config.listen.tcp, default_tcp_addr());
+        assert_eq!(config.limits.max_frame_bytes, 65536);
+        assert_eq!(config.storage.partitions, 64);
+        assert!(config.tls.is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = NodeConfig::from_toml("[limits]\nmax_frame_byte = 10\n").unwrap_err();
+        assert!(err.to_string().contains("max_frame_byte"), "{err}");
+        assert!(NodeConfig::from_toml("colour = 1").is_err());
+    }
+
+    #[test]
+    fn inconsistent_limits_are_refused() {
+        let err = NodeConfig::from_toml("[limits]\nheartbeat_secs = 100\nidle_timeout_secs = 50\n")
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn every_example_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                NodeConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no example configs in {}", dir.display());
+    }
+}

@@ -1,0 +1,221 @@
+//! The node's one RocksDB: column families, synced writes, and the error type
+//! of every storage call.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch, WriteOptions};
+
+use crate::protocol::{ErrorCode, ProtocolError};
+
+/// Users by id (`u64` → `UserRecord`).
+pub const CF_META_USERS: &str = "meta_users";
+/// Account name → user id.
+pub const CF_META_ACCOUNTS: &str = "meta_accounts";
+/// Groups by id (`u64` → `GroupRecord`).
+pub const CF_META_GROUPS: &str = "meta_groups";
+/// Membership index: user id | group id → empty.
+pub const CF_META_USER_GROUPS: &str = "meta_user_groups";
+/// Session tokens by digest (see `auth::tokens`) → `TokenRecord`.
+pub const CF_META_TOKENS: &str = "meta_tokens";
+/// The live token of a device class: user id | class → token digest.
+pub const CF_META_DEVICE_TOKENS: &str = "meta_device_tokens";
+/// Id counters and cluster settings such as the partition count.
+pub const CF_META_SETTINGS: &str = "meta_settings";
+/// Messages: partition | conversation | seq → `Message`.
+pub const CF_MSGS: &str = "msgs";
+/// Per conversation: partition | conversation → max seq.
+pub const CF_CONV_META: &str = "conv_meta";
+/// Dedup of resends: partition | conversation | sender | client_msg_id → seq.
+pub const CF_DEDUP: &str = "dedup";
+/// Read cursors: partition | conversation | user → read seq.
+pub const CF_CURSORS: &str = "cursors";
+/// The 1:1 conversations a user takes part in: partition | user | conversation → empty.
+pub const CF_INBOX: &str = "inbox";
+
+const ALL_CFS: [&str; 12] = [
+    CF_META_USERS,
+    CF_META_ACCOUNTS,
+    CF_META_GROUPS,
+    CF_META_USER_GROUPS,
+    CF_META_TOKENS,
+    CF_META_DEVICE_TOKENS,
+    CF_META_SETTINGS,
+    CF_MSGS,
+    CF_CONV_META,
+    CF_DEDUP,
+    CF_CURSORS,
+    CF_INBOX,
+];
+
+/// A storage failure; the request fails with INTERNAL and nothing is half-written
+/// because every write is one atomic batch.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb failure: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("corrupt record in {cf}: {detail}")]
+    Corrupt { cf: &'static str, detail: String },
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+impl From<StorageError> for ProtocolError {
+    fn from(err: StorageError) -> Self {
+        tracing::error!(error = %err, "storage failure");
+        ProtocolError::new(ErrorCode::Internal, "storage failure")
+    }
+}
+
+type Rocks = DBWithThreadMode<MultiThreaded>;
+
+/// The shared RocksDB of a node. Every write is synced before it returns.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Rocks>,
+}
+
+impl Db {
+    /// Opens (or creates) the database under `dir` with every column family.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_max_open_files(2048);
+        opts.set_keep_log_file_num(4);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut cf_opts = Options::default();
+            cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, cf_opts)
+        });
+        let db = Rocks::open_cf_descriptors(&opts, dir, cfs)?;
+        Ok(Db { inner: Arc::new(db) })
+    }
+
+    fn cf(&self, name: &'static str) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, StorageError> {
+        self.inner.cf_handle(name).ok_or(StorageError::Corrupt {
+            cf: name,
+            detail: "column family missing".to_string(),
+        })
+    }
+
+    pub fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.inner.get_cf(&self.cf(cf)?, key)?)
+    }
+
+    /// Returns the decoded protobuf record under `key`.
+    pub fn get_pb<M: prost::Message + Default>(&self, cf: &'static str, key: &[u8]) -> Result<Option<M>, StorageError> {
+        self.get(cf, key)?
+            .map(|bytes| {
+                M::decode(bytes.as_slice()).map_err(|e| StorageError::Corrupt {
+                    cf,
+                    detail: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    pub fn get_u64(&self, cf: &'static str, key: &[u8]) -> Result<Option<u64>, StorageError> {
+        self.get(cf, key)?
+            .map(|bytes| decode_u64(cf, &bytes))
+            .transpose()
+    }
+
+    /// Returns up to `limit` entries whose keys start with `prefix`, from
+    /// `start` (inclusive, which must itself start with `prefix`) on.
+    pub fn scan(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StorageError> {
+        let handle = self.cf(cf)?;
+        let iter = self.inner.iterator_cf(
+            &handle,
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// Starts an atomic batch of writes.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            db: self,
+            batch: WriteBatch::default(),
+            error: None,
+        }
+    }
+}
+
+/// An atomic, synced batch of writes over several column families.
+pub struct Batch<'a> {
+    db: &'a Db,
+    batch: WriteBatch,
+    error: Option<StorageError>,
+}
+
+impl Batch<'_> {
+    fn with_cf(&mut self, cf: &'static str, f: impl FnOnce(&mut WriteBatch, &ColumnFamilyRef<'_>)) {
+        match self.db.cf(cf) {
+            Ok(handle) => f(&mut self.batch, &handle),
+            Err(err) => self.error = Some(err),
+        }
+    }
+
+    pub fn put(&mut self, cf: &'static str, key: &[u8], value: &[u8]) -> &mut Self {
+        self.with_cf(cf, |b, h| b.put_cf(h, key, value));
+        self
+    }
+
+    pub fn put_pb(&mut self, cf: &'static str, key: &[u8], value: &impl prost::Message) -> &mut Self {
+        self.put(cf, key, &value.encode_to_vec())
+    }
+
+    pub fn delete(&mut self, cf: &'static str, key: &[u8]) -> &mut Self {
+        self.with_cf(cf, |b, h| b.delete_cf(h, key));
+        self
+    }
+
+    /// Writes the batch and syncs the WAL before returning.
+    pub fn commit(self) -> Result<(), StorageError> {
+        if let Some(err) = self.error {
+            return Err(err);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.inner.write_opt(self.batch, &opts)?;
+        Ok(())
+    }
+}
+
+type ColumnFamilyRef<'a> = Arc<rocksdb::BoundColumnFamily<'a>>;
+
+/// Decodes a big-endian u64 value.
+pub fn decode_u64(cf: &'static str, bytes: &[u8]) -> Result<u64, StorageError> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StorageError::Corrupt {
+            cf,
+            detail: format!("expected 8 bytes, found {}", bytes.len()),
+        })
+}
+
+/// Runs a blocking storage call off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))?
+}

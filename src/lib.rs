@@ -1,0 +1,62 @@
+//! Chorus: an enterprise instant-messaging platform that runs as a cluster of
+//! identical nodes. See `docs/` and the architecture contract for the planes.
+
+mod actors;
+mod admin;
+mod api;
+mod auth;
+mod config;
+mod db;
+mod meta;
+mod node;
+mod partition;
+mod protocol;
+
+pub mod client;
+
+pub use admin::{ADMIN_ACCOUNT, ADMIN_PASSWORD_ENV, DEMO_PASSWORD, seed_demo};
+pub use auth::{hash_password, verify_password};
+pub use config::{ConfigError, NodeConfig, TlsConfig};
+pub use node::{Node, NodeError};
+pub use protocol::{ConversationId, ErrorCode, FrameFormat, ProtocolError, pb};
+
+/// Test-only access to a node's internals: fault injection, direct setup.
+#[cfg(feature = "testsuite")]
+pub mod testsuite {
+    pub use crate::actors::{ConversationMsg, UserMsg};
+    use crate::protocol::ConversationId;
+
+    /// Creates a user without going through REST; returns its id.
+    pub async fn create_user(node: &crate::Node, account: &str, password: &str) -> u64 {
+        let services = node.services.clone();
+        let new = crate::meta::NewUser {
+            account: account.to_string(),
+            password_hash: crate::auth::hash_password(password),
+            ..Default::default()
+        };
+        tokio::task::spawn_blocking(move || services.meta.create_user(new))
+            .await
+            .expect("create_user task")
+            .expect("create_user")
+            .user_id
+    }
+
+    /// Makes the conversation actor of `conv` panic; returns once it is gone.
+    pub async fn crash_conversation(node: &crate::Node, conv: ConversationId) {
+        let actor = node.services.directory.conversation(conv).await.expect("conversation actor");
+        actor.cast(ConversationMsg::Crash).expect("actor alive");
+        let gone = async {
+            while actor.get_status() != ractor::ActorStatus::Stopped {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), gone)
+            .await
+            .expect("crashed actor stops");
+    }
+
+    /// Returns how many user and conversation actors are live.
+    pub fn actor_counts(node: &crate::Node) -> (usize, usize) {
+        node.services.directory.counts()
+    }
+}

@@ -1,0 +1,40 @@
+//! The client protocol: generated types, framing, error codes and ids.
+
+mod codec;
+mod error;
+mod ids;
+
+pub use codec::{FrameCodec, FrameFormat, SharedFrame, decode_client_frame, encode_server_frame};
+pub use error::{ErrorCode, ProtocolError};
+pub use ids::ConversationId;
+
+/// Generated code, nested as the proto packages are (`chorus.v1`,
+/// `chorus.store.v1`) so that cross-package references resolve.
+#[allow(clippy::all, missing_docs, dead_code)]
+mod generated {
+    pub mod chorus {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/chorus.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/chorus.v1.serde.rs"));
+        }
+        pub mod store {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/chorus.store.v1.rs"));
+                include!(concat!(env!("OUT_DIR"), "/chorus.store.v1.serde.rs"));
+            }
+        }
+    }
+}
+
+/// Client protocol types (`proto/chorus/v1/client.proto`).
+pub use generated::chorus::v1 as pb;
+/// Storage records and commands (`proto/chorus/v1/store.proto`).
+pub use generated::chorus::store::v1 as store_pb;
+
+/// Returns the current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

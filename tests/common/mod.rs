@@ -1,0 +1,181 @@
+//! Shared helpers of the integration tests: a real node on loopback (ports
+//! bound to 0, data in a temporary folder), REST calls, clients, and waiting
+//! on predicates with a deadline.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use chorus::client::{ClientOptions, Connection, Event, Transport};
+use chorus::{Node, NodeConfig, pb};
+use serde_json::json;
+
+/// How long any wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct TestNode {
+    pub node: Node,
+    pub dir: tempfile::TempDir,
+    pub admin_password: String,
+    http: reqwest::Client,
+}
+
+/// Returns the config of a test node: loopback, port 0, a fresh data folder.
+pub fn test_config(dir: &std::path::Path) -> NodeConfig {
+    let mut config = NodeConfig::default();
+    config.data_dir = dir.to_path_buf();
+    config.listen.tcp = "127.0.0.1:0".parse().unwrap();
+    config.listen.http = "127.0.0.1:0".parse().unwrap();
+    config.storage.partitions = 8;
+    config
+}
+
+impl TestNode {
+    pub async fn start() -> TestNode {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let node = Node::start(config.validate().unwrap()).await.unwrap();
+        let admin_password = node.generated_admin_password.clone().expect("a fresh node generates the admin password");
+        TestNode {
+            node,
+            dir,
+            admin_password,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.http_addr())
+    }
+
+    pub fn addr(&self, transport: Transport) -> String {
+        match transport {
+            Transport::Tcp => self.node.tcp_addr().to_string(),
+            Transport::WsBinary | Transport::WsJson => self.node.http_addr().to_string(),
+        }
+    }
+
+    /// Logs in over REST and returns the token.
+    pub async fn rest_login(&self, account: &str, password: &str, device_class: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/login"))
+            .json(&json!({ "account": account, "password": password, "device_class": device_class }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        let reply: serde_json::Value = self.rest_login("admin", &self.admin_password, "web").await.json().await.unwrap();
+        reply["token"].as_str().unwrap().to_string()
+    }
+
+    /// Creates users through the admin REST API; returns their ids.
+    pub async fn create_users(&self, accounts: &[&str]) -> Vec<u64> {
+        let token = self.admin_token().await;
+        let mut ids = Vec::new();
+        for account in accounts {
+            let response = self
+                .http
+                .post(self.url("/api/v1/users"))
+                .bearer_auth(&token)
+                .json(&json!({ "account": account, "password": password(account) }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201, "creating {account}");
+            let user: serde_json::Value = response.json().await.unwrap();
+            ids.push(user["user_id"].as_u64().unwrap());
+        }
+        ids
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub async fn connect(&self, transport: Transport) -> Connection {
+        Connection::connect(&ClientOptions::new(self.addr(transport), transport)).await.unwrap()
+    }
+
+    /// Connects and logs in; returns the connection and its session.
+    pub async fn login(&self, account: &str, class: pb::DeviceClass, transport: Transport) -> (Connection, pb::Session) {
+        let conn = self.connect(transport).await;
+        let session = conn.login(account, &password(account), class).await.unwrap();
+        (conn, session)
+    }
+}
+
+/// The password the helpers give every test user.
+pub fn password(account: &str) -> String {
+    format!("password-of-{account}")
+}
+
+/// Waits for `check` to return `Some`, polling until the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Returns the next push of a connection, failing the test at the deadline.
+pub async fn next_push(conn: &mut Connection) -> pb::ServerFrame {
+    match tokio::time::timeout(DEADLINE, conn.next_event()).await {
+        Ok(Some(Event::Push(frame))) => frame,
+        Ok(other) => panic!("expected a push, got {other:?}"),
+        Err(_) => panic!("no push within {DEADLINE:?}"),
+    }
+}
+
+/// Returns the next message push, skipping other pushes.
+pub async fn next_message(conn: &mut Connection) -> pb::Message {
+    loop {
+        if let Some(pb::server_frame::Body::Message(message)) = next_push(conn).await.body {
+            return message;
+        }
+    }
+}
+
+/// Returns the close event of a connection, skipping pushes before it.
+pub async fn wait_closed(conn: &mut Connection) -> (Option<u16>, String, Vec<pb::ServerFrame>) {
+    let mut pushes = Vec::new();
+    loop {
+        match tokio::time::timeout(DEADLINE, conn.next_event()).await {
+            Ok(Some(Event::Push(frame))) => pushes.push(frame),
+            Ok(Some(Event::Closed { ws_code, reason })) => return (ws_code, reason, pushes),
+            Ok(None) => return (None, String::new(), pushes),
+            Err(_) => panic!("connection not closed within {DEADLINE:?}"),
+        }
+    }
+}
+
+pub fn text_of(message: &pb::Message) -> &str {
+    match message.content.as_ref().and_then(|c| c.kind.as_ref()) {
+        Some(pb::content::Kind::Text(text)) => &text.text,
+        _ => "",
+    }
+}
+
+/// Asserts that nothing arrives on a connection for a short while: used only
+/// to check the absence of a push after a positive event already arrived.
+pub async fn assert_quiet(conn: &mut Connection, what: &str) {
+    // Absence cannot be awaited; a ping round trip orders it after all earlier pushes.
+    conn.ping().await.unwrap();
+    if let Some(event) = conn.next_event_within(Duration::from_millis(1)).await {
+        panic!("{what}: unexpected {event:?}");
+    }
+}
