@@ -55,8 +55,12 @@ fn frames(c: &mut Criterion) {
     let send_json = serde_json::to_vec(&send).unwrap();
     let mut group = c.benchmark_group("frame");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("encode_push_protobuf", |b| b.iter(|| black_box(&push).encode_to_vec()));
-    group.bench_function("encode_push_json", |b| b.iter(|| serde_json::to_vec(black_box(&push)).unwrap()));
+    group.bench_function("encode_push_protobuf", |b| {
+        b.iter(|| black_box(&push).encode_to_vec())
+    });
+    group.bench_function("encode_push_json", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&push)).unwrap())
+    });
     group.bench_function("decode_send_protobuf", |b| {
         b.iter(|| pb::ClientFrame::decode(black_box(send_bin.as_slice())).unwrap())
     });
@@ -70,12 +74,12 @@ fn send_to_ack(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (node, conn, conv) = runtime.block_on(async {
-        let mut config = NodeConfig::default();
-        config.data_dir = dir.path().to_path_buf();
-        config.listen.tcp = "127.0.0.1:0".parse().unwrap();
-        config.listen.http = "127.0.0.1:0".parse().unwrap();
-        config.log.level = "warn".into();
-        let node = Node::start(config.validate().unwrap()).await.unwrap();
+        let config = NodeConfig::from_toml(&format!(
+            "data_dir = {:?}\n[listen]\ntcp = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n",
+            dir.path()
+        ))
+        .unwrap();
+        let node = Node::start(config).await.unwrap();
         let admin_password = node.generated_admin_password.clone().unwrap();
         let http = reqwest::Client::new();
         let base = format!("http://{}", node.http_addr());

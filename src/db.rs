@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch, WriteOptions,
+};
 
 use crate::protocol::{ErrorCode, ProtocolError};
 
@@ -69,6 +71,9 @@ impl From<StorageError> for ProtocolError {
 
 type Rocks = DBWithThreadMode<MultiThreaded>;
 
+/// One key and its value, as a scan returns them.
+pub type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 /// The shared RocksDB of a node. Every write is synced before it returns.
 #[derive(Clone)]
 pub struct Db {
@@ -90,7 +95,9 @@ impl Db {
             ColumnFamilyDescriptor::new(*name, cf_opts)
         });
         let db = Rocks::open_cf_descriptors(&opts, dir, cfs)?;
-        Ok(Db { inner: Arc::new(db) })
+        Ok(Db {
+            inner: Arc::new(db),
+        })
     }
 
     fn cf(&self, name: &'static str) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, StorageError> {
@@ -105,7 +112,11 @@ impl Db {
     }
 
     /// Returns the decoded protobuf record under `key`.
-    pub fn get_pb<M: prost::Message + Default>(&self, cf: &'static str, key: &[u8]) -> Result<Option<M>, StorageError> {
+    pub fn get_pb<M: prost::Message + Default>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+    ) -> Result<Option<M>, StorageError> {
         self.get(cf, key)?
             .map(|bytes| {
                 M::decode(bytes.as_slice()).map_err(|e| StorageError::Corrupt {
@@ -130,7 +141,7 @@ impl Db {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StorageError> {
+    ) -> Result<Vec<KeyValue>, StorageError> {
         let handle = self.cf(cf)?;
         let iter = self.inner.iterator_cf(
             &handle,
@@ -177,7 +188,12 @@ impl Batch<'_> {
         self
     }
 
-    pub fn put_pb(&mut self, cf: &'static str, key: &[u8], value: &impl prost::Message) -> &mut Self {
+    pub fn put_pb(
+        &mut self,
+        cf: &'static str,
+        key: &[u8],
+        value: &impl prost::Message,
+    ) -> &mut Self {
         self.put(cf, key, &value.encode_to_vec())
     }
 

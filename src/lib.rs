@@ -43,7 +43,12 @@ pub mod testsuite {
 
     /// Makes the conversation actor of `conv` panic; returns once it is gone.
     pub async fn crash_conversation(node: &crate::Node, conv: ConversationId) {
-        let actor = node.services.directory.conversation(conv).await.expect("conversation actor");
+        let actor = node
+            .services
+            .directory
+            .conversation(conv)
+            .await
+            .expect("conversation actor");
         actor.cast(ConversationMsg::Crash).expect("actor alive");
         let gone = async {
             while actor.get_status() != ractor::ActorStatus::Stopped {

@@ -27,8 +27,11 @@ enum Command {
 }
 
 fn init_logging(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -42,15 +45,29 @@ async fn serve(config: Option<PathBuf>, demo: bool) -> anyhow::Result<()> {
         None => chorus::NodeConfig::default().validate()?,
     };
     init_logging(&config.log.level, config.log.json);
-    let node = chorus::Node::start(config).await.context("failed to start the node")?;
+    let node = chorus::Node::start(config)
+        .await
+        .context("failed to start the node")?;
     if let Some(password) = &node.generated_admin_password {
-        println!("created account '{}' with password: {password}", chorus::ADMIN_ACCOUNT);
-        println!("(shown once; set {} before the first start to choose it)", chorus::ADMIN_PASSWORD_ENV);
+        println!(
+            "created account '{}' with password: {password}",
+            chorus::ADMIN_ACCOUNT
+        );
+        println!(
+            "(shown once; set {} before the first start to choose it)",
+            chorus::ADMIN_PASSWORD_ENV
+        );
     }
     if demo {
-        let created = chorus::seed_demo(&node.services).await.context("failed to seed the demo organisation")?;
+        let created = chorus::seed_demo(&node.services)
+            .await
+            .context("failed to seed the demo organisation")?;
         if !created.is_empty() {
-            println!("demo users {} created with password '{}'", created.join(", "), chorus::DEMO_PASSWORD);
+            println!(
+                "demo users {} created with password '{}'",
+                created.join(", "),
+                chorus::DEMO_PASSWORD
+            );
         }
     }
     // One line that scripts and tests read to find the bound ports.

@@ -4,22 +4,25 @@
 mod common;
 
 use bytes::{BufMut, BytesMut};
+use chorus::ErrorCode;
 use chorus::client::Transport;
 use chorus::pb::{self, DeviceClass};
-use chorus::ErrorCode;
 use common::*;
 use futures::{SinkExt, StreamExt};
 use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// Reads one length-prefixed server frame; `None` at end of stream.
 async fn read_frame(stream: &mut TcpStream) -> Option<pb::ServerFrame> {
     let mut len = [0u8; 4];
-    tokio::time::timeout(DEADLINE, stream.read_exact(&mut len)).await.expect("frame within deadline").ok()?;
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut len))
+        .await
+        .expect("frame within deadline")
+        .ok()?;
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
     stream.read_exact(&mut body).await.ok()?;
     Some(pb::ServerFrame::decode(body.as_slice()).unwrap())
@@ -42,7 +45,10 @@ fn error_code(frame: &pb::ServerFrame) -> Option<ErrorCode> {
 
 async fn assert_eof(stream: &mut TcpStream) {
     let mut rest = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await.expect("closed within deadline").ok();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+        .await
+        .expect("closed within deadline")
+        .ok();
 }
 
 /// A healthy client that must keep working while others misbehave.
@@ -58,16 +64,26 @@ async fn tcp_oversized_frame_and_garbage_close_with_too_large() {
     let healthy = bystander(&node).await;
 
     let mut stream = TcpStream::connect(node.node.tcp_addr()).await.unwrap();
-    stream.write_all(&(1024 * 1024u32).to_be_bytes()).await.unwrap();
-    let frame = read_frame(&mut stream).await.expect("an error frame before close");
+    stream
+        .write_all(&(1024 * 1024u32).to_be_bytes())
+        .await
+        .unwrap();
+    let frame = read_frame(&mut stream)
+        .await
+        .expect("an error frame before close");
     assert_eq!(error_code(&frame), Some(ErrorCode::TooLarge));
     assert_eq!(frame.request_id, 0);
     assert_eof(&mut stream).await;
 
     // An HTTP request on the frame port reads as an absurd length prefix.
     let mut stream = TcpStream::connect(node.node.tcp_addr()).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let frame = read_frame(&mut stream).await.expect("an error frame before close");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let frame = read_frame(&mut stream)
+        .await
+        .expect("an error frame before close");
     assert_eq!(error_code(&frame), Some(ErrorCode::TooLarge));
     assert_eof(&mut stream).await;
 
@@ -79,13 +95,25 @@ async fn tcp_invalid_protobuf_gets_invalid_and_the_connection_lives_on() {
     let node = TestNode::start().await;
     node.create_users(&["bob"]).await;
     let mut stream = TcpStream::connect(node.node.tcp_addr()).await.unwrap();
-    stream.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
+    stream
+        .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
     let frame = read_frame(&mut stream).await.unwrap();
     assert_eq!(error_code(&frame), Some(ErrorCode::Invalid));
     // A frame with no body is a request error, answered under its id.
-    stream.write_all(&frame_bytes(&pb::ClientFrame { request_id: 5, body: None })).await.unwrap();
+    stream
+        .write_all(&frame_bytes(&pb::ClientFrame {
+            request_id: 5,
+            body: None,
+        }))
+        .await
+        .unwrap();
     let frame = read_frame(&mut stream).await.unwrap();
-    assert_eq!((frame.request_id, error_code(&frame)), (5, Some(ErrorCode::Invalid)));
+    assert_eq!(
+        (frame.request_id, error_code(&frame)),
+        (5, Some(ErrorCode::Invalid))
+    );
     // Requests before authentication are refused, the connection stays.
     let sync = pb::ClientFrame {
         request_id: 6,
@@ -93,7 +121,10 @@ async fn tcp_invalid_protobuf_gets_invalid_and_the_connection_lives_on() {
     };
     stream.write_all(&frame_bytes(&sync)).await.unwrap();
     let frame = read_frame(&mut stream).await.unwrap();
-    assert_eq!((frame.request_id, error_code(&frame)), (6, Some(ErrorCode::Unauthenticated)));
+    assert_eq!(
+        (frame.request_id, error_code(&frame)),
+        (6, Some(ErrorCode::Unauthenticated))
+    );
     let ping = pb::ClientFrame {
         request_id: 7,
         body: Some(pb::client_frame::Body::Ping(pb::Ping {})),
@@ -103,14 +134,23 @@ async fn tcp_invalid_protobuf_gets_invalid_and_the_connection_lives_on() {
     assert!(matches!(frame.body, Some(pb::server_frame::Body::Pong(_))));
 }
 
-async fn raw_ws(node: &TestNode) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", node.node.http_addr())).await.unwrap();
+async fn raw_ws(
+    node: &TestNode,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", node.node.http_addr()))
+        .await
+        .unwrap();
     ws
 }
 
-async fn ws_close_code(ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>) -> Option<u16> {
+async fn ws_close_code(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+) -> Option<u16> {
     loop {
-        match tokio::time::timeout(DEADLINE, ws.next()).await.expect("close within deadline") {
+        match tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("close within deadline")
+        {
             Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
             Some(Ok(_)) => continue,
             _ => return None,
@@ -126,7 +166,9 @@ async fn websocket_bad_input_gets_its_close_code_or_error() {
 
     // Oversized message: closed with TOO_LARGE (4413).
     let mut ws = raw_ws(&node).await;
-    ws.send(Message::binary(vec![0u8; 100 * 1024])).await.unwrap();
+    ws.send(Message::binary(vec![0u8; 100 * 1024]))
+        .await
+        .unwrap();
     assert_eq!(ws_close_code(&mut ws).await, Some(4413));
 
     // Invalid UTF-8 in a text frame: closed with INVALID (4400).
@@ -137,21 +179,36 @@ async fn websocket_bad_input_gets_its_close_code_or_error() {
 
     // Invalid JSON: an INVALID error frame, and the connection lives on.
     let mut ws = raw_ws(&node).await;
-    ws.send(Message::text("{\"requestId\": \"1\", \"login\": ")).await.unwrap();
-    let Some(Ok(Message::Text(text))) = ws.next().await else { panic!("expected a text error frame") };
+    ws.send(Message::text("{\"requestId\": \"1\", \"login\": "))
+        .await
+        .unwrap();
+    let Some(Ok(Message::Text(text))) = ws.next().await else {
+        panic!("expected a text error frame")
+    };
     let reply: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
     assert_eq!(reply["error"]["code"], "INVALID");
-    ws.send(Message::text("{\"requestId\": \"2\", \"ping\": {}}")).await.unwrap();
-    let Some(Ok(Message::Text(text))) = ws.next().await else { panic!("expected a pong") };
+    ws.send(Message::text("{\"requestId\": \"2\", \"ping\": {}}"))
+        .await
+        .unwrap();
+    let Some(Ok(Message::Text(text))) = ws.next().await else {
+        panic!("expected a pong")
+    };
     let reply: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
     assert_eq!(reply["requestId"], "2");
     assert!(reply["pong"].is_object());
 
     // Invalid protobuf on a binary frame: an INVALID error frame.
     let mut ws = raw_ws(&node).await;
-    ws.send(Message::binary(vec![0xffu8, 0xff, 0xff])).await.unwrap();
-    let Some(Ok(Message::Binary(bytes))) = ws.next().await else { panic!("expected a binary error frame") };
-    assert_eq!(error_code(&pb::ServerFrame::decode(bytes).unwrap()), Some(ErrorCode::Invalid));
+    ws.send(Message::binary(vec![0xffu8, 0xff, 0xff]))
+        .await
+        .unwrap();
+    let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
+        panic!("expected a binary error frame")
+    };
+    assert_eq!(
+        error_code(&pb::ServerFrame::decode(bytes).unwrap()),
+        Some(ErrorCode::Invalid)
+    );
 
     healthy.ping().await.unwrap();
 }
@@ -171,25 +228,55 @@ async fn bad_requests_get_their_codes_and_write_nothing() {
         (&conv, "", ErrorCode::Invalid),
     ];
     for (i, (target, text, code)) in cases.into_iter().enumerate() {
-        let err = alice.send_text(target, &format!("bad{i}"), text).await.unwrap_err();
+        let err = alice
+            .send_text(target, &format!("bad{i}"), text)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Some(code), "send to {target:?} with {text:?}");
     }
     let too_long = "x".repeat(20_000);
-    assert_eq!(alice.send_text(&conv, "long", &too_long).await.unwrap_err().code(), Some(ErrorCode::TooLarge));
+    assert_eq!(
+        alice
+            .send_text(&conv, "long", &too_long)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::TooLarge)
+    );
     let no_content = pb::SendMessage {
         client_msg_id: "empty".into(),
         conversation: conv.clone(),
         content: None,
     };
-    let err = alice.request(pb::client_frame::Body::Send(no_content)).await.unwrap_err();
+    let err = alice
+        .request(pb::client_frame::Body::Send(no_content))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Invalid));
-    assert_eq!(alice.send_text(&conv, "", "no id").await.unwrap_err().code(), Some(ErrorCode::Invalid));
-    assert_eq!(alice.lookup("nobody").await.unwrap_err().code(), Some(ErrorCode::NotFound));
+    assert_eq!(
+        alice
+            .send_text(&conv, "", "no id")
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::Invalid)
+    );
+    assert_eq!(
+        alice.lookup("nobody").await.unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
 
     // Nothing of the refused sends was stored.
     let history = alice.pull_all(&conv, 0).await.unwrap();
     assert_eq!(history.len(), 1);
-    assert_eq!(alice.send_text(&conv, "ok2", "still fine").await.unwrap().seq, 2);
+    assert_eq!(
+        alice
+            .send_text(&conv, "ok2", "still fine")
+            .await
+            .unwrap()
+            .seq,
+        2
+    );
 }
 
 #[tokio::test]
@@ -197,9 +284,21 @@ async fn forged_and_expired_tokens_are_unauthenticated() {
     let node = TestNode::start_with(|config| config.auth.token_ttl_secs = 1).await;
     node.create_users(&["alice"]).await;
     let conn = node.connect(Transport::Tcp).await;
-    assert_eq!(conn.resume("forged-token").await.unwrap_err().code(), Some(ErrorCode::Unauthenticated));
-    let session = conn.login("alice", &password("alice"), DeviceClass::Pc).await.unwrap();
-    let response = node.http().get(node.url("/api/v1/me")).bearer_auth("forged").send().await.unwrap();
+    assert_eq!(
+        conn.resume("forged-token").await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated)
+    );
+    let session = conn
+        .login("alice", &password("alice"), DeviceClass::Pc)
+        .await
+        .unwrap();
+    let response = node
+        .http()
+        .get(node.url("/api/v1/me"))
+        .bearer_auth("forged")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     // The token expires after its one-second lifetime.
     wait_for("the token to expire", || async {
@@ -218,15 +317,28 @@ async fn repeated_login_failures_are_throttled() {
     node.create_users(&["alice", "bob"]).await;
     let conn = node.connect(Transport::Tcp).await;
     for _ in 0..5 {
-        let err = conn.login("alice", "wrong password", DeviceClass::Pc).await.unwrap_err();
+        let err = conn
+            .login("alice", "wrong password", DeviceClass::Pc)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::Unauthenticated));
     }
     // Past the limit even the right password is refused, over REST too.
-    let err = conn.login("alice", &password("alice"), DeviceClass::Pc).await.unwrap_err();
+    let err = conn
+        .login("alice", &password("alice"), DeviceClass::Pc)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::RateLimited));
-    assert_eq!(node.rest_login("alice", &password("alice"), "pc").await.status(), 429);
+    assert_eq!(
+        node.rest_login("alice", &password("alice"), "pc")
+            .await
+            .status(),
+        429
+    );
     // Other accounts are not affected.
-    conn.login("bob", &password("bob"), DeviceClass::Pc).await.unwrap();
+    conn.login("bob", &password("bob"), DeviceClass::Pc)
+        .await
+        .unwrap();
     assert_eq!(node.rest_login("nobody", "x", "pc").await.status(), 401);
 }
 
@@ -234,7 +346,9 @@ async fn repeated_login_failures_are_throttled() {
 async fn a_connection_that_never_authenticates_is_closed() {
     let node = TestNode::start_with(|config| config.limits.handshake_timeout_secs = 1).await;
     let mut stream = TcpStream::connect(node.node.tcp_addr()).await.unwrap();
-    let frame = read_frame(&mut stream).await.expect("an error frame before close");
+    let frame = read_frame(&mut stream)
+        .await
+        .expect("an error frame before close");
     assert_eq!(error_code(&frame), Some(ErrorCode::Unauthenticated));
     assert_eof(&mut stream).await;
 }

@@ -109,7 +109,10 @@ async fn acked_messages_survive_sigkill_and_seqs_continue() {
     create_users(&node.http, &["alice", "bob"]).await;
     let options = ClientOptions::new(node.tcp.clone(), Transport::Tcp);
     let mut alice = Connection::connect(&options).await.unwrap();
-    alice.login("alice", &password("alice"), DeviceClass::Pc).await.unwrap();
+    alice
+        .login("alice", &password("alice"), DeviceClass::Pc)
+        .await
+        .unwrap();
     let conv = alice.lookup("bob").await.unwrap().direct_conversation;
 
     // Pipeline many sends; kill the node as soon as half of them are acked.
@@ -120,7 +123,10 @@ async fn acked_messages_survive_sigkill_and_seqs_continue() {
     let mut acked: BTreeMap<String, u64> = BTreeMap::new();
     while acked.len() < SENT / 2 {
         match alice.next_event().await {
-            Some(Event::Push(pb::ServerFrame { body: Some(pb::server_frame::Body::Ack(ack)), .. })) => {
+            Some(Event::Push(pb::ServerFrame {
+                body: Some(pb::server_frame::Body::Ack(ack)),
+                ..
+            })) => {
                 acked.insert(ack.client_msg_id, ack.seq);
             }
             Some(Event::Push(_)) => {}
@@ -131,7 +137,10 @@ async fn acked_messages_survive_sigkill_and_seqs_continue() {
     // Acks already on the wire when the process died count as acked too.
     loop {
         match alice.next_event().await {
-            Some(Event::Push(pb::ServerFrame { body: Some(pb::server_frame::Body::Ack(ack)), .. })) => {
+            Some(Event::Push(pb::ServerFrame {
+                body: Some(pb::server_frame::Body::Ack(ack)),
+                ..
+            })) => {
                 acked.insert(ack.client_msg_id, ack.seq);
             }
             Some(Event::Push(_)) => {}
@@ -143,23 +152,42 @@ async fn acked_messages_survive_sigkill_and_seqs_continue() {
     let node = spawn_node(&config).await;
     let options = ClientOptions::new(node.tcp.clone(), Transport::Tcp);
     let bob = Connection::connect(&options).await.unwrap();
-    bob.login("bob", &password("bob"), DeviceClass::Mobile).await.unwrap();
+    bob.login("bob", &password("bob"), DeviceClass::Mobile)
+        .await
+        .unwrap();
     let history = bob.pull_all(&conv, 0).await.unwrap();
     let seqs: Vec<u64> = history.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, (1..=history.len() as u64).collect::<Vec<_>>(), "seqs are dense from 1");
-    let stored: BTreeMap<&str, u64> = history.iter().map(|m| (m.client_msg_id.as_str(), m.seq)).collect();
+    assert_eq!(
+        seqs,
+        (1..=history.len() as u64).collect::<Vec<_>>(),
+        "seqs are dense from 1"
+    );
+    let stored: BTreeMap<&str, u64> = history
+        .iter()
+        .map(|m| (m.client_msg_id.as_str(), m.seq))
+        .collect();
     assert_eq!(stored.len(), history.len(), "no client_msg_id stored twice");
     for (id, seq) in &acked {
-        assert_eq!(stored.get(id.as_str()), Some(seq), "acked {id} at seq {seq} is stored there");
+        assert_eq!(
+            stored.get(id.as_str()),
+            Some(seq),
+            "acked {id} at seq {seq} is stored there"
+        );
     }
     // Messages were stored in the order they were sent.
     for message in &history {
-        assert_eq!(text_of(message), format!("durable {}", &message.client_msg_id[1..]));
+        assert_eq!(
+            text_of(message),
+            format!("durable {}", &message.client_msg_id[1..])
+        );
     }
 
     // Resending everything unacked stores each at most once; seqs continue.
     let alice = Connection::connect(&options).await.unwrap();
-    alice.login("alice", &password("alice"), DeviceClass::Pc).await.unwrap();
+    alice
+        .login("alice", &password("alice"), DeviceClass::Pc)
+        .await
+        .unwrap();
     let before = history.len() as u64;
     let mut next = before;
     for i in 0..SENT {

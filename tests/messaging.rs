@@ -14,14 +14,19 @@ async fn direct_messages_reach_every_device_on_every_transport() {
     let node = TestNode::start().await;
     let ids = node.create_users(&["alice", "bob"]).await;
     let (alice_pc, _) = node.login("alice", DeviceClass::Pc, Transport::Tcp).await;
-    let (mut alice_mobile, _) = node.login("alice", DeviceClass::Mobile, Transport::WsBinary).await;
+    let (mut alice_mobile, _) = node
+        .login("alice", DeviceClass::Mobile, Transport::WsBinary)
+        .await;
     let (mut bob_web, _) = node.login("bob", DeviceClass::Web, Transport::WsJson).await;
     let (mut bob_pc, _) = node.login("bob", DeviceClass::Pc, Transport::Tcp).await;
 
     let bob = alice_pc.lookup("bob").await.unwrap();
     assert_eq!(bob.user_id, ids[1]);
     let conv = bob.direct_conversation.clone();
-    assert_eq!(conv, chorus::ConversationId::direct(ids[0], ids[1]).to_string());
+    assert_eq!(
+        conv,
+        chorus::ConversationId::direct(ids[0], ids[1]).to_string()
+    );
 
     let ack = alice_pc.send_text(&conv, "m1", "hello bob").await.unwrap();
     assert_eq!((ack.seq, ack.duplicate), (1, false));
@@ -38,13 +43,21 @@ async fn direct_messages_reach_every_device_on_every_transport() {
 
     // The reply travels back over JSON and binary WebSocket alike.
     let ack = bob_web
-        .send_message(&conv, "r1", pb::content::Kind::Emoji(pb::EmojiContent { code: "👍".into() }))
+        .send_message(
+            &conv,
+            "r1",
+            pb::content::Kind::Emoji(pb::EmojiContent {
+                code: "👍".into()
+            }),
+        )
         .await
         .unwrap();
     assert_eq!(ack.seq, 2);
     let message = next_message(&mut alice_mobile).await;
     assert_eq!(message.seq, 2);
-    assert!(matches!(message.content.unwrap().kind, Some(pb::content::Kind::Emoji(e)) if e.code == "👍"));
+    assert!(
+        matches!(message.content.unwrap().kind, Some(pb::content::Kind::Emoji(e)) if e.code == "👍")
+    );
 }
 
 #[tokio::test]
@@ -57,13 +70,32 @@ async fn a_resend_with_the_same_client_msg_id_is_stored_once() {
     let again = alice.send_text(&conv, "same-id", "once").await.unwrap();
     assert!(!first.duplicate);
     assert!(again.duplicate);
-    assert_eq!((again.seq, &again.message_id, again.server_time_ms), (first.seq, &first.message_id, first.server_time_ms));
+    assert_eq!(
+        (again.seq, &again.message_id, again.server_time_ms),
+        (first.seq, &first.message_id, first.server_time_ms)
+    );
     // A resend from another connection (a reconnect) is deduplicated too.
-    let (alice2, _) = node.login("alice", DeviceClass::Mobile, Transport::WsJson).await;
-    assert_eq!(alice2.send_text(&conv, "same-id", "once").await.unwrap().seq, first.seq);
+    let (alice2, _) = node
+        .login("alice", DeviceClass::Mobile, Transport::WsJson)
+        .await;
+    assert_eq!(
+        alice2
+            .send_text(&conv, "same-id", "once")
+            .await
+            .unwrap()
+            .seq,
+        first.seq
+    );
     let history = alice.pull_all(&conv, 0).await.unwrap();
     assert_eq!(history.len(), 1);
-    assert_eq!(alice.send_text(&conv, "next-id", "twice").await.unwrap().seq, 2);
+    assert_eq!(
+        alice
+            .send_text(&conv, "next-id", "twice")
+            .await
+            .unwrap()
+            .seq,
+        2
+    );
 }
 
 #[tokio::test]
@@ -71,7 +103,9 @@ async fn pipelined_sends_keep_their_order() {
     let node = TestNode::start().await;
     node.create_users(&["alice", "bob"]).await;
     let (mut alice, _) = node.login("alice", DeviceClass::Pc, Transport::Tcp).await;
-    let (mut bob, _) = node.login("bob", DeviceClass::Pc, Transport::WsBinary).await;
+    let (mut bob, _) = node
+        .login("bob", DeviceClass::Pc, Transport::WsBinary)
+        .await;
     let conv = alice.lookup("bob").await.unwrap().direct_conversation;
     const N: u64 = 300;
     for i in 0..N {
@@ -85,7 +119,10 @@ async fn pipelined_sends_keep_their_order() {
                 })),
             }),
         };
-        alice.send_frame(pb::client_frame::Body::Send(send)).await.unwrap();
+        alice
+            .send_frame(pb::client_frame::Body::Send(send))
+            .await
+            .unwrap();
     }
     for i in 0..N {
         let message = next_message(&mut bob).await;
@@ -120,16 +157,28 @@ async fn an_offline_user_pulls_1500_messages_in_pages_without_gap_or_duplicate()
                 })),
             }),
         };
-        alice.send_frame(pb::client_frame::Body::Send(send)).await.unwrap();
+        alice
+            .send_frame(pb::client_frame::Body::Send(send))
+            .await
+            .unwrap();
     }
     // The last seq is acked only after every earlier one is durable.
     let ack = alice.send_text(&conv, "last", "last").await.unwrap();
     assert_eq!(ack.seq, N + 1);
 
-    let (bob, _) = node.login("bob", DeviceClass::Mobile, Transport::WsJson).await;
+    let (bob, _) = node
+        .login("bob", DeviceClass::Mobile, Transport::WsJson)
+        .await;
     let sync = bob.sync().await.unwrap();
-    let state = sync.conversations.iter().find(|c| c.conversation == conv).expect("conversation listed");
-    assert_eq!((state.max_seq, state.read_seq, state.unread), (N + 1, 0, N + 1));
+    let state = sync
+        .conversations
+        .iter()
+        .find(|c| c.conversation == conv)
+        .expect("conversation listed");
+    assert_eq!(
+        (state.max_seq, state.read_seq, state.unread),
+        (N + 1, 0, N + 1)
+    );
     assert_eq!(state.title, "alice");
 
     let mut cursor = 0;
@@ -153,10 +202,17 @@ async fn an_offline_user_pulls_1500_messages_in_pages_without_gap_or_duplicate()
     assert_eq!(seqs, (1..=N + 1).collect::<Vec<_>>());
     assert_eq!(pages, 16);
     // The REST history endpoint serves the same log.
-    let token: serde_json::Value = node.rest_login("bob", &password("bob"), "pc").await.json().await.unwrap();
+    let token: serde_json::Value = node
+        .rest_login("bob", &password("bob"), "pc")
+        .await
+        .json()
+        .await
+        .unwrap();
     let history: serde_json::Value = node
         .http()
-        .get(node.url(&format!("/api/v1/conversations/{conv}/messages?after_seq=1495&limit=10")))
+        .get(node.url(&format!(
+            "/api/v1/conversations/{conv}/messages?after_seq=1495&limit=10"
+        )))
         .bearer_auth(token["token"].as_str().unwrap())
         .send()
         .await
@@ -173,16 +229,24 @@ async fn reading_on_one_device_reads_on_all_including_one_that_was_offline() {
     let ids = node.create_users(&["alice", "bob"]).await;
     let (mut alice, _) = node.login("alice", DeviceClass::Pc, Transport::Tcp).await;
     let (bob_pc, _) = node.login("bob", DeviceClass::Pc, Transport::Tcp).await;
-    let (mut bob_mobile, _) = node.login("bob", DeviceClass::Mobile, Transport::WsBinary).await;
+    let (mut bob_mobile, _) = node
+        .login("bob", DeviceClass::Mobile, Transport::WsBinary)
+        .await;
     let conv = alice.lookup("bob").await.unwrap().direct_conversation;
     for i in 0..3 {
-        alice.send_text(&conv, &format!("r{i}"), "read me").await.unwrap();
+        alice
+            .send_text(&conv, &format!("r{i}"), "read me")
+            .await
+            .unwrap();
     }
     let read = bob_pc.mark_read(&conv, 3).await.unwrap();
     assert_eq!(read.read_seq, 3);
     loop {
         if let Some(Push::ReadSync(sync)) = next_push(&mut bob_mobile).await.body {
-            assert_eq!((sync.conversation.as_str(), sync.read_seq), (conv.as_str(), 3));
+            assert_eq!(
+                (sync.conversation.as_str(), sync.read_seq),
+                (conv.as_str(), 3)
+            );
             break;
         }
     }
@@ -199,9 +263,23 @@ async fn reading_on_one_device_reads_on_all_including_one_that_was_offline() {
 
     // A device that was offline learns the cursor when it syncs.
     let (bob_web, _) = node.login("bob", DeviceClass::Web, Transport::WsJson).await;
-    let state = bob_web.sync().await.unwrap().conversations.into_iter().find(|c| c.conversation == conv).unwrap();
+    let state = bob_web
+        .sync()
+        .await
+        .unwrap()
+        .conversations
+        .into_iter()
+        .find(|c| c.conversation == conv)
+        .unwrap();
     assert_eq!((state.read_seq, state.unread), (3, 0));
-    let alice_view = alice.sync().await.unwrap().conversations.into_iter().find(|c| c.conversation == conv).unwrap();
+    let alice_view = alice
+        .sync()
+        .await
+        .unwrap()
+        .conversations
+        .into_iter()
+        .find(|c| c.conversation == conv)
+        .unwrap();
     assert_eq!(alice_view.peer_read_seq, 3);
 }
 
@@ -211,7 +289,9 @@ async fn groups_deliver_to_members_count_reads_and_refuse_outsiders() {
     let ids = node.create_users(&["alice", "bob", "carol", "dave"]).await;
     let (alice, _) = node.login("alice", DeviceClass::Pc, Transport::Tcp).await;
     let (mut bob, _) = node.login("bob", DeviceClass::Pc, Transport::WsJson).await;
-    let (mut carol, _) = node.login("carol", DeviceClass::Mobile, Transport::WsBinary).await;
+    let (mut carol, _) = node
+        .login("carol", DeviceClass::Mobile, Transport::WsBinary)
+        .await;
     let (dave, _) = node.login("dave", DeviceClass::Pc, Transport::Tcp).await;
     let group = alice.create_group("team", &[ids[1], ids[2]]).await.unwrap();
     assert_eq!(group.members, vec![ids[0], ids[1], ids[2]]);
@@ -222,12 +302,17 @@ async fn groups_deliver_to_members_count_reads_and_refuse_outsiders() {
         mentions: vec![pb::Mention { user_id: ids[1] }],
         mention_all: false,
     });
-    assert_eq!(alice.send_message(&conv, "g1", mention).await.unwrap().seq, 1);
+    assert_eq!(
+        alice.send_message(&conv, "g1", mention).await.unwrap().seq,
+        1
+    );
     assert_eq!(alice.send_text(&conv, "g2", "second").await.unwrap().seq, 2);
     for member in [&mut bob, &mut carol] {
         let first = next_message(member).await;
         assert_eq!(first.seq, 1);
-        assert!(matches!(first.content.unwrap().kind, Some(pb::content::Kind::Text(t)) if t.mentions[0].user_id == ids[1]));
+        assert!(
+            matches!(first.content.unwrap().kind, Some(pb::content::Kind::Text(t)) if t.mentions[0].user_id == ids[1])
+        );
         assert_eq!(next_message(member).await.seq, 2);
     }
 
@@ -244,10 +329,20 @@ async fn groups_deliver_to_members_count_reads_and_refuse_outsiders() {
     bob.mark_read(&conv, 2).await.unwrap();
     carol.mark_read(&conv, 1).await.unwrap();
     let receipts = alice.receipts(&conv, &[1, 2]).await.unwrap();
-    let counts: Vec<(u64, u32, u32)> = receipts.receipts.iter().map(|r| (r.seq, r.read_count, r.member_count)).collect();
+    let counts: Vec<(u64, u32, u32)> = receipts
+        .receipts
+        .iter()
+        .map(|r| (r.seq, r.read_count, r.member_count))
+        .collect();
     assert_eq!(counts, vec![(1, 2, 3), (2, 1, 3)]);
     let page = alice.pull(&conv, 0, 10).await.unwrap();
-    assert_eq!(page.messages.iter().map(|m| m.read_count).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(
+        page.messages
+            .iter()
+            .map(|m| m.read_count)
+            .collect::<Vec<_>>(),
+        vec![2, 1]
+    );
 
     // A member added later can read and send; a removed one cannot.
     let added = alice
@@ -260,7 +355,10 @@ async fn groups_deliver_to_members_count_reads_and_refuse_outsiders() {
         .unwrap();
     assert!(matches!(added, Push::Group(g) if g.members == vec![ids[0], ids[1], ids[3]]));
     assert_eq!(dave.send_text(&conv, "d1", "thanks").await.unwrap().seq, 3);
-    let err = carol.send_text(&conv, "c1", "still here?").await.unwrap_err();
+    let err = carol
+        .send_text(&conv, "c1", "still here?")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(chorus::ErrorCode::Forbidden));
     // Only the owner changes members.
     let err = bob
@@ -278,14 +376,22 @@ async fn groups_deliver_to_members_count_reads_and_refuse_outsiders() {
 async fn a_second_login_in_the_same_device_class_ends_the_first() {
     let node = TestNode::start().await;
     node.create_users(&["alice"]).await;
-    let (mut first, first_session) = node.login("alice", DeviceClass::Pc, Transport::WsBinary).await;
-    let (mut mobile, _) = node.login("alice", DeviceClass::Mobile, Transport::Tcp).await;
+    let (mut first, first_session) = node
+        .login("alice", DeviceClass::Pc, Transport::WsBinary)
+        .await;
+    let (mut mobile, _) = node
+        .login("alice", DeviceClass::Mobile, Transport::Tcp)
+        .await;
     let (second, _) = node.login("alice", DeviceClass::Pc, Transport::Tcp).await;
 
     let (code, reason, pushes) = wait_closed(&mut first).await;
     assert_eq!(code, Some(4409));
     assert_eq!(reason, "logged in elsewhere");
-    assert!(pushes.iter().any(|p| matches!(&p.body, Some(Push::Kicked(k)) if k.reason == "logged in elsewhere")));
+    assert!(
+        pushes
+            .iter()
+            .any(|p| matches!(&p.body, Some(Push::Kicked(k)) if k.reason == "logged in elsewhere"))
+    );
     // The replaced token is dead; the other class and the new session live on.
     let retry = node.connect(Transport::Tcp).await;
     let err = retry.resume(&first_session.token).await.unwrap_err();
@@ -299,16 +405,30 @@ async fn a_second_login_in_the_same_device_class_ends_the_first() {
 async fn logout_closes_every_socket_of_the_token() {
     let node = TestNode::start().await;
     node.create_users(&["alice"]).await;
-    let reply: serde_json::Value = node.rest_login("alice", &password("alice"), "web").await.json().await.unwrap();
+    let reply: serde_json::Value = node
+        .rest_login("alice", &password("alice"), "web")
+        .await
+        .json()
+        .await
+        .unwrap();
     let token = reply["token"].as_str().unwrap().to_string();
     let mut conn = node.connect(Transport::WsJson).await;
     conn.resume(&token).await.unwrap();
-    let response = node.http().post(node.url("/api/v1/logout")).bearer_auth(&token).send().await.unwrap();
+    let response = node
+        .http()
+        .post(node.url("/api/v1/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
     let (code, _, _) = wait_closed(&mut conn).await;
     assert_eq!(code, Some(4401));
     let again = node.connect(Transport::Tcp).await;
-    assert_eq!(again.resume(&token).await.unwrap_err().code(), Some(chorus::ErrorCode::Unauthenticated));
+    assert_eq!(
+        again.resume(&token).await.unwrap_err().code(),
+        Some(chorus::ErrorCode::Unauthenticated)
+    );
 }
 
 #[tokio::test]
@@ -325,10 +445,14 @@ async fn a_crashed_conversation_actor_is_rebuilt_from_storage() {
     // The node still serves; the next send gets a fresh actor that continues the seqs.
     let ack = alice.send_text(&conv, "c", "after").await.unwrap();
     assert_eq!(ack.seq, 3);
-    let seqs: Vec<u64> = [next_message(&mut bob).await, next_message(&mut bob).await, next_message(&mut bob).await]
-        .iter()
-        .map(|m| m.seq)
-        .collect();
+    let seqs: Vec<u64> = [
+        next_message(&mut bob).await,
+        next_message(&mut bob).await,
+        next_message(&mut bob).await,
+    ]
+    .iter()
+    .map(|m| m.seq)
+    .collect();
     assert_eq!(seqs, vec![1, 2, 3]);
     // A resend of a message from before the crash is still deduplicated.
     let again = alice.send_text(&conv, "a", "before").await.unwrap();

@@ -2,8 +2,8 @@
 
 mod common;
 
-use chorus::client::{ClientOptions, Connection, TlsClientConfig, Transport};
 use chorus::TlsConfig;
+use chorus::client::{ClientOptions, Connection, TlsClientConfig, Transport};
 use chorus::pb::DeviceClass;
 use common::*;
 use rustls_pki_types::CertificateDer;
@@ -39,18 +39,36 @@ async fn both_transports_serve_tls_and_refuse_plaintext() {
             Transport::WsBinary => DeviceClass::Mobile,
             Transport::WsJson => DeviceClass::Web,
         };
-        let session = conn.login("alice", &password("alice"), class).await.unwrap();
+        let session = conn
+            .login("alice", &password("alice"), class)
+            .await
+            .unwrap();
         assert_eq!(session.user_id, ids);
         let conv = conn.lookup("bob").await.unwrap().direct_conversation;
-        let ack = conn.send_text(&conv, &format!("{transport:?}"), "over tls").await.unwrap();
+        let ack = conn
+            .send_text(&conv, &format!("{transport:?}"), "over tls")
+            .await
+            .unwrap();
         seen.push(ack.seq);
     }
     assert_eq!(seen, vec![1, 2, 3]);
 
     // A plaintext client gets nowhere on either port.
-    let plain = Connection::connect(&ClientOptions::new(node.addr(Transport::Tcp), Transport::Tcp)).await.unwrap();
+    let plain = Connection::connect(&ClientOptions::new(
+        node.addr(Transport::Tcp),
+        Transport::Tcp,
+    ))
+    .await
+    .unwrap();
     assert!(plain.ping().await.is_err());
-    assert!(Connection::connect(&ClientOptions::new(node.addr(Transport::WsBinary), Transport::WsBinary)).await.is_err());
+    assert!(
+        Connection::connect(&ClientOptions::new(
+            node.addr(Transport::WsBinary),
+            Transport::WsBinary
+        ))
+        .await
+        .is_err()
+    );
     // A client that does not trust the certificate fails the handshake.
     let mut untrusted = ClientOptions::new(node.addr(Transport::Tcp), Transport::Tcp);
     untrusted.tls = Some(TlsClientConfig {

@@ -59,7 +59,11 @@ pub enum ConversationMsg {
 }
 
 /// Returns the members of a conversation, or why `user` may not use it.
-pub fn members_for(services: &Services, conv: &ConversationId, user: u64) -> Result<Vec<u64>, ProtocolError> {
+pub fn members_for(
+    services: &Services,
+    conv: &ConversationId,
+    user: u64,
+) -> Result<Vec<u64>, ProtocolError> {
     let members = members_of(services, conv)?;
     if members.binary_search(&user).is_err() {
         return Err(ProtocolError::forbidden(format!("not a member of {conv}")));
@@ -73,16 +77,17 @@ pub fn members_of(services: &Services, conv: &ConversationId) -> Result<Vec<u64>
         ConversationId::Direct { lo, hi } => {
             for user in [lo, hi] {
                 if services.meta.user(user)?.is_none() {
-                    return Err(ProtocolError::not_found(format!("conversation {conv} does not exist")));
+                    return Err(ProtocolError::not_found(format!(
+                        "conversation {conv} does not exist"
+                    )));
                 }
             }
             Ok(vec![lo, hi])
         }
         ConversationId::Group(id) => {
-            let group = services
-                .meta
-                .group(id)?
-                .ok_or_else(|| ProtocolError::not_found(format!("conversation {conv} does not exist")))?;
+            let group = services.meta.group(id)?.ok_or_else(|| {
+                ProtocolError::not_found(format!("conversation {conv} does not exist"))
+            })?;
             Ok(group.members)
         }
     }
@@ -117,7 +122,12 @@ impl ConversationState {
     }
 
     /// Pushes one frame to the online members in `to`, encoded once for all.
-    fn fan_out(&self, frame: pb::ServerFrame, to: impl IntoIterator<Item = u64>, except: Option<ActorId>) {
+    fn fan_out(
+        &self,
+        frame: pb::ServerFrame,
+        to: impl IntoIterator<Item = u64>,
+        except: Option<ActorId>,
+    ) {
         let frame = Arc::new(SharedFrame::new(frame));
         for user in to {
             if let Some(actor) = self.services.directory.online_user(user) {
@@ -129,10 +139,19 @@ impl ConversationState {
         }
     }
 
-    async fn send(&mut self, sender: u64, message: pb::SendMessage, received: Instant, reply: &Reply) -> Result<(), ProtocolError> {
+    async fn send(
+        &mut self,
+        sender: u64,
+        message: pb::SendMessage,
+        received: Instant,
+        reply: &Reply,
+    ) -> Result<(), ProtocolError> {
         let members = self.members().await?;
         if members.binary_search(&sender).is_err() {
-            return Err(ProtocolError::forbidden(format!("not a member of {}", self.conv)));
+            return Err(ProtocolError::forbidden(format!(
+                "not a member of {}",
+                self.conv
+            )));
         }
         let touch_users = match self.conv {
             ConversationId::Direct { lo, hi } => vec![lo, hi],
@@ -178,13 +197,18 @@ impl ConversationState {
     async fn read(&mut self, user: u64, seq: u64, reply: &Reply) -> Result<(), ProtocolError> {
         let members = self.members().await?;
         if members.binary_search(&user).is_err() {
-            return Err(ProtocolError::forbidden(format!("not a member of {}", self.conv)));
+            return Err(ProtocolError::forbidden(format!(
+                "not a member of {}",
+                self.conv
+            )));
         }
         let partitions = self.services.partitions.clone();
         let conv = self.conv;
         let max_seq = db::blocking(move || partitions.max_seq(&conv)).await?;
         if seq > max_seq {
-            return Err(ProtocolError::invalid(format!("seq {seq} is beyond the newest message {max_seq}")));
+            return Err(ProtocolError::invalid(format!(
+                "seq {seq} is beyond the newest message {max_seq}"
+            )));
         }
         let applied = self
             .apply(Command::SetReadCursor(store_pb::SetReadCursor {
@@ -194,7 +218,9 @@ impl ConversationState {
             }))
             .await?;
         let Applied::ReadCursor { read_seq, moved } = applied else {
-            return Err(ProtocolError::internal("read cursor applied as another command"));
+            return Err(ProtocolError::internal(
+                "read cursor applied as another command",
+            ));
         };
         let conversation = self.conv.to_string();
         reply.answer(pb::server_frame::Body::Read(pb::ReadAck {
@@ -244,7 +270,12 @@ impl Actor for ConversationActor {
         })
     }
 
-    async fn handle(&self, _myself: ActorRef<ConversationMsg>, msg: ConversationMsg, state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<ConversationMsg>,
+        msg: ConversationMsg,
+        state: &mut ConversationState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             ConversationMsg::Send {
                 sender,

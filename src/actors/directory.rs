@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, Weak};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use super::conversation::{ConversationActor, ConversationMsg};
-use super::user::{UserActor, UserMsg};
 use super::metrics as m;
+use super::user::{UserActor, UserMsg};
 use crate::node::Services;
 use crate::protocol::{ConversationId, ProtocolError};
 
@@ -68,7 +68,12 @@ impl Directory {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .upgrade()
-            .ok_or_else(|| ProtocolError::new(crate::protocol::ErrorCode::UnavailableRetry, "node is shutting down"))
+            .ok_or_else(|| {
+                ProtocolError::new(
+                    crate::protocol::ErrorCode::UnavailableRetry,
+                    "node is shutting down",
+                )
+            })
     }
 
     /// Returns the user actor if the user has one on this node (is online).
@@ -82,22 +87,36 @@ impl Directory {
             return Ok(actor);
         }
         let services = self.services()?;
-        let (actor, _) = Actor::spawn_linked(None, UserActor, (user, services), self.supervisor.clone())
-            .await
-            .map_err(|e| ProtocolError::internal(format!("failed to start user actor: {e}")))?;
+        let (actor, _) =
+            Actor::spawn_linked(None, UserActor, (user, services), self.supervisor.clone())
+                .await
+                .map_err(|e| ProtocolError::internal(format!("failed to start user actor: {e}")))?;
         Ok(self.register(Key::User(user), actor, |e| &mut e.users, user))
     }
 
     /// Returns the conversation actor, spawning it if needed.
-    pub async fn conversation(&self, conv: ConversationId) -> Result<ActorRef<ConversationMsg>, ProtocolError> {
+    pub async fn conversation(
+        &self,
+        conv: ConversationId,
+    ) -> Result<ActorRef<ConversationMsg>, ProtocolError> {
         if let Some(actor) = self.entries().conversations.get(&conv).cloned() {
             return Ok(actor);
         }
         let services = self.services()?;
-        let (actor, _) = Actor::spawn_linked(None, ConversationActor, (conv, services), self.supervisor.clone())
-            .await
-            .map_err(|e| ProtocolError::internal(format!("failed to start conversation actor: {e}")))?;
-        Ok(self.register(Key::Conversation(conv), actor, |e| &mut e.conversations, conv))
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            ConversationActor,
+            (conv, services),
+            self.supervisor.clone(),
+        )
+        .await
+        .map_err(|e| ProtocolError::internal(format!("failed to start conversation actor: {e}")))?;
+        Ok(self.register(
+            Key::Conversation(conv),
+            actor,
+            |e| &mut e.conversations,
+            conv,
+        ))
     }
 
     /// Records a freshly spawned actor unless another spawn won the race, in
@@ -145,7 +164,11 @@ fn forget(entries: &mut Entries, id: ActorId) {
     }
 }
 
-fn remove_if<K: std::hash::Hash + Eq, M>(map: &mut HashMap<K, ActorRef<M>>, key: &K, id: ActorId) -> bool {
+fn remove_if<K: std::hash::Hash + Eq, M>(
+    map: &mut HashMap<K, ActorRef<M>>,
+    key: &K,
+    id: ActorId,
+) -> bool {
     if map.get(key).is_some_and(|a| a.get_id() == id) {
         map.remove(key);
         true
@@ -162,7 +185,11 @@ impl Actor for Supervisor {
     type State = Arc<Mutex<Entries>>;
     type Arguments = Arc<Mutex<Entries>>;
 
-    async fn pre_start(&self, _myself: ActorRef<()>, entries: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<()>,
+        entries: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(entries)
     }
 
@@ -175,7 +202,11 @@ impl Actor for Supervisor {
         let mut entries = entries.lock().unwrap_or_else(|p| p.into_inner());
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                let kind = entries.keys.get(&cell.get_id()).map(Key::kind).unwrap_or("unknown");
+                let kind = entries
+                    .keys
+                    .get(&cell.get_id())
+                    .map(Key::kind)
+                    .unwrap_or("unknown");
                 tracing::warn!(actor = %cell.get_id(), kind, error = %err, "actor failed, state will be rebuilt on next use");
                 metrics::counter!(m::ACTOR_RESTARTS, "kind" => kind).increment(1);
                 forget(&mut entries, cell.get_id());

@@ -18,10 +18,24 @@ pub const COMMIT_PUSH_SECONDS: &str = "chorus_commit_push_seconds";
 /// Registers help texts for the metrics above.
 pub fn describe() {
     metrics::describe_gauge!(LIVE_ACTORS, "Live actors on this node, by kind");
-    metrics::describe_counter!(ACTOR_RESTARTS, "Actors that failed and were dropped for a rebuild, by kind");
+    metrics::describe_counter!(
+        ACTOR_RESTARTS,
+        "Actors that failed and were dropped for a rebuild, by kind"
+    );
     metrics::describe_counter!(MESSAGES_ACCEPTED, "Messages appended to a conversation log");
-    metrics::describe_counter!(MESSAGES_DEDUPLICATED, "Resends answered with the original ack");
+    metrics::describe_counter!(
+        MESSAGES_DEDUPLICATED,
+        "Resends answered with the original ack"
+    );
     metrics::describe_counter!(PUSHES_DELIVERED, "Frames pushed to sessions, by kind");
-    metrics::describe_histogram!(SEND_ACK_SECONDS, metrics::Unit::Seconds, "Time from receiving a send to queueing its ack");
-    metrics::describe_histogram!(COMMIT_PUSH_SECONDS, metrics::Unit::Seconds, "Time from commit to queueing the last push of a message");
+    metrics::describe_histogram!(
+        SEND_ACK_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from receiving a send to queueing its ack"
+    );
+    metrics::describe_histogram!(
+        COMMIT_PUSH_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from commit to queueing the last push of a message"
+    );
 }

@@ -52,7 +52,14 @@ impl Outbox {
             abort: abort.clone(),
             abort_reason: abort_reason.clone(),
         };
-        (outbox, OutboxReceiver { rx, abort, abort_reason })
+        (
+            outbox,
+            OutboxReceiver {
+                rx,
+                abort,
+                abort_reason,
+            },
+        )
     }
 
     /// Queues a frame shared with other connections.
@@ -75,7 +82,9 @@ impl Outbox {
     /// Queues a close after what is already queued.
     pub fn close(&self, code: ErrorCode, reason: impl Into<String>) {
         let reason = reason.into();
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Outbound::Close(code, reason.clone())) {
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.tx.try_send(Outbound::Close(code, reason.clone()))
+        {
             self.abort(code, reason);
         }
     }

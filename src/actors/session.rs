@@ -24,7 +24,10 @@ use pb::server_frame::Body as Out;
 pub enum SessionMsg {
     Frame(pb::ClientFrame),
     /// Ends the session: the client is told why, then the connection closes.
-    Kick { code: ErrorCode, reason: String },
+    Kick {
+        code: ErrorCode,
+        reason: String,
+    },
     /// Re-attaches to the user actor (lease renewal).
     Lease,
 }
@@ -70,7 +73,10 @@ impl SessionState {
     }
 
     async fn attach(&mut self, myself: &ActorRef<SessionMsg>) -> Result<(), ProtocolError> {
-        let principal = self.principal.as_ref().ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
+        let principal = self
+            .principal
+            .as_ref()
+            .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
         let entry = SessionEntry {
             session: myself.clone(),
             device_class: principal.device_class,
@@ -82,7 +88,10 @@ impl SessionState {
         for _ in 0..3 {
             let actor = self.services.directory.user(user).await?;
             let attached = actor
-                .call(|reply| UserMsg::Attach(entry.clone(), reply), Some(Duration::from_secs(5)))
+                .call(
+                    |reply| UserMsg::Attach(entry.clone(), reply),
+                    Some(Duration::from_secs(5)),
+                )
                 .await;
             if let Ok(CallResult::Success(())) = attached {
                 self.user_actor = Some(actor);
@@ -90,10 +99,19 @@ impl SessionState {
             }
             self.services.directory.forget(actor.get_id());
         }
-        Err(ProtocolError::new(ErrorCode::UnavailableRetry, "could not attach the session"))
+        Err(ProtocolError::new(
+            ErrorCode::UnavailableRetry,
+            "could not attach the session",
+        ))
     }
 
-    async fn start_session(&mut self, myself: &ActorRef<SessionMsg>, principal: Principal, token: String, request_id: u64) -> Result<(), ProtocolError> {
+    async fn start_session(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        principal: Principal,
+        token: String,
+        request_id: u64,
+    ) -> Result<(), ProtocolError> {
         let session = pb::Session {
             token,
             user_id: principal.user.user_id,
@@ -111,32 +129,68 @@ impl SessionState {
         Ok(())
     }
 
-    async fn handle_frame(&mut self, myself: &ActorRef<SessionMsg>, frame: pb::ClientFrame) -> Result<(), ProtocolError> {
+    async fn handle_frame(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        frame: pb::ClientFrame,
+    ) -> Result<(), ProtocolError> {
         let request_id = frame.request_id;
-        let body = frame.body.ok_or_else(|| ProtocolError::invalid("frame has no body"))?;
+        let body = frame
+            .body
+            .ok_or_else(|| ProtocolError::invalid("frame has no body"))?;
         if self.principal.is_some() && matches!(body, In::Login(_) | In::Resume(_)) {
-            return Err(ProtocolError::new(ErrorCode::Conflict, "session already authenticated"));
+            return Err(ProtocolError::new(
+                ErrorCode::Conflict,
+                "session already authenticated",
+            ));
         }
         match body {
-            In::Ping(_) => self.answer(request_id, Out::Pong(pb::Pong { server_time_ms: now_ms() })),
+            In::Ping(_) => self.answer(
+                request_id,
+                Out::Pong(pb::Pong {
+                    server_time_ms: now_ms(),
+                }),
+            ),
             In::Login(login) => {
-                let class = pb::DeviceClass::try_from(login.device_class).unwrap_or(pb::DeviceClass::Unspecified);
-                let outcome = self.services.auth.login(&login.account, &login.password, class, self.peer_ip).await?;
+                let class = pb::DeviceClass::try_from(login.device_class)
+                    .unwrap_or(pb::DeviceClass::Unspecified);
+                let outcome = self
+                    .services
+                    .auth
+                    .login(&login.account, &login.password, class, self.peer_ip)
+                    .await?;
                 if let Some(replaced) = outcome.replaced {
-                    self.services.revoked(outcome.principal.user.user_id, replaced, ErrorCode::Conflict, "logged in elsewhere");
+                    self.services.revoked(
+                        outcome.principal.user.user_id,
+                        replaced,
+                        ErrorCode::Conflict,
+                        "logged in elsewhere",
+                    );
                 }
-                self.start_session(myself, outcome.principal, outcome.token, request_id).await?;
+                self.start_session(myself, outcome.principal, outcome.token, request_id)
+                    .await?;
             }
             In::Resume(resume) => {
                 let principal = self.services.auth.resume(&resume.token).await?;
-                self.start_session(myself, principal, resume.token, request_id).await?;
+                self.start_session(myself, principal, resume.token, request_id)
+                    .await?;
             }
             In::Logout(_) => {
-                let principal = self.principal.as_ref().ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
-                self.services.auth.revoke(principal.token_digest.clone()).await?;
-                // Every other connection holding the same token ends too.
+                let principal = self
+                    .principal
+                    .as_ref()
+                    .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
                 self.services
-                    .revoked(principal.user.user_id, principal.token_digest.clone(), ErrorCode::Unauthenticated, "logged out");
+                    .auth
+                    .revoke(principal.token_digest.clone())
+                    .await?;
+                // Every other connection holding the same token ends too.
+                self.services.revoked(
+                    principal.user.user_id,
+                    principal.token_digest.clone(),
+                    ErrorCode::Unauthenticated,
+                    "logged out",
+                );
                 self.answer(request_id, Out::LoggedOut(pb::LoggedOut {}));
                 self.outbox.close(ErrorCode::Unauthenticated, "logged out");
             }
@@ -147,8 +201,17 @@ impl SessionState {
                 let actor = self.services.directory.conversation(conv).await?;
                 let reply = self.reply(myself, request_id);
                 actor
-                    .cast(ConversationMsg::Read { user, seq: read.seq, reply })
-                    .map_err(|_| ProtocolError::new(ErrorCode::UnavailableRetry, "conversation restarting, retry"))?;
+                    .cast(ConversationMsg::Read {
+                        user,
+                        seq: read.seq,
+                        reply,
+                    })
+                    .map_err(|_| {
+                        ProtocolError::new(
+                            ErrorCode::UnavailableRetry,
+                            "conversation restarting, retry",
+                        )
+                    })?;
             }
             In::Sync(_) => {
                 let user = self.user_id()?;
@@ -179,23 +242,36 @@ impl SessionState {
                 let services = self.services.clone();
                 let group = blocking(move || {
                     let max = services.config.limits.max_group_members;
-                    Ok(services.meta.create_group(me, &create.name, &create.members, max)?)
+                    Ok(services
+                        .meta
+                        .create_group(me, &create.name, &create.members, max)?)
                 })
                 .await?;
                 self.answer(request_id, Out::Group(group_info(group)));
             }
             In::ChangeMembers(change) => {
-                let principal = self.principal.as_ref().ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
+                let principal = self
+                    .principal
+                    .as_ref()
+                    .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
                 let group = self
                     .services
-                    .change_members(&principal.user, change.group_id, &change.add, &change.remove)
+                    .change_members(
+                        &principal.user,
+                        change.group_id,
+                        &change.add,
+                        &change.remove,
+                    )
                     .await?;
                 self.answer(request_id, Out::Group(group_info(group)));
             }
             In::ListMembers(list) => {
                 let me = self.user_id()?;
                 let services = self.services.clone();
-                let members = blocking(move || members_for(&services, &ConversationId::Group(list.group_id), me)).await?;
+                let members = blocking(move || {
+                    members_for(&services, &ConversationId::Group(list.group_id), me)
+                })
+                .await?;
                 self.answer(
                     request_id,
                     Out::Members(pb::MemberList {
@@ -216,7 +292,12 @@ impl SessionState {
         }
     }
 
-    async fn send(&mut self, myself: &ActorRef<SessionMsg>, send: pb::SendMessage, request_id: u64) -> Result<(), ProtocolError> {
+    async fn send(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        send: pb::SendMessage,
+        request_id: u64,
+    ) -> Result<(), ProtocolError> {
         let received = Instant::now();
         let sender = self.user_id()?;
         validate_send(&send, self.services.config.limits.max_text_bytes)?;
@@ -230,7 +311,12 @@ impl SessionState {
                 received,
                 reply,
             })
-            .map_err(|_| ProtocolError::new(ErrorCode::UnavailableRetry, "conversation restarting, retry"))
+            .map_err(|_| {
+                ProtocolError::new(
+                    ErrorCode::UnavailableRetry,
+                    "conversation restarting, retry",
+                )
+            })
     }
 }
 
@@ -238,26 +324,39 @@ impl SessionState {
 fn validate_send(send: &pb::SendMessage, max_text_bytes: usize) -> Result<(), ProtocolError> {
     use pb::content::Kind;
     if send.client_msg_id.is_empty() || send.client_msg_id.len() > MAX_CLIENT_MSG_ID {
-        return Err(ProtocolError::invalid(format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID} bytes")));
+        return Err(ProtocolError::invalid(format!(
+            "client_msg_id must be 1 to {MAX_CLIENT_MSG_ID} bytes"
+        )));
     }
     match send.content.as_ref().and_then(|c| c.kind.as_ref()) {
         None => Err(ProtocolError::invalid("message has no content")),
-        Some(Kind::Text(text)) if text.text.trim().is_empty() => Err(ProtocolError::invalid("text is empty")),
+        Some(Kind::Text(text)) if text.text.trim().is_empty() => {
+            Err(ProtocolError::invalid("text is empty"))
+        }
         Some(Kind::Text(text)) if text.text.len() > max_text_bytes => Err(ProtocolError::new(
             ErrorCode::TooLarge,
-            format!("text is {} bytes, the limit is {max_text_bytes}", text.text.len()),
+            format!(
+                "text is {} bytes, the limit is {max_text_bytes}",
+                text.text.len()
+            ),
         )),
         Some(Kind::Emoji(emoji)) if emoji.code.is_empty() || emoji.code.len() > 64 => {
             Err(ProtocolError::invalid("emoji code must be 1 to 64 bytes"))
         }
-        Some(Kind::File(file)) if file.file_id.is_empty() || file.file_id.len() > 128 || file.name.len() > 255 => {
-            Err(ProtocolError::invalid("file reference needs a file_id of 1 to 128 bytes and a name of at most 255"))
+        Some(Kind::File(file))
+            if file.file_id.is_empty() || file.file_id.len() > 128 || file.name.len() > 255 =>
+        {
+            Err(ProtocolError::invalid(
+                "file reference needs a file_id of 1 to 128 bytes and a name of at most 255",
+            ))
         }
         Some(_) => Ok(()),
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static) -> Result<T, ProtocolError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static,
+) -> Result<T, ProtocolError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ProtocolError::internal(format!("task failed: {e}")))?
@@ -276,27 +375,36 @@ fn group_info(group: crate::meta::GroupRecord) -> pb::GroupInfo {
 fn sync(services: &Services, user: u64) -> Result<pb::SyncResult, ProtocolError> {
     let parts = &services.partitions;
     let mut conversations = Vec::new();
-    let mut state = |conv: ConversationId, title: String, peer_read_seq: u64| -> Result<(), ProtocolError> {
-        let max_seq = parts.max_seq(&conv)?;
-        let read_seq = parts.read_cursor(&conv, user)?;
-        conversations.push(pb::ConversationState {
-            conversation: conv.to_string(),
-            max_seq,
-            read_seq,
-            unread: max_seq.saturating_sub(read_seq),
-            title,
-            peer_read_seq,
-        });
-        Ok(())
-    };
+    let mut state =
+        |conv: ConversationId, title: String, peer_read_seq: u64| -> Result<(), ProtocolError> {
+            let max_seq = parts.max_seq(&conv)?;
+            let read_seq = parts.read_cursor(&conv, user)?;
+            conversations.push(pb::ConversationState {
+                conversation: conv.to_string(),
+                max_seq,
+                read_seq,
+                unread: max_seq.saturating_sub(read_seq),
+                title,
+                peer_read_seq,
+            });
+            Ok(())
+        };
     for conv in parts.direct_conversations(user)? {
         let peer = conv.peer_of(user).unwrap_or(user);
-        let title = services.meta.user(peer)?.map(|u| u.account).unwrap_or_default();
+        let title = services
+            .meta
+            .user(peer)?
+            .map(|u| u.account)
+            .unwrap_or_default();
         let peer_read_seq = parts.read_cursor(&conv, peer)?;
         state(conv, title, peer_read_seq)?;
     }
     for group_id in services.meta.groups_of(user)? {
-        let title = services.meta.group(group_id)?.map(|g| g.name).unwrap_or_default();
+        let title = services
+            .meta
+            .group(group_id)?
+            .map(|g| g.name)
+            .unwrap_or_default();
         state(ConversationId::Group(group_id), title, 0)?;
     }
     Ok(pb::SyncResult { conversations })
@@ -304,7 +412,12 @@ fn sync(services: &Services, user: u64) -> Result<pb::SyncResult, ProtocolError>
 
 /// Counts, for each message, the members other than its sender whose read
 /// cursor has reached it: an aggregate over cursors, never a row per reader.
-fn fill_read_counts(services: &Services, conv: &ConversationId, members: &[u64], messages: &mut [pb::Message]) -> Result<(), db::StorageError> {
+fn fill_read_counts(
+    services: &Services,
+    conv: &ConversationId,
+    members: &[u64],
+    messages: &mut [pb::Message],
+) -> Result<(), db::StorageError> {
     let cursors = services.partitions.read_cursors(conv)?;
     let mut reached: Vec<(u64, u64)> = cursors
         .into_iter()
@@ -315,19 +428,31 @@ fn fill_read_counts(services: &Services, conv: &ConversationId, members: &[u64],
     for message in messages {
         let first = reached.partition_point(|(seq, _)| *seq < message.seq);
         let readers = reached.len() - first;
-        let sender_read = reached[first..].iter().any(|(_, user)| *user == message.sender);
+        let sender_read = reached[first..]
+            .iter()
+            .any(|(_, user)| *user == message.sender);
         message.read_count = (readers - usize::from(sender_read)) as u32;
     }
     Ok(())
 }
 
 /// Reads one page of a conversation for a member, with read counts.
-pub fn pull_messages(services: &Services, user: u64, pull: pb::PullRequest) -> Result<pb::PullResult, ProtocolError> {
+pub fn pull_messages(
+    services: &Services,
+    user: u64,
+    pull: pb::PullRequest,
+) -> Result<pb::PullResult, ProtocolError> {
     let conv: ConversationId = pull.conversation.parse()?;
     let members = members_for(services, &conv, user)?;
     let max = services.config.limits.max_pull;
-    let limit = if pull.limit == 0 { DEFAULT_PULL.min(max) } else { pull.limit.min(max) } as usize;
-    let mut messages = services.partitions.read_range(&conv, pull.after_seq, limit + 1)?;
+    let limit = if pull.limit == 0 {
+        DEFAULT_PULL.min(max)
+    } else {
+        pull.limit.min(max)
+    } as usize;
+    let mut messages = services
+        .partitions
+        .read_range(&conv, pull.after_seq, limit + 1)?;
     let mut has_more = messages.len() > limit;
     messages.truncate(limit);
     // Keep a page well under the largest frame the server writes.
@@ -348,18 +473,24 @@ pub fn pull_messages(services: &Services, user: u64, pull: pb::PullRequest) -> R
     })
 }
 
-fn receipts(services: &Services, user: u64, request: pb::ReceiptsRequest) -> Result<pb::ReceiptsResult, ProtocolError> {
+fn receipts(
+    services: &Services,
+    user: u64,
+    request: pb::ReceiptsRequest,
+) -> Result<pb::ReceiptsResult, ProtocolError> {
     let conv: ConversationId = request.conversation.parse()?;
     let members = members_for(services, &conv, user)?;
     if request.seqs.len() > services.config.limits.max_pull as usize {
-        return Err(ProtocolError::new(ErrorCode::TooLarge, "too many seqs in one receipts request"));
+        return Err(ProtocolError::new(
+            ErrorCode::TooLarge,
+            "too many seqs in one receipts request",
+        ));
     }
     let mut messages = Vec::with_capacity(request.seqs.len());
     for seq in &request.seqs {
-        let message = services
-            .partitions
-            .message(&conv, *seq)?
-            .ok_or_else(|| ProtocolError::not_found(format!("message {conv}:{seq} does not exist")))?;
+        let message = services.partitions.message(&conv, *seq)?.ok_or_else(|| {
+            ProtocolError::not_found(format!("message {conv}:{seq} does not exist"))
+        })?;
         messages.push(message);
     }
     fill_read_counts(services, &conv, &members, &mut messages)?;
@@ -376,7 +507,11 @@ fn receipts(services: &Services, user: u64, request: pb::ReceiptsRequest) -> Res
     })
 }
 
-fn lookup_user(services: &Services, me: u64, lookup: pb::LookupUser) -> Result<pb::UserInfo, ProtocolError> {
+fn lookup_user(
+    services: &Services,
+    me: u64,
+    lookup: pb::LookupUser,
+) -> Result<pb::UserInfo, ProtocolError> {
     let user = if lookup.account.is_empty() {
         services.meta.user(lookup.user_id)?
     } else {
@@ -401,7 +536,11 @@ impl Actor for SessionActor {
     type State = SessionState;
     type Arguments = SessionArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionState, ActorProcessingErr> {
         Ok(SessionState {
             services: args.services,
             outbox: args.outbox,
@@ -413,17 +552,28 @@ impl Actor for SessionActor {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionMsg::Frame(frame) => {
                 let request_id = frame.request_id;
                 if let Err(err) = state.handle_frame(&myself, frame).await {
-                    metrics::counter!(crate::api::metrics::ERRORS, "code" => err.code.label()).increment(1);
+                    metrics::counter!(crate::api::metrics::ERRORS, "code" => err.code.label())
+                        .increment(1);
                     state.outbox.send(err.to_frame(request_id));
                 }
             }
             SessionMsg::Kick { code, reason } => {
-                state.answer(0, Out::Kicked(pb::Kicked { reason: reason.clone() }));
+                state.answer(
+                    0,
+                    Out::Kicked(pb::Kicked {
+                        reason: reason.clone(),
+                    }),
+                );
                 state.outbox.close(code, reason);
                 state.principal = None;
                 myself.stop(None);
@@ -439,7 +589,11 @@ impl Actor for SessionActor {
         Ok(())
     }
 
-    async fn post_stop(&self, myself: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(lease) = state.lease.take() {
             lease.abort();
         }

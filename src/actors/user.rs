@@ -58,7 +58,11 @@ impl Actor for UserActor {
     type State = UserState;
     type Arguments = (u64, Arc<Services>);
 
-    async fn pre_start(&self, _myself: ActorRef<UserMsg>, (user, services): Self::Arguments) -> Result<UserState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<UserMsg>,
+        (user, services): Self::Arguments,
+    ) -> Result<UserState, ActorProcessingErr> {
         Ok(UserState {
             user,
             services,
@@ -66,7 +70,12 @@ impl Actor for UserActor {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<UserMsg>,
+        msg: UserMsg,
+        state: &mut UserState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             UserMsg::Attach(entry, reply) => {
                 state.sessions.insert(entry.session.get_id(), entry);
@@ -91,8 +100,16 @@ impl Actor for UserActor {
                 }
                 metrics::counter!(m::PUSHES_DELIVERED, "kind" => kind).increment(pushed);
             }
-            UserMsg::Revoked { token_digest, code, reason } => {
-                for session in state.sessions.values().filter(|s| s.token_digest == token_digest) {
+            UserMsg::Revoked {
+                token_digest,
+                code,
+                reason,
+            } => {
+                for session in state
+                    .sessions
+                    .values()
+                    .filter(|s| s.token_digest == token_digest)
+                {
                     tracing::info!(user = state.user, device = ?session.device_class, reason = %reason, "ending session");
                     let _ = session.session.cast(SessionMsg::Kick {
                         code,

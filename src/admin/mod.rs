@@ -18,9 +18,17 @@ pub const DEMO_PASSWORD: &str = "chorus-demo";
 
 /// The demo organisation: (account, display name, departments).
 const DEMO_USERS: [(&str, &str, &[&str]); 5] = [
-    ("alice", "Alice Wang", &["Headquarters/Engineering/Platform"]),
+    (
+        "alice",
+        "Alice Wang",
+        &["Headquarters/Engineering/Platform"],
+    ),
     ("bob", "Bob Li", &["Headquarters/Engineering/Clients"]),
-    ("carol", "Carol Zhang", &["Headquarters/Sales", "Headquarters/Engineering/Clients"]),
+    (
+        "carol",
+        "Carol Zhang",
+        &["Headquarters/Sales", "Headquarters/Engineering/Clients"],
+    ),
     ("dave", "Dave Chen", &["Headquarters/Operations"]),
     ("erin", "Erin Liu", &["Branch Shanghai/Sales"]),
 ];
@@ -38,7 +46,10 @@ pub async fn ensure_admin(services: &Arc<Services>) -> Result<Option<String>, Me
             _ => {
                 let mut bytes = [0u8; 12];
                 rand::rng().fill_bytes(&mut bytes);
-                (base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes), true)
+                (
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+                    true,
+                )
             }
         };
         services.meta.create_user(NewUser {

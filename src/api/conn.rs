@@ -36,7 +36,11 @@ pub trait FrameReader: Send + 'static {
 
 pub trait FrameWriter: Send + 'static {
     /// Queues one frame without flushing.
-    fn feed(&mut self, frame: Bytes, format: FrameFormat) -> impl Future<Output = std::io::Result<()>> + Send;
+    fn feed(
+        &mut self,
+        frame: Bytes,
+        format: FrameFormat,
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
     fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
     /// Ends the connection; `code` is `Unspecified` for a normal close.
     fn close(&mut self, code: ErrorCode, reason: &str) -> impl Future<Output = ()> + Send;
@@ -76,7 +80,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     let idle = services.config.idle_timeout();
     loop {
         let authed = authenticated.load(Ordering::Acquire);
-        let deadline = if authed { Instant::now() + idle } else { handshake_deadline };
+        let deadline = if authed {
+            Instant::now() + idle
+        } else {
+            handshake_deadline
+        };
         let incoming = tokio::select! {
             incoming = tokio::time::timeout_at(deadline, reader.next()) => incoming,
             _ = done.cancelled() => break,
@@ -87,11 +95,17 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         };
         match incoming {
             Err(_elapsed) if authed => {
-                outbox.close(ErrorCode::Invalid, "idle timeout: no frame within the idle limit");
+                outbox.close(
+                    ErrorCode::Invalid,
+                    "idle timeout: no frame within the idle limit",
+                );
                 break;
             }
             Err(_elapsed) => {
-                outbox.close(ErrorCode::Unauthenticated, "handshake timeout: log in or resume first");
+                outbox.close(
+                    ErrorCode::Unauthenticated,
+                    "handshake timeout: log in or resume first",
+                );
                 break;
             }
             Ok(Incoming::Frame(bytes, frame_format)) => {
@@ -124,14 +138,22 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     session.stop(None);
     outbox.close(ErrorCode::Unspecified, "connection closed");
     // The writer flushes what is queued and closes; do not wait on a stuck peer forever.
-    if tokio::time::timeout(Duration::from_secs(5), write_task).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), write_task)
+        .await
+        .is_err()
+    {
         tracing::debug!(%peer, "writer did not finish in time");
     }
     metrics::gauge!(m::SESSIONS, "transport" => transport).decrement(1.0);
     metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").decrement(1.0);
 }
 
-async fn write_loop<W: FrameWriter>(mut writer: W, mut receiver: OutboxReceiver, format: Arc<OnceLock<FrameFormat>>, transport: &'static str) {
+async fn write_loop<W: FrameWriter>(
+    mut writer: W,
+    mut receiver: OutboxReceiver,
+    format: Arc<OnceLock<FrameFormat>>,
+    transport: &'static str,
+) {
     let abort = receiver.abort.clone();
     'outer: loop {
         let first = tokio::select! {

@@ -38,8 +38,10 @@ impl<E: Into<ProtocolError>> From<E> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         metrics::counter!(m::ERRORS, "code" => self.0.code.label()).increment(1);
-        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::json!({ "code": self.0.code.as_str_name(), "message": self.0.message });
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body =
+            serde_json::json!({ "code": self.0.code.as_str_name(), "message": self.0.message });
         (status, Json(body)).into_response()
     }
 }
@@ -76,7 +78,10 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
         .route("/api/v1/me", get(me))
         .route("/api/v1/users", post(create_user).get(list_users))
         .route("/api/v1/groups", post(create_group))
-        .route("/api/v1/groups/{id}/members", get(list_members).post(change_members))
+        .route(
+            "/api/v1/groups/{id}/members",
+            get(list_members).post(change_members),
+        )
         .route("/api/v1/conversations/{id}/messages", get(history))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(stop))
@@ -84,7 +89,10 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
 }
 
 async fn metrics_text(State(services): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], services.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        services.metrics.render(),
+    )
 }
 
 async fn websocket(
@@ -111,7 +119,11 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(|| ApiError(ProtocolError::unauthenticated("missing Authorization: Bearer token")))
+        .ok_or_else(|| {
+            ApiError(ProtocolError::unauthenticated(
+                "missing Authorization: Bearer token",
+            ))
+        })
 }
 
 async fn principal(services: &Services, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -126,7 +138,9 @@ async fn admin(services: &Services, headers: &HeaderMap) -> Result<Principal, Ap
     Ok(principal)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError(ProtocolError::internal(e.to_string())))?
@@ -156,16 +170,30 @@ fn parse_device_class(name: &str) -> Result<pb::DeviceClass, ApiError> {
         "pc" => Ok(pb::DeviceClass::Pc),
         "mobile" => Ok(pb::DeviceClass::Mobile),
         "web" => Ok(pb::DeviceClass::Web),
-        other => Err(ApiError(ProtocolError::invalid(format!("device_class {other:?} must be pc, mobile or web")))),
+        other => Err(ApiError(ProtocolError::invalid(format!(
+            "device_class {other:?} must be pc, mobile or web"
+        )))),
     }
 }
 
-async fn login(State(services): State<AppState>, Extension(peer): Extension<Peer>, body: Result<Json<LoginBody>, JsonRejection>) -> ApiResult<LoginReply> {
+async fn login(
+    State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    body: Result<Json<LoginBody>, JsonRejection>,
+) -> ApiResult<LoginReply> {
     let body = json_body(body)?;
     let class = parse_device_class(&body.device_class)?;
-    let outcome = services.auth.login(&body.account, &body.password, class, peer.0.ip()).await?;
+    let outcome = services
+        .auth
+        .login(&body.account, &body.password, class, peer.0.ip())
+        .await?;
     if let Some(replaced) = outcome.replaced {
-        services.revoked(outcome.principal.user.user_id, replaced, ErrorCode::Conflict, "logged in elsewhere");
+        services.revoked(
+            outcome.principal.user.user_id,
+            replaced,
+            ErrorCode::Conflict,
+            "logged in elsewhere",
+        );
     }
     Ok(Json(LoginReply {
         token: outcome.token,
@@ -176,10 +204,18 @@ async fn login(State(services): State<AppState>, Extension(peer): Extension<Peer
     }))
 }
 
-async fn logout(State(services): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+async fn logout(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
     let principal = principal(&services, &headers).await?;
     services.auth.revoke(principal.token_digest.clone()).await?;
-    services.revoked(principal.user.user_id, principal.token_digest, ErrorCode::Unauthenticated, "logged out");
+    services.revoked(
+        principal.user.user_id,
+        principal.token_digest,
+        ErrorCode::Unauthenticated,
+        "logged out",
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -224,11 +260,17 @@ struct CreateUserBody {
 /// Shortest password accepted for a new account.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
-async fn create_user(State(services): State<AppState>, headers: HeaderMap, body: Result<Json<CreateUserBody>, JsonRejection>) -> Result<(StatusCode, Json<UserView>), ApiError> {
+async fn create_user(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<CreateUserBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
     admin(&services, &headers).await?;
     let body = json_body(body)?;
     if body.password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError(ProtocolError::invalid(format!("password must have at least {MIN_PASSWORD_CHARS} characters"))));
+        return Err(ApiError(ProtocolError::invalid(format!(
+            "password must have at least {MIN_PASSWORD_CHARS} characters"
+        ))));
     }
     let user = blocking(move || {
         crate::meta::validate_account(&body.account)?;
@@ -244,7 +286,10 @@ async fn create_user(State(services): State<AppState>, headers: HeaderMap, body:
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
-async fn list_users(State(services): State<AppState>, headers: HeaderMap) -> ApiResult<Vec<UserView>> {
+async fn list_users(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Vec<UserView>> {
     admin(&services, &headers).await?;
     let users = blocking(move || Ok(services.meta.users()?)).await?;
     Ok(Json(users.into_iter().map(UserView::from).collect()))
@@ -279,12 +324,18 @@ impl From<crate::meta::GroupRecord> for GroupView {
     }
 }
 
-async fn create_group(State(services): State<AppState>, headers: HeaderMap, body: Result<Json<CreateGroupBody>, JsonRejection>) -> Result<(StatusCode, Json<GroupView>), ApiError> {
+async fn create_group(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<CreateGroupBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<GroupView>), ApiError> {
     let owner = principal(&services, &headers).await?.user.user_id;
     let body = json_body(body)?;
     let group = blocking(move || {
         let max = services.config.limits.max_group_members;
-        Ok(services.meta.create_group(owner, &body.name, &body.members, max)?)
+        Ok(services
+            .meta
+            .create_group(owner, &body.name, &body.members, max)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(group.into())))
@@ -307,11 +358,17 @@ async fn change_members(
 ) -> ApiResult<GroupView> {
     let principal = principal(&services, &headers).await?;
     let body = json_body(body)?;
-    let group = services.change_members(&principal.user, group_id, &body.add, &body.remove).await?;
+    let group = services
+        .change_members(&principal.user, group_id, &body.add, &body.remove)
+        .await?;
     Ok(Json(group.into()))
 }
 
-async fn list_members(State(services): State<AppState>, headers: HeaderMap, Path(group_id): Path<u64>) -> ApiResult<Vec<u64>> {
+async fn list_members(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+    Path(group_id): Path<u64>,
+) -> ApiResult<Vec<u64>> {
     let principal = principal(&services, &headers).await?;
     let members = blocking(move || {
         let members = members_of(&services, &ConversationId::Group(group_id))?;
@@ -333,7 +390,12 @@ struct HistoryQuery {
     limit: u32,
 }
 
-async fn history(State(services): State<AppState>, headers: HeaderMap, Path(conversation): Path<String>, Query(query): Query<HistoryQuery>) -> ApiResult<pb::PullResult> {
+async fn history(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+    Path(conversation): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult<pb::PullResult> {
     let user = principal(&services, &headers).await?.user.user_id;
     let pull = pb::PullRequest {
         conversation,
@@ -345,7 +407,12 @@ async fn history(State(services): State<AppState>, headers: HeaderMap, Path(conv
 }
 
 /// Serves HTTP/1.1 (with upgrades) until `stop` fires.
-pub async fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, services: Arc<Services>, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    services: Arc<Services>,
+    stop: CancellationToken,
+) {
     let acceptor = tls.map(TlsAcceptor::from);
     let app = router(services.clone(), stop.clone());
     let mut connections = tokio::task::JoinSet::new();
@@ -378,19 +445,26 @@ pub async fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>
             let builder = hyper::server::conn::http1::Builder::new();
             let result = match acceptor {
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
                     serve_until(conn, stop).await
                 }
-                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => {
-                        let conn = builder.serve_connection(TokioIo::new(tls_stream), service).with_upgrades();
-                        serve_until(conn, stop).await
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            let conn = builder
+                                .serve_connection(TokioIo::new(tls_stream), service)
+                                .with_upgrades();
+                            serve_until(conn, stop).await
+                        }
+                        _ => {
+                            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_handshake")
+                                .increment(1);
+                            Ok(())
+                        }
                     }
-                    _ => {
-                        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_handshake").increment(1);
-                        Ok(())
-                    }
-                },
+                }
             };
             if let Err(err) = result {
                 tracing::debug!(%peer, error = %err, "http connection ended with an error");

@@ -45,7 +45,10 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     metrics::describe_gauge!(SESSIONS, "Live client connections, by transport");
     metrics::describe_counter!(CONNECTIONS, "Client connections accepted, by transport");
-    metrics::describe_counter!(CONNECTIONS_REFUSED, "Connections refused before a session started, by reason");
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections refused before a session started, by reason"
+    );
     metrics::describe_counter!(FRAMES_IN, "Client frames received, by transport");
     metrics::describe_counter!(FRAMES_OUT, "Frames written to clients, by transport");
     metrics::describe_counter!(ERRORS, "Errors returned to clients, by code");

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{self, FrameReader, FrameWriter, Incoming};
 use super::metrics as m;
 use crate::node::Services;
-use crate::protocol::{ErrorCode, FrameCodec, FrameFormat, ProtocolError, encode_server_frame};
+use crate::protocol::{
+    ErrorCode, FrameFormat, ProtocolError, encode_server_frame, frame_codec, is_frame_too_large,
+};
 
 /// Largest frame the server writes (a page of history can exceed the client frame limit).
 pub const MAX_SERVER_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -33,7 +35,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> FrameReader for TcpReader<S> {
     async fn next(&mut self) -> Incoming {
         match self.inner.next().await {
             Some(Ok(bytes)) => Incoming::Frame(bytes.freeze(), FrameFormat::Protobuf),
-            Some(Err(err)) if FrameCodec::is_too_large(&err) => Incoming::Fatal(ProtocolError::new(
+            Some(Err(err)) if is_frame_too_large(&err) => Incoming::Fatal(ProtocolError::new(
                 ErrorCode::TooLarge,
                 "frame exceeds the frame size limit",
             )),
@@ -54,17 +56,28 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> FrameWriter for TcpWriter<S> {
     async fn close(&mut self, code: ErrorCode, reason: &str) {
         if code != ErrorCode::Unspecified {
             let frame = ProtocolError::new(code, reason).to_frame(0);
-            let _ = self.inner.send(encode_server_frame(&frame, FrameFormat::Protobuf)).await;
+            let _ = self
+                .inner
+                .send(encode_server_frame(&frame, FrameFormat::Protobuf))
+                .await;
         }
         let _ = self.inner.get_mut().shutdown().await;
     }
 }
 
 fn codecs(max_frame_bytes: usize) -> (LengthDelimitedCodec, LengthDelimitedCodec) {
-    (FrameCodec::new(max_frame_bytes), FrameCodec::new(MAX_SERVER_FRAME_BYTES))
+    (
+        frame_codec(max_frame_bytes),
+        frame_codec(MAX_SERVER_FRAME_BYTES),
+    )
 }
 
-async fn run_stream<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, services: Arc<Services>, peer: SocketAddr, stop: CancellationToken) {
+async fn run_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+    services: Arc<Services>,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
     let (read_codec, write_codec) = codecs(services.config.limits.max_frame_bytes);
     let (read, write) = tokio::io::split(stream);
     let reader = TcpReader {
@@ -77,7 +90,12 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, servi
 }
 
 /// Accepts TCP connections until `stop` fires.
-pub async fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, services: Arc<Services>, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    services: Arc<Services>,
+    stop: CancellationToken,
+) {
     let acceptor = tls.map(TlsAcceptor::from);
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -99,9 +117,15 @@ pub async fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>
         let Some(permit) = services.limiter.acquire(peer.ip()) else {
             metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "per_ip_limit").increment(1);
             tokio::spawn(async move {
-                let frame = ProtocolError::new(ErrorCode::RateLimited, "too many connections from this address").to_frame(0);
-                let mut framed = FramedWrite::new(&mut stream, FrameCodec::new(MAX_SERVER_FRAME_BYTES));
-                let _ = framed.send(encode_server_frame(&frame, FrameFormat::Protobuf)).await;
+                let frame = ProtocolError::new(
+                    ErrorCode::RateLimited,
+                    "too many connections from this address",
+                )
+                .to_frame(0);
+                let mut framed = FramedWrite::new(&mut stream, frame_codec(MAX_SERVER_FRAME_BYTES));
+                let _ = framed
+                    .send(encode_server_frame(&frame, FrameFormat::Protobuf))
+                    .await;
             });
             continue;
         };
@@ -113,15 +137,21 @@ pub async fn serve(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>
             match acceptor {
                 None => run_stream(stream, services, peer, stop).await,
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(services.config.handshake_timeout(), acceptor.accept(stream)).await;
+                    let handshake = tokio::time::timeout(
+                        services.config.handshake_timeout(),
+                        acceptor.accept(stream),
+                    )
+                    .await;
                     match handshake {
                         Ok(Ok(tls_stream)) => run_stream(tls_stream, services, peer, stop).await,
                         Ok(Err(err)) => {
-                            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_handshake").increment(1);
+                            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_handshake")
+                                .increment(1);
                             tracing::debug!(%peer, error = %err, "tls handshake failed");
                         }
                         Err(_) => {
-                            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_timeout").increment(1);
+                            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_timeout")
+                                .increment(1);
                         }
                     }
                 }

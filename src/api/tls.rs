@@ -17,7 +17,8 @@ pub fn load_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, String> 
     if certs.is_empty() {
         return Err(format!("{}: no certificate found", tls.cert_path.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key_path).map_err(|e| format!("{}: {e}", tls.key_path.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_path)
+        .map_err(|e| format!("{}: {e}", tls.key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -22,11 +22,16 @@ struct WsWriter(SplitSink<WebSocket, Message>);
 fn classify(err: axum::Error) -> Incoming {
     let inner = err.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(detail)) => {
-            Incoming::Fatal(ProtocolError::new(ErrorCode::TooLarge, format!("message too large: {detail}")))
+        Some(tungstenite::Error::Capacity(detail)) => Incoming::Fatal(ProtocolError::new(
+            ErrorCode::TooLarge,
+            format!("message too large: {detail}"),
+        )),
+        Some(tungstenite::Error::Utf8(_)) => {
+            Incoming::Fatal(ProtocolError::invalid("text message is not valid UTF-8"))
         }
-        Some(tungstenite::Error::Utf8(_)) => Incoming::Fatal(ProtocolError::invalid("text message is not valid UTF-8")),
-        Some(tungstenite::Error::Protocol(detail)) => Incoming::Fatal(ProtocolError::invalid(format!("websocket protocol error: {detail}"))),
+        Some(tungstenite::Error::Protocol(detail)) => Incoming::Fatal(ProtocolError::invalid(
+            format!("websocket protocol error: {detail}"),
+        )),
         _ => Incoming::Closed,
     }
 }
@@ -47,7 +52,9 @@ impl FrameWriter for WsWriter {
     async fn feed(&mut self, frame: Bytes, format: FrameFormat) -> std::io::Result<()> {
         let message = match format {
             FrameFormat::Protobuf => Message::Binary(frame),
-            FrameFormat::Json => Message::Text(Utf8Bytes::try_from(frame).map_err(std::io::Error::other)?),
+            FrameFormat::Json => {
+                Message::Text(Utf8Bytes::try_from(frame).map_err(std::io::Error::other)?)
+            }
         };
         self.0.feed(message).await.map_err(std::io::Error::other)
     }
@@ -57,7 +64,11 @@ impl FrameWriter for WsWriter {
     }
 
     async fn close(&mut self, code: ErrorCode, reason: &str) {
-        let code = if code == ErrorCode::Unspecified { 1000 } else { code.ws_close_code() };
+        let code = if code == ErrorCode::Unspecified {
+            1000
+        } else {
+            code.ws_close_code()
+        };
         // Close reasons are limited to 123 bytes by the protocol.
         let mut end = reason.len().min(120);
         while !reason.is_char_boundary(end) {
@@ -73,7 +84,12 @@ impl FrameWriter for WsWriter {
 }
 
 /// Runs an upgraded WebSocket until either side ends it.
-pub async fn run(socket: WebSocket, services: Arc<Services>, peer: SocketAddr, stop: CancellationToken) {
+pub async fn run(
+    socket: WebSocket,
+    services: Arc<Services>,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
     let (sink, stream) = socket.split();
     conn::drive(services, peer, "ws", WsReader(stream), WsWriter(sink), stop).await;
 }

@@ -50,21 +50,37 @@ impl Auth {
             config.max_failures_per_ip,
             Duration::from_secs(config.failure_window_secs),
         );
-        Auth { meta, config, throttle }
+        Auth {
+            meta,
+            config,
+            throttle,
+        }
     }
 
     /// Checks a password and issues a token for the device class. Failures are
     /// counted per account and per IP; past the limit the answer is RATE_LIMITED
     /// whether or not the password is right.
-    pub async fn login(&self, account: &str, password: &str, device_class: pb::DeviceClass, ip: IpAddr) -> Result<LoginOutcome, ProtocolError> {
+    pub async fn login(
+        &self,
+        account: &str,
+        password: &str,
+        device_class: pb::DeviceClass,
+        ip: IpAddr,
+    ) -> Result<LoginOutcome, ProtocolError> {
         if device_class == pb::DeviceClass::Unspecified {
-            return Err(ProtocolError::invalid("device_class must be pc, mobile or web"));
+            return Err(ProtocolError::invalid(
+                "device_class must be pc, mobile or web",
+            ));
         }
         if let Some(retry_in) = self.throttle.blocked(account, ip) {
-            metrics::counter!(crate::api::metrics::LOGIN_FAILURES, "reason" => "throttled").increment(1);
+            metrics::counter!(crate::api::metrics::LOGIN_FAILURES, "reason" => "throttled")
+                .increment(1);
             return Err(ProtocolError::new(
                 ErrorCode::RateLimited,
-                format!("too many failed logins, retry in {}s", retry_in.as_secs().max(1)),
+                format!(
+                    "too many failed logins, retry in {}s",
+                    retry_in.as_secs().max(1)
+                ),
             ));
         }
         let meta = self.meta.clone();
@@ -72,14 +88,18 @@ impl Auth {
         let user = db::blocking(move || {
             let user = meta.user_by_account(&account_owned)?;
             // Hash even for unknown accounts so that timing does not tell them apart.
-            let stored = user.as_ref().map(|u| u.password_hash.as_str()).unwrap_or(password::DECOY_HASH);
+            let stored = user
+                .as_ref()
+                .map(|u| u.password_hash.as_str())
+                .unwrap_or(password::DECOY_HASH);
             let ok = verify_password(stored, &password);
             Ok(user.filter(|u| ok && !u.disabled))
         })
         .await?;
         let Some(user) = user else {
             self.throttle.record_failure(account, ip);
-            metrics::counter!(crate::api::metrics::LOGIN_FAILURES, "reason" => "bad_credentials").increment(1);
+            metrics::counter!(crate::api::metrics::LOGIN_FAILURES, "reason" => "bad_credentials")
+                .increment(1);
             return Err(ProtocolError::unauthenticated("wrong account or password"));
         };
         self.throttle.record_success(account);
@@ -130,14 +150,18 @@ impl Auth {
         }
         Ok(Principal {
             user,
-            device_class: pb::DeviceClass::try_from(record.device_class).unwrap_or(pb::DeviceClass::Unspecified),
+            device_class: pb::DeviceClass::try_from(record.device_class)
+                .unwrap_or(pb::DeviceClass::Unspecified),
             token_digest: digest,
             expires_at_ms: record.expires_at_ms,
         })
     }
 
     /// Revokes a token; returns its record when it was live.
-    pub async fn revoke(&self, token_digest: Vec<u8>) -> Result<Option<TokenRecord>, ProtocolError> {
+    pub async fn revoke(
+        &self,
+        token_digest: Vec<u8>,
+    ) -> Result<Option<TokenRecord>, ProtocolError> {
         let meta = self.meta.clone();
         Ok(db::blocking(move || meta.revoke_token(&token_digest)).await?)
     }

@@ -1,6 +1,6 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rand::RngCore;
 use argon2::{Algorithm, Argon2, Params, Version};
+use rand::RngCore;
 
 /// Memory cost in KiB, iterations and lanes: OWASP's minimum for argon2id
 /// (19 MiB, 2 iterations, 1 lane).
@@ -13,7 +13,8 @@ const LANES: u32 = 1;
 pub(crate) const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$V5q/U0rOJZqFNXv5yJ9uTw6zKy0d3+E3p+qiNvC3XbA";
 
 fn hasher() -> Argon2<'static> {
-    let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, None).expect("constant argon2 parameters are valid");
+    let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, None)
+        .expect("constant argon2 parameters are valid");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -45,7 +46,11 @@ mod tests {
         let parsed = PasswordHash::new(&phc).unwrap();
         assert_eq!(parsed.algorithm.as_str(), "argon2id");
         let params = Params::try_from(&parsed).unwrap();
-        assert!(params.m_cost() >= 19 * 1024, "memory {} KiB", params.m_cost());
+        assert!(
+            params.m_cost() >= 19 * 1024,
+            "memory {} KiB",
+            params.m_cost()
+        );
         assert!(params.t_cost() >= 2);
         assert!(params.p_cost() >= 1);
         assert!(verify_password(&phc, "correct horse"));

@@ -48,7 +48,8 @@ impl LoginThrottle {
                 .filter(|w| w.failures >= limit)
                 .and_then(|w| (w.started + self.window).checked_duration_since(now))
         };
-        check(counters.accounts.get(account), self.per_account).or_else(|| check(counters.ips.get(&ip), self.per_ip))
+        check(counters.accounts.get(account), self.per_account)
+            .or_else(|| check(counters.ips.get(&ip), self.per_ip))
     }
 
     pub fn record_failure(&self, account: &str, ip: IpAddr) {
@@ -56,20 +57,38 @@ impl LoginThrottle {
         let window = self.window;
         let bump = |w: &mut Window| {
             if now.duration_since(w.started) >= window {
-                *w = Window { started: now, failures: 0 };
+                *w = Window {
+                    started: now,
+                    failures: 0,
+                };
             }
             w.failures += 1;
         };
         let mut counters = self.counters();
         // Bound memory under a spray of distinct accounts: forget expired windows.
         if counters.accounts.len() > 100_000 {
-            counters.accounts.retain(|_, w| now.duration_since(w.started) < window);
+            counters
+                .accounts
+                .retain(|_, w| now.duration_since(w.started) < window);
         }
         if counters.ips.len() > 100_000 {
-            counters.ips.retain(|_, w| now.duration_since(w.started) < window);
+            counters
+                .ips
+                .retain(|_, w| now.duration_since(w.started) < window);
         }
-        bump(counters.accounts.entry(account.to_string()).or_insert(Window { started: now, failures: 0 }));
-        bump(counters.ips.entry(ip).or_insert(Window { started: now, failures: 0 }));
+        bump(
+            counters
+                .accounts
+                .entry(account.to_string())
+                .or_insert(Window {
+                    started: now,
+                    failures: 0,
+                }),
+        );
+        bump(counters.ips.entry(ip).or_insert(Window {
+            started: now,
+            failures: 0,
+        }));
     }
 
     pub fn record_success(&self, account: &str) {
@@ -91,11 +110,17 @@ mod tests {
             throttle.record_failure("a", ip);
         }
         assert!(throttle.blocked("a", ip).is_some());
-        assert!(throttle.blocked("a", other_ip).is_some(), "per-account limit holds from any IP");
+        assert!(
+            throttle.blocked("a", other_ip).is_some(),
+            "per-account limit holds from any IP"
+        );
         assert!(throttle.blocked("b", ip).is_none());
         throttle.record_failure("b", ip);
         throttle.record_failure("c", ip);
-        assert!(throttle.blocked("d", ip).is_some(), "per-IP limit holds for any account");
+        assert!(
+            throttle.blocked("d", ip).is_some(),
+            "per-IP limit holds for any account"
+        );
         assert!(throttle.blocked("d", other_ip).is_none());
     }
 }

@@ -119,18 +119,32 @@ impl ClientArgs {
 pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
     let options = args.options()?;
     let conn = Connection::connect(&options).await?;
-    let session = conn.login(&args.user, &args.password, args.device_class()).await?;
+    let session = conn
+        .login(&args.user, &args.password, args.device_class())
+        .await?;
     let mut names = Names::default();
     match args.command {
         None => Interactive::new(options, conn, session).run().await,
-        Some(ClientCommand::Send { to, conversation, id, text }) => {
+        Some(ClientCommand::Send {
+            to,
+            conversation,
+            id,
+            text,
+        }) => {
             let conversation = resolve(&conn, to.as_deref(), conversation).await?;
             let id = id.unwrap_or_else(new_client_msg_id);
             let ack = conn.send_text(&conversation, &id, &text).await?;
-            println!("sent {} seq={} id={} duplicate={}", ack.conversation, ack.seq, ack.message_id, ack.duplicate);
+            println!(
+                "sent {} seq={} id={} duplicate={}",
+                ack.conversation, ack.seq, ack.message_id, ack.duplicate
+            );
             Ok(())
         }
-        Some(ClientCommand::History { with, conversation, after }) => {
+        Some(ClientCommand::History {
+            with,
+            conversation,
+            after,
+        }) => {
             let conversation = resolve(&conn, with.as_deref(), conversation).await?;
             for message in conn.pull_all(&conversation, after).await? {
                 println!("{}", names.render(&conn, &message).await);
@@ -139,7 +153,10 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
         }
         Some(ClientCommand::Conversations) => {
             for state in conn.sync().await?.conversations {
-                println!("{}\t{}\tunread={}\tmax_seq={}", state.conversation, state.title, state.unread, state.max_seq);
+                println!(
+                    "{}\t{}\tunread={}\tmax_seq={}",
+                    state.conversation, state.title, state.unread, state.max_seq
+                );
             }
             Ok(())
         }
@@ -158,7 +175,10 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
                 ids.push(conn.lookup(account).await?.user_id);
             }
             let group = conn.create_group(&name, &ids).await?;
-            println!("created {} {:?} members={:?}", group.conversation, group.name, group.members);
+            println!(
+                "created {} {:?} members={:?}",
+                group.conversation, group.name, group.members
+            );
             Ok(())
         }
         Some(ClientCommand::Watch { count }) => {
@@ -195,17 +215,25 @@ fn new_client_msg_id() -> String {
 }
 
 /// Returns the conversation named by a peer account or given as an id.
-async fn resolve(conn: &Connection, peer: Option<&str>, conversation: Option<String>) -> Result<String, ClientError> {
+async fn resolve(
+    conn: &Connection,
+    peer: Option<&str>,
+    conversation: Option<String>,
+) -> Result<String, ClientError> {
     match (peer, conversation) {
         (Some(peer), _) => {
             let user = conn.lookup(peer).await?;
             if user.direct_conversation.is_empty() {
-                return Err(ClientError::Unexpected("cannot open a conversation with yourself".into()));
+                return Err(ClientError::Unexpected(
+                    "cannot open a conversation with yourself".into(),
+                ));
             }
             Ok(user.direct_conversation)
         }
         (None, Some(conversation)) => Ok(conversation),
-        (None, None) => Err(ClientError::Unexpected("name a peer (--to/--with) or a --conversation".into())),
+        (None, None) => Err(ClientError::Unexpected(
+            "name a peer (--to/--with) or a --conversation".into(),
+        )),
     }
 }
 
@@ -222,7 +250,10 @@ impl Names {
             account: String::new(),
             user_id: user,
         };
-        let name = match conn.request(pb::client_frame::Body::LookupUser(lookup)).await {
+        let name = match conn
+            .request(pb::client_frame::Body::LookupUser(lookup))
+            .await
+        {
             Ok(Resp::User(info)) => info.account,
             _ => format!("user{user}"),
         };
@@ -235,7 +266,9 @@ impl Names {
         let body = match message.content.as_ref().and_then(|c| c.kind.as_ref()) {
             Some(pb::content::Kind::Text(text)) => text.text.clone(),
             Some(pb::content::Kind::Emoji(emoji)) => emoji.code.clone(),
-            Some(pb::content::Kind::File(file)) => format!("[file {} {} bytes]", file.name, file.size),
+            Some(pb::content::Kind::File(file)) => {
+                format!("[file {} {} bytes]", file.name, file.size)
+            }
             None => String::new(),
         };
         let reads = if message.read_count > 0 {
@@ -243,7 +276,10 @@ impl Names {
         } else {
             String::new()
         };
-        format!("[{} #{}] {}: {}{}", message.conversation, message.seq, sender, body, reads)
+        format!(
+            "[{} #{}] {}: {}{}",
+            message.conversation, message.seq, sender, body, reads
+        )
     }
 }
 
@@ -275,11 +311,16 @@ impl Interactive {
     }
 
     async fn run(mut self) -> Result<(), ClientError> {
-        println!("logged in as {} (user {}). {HELP}", self.session.account, self.session.user_id);
+        println!(
+            "logged in as {} (user {}). {HELP}",
+            self.session.account, self.session.user_id
+        );
         self.catch_up(false).await?;
         self.list().await?;
         let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(u64::from(self.session.heartbeat_secs.max(1))));
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(u64::from(
+            self.session.heartbeat_secs.max(1),
+        )));
         loop {
             tokio::select! {
                 line = stdin.next_line() => {
@@ -329,27 +370,39 @@ impl Interactive {
     /// Pulls every conversation past its cursor; prints what is new when `show`.
     async fn catch_up(&mut self, show: bool) -> Result<(), ClientError> {
         for state in self.conn.sync().await?.conversations {
-            let cursor = *self.cursors.get(&state.conversation).unwrap_or(&if show { 0 } else { state.max_seq });
+            let cursor = *self.cursors.get(&state.conversation).unwrap_or(&if show {
+                0
+            } else {
+                state.max_seq
+            });
             if state.max_seq > cursor {
                 for message in self.conn.pull_all(&state.conversation, cursor).await? {
                     self.show(message).await;
                 }
             }
-            self.cursors.entry(state.conversation).or_insert(state.max_seq);
+            self.cursors
+                .entry(state.conversation)
+                .or_insert(state.max_seq);
         }
         Ok(())
     }
 
     /// Prints a message once (by seq) and marks it read when its conversation is open.
     async fn show(&mut self, message: pb::Message) {
-        let cursor = self.cursors.entry(message.conversation.clone()).or_insert(0);
+        let cursor = self
+            .cursors
+            .entry(message.conversation.clone())
+            .or_insert(0);
         if message.seq <= *cursor {
             return;
         }
         *cursor = message.seq;
         println!("{}", self.names.render(&self.conn, &message).await);
         if self.current.as_deref() == Some(message.conversation.as_str()) {
-            let _ = self.conn.mark_read(&message.conversation, message.seq).await;
+            let _ = self
+                .conn
+                .mark_read(&message.conversation, message.seq)
+                .await;
         }
     }
 
@@ -370,10 +423,18 @@ impl Interactive {
             }
             Some(Resp::ReadReceipt(receipt)) => {
                 let reader = self.names.name(&self.conn, receipt.reader).await;
-                println!("  ({reader} read {} up to #{})", receipt.conversation, receipt.read_seq);
+                println!(
+                    "  ({reader} read {} up to #{})",
+                    receipt.conversation, receipt.read_seq
+                );
             }
-            Some(Resp::ReadSync(sync)) => println!("  (read {} up to #{} on another device)", sync.conversation, sync.read_seq),
-            Some(Resp::Kicked(kicked)) => println!("session ended by the server: {}", kicked.reason),
+            Some(Resp::ReadSync(sync)) => println!(
+                "  (read {} up to #{} on another device)",
+                sync.conversation, sync.read_seq
+            ),
+            Some(Resp::Kicked(kicked)) => {
+                println!("session ended by the server: {}", kicked.reason)
+            }
             Some(Resp::Error(err)) => println!("server error: {}", err.message),
             _ => {}
         }
@@ -385,7 +446,10 @@ impl Interactive {
             println!("no conversations yet: /open <account> to start one");
         }
         for state in sync.conversations {
-            println!("  {:<16} {:<24} unread {}", state.conversation, state.title, state.unread);
+            println!(
+                "  {:<16} {:<24} unread {}",
+                state.conversation, state.title, state.unread
+            );
         }
         Ok(())
     }
@@ -399,7 +463,9 @@ impl Interactive {
             Some("/help") => println!("{HELP}"),
             Some("/list") => self.list().await?,
             Some("/open") => {
-                let target = words.next().ok_or_else(|| ClientError::Unexpected("/open <account|conversation>".into()))?;
+                let target = words.next().ok_or_else(|| {
+                    ClientError::Unexpected("/open <account|conversation>".into())
+                })?;
                 let conversation = if target.parse::<ConversationId>().is_ok() {
                     target.to_string()
                 } else {
@@ -418,23 +484,36 @@ impl Interactive {
                 println!("now talking in {conversation}");
             }
             Some("/history") => {
-                let conversation = self.current.clone().ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let conversation = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
                 for message in self.conn.pull_all(&conversation, 0).await? {
                     println!("{}", self.names.render(&self.conn, &message).await);
                 }
             }
             Some("/receipts") => {
-                let conversation = self.current.clone().ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let conversation = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
                 let max = self.conn.pull(&conversation, 0, 1).await?.max_seq;
                 let seqs: Vec<u64> = (max.saturating_sub(4).max(1)..=max).collect();
                 if !seqs.is_empty() && max > 0 {
                     for receipt in self.conn.receipts(&conversation, &seqs).await?.receipts {
-                        println!("  #{} read by {} of {}", receipt.seq, receipt.read_count, receipt.member_count.saturating_sub(1));
+                        println!(
+                            "  #{} read by {} of {}",
+                            receipt.seq,
+                            receipt.read_count,
+                            receipt.member_count.saturating_sub(1)
+                        );
                     }
                 }
             }
             Some("/group") => {
-                let name = words.next().ok_or_else(|| ClientError::Unexpected("/group <name> <account>...".into()))?;
+                let name = words
+                    .next()
+                    .ok_or_else(|| ClientError::Unexpected("/group <name> <account>...".into()))?;
                 let mut ids = Vec::new();
                 for account in words {
                     ids.push(self.conn.lookup(account).await?.user_id);
@@ -445,8 +524,14 @@ impl Interactive {
             }
             Some(cmd) if cmd.starts_with('/') => println!("unknown command {cmd}. {HELP}"),
             Some(_) => {
-                let conversation = self.current.clone().ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
-                let ack = self.conn.send_text(&conversation, &new_client_msg_id(), line).await?;
+                let conversation = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let ack = self
+                    .conn
+                    .send_text(&conversation, &new_client_msg_id(), line)
+                    .await?;
                 let cursor = self.cursors.entry(conversation).or_insert(0);
                 // Our own message: shown as typed, so only move the cursor if contiguous.
                 if ack.seq == *cursor + 1 {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig};
 use tokio_util::codec::Framed;
 
-use crate::protocol::{ErrorCode, FrameCodec, ProtocolError, pb};
+use crate::protocol::{ErrorCode, ProtocolError, frame_codec, pb};
 
 use pb::client_frame::Body as Req;
 use pb::server_frame::Body as Resp;
@@ -74,7 +74,10 @@ impl ClientOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("failed to connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("tls: {0}")]
     Tls(String),
     #[error("websocket: {0}")]
@@ -105,7 +108,10 @@ pub enum Event {
     /// A push (message, read sync, receipt, kick) or an error not tied to a request.
     Push(pb::ServerFrame),
     /// The connection ended. WebSocket closes carry their close code.
-    Closed { ws_code: Option<u16>, reason: String },
+    Closed {
+        ws_code: Option<u16>,
+        reason: String,
+    },
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<pb::ServerFrame>>>>;
@@ -126,17 +132,21 @@ pub struct Connection {
 const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;
 
 async fn open_stream(options: &ClientOptions) -> Result<Box<dyn Io>, ClientError> {
-    let tcp = TcpStream::connect(&options.addr).await.map_err(|source| ClientError::Connect {
-        addr: options.addr.clone(),
-        source,
-    })?;
+    let tcp = TcpStream::connect(&options.addr)
+        .await
+        .map_err(|source| ClientError::Connect {
+            addr: options.addr.clone(),
+            source,
+        })?;
     let _ = tcp.set_nodelay(true);
     let Some(tls) = &options.tls else {
         return Ok(Box::new(tcp));
     };
     let mut roots = rustls::RootCertStore::empty();
     for cert in &tls.ca_certs {
-        roots.add(cert.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
+        roots
+            .add(cert.clone())
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -144,7 +154,8 @@ async fn open_stream(options: &ClientOptions) -> Result<Box<dyn Io>, ClientError
         .map_err(|e| ClientError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let name = ServerName::try_from(tls.server_name.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
+    let name = ServerName::try_from(tls.server_name.clone())
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
@@ -154,7 +165,10 @@ async fn open_stream(options: &ClientOptions) -> Result<Box<dyn Io>, ClientError
 
 fn dispatch(pending: &Pending, events: &mpsc::UnboundedSender<Event>, frame: pb::ServerFrame) {
     if frame.request_id != 0 {
-        let waiter = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&frame.request_id);
+        let waiter = pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&frame.request_id);
         if let Some(waiter) = waiter {
             let _ = waiter.send(frame);
             return;
@@ -172,7 +186,7 @@ impl Connection {
         let reader_pending = pending.clone();
         match options.transport {
             Transport::Tcp => {
-                let framed = Framed::new(stream, FrameCodec::new(MAX_SERVER_FRAME));
+                let framed = Framed::new(stream, frame_codec(MAX_SERVER_FRAME));
                 let (mut sink, mut source) = framed.split();
                 tokio::spawn(async move {
                     while let Some(frame) = to_send.recv().await {
@@ -188,7 +202,10 @@ impl Connection {
                             Err(err) => tracing::warn!(error = %err, "undecodable server frame"),
                         }
                     }
-                    reader_pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    reader_pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
                     let _ = event_tx.send(Event::Closed {
                         ws_code: None,
                         reason: String::new(),
@@ -202,15 +219,18 @@ impl Connection {
                 config.read_buffer_size = 8 * 1024;
                 config.max_message_size = Some(MAX_SERVER_FRAME);
                 config.max_frame_size = Some(MAX_SERVER_FRAME);
-                let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-                    .await
-                    .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+                let (ws, _) =
+                    tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+                        .await
+                        .map_err(|e| ClientError::WebSocket(e.to_string()))?;
                 let (mut sink, mut source) = ws.split();
                 let json = options.transport == Transport::WsJson;
                 tokio::spawn(async move {
                     while let Some(frame) = to_send.recv().await {
                         let message = if json {
-                            tungstenite::Message::text(serde_json::to_string(&frame).unwrap_or_default())
+                            tungstenite::Message::text(
+                                serde_json::to_string(&frame).unwrap_or_default(),
+                            )
                         } else {
                             tungstenite::Message::binary(frame.encode_to_vec())
                         };
@@ -224,11 +244,16 @@ impl Connection {
                     let mut closed = (None, String::new());
                     while let Some(Ok(message)) = source.next().await {
                         let frame = match message {
-                            tungstenite::Message::Binary(bytes) => pb::ServerFrame::decode(bytes).map_err(|e| e.to_string()),
-                            tungstenite::Message::Text(text) => serde_json::from_str(text.as_str()).map_err(|e| e.to_string()),
+                            tungstenite::Message::Binary(bytes) => {
+                                pb::ServerFrame::decode(bytes).map_err(|e| e.to_string())
+                            }
+                            tungstenite::Message::Text(text) => {
+                                serde_json::from_str(text.as_str()).map_err(|e| e.to_string())
+                            }
                             tungstenite::Message::Close(frame) => {
                                 if let Some(frame) = frame {
-                                    closed = (Some(u16::from(frame.code)), frame.reason.to_string());
+                                    closed =
+                                        (Some(u16::from(frame.code)), frame.reason.to_string());
                                 }
                                 break;
                             }
@@ -239,7 +264,10 @@ impl Connection {
                             Err(err) => tracing::warn!(error = %err, "undecodable server frame"),
                         }
                     }
-                    reader_pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    reader_pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
                     let _ = event_tx.send(Event::Closed {
                         ws_code: closed.0,
                         reason: closed.1,
@@ -261,7 +289,10 @@ impl Connection {
     pub async fn request(&self, body: Req) -> Result<Resp, ClientError> {
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(request_id, tx);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id, tx);
         let frame = pb::ClientFrame {
             request_id,
             body: Some(body),
@@ -273,7 +304,10 @@ impl Connection {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => return Err(ClientError::Closed),
             Err(_) => {
-                self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&request_id);
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&request_id);
                 return Err(ClientError::Timeout(self.timeout));
             }
         };
@@ -294,7 +328,10 @@ impl Connection {
             request_id,
             body: Some(body),
         };
-        self.outgoing.send(frame).await.map_err(|_| ClientError::Closed)?;
+        self.outgoing
+            .send(frame)
+            .await
+            .map_err(|_| ClientError::Closed)?;
         Ok(request_id)
     }
 
@@ -305,10 +342,18 @@ impl Connection {
 
     /// Returns the next event if one arrives within `wait`.
     pub async fn next_event_within(&mut self, wait: Duration) -> Option<Event> {
-        tokio::time::timeout(wait, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(wait, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
-    pub async fn login(&self, account: &str, password: &str, class: pb::DeviceClass) -> Result<pb::Session, ClientError> {
+    pub async fn login(
+        &self,
+        account: &str,
+        password: &str,
+        class: pb::DeviceClass,
+    ) -> Result<pb::Session, ClientError> {
         match self
             .request(Req::Login(pb::Login {
                 account: account.to_string(),
@@ -323,18 +368,30 @@ impl Connection {
     }
 
     pub async fn resume(&self, token: &str) -> Result<pb::Session, ClientError> {
-        match self.request(Req::Resume(pb::Resume { token: token.to_string() })).await? {
+        match self
+            .request(Req::Resume(pb::Resume {
+                token: token.to_string(),
+            }))
+            .await?
+        {
             Resp::Session(session) => Ok(session),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
 
     /// Sends a message and returns its ack.
-    pub async fn send_message(&self, conversation: &str, client_msg_id: &str, content: pb::content::Kind) -> Result<pb::SendAck, ClientError> {
+    pub async fn send_message(
+        &self,
+        conversation: &str,
+        client_msg_id: &str,
+        content: pb::content::Kind,
+    ) -> Result<pb::SendAck, ClientError> {
         let send = pb::SendMessage {
             client_msg_id: client_msg_id.to_string(),
             conversation: conversation.to_string(),
-            content: Some(pb::Content { kind: Some(content) }),
+            content: Some(pb::Content {
+                kind: Some(content),
+            }),
         };
         match self.request(Req::Send(send)).await? {
             Resp::Ack(ack) => Ok(ack),
@@ -342,12 +399,18 @@ impl Connection {
         }
     }
 
-    pub async fn send_text(&self, conversation: &str, client_msg_id: &str, text: &str) -> Result<pb::SendAck, ClientError> {
+    pub async fn send_text(
+        &self,
+        conversation: &str,
+        client_msg_id: &str,
+        text: &str,
+    ) -> Result<pb::SendAck, ClientError> {
         let content = pb::content::Kind::Text(pb::TextContent {
             text: text.to_string(),
             ..Default::default()
         });
-        self.send_message(conversation, client_msg_id, content).await
+        self.send_message(conversation, client_msg_id, content)
+            .await
     }
 
     pub async fn sync(&self) -> Result<pb::SyncResult, ClientError> {
@@ -357,7 +420,12 @@ impl Connection {
         }
     }
 
-    pub async fn pull(&self, conversation: &str, after_seq: u64, limit: u32) -> Result<pb::PullResult, ClientError> {
+    pub async fn pull(
+        &self,
+        conversation: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<pb::PullResult, ClientError> {
         let pull = pb::PullRequest {
             conversation: conversation.to_string(),
             after_seq,
@@ -370,7 +438,11 @@ impl Connection {
     }
 
     /// Pulls every message after `after_seq`, page by page.
-    pub async fn pull_all(&self, conversation: &str, mut after_seq: u64) -> Result<Vec<pb::Message>, ClientError> {
+    pub async fn pull_all(
+        &self,
+        conversation: &str,
+        mut after_seq: u64,
+    ) -> Result<Vec<pb::Message>, ClientError> {
         let mut all = Vec::new();
         loop {
             let page = self.pull(conversation, after_seq, 0).await?;
@@ -384,7 +456,11 @@ impl Connection {
         }
     }
 
-    pub async fn mark_read(&self, conversation: &str, seq: u64) -> Result<pb::ReadAck, ClientError> {
+    pub async fn mark_read(
+        &self,
+        conversation: &str,
+        seq: u64,
+    ) -> Result<pb::ReadAck, ClientError> {
         let read = pb::MarkRead {
             conversation: conversation.to_string(),
             seq,
@@ -406,7 +482,11 @@ impl Connection {
         }
     }
 
-    pub async fn create_group(&self, name: &str, members: &[u64]) -> Result<pb::GroupInfo, ClientError> {
+    pub async fn create_group(
+        &self,
+        name: &str,
+        members: &[u64],
+    ) -> Result<pb::GroupInfo, ClientError> {
         let create = pb::CreateGroup {
             name: name.to_string(),
             members: members.to_vec(),
@@ -417,7 +497,11 @@ impl Connection {
         }
     }
 
-    pub async fn receipts(&self, conversation: &str, seqs: &[u64]) -> Result<pb::ReceiptsResult, ClientError> {
+    pub async fn receipts(
+        &self,
+        conversation: &str,
+        seqs: &[u64],
+    ) -> Result<pb::ReceiptsResult, ClientError> {
         let request = pb::ReceiptsRequest {
             conversation: conversation.to_string(),
             seqs: seqs.to_vec(),

@@ -241,7 +241,9 @@ impl NodeConfig {
             return invalid("limits.max_frame_bytes must be between 1024 and 16777216");
         }
         if l.max_text_bytes == 0 || l.max_text_bytes + 1024 > l.max_frame_bytes {
-            return invalid("limits.max_text_bytes must be positive and at least 1 KiB below max_frame_bytes");
+            return invalid(
+                "limits.max_text_bytes must be positive and at least 1 KiB below max_frame_bytes",
+            );
         }
         if l.handshake_timeout_secs == 0 || l.idle_timeout_secs == 0 {
             return invalid("limits.handshake_timeout_secs and idle_timeout_secs must be positive");
@@ -250,17 +252,23 @@ impl NodeConfig {
             return invalid("limits.heartbeat_secs must be positive and below idle_timeout_secs");
         }
         if l.max_connections_per_ip == 0 || l.outbound_queue < 16 || l.max_pull == 0 {
-            return invalid("limits.max_connections_per_ip and max_pull must be positive, outbound_queue at least 16");
+            return invalid(
+                "limits.max_connections_per_ip and max_pull must be positive, outbound_queue at least 16",
+            );
         }
         if l.max_group_members < 2 {
             return invalid("limits.max_group_members must be at least 2");
         }
         let a = &self.auth;
         if a.token_ttl_secs == 0 || a.failure_window_secs == 0 || a.session_lease_secs == 0 {
-            return invalid("auth.token_ttl_secs, failure_window_secs and session_lease_secs must be positive");
+            return invalid(
+                "auth.token_ttl_secs, failure_window_secs and session_lease_secs must be positive",
+            );
         }
         if a.max_failures_per_account == 0 || a.max_failures_per_ip == 0 {
-            return invalid("auth.max_failures_per_account and max_failures_per_ip must be positive");
+            return invalid(
+                "auth.max_failures_per_account and max_failures_per_ip must be positive",
+            );
         }
         if !(1..=4096).contains(&self.storage.partitions) {
             return invalid("storage.partitions must be between 1 and 4096");

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use crate::db::{
-    self, CF_META_ACCOUNTS, CF_META_DEVICE_TOKENS, CF_META_GROUPS, CF_META_SETTINGS, CF_META_TOKENS,
-    CF_META_USER_GROUPS, CF_META_USERS, Db, StorageError,
+    self, CF_META_ACCOUNTS, CF_META_DEVICE_TOKENS, CF_META_GROUPS, CF_META_SETTINGS,
+    CF_META_TOKENS, CF_META_USER_GROUPS, CF_META_USERS, Db, StorageError,
 };
 use crate::protocol::{ErrorCode, ProtocolError, now_ms, store_pb};
 
@@ -104,7 +104,11 @@ impl Meta {
             return Ok(recorded as u32);
         }
         let mut batch = self.db.batch();
-        batch.put(CF_META_SETTINGS, PARTITIONS_SETTING, &u64::from(configured).to_be_bytes());
+        batch.put(
+            CF_META_SETTINGS,
+            PARTITIONS_SETTING,
+            &u64::from(configured).to_be_bytes(),
+        );
         batch.commit()?;
         Ok(configured)
     }
@@ -112,11 +116,20 @@ impl Meta {
     pub fn create_user(&self, new: NewUser) -> Result<UserRecord, MetaError> {
         validate_account(&new.account)?;
         if new.display_name.chars().count() > 64 {
-            return Err(MetaError::Invalid("display_name is longer than 64 characters".into()));
+            return Err(MetaError::Invalid(
+                "display_name is longer than 64 characters".into(),
+            ));
         }
         let _guard = self.write_guard();
-        if self.db.get(CF_META_ACCOUNTS, new.account.as_bytes())?.is_some() {
-            return Err(MetaError::Conflict(format!("account {:?} exists", new.account)));
+        if self
+            .db
+            .get(CF_META_ACCOUNTS, new.account.as_bytes())?
+            .is_some()
+        {
+            return Err(MetaError::Conflict(format!(
+                "account {:?} exists",
+                new.account
+            )));
         }
         let user_id = self.next_id(USER_ID_COUNTER)?;
         let record = UserRecord {
@@ -136,7 +149,11 @@ impl Meta {
         let mut batch = self.db.batch();
         batch
             .put_pb(CF_META_USERS, &user_id.to_be_bytes(), &record)
-            .put(CF_META_ACCOUNTS, record.account.as_bytes(), &user_id.to_be_bytes())
+            .put(
+                CF_META_ACCOUNTS,
+                record.account.as_bytes(),
+                &user_id.to_be_bytes(),
+            )
             .put(CF_META_SETTINGS, USER_ID_COUNTER, &user_id.to_be_bytes());
         batch.commit()?;
         Ok(record)
@@ -177,16 +194,26 @@ impl Meta {
     }
 
     /// Creates a group owned by `owner`, who is always a member.
-    pub fn create_group(&self, owner: u64, name: &str, members: &[u64], max_members: usize) -> Result<GroupRecord, MetaError> {
+    pub fn create_group(
+        &self,
+        owner: u64,
+        name: &str,
+        members: &[u64],
+        max_members: usize,
+    ) -> Result<GroupRecord, MetaError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 128 {
-            return Err(MetaError::Invalid("group name must be 1 to 128 characters".into()));
+            return Err(MetaError::Invalid(
+                "group name must be 1 to 128 characters".into(),
+            ));
         }
         let mut all: Vec<u64> = members.iter().copied().chain([owner]).collect();
         all.sort_unstable();
         all.dedup();
         if all.len() > max_members {
-            return Err(MetaError::Invalid(format!("a group holds at most {max_members} members")));
+            return Err(MetaError::Invalid(format!(
+                "a group holds at most {max_members} members"
+            )));
         }
         self.require_users(&all)?;
         let _guard = self.write_guard();
@@ -214,21 +241,31 @@ impl Meta {
     }
 
     /// Adds and removes members; the owner cannot be removed.
-    pub fn change_members(&self, group_id: u64, add: &[u64], remove: &[u64], max_members: usize) -> Result<GroupRecord, MetaError> {
+    pub fn change_members(
+        &self,
+        group_id: u64,
+        add: &[u64],
+        remove: &[u64],
+        max_members: usize,
+    ) -> Result<GroupRecord, MetaError> {
         self.require_users(add)?;
         let _guard = self.write_guard();
         let mut record = self
             .group(group_id)?
             .ok_or_else(|| MetaError::NotFound(format!("group {group_id} does not exist")))?;
         if remove.contains(&record.owner) {
-            return Err(MetaError::Invalid("the owner cannot be removed from the group".into()));
+            return Err(MetaError::Invalid(
+                "the owner cannot be removed from the group".into(),
+            ));
         }
         record.members.extend_from_slice(add);
         record.members.sort_unstable();
         record.members.dedup();
         record.members.retain(|m| !remove.contains(m));
         if record.members.len() > max_members {
-            return Err(MetaError::Invalid(format!("a group holds at most {max_members} members")));
+            return Err(MetaError::Invalid(format!(
+                "a group holds at most {max_members} members"
+            )));
         }
         let mut batch = self.db.batch();
         batch.put_pb(CF_META_GROUPS, &group_id.to_be_bytes(), &record);
@@ -254,7 +291,11 @@ impl Meta {
 
     /// Stores a token and makes it the live one of its device class; returns
     /// the digest of the token it replaces, which is revoked in the same write.
-    pub fn issue_token(&self, digest: &[u8], record: &TokenRecord) -> Result<Option<Vec<u8>>, StorageError> {
+    pub fn issue_token(
+        &self,
+        digest: &[u8],
+        record: &TokenRecord,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
         let _guard = self.write_guard();
         let class_key = pair_key(record.user_id, record.device_class as u64);
         let previous = self.db.get(CF_META_DEVICE_TOKENS, &class_key)?;
@@ -310,11 +351,17 @@ mod tests {
         let b = user(&meta, "bob");
         assert_ne!(a, b);
         assert!(matches!(
-            meta.create_user(NewUser { account: "alice".into(), ..Default::default() }),
+            meta.create_user(NewUser {
+                account: "alice".into(),
+                ..Default::default()
+            }),
             Err(MetaError::Conflict(_))
         ));
         assert!(matches!(
-            meta.create_user(NewUser { account: "bad name".into(), ..Default::default() }),
+            meta.create_user(NewUser {
+                account: "bad name".into(),
+                ..Default::default()
+            }),
             Err(MetaError::Invalid(_))
         ));
         let group = meta.create_group(a, "team", &[b], 10).unwrap();
@@ -323,8 +370,14 @@ mod tests {
         let group = meta.change_members(group.group_id, &[], &[b], 10).unwrap();
         assert_eq!(group.members, vec![a]);
         assert!(meta.groups_of(b).unwrap().is_empty());
-        assert!(matches!(meta.change_members(group.group_id, &[99], &[], 10), Err(MetaError::NotFound(_))));
-        assert!(matches!(meta.create_group(a, "big", &[b], 1), Err(MetaError::Invalid(_))));
+        assert!(matches!(
+            meta.change_members(group.group_id, &[99], &[], 10),
+            Err(MetaError::NotFound(_))
+        ));
+        assert!(matches!(
+            meta.create_group(a, "big", &[b], 1),
+            Err(MetaError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -338,7 +391,10 @@ mod tests {
             expires_at_ms: 10,
         };
         assert_eq!(meta.issue_token(b"one", &record).unwrap(), None);
-        assert_eq!(meta.issue_token(b"two", &record).unwrap(), Some(b"one".to_vec()));
+        assert_eq!(
+            meta.issue_token(b"two", &record).unwrap(),
+            Some(b"one".to_vec())
+        );
         assert!(meta.token(b"one").unwrap().is_none());
         assert!(meta.revoke_token(b"two").unwrap().is_some());
         assert!(meta.token(b"two").unwrap().is_none());

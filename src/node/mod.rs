@@ -20,11 +20,17 @@ use crate::protocol::{ConversationId, ErrorCode, ProtocolError};
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("failed to create data folder {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("failed to bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("failed to load TLS material: {0}")]
     Tls(String),
     #[error("failed to start actors: {0}")]
@@ -58,24 +64,35 @@ impl Services {
 
     /// Changes a group's members on behalf of `actor`, who must own the group
     /// or be an admin.
-    pub async fn change_members(self: &Arc<Self>, actor: &UserRecord, group_id: u64, add: &[u64], remove: &[u64]) -> Result<GroupRecord, ProtocolError> {
+    pub async fn change_members(
+        self: &Arc<Self>,
+        actor: &UserRecord,
+        group_id: u64,
+        add: &[u64],
+        remove: &[u64],
+    ) -> Result<GroupRecord, ProtocolError> {
         let services = self.clone();
         let (actor_id, admin) = (actor.user_id, actor.admin);
         let (add, remove) = (add.to_vec(), remove.to_vec());
         let group = tokio::task::spawn_blocking(move || -> Result<GroupRecord, ProtocolError> {
-            let group = services
-                .meta
-                .group(group_id)?
-                .ok_or_else(|| ProtocolError::not_found(format!("group {group_id} does not exist")))?;
+            let group = services.meta.group(group_id)?.ok_or_else(|| {
+                ProtocolError::not_found(format!("group {group_id} does not exist"))
+            })?;
             if group.owner != actor_id && !admin {
-                return Err(ProtocolError::forbidden("only the group owner or an admin may change members"));
+                return Err(ProtocolError::forbidden(
+                    "only the group owner or an admin may change members",
+                ));
             }
             let max = services.config.limits.max_group_members;
             Ok(services.meta.change_members(group_id, &add, &remove, max)?)
         })
         .await
         .map_err(|e| ProtocolError::internal(e.to_string()))??;
-        if let Ok(conv) = self.directory.conversation(ConversationId::Group(group_id)).await {
+        if let Ok(conv) = self
+            .directory
+            .conversation(ConversationId::Group(group_id))
+            .await
+        {
             let _ = conv.cast(ConversationMsg::MembersChanged);
         }
         Ok(group)
@@ -107,15 +124,22 @@ impl Node {
         let meta = Meta::new(database.clone());
         let configured = config.storage.partitions;
         let meta_for_partitions = meta.clone();
-        let partition_count = db::blocking(move || meta_for_partitions.partitions(configured)).await?;
+        let partition_count =
+            db::blocking(move || meta_for_partitions.partitions(configured)).await?;
         if partition_count != configured {
-            tracing::warn!(recorded = partition_count, configured, "partition count is fixed at bootstrap, keeping the recorded one");
+            tracing::warn!(
+                recorded = partition_count,
+                configured,
+                "partition count is fixed at bootstrap, keeping the recorded one"
+            );
         }
         let tls = match &config.tls {
             Some(tls) => Some(api::tls::load_server_config(tls).map_err(NodeError::Tls)?),
             None => None,
         };
-        let directory = Directory::start().await.map_err(|e| NodeError::Actors(e.to_string()))?;
+        let directory = Directory::start()
+            .await
+            .map_err(|e| NodeError::Actors(e.to_string()))?;
         let services = Arc::new(Services {
             auth: Auth::new(meta.clone(), config.auth.clone()),
             partitions: Partitions::new(database, partition_count),
@@ -126,19 +150,38 @@ impl Node {
             config: config.clone(),
         });
         directory.bind(&services);
-        let generated_admin_password = crate::admin::ensure_admin(&services).await.map_err(|e| NodeError::Setup(e.to_string()))?;
+        let generated_admin_password = crate::admin::ensure_admin(&services)
+            .await
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
 
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let tcp = tokio::net::TcpListener::bind(config.listen.tcp)
             .await
-            .map_err(|source| NodeError::Bind { addr: config.listen.tcp, source })?;
+            .map_err(|source| NodeError::Bind {
+                addr: config.listen.tcp,
+                source,
+            })?;
         let http = tokio::net::TcpListener::bind(config.listen.http)
             .await
-            .map_err(|source| NodeError::Bind { addr: config.listen.http, source })?;
-        let tcp_addr = tcp.local_addr().map_err(|source| NodeError::Bind { addr: config.listen.tcp, source })?;
-        let http_addr = http.local_addr().map_err(|source| NodeError::Bind { addr: config.listen.http, source })?;
-        tasks.spawn(api::tcp::serve(tcp, tls.clone(), services.clone(), stop.clone()));
+            .map_err(|source| NodeError::Bind {
+                addr: config.listen.http,
+                source,
+            })?;
+        let tcp_addr = tcp.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen.tcp,
+            source,
+        })?;
+        let http_addr = http.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen.http,
+            source,
+        })?;
+        tasks.spawn(api::tcp::serve(
+            tcp,
+            tls.clone(),
+            services.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(api::http::serve(http, tls, services.clone(), stop.clone()));
         tracing::info!(node = %config.node_id, %tcp_addr, %http_addr, tls = config.tls.is_some(), "node ready");
         Ok(Node {

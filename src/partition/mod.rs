@@ -17,7 +17,10 @@ pub use store_pb::partition_command::Command;
 pub enum Applied {
     /// The stored message; `duplicate` when the command repeated an earlier
     /// `(sender, client_msg_id)` and nothing new was written.
-    Appended { message: pb::Message, duplicate: bool },
+    Appended {
+        message: pb::Message,
+        duplicate: bool,
+    },
     /// The cursor after the command; `moved` when it advanced.
     ReadCursor { read_seq: u64, moved: bool },
 }
@@ -107,10 +110,12 @@ impl Partitions {
         dedup_key.extend_from_slice(&append.sender.to_be_bytes());
         dedup_key.extend_from_slice(append.client_msg_id.as_bytes());
         if let Some(seq) = self.db.get_u64(CF_DEDUP, &dedup_key)? {
-            let message = self.message(&conv, seq)?.ok_or_else(|| StorageError::Corrupt {
-                cf: CF_DEDUP,
-                detail: format!("dedup record points at missing message {conv}/{seq}"),
-            })?;
+            let message = self
+                .message(&conv, seq)?
+                .ok_or_else(|| StorageError::Corrupt {
+                    cf: CF_DEDUP,
+                    detail: format!("dedup record points at missing message {conv}/{seq}"),
+                })?;
             return Ok(Applied::Appended {
                 message,
                 duplicate: true,
@@ -167,15 +172,27 @@ impl Partitions {
 
     /// Returns the newest seq of a conversation (0 when it has none).
     pub fn max_seq(&self, conv: &ConversationId) -> Result<u64, StorageError> {
-        Ok(self.db.get_u64(CF_CONV_META, &self.conv_prefix(conv))?.unwrap_or(0))
+        Ok(self
+            .db
+            .get_u64(CF_CONV_META, &self.conv_prefix(conv))?
+            .unwrap_or(0))
     }
 
-    pub fn message(&self, conv: &ConversationId, seq: u64) -> Result<Option<pb::Message>, StorageError> {
+    pub fn message(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+    ) -> Result<Option<pb::Message>, StorageError> {
         self.db.get_pb(CF_MSGS, &self.msg_key(conv, seq))
     }
 
     /// Returns up to `limit` messages with seq > `after_seq`, oldest first.
-    pub fn read_range(&self, conv: &ConversationId, after_seq: u64, limit: usize) -> Result<Vec<pb::Message>, StorageError> {
+    pub fn read_range(
+        &self,
+        conv: &ConversationId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<pb::Message>, StorageError> {
         let prefix = self.conv_prefix(conv);
         let start = self.msg_key(conv, after_seq.saturating_add(1));
         self.db
@@ -252,13 +269,30 @@ mod tests {
     fn seqs_are_dense_and_resends_are_deduplicated() {
         let dir = tempfile::tempdir().unwrap();
         let parts = Partitions::new(Db::open(dir.path()).unwrap(), 8);
-        assert_eq!(seq_of(parts.apply(append("d:1:2", 1, "a")).unwrap()), (1, false));
-        assert_eq!(seq_of(parts.apply(append("d:1:2", 2, "a")).unwrap()), (2, false));
-        assert_eq!(seq_of(parts.apply(append("d:1:2", 1, "a")).unwrap()), (1, true));
-        assert_eq!(seq_of(parts.apply(append("d:1:3", 1, "a")).unwrap()), (1, false));
+        assert_eq!(
+            seq_of(parts.apply(append("d:1:2", 1, "a")).unwrap()),
+            (1, false)
+        );
+        assert_eq!(
+            seq_of(parts.apply(append("d:1:2", 2, "a")).unwrap()),
+            (2, false)
+        );
+        assert_eq!(
+            seq_of(parts.apply(append("d:1:2", 1, "a")).unwrap()),
+            (1, true)
+        );
+        assert_eq!(
+            seq_of(parts.apply(append("d:1:3", 1, "a")).unwrap()),
+            (1, false)
+        );
         let conv: ConversationId = "d:1:2".parse().unwrap();
         assert_eq!(parts.max_seq(&conv).unwrap(), 2);
-        let seqs: Vec<u64> = parts.read_range(&conv, 0, 10).unwrap().iter().map(|m| m.seq).collect();
+        let seqs: Vec<u64> = parts
+            .read_range(&conv, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.seq)
+            .collect();
         assert_eq!(seqs, vec![1, 2]);
         assert_eq!(parts.read_range(&conv, 1, 10).unwrap().len(), 1);
         assert_eq!(parts.direct_conversations(1).unwrap().len(), 2);
@@ -275,8 +309,20 @@ mod tests {
                 seq,
             })
         };
-        assert_eq!(parts.apply(set(4)).unwrap(), Applied::ReadCursor { read_seq: 4, moved: true });
-        assert_eq!(parts.apply(set(2)).unwrap(), Applied::ReadCursor { read_seq: 4, moved: false });
+        assert_eq!(
+            parts.apply(set(4)).unwrap(),
+            Applied::ReadCursor {
+                read_seq: 4,
+                moved: true
+            }
+        );
+        assert_eq!(
+            parts.apply(set(2)).unwrap(),
+            Applied::ReadCursor {
+                read_seq: 4,
+                moved: false
+            }
+        );
         let conv = ConversationId::Group(9);
         assert_eq!(parts.read_cursors(&conv).unwrap(), vec![(5, 4)]);
     }

@@ -14,26 +14,25 @@ pub enum FrameFormat {
     Json,
 }
 
-/// Builds the TCP framing: a 4-byte big-endian length, then the frame.
-pub struct FrameCodec;
+/// Returns the TCP framing: a 4-byte big-endian length, then the frame.
+pub fn frame_codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(max_frame_bytes)
+        .new_codec()
+}
 
-impl FrameCodec {
-    pub fn new(max_frame_bytes: usize) -> LengthDelimitedCodec {
-        LengthDelimitedCodec::builder()
-            .length_field_length(4)
-            .max_frame_length(max_frame_bytes)
-            .new_codec()
-    }
-
-    /// Tells whether a framing error means the peer announced an oversized frame.
-    pub fn is_too_large(err: &std::io::Error) -> bool {
-        err.get_ref()
-            .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>())
-    }
+/// Tells whether a framing error means the peer announced an oversized frame.
+pub fn is_frame_too_large(err: &std::io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>())
 }
 
 /// Decodes a client frame in the given format.
-pub fn decode_client_frame(bytes: &[u8], format: FrameFormat) -> Result<pb::ClientFrame, ProtocolError> {
+pub fn decode_client_frame(
+    bytes: &[u8],
+    format: FrameFormat,
+) -> Result<pb::ClientFrame, ProtocolError> {
     match format {
         FrameFormat::Protobuf => pb::ClientFrame::decode(bytes)
             .map_err(|e| ProtocolError::invalid(format!("invalid protobuf frame: {e}"))),
@@ -100,9 +99,15 @@ mod tests {
     fn json_and_protobuf_decode_to_the_same_frame() {
         let frame = ping(7);
         let json = serde_json::to_vec(&frame).unwrap();
-        assert_eq!(decode_client_frame(&json, FrameFormat::Json).unwrap(), frame);
+        assert_eq!(
+            decode_client_frame(&json, FrameFormat::Json).unwrap(),
+            frame
+        );
         let bin = frame.encode_to_vec();
-        assert_eq!(decode_client_frame(&bin, FrameFormat::Protobuf).unwrap(), frame);
+        assert_eq!(
+            decode_client_frame(&bin, FrameFormat::Protobuf).unwrap(),
+            frame
+        );
         let text = String::from_utf8(json).unwrap();
         assert!(text.contains("\"requestId\":\"7\""), "{text}");
     }

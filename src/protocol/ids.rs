@@ -90,7 +90,9 @@ impl FromStr for ConversationId {
                 }
                 ConversationId::Direct { lo, hi }
             }
-            (Some("g"), Some(a), None, None) => ConversationId::Group(a.parse().map_err(|_| bad())?),
+            (Some("g"), Some(a), None, None) => {
+                ConversationId::Group(a.parse().map_err(|_| bad())?)
+            }
             _ => return Err(bad()),
         };
         Ok(id)
@@ -117,7 +119,9 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_invalid() {
-        for bad in ["", "d:1", "d:2:1", "d:1:1", "g:x", "x:1", "g:1:2", "d:1:2:3"] {
+        for bad in [
+            "", "d:1", "d:2:1", "d:1:1", "g:x", "x:1", "g:1:2", "d:1:2:3",
+        ] {
             assert!(bad.parse::<ConversationId>().is_err(), "{bad}");
         }
     }

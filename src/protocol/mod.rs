@@ -4,7 +4,10 @@ mod codec;
 mod error;
 mod ids;
 
-pub use codec::{FrameCodec, FrameFormat, SharedFrame, decode_client_frame, encode_server_frame};
+pub use codec::{
+    FrameFormat, SharedFrame, decode_client_frame, encode_server_frame, frame_codec,
+    is_frame_too_large,
+};
 pub use error::{ErrorCode, ProtocolError};
 pub use ids::ConversationId;
 
@@ -26,10 +29,10 @@ mod generated {
     }
 }
 
-/// Client protocol types (`proto/chorus/v1/client.proto`).
-pub use generated::chorus::v1 as pb;
 /// Storage records and commands (`proto/chorus/v1/store.proto`).
 pub use generated::chorus::store::v1 as store_pb;
+/// Client protocol types (`proto/chorus/v1/client.proto`).
+pub use generated::chorus::v1 as pb;
 
 /// Returns the current time in Unix milliseconds.
 pub fn now_ms() -> i64 {

@@ -22,12 +22,10 @@ pub struct TestNode {
 
 /// Returns the config of a test node: loopback, port 0, a fresh data folder.
 pub fn test_config(dir: &std::path::Path) -> NodeConfig {
-    let mut config = NodeConfig::default();
-    config.data_dir = dir.to_path_buf();
-    config.listen.tcp = "127.0.0.1:0".parse().unwrap();
-    config.listen.http = "127.0.0.1:0".parse().unwrap();
-    config.storage.partitions = 8;
-    config
+    NodeConfig::from_toml(&format!(
+        "data_dir = {dir:?}\n[listen]\ntcp = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n[storage]\npartitions = 8\n"
+    ))
+    .unwrap()
 }
 
 impl TestNode {
@@ -40,7 +38,10 @@ impl TestNode {
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let node = Node::start(config.validate().unwrap()).await.unwrap();
-        let admin_password = node.generated_admin_password.clone().expect("a fresh node generates the admin password");
+        let admin_password = node
+            .generated_admin_password
+            .clone()
+            .expect("a fresh node generates the admin password");
         TestNode {
             node,
             dir,
@@ -61,17 +62,29 @@ impl TestNode {
     }
 
     /// Logs in over REST and returns the token.
-    pub async fn rest_login(&self, account: &str, password: &str, device_class: &str) -> reqwest::Response {
+    pub async fn rest_login(
+        &self,
+        account: &str,
+        password: &str,
+        device_class: &str,
+    ) -> reqwest::Response {
         self.http
             .post(self.url("/api/v1/login"))
-            .json(&json!({ "account": account, "password": password, "device_class": device_class }))
+            .json(
+                &json!({ "account": account, "password": password, "device_class": device_class }),
+            )
             .send()
             .await
             .unwrap()
     }
 
     pub async fn admin_token(&self) -> String {
-        let reply: serde_json::Value = self.rest_login("admin", &self.admin_password, "web").await.json().await.unwrap();
+        let reply: serde_json::Value = self
+            .rest_login("admin", &self.admin_password, "web")
+            .await
+            .json()
+            .await
+            .unwrap();
         reply["token"].as_str().unwrap().to_string()
     }
 
@@ -100,13 +113,23 @@ impl TestNode {
     }
 
     pub async fn connect(&self, transport: Transport) -> Connection {
-        Connection::connect(&ClientOptions::new(self.addr(transport), transport)).await.unwrap()
+        Connection::connect(&ClientOptions::new(self.addr(transport), transport))
+            .await
+            .unwrap()
     }
 
     /// Connects and logs in; returns the connection and its session.
-    pub async fn login(&self, account: &str, class: pb::DeviceClass, transport: Transport) -> (Connection, pb::Session) {
+    pub async fn login(
+        &self,
+        account: &str,
+        class: pb::DeviceClass,
+        transport: Transport,
+    ) -> (Connection, pb::Session) {
         let conn = self.connect(transport).await;
-        let session = conn.login(account, &password(account), class).await.unwrap();
+        let session = conn
+            .login(account, &password(account), class)
+            .await
+            .unwrap();
         (conn, session)
     }
 }
@@ -127,7 +150,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
