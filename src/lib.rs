@@ -60,6 +60,24 @@ pub mod testsuite {
             .expect("crashed actor stops");
     }
 
+    /// Makes the user actor of `user` panic; returns once it is gone.
+    pub async fn crash_user(node: &crate::Node, user: u64) {
+        let actor = node
+            .services
+            .directory
+            .online_user(user)
+            .expect("user online");
+        actor.cast(UserMsg::Crash).expect("actor alive");
+        let gone = async {
+            while actor.get_status() != ractor::ActorStatus::Stopped {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), gone)
+            .await
+            .expect("crashed actor stops");
+    }
+
     /// Returns how many user and conversation actors are live.
     pub fn actor_counts(node: &crate::Node) -> (usize, usize) {
         node.services.directory.counts()

@@ -5,7 +5,7 @@
 //! members' user actors on this node, encoded once for all of them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 
@@ -53,6 +53,8 @@ pub enum ConversationMsg {
     },
     /// The group's membership changed: reload it before the next request.
     MembersChanged,
+    /// Periodic check: an idle actor retires to bound memory.
+    Tick,
     /// Makes the actor fail, to exercise supervision in tests.
     #[cfg(any(test, feature = "testsuite"))]
     Crash,
@@ -95,11 +97,21 @@ pub fn members_of(services: &Services, conv: &ConversationId) -> Result<Vec<u64>
 
 pub struct ConversationActor;
 
+/// How often a conversation actor checks whether it is idle.
+const IDLE_CHECK: Duration = Duration::from_secs(60);
+/// A conversation actor unused this long retires.
+const IDLE_AFTER: Duration = Duration::from_secs(300);
+
 pub struct ConversationState {
     conv: ConversationId,
     services: Arc<Services>,
     /// Sorted members; loaded on first use and after a membership change.
     members: Option<Arc<Vec<u64>>>,
+    last_active: Instant,
+    /// Set once the directory forgot this actor: it stops at the next tick,
+    /// after requests sent through stale references have drained.
+    retiring: bool,
+    ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ConversationState {
@@ -260,22 +272,39 @@ impl Actor for ConversationActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<ConversationMsg>,
+        myself: ActorRef<ConversationMsg>,
         (conv, services): Self::Arguments,
     ) -> Result<ConversationState, ActorProcessingErr> {
         Ok(ConversationState {
             conv,
             services,
             members: None,
+            last_active: Instant::now(),
+            retiring: false,
+            ticker: Some(myself.send_interval(IDLE_CHECK, || ConversationMsg::Tick)),
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ConversationMsg>,
+        state: &mut ConversationState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<ConversationMsg>,
+        myself: ActorRef<ConversationMsg>,
         msg: ConversationMsg,
         state: &mut ConversationState,
     ) -> Result<(), ActorProcessingErr> {
+        if !matches!(msg, ConversationMsg::Tick) {
+            state.last_active = Instant::now();
+        }
         match msg {
             ConversationMsg::Send {
                 sender,
@@ -293,6 +322,13 @@ impl Actor for ConversationActor {
                 }
             }
             ConversationMsg::MembersChanged => state.members = None,
+            ConversationMsg::Tick if state.retiring => myself.stop(None),
+            ConversationMsg::Tick => {
+                if state.last_active.elapsed() >= IDLE_AFTER {
+                    state.services.directory.forget(myself.get_id());
+                    state.retiring = true;
+                }
+            }
             #[cfg(any(test, feature = "testsuite"))]
             ConversationMsg::Crash => panic!("conversation actor crash requested by a test"),
         }

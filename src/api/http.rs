@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -47,6 +47,17 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+fn path_param<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(v)| v)
+        .map_err(|rejection| ApiError(ProtocolError::invalid(rejection.body_text())))
+}
+
+fn query_params<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(v)| v)
+        .map_err(|rejection| ApiError(ProtocolError::invalid(rejection.body_text())))
+}
 
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(v)| v).map_err(|rejection| {
@@ -353,9 +364,10 @@ struct ChangeMembersBody {
 async fn change_members(
     State(services): State<AppState>,
     headers: HeaderMap,
-    Path(group_id): Path<u64>,
+    group_id: Result<Path<u64>, PathRejection>,
     body: Result<Json<ChangeMembersBody>, JsonRejection>,
 ) -> ApiResult<GroupView> {
+    let group_id = path_param(group_id)?;
     let principal = principal(&services, &headers).await?;
     let body = json_body(body)?;
     let group = services
@@ -367,8 +379,9 @@ async fn change_members(
 async fn list_members(
     State(services): State<AppState>,
     headers: HeaderMap,
-    Path(group_id): Path<u64>,
+    group_id: Result<Path<u64>, PathRejection>,
 ) -> ApiResult<Vec<u64>> {
+    let group_id = path_param(group_id)?;
     let principal = principal(&services, &headers).await?;
     let members = blocking(move || {
         let members = members_of(&services, &ConversationId::Group(group_id))?;
@@ -393,9 +406,11 @@ struct HistoryQuery {
 async fn history(
     State(services): State<AppState>,
     headers: HeaderMap,
-    Path(conversation): Path<String>,
-    Query(query): Query<HistoryQuery>,
+    conversation: Result<Path<String>, PathRejection>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> ApiResult<pb::PullResult> {
+    let conversation = path_param(conversation)?;
+    let query = query_params(query)?;
     let user = principal(&services, &headers).await?.user.user_id;
     let pull = pb::PullRequest {
         conversation,
