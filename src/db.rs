@@ -32,10 +32,15 @@ pub const CF_CONV_META: &str = "conv_meta";
 pub const CF_DEDUP: &str = "dedup";
 /// Read cursors: partition | conversation | user → read seq.
 pub const CF_CURSORS: &str = "cursors";
-/// The 1:1 conversations a user takes part in: partition | user | conversation → empty.
+/// The 1:1 conversations a user takes part in, kept by the conversation's
+/// partition: partition | user | conversation → empty.
 pub const CF_INBOX: &str = "inbox";
+/// Raft logs of every group: group id | index → entry.
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Raft state of every group: group id | tag → vote, committed, purged, applied.
+pub const CF_RAFT_STATE: &str = "raft_state";
 
-const ALL_CFS: [&str; 12] = [
+const ALL_CFS: [&str; 14] = [
     CF_META_USERS,
     CF_META_ACCOUNTS,
     CF_META_GROUPS,
@@ -48,6 +53,8 @@ const ALL_CFS: [&str; 12] = [
     CF_DEDUP,
     CF_CURSORS,
     CF_INBOX,
+    CF_RAFT_LOG,
+    CF_RAFT_STATE,
 ];
 
 /// A storage failure; the request fails with INTERNAL and nothing is half-written
@@ -73,6 +80,9 @@ type Rocks = DBWithThreadMode<MultiThreaded>;
 
 /// One key and its value, as a scan returns them.
 pub type KeyValue = (Box<[u8]>, Box<[u8]>);
+
+/// A state value and the entries of several key spaces, read at one point in time.
+pub type ConsistentRead = (Option<Vec<u8>>, Vec<Vec<KeyValue>>);
 
 /// The shared RocksDB of a node. Every write is synced before it returns.
 #[derive(Clone)]
@@ -158,6 +168,63 @@ impl Db {
         Ok(out)
     }
 
+    /// Returns the last entry whose key starts with `prefix`.
+    pub fn last_with_prefix(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+    ) -> Result<Option<KeyValue>, StorageError> {
+        let handle = self.cf(cf)?;
+        let mut upper = prefix.to_vec();
+        upper.extend_from_slice(&[0xff; 16]);
+        let mut iter = self.inner.iterator_cf(
+            &handle,
+            rocksdb::IteratorMode::From(&upper, rocksdb::Direction::Reverse),
+        );
+        match iter.next() {
+            Some(item) => {
+                let (key, value) = item?;
+                Ok(key.starts_with(prefix).then_some((key, value)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Reads every entry under each `(cf, prefix)` key space, and the value of
+    /// `(state_cf, state_key)`, all from one consistent point in time.
+    pub fn consistent_read(
+        &self,
+        spaces: &[(&'static str, Vec<u8>)],
+        state_cf: &'static str,
+        state_key: &[u8],
+    ) -> Result<ConsistentRead, StorageError> {
+        let snapshot = self.inner.snapshot();
+        let state = snapshot.get_cf(&self.cf(state_cf)?, state_key)?;
+        let mut out = Vec::with_capacity(spaces.len());
+        for (cf, prefix) in spaces {
+            let handle = self.cf(cf)?;
+            let iter = snapshot.iterator_cf(
+                &handle,
+                rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
+            );
+            let mut entries = Vec::new();
+            for item in iter {
+                let (key, value) = item?;
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                entries.push((key, value));
+            }
+            out.push(entries);
+        }
+        Ok((state, out))
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush_wal(&self) -> Result<(), StorageError> {
+        Ok(self.inner.flush_wal(true)?)
+    }
+
     /// Starts an atomic batch of writes.
     pub fn batch(&self) -> Batch<'_> {
         Batch {
@@ -202,13 +269,30 @@ impl Batch<'_> {
         self
     }
 
+    /// Deletes the keys in `[from, to)`.
+    pub fn delete_range(&mut self, cf: &'static str, from: &[u8], to: &[u8]) -> &mut Self {
+        self.with_cf(cf, |b, h| b.delete_range_cf(h, from, to));
+        self
+    }
+
     /// Writes the batch and syncs the WAL before returning.
     pub fn commit(self) -> Result<(), StorageError> {
+        self.write(true)
+    }
+
+    /// Writes the batch without syncing: for state that a synced write (the
+    /// Raft log) already makes recoverable. A later synced write of the same
+    /// WAL makes it durable too.
+    pub fn commit_unsynced(self) -> Result<(), StorageError> {
+        self.write(false)
+    }
+
+    fn write(self, sync: bool) -> Result<(), StorageError> {
         if let Some(err) = self.error {
             return Err(err);
         }
         let mut opts = WriteOptions::default();
-        opts.set_sync(true);
+        opts.set_sync(sync);
         self.db.inner.write_opt(self.batch, &opts)?;
         Ok(())
     }

@@ -7,16 +7,19 @@ mod api;
 mod auth;
 mod config;
 mod db;
+mod logging;
 mod meta;
 mod node;
 mod partition;
 mod protocol;
+mod raft;
 
 pub mod client;
 
 pub use admin::{ADMIN_ACCOUNT, ADMIN_PASSWORD_ENV, DEMO_PASSWORD, seed_demo};
 pub use auth::{hash_password, verify_password};
 pub use config::{ConfigError, NodeConfig, TlsConfig};
+pub use logging::{LoggingError, init as init_logging};
 pub use node::{Node, NodeError};
 pub use protocol::{ConversationId, ErrorCode, FrameFormat, ProtocolError, pb};
 
@@ -34,9 +37,10 @@ pub mod testsuite {
             password_hash: crate::auth::hash_password(password),
             ..Default::default()
         };
-        tokio::task::spawn_blocking(move || services.meta.create_user(new))
+        services
+            .meta
+            .create_user(new)
             .await
-            .expect("create_user task")
             .expect("create_user")
             .user_id
     }

@@ -26,25 +26,12 @@ enum Command {
     Client(chorus::client::cli::ClientArgs),
 }
 
-fn init_logging(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 async fn serve(config: Option<PathBuf>, demo: bool) -> anyhow::Result<()> {
     let config = match &config {
         Some(path) => chorus::NodeConfig::load(path)?,
         None => chorus::NodeConfig::default().validate()?,
     };
-    init_logging(&config.log.level, config.log.json);
+    chorus::init_logging(&config.log.level, config.log.json)?;
     let node = chorus::Node::start(config)
         .await
         .context("failed to start the node")?;
@@ -103,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { config, demo } => serve(config, demo).await,
         Command::Client(args) => {
-            init_logging("warn", false);
+            chorus::init_logging("warn", false)?;
             chorus::client::cli::run(args).await.map_err(Into::into)
         }
     }

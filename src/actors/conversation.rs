@@ -12,7 +12,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use super::metrics as m;
 use super::outbox::Outbox;
 use super::user::UserMsg;
-use crate::db::{self, StorageError};
+use crate::db;
 use crate::node::Services;
 use crate::partition::{Applied, Command};
 use crate::protocol::{ConversationId, ProtocolError, SharedFrame, now_ms, pb, store_pb};
@@ -128,9 +128,18 @@ impl ConversationState {
         Ok(members)
     }
 
-    async fn apply(&self, command: Command) -> Result<Applied, StorageError> {
-        let partitions = self.services.partitions.clone();
-        db::blocking(move || partitions.apply(command)).await
+    /// Proposes a command to this conversation's partition and waits until
+    /// it is committed and applied.
+    async fn apply(&self, command: Command) -> Result<Applied, ProtocolError> {
+        match self
+            .services
+            .partitions
+            .propose(&self.conv, command)
+            .await?
+        {
+            Applied::Rejected(reason) => Err(ProtocolError::invalid(reason)),
+            applied => Ok(applied),
+        }
     }
 
     /// Pushes one frame to the online members in `to`, encoded once for all.

@@ -239,14 +239,12 @@ impl SessionState {
             }
             In::CreateGroup(create) => {
                 let me = self.user_id()?;
-                let services = self.services.clone();
-                let group = blocking(move || {
-                    let max = services.config.limits.max_group_members;
-                    Ok(services
-                        .meta
-                        .create_group(me, &create.name, &create.members, max)?)
-                })
-                .await?;
+                let max = self.services.config.limits.max_group_members;
+                let group = self
+                    .services
+                    .meta
+                    .create_group(me, &create.name, &create.members, max)
+                    .await?;
                 self.answer(request_id, Out::Group(group_info(group)));
             }
             In::ChangeMembers(change) => {

@@ -10,7 +10,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -94,6 +94,7 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
             get(list_members).post(change_members),
         )
         .route("/api/v1/conversations/{id}/messages", get(history))
+        .route("/api/v1/admin/log-level", put(set_log_level))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(stop))
         .with_state(services)
@@ -283,17 +284,19 @@ async fn create_user(
             "password must have at least {MIN_PASSWORD_CHARS} characters"
         ))));
     }
-    let user = blocking(move || {
-        crate::meta::validate_account(&body.account)?;
-        Ok(services.meta.create_user(NewUser {
-            password_hash: hash_password(&body.password),
+    crate::meta::validate_account(&body.account)?;
+    let password = body.password;
+    let password_hash = blocking(move || Ok(hash_password(&password))).await?;
+    let user = services
+        .meta
+        .create_user(NewUser {
+            password_hash,
             account: body.account,
             display_name: body.display_name,
             admin: body.admin,
             departments: body.departments,
-        })?)
-    })
-    .await?;
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -304,6 +307,24 @@ async fn list_users(
     admin(&services, &headers).await?;
     let users = blocking(move || Ok(services.meta.users()?)).await?;
     Ok(Json(users.into_iter().map(UserView::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogLevelBody {
+    level: String,
+}
+
+/// Changes the log filter of this node until it restarts; admin only.
+async fn set_log_level(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<LogLevelBody>, JsonRejection>,
+) -> ApiResult<serde_json::Value> {
+    let principal = admin(&services, &headers).await?;
+    let level = crate::logging::set_level(&json_body(body)?.level)?;
+    tracing::info!(admin = principal.user.user_id, %level, "log level changed");
+    Ok(Json(serde_json::json!({ "level": level })))
 }
 
 #[derive(Deserialize)]
@@ -342,13 +363,11 @@ async fn create_group(
 ) -> Result<(StatusCode, Json<GroupView>), ApiError> {
     let owner = principal(&services, &headers).await?.user.user_id;
     let body = json_body(body)?;
-    let group = blocking(move || {
-        let max = services.config.limits.max_group_members;
-        Ok(services
-            .meta
-            .create_group(owner, &body.name, &body.members, max)?)
-    })
-    .await?;
+    let max = services.config.limits.max_group_members;
+    let group = services
+        .meta
+        .create_group(owner, &body.name, &body.members, max)
+        .await?;
     Ok((StatusCode::CREATED, Json(group.into())))
 }
 

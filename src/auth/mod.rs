@@ -112,9 +112,7 @@ impl Auth {
             issued_at_ms: issued,
             expires_at_ms: issued.saturating_add((self.config.token_ttl_secs * 1000) as i64),
         };
-        let meta = self.meta.clone();
-        let stored_digest = digest.clone();
-        let replaced = db::blocking(move || meta.issue_token(&stored_digest, &record)).await?;
+        let replaced = self.meta.issue_token(&digest, &record).await?;
         Ok(LoginOutcome {
             token: token.as_str().to_string(),
             principal: Principal {
@@ -162,7 +160,6 @@ impl Auth {
         &self,
         token_digest: Vec<u8>,
     ) -> Result<Option<TokenRecord>, ProtocolError> {
-        let meta = self.meta.clone();
-        Ok(db::blocking(move || meta.revoke_token(&token_digest)).await?)
+        Ok(self.meta.revoke_token(&token_digest).await?)
     }
 }

@@ -25,9 +25,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
-    /// Stable name of this node in logs and, later, in the cluster.
+    /// Stable, cluster-unique id of this node (its Raft node id); never reused.
     #[serde(default = "default_node_id")]
-    pub node_id: String,
+    pub node_id: u64,
     /// Folder of the node's RocksDB and other state.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -137,8 +137,8 @@ pub struct LogConfig {
     pub json: bool,
 }
 
-fn default_node_id() -> String {
-    "node-1".to_string()
+fn default_node_id() -> u64 {
+    1
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
@@ -234,8 +234,8 @@ impl NodeConfig {
     pub fn validate(self) -> Result<Self, ConfigError> {
         let invalid = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
         let l = &self.limits;
-        if self.node_id.trim().is_empty() {
-            return invalid("node_id must not be empty");
+        if self.node_id == 0 {
+            return invalid("node_id must be positive");
         }
         if !(1024..=16 * 1024 * 1024).contains(&l.max_frame_bytes) {
             return invalid("limits.max_frame_bytes must be between 1024 and 16777216");

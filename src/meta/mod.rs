@@ -1,16 +1,23 @@
 //! Metadata: users and credentials, groups and membership, session tokens,
-//! id counters. Writes are serialised (as the metadata Raft group will
-//! serialise them) and each is one atomic synced batch.
+//! id counters and cluster settings. Reads come from the local replica;
+//! writes are commands of the metadata Raft group (`state_machine.rs`).
 
-use std::sync::{Arc, Mutex};
+mod state_machine;
+
+use std::sync::Arc;
 
 use crate::db::{
-    self, CF_META_ACCOUNTS, CF_META_DEVICE_TOKENS, CF_META_GROUPS, CF_META_SETTINGS,
-    CF_META_TOKENS, CF_META_USER_GROUPS, CF_META_USERS, Db, StorageError,
+    self, CF_META_GROUPS, CF_META_SETTINGS, CF_META_TOKENS, CF_META_USER_GROUPS, CF_META_USERS, Db,
+    StorageError,
 };
 use crate::protocol::{ErrorCode, ProtocolError, now_ms, store_pb};
+use crate::raft::{self, GroupStateMachine, LogStore, META_GROUP, StandaloneNetwork};
 
+pub use state_machine::{MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, Refusal};
 pub use store_pb::{GroupRecord, TokenRecord, UserRecord};
+
+/// The metadata Raft group's handle.
+pub type MetaRaft = openraft::Raft<MetaRaftConfig>;
 
 /// Why a metadata call failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +28,8 @@ pub enum MetaError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("metadata group unavailable: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -31,7 +40,18 @@ impl From<MetaError> for ProtocolError {
             MetaError::NotFound(m) => ProtocolError::new(ErrorCode::NotFound, m),
             MetaError::Conflict(m) => ProtocolError::new(ErrorCode::Conflict, m),
             MetaError::Invalid(m) => ProtocolError::new(ErrorCode::Invalid, m),
+            MetaError::Unavailable(m) => ProtocolError::new(ErrorCode::UnavailableRetry, m),
             MetaError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<Refusal> for MetaError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NotFound(m) => MetaError::NotFound(m),
+            Refusal::Conflict(m) => MetaError::Conflict(m),
+            Refusal::Invalid(m) => MetaError::Invalid(m),
         }
     }
 }
@@ -44,17 +64,6 @@ pub struct NewUser {
     pub password_hash: String,
     pub admin: bool,
     pub departments: Vec<String>,
-}
-
-const USER_ID_COUNTER: &[u8] = b"next_user_id";
-const GROUP_ID_COUNTER: &[u8] = b"next_group_id";
-const PARTITIONS_SETTING: &[u8] = b"partitions";
-
-/// The metadata store of this node.
-#[derive(Clone)]
-pub struct Meta {
-    db: Db,
-    writes: Arc<Mutex<()>>,
 }
 
 /// Checks an account name: 1 to 64 letters, digits or `. _ - @`.
@@ -73,90 +82,101 @@ pub fn validate_account(account: &str) -> Result<(), MetaError> {
     }
 }
 
-fn pair_key(a: u64, b: u64) -> [u8; 16] {
+pub(crate) fn pair_key(a: u64, b: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&a.to_be_bytes());
     key[8..].copy_from_slice(&b.to_be_bytes());
     key
 }
 
-impl Meta {
-    pub fn new(db: Db) -> Self {
-        Meta {
-            db,
-            writes: Arc::new(Mutex::new(())),
+/// The metadata of this node: a local replica to read, a Raft group to write.
+#[derive(Clone)]
+pub struct Meta {
+    db: Db,
+    raft: MetaRaft,
+}
+
+macro_rules! expect_response {
+    ($response:expr, $variant:ident) => {
+        match $response {
+            MetaResponse::$variant(value) => Ok(value),
+            MetaResponse::Refused(refusal) => Err(MetaError::from(refusal)),
+            other => Err(MetaError::Unavailable(format!(
+                "unexpected metadata response {other:?}"
+            ))),
         }
+    };
+}
+
+impl Meta {
+    /// Starts the metadata group of a standalone node (one voter: this node),
+    /// resuming from its stored log and state.
+    pub async fn open(
+        db: Db,
+        node_id: u64,
+        addr: &str,
+        config: Arc<openraft::Config>,
+    ) -> Result<Meta, MetaError> {
+        let apply = Arc::new(MetaApply { db: db.clone() });
+        let raft = raft::start_group(
+            node_id,
+            addr,
+            config,
+            StandaloneNetwork::default(),
+            LogStore::new(db.clone(), META_GROUP),
+            GroupStateMachine::open(db.clone(), META_GROUP, apply)?,
+        )
+        .await
+        .map_err(|e| MetaError::Unavailable(e.to_string()))?;
+        Ok(Meta { db, raft })
     }
 
-    fn write_guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn raft(&self) -> &MetaRaft {
+        &self.raft
     }
 
-    fn next_id(&self, counter: &'static [u8]) -> Result<u64, StorageError> {
-        Ok(self.db.get_u64(CF_META_SETTINGS, counter)?.unwrap_or(0) + 1)
+    async fn write(&self, command: MetaCommand) -> Result<MetaResponse, MetaError> {
+        self.raft
+            .client_write(command)
+            .await
+            .map(|response| response.data)
+            .map_err(|e| MetaError::Unavailable(e.to_string()))
     }
 
-    /// Records the partition count on first start and returns the recorded one,
-    /// which never changes afterwards.
-    pub fn partitions(&self, configured: u32) -> Result<u32, StorageError> {
-        let _guard = self.write_guard();
-        if let Some(recorded) = self.db.get_u64(CF_META_SETTINGS, PARTITIONS_SETTING)? {
+    /// Records the partition count on first start and returns the recorded
+    /// one, which never changes afterwards.
+    pub async fn partitions(&self, configured: u32) -> Result<u32, MetaError> {
+        if let Some(recorded) = self
+            .db
+            .get_u64(CF_META_SETTINGS, state_machine::PARTITIONS_SETTING)?
+        {
             return Ok(recorded as u32);
         }
-        let mut batch = self.db.batch();
-        batch.put(
-            CF_META_SETTINGS,
-            PARTITIONS_SETTING,
-            &u64::from(configured).to_be_bytes(),
-        );
-        batch.commit()?;
-        Ok(configured)
+        expect_response!(
+            self.write(MetaCommand::SetPartitions { count: configured })
+                .await?,
+            Partitions
+        )
     }
 
-    pub fn create_user(&self, new: NewUser) -> Result<UserRecord, MetaError> {
+    pub async fn create_user(&self, new: NewUser) -> Result<UserRecord, MetaError> {
         validate_account(&new.account)?;
         if new.display_name.chars().count() > 64 {
             return Err(MetaError::Invalid(
                 "display_name is longer than 64 characters".into(),
             ));
         }
-        let _guard = self.write_guard();
-        if self
-            .db
-            .get(CF_META_ACCOUNTS, new.account.as_bytes())?
-            .is_some()
-        {
-            return Err(MetaError::Conflict(format!(
-                "account {:?} exists",
-                new.account
-            )));
-        }
-        let user_id = self.next_id(USER_ID_COUNTER)?;
-        let record = UserRecord {
-            user_id,
-            display_name: if new.display_name.is_empty() {
-                new.account.clone()
-            } else {
-                new.display_name
-            },
+        let user = UserRecord {
+            user_id: 0,
             account: new.account,
+            display_name: new.display_name,
             password_hash: new.password_hash,
             admin: new.admin,
             disabled: false,
             departments: new.departments,
             created_at_ms: now_ms(),
         };
-        let mut batch = self.db.batch();
-        batch
-            .put_pb(CF_META_USERS, &user_id.to_be_bytes(), &record)
-            .put(
-                CF_META_ACCOUNTS,
-                record.account.as_bytes(),
-                &user_id.to_be_bytes(),
-            )
-            .put(CF_META_SETTINGS, USER_ID_COUNTER, &user_id.to_be_bytes());
-        batch.commit()?;
-        Ok(record)
+        expect_response!(self.write(MetaCommand::CreateUser { user }).await?, User)
     }
 
     pub fn user(&self, user_id: u64) -> Result<Option<UserRecord>, StorageError> {
@@ -164,7 +184,7 @@ impl Meta {
     }
 
     pub fn user_by_account(&self, account: &str) -> Result<Option<UserRecord>, StorageError> {
-        match self.db.get_u64(CF_META_ACCOUNTS, account.as_bytes())? {
+        match self.db.get_u64(db::CF_META_ACCOUNTS, account.as_bytes())? {
             Some(id) => self.user(id),
             None => Ok(None),
         }
@@ -184,17 +204,8 @@ impl Meta {
             .collect()
     }
 
-    fn require_users(&self, users: &[u64]) -> Result<(), MetaError> {
-        for user in users {
-            if self.user(*user)?.is_none() {
-                return Err(MetaError::NotFound(format!("user {user} does not exist")));
-            }
-        }
-        Ok(())
-    }
-
     /// Creates a group owned by `owner`, who is always a member.
-    pub fn create_group(
+    pub async fn create_group(
         &self,
         owner: u64,
         name: &str,
@@ -207,33 +218,18 @@ impl Meta {
                 "group name must be 1 to 128 characters".into(),
             ));
         }
-        let mut all: Vec<u64> = members.iter().copied().chain([owner]).collect();
-        all.sort_unstable();
-        all.dedup();
-        if all.len() > max_members {
-            return Err(MetaError::Invalid(format!(
-                "a group holds at most {max_members} members"
-            )));
-        }
-        self.require_users(&all)?;
-        let _guard = self.write_guard();
-        let group_id = self.next_id(GROUP_ID_COUNTER)?;
-        let record = GroupRecord {
-            group_id,
+        let group = GroupRecord {
+            group_id: 0,
             name: name.to_string(),
             owner,
-            members: all,
+            members: members.to_vec(),
             created_at_ms: now_ms(),
         };
-        let mut batch = self.db.batch();
-        batch
-            .put_pb(CF_META_GROUPS, &group_id.to_be_bytes(), &record)
-            .put(CF_META_SETTINGS, GROUP_ID_COUNTER, &group_id.to_be_bytes());
-        for member in &record.members {
-            batch.put(CF_META_USER_GROUPS, &pair_key(*member, group_id), &[]);
-        }
-        batch.commit()?;
-        Ok(record)
+        expect_response!(
+            self.write(MetaCommand::CreateGroup { group, max_members })
+                .await?,
+            Group
+        )
     }
 
     pub fn group(&self, group_id: u64) -> Result<Option<GroupRecord>, StorageError> {
@@ -241,42 +237,20 @@ impl Meta {
     }
 
     /// Adds and removes members; the owner cannot be removed.
-    pub fn change_members(
+    pub async fn change_members(
         &self,
         group_id: u64,
         add: &[u64],
         remove: &[u64],
         max_members: usize,
     ) -> Result<GroupRecord, MetaError> {
-        self.require_users(add)?;
-        let _guard = self.write_guard();
-        let mut record = self
-            .group(group_id)?
-            .ok_or_else(|| MetaError::NotFound(format!("group {group_id} does not exist")))?;
-        if remove.contains(&record.owner) {
-            return Err(MetaError::Invalid(
-                "the owner cannot be removed from the group".into(),
-            ));
-        }
-        record.members.extend_from_slice(add);
-        record.members.sort_unstable();
-        record.members.dedup();
-        record.members.retain(|m| !remove.contains(m));
-        if record.members.len() > max_members {
-            return Err(MetaError::Invalid(format!(
-                "a group holds at most {max_members} members"
-            )));
-        }
-        let mut batch = self.db.batch();
-        batch.put_pb(CF_META_GROUPS, &group_id.to_be_bytes(), &record);
-        for member in add {
-            batch.put(CF_META_USER_GROUPS, &pair_key(*member, group_id), &[]);
-        }
-        for member in remove {
-            batch.delete(CF_META_USER_GROUPS, &pair_key(*member, group_id));
-        }
-        batch.commit()?;
-        Ok(record)
+        let command = MetaCommand::ChangeMembers {
+            group_id,
+            add: add.to_vec(),
+            remove: remove.to_vec(),
+            max_members,
+        };
+        expect_response!(self.write(command).await?, Group)
     }
 
     /// Returns the ids of the groups a user belongs to.
@@ -291,42 +265,27 @@ impl Meta {
 
     /// Stores a token and makes it the live one of its device class; returns
     /// the digest of the token it replaces, which is revoked in the same write.
-    pub fn issue_token(
+    pub async fn issue_token(
         &self,
         digest: &[u8],
         record: &TokenRecord,
-    ) -> Result<Option<Vec<u8>>, StorageError> {
-        let _guard = self.write_guard();
-        let class_key = pair_key(record.user_id, record.device_class as u64);
-        let previous = self.db.get(CF_META_DEVICE_TOKENS, &class_key)?;
-        let mut batch = self.db.batch();
-        if let Some(previous) = &previous {
-            batch.delete(CF_META_TOKENS, previous);
-        }
-        batch
-            .put_pb(CF_META_TOKENS, digest, record)
-            .put(CF_META_DEVICE_TOKENS, &class_key, digest);
-        batch.commit()?;
-        Ok(previous)
+    ) -> Result<Option<Vec<u8>>, MetaError> {
+        let command = MetaCommand::IssueToken {
+            digest: digest.to_vec(),
+            record: *record,
+        };
+        expect_response!(self.write(command).await?, Replaced)
     }
 
     pub fn token(&self, digest: &[u8]) -> Result<Option<TokenRecord>, StorageError> {
         self.db.get_pb(CF_META_TOKENS, digest)
     }
 
-    pub fn revoke_token(&self, digest: &[u8]) -> Result<Option<TokenRecord>, StorageError> {
-        let _guard = self.write_guard();
-        let Some(record) = self.token(digest)? else {
-            return Ok(None);
+    pub async fn revoke_token(&self, digest: &[u8]) -> Result<Option<TokenRecord>, MetaError> {
+        let command = MetaCommand::RevokeToken {
+            digest: digest.to_vec(),
         };
-        let class_key = pair_key(record.user_id, record.device_class as u64);
-        let mut batch = self.db.batch();
-        batch.delete(CF_META_TOKENS, digest);
-        if self.db.get(CF_META_DEVICE_TOKENS, &class_key)?.as_deref() == Some(digest) {
-            batch.delete(CF_META_DEVICE_TOKENS, &class_key);
-        }
-        batch.commit()?;
-        Ok(Some(record))
+        expect_response!(self.write(command).await?, Revoked)
     }
 }
 
@@ -334,69 +293,86 @@ impl Meta {
 mod tests {
     use super::*;
 
-    fn user(meta: &Meta, account: &str) -> u64 {
+    async fn meta() -> (tempfile::TempDir, Meta) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let meta = Meta::open(db, 1, "127.0.0.1:0", raft::raft_config("test"))
+            .await
+            .unwrap();
+        (dir, meta)
+    }
+
+    async fn user(meta: &Meta, account: &str) -> u64 {
         meta.create_user(NewUser {
             account: account.into(),
             ..Default::default()
         })
+        .await
         .unwrap()
         .user_id
     }
 
-    #[test]
-    fn users_and_groups() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Meta::new(Db::open(dir.path()).unwrap());
-        let a = user(&meta, "alice");
-        let b = user(&meta, "bob");
+    #[tokio::test]
+    async fn users_and_groups() {
+        let (_dir, meta) = meta().await;
+        let a = user(&meta, "alice").await;
+        let b = user(&meta, "bob").await;
         assert_ne!(a, b);
-        assert!(matches!(
-            meta.create_user(NewUser {
+        let again = meta
+            .create_user(NewUser {
                 account: "alice".into(),
                 ..Default::default()
-            }),
-            Err(MetaError::Conflict(_))
-        ));
-        assert!(matches!(
-            meta.create_user(NewUser {
+            })
+            .await;
+        assert!(matches!(again, Err(MetaError::Conflict(_))));
+        let bad = meta
+            .create_user(NewUser {
                 account: "bad name".into(),
                 ..Default::default()
-            }),
-            Err(MetaError::Invalid(_))
-        ));
-        let group = meta.create_group(a, "team", &[b], 10).unwrap();
+            })
+            .await;
+        assert!(matches!(bad, Err(MetaError::Invalid(_))));
+        let group = meta.create_group(a, "team", &[b], 10).await.unwrap();
         assert_eq!(group.members, vec![a, b]);
         assert_eq!(meta.groups_of(b).unwrap(), vec![group.group_id]);
-        let group = meta.change_members(group.group_id, &[], &[b], 10).unwrap();
+        let group = meta
+            .change_members(group.group_id, &[], &[b], 10)
+            .await
+            .unwrap();
         assert_eq!(group.members, vec![a]);
         assert!(meta.groups_of(b).unwrap().is_empty());
         assert!(matches!(
-            meta.change_members(group.group_id, &[99], &[], 10),
+            meta.change_members(group.group_id, &[99], &[], 10).await,
             Err(MetaError::NotFound(_))
         ));
         assert!(matches!(
-            meta.create_group(a, "big", &[b], 1),
+            meta.create_group(a, "big", &[b], 1).await,
             Err(MetaError::Invalid(_))
         ));
+        assert_eq!(meta.partitions(16).await.unwrap(), 16);
+        assert_eq!(
+            meta.partitions(32).await.unwrap(),
+            16,
+            "the partition count is fixed once recorded"
+        );
     }
 
-    #[test]
-    fn a_new_token_replaces_the_old_one_of_its_class() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Meta::new(Db::open(dir.path()).unwrap());
+    #[tokio::test]
+    async fn a_new_token_replaces_the_old_one_of_its_class() {
+        let (_dir, meta) = meta().await;
         let record = TokenRecord {
             user_id: 1,
             device_class: 1,
             issued_at_ms: 0,
             expires_at_ms: 10,
         };
-        assert_eq!(meta.issue_token(b"one", &record).unwrap(), None);
+        assert_eq!(meta.issue_token(b"one", &record).await.unwrap(), None);
         assert_eq!(
-            meta.issue_token(b"two", &record).unwrap(),
+            meta.issue_token(b"two", &record).await.unwrap(),
             Some(b"one".to_vec())
         );
         assert!(meta.token(b"one").unwrap().is_none());
-        assert!(meta.revoke_token(b"two").unwrap().is_some());
+        assert!(meta.revoke_token(b"two").await.unwrap().is_some());
         assert!(meta.token(b"two").unwrap().is_none());
     }
 }

@@ -16,6 +16,9 @@ use crate::meta::{GroupRecord, Meta, UserRecord};
 use crate::partition::Partitions;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError};
 
+mod metrics;
+mod process;
+
 /// Why a node failed to start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -71,23 +74,17 @@ impl Services {
         add: &[u64],
         remove: &[u64],
     ) -> Result<GroupRecord, ProtocolError> {
-        let services = self.clone();
-        let (actor_id, admin) = (actor.user_id, actor.admin);
-        let (add, remove) = (add.to_vec(), remove.to_vec());
-        let group = tokio::task::spawn_blocking(move || -> Result<GroupRecord, ProtocolError> {
-            let group = services.meta.group(group_id)?.ok_or_else(|| {
-                ProtocolError::not_found(format!("group {group_id} does not exist"))
-            })?;
-            if group.owner != actor_id && !admin {
-                return Err(ProtocolError::forbidden(
-                    "only the group owner or an admin may change members",
-                ));
-            }
-            let max = services.config.limits.max_group_members;
-            Ok(services.meta.change_members(group_id, &add, &remove, max)?)
-        })
-        .await
-        .map_err(|e| ProtocolError::internal(e.to_string()))??;
+        let group = self
+            .meta
+            .group(group_id)?
+            .ok_or_else(|| ProtocolError::not_found(format!("group {group_id} does not exist")))?;
+        if group.owner != actor.user_id && !actor.admin {
+            return Err(ProtocolError::forbidden(
+                "only the group owner or an admin may change members",
+            ));
+        }
+        let max = self.config.limits.max_group_members;
+        let group = self.meta.change_members(group_id, add, remove, max).await?;
         if let Ok(conv) = self
             .directory
             .conversation(ConversationId::Group(group_id))
@@ -121,11 +118,16 @@ impl Node {
         })?;
         let db_dir = config.data_dir.join("db");
         let database = db::blocking(move || Db::open(&db_dir)).await?;
-        let meta = Meta::new(database.clone());
+        let raft_config = crate::raft::raft_config("chorus");
+        let addr = config.listen.tcp.to_string();
+        let meta = Meta::open(database.clone(), config.node_id, &addr, raft_config.clone())
+            .await
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
         let configured = config.storage.partitions;
-        let meta_for_partitions = meta.clone();
-        let partition_count =
-            db::blocking(move || meta_for_partitions.partitions(configured)).await?;
+        let partition_count = meta
+            .partitions(configured)
+            .await
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
         if partition_count != configured {
             tracing::warn!(
                 recorded = partition_count,
@@ -137,12 +139,21 @@ impl Node {
             Some(tls) => Some(api::tls::load_server_config(tls).map_err(NodeError::Tls)?),
             None => None,
         };
+        let partitions = Partitions::open(
+            database,
+            partition_count,
+            config.node_id,
+            &addr,
+            raft_config,
+        )
+        .await
+        .map_err(|e| NodeError::Setup(e.to_string()))?;
         let directory = Directory::start()
             .await
             .map_err(|e| NodeError::Actors(e.to_string()))?;
         let services = Arc::new(Services {
             auth: Auth::new(meta.clone(), config.auth.clone()),
-            partitions: Partitions::new(database, partition_count),
+            partitions,
             meta,
             directory: directory.clone(),
             limiter: ConnLimiter::new(config.limits.max_connections_per_ip),
@@ -183,6 +194,7 @@ impl Node {
             stop.clone(),
         ));
         tasks.spawn(api::http::serve(http, tls, services.clone(), stop.clone()));
+        tasks.spawn(process::sample(stop.clone()));
         tracing::info!(node = %config.node_id, %tcp_addr, %http_addr, tls = config.tls.is_some(), "node ready");
         Ok(Node {
             services,
@@ -211,6 +223,10 @@ impl Node {
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
+        for raft in self.services.partitions.rafts() {
+            let _ = raft.shutdown().await;
+        }
+        let _ = self.services.meta.raft().shutdown().await;
         tracing::info!("node stopped");
     }
 }

@@ -1,37 +1,24 @@
 //! Message partitions: the message log, dedup records, read cursors and each
-//! user's list of 1:1 conversations, all keyed by partition.
-//!
-//! Every write is a [`Command`] applied by [`Partitions::apply`], one atomic
-//! synced batch per command, with seqs assigned inside `apply`. The
-//! Raft-replicated partitions apply the same commands from their logs.
+//! user's list of 1:1 conversations, keyed by partition
+//! (`hash(conversation) % P`). Each partition is a Raft group; its writes
+//! are commands applied in log order by `state_machine.rs`, with seqs
+//! assigned there. Reads come from the local replica.
 
-use std::sync::{Arc, Mutex};
+mod state_machine;
 
-use crate::db::{self, CF_CONV_META, CF_CURSORS, CF_DEDUP, CF_INBOX, CF_MSGS, Db, StorageError};
-use crate::protocol::{ConversationId, pb, store_pb};
+use std::sync::Arc;
 
+use crate::db::{self, CF_CONV_META, CF_CURSORS, CF_INBOX, CF_MSGS, Db, StorageError};
+use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb, store_pb};
+use crate::raft::{self, GroupStateMachine, LogStore, StandaloneNetwork, partition_group};
+
+pub use state_machine::{Applied, PartitionRaftConfig};
 pub use store_pb::partition_command::Command;
 
-/// What applying a command produced.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Applied {
-    /// The stored message; `duplicate` when the command repeated an earlier
-    /// `(sender, client_msg_id)` and nothing new was written.
-    Appended {
-        message: pb::Message,
-        duplicate: bool,
-    },
-    /// The cursor after the command; `moved` when it advanced.
-    ReadCursor { read_seq: u64, moved: bool },
-}
+use state_machine::PartitionApply;
 
-/// The message partitions of this node.
-#[derive(Clone)]
-pub struct Partitions {
-    db: Db,
-    // Applies are serialised per partition, as a Raft group serialises them.
-    apply_locks: Arc<Vec<Mutex<()>>>,
-}
+/// One partition's Raft handle.
+pub type PartitionRaft = openraft::Raft<PartitionRaftConfig>;
 
 /// Returns the partition of a key: FNV-1a, stable across builds and versions.
 pub fn partition_of(key: &[u8], partitions: u32) -> u16 {
@@ -43,138 +30,123 @@ pub fn partition_of(key: &[u8], partitions: u32) -> u16 {
     (hash % u64::from(partitions)) as u16
 }
 
-impl Partitions {
-    pub fn new(db: Db, partitions: u32) -> Self {
-        let apply_locks = (0..partitions).map(|_| Mutex::new(())).collect();
-        Partitions {
-            db,
-            apply_locks: Arc::new(apply_locks),
-        }
+/// Key layout shared by the state machine and the reads.
+#[derive(Clone, Copy)]
+pub(crate) struct Keys {
+    pub count: u32,
+}
+
+impl Keys {
+    pub fn partition(&self, conv: &ConversationId) -> u16 {
+        partition_of(&conv.key(), self.count)
     }
 
-    fn count(&self) -> u32 {
-        self.apply_locks.len() as u32
-    }
-
-    fn conv_prefix(&self, conv: &ConversationId) -> Vec<u8> {
+    pub fn conv_prefix(&self, conv: &ConversationId) -> Vec<u8> {
         let conv_key = conv.key();
         let mut key = Vec::with_capacity(2 + conv_key.len() + 8);
-        key.extend_from_slice(&partition_of(&conv_key, self.count()).to_be_bytes());
+        key.extend_from_slice(&self.partition(conv).to_be_bytes());
         key.extend_from_slice(&conv_key);
         key
     }
 
-    fn user_prefix(&self, user: u64) -> Vec<u8> {
-        let user_key = user.to_be_bytes();
-        let mut key = Vec::with_capacity(2 + 8 + 17);
-        key.extend_from_slice(&partition_of(&user_key, self.count()).to_be_bytes());
-        key.extend_from_slice(&user_key);
-        key
-    }
-
-    fn msg_key(&self, conv: &ConversationId, seq: u64) -> Vec<u8> {
+    pub fn msg_key(&self, conv: &ConversationId, seq: u64) -> Vec<u8> {
         let mut key = self.conv_prefix(conv);
         key.extend_from_slice(&seq.to_be_bytes());
         key
     }
 
-    /// Applies one command as one atomic, synced write. Blocking.
-    pub fn apply(&self, command: Command) -> Result<Applied, StorageError> {
-        match command {
-            Command::Append(append) => self.apply_append(append),
-            Command::SetReadCursor(set) => self.apply_read_cursor(set),
-        }
+    /// Inbox rows live in the conversation's partition, so that each group
+    /// owns exactly the keys it writes.
+    pub fn inbox_key(&self, conv: &ConversationId, user: u64) -> Vec<u8> {
+        let mut key = Self::inbox_prefix(self.partition(conv), user);
+        key.extend_from_slice(&conv.key());
+        key
     }
 
-    fn parse_conv(conversation: &str) -> Result<ConversationId, StorageError> {
-        conversation.parse().map_err(|_| StorageError::Corrupt {
-            cf: CF_MSGS,
-            detail: format!("bad conversation id {conversation:?} in command"),
+    pub fn inbox_prefix(partition: u16, user: u64) -> Vec<u8> {
+        let mut key = Vec::with_capacity(2 + 8 + 17);
+        key.extend_from_slice(&partition.to_be_bytes());
+        key.extend_from_slice(&user.to_be_bytes());
+        key
+    }
+}
+
+/// The message partitions of this node.
+#[derive(Clone)]
+pub struct Partitions {
+    db: Db,
+    keys: Keys,
+    rafts: Arc<Vec<PartitionRaft>>,
+}
+
+impl Partitions {
+    /// Starts every partition group of a standalone node.
+    pub async fn open(
+        db: Db,
+        count: u32,
+        node_id: u64,
+        addr: &str,
+        config: Arc<openraft::Config>,
+    ) -> Result<Self, raft::StartError> {
+        let keys = Keys { count };
+        let starts = (0..count as u16).map(|partition| {
+            let group = partition_group(partition);
+            let apply = Arc::new(PartitionApply::new(db.clone(), keys, partition));
+            let (db, config) = (db.clone(), config.clone());
+            async move {
+                let state_machine = GroupStateMachine::open(db.clone(), group, apply)
+                    .map_err(|e| raft::StartError::Fatal(e.to_string()))?;
+                raft::start_group(
+                    node_id,
+                    addr,
+                    config,
+                    StandaloneNetwork::default(),
+                    LogStore::new(db, group),
+                    state_machine,
+                )
+                .await
+            }
+        });
+        let rafts = futures::future::try_join_all(starts).await?;
+        Ok(Partitions {
+            db,
+            keys,
+            rafts: Arc::new(rafts),
         })
     }
 
-    fn lock(&self, conv: &ConversationId) -> std::sync::MutexGuard<'_, ()> {
-        let index = partition_of(&conv.key(), self.count()) as usize;
-        // A panic while holding the lock leaves no partial state (batches are
-        // atomic), so a poisoned lock is safe to take over.
-        self.apply_locks[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn rafts(&self) -> &[PartitionRaft] {
+        &self.rafts
     }
 
-    fn apply_append(&self, append: store_pb::Append) -> Result<Applied, StorageError> {
-        let conv = Self::parse_conv(&append.conversation)?;
-        let _guard = self.lock(&conv);
-        let prefix = self.conv_prefix(&conv);
-        let mut dedup_key = prefix.clone();
-        dedup_key.extend_from_slice(&append.sender.to_be_bytes());
-        dedup_key.extend_from_slice(append.client_msg_id.as_bytes());
-        if let Some(seq) = self.db.get_u64(CF_DEDUP, &dedup_key)? {
-            let message = self
-                .message(&conv, seq)?
-                .ok_or_else(|| StorageError::Corrupt {
-                    cf: CF_DEDUP,
-                    detail: format!("dedup record points at missing message {conv}/{seq}"),
-                })?;
-            return Ok(Applied::Appended {
-                message,
-                duplicate: true,
-            });
-        }
-        let seq = self.db.get_u64(CF_CONV_META, &prefix)?.unwrap_or(0) + 1;
-        let message = pb::Message {
-            conversation: append.conversation.clone(),
-            seq,
-            message_id: format!("{}:{seq}", append.conversation),
-            sender: append.sender,
-            client_msg_id: append.client_msg_id,
-            server_time_ms: append.server_time_ms,
-            content: append.content,
-            read_count: 0,
+    /// Proposes a command to the partition of its conversation and returns
+    /// its outcome once applied.
+    pub async fn propose(
+        &self,
+        conv: &ConversationId,
+        command: Command,
+    ) -> Result<Applied, ProtocolError> {
+        let partition = self.keys.partition(conv) as usize;
+        let command = store_pb::PartitionCommand {
+            command: Some(command),
         };
-        let mut batch = self.db.batch();
-        batch
-            .put_pb(CF_MSGS, &self.msg_key(&conv, seq), &message)
-            .put(CF_CONV_META, &prefix, &seq.to_be_bytes())
-            .put(CF_DEDUP, &dedup_key, &seq.to_be_bytes());
-        for user in &append.touch_users {
-            let mut key = self.user_prefix(*user);
-            key.extend_from_slice(&conv.key());
-            batch.put(CF_INBOX, &key, &[]);
-        }
-        batch.commit()?;
-        Ok(Applied::Appended {
-            message,
-            duplicate: false,
-        })
-    }
-
-    fn apply_read_cursor(&self, set: store_pb::SetReadCursor) -> Result<Applied, StorageError> {
-        let conv = Self::parse_conv(&set.conversation)?;
-        let _guard = self.lock(&conv);
-        let current = self.read_cursor(&conv, set.user_id)?;
-        if set.seq <= current {
-            return Ok(Applied::ReadCursor {
-                read_seq: current,
-                moved: false,
-            });
-        }
-        let mut key = self.conv_prefix(&conv);
-        key.extend_from_slice(&set.user_id.to_be_bytes());
-        let mut batch = self.db.batch();
-        batch.put(CF_CURSORS, &key, &set.seq.to_be_bytes());
-        batch.commit()?;
-        Ok(Applied::ReadCursor {
-            read_seq: set.seq,
-            moved: true,
-        })
+        self.rafts[partition]
+            .client_write(command)
+            .await
+            .map(|response| response.data)
+            .map_err(|e| {
+                ProtocolError::new(
+                    ErrorCode::UnavailableRetry,
+                    format!("partition {partition} unavailable: {e}"),
+                )
+            })
     }
 
     /// Returns the newest seq of a conversation (0 when it has none).
     pub fn max_seq(&self, conv: &ConversationId) -> Result<u64, StorageError> {
         Ok(self
             .db
-            .get_u64(CF_CONV_META, &self.conv_prefix(conv))?
+            .get_u64(CF_CONV_META, &self.keys.conv_prefix(conv))?
             .unwrap_or(0))
     }
 
@@ -183,7 +155,7 @@ impl Partitions {
         conv: &ConversationId,
         seq: u64,
     ) -> Result<Option<pb::Message>, StorageError> {
-        self.db.get_pb(CF_MSGS, &self.msg_key(conv, seq))
+        self.db.get_pb(CF_MSGS, &self.keys.msg_key(conv, seq))
     }
 
     /// Returns up to `limit` messages with seq > `after_seq`, oldest first.
@@ -193,8 +165,8 @@ impl Partitions {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<pb::Message>, StorageError> {
-        let prefix = self.conv_prefix(conv);
-        let start = self.msg_key(conv, after_seq.saturating_add(1));
+        let prefix = self.keys.conv_prefix(conv);
+        let start = self.keys.msg_key(conv, after_seq.saturating_add(1));
         self.db
             .scan(CF_MSGS, &prefix, &start, limit)?
             .into_iter()
@@ -209,14 +181,14 @@ impl Partitions {
 
     /// Returns a user's read cursor in a conversation (0 when unread).
     pub fn read_cursor(&self, conv: &ConversationId, user: u64) -> Result<u64, StorageError> {
-        let mut key = self.conv_prefix(conv);
+        let mut key = self.keys.conv_prefix(conv);
         key.extend_from_slice(&user.to_be_bytes());
         Ok(self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0))
     }
 
     /// Returns every read cursor of a conversation as `(user, read seq)`.
     pub fn read_cursors(&self, conv: &ConversationId) -> Result<Vec<(u64, u64)>, StorageError> {
-        let prefix = self.conv_prefix(conv);
+        let prefix = self.keys.conv_prefix(conv);
         self.db
             .scan(CF_CURSORS, &prefix, &prefix, usize::MAX)?
             .into_iter()
@@ -227,19 +199,22 @@ impl Partitions {
             .collect()
     }
 
-    /// Returns the 1:1 conversations a user takes part in.
+    /// Returns the 1:1 conversations a user takes part in (one seek per partition).
     pub fn direct_conversations(&self, user: u64) -> Result<Vec<ConversationId>, StorageError> {
-        let prefix = self.user_prefix(user);
-        self.db
-            .scan(CF_INBOX, &prefix, &prefix, usize::MAX)?
-            .into_iter()
-            .map(|(key, _)| {
-                ConversationId::from_key(&key[prefix.len()..]).ok_or(StorageError::Corrupt {
-                    cf: CF_INBOX,
-                    detail: "bad conversation key".to_string(),
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for partition in 0..self.keys.count as u16 {
+            let prefix = Keys::inbox_prefix(partition, user);
+            for (key, _) in self.db.scan(CF_INBOX, &prefix, &prefix, usize::MAX)? {
+                out.push(ConversationId::from_key(&key[prefix.len()..]).ok_or(
+                    StorageError::Corrupt {
+                        cf: CF_INBOX,
+                        detail: "bad conversation key".to_string(),
+                    },
+                )?);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
     }
 }
 
@@ -265,43 +240,57 @@ mod tests {
         }
     }
 
-    #[test]
-    fn seqs_are_dense_and_resends_are_deduplicated() {
+    async fn partitions(dir: &std::path::Path) -> Partitions {
+        Partitions::open(
+            Db::open(dir).unwrap(),
+            8,
+            1,
+            "127.0.0.1:0",
+            raft::raft_config("test"),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn seqs_are_dense_and_resends_are_deduplicated() {
         let dir = tempfile::tempdir().unwrap();
-        let parts = Partitions::new(Db::open(dir.path()).unwrap(), 8);
+        let parts = partitions(dir.path()).await;
+        let c12: ConversationId = "d:1:2".parse().unwrap();
+        let c13: ConversationId = "d:1:3".parse().unwrap();
         assert_eq!(
-            seq_of(parts.apply(append("d:1:2", 1, "a")).unwrap()),
+            seq_of(parts.propose(&c12, append("d:1:2", 1, "a")).await.unwrap()),
             (1, false)
         );
         assert_eq!(
-            seq_of(parts.apply(append("d:1:2", 2, "a")).unwrap()),
+            seq_of(parts.propose(&c12, append("d:1:2", 2, "a")).await.unwrap()),
             (2, false)
         );
         assert_eq!(
-            seq_of(parts.apply(append("d:1:2", 1, "a")).unwrap()),
+            seq_of(parts.propose(&c12, append("d:1:2", 1, "a")).await.unwrap()),
             (1, true)
         );
         assert_eq!(
-            seq_of(parts.apply(append("d:1:3", 1, "a")).unwrap()),
+            seq_of(parts.propose(&c13, append("d:1:3", 1, "a")).await.unwrap()),
             (1, false)
         );
-        let conv: ConversationId = "d:1:2".parse().unwrap();
-        assert_eq!(parts.max_seq(&conv).unwrap(), 2);
+        assert_eq!(parts.max_seq(&c12).unwrap(), 2);
         let seqs: Vec<u64> = parts
-            .read_range(&conv, 0, 10)
+            .read_range(&c12, 0, 10)
             .unwrap()
             .iter()
             .map(|m| m.seq)
             .collect();
         assert_eq!(seqs, vec![1, 2]);
-        assert_eq!(parts.read_range(&conv, 1, 10).unwrap().len(), 1);
-        assert_eq!(parts.direct_conversations(1).unwrap().len(), 2);
+        assert_eq!(parts.read_range(&c12, 1, 10).unwrap().len(), 1);
+        assert_eq!(parts.direct_conversations(1).unwrap(), vec![c12, c13]);
     }
 
-    #[test]
-    fn read_cursors_only_move_forward() {
+    #[tokio::test]
+    async fn read_cursors_only_move_forward() {
         let dir = tempfile::tempdir().unwrap();
-        let parts = Partitions::new(Db::open(dir.path()).unwrap(), 8);
+        let parts = partitions(dir.path()).await;
+        let conv = ConversationId::Group(9);
         let set = |seq| {
             Command::SetReadCursor(store_pb::SetReadCursor {
                 user_id: 5,
@@ -310,20 +299,19 @@ mod tests {
             })
         };
         assert_eq!(
-            parts.apply(set(4)).unwrap(),
+            parts.propose(&conv, set(4)).await.unwrap(),
             Applied::ReadCursor {
                 read_seq: 4,
                 moved: true
             }
         );
         assert_eq!(
-            parts.apply(set(2)).unwrap(),
+            parts.propose(&conv, set(2)).await.unwrap(),
             Applied::ReadCursor {
                 read_seq: 4,
                 moved: false
             }
         );
-        let conv = ConversationId::Group(9);
         assert_eq!(parts.read_cursors(&conv).unwrap(), vec![(5, 4)]);
     }
 
