@@ -10,16 +10,29 @@ as_root() {
         echo "need root to run: $*" >&2; return 1; fi
 }
 
-# Debian packages: libclang for rocksdb's bindgen, plus any passed as arguments.
+# Debian packages: libclang for rocksdb's bindgen, plus any passed as arguments
+# (arguments starting with - are passed to apt-get install).
 ensure_debian_packages() {
-    local missing=()
+    local missing=() options=()
     for pkg in libclang-dev "$@"; do
+        case "$pkg" in -*) options+=("$pkg"); continue ;; esac
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing ${missing[*]}" >&2
         as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
+    fi
+}
+
+# promtool, to check configs/prometheus.yml and configs/alerts.yml. It ships in
+# Debian's prometheus package, whose install starts a server on systemd hosts:
+# the gate needs only the binary, so that server is stopped and disabled.
+ensure_promtool() {
+    command -v promtool >/dev/null && return
+    ensure_debian_packages --no-install-recommends prometheus
+    if [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
     fi
 }
 

@@ -3,8 +3,11 @@
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/setup.sh"
 ensure_debian_packages
+ensure_promtool
 ensure_rust_tools
 cd "$here/.."
+promtool check config configs/prometheus.yml
+promtool check rules configs/alerts.yml
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo nextest run --workspace --all-features --no-fail-fast "$@"
