@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/chorus/v1/client.proto",
         "proto/chorus/v1/store.proto",
+        "proto/chorus/v1/peer.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;
@@ -22,6 +23,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_set = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_set)?
-        .build(&[".chorus"])?;
+        .build(&[".chorus.v1", ".chorus.store.v1"])?;
     Ok(())
 }

@@ -75,7 +75,7 @@ fn send_to_ack(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let (node, conn, conv) = runtime.block_on(async {
         let config = NodeConfig::from_toml(&format!(
-            "data_dir = {:?}\n[listen]\ntcp = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n",
+            "data_dir = {:?}\n[listen]\ntcp = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\npeer = \"127.0.0.1:0\"\n",
             dir.path()
         ))
         .unwrap();

@@ -24,6 +24,10 @@ pub const CF_META_TOKENS: &str = "meta_tokens";
 pub const CF_META_DEVICE_TOKENS: &str = "meta_device_tokens";
 /// Id counters and cluster settings such as the partition count.
 pub const CF_META_SETTINGS: &str = "meta_settings";
+/// Nodes of the cluster: node id → `NodeRecord` (JSON).
+pub const CF_META_NODES: &str = "meta_nodes";
+/// Committed replica set of each partition: partition → `Placement` (JSON).
+pub const CF_META_PLACEMENT: &str = "meta_placement";
 /// Messages: partition | conversation | seq → `Message`.
 pub const CF_MSGS: &str = "msgs";
 /// Per conversation: partition | conversation → max seq.
@@ -40,7 +44,7 @@ pub const CF_RAFT_LOG: &str = "raft_log";
 /// Raft state of every group: group id | tag → vote, committed, purged, applied.
 pub const CF_RAFT_STATE: &str = "raft_state";
 
-const ALL_CFS: [&str; 14] = [
+const ALL_CFS: [&str; 16] = [
     CF_META_USERS,
     CF_META_ACCOUNTS,
     CF_META_GROUPS,
@@ -48,6 +52,8 @@ const ALL_CFS: [&str; 14] = [
     CF_META_TOKENS,
     CF_META_DEVICE_TOKENS,
     CF_META_SETTINGS,
+    CF_META_NODES,
+    CF_META_PLACEMENT,
     CF_MSGS,
     CF_CONV_META,
     CF_DEDUP,

@@ -5,6 +5,7 @@ mod actors;
 mod admin;
 mod api;
 mod auth;
+mod cluster;
 mod config;
 mod db;
 mod logging;

@@ -99,7 +99,7 @@ async fn acked_messages_survive_sigkill_and_seqs_continue() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\n[listen]\ntcp = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n[storage]\npartitions = 8\n[log]\nlevel = \"warn\"\n",
+            "data_dir = {:?}\n[listen]\ntcp = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\npeer = \"127.0.0.1:0\"\n[storage]\npartitions = 8\n[log]\nlevel = \"warn\"\n",
             dir.path().join("data")
         ),
     )

@@ -43,6 +43,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
+    pub cluster: ClusterConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -55,6 +57,9 @@ pub struct ListenConfig {
     /// REST, WebSocket (`/ws`) and `/metrics`.
     #[serde(default = "default_http_addr")]
     pub http: SocketAddr,
+    /// Node-to-node links: Raft and forwarded requests.
+    #[serde(default = "default_peer_addr")]
+    pub peer: SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +133,28 @@ pub struct StorageConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Peer addresses of nodes of an existing cluster to join. Empty: a
+    /// fresh data folder bootstraps a new cluster with this node alone.
+    /// Ignored once the node has joined (its data folder holds the cluster).
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// Replicas of each message partition (fewer while the cluster is smaller).
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: usize,
+    /// How often the placement controller runs.
+    #[serde(default = "default_placement_interval_ms")]
+    pub placement_interval_ms: u64,
+    /// Node membership must be stable this long before partitions move.
+    #[serde(default = "default_rebalance_delay_secs")]
+    pub rebalance_delay_secs: u64,
+    /// Timeout of one node-to-node request.
+    #[serde(default = "default_peer_timeout_ms")]
+    pub peer_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// A tracing filter such as "info" or "chorus=debug,info"; RUST_LOG wins when set.
     #[serde(default = "default_log_level")]
@@ -148,6 +175,21 @@ fn default_tcp_addr() -> SocketAddr {
 }
 fn default_http_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7180))
+}
+fn default_peer_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7200))
+}
+fn default_replication_factor() -> usize {
+    3
+}
+fn default_placement_interval_ms() -> u64 {
+    1000
+}
+fn default_rebalance_delay_secs() -> u64 {
+    20
+}
+fn default_peer_timeout_ms() -> u64 {
+    5000
 }
 fn default_max_frame_bytes() -> usize {
     64 * 1024
@@ -212,6 +254,7 @@ section_default!(LimitsConfig);
 section_default!(AuthConfig);
 section_default!(StorageConfig);
 section_default!(LogConfig);
+section_default!(ClusterConfig);
 section_default!(NodeConfig);
 
 impl NodeConfig {
@@ -269,6 +312,13 @@ impl NodeConfig {
             return invalid(
                 "auth.max_failures_per_account and max_failures_per_ip must be positive",
             );
+        }
+        let c = &self.cluster;
+        if !(1..=7).contains(&c.replication_factor) {
+            return invalid("cluster.replication_factor must be between 1 and 7");
+        }
+        if c.placement_interval_ms == 0 || c.peer_timeout_ms == 0 {
+            return invalid("cluster.placement_interval_ms and peer_timeout_ms must be positive");
         }
         if !(1..=4096).contains(&self.storage.partitions) {
             return invalid("storage.partitions must be between 1 and 4096");

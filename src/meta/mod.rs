@@ -6,14 +6,17 @@ mod state_machine;
 
 use std::sync::Arc;
 
+use crate::cluster::PeerLinks;
 use crate::db::{
-    self, CF_META_GROUPS, CF_META_SETTINGS, CF_META_TOKENS, CF_META_USER_GROUPS, CF_META_USERS, Db,
-    StorageError,
+    self, CF_META_GROUPS, CF_META_NODES, CF_META_PLACEMENT, CF_META_SETTINGS, CF_META_TOKENS,
+    CF_META_USER_GROUPS, CF_META_USERS, Db, StorageError,
 };
 use crate::protocol::{ErrorCode, ProtocolError, now_ms, store_pb};
-use crate::raft::{self, GroupStateMachine, LogStore, META_GROUP, StandaloneNetwork};
+use crate::raft::{self, GroupStateMachine, META_GROUP, RaftHost};
 
-pub use state_machine::{MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, Refusal};
+pub use state_machine::{
+    MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement, Refusal,
+};
 pub use store_pb::{GroupRecord, TokenRecord, UserRecord};
 
 /// The metadata Raft group's handle.
@@ -94,6 +97,7 @@ pub(crate) fn pair_key(a: u64, b: u64) -> [u8; 16] {
 pub struct Meta {
     db: Db,
     raft: MetaRaft,
+    links: PeerLinks,
 }
 
 macro_rules! expect_response {
@@ -109,26 +113,20 @@ macro_rules! expect_response {
 }
 
 impl Meta {
-    /// Starts the metadata group of a standalone node (one voter: this node),
-    /// resuming from its stored log and state.
-    pub async fn open(
-        db: Db,
-        node_id: u64,
-        addr: &str,
-        config: Arc<openraft::Config>,
-    ) -> Result<Meta, MetaError> {
+    /// Opens the metadata group on this node, resuming from its stored log
+    /// and state.
+    pub async fn open(host: &RaftHost) -> Result<Meta, MetaError> {
+        let db = host.db.clone();
         let apply = Arc::new(MetaApply { db: db.clone() });
-        let raft = raft::start_group(
-            node_id,
-            addr,
-            config,
-            StandaloneNetwork::default(),
-            LogStore::new(db.clone(), META_GROUP),
-            GroupStateMachine::open(db.clone(), META_GROUP, apply)?,
-        )
-        .await
-        .map_err(|e| MetaError::Unavailable(e.to_string()))?;
-        Ok(Meta { db, raft })
+        let state_machine = GroupStateMachine::open(db.clone(), META_GROUP, apply)?;
+        let raft = raft::start_group(host, META_GROUP, state_machine)
+            .await
+            .map_err(|e| MetaError::Unavailable(e.to_string()))?;
+        Ok(Meta {
+            db,
+            raft,
+            links: host.links.clone(),
+        })
     }
 
     pub fn raft(&self) -> &MetaRaft {
@@ -136,11 +134,67 @@ impl Meta {
     }
 
     async fn write(&self, command: MetaCommand) -> Result<MetaResponse, MetaError> {
-        self.raft
-            .client_write(command)
+        raft::propose(&self.raft, &self.links, META_GROUP, command)
             .await
-            .map(|response| response.data)
             .map_err(|e| MetaError::Unavailable(e.to_string()))
+    }
+
+    /// Records a node and its addresses.
+    pub async fn register_node(&self, node: NodeRecord) -> Result<(), MetaError> {
+        match self.write(MetaCommand::RegisterNode { node }).await? {
+            MetaResponse::Refused(refusal) => Err(refusal.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits the replica set of a partition.
+    pub async fn set_placement(&self, partition: u16, replicas: Vec<u64>) -> Result<(), MetaError> {
+        match self
+            .write(MetaCommand::SetPlacement {
+                partition,
+                replicas,
+            })
+            .await?
+        {
+            MetaResponse::Refused(refusal) => Err(refusal.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Returns every registered node, ordered by id.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, StorageError> {
+        self.db
+            .scan(CF_META_NODES, &[], &[], usize::MAX)?
+            .into_iter()
+            .map(|(_, value)| {
+                serde_json::from_slice(&value).map_err(|e| StorageError::Corrupt {
+                    cf: CF_META_NODES,
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Returns the committed placement of a partition (empty before the first).
+    pub fn placement(&self, partition: u16) -> Result<Placement, StorageError> {
+        self.db
+            .get(CF_META_PLACEMENT, &partition.to_be_bytes())?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+                    cf: CF_META_PLACEMENT,
+                    detail: e.to_string(),
+                })
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Returns the partition count recorded at bootstrap, if this replica has it.
+    pub fn recorded_partitions(&self) -> Result<Option<u32>, StorageError> {
+        Ok(self
+            .db
+            .get_u64(CF_META_SETTINGS, state_machine::PARTITIONS_SETTING)?
+            .map(|count| count as u32))
     }
 
     /// Records the partition count on first start and returns the recorded
@@ -296,9 +350,7 @@ mod tests {
     async fn meta() -> (tempfile::TempDir, Meta) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let meta = Meta::open(db, 1, "127.0.0.1:0", raft::raft_config("test"))
-            .await
-            .unwrap();
+        let meta = Meta::open(&raft::test_host(db)).await.unwrap();
         (dir, meta)
     }
 

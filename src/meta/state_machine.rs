@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{GroupRecord, TokenRecord, UserRecord, pair_key, validate_account};
 use crate::db::{
-    Batch, CF_META_ACCOUNTS, CF_META_DEVICE_TOKENS, CF_META_GROUPS, CF_META_SETTINGS,
-    CF_META_TOKENS, CF_META_USER_GROUPS, CF_META_USERS, Db, StorageError,
+    Batch, CF_META_ACCOUNTS, CF_META_DEVICE_TOKENS, CF_META_GROUPS, CF_META_NODES,
+    CF_META_PLACEMENT, CF_META_SETTINGS, CF_META_TOKENS, CF_META_USER_GROUPS, CF_META_USERS, Db,
+    StorageError,
 };
 use crate::raft::Apply;
 
@@ -51,6 +52,32 @@ pub enum MetaCommand {
     RevokeToken {
         digest: Vec<u8>,
     },
+    /// Records a node and its addresses (again, when they change).
+    RegisterNode {
+        node: NodeRecord,
+    },
+    /// Commits the replica set of a partition, bumping its epoch.
+    SetPlacement {
+        partition: u16,
+        replicas: Vec<u64>,
+    },
+}
+
+/// A node of the cluster as the metadata knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: u64,
+    /// Address of the node's peer listener (Raft and node-to-node traffic).
+    pub peer_addr: String,
+    pub tcp_addr: String,
+    pub http_addr: String,
+}
+
+/// The committed replicas of a partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub replicas: Vec<u64>,
+    pub epoch: u64,
 }
 
 /// Why a metadata command was refused; it changed nothing.
@@ -273,6 +300,29 @@ impl Apply<MetaRaftConfig> for MetaApply {
             } => self.change_members(batch, *group_id, add, remove, *max_members),
             MetaCommand::IssueToken { digest, record } => self.issue_token(batch, digest, record),
             MetaCommand::RevokeToken { digest } => self.revoke_token(batch, digest),
+            MetaCommand::RegisterNode { node } => {
+                let json = serde_json::to_vec(node).expect("node record serialises");
+                batch.put(CF_META_NODES, &node.node_id.to_be_bytes(), &json);
+                Ok(MetaResponse::Done)
+            }
+            MetaCommand::SetPlacement {
+                partition,
+                replicas,
+            } => {
+                let key = partition.to_be_bytes();
+                let previous: Placement = self
+                    .db
+                    .get(CF_META_PLACEMENT, &key)?
+                    .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                    .unwrap_or_default();
+                let placement = Placement {
+                    replicas: replicas.clone(),
+                    epoch: previous.epoch + 1,
+                };
+                let json = serde_json::to_vec(&placement).expect("placement serialises");
+                batch.put(CF_META_PLACEMENT, &key, &json);
+                Ok(MetaResponse::Done)
+            }
         }
     }
 
@@ -285,6 +335,8 @@ impl Apply<MetaRaftConfig> for MetaApply {
             CF_META_TOKENS,
             CF_META_DEVICE_TOKENS,
             CF_META_SETTINGS,
+            CF_META_NODES,
+            CF_META_PLACEMENT,
         ]
         .into_iter()
         .map(|cf| (cf, Vec::new()))

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -10,14 +11,27 @@ use tokio_util::sync::CancellationToken;
 use crate::actors::{ConversationMsg, Directory, UserMsg};
 use crate::api::{self, ConnLimiter};
 use crate::auth::Auth;
+use crate::cluster::{self, PeerLinks};
 use crate::config::NodeConfig;
 use crate::db::{self, Db, StorageError};
-use crate::meta::{GroupRecord, Meta, UserRecord};
+use crate::meta::{GroupRecord, Meta, NodeRecord, UserRecord};
 use crate::partition::Partitions;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError};
+use crate::raft::RaftHost;
 
 mod metrics;
+mod peer;
 mod process;
+
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), NodeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| NodeError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
 
 /// Why a node failed to start.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +115,7 @@ pub struct Node {
     pub services: Arc<Services>,
     tcp_addr: SocketAddr,
     http_addr: SocketAddr,
+    peer_addr: SocketAddr,
     stop: CancellationToken,
     tasks: JoinSet<()>,
     /// The admin password generated on first start, to be shown once.
@@ -118,16 +133,61 @@ impl Node {
         })?;
         let db_dir = config.data_dir.join("db");
         let database = db::blocking(move || Db::open(&db_dir)).await?;
+        let tls = match &config.tls {
+            Some(tls) => Some(api::tls::load_server_config(tls).map_err(NodeError::Tls)?),
+            None => None,
+        };
+        let (tcp, tcp_addr) = bind(config.listen.tcp).await?;
+        let (http, http_addr) = bind(config.listen.http).await?;
+        let (peer, peer_addr) = bind(config.listen.peer).await?;
+        let me = NodeRecord {
+            node_id: config.node_id,
+            peer_addr: peer_addr.to_string(),
+            tcp_addr: tcp_addr.to_string(),
+            http_addr: http_addr.to_string(),
+        };
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let setup = |e: &dyn std::fmt::Display| NodeError::Setup(e.to_string());
+
+        // Storage first: the metadata group, then (once the partition count
+        // is known) the partition groups. Peer links serve Raft in between,
+        // because a joining node must be reachable before it is added.
+        let links = PeerLinks::new(Duration::from_millis(config.cluster.peer_timeout_ms));
         let raft_config = crate::raft::raft_config("chorus");
-        let addr = config.listen.tcp.to_string();
-        let meta = Meta::open(database.clone(), config.node_id, &addr, raft_config.clone())
+        let bootstrap = config.cluster.seeds.is_empty();
+        let host = RaftHost {
+            node_id: config.node_id,
+            peer_addr: me.peer_addr.clone(),
+            bootstrap,
+            config: raft_config,
+            links: links.clone(),
+            db: database,
+        };
+        let meta = Meta::open(&host).await.map_err(|e| setup(&e))?;
+        let peers = Arc::new(peer::PeerService::new(
+            config.node_id,
+            meta.clone(),
+            links.clone(),
+        ));
+        tasks.spawn(cluster::serve(peer, peers.clone(), stop.clone()));
+        let joined = meta.raft().is_initialized().await.map_err(|e| setup(&e))?;
+        if !joined {
+            peer::join(&links, &config.cluster.seeds, &me)
+                .await
+                .map_err(|e| setup(&e))?;
+        }
+        peer::wait_for_registration(&meta, &me, bootstrap || joined)
             .await
-            .map_err(|e| NodeError::Setup(e.to_string()))?;
+            .map_err(|e| setup(&e))?;
         let configured = config.storage.partitions;
-        let partition_count = meta
-            .partitions(configured)
-            .await
-            .map_err(|e| NodeError::Setup(e.to_string()))?;
+        let partition_count = if bootstrap {
+            meta.partitions(configured).await.map_err(|e| setup(&e))?
+        } else {
+            peer::recorded_partitions(&meta)
+                .await
+                .map_err(|e| setup(&e))?
+        };
         if partition_count != configured {
             tracing::warn!(
                 recorded = partition_count,
@@ -135,19 +195,11 @@ impl Node {
                 "partition count is fixed at bootstrap, keeping the recorded one"
             );
         }
-        let tls = match &config.tls {
-            Some(tls) => Some(api::tls::load_server_config(tls).map_err(NodeError::Tls)?),
-            None => None,
-        };
-        let partitions = Partitions::open(
-            database,
-            partition_count,
-            config.node_id,
-            &addr,
-            raft_config,
-        )
-        .await
-        .map_err(|e| NodeError::Setup(e.to_string()))?;
+        let partitions = Partitions::open(&host, partition_count)
+            .await
+            .map_err(|e| setup(&e))?;
+        peers.set_partitions(partitions.clone());
+
         let directory = Directory::start()
             .await
             .map_err(|e| NodeError::Actors(e.to_string()))?;
@@ -161,32 +213,23 @@ impl Node {
             config: config.clone(),
         });
         directory.bind(&services);
-        let generated_admin_password = crate::admin::ensure_admin(&services)
-            .await
-            .map_err(|e| NodeError::Setup(e.to_string()))?;
-
-        let stop = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        let tcp = tokio::net::TcpListener::bind(config.listen.tcp)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.listen.tcp,
-                source,
-            })?;
-        let http = tokio::net::TcpListener::bind(config.listen.http)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.listen.http,
-                source,
-            })?;
-        let tcp_addr = tcp.local_addr().map_err(|source| NodeError::Bind {
-            addr: config.listen.tcp,
-            source,
-        })?;
-        let http_addr = http.local_addr().map_err(|source| NodeError::Bind {
-            addr: config.listen.http,
-            source,
-        })?;
+        let generated_admin_password = if bootstrap {
+            crate::admin::ensure_admin(&services)
+                .await
+                .map_err(|e| setup(&e))?
+        } else {
+            None
+        };
+        let placement = cluster::placement::PlacementSettings {
+            interval: Duration::from_millis(config.cluster.placement_interval_ms),
+            settle: Duration::from_secs(config.cluster.rebalance_delay_secs),
+            replication_factor: config.cluster.replication_factor,
+        };
+        tasks.spawn(cluster::placement::run(
+            services.clone(),
+            placement,
+            stop.clone(),
+        ));
         tasks.spawn(api::tcp::serve(
             tcp,
             tls.clone(),
@@ -195,15 +238,20 @@ impl Node {
         ));
         tasks.spawn(api::http::serve(http, tls, services.clone(), stop.clone()));
         tasks.spawn(process::sample(stop.clone()));
-        tracing::info!(node = %config.node_id, %tcp_addr, %http_addr, tls = config.tls.is_some(), "node ready");
+        tracing::info!(node = config.node_id, %tcp_addr, %http_addr, %peer_addr, tls = config.tls.is_some(), "node ready");
         Ok(Node {
             services,
             tcp_addr,
             http_addr,
+            peer_addr,
             stop,
             tasks,
             generated_admin_password,
         })
+    }
+
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
     }
 
     pub fn tcp_addr(&self) -> SocketAddr {

@@ -8,9 +8,10 @@ mod state_machine;
 
 use std::sync::Arc;
 
+use crate::cluster::PeerLinks;
 use crate::db::{self, CF_CONV_META, CF_CURSORS, CF_INBOX, CF_MSGS, Db, StorageError};
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb, store_pb};
-use crate::raft::{self, GroupStateMachine, LogStore, StandaloneNetwork, partition_group};
+use crate::raft::{self, GroupStateMachine, RaftHost, partition_group};
 
 pub use state_machine::{Applied, PartitionRaftConfig};
 pub use store_pb::partition_command::Command;
@@ -77,41 +78,28 @@ pub struct Partitions {
     db: Db,
     keys: Keys,
     rafts: Arc<Vec<PartitionRaft>>,
+    links: PeerLinks,
 }
 
 impl Partitions {
-    /// Starts every partition group of a standalone node.
-    pub async fn open(
-        db: Db,
-        count: u32,
-        node_id: u64,
-        addr: &str,
-        config: Arc<openraft::Config>,
-    ) -> Result<Self, raft::StartError> {
+    /// Opens every partition group on this node.
+    pub async fn open(host: &RaftHost, count: u32) -> Result<Self, raft::StartError> {
         let keys = Keys { count };
         let starts = (0..count as u16).map(|partition| {
             let group = partition_group(partition);
-            let apply = Arc::new(PartitionApply::new(db.clone(), keys, partition));
-            let (db, config) = (db.clone(), config.clone());
+            let apply = Arc::new(PartitionApply::new(host.db.clone(), keys, partition));
             async move {
-                let state_machine = GroupStateMachine::open(db.clone(), group, apply)
+                let state_machine = GroupStateMachine::open(host.db.clone(), group, apply)
                     .map_err(|e| raft::StartError::Fatal(e.to_string()))?;
-                raft::start_group(
-                    node_id,
-                    addr,
-                    config,
-                    StandaloneNetwork::default(),
-                    LogStore::new(db, group),
-                    state_machine,
-                )
-                .await
+                raft::start_group(host, group, state_machine).await
             }
         });
         let rafts = futures::future::try_join_all(starts).await?;
         Ok(Partitions {
-            db,
+            db: host.db.clone(),
             keys,
             rafts: Arc::new(rafts),
+            links: host.links.clone(),
         })
     }
 
@@ -119,27 +107,30 @@ impl Partitions {
         &self.rafts
     }
 
+    pub fn count(&self) -> u32 {
+        self.keys.count
+    }
+
     /// Proposes a command to the partition of its conversation and returns
-    /// its outcome once applied.
+    /// its outcome once applied (forwarded to the partition's leader when
+    /// this node does not lead it).
     pub async fn propose(
         &self,
         conv: &ConversationId,
         command: Command,
     ) -> Result<Applied, ProtocolError> {
-        let partition = self.keys.partition(conv) as usize;
+        let partition = self.keys.partition(conv);
         let command = store_pb::PartitionCommand {
             command: Some(command),
         };
-        self.rafts[partition]
-            .client_write(command)
-            .await
-            .map(|response| response.data)
-            .map_err(|e| {
-                ProtocolError::new(
-                    ErrorCode::UnavailableRetry,
-                    format!("partition {partition} unavailable: {e}"),
-                )
-            })
+        raft::propose(
+            &self.rafts[partition as usize],
+            &self.links,
+            partition_group(partition),
+            command,
+        )
+        .await
+        .map_err(|e| ProtocolError::new(ErrorCode::UnavailableRetry, e.to_string()))
     }
 
     /// Returns the newest seq of a conversation (0 when it has none).
@@ -241,15 +232,9 @@ mod tests {
     }
 
     async fn partitions(dir: &std::path::Path) -> Partitions {
-        Partitions::open(
-            Db::open(dir).unwrap(),
-            8,
-            1,
-            "127.0.0.1:0",
-            raft::raft_config("test"),
-        )
-        .await
-        .unwrap()
+        Partitions::open(&raft::test_host(Db::open(dir).unwrap()), 8)
+            .await
+            .unwrap()
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ mod state_machine;
 use std::sync::Arc;
 
 pub use log_store::LogStore;
-pub use network::StandaloneNetwork;
+pub use network::{PeerNetwork, group_payload, split_group_payload};
 pub use state_machine::{Apply, GroupStateMachine};
 
 /// The metadata group's id.
@@ -60,36 +60,165 @@ pub enum StartError {
     NoLeader(std::time::Duration),
 }
 
-/// How long a standalone group may take to elect itself.
-const STANDALONE_ELECTION: std::time::Duration = std::time::Duration::from_secs(30);
+/// What every Raft group of this node is started with.
+#[derive(Clone)]
+pub struct RaftHost {
+    pub node_id: u64,
+    /// This node's peer address, as other nodes reach its groups.
+    pub peer_addr: String,
+    /// Whether fresh groups start with this node as their only voter.
+    pub bootstrap: bool,
+    pub config: Arc<openraft::Config>,
+    pub links: crate::cluster::PeerLinks,
+    pub db: crate::db::Db,
+}
 
-/// Starts a group on this node. A group never initialised before is
-/// initialised with this node as its only voter, and the call returns once
-/// this node leads it.
-pub async fn start_group<C, N>(
-    node_id: u64,
-    addr: &str,
-    config: Arc<openraft::Config>,
-    network: N,
-    log: LogStore<C>,
+/// Opens a group on this node. With `host.bootstrap`, a group never
+/// initialised before is initialised with this node as its only voter and
+/// the call returns once this node leads it; otherwise the group waits for
+/// a leader elsewhere to add this node.
+pub async fn start_group<C>(
+    host: &RaftHost,
+    group: u32,
     state_machine: impl openraft::storage::RaftStateMachine<C>,
 ) -> Result<openraft::Raft<C>, StartError>
 where
     C: openraft::RaftTypeConfig<NodeId = u64, Node = openraft::BasicNode>,
     C::Entry: serde::Serialize + serde::de::DeserializeOwned,
-    N: openraft::network::RaftNetworkFactory<C>,
 {
     let fatal = |e: &dyn std::fmt::Display| StartError::Fatal(e.to_string());
-    let raft = openraft::Raft::new(node_id, config, network, log, state_machine)
-        .await
-        .map_err(|e| fatal(&e))?;
-    if !raft.is_initialized().await.map_err(|e| fatal(&e))? {
-        let members = std::collections::BTreeMap::from([(node_id, openraft::BasicNode::new(addr))]);
+    let network = PeerNetwork::<C>::new(host.links.clone(), group);
+    let log = LogStore::<C>::new(host.db.clone(), group);
+    let raft = openraft::Raft::new(
+        host.node_id,
+        host.config.clone(),
+        network,
+        log,
+        state_machine,
+    )
+    .await
+    .map_err(|e| fatal(&e))?;
+    if host.bootstrap && !raft.is_initialized().await.map_err(|e| fatal(&e))? {
+        let members = std::collections::BTreeMap::from([(
+            host.node_id,
+            openraft::BasicNode::new(&host.peer_addr),
+        )]);
         raft.initialize(members).await.map_err(|e| fatal(&e))?;
+        raft.wait(Some(FIRST_ELECTION))
+            .current_leader(host.node_id, "bootstrap node leads its new group")
+            .await
+            .map_err(|_| StartError::NoLeader(FIRST_ELECTION))?;
     }
-    raft.wait(Some(STANDALONE_ELECTION))
-        .current_leader(node_id, "standalone node leads its group")
-        .await
-        .map_err(|_| StartError::NoLeader(STANDALONE_ELECTION))?;
     Ok(raft)
+}
+
+/// How long a freshly bootstrapped group may take to elect its only voter.
+const FIRST_ELECTION: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why a proposal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("no leader for group {group} within {waited:?}: {last}")]
+    NoLeader {
+        group: u32,
+        waited: std::time::Duration,
+        last: String,
+    },
+    #[error("group {group} failed: {reason}")]
+    Failed { group: u32, reason: String },
+}
+
+/// How long a proposal keeps looking for a leader.
+const PROPOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Proposes a command and returns its outcome once applied. On a follower
+/// the command is forwarded to the leader over a peer link (one hop); while
+/// there is no leader, it waits for one.
+pub async fn propose<C>(
+    raft: &openraft::Raft<C>,
+    links: &crate::cluster::PeerLinks,
+    group: u32,
+    command: C::D,
+) -> Result<C::R, ProposeError>
+where
+    C: openraft::RaftTypeConfig<
+            NodeId = u64,
+            Node = openraft::BasicNode,
+            Responder = openraft::impls::OneshotResponder<C>,
+        >,
+    C::D: Clone + serde::Serialize,
+    C::R: serde::de::DeserializeOwned,
+{
+    use openraft::error::{ClientWriteError, RaftError};
+    let started = std::time::Instant::now();
+    let mut last = String::from("no attempt");
+    while started.elapsed() < PROPOSE_PATIENCE {
+        match raft.client_write(command.clone()).await {
+            Ok(response) => return Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                match forward.leader_node {
+                    Some(leader) => {
+                        let payload =
+                            group_payload(group, &command).map_err(|e| ProposeError::Failed {
+                                group,
+                                reason: e.to_string(),
+                            })?;
+                        match links
+                            .call(&leader.addr, crate::cluster::PeerKind::Propose, payload)
+                            .await
+                        {
+                            Ok(answer) => {
+                                return serde_json::from_slice(&answer).map_err(|e| {
+                                    ProposeError::Failed {
+                                        group,
+                                        reason: e.to_string(),
+                                    }
+                                });
+                            }
+                            // A timeout may have applied the command: only an
+                            // unsent request is safe to retry.
+                            Err(crate::cluster::LinkError::Timeout(..)) => {
+                                return Err(ProposeError::Failed {
+                                group,
+                                reason: "leader did not answer in time; the command may have been applied".into(),
+                            });
+                            }
+                            Err(err) => last = err.to_string(),
+                        }
+                    }
+                    None => last = "leader unknown".to_string(),
+                }
+            }
+            Err(err) => {
+                return Err(ProposeError::Failed {
+                    group,
+                    reason: err.to_string(),
+                });
+            }
+        }
+        let remaining = PROPOSE_PATIENCE.saturating_sub(started.elapsed());
+        let _ = raft
+            .wait(Some(remaining.min(std::time::Duration::from_millis(500))))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(ProposeError::NoLeader {
+        group,
+        waited: PROPOSE_PATIENCE,
+        last,
+    })
+}
+
+/// A standalone host for unit tests: node 1, bootstrapping, no peers.
+#[cfg(test)]
+pub fn test_host(db: crate::db::Db) -> RaftHost {
+    RaftHost {
+        node_id: 1,
+        peer_addr: "127.0.0.1:1".to_string(),
+        bootstrap: true,
+        config: raft_config("test"),
+        links: crate::cluster::PeerLinks::new(std::time::Duration::from_secs(1)),
+        db,
+    }
 }

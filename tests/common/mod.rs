@@ -23,7 +23,7 @@ pub struct TestNode {
 /// Returns the config of a test node: loopback, port 0, a fresh data folder.
 pub fn test_config(dir: &std::path::Path) -> NodeConfig {
     NodeConfig::from_toml(&format!(
-        "data_dir = {dir:?}\n[listen]\ntcp = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n[storage]\npartitions = 8\n"
+        "data_dir = {dir:?}\n[listen]\ntcp = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\npeer = \"127.0.0.1:0\"\n[storage]\npartitions = 8\n"
     ))
     .unwrap()
 }

@@ -1,0 +1,318 @@
+//! Peer links: one TCP connection per peer address carrying request and
+//! response frames (`peer.proto`), many requests in flight, frames batched
+//! per write, each call bounded by a timeout. A broken link fails its
+//! pending calls and is re-dialled by the next call.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics as m;
+use crate::protocol::{frame_codec, peer_pb::PeerFrame};
+
+/// Largest peer frame (a Raft snapshot of a partition travels in one).
+const MAX_PEER_FRAME: usize = 256 * 1024 * 1024;
+/// Frames queued per link before callers wait.
+const LINK_QUEUE: usize = 4096;
+
+/// What a peer request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum PeerKind {
+    RaftAppend = 1,
+    RaftVote = 2,
+    RaftSnapshot = 3,
+    /// A command for a Raft group, to be proposed by its leader.
+    Propose = 4,
+    /// A new node asks to join the cluster.
+    Join = 5,
+}
+
+impl PeerKind {
+    fn from_u32(kind: u32) -> Option<Self> {
+        Some(match kind {
+            1 => PeerKind::RaftAppend,
+            2 => PeerKind::RaftVote,
+            3 => PeerKind::RaftSnapshot,
+            4 => PeerKind::Propose,
+            5 => PeerKind::Join,
+            _ => return None,
+        })
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            PeerKind::RaftAppend => "raft_append",
+            PeerKind::RaftVote => "raft_vote",
+            PeerKind::RaftSnapshot => "raft_snapshot",
+            PeerKind::Propose => "propose",
+            PeerKind::Join => "join",
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinkError {
+    #[error("peer {0} unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("peer {0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("peer refused: {0}")]
+    Remote(String),
+    #[error("bad payload: {0}")]
+    Codec(String),
+}
+
+struct Link {
+    tx: mpsc::Sender<PeerFrame>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<PeerFrame>>>,
+    next_id: AtomicU64,
+    alive: AtomicBool,
+}
+
+/// The client side of every peer link of this node.
+#[derive(Clone)]
+pub struct PeerLinks {
+    links: Arc<Mutex<HashMap<String, Arc<Link>>>>,
+    timeout: Duration,
+}
+
+impl PeerLinks {
+    pub fn new(timeout: Duration) -> Self {
+        PeerLinks {
+            links: Arc::default(),
+            timeout,
+        }
+    }
+
+    async fn link(&self, addr: &str) -> Result<Arc<Link>, LinkError> {
+        if let Some(link) = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(addr)
+            && link.alive.load(Ordering::Acquire)
+        {
+            return Ok(link.clone());
+        }
+        let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+            .await
+            .map_err(|_| LinkError::Unreachable(addr.to_string(), "connect timed out".into()))?
+            .map_err(|e| LinkError::Unreachable(addr.to_string(), e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        metrics::counter!(m::LINK_CONNECTS).increment(1);
+        let (mut sink, mut source) = Framed::new(stream, frame_codec(MAX_PEER_FRAME)).split();
+        let (tx, mut rx) = mpsc::channel::<PeerFrame>(LINK_QUEUE);
+        let link = Arc::new(Link {
+            tx,
+            pending: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            alive: AtomicBool::new(true),
+        });
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                let mut batch = vec![frame];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                for frame in batch {
+                    let bytes = Bytes::from(frame.encode_to_vec());
+                    metrics::counter!(m::LINK_BYTES_OUT).increment(bytes.len() as u64);
+                    if sink.feed(bytes).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let reader_link = link.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(bytes)) = source.next().await {
+                metrics::counter!(m::LINK_BYTES_IN).increment(bytes.len() as u64);
+                let Ok(frame) = PeerFrame::decode(bytes.freeze()) else {
+                    break;
+                };
+                let waiter = reader_link
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&frame.request_id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(frame);
+                }
+            }
+            reader_link.alive.store(false, Ordering::Release);
+            reader_link
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        });
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr.to_string(), link.clone());
+        Ok(link)
+    }
+
+    /// Sends a request and waits for its response payload.
+    pub async fn call(
+        &self,
+        addr: &str,
+        kind: PeerKind,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, LinkError> {
+        let started = std::time::Instant::now();
+        let link = self.link(addr).await?;
+        let request_id = link.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        link.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id, tx);
+        let frame = PeerFrame {
+            request_id,
+            response: false,
+            kind: kind as u32,
+            payload,
+            error: String::new(),
+        };
+        if link.tx.send(frame).await.is_err() {
+            link.alive.store(false, Ordering::Release);
+            return Err(LinkError::Unreachable(
+                addr.to_string(),
+                "link closed".into(),
+            ));
+        }
+        let answer = match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => {
+                return Err(LinkError::Unreachable(
+                    addr.to_string(),
+                    "link broke".into(),
+                ));
+            }
+            Err(_) => {
+                link.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&request_id);
+                return Err(LinkError::Timeout(addr.to_string(), self.timeout));
+            }
+        };
+        metrics::histogram!(m::LINK_RPC_SECONDS, "kind" => kind.label())
+            .record(started.elapsed().as_secs_f64());
+        if !answer.error.is_empty() {
+            return Err(LinkError::Remote(answer.error));
+        }
+        Ok(answer.payload)
+    }
+
+    /// Sends a JSON request and decodes the JSON response.
+    pub async fn call_json<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        kind: PeerKind,
+        request: &Req,
+    ) -> Result<Resp, LinkError> {
+        let payload = serde_json::to_vec(request).map_err(|e| LinkError::Codec(e.to_string()))?;
+        let answer = self.call(addr, kind, payload).await?;
+        serde_json::from_slice(&answer).map_err(|e| LinkError::Codec(e.to_string()))
+    }
+}
+
+/// Handles the requests that arrive over peer links.
+pub trait PeerHandler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        kind: PeerKind,
+        payload: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'static>>;
+}
+
+/// Accepts peer connections until `stop` fires; each request runs as its own task.
+pub async fn serve(listener: TcpListener, handler: Arc<dyn PeerHandler>, stop: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "failed to accept peer connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut sink, mut source) = Framed::new(stream, frame_codec(MAX_PEER_FRAME)).split();
+            let (tx, mut rx) = mpsc::channel::<PeerFrame>(LINK_QUEUE);
+            let writer = tokio::spawn(async move {
+                while let Some(frame) = rx.recv().await {
+                    if sink.feed(Bytes::from(frame.encode_to_vec())).await.is_err() {
+                        return;
+                    }
+                    while let Ok(more) = rx.try_recv() {
+                        if sink.feed(Bytes::from(more.encode_to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                    if sink.flush().await.is_err() {
+                        return;
+                    }
+                }
+            });
+            loop {
+                let next = tokio::select! {
+                    next = source.next() => next,
+                    _ = stop.cancelled() => break,
+                };
+                let Some(Ok(bytes)) = next else { break };
+                let Ok(frame) = PeerFrame::decode(bytes.freeze()) else {
+                    tracing::warn!(%peer, "undecodable peer frame, closing link");
+                    break;
+                };
+                let (handler, tx) = (handler.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let result = match PeerKind::from_u32(frame.kind) {
+                        Some(kind) => handler.handle(kind, frame.payload).await,
+                        None => Err(format!("unknown peer request kind {}", frame.kind)),
+                    };
+                    let (payload, error) = match result {
+                        Ok(payload) => (payload, String::new()),
+                        Err(error) => (Vec::new(), error),
+                    };
+                    let _ = tx
+                        .send(PeerFrame {
+                            request_id: frame.request_id,
+                            response: true,
+                            kind: frame.kind,
+                            payload,
+                            error,
+                        })
+                        .await;
+                });
+            }
+            drop(tx);
+            let _ = writer.await;
+        });
+    }
+}

@@ -1,0 +1,9 @@
+//! The cluster plane: peer links between nodes, placement of partition
+//! replicas by rendezvous hashing, and the controller that applies it.
+
+mod link;
+pub mod metrics;
+pub mod placement;
+pub mod ring;
+
+pub use link::{LinkError, PeerHandler, PeerKind, PeerLinks, serve};
