@@ -24,6 +24,11 @@ pub use logging::{LoggingError, init as init_logging};
 pub use node::{Node, NodeError};
 pub use protocol::{ConversationId, ErrorCode, FrameFormat, ProtocolError, pb};
 
+/// Returns the partition of a conversation in a cluster of `partitions`.
+pub fn partition_of_conversation(conv: &ConversationId, partitions: u32) -> u16 {
+    partition::partition_of(&conv.key(), partitions)
+}
+
 /// Test-only access to a node's internals: fault injection, direct setup.
 #[cfg(feature = "testsuite")]
 pub mod testsuite {

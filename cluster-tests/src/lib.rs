@@ -1,1 +1,348 @@
-//! Multi-process cluster tests: the sandbox builder lands with the replicated storage issue.
+//! A sandbox of real `chorus` processes on loopback for cluster tests: each
+//! node gets its own data folder and free ports, the first bootstraps and the
+//! others join through it. Nodes can be SIGKILLed and restarted on the same
+//! data and ports.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chorus::client::{ClientOptions, Connection, Transport};
+use chorus::pb::DeviceClass;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long any wait in a cluster test may take.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+pub const ADMIN_PASSWORD: &str = "cluster-admin-password";
+
+/// Returns the password the sandbox gives a test user.
+pub fn password(account: &str) -> String {
+    format!("password-of-{account}")
+}
+
+/// Returns a port that was free a moment ago (bound to 0 by the OS).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Finds the `chorus` binary next to the test executable.
+fn chorus_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile folder");
+    let binary = dir.join("chorus");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build --bin chorus`",
+        binary.display()
+    );
+    binary
+}
+
+pub struct NodeProcess {
+    pub id: u64,
+    pub tcp: String,
+    pub http: String,
+    pub peer: String,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// Builds a cluster of real processes.
+pub struct ClusterBuilder {
+    nodes: usize,
+    partitions: u32,
+    rebalance_delay_secs: u64,
+}
+
+impl Default for ClusterBuilder {
+    fn default() -> Self {
+        ClusterBuilder {
+            nodes: 3,
+            partitions: 8,
+            rebalance_delay_secs: 1,
+        }
+    }
+}
+
+impl ClusterBuilder {
+    pub fn nodes(mut self, nodes: usize) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    pub fn partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// Starts the nodes and waits until every partition is replicated on
+    /// `min(3, nodes)` of them.
+    pub async fn start(self) -> anyhow::Result<Cluster> {
+        let mut cluster = Cluster {
+            dir: tempfile::tempdir()?,
+            nodes: Vec::new(),
+            partitions: self.partitions,
+            rebalance_delay_secs: self.rebalance_delay_secs,
+            http: reqwest::Client::new(),
+            token: None,
+        };
+        for _ in 0..self.nodes {
+            cluster.add_node().await?;
+        }
+        let replicas = self.nodes.min(3);
+        cluster
+            .wait_for("every partition to be fully replicated", |status| {
+                status["partitions"].as_array().is_some_and(|parts| {
+                    parts.len() == self.partitions as usize
+                        && parts.iter().all(|p| {
+                            p["voters"].as_array().is_some_and(|v| v.len() == replicas)
+                                && !p["leader"].is_null()
+                        })
+                })
+            })
+            .await?;
+        Ok(cluster)
+    }
+}
+
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    pub nodes: Vec<NodeProcess>,
+    partitions: u32,
+    rebalance_delay_secs: u64,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Cluster {
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// Adds a node: the first bootstraps, the others join through the first.
+    pub async fn add_node(&mut self) -> anyhow::Result<usize> {
+        let id = self.nodes.len() as u64 + 1;
+        let dir = self.dir.path().join(format!("node{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let (tcp, http, peer) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        let seeds = match self.nodes.first() {
+            Some(first) => format!("[{:?}]", first.peer),
+            None => "[]".to_string(),
+        };
+        let config = dir.join("node.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "node_id = {id}\ndata_dir = {:?}\n[listen]\ntcp = {tcp:?}\nhttp = {http:?}\npeer = {peer:?}\n\
+                 [storage]\npartitions = {}\n[cluster]\nseeds = {seeds}\nrebalance_delay_secs = {}\n\
+                 placement_interval_ms = 300\n[log]\nlevel = \"warn\"\n",
+                dir.join("data"),
+                self.partitions,
+                self.rebalance_delay_secs,
+            ),
+        )?;
+        self.nodes.push(NodeProcess {
+            id,
+            tcp,
+            http,
+            peer,
+            config,
+            child: None,
+        });
+        let index = self.nodes.len() - 1;
+        self.restart(index).await?;
+        Ok(index)
+    }
+
+    /// Starts (again) the process of node `index` on its data and ports.
+    pub async fn restart(&mut self, index: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[index];
+        let mut child = Command::new(chorus_binary())
+            .args(["serve", "--config"])
+            .arg(&node.config)
+            .env("CHORUS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning chorus")?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        tokio::time::timeout(DEADLINE, async {
+            while let Some(line) = lines.next_line().await? {
+                if line.contains("\"event\":\"ready\"") {
+                    return Ok(());
+                }
+            }
+            bail!("node {} exited before it was ready", node.id)
+        })
+        .await
+        .with_context(|| format!("node {} not ready within {DEADLINE:?}", node.id))??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills node `index` with SIGKILL and reaps it.
+    pub async fn kill(&mut self, index: usize) -> anyhow::Result<()> {
+        if let Some(mut child) = self.nodes[index].child.take() {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    fn running(&self) -> impl Iterator<Item = &NodeProcess> {
+        self.nodes.iter().filter(|n| n.is_running())
+    }
+
+    async fn token(&mut self) -> anyhow::Result<String> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let http = self
+            .running()
+            .next()
+            .context("no running node")?
+            .http
+            .clone();
+        let token = self.login_admin(&http).await?;
+        self.token = Some(token.clone());
+        Ok(token)
+    }
+
+    async fn login_admin(&self, http: &str) -> anyhow::Result<String> {
+        let reply: Value = self
+            .http
+            .post(format!("http://{http}/api/v1/login"))
+            .json(&json!({"account": "admin", "password": ADMIN_PASSWORD, "device_class": "web"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(reply["token"].as_str().context("token")?.to_string())
+    }
+
+    /// Returns `GET /api/v1/admin/cluster` from node `index`.
+    pub async fn status(&mut self, index: usize) -> anyhow::Result<Value> {
+        let token = self.token().await?;
+        let http = &self.nodes[index].http;
+        Ok(self
+            .http
+            .get(format!("http://{http}/api/v1/admin/cluster"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// Waits until the status seen by every running node satisfies `check`.
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let running: Vec<usize> = (0..self.nodes.len())
+                .filter(|i| self.nodes[*i].is_running())
+                .collect();
+            let mut failing = None;
+            for index in running {
+                match self.status(index).await {
+                    Ok(status) if check(&status) => {}
+                    other => failing = Some((index, other.map_err(|e| e.to_string()))),
+                }
+            }
+            let Some((index, status)) = failing else {
+                return Ok(());
+            };
+            if tokio::time::Instant::now() > deadline {
+                bail!("timed out waiting for {what}; node index {index} sees {status:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates users through REST on any running node; returns their ids.
+    pub async fn create_users(&mut self, accounts: &[&str]) -> anyhow::Result<Vec<u64>> {
+        let token = self.token().await?;
+        let http = self
+            .running()
+            .next()
+            .context("no running node")?
+            .http
+            .clone();
+        let mut ids = Vec::new();
+        for account in accounts {
+            let response = self
+                .http
+                .post(format!("http://{http}/api/v1/users"))
+                .bearer_auth(&token)
+                .json(&json!({"account": account, "password": password(account)}))
+                .send()
+                .await?;
+            if response.status() != 201 {
+                bail!(
+                    "creating {account}: {} {}",
+                    response.status(),
+                    response.text().await?
+                );
+            }
+            let user: Value = response.json().await?;
+            ids.push(user["user_id"].as_u64().context("user_id")?);
+        }
+        Ok(ids)
+    }
+
+    /// Connects to node `index` over TCP and logs in.
+    pub async fn login(
+        &self,
+        index: usize,
+        account: &str,
+        class: DeviceClass,
+    ) -> anyhow::Result<Connection> {
+        let conn = Connection::connect(&ClientOptions::new(
+            self.nodes[index].tcp.clone(),
+            Transport::Tcp,
+        ))
+        .await?;
+        conn.login(account, &password(account), class).await?;
+        Ok(conn)
+    }
+
+    /// Returns the REST client and the admin token (for tests that drive REST directly).
+    pub async fn rest(&mut self) -> anyhow::Result<(reqwest::Client, String)> {
+        Ok((self.http.clone(), self.token().await?))
+    }
+}
+
+/// Returns the leader of `partition` in a status document.
+pub fn leader_of(status: &Value, partition: u16) -> Option<u64> {
+    status["partitions"][partition as usize]["leader"].as_u64()
+}

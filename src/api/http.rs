@@ -95,6 +95,7 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
         )
         .route("/api/v1/conversations/{id}/messages", get(history))
         .route("/api/v1/admin/log-level", put(set_log_level))
+        .route("/api/v1/admin/cluster", get(cluster_status))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(stop))
         .with_state(services)
@@ -316,6 +317,14 @@ struct LogLevelBody {
 }
 
 /// Changes the log filter of this node until it restarts; admin only.
+async fn cluster_status(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<crate::node::ClusterStatus> {
+    admin(&services, &headers).await?;
+    Ok(Json(services.cluster_status().await?))
+}
+
 async fn set_log_level(
     State(services): State<AppState>,
     headers: HeaderMap,

@@ -110,6 +110,66 @@ impl Services {
     }
 }
 
+/// The cluster as this node sees it (`GET /api/v1/admin/cluster`).
+#[derive(Debug, serde::Serialize)]
+pub struct ClusterStatus {
+    pub node_id: u64,
+    pub nodes: Vec<NodeRecord>,
+    pub meta_leader: Option<u64>,
+    pub meta_voters: Vec<u64>,
+    pub partitions: Vec<PartitionStatus>,
+    /// Live user and conversation actors on this node.
+    pub actors: (usize, usize),
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct PartitionStatus {
+    pub partition: u16,
+    pub leader: Option<u64>,
+    pub voters: Vec<u64>,
+    /// The committed placement and its epoch.
+    pub placement: Vec<u64>,
+    pub epoch: u64,
+    pub last_applied: Option<u64>,
+}
+
+impl Services {
+    /// Returns the cluster as this node's replicas see it.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ProtocolError> {
+        let meta_metrics = self.meta.raft().metrics().borrow().clone();
+        let mut partitions = Vec::new();
+        for (index, raft) in self.partitions.rafts().iter().enumerate() {
+            let metrics = raft.metrics().borrow().clone();
+            let placement = self.meta.placement(index as u16)?;
+            partitions.push(PartitionStatus {
+                partition: index as u16,
+                leader: metrics.current_leader,
+                voters: metrics.membership_config.membership().voter_ids().collect(),
+                placement: placement.replicas,
+                epoch: placement.epoch,
+                last_applied: metrics.last_applied.map(|l| l.index),
+            });
+        }
+        Ok(ClusterStatus {
+            node_id: self.config.node_id,
+            nodes: self.meta.nodes()?,
+            meta_leader: meta_metrics.current_leader,
+            meta_voters: meta_metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect(),
+            partitions,
+            actors: self.directory.counts(),
+        })
+    }
+
+    /// Returns the partition of a conversation.
+    pub fn partition_of(&self, conv: &ConversationId) -> u16 {
+        crate::partition::partition_of(&conv.key(), self.partitions.count())
+    }
+}
+
 /// A running node.
 pub struct Node {
     pub services: Arc<Services>,

@@ -1,0 +1,310 @@
+//! Real three- and four-node clusters on loopback: forwarding to partition
+//! leaders, SIGKILL of leaders under load, restarts, and a node joining.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chorus::client::Connection;
+use chorus::pb::{DeviceClass, SendAck};
+use chorus::{ConversationId, partition_of_conversation};
+use chorus_cluster_tests::{Cluster, DEADLINE, leader_of, password};
+use serde_json::{Value, json};
+
+/// Returns the index of the node with id `id`.
+fn index_of(cluster: &Cluster, id: u64) -> usize {
+    cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == id)
+        .expect("known node")
+}
+
+/// Sends until acked, reconnecting and resending under the same client_msg_id.
+async fn send_until_acked(
+    cluster: &Cluster,
+    node: usize,
+    conn: &mut Option<Connection>,
+    conv: &str,
+    id: &str,
+) -> SendAck {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "{id} never acked");
+        if conn.is_none() {
+            *conn = cluster.login(node, "alice", DeviceClass::Pc).await.ok();
+        }
+        if let Some(c) = conn.as_ref() {
+            match c.send_text(conv, id, &format!("text of {id}")).await {
+                Ok(ack) => return ack,
+                Err(chorus::client::ClientError::Server(_)) => {}
+                Err(_) => *conn = None,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Pulls a conversation from node `node` until it holds `expected` messages.
+async fn history_on(
+    cluster: &Cluster,
+    node: usize,
+    conv: &str,
+    expected: usize,
+) -> Vec<chorus::pb::Message> {
+    let conn = cluster
+        .login(node, "bob", DeviceClass::Mobile)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let history = conn.pull_all(conv, 0).await.unwrap();
+        if history.len() >= expected || tokio::time::Instant::now() > deadline {
+            return history;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Checks the history invariants: dense seqs from 1, each id once, acked
+/// ids at their acked seq, and ids in send order.
+fn check_history(history: &[chorus::pb::Message], acked: &BTreeMap<String, u64>, sent: usize) {
+    let seqs: Vec<u64> = history.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=history.len() as u64).collect::<Vec<_>>(),
+        "seqs are dense"
+    );
+    let mut by_id: HashMap<&str, u64> = HashMap::new();
+    for message in history {
+        assert!(
+            by_id.insert(&message.client_msg_id, message.seq).is_none(),
+            "{} stored twice",
+            message.client_msg_id
+        );
+    }
+    for (id, seq) in acked {
+        assert_eq!(by_id.get(id.as_str()), Some(seq), "acked {id} at {seq}");
+    }
+    let order: Vec<usize> = history
+        .iter()
+        .map(|m| m.client_msg_id[1..].parse().unwrap())
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "stored in send order"
+    );
+    assert_eq!(history.len(), sent);
+}
+
+#[tokio::test]
+async fn a_partition_leader_killed_under_load_loses_no_acked_message() {
+    let mut cluster = Cluster::builder().start().await.unwrap();
+    let ids = cluster.create_users(&["alice", "bob"]).await.unwrap();
+    let conv_id = ConversationId::direct(ids[0], ids[1]);
+    let conv = conv_id.to_string();
+    let partition = partition_of_conversation(&conv_id, cluster.partitions());
+    let status = cluster.status(0).await.unwrap();
+    let leader = index_of(
+        &cluster,
+        leader_of(&status, partition).expect("partition has a leader"),
+    );
+    let entry = (leader + 1) % 3;
+
+    // A client on another node than the partition's leader: its sends are forwarded.
+    let mut conn = None;
+    let first = send_until_acked(&cluster, entry, &mut conn, &conv, "k0").await;
+    assert_eq!(first.seq, 1);
+
+    const SENT: usize = 120;
+    let acked_count = Arc::new(AtomicUsize::new(1));
+    let sender = {
+        let counter = acked_count.clone();
+        let cluster_nodes: Vec<String> = cluster.nodes.iter().map(|n| n.tcp.clone()).collect();
+        let conv = conv.clone();
+        tokio::spawn(async move {
+            let options = chorus::client::ClientOptions::new(
+                cluster_nodes[entry].clone(),
+                chorus::client::Transport::Tcp,
+            );
+            let mut acked = BTreeMap::from([("k0".to_string(), 1u64)]);
+            let mut conn: Option<Connection> = None;
+            for i in 1..SENT {
+                let id = format!("k{i}");
+                let deadline = tokio::time::Instant::now() + DEADLINE;
+                let ack = loop {
+                    assert!(tokio::time::Instant::now() < deadline, "{id} never acked");
+                    if conn.is_none()
+                        && let Ok(c) = Connection::connect(&options).await
+                        && c.login("alice", &password("alice"), DeviceClass::Pc)
+                            .await
+                            .is_ok()
+                    {
+                        conn = Some(c);
+                    }
+                    if let Some(c) = conn.as_ref() {
+                        match c.send_text(&conv, &id, &format!("text of {id}")).await {
+                            Ok(ack) => break ack,
+                            Err(chorus::client::ClientError::Server(_)) => {}
+                            Err(_) => conn = None,
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                };
+                acked.insert(id, ack.seq);
+                counter.fetch_add(1, Ordering::Release);
+            }
+            acked
+        })
+    };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while acked_count.load(Ordering::Acquire) < SENT / 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sends stalled before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.kill(leader).await.unwrap();
+    let acked = sender.await.unwrap();
+    assert_eq!(acked.len(), SENT);
+
+    // A new leader took over; it holds every acked message once, in order.
+    let partition_leader = |status: &Value| leader_of(status, partition);
+    cluster
+        .wait_for("a new partition leader", |s| {
+            partition_leader(s).is_some_and(|l| l != cluster_leader_id(leader))
+        })
+        .await
+        .unwrap();
+    let status = cluster.status(entry).await.unwrap();
+    let new_leader = index_of(&cluster, leader_of(&status, partition).unwrap());
+    let history = history_on(&cluster, new_leader, &conv, SENT).await;
+    check_history(&history, &acked, SENT);
+    drop(conn);
+}
+
+fn cluster_leader_id(index: usize) -> u64 {
+    index as u64 + 1
+}
+
+#[tokio::test]
+async fn the_metadata_leader_killed_during_admin_writes_loses_no_acked_write() {
+    let mut cluster = Cluster::builder().start().await.unwrap();
+    let status = cluster.status(0).await.unwrap();
+    let meta_leader = index_of(&cluster, status["meta_leader"].as_u64().unwrap());
+    let entry = (meta_leader + 1) % 3;
+    let (http, token) = cluster.rest().await.unwrap();
+    let url = format!("http://{}/api/v1/users", cluster.nodes[entry].http);
+    let mut created = Vec::new();
+    for i in 0..30 {
+        if i == 10 {
+            cluster.kill(meta_leader).await.unwrap();
+        }
+        let account = format!("user{i}");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{account} never created"
+            );
+            let response = http
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({"account": account, "password": password(&account)}))
+                .send()
+                .await;
+            match response.map(|r| r.status().as_u16()) {
+                // 409: an earlier attempt was applied before its answer was lost.
+                Ok(201) | Ok(409) => break,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        created.push(account);
+    }
+    let users: Vec<Value> = http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let accounts: Vec<&str> = users.iter().filter_map(|u| u["account"].as_str()).collect();
+    for account in &created {
+        assert!(accounts.contains(&account.as_str()), "{account} lost");
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_restarts_and_catches_up() {
+    let mut cluster = Cluster::builder().start().await.unwrap();
+    let ids = cluster.create_users(&["alice", "bob"]).await.unwrap();
+    let conv = ConversationId::direct(ids[0], ids[1]).to_string();
+    cluster.kill(2).await.unwrap();
+    let mut conn = None;
+    let mut acked = BTreeMap::new();
+    for i in 0..40 {
+        let id = format!("k{i}");
+        let ack = send_until_acked(&cluster, 0, &mut conn, &conv, &id).await;
+        acked.insert(id, ack.seq);
+    }
+    cluster.restart(2).await.unwrap();
+    let history = history_on(&cluster, 2, &conv, 40).await;
+    check_history(&history, &acked, 40);
+}
+
+#[tokio::test]
+async fn a_fourth_node_joins_and_takes_a_balanced_share_of_replicas() {
+    let mut cluster = Cluster::builder().partitions(16).start().await.unwrap();
+    let ids = cluster.create_users(&["alice", "bob"]).await.unwrap();
+    let conv = ConversationId::direct(ids[0], ids[1]).to_string();
+    let mut conn = None;
+    send_until_acked(&cluster, 0, &mut conn, &conv, "k0").await;
+    cluster.add_node().await.unwrap();
+    cluster
+        .wait_for(
+            "partitions to move to their committed placement",
+            |status| {
+                let me = status["node_id"].as_u64().unwrap();
+                let ids = |v: &Value| -> Vec<u64> {
+                    let mut ids: Vec<u64> = v
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(Value::as_u64)
+                        .collect();
+                    ids.sort_unstable();
+                    ids
+                };
+                let parts = status["partitions"].as_array().unwrap();
+                // Each node vouches for the partitions it replicates.
+                parts.iter().all(|p| {
+                    let placement = ids(&p["placement"]);
+                    !placement.contains(&me)
+                        || (ids(&p["voters"]) == placement && !p["leader"].is_null())
+                }) && parts.iter().any(|p| ids(&p["placement"]).contains(&4))
+            },
+        )
+        .await
+        .unwrap();
+    let status = cluster.status(3).await.unwrap();
+    let mut per_node: BTreeMap<u64, usize> = BTreeMap::new();
+    for partition in status["partitions"].as_array().unwrap() {
+        for replica in partition["placement"].as_array().unwrap() {
+            *per_node.entry(replica.as_u64().unwrap()).or_default() += 1;
+        }
+    }
+    assert_eq!(per_node.len(), 4, "{per_node:?}");
+    let (min, max) = (
+        per_node.values().min().unwrap(),
+        per_node.values().max().unwrap(),
+    );
+    assert!(max - min <= 1, "replicas per node {per_node:?}");
+    // Messaging keeps working through the new node.
+    let mut conn4 = None;
+    let ack = send_until_acked(&cluster, 3, &mut conn4, &conv, "k1").await;
+    assert_eq!(ack.seq, 2);
+}
