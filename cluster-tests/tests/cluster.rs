@@ -308,3 +308,73 @@ async fn a_fourth_node_joins_and_takes_a_balanced_share_of_replicas() {
     let ack = send_until_acked(&cluster, 3, &mut conn4, &conv, "k1").await;
     assert_eq!(ack.seq, 2);
 }
+
+#[tokio::test]
+async fn pushes_receipts_and_kicks_cross_nodes() {
+    let mut cluster = Cluster::builder().start().await.unwrap();
+    let ids = cluster.create_users(&["alice", "bob"]).await.unwrap();
+    let conv = ConversationId::direct(ids[0], ids[1]).to_string();
+    let mut alice = cluster.login(0, "alice", DeviceClass::Pc).await.unwrap();
+    let mut bob_pc = cluster.login(1, "bob", DeviceClass::Pc).await.unwrap();
+    let mut bob_mobile = cluster.login(2, "bob", DeviceClass::Mobile).await.unwrap();
+
+    let ack = alice.send_text(&conv, "x1", "across nodes").await.unwrap();
+    for device in [&mut bob_pc, &mut bob_mobile] {
+        let message = next_message(device).await;
+        assert_eq!(
+            (message.seq, message.client_msg_id.as_str()),
+            (ack.seq, "x1")
+        );
+    }
+    // Read on one device: the other device (another node) and the peer hear of it.
+    bob_pc.mark_read(&conv, ack.seq).await.unwrap();
+    wait_push(
+        &mut bob_mobile,
+        |b| matches!(b, chorus::pb::server_frame::Body::ReadSync(s) if s.read_seq == ack.seq),
+    )
+    .await;
+    wait_push(
+        &mut alice,
+        |b| matches!(b, chorus::pb::server_frame::Body::ReadReceipt(r) if r.read_seq == ack.seq),
+    )
+    .await;
+    // A second pc login on node 3 ends bob's pc session on node 2.
+    let _bob_pc_again = cluster.login(2, "bob", DeviceClass::Pc).await.unwrap();
+    wait_push(&mut bob_pc, |b| {
+        matches!(b, chorus::pb::server_frame::Body::Kicked(_))
+    })
+    .await;
+}
+
+async fn next_message(conn: &mut Connection) -> chorus::pb::Message {
+    let mut found = None;
+    wait_push(conn, |body| {
+        if let chorus::pb::server_frame::Body::Message(m) = body {
+            found = Some(m.clone());
+            true
+        } else {
+            false
+        }
+    })
+    .await;
+    found.expect("matched a message")
+}
+
+/// Waits for a push matching `check`, skipping others.
+async fn wait_push(
+    conn: &mut Connection,
+    mut check: impl FnMut(&chorus::pb::server_frame::Body) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match conn.next_event_within(left).await {
+            Some(chorus::client::Event::Push(frame)) => {
+                if frame.body.as_ref().is_some_and(&mut check) {
+                    return;
+                }
+            }
+            other => panic!("expected a push, got {other:?}"),
+        }
+    }
+}

@@ -11,11 +11,10 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 
 use super::metrics as m;
 use super::outbox::Outbox;
-use super::user::UserMsg;
 use crate::db;
 use crate::node::Services;
 use crate::partition::{Applied, Command};
-use crate::protocol::{ConversationId, ProtocolError, SharedFrame, now_ms, pb, store_pb};
+use crate::protocol::{ConversationId, ProtocolError, now_ms, pb, store_pb};
 
 /// Where a request's answer goes: the asking session's connection.
 #[derive(Debug, Clone)]
@@ -142,22 +141,16 @@ impl ConversationState {
         }
     }
 
-    /// Pushes one frame to the online members in `to`, encoded once for all.
+    /// Pushes one frame to the members in `to` on every node: encoded once
+    /// per node for all its recipients.
     fn fan_out(
         &self,
         frame: pb::ServerFrame,
         to: impl IntoIterator<Item = u64>,
         except: Option<ActorId>,
     ) {
-        let frame = Arc::new(SharedFrame::new(frame));
-        for user in to {
-            if let Some(actor) = self.services.directory.online_user(user) {
-                let _ = actor.cast(UserMsg::Push {
-                    frame: frame.clone(),
-                    except,
-                });
-            }
-        }
+        self.services
+            .deliver(frame, to.into_iter().collect(), except);
     }
 
     async fn send(

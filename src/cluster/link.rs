@@ -39,6 +39,10 @@ pub enum PeerKind {
     Propose = 4,
     /// A new node asks to join the cluster.
     Join = 5,
+    /// Frames for users whose sessions may be on the receiving node.
+    Deliver = 6,
+    /// A revoked token whose sessions may be on the receiving node.
+    Revoke = 7,
 }
 
 impl PeerKind {
@@ -49,6 +53,8 @@ impl PeerKind {
             3 => PeerKind::RaftSnapshot,
             4 => PeerKind::Propose,
             5 => PeerKind::Join,
+            6 => PeerKind::Deliver,
+            7 => PeerKind::Revoke,
             _ => return None,
         })
     }
@@ -60,6 +66,8 @@ impl PeerKind {
             PeerKind::RaftSnapshot => "raft_snapshot",
             PeerKind::Propose => "propose",
             PeerKind::Join => "join",
+            PeerKind::Deliver => "deliver",
+            PeerKind::Revoke => "revoke",
         }
     }
 }

@@ -65,16 +65,99 @@ pub struct Services {
     pub directory: Directory,
     pub limiter: ConnLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub links: PeerLinks,
+}
+
+/// Frames for users wherever their sessions are: one envelope per node
+/// (`PeerKind::Deliver`), encoded once for all of that node's recipients.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Delivery {
+    pub to: Vec<u64>,
+    pub frame: crate::protocol::pb::ServerFrame,
+}
+
+/// A revoked token, for the node that holds its sessions (`PeerKind::Revoke`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Revocation {
+    pub user: u64,
+    pub token_digest: Vec<u8>,
+    pub code: i32,
+    pub reason: String,
 }
 
 impl Services {
-    /// Ends the live sessions that hold a revoked token.
+    /// Ends the live sessions that hold a revoked token, on every node.
     pub fn revoked(&self, user: u64, token_digest: Vec<u8>, code: ErrorCode, reason: &str) {
+        self.revoked_here(user, token_digest.clone(), code, reason);
+        let revocation = Revocation {
+            user,
+            token_digest,
+            code: code as i32,
+            reason: reason.to_string(),
+        };
+        self.broadcast(cluster::PeerKind::Revoke, &revocation);
+    }
+
+    /// Ends this node's sessions that hold a revoked token.
+    pub fn revoked_here(&self, user: u64, token_digest: Vec<u8>, code: ErrorCode, reason: &str) {
         if let Some(actor) = self.directory.online_user(user) {
             let _ = actor.cast(UserMsg::Revoked {
                 token_digest,
                 code,
                 reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Pushes a frame to the users' sessions on this node and on every other.
+    pub fn deliver(
+        &self,
+        frame: crate::protocol::pb::ServerFrame,
+        to: Vec<u64>,
+        except: Option<ractor::ActorId>,
+    ) {
+        let shared = Arc::new(crate::protocol::SharedFrame::new(frame.clone()));
+        self.push_here(&shared, &to, except);
+        self.broadcast(cluster::PeerKind::Deliver, &Delivery { to, frame });
+    }
+
+    /// Pushes a frame to the users' sessions on this node.
+    pub fn push_here(
+        &self,
+        frame: &Arc<crate::protocol::SharedFrame>,
+        to: &[u64],
+        except: Option<ractor::ActorId>,
+    ) {
+        for user in to {
+            if let Some(actor) = self.directory.online_user(*user) {
+                let _ = actor.cast(UserMsg::Push {
+                    frame: frame.clone(),
+                    except,
+                });
+            }
+        }
+    }
+
+    /// Sends a request to every other node, without waiting for answers.
+    fn broadcast<T: serde::Serialize>(&self, kind: cluster::PeerKind, body: &T) {
+        let Ok(nodes) = self.meta.nodes() else { return };
+        let others: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| n.node_id != self.config.node_id)
+            .map(|n| n.peer_addr)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let Ok(payload) = serde_json::to_vec(body) else {
+            return;
+        };
+        for addr in others {
+            let (links, payload) = (self.links.clone(), payload.clone());
+            tokio::spawn(async move {
+                if let Err(err) = links.call(&addr, kind, payload).await {
+                    tracing::debug!(peer = %addr, error = %err, "broadcast to peer failed");
+                }
             });
         }
     }
@@ -271,7 +354,9 @@ impl Node {
             limiter: ConnLimiter::new(config.limits.max_connections_per_ip),
             metrics: api::metrics::install(),
             config: config.clone(),
+            links: links.clone(),
         });
+        peers.set_services(services.clone());
         directory.bind(&services);
         let generated_admin_password = if bootstrap {
             crate::admin::ensure_admin(&services)

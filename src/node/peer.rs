@@ -11,9 +11,11 @@ use openraft::{BasicNode, Raft, RaftTypeConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::{Delivery, Revocation, Services};
 use crate::cluster::{PeerHandler, PeerKind, PeerLinks};
 use crate::meta::{Meta, NodeRecord};
 use crate::partition::Partitions;
+use crate::protocol::{ErrorCode, SharedFrame};
 use crate::raft::{META_GROUP, split_group_payload};
 
 /// How long a joining node keeps asking its seeds.
@@ -21,11 +23,13 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(60);
 /// Most voters of the metadata group; further nodes are learners.
 const META_VOTERS: usize = 3;
 
+#[derive(Clone)]
 pub struct PeerService {
     node_id: u64,
     meta: Meta,
     links: PeerLinks,
-    partitions: OnceLock<Partitions>,
+    partitions: Arc<OnceLock<Partitions>>,
+    services: Arc<OnceLock<Arc<Services>>>,
 }
 
 fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
@@ -74,12 +78,23 @@ impl PeerService {
             node_id,
             meta,
             links,
-            partitions: OnceLock::new(),
+            partitions: Arc::default(),
+            services: Arc::default(),
         }
     }
 
     pub fn set_partitions(&self, partitions: Partitions) {
         let _ = self.partitions.set(partitions);
+    }
+
+    pub fn set_services(&self, services: Arc<Services>) {
+        let _ = self.services.set(services);
+    }
+
+    fn services(&self) -> Result<&Arc<Services>, String> {
+        self.services
+            .get()
+            .ok_or_else(|| "node still starting".to_string())
     }
 
     fn partition_raft(&self, group: u32) -> Result<crate::partition::PartitionRaft, String> {
@@ -96,8 +111,27 @@ impl PeerService {
         kind: PeerKind,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, String> {
-        if kind == PeerKind::Join {
-            return self.join(parse(&payload)?).await.map(|()| b"{}".to_vec());
+        match kind {
+            PeerKind::Join => return self.join(parse(&payload)?).await.map(|()| b"{}".to_vec()),
+            PeerKind::Deliver => {
+                let delivery: Delivery = parse(&payload)?;
+                let frame = Arc::new(SharedFrame::new(delivery.frame));
+                self.services()?.push_here(&frame, &delivery.to, None);
+                return Ok(b"{}".to_vec());
+            }
+            PeerKind::Revoke => {
+                let revocation: Revocation = parse(&payload)?;
+                let code =
+                    ErrorCode::try_from(revocation.code).unwrap_or(ErrorCode::Unauthenticated);
+                self.services()?.revoked_here(
+                    revocation.user,
+                    revocation.token_digest,
+                    code,
+                    &revocation.reason,
+                );
+                return Ok(b"{}".to_vec());
+            }
+            _ => {}
         }
         let (group, body) = split_group_payload(&payload)?;
         let body = body.to_vec();
@@ -172,18 +206,7 @@ impl PeerHandler for PeerService {
         kind: PeerKind,
         payload: Vec<u8>,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'static>> {
-        let this = Arc::new(PeerService {
-            node_id: self.node_id,
-            meta: self.meta.clone(),
-            links: self.links.clone(),
-            partitions: self
-                .partitions
-                .get()
-                .cloned()
-                .map(OnceLock::from)
-                .unwrap_or_default(),
-        });
-        Box::pin(this.dispatch(kind, payload))
+        Box::pin(Arc::new(self.clone()).dispatch(kind, payload))
     }
 }
 
