@@ -307,6 +307,47 @@ async fn a_fourth_node_joins_and_takes_a_balanced_share_of_replicas() {
     let mut conn4 = None;
     let ack = send_until_acked(&cluster, 3, &mut conn4, &conv, "k1").await;
     assert_eq!(ack.seq, 2);
+
+    // Decommissioning node 4 (on the metadata leader) moves its replicas back.
+    let status = cluster.status(0).await.unwrap();
+    let meta_leader = index_of(&cluster, status["meta_leader"].as_u64().unwrap());
+    let (http, token) = cluster.rest().await.unwrap();
+    let url = format!(
+        "http://{}/api/v1/admin/nodes/4",
+        cluster.nodes[meta_leader].http
+    );
+    let response = http.delete(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        204,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    // A removed node hears no more of the metadata: stop it, then watch the rest.
+    cluster.kill(3).await.unwrap();
+    cluster
+        .wait_for("node 4's replicas to move away", |status| {
+            status["partitions"].as_array().unwrap().iter().all(|p| {
+                let placement: Vec<u64> = p["placement"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .collect();
+                let voters: Vec<u64> = p["voters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .collect();
+                placement.len() == 3 && !placement.contains(&4) && !voters.contains(&4)
+            })
+        })
+        .await
+        .unwrap();
+    let mut conn1 = None;
+    let ack = send_until_acked(&cluster, 0, &mut conn1, &conv, "k2").await;
+    assert_eq!(ack.seq, 3);
 }
 
 #[tokio::test]

@@ -96,6 +96,10 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
         .route("/api/v1/conversations/{id}/messages", get(history))
         .route("/api/v1/admin/log-level", put(set_log_level))
         .route("/api/v1/admin/cluster", get(cluster_status))
+        .route(
+            "/api/v1/admin/nodes/{id}",
+            axum::routing::delete(remove_node),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(stop))
         .with_state(services)
@@ -323,6 +327,19 @@ async fn cluster_status(
 ) -> ApiResult<crate::node::ClusterStatus> {
     admin(&services, &headers).await?;
     Ok(Json(services.cluster_status().await?))
+}
+
+/// Decommissions a node: its partition replicas move to the other nodes and
+/// it leaves the metadata group's voters.
+async fn remove_node(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+    node_id: Result<Path<u64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    admin(&services, &headers).await?;
+    let node_id = path_param(node_id)?;
+    services.remove_node(node_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_log_level(

@@ -147,6 +147,14 @@ impl Meta {
         }
     }
 
+    /// Forgets a node, so that placement moves its replicas elsewhere.
+    pub async fn remove_node(&self, node_id: u64) -> Result<(), MetaError> {
+        match self.write(MetaCommand::RemoveNode { node_id }).await? {
+            MetaResponse::Refused(refusal) => Err(refusal.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Commits the replica set of a partition.
     pub async fn set_placement(&self, partition: u16, replicas: Vec<u64>) -> Result<(), MetaError> {
         match self

@@ -56,6 +56,10 @@ pub enum MetaCommand {
     RegisterNode {
         node: NodeRecord,
     },
+    /// Forgets a node: placement stops giving it replicas.
+    RemoveNode {
+        node_id: u64,
+    },
     /// Commits the replica set of a partition, bumping its epoch.
     SetPlacement {
         partition: u16,
@@ -303,6 +307,19 @@ impl Apply<MetaRaftConfig> for MetaApply {
             MetaCommand::RegisterNode { node } => {
                 let json = serde_json::to_vec(node).expect("node record serialises");
                 batch.put(CF_META_NODES, &node.node_id.to_be_bytes(), &json);
+                Ok(MetaResponse::Done)
+            }
+            MetaCommand::RemoveNode { node_id } => {
+                if self
+                    .db
+                    .get(CF_META_NODES, &node_id.to_be_bytes())?
+                    .is_none()
+                {
+                    return Ok(MetaResponse::Refused(Refusal::NotFound(format!(
+                        "node {node_id} is not registered"
+                    ))));
+                }
+                batch.delete(CF_META_NODES, &node_id.to_be_bytes());
                 Ok(MetaResponse::Done)
             }
             MetaCommand::SetPlacement {

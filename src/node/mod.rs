@@ -247,6 +247,55 @@ impl Services {
         })
     }
 
+    /// Forgets a node: the metadata group drops it from its voters (when it
+    /// was one) and placement moves its partition replicas elsewhere.
+    pub async fn remove_node(&self, node_id: u64) -> Result<(), ProtocolError> {
+        if node_id == self.config.node_id {
+            return Err(ProtocolError::invalid(
+                "a node cannot remove itself; ask another node",
+            ));
+        }
+        let raft = self.meta.raft();
+        let metrics = raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.config.node_id) {
+            return Err(ProtocolError::new(
+                ErrorCode::UnavailableRetry,
+                format!(
+                    "ask the metadata leader (node {:?})",
+                    metrics.current_leader
+                ),
+            ));
+        }
+        let membership = metrics.membership_config.membership().clone();
+        let was_voter = membership.voter_ids().any(|v| v == node_id);
+        let mut voters: std::collections::BTreeSet<u64> =
+            membership.voter_ids().filter(|v| *v != node_id).collect();
+        // Keep three voters when learners can take the place.
+        for learner in membership.learner_ids().filter(|l| *l != node_id) {
+            if voters.len() >= 3 {
+                break;
+            }
+            voters.insert(learner);
+        }
+        if voters.is_empty() {
+            return Err(ProtocolError::invalid(
+                "cannot remove the last metadata voter",
+            ));
+        }
+        self.meta.remove_node(node_id).await?;
+        let change = if was_voter {
+            openraft::ChangeMembers::ReplaceAllVoters(voters)
+        } else {
+            openraft::ChangeMembers::RemoveNodes([node_id].into())
+        };
+        if was_voter || membership.get_node(&node_id).is_some() {
+            raft.change_membership(change, false)
+                .await
+                .map_err(|e| ProtocolError::new(ErrorCode::UnavailableRetry, e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Returns the partition of a conversation.
     pub fn partition_of(&self, conv: &ConversationId) -> u16 {
         crate::partition::partition_of(&conv.key(), self.partitions.count())
