@@ -1,0 +1,582 @@
+//! Results: merged raw steps become a [`RunReport`] (printed as a table and
+//! written as JSON); the `report` command turns the JSON of the three
+//! targets into the comparison document.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::coord::Mark;
+use crate::stats::{Metric, Percentiles, StepRaw, new_histogram};
+use crate::targets::TargetKind;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub memory_gib: f64,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn this() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .unwrap_or("unknown")
+            .trim()
+            .to_string();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kb: f64 = meminfo
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+            memory_gib: (memory_kb / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }
+    }
+}
+
+/// One step, merged over processes and summarised.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepSummary {
+    pub name: String,
+    pub offered_rate: f64,
+    pub duration_s: f64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub acked: u64,
+    pub errors: u64,
+    pub disconnects: u64,
+    pub connects: u64,
+    /// Pushes received per second of the step.
+    pub throughput_per_s: f64,
+    pub push_ms: Option<Percentiles>,
+    pub ack_ms: Option<Percentiles>,
+    pub connect_ms: Option<Percentiles>,
+    /// Group: per message, the time to its last receiver.
+    pub last_member_ms: Option<Percentiles>,
+    /// Group: messages that reached every receiver.
+    pub complete_messages: Option<u64>,
+    /// Server CPU seconds from this step's start to the next barrier.
+    pub server_cpu_s: Option<f64>,
+    pub extra: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdleSummary {
+    pub connections: u64,
+    pub server_rss_before_kb: Option<u64>,
+    pub server_rss_after_kb: Option<u64>,
+    pub server_kib_per_conn: Option<f64>,
+    pub loadgen_kib_per_conn: f64,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub tool: String,
+    pub workload: String,
+    pub target: TargetKind,
+    pub label: String,
+    pub server: String,
+    pub params: serde_json::Value,
+    pub machine: Machine,
+    pub started_at_unix_s: u64,
+    pub procs: usize,
+    pub marks: Vec<Mark>,
+    pub steps: Vec<StepSummary>,
+    pub idle: Option<IdleSummary>,
+}
+
+fn percentiles(raw: &StepRaw, metric: Metric) -> anyhow::Result<Option<Percentiles>> {
+    Ok(raw.histogram(metric)?.map(|h| Percentiles::of(&h)))
+}
+
+fn mark<'a>(marks: &'a [Mark], name: &str) -> Option<(usize, &'a Mark)> {
+    marks.iter().enumerate().find(|(_, m)| m.name == name)
+}
+
+pub fn summarise(raw: &StepRaw, marks: &[Mark]) -> anyhow::Result<StepSummary> {
+    let duration_s = raw.maxes.get("duration_s").copied().unwrap_or(0.0);
+    let (mut last_member_ms, mut complete_messages) = (None, None);
+    if !raw.slots.is_empty() {
+        let receivers = raw.sums.get("receivers").copied().unwrap_or(0.0) as u32;
+        let mut hist = new_histogram();
+        for (max_us, count) in &raw.slots {
+            if *count >= receivers && receivers > 0 {
+                hist.saturating_record(*max_us);
+            }
+        }
+        complete_messages = Some(hist.len());
+        last_member_ms = (!hist.is_empty()).then(|| Percentiles::of(&hist));
+    }
+    let server_cpu_s = mark(marks, &raw.name).and_then(|(at, start)| {
+        let end = marks.get(at + 1)?;
+        Some(end.server_cpu_s? - start.server_cpu_s?)
+    });
+    let mut extra = raw.sums.clone();
+    extra.extend(raw.maxes.clone());
+    Ok(StepSummary {
+        name: raw.name.clone(),
+        offered_rate: raw.sums.get("offered_rate").copied().unwrap_or(0.0),
+        duration_s,
+        sent: raw.sent,
+        delivered: raw.pushes,
+        acked: raw.acks,
+        errors: raw.errors,
+        disconnects: raw.disconnects,
+        connects: raw.connects,
+        throughput_per_s: if duration_s > 0.0 {
+            raw.pushes as f64 / duration_s
+        } else {
+            0.0
+        },
+        push_ms: percentiles(raw, Metric::Push)?,
+        ack_ms: percentiles(raw, Metric::Ack)?,
+        connect_ms: percentiles(raw, Metric::Connect)?,
+        last_member_ms,
+        complete_messages,
+        server_cpu_s,
+        extra,
+    })
+}
+
+/// The idle figures: server memory from the marks around the connections.
+pub fn idle_summary(step: &StepSummary, marks: &[Mark]) -> IdleSummary {
+    let connections = step.extra.get("connections").copied().unwrap_or(0.0) as u64;
+    let before = mark(marks, "before-connect").and_then(|(_, m)| m.server_rss_kb);
+    let after = mark(marks, "held").and_then(|(_, m)| m.server_rss_kb);
+    let per_conn = match (before, after) {
+        (Some(b), Some(a)) if connections > 0 => {
+            Some(a.saturating_sub(b) as f64 / connections as f64)
+        }
+        _ => None,
+    };
+    IdleSummary {
+        connections,
+        server_rss_before_kb: before,
+        server_rss_after_kb: after,
+        server_kib_per_conn: per_conn,
+        loadgen_kib_per_conn: step
+            .extra
+            .get("loadgen_rss_delta_kb")
+            .copied()
+            .unwrap_or(0.0)
+            / connections.max(1) as f64,
+    }
+}
+
+fn ms(p: &Option<Percentiles>, pick: impl Fn(&Percentiles) -> f64) -> String {
+    p.as_ref()
+        .map_or_else(|| "-".to_string(), |p| format!("{:.2}", pick(p)))
+}
+
+/// Returns the human table of a run.
+pub fn table(report: &RunReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} on {} ({}{}), {} process(es)",
+        report.workload,
+        report.target.name(),
+        report.server,
+        if report.label.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", report.label)
+        },
+        report.procs
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {:>9} {:>8} {:>9} {:>8} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "step",
+        "offered/s",
+        "sent",
+        "delivered",
+        "acked",
+        "err",
+        "drop",
+        "deliv/s",
+        "push50",
+        "push99",
+        "pushmax",
+        "ack50",
+        "ack99",
+        "conn50",
+        "conn99",
+        "last99"
+    );
+    for s in &report.steps {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>9.0} {:>8} {:>9} {:>8} {:>5} {:>5} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            s.name,
+            s.offered_rate,
+            s.sent,
+            s.delivered,
+            s.acked,
+            s.errors,
+            s.disconnects,
+            s.throughput_per_s,
+            ms(&s.push_ms, |p| p.p50),
+            ms(&s.push_ms, |p| p.p99),
+            ms(&s.push_ms, |p| p.max),
+            ms(&s.ack_ms, |p| p.p50),
+            ms(&s.ack_ms, |p| p.p99),
+            ms(&s.connect_ms, |p| p.p50),
+            ms(&s.connect_ms, |p| p.p99),
+            ms(&s.last_member_ms, |p| p.p99),
+        );
+    }
+    let _ = writeln!(out, "(latencies in ms, from the scheduled send or connect)");
+    let loads: Vec<String> = report
+        .marks
+        .iter()
+        .filter_map(|m| Some(format!("{:.1}", m.load_1m?)))
+        .collect();
+    if !loads.is_empty() {
+        let _ = writeln!(
+            out,
+            "machine load average (1 min) at each phase: {}",
+            loads.join(", ")
+        );
+    }
+    if let Some(idle) = &report.idle {
+        let _ = writeln!(
+            out,
+            "idle: {} connections, server RSS {} → {} KiB: {} KiB per connection; load generator {:.1} KiB per connection",
+            idle.connections,
+            idle.server_rss_before_kb
+                .map_or("?".into(), |v| v.to_string()),
+            idle.server_rss_after_kb
+                .map_or("?".into(), |v| v.to_string()),
+            idle.server_kib_per_conn
+                .map_or("? (no --server-pid)".into(), |v| format!("{v:.1}")),
+            idle.loadgen_kib_per_conn
+        );
+    }
+    for s in &report.steps {
+        for key in ["all_back_ms", "close_ms"] {
+            if let Some(value) = s.extra.get(key) {
+                let _ = writeln!(out, "{}: {key} = {value:.0}", s.name);
+            }
+        }
+        if let Some(complete) = s.complete_messages {
+            let _ = writeln!(
+                out,
+                "{}: {complete} of {} messages reached all {} receivers",
+                s.name,
+                s.sent,
+                s.extra.get("receivers").copied().unwrap_or(0.0)
+            );
+        }
+    }
+    out
+}
+
+/// What the comparison document is built from: one run file per target and workload.
+pub struct Inputs {
+    runs: BTreeMap<(TargetKind, String), RunReport>,
+}
+
+const TARGETS: [TargetKind; 3] = [TargetKind::Chorus, TargetKind::Ejabberd, TargetKind::Nats];
+
+impl Inputs {
+    /// Reads `<target>-<workload>.json` files from a folder.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let mut runs = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)?;
+            let report: RunReport = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            runs.insert((report.target, report.workload.clone()), report);
+        }
+        Ok(Inputs { runs })
+    }
+
+    fn run(&self, target: TargetKind, workload: &str) -> Option<&RunReport> {
+        self.runs.get(&(target, workload.to_string()))
+    }
+}
+
+/// The headline figures of one target.
+#[derive(Default, Clone, Copy)]
+struct Headline {
+    kib_per_conn: Option<f64>,
+    best_rate: Option<f64>,
+    best_push_p99: Option<f64>,
+    best_ack_p99: Option<f64>,
+    group_last_p50: Option<f64>,
+    group_last_p99: Option<f64>,
+    group_pushes_per_s: Option<f64>,
+    churn_p99: Option<f64>,
+    churn_rate: Option<f64>,
+    mass_p99: Option<f64>,
+    mass_all_back: Option<f64>,
+}
+
+/// Picks one figure of a headline.
+type Pick = fn(&Headline) -> Option<f64>;
+
+/// Latency bound of the throughput headline.
+const P99_BOUND_MS: f64 = 10.0;
+
+fn headline(inputs: &Inputs, target: TargetKind) -> Headline {
+    let mut h = Headline::default();
+    if let Some(run) = inputs.run(target, "idle") {
+        h.kib_per_conn = run.idle.as_ref().and_then(|i| i.server_kib_per_conn);
+    }
+    if let Some(run) = inputs.run(target, "one-to-one") {
+        for step in &run.steps {
+            let Some(push) = step.push_ms else { continue };
+            let delivered_all = step.delivered as f64 >= 0.999 * step.sent as f64;
+            if push.p99 < P99_BOUND_MS
+                && delivered_all
+                && step.disconnects == 0
+                && h.best_rate.is_none_or(|r| step.throughput_per_s > r)
+            {
+                h.best_rate = Some(step.throughput_per_s);
+                h.best_push_p99 = Some(push.p99);
+                h.best_ack_p99 = step.ack_ms.map(|a| a.p99);
+            }
+        }
+    }
+    if let Some(step) = inputs.run(target, "group").and_then(|r| r.steps.first()) {
+        h.group_last_p50 = step.last_member_ms.map(|p| p.p50);
+        h.group_last_p99 = step.last_member_ms.map(|p| p.p99);
+        h.group_pushes_per_s = Some(step.throughput_per_s);
+    }
+    if let Some(run) = inputs.run(target, "churn") {
+        if let Some(step) = run.steps.iter().find(|s| s.name == "churn") {
+            h.churn_p99 = step.connect_ms.map(|p| p.p99);
+            h.churn_rate = Some(step.connects as f64 / step.duration_s.max(1e-9));
+        }
+        if let Some(step) = run.steps.iter().find(|s| s.name == "mass-reconnect") {
+            h.mass_p99 = step.connect_ms.map(|p| p.p99);
+            h.mass_all_back = step.extra.get("all_back_ms").copied();
+        }
+    }
+    h
+}
+
+fn cell(value: Option<f64>, digits: usize) -> String {
+    value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.digits$}"))
+}
+
+fn ratio(chorus: Option<f64>, other: Option<f64>) -> String {
+    match (chorus, other) {
+        (Some(c), Some(o)) if o > 0.0 => format!("{:.2}×", c / o),
+        _ => "n/a".to_string(),
+    }
+}
+
+/// Where the document's free text comes from, and the reproduce command.
+pub struct DocText<'a> {
+    pub command: &'a str,
+    pub notes: Option<String>,
+    pub fsync_ms: Option<f64>,
+}
+
+fn param(run: Option<&RunReport>, key: &str) -> String {
+    run.and_then(|r| r.params.get(key))
+        .map(|v| v.to_string().trim_matches('"').to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Writes the comparison document.
+pub fn document(inputs: &Inputs, text: &DocText) -> String {
+    let heads: Vec<Headline> = TARGETS.iter().map(|t| headline(inputs, *t)).collect();
+    let any = inputs.runs.values().next();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Benchmarks: Chorus, ejabberd and NATS side by side\n"
+    );
+    let _ = writeln!(
+        out,
+        "Generated by `chorus-bench report` from the JSON results of one run of\n\
+         `benches/compare/run.sh`. Every figure comes from the same load generator\n\
+         (`benches/loadgen`, open loop: sends are scheduled by the clock and latency\n\
+         counts from the scheduled time) speaking each server's own protocol on\n\
+         loopback: Chorus TCP frames, XMPP to ejabberd, the NATS text protocol.\n"
+    );
+    let _ = writeln!(out, "## Machine\n");
+    if let Some(run) = any {
+        let m = &run.machine;
+        let _ = writeln!(
+            out,
+            "- {} cores ({}), {} GiB memory, Linux {}",
+            m.cores, m.cpu, m.memory_gib, m.kernel
+        );
+    }
+    let _ = writeln!(
+        out,
+        "- server and load generator share the machine: both cores serve both"
+    );
+    if let Some(fsync) = text.fsync_ms {
+        let _ = writeln!(
+            out,
+            "- one synced 4 KiB write on the data disk: {fsync:.2} ms (measured by the script)"
+        );
+    }
+    for target in TARGETS {
+        if let Some(run) = inputs.runs.values().find(|r| r.target == target) {
+            let _ = writeln!(
+                out,
+                "- {}: {}",
+                target.name(),
+                if run.label.is_empty() {
+                    "?"
+                } else {
+                    &run.label
+                }
+            );
+        }
+    }
+    let idle = inputs.run(TargetKind::Chorus, "idle");
+    let one = inputs.run(TargetKind::Chorus, "one-to-one");
+    let group = inputs.run(TargetKind::Chorus, "group");
+    let churn = inputs.run(TargetKind::Chorus, "churn");
+    let _ = writeln!(out, "\n## Sizes\n");
+    let _ = writeln!(
+        out,
+        "- idle: {} logged-in connections, held {}\n\
+         - one-to-one: {} pairs (each message alternates direction), 64-byte bodies, offered rates {} msg/s, {} each\n\
+         - group: one group of {} members all online, one member sends {} msg/s for {}\n\
+         - churn: connect + login + disconnect at {}/s for {} over {} accounts; then a mass reconnect of {} sessions spread over {}",
+        param(idle, "conns"),
+        param(idle, "hold"),
+        param(one, "pairs"),
+        param(one, "rate"),
+        param(one, "duration"),
+        param(group, "members"),
+        param(group, "rate"),
+        param(group, "duration"),
+        param(churn, "rate"),
+        param(churn, "duration"),
+        param(churn, "pool"),
+        param(churn, "mass"),
+        param(churn, "window"),
+    );
+    let members = param(group, "members");
+    let _ = writeln!(out, "\n## Headline\n");
+    let _ = writeln!(
+        out,
+        "| figure | Chorus | ejabberd | NATS | Chorus ÷ ejabberd | Chorus ÷ NATS |\n|---|---:|---:|---:|---:|---:|"
+    );
+    let rows: Vec<(String, Pick, usize)> = vec![
+        (
+            "idle memory per connection, server RSS (KiB; lower is better)".into(),
+            |h| h.kib_per_conn,
+            1,
+        ),
+        (
+            format!(
+                "one-to-one throughput with push p99 < {P99_BOUND_MS} ms (msg/s; higher is better)"
+            ),
+            |h| h.best_rate,
+            0,
+        ),
+        (
+            "  push p99 at that rate (ms)".into(),
+            |h| h.best_push_p99,
+            2,
+        ),
+        (
+            "  ack p99 at that rate (ms; Chorus: durable ack)".into(),
+            |h| h.best_ack_p99,
+            2,
+        ),
+        (
+            format!("group fan-out, time to the last of {members} members, p50 (ms)"),
+            |h| h.group_last_p50,
+            2,
+        ),
+        (
+            format!("group fan-out, time to the last of {members} members, p99 (ms)"),
+            |h| h.group_last_p99,
+            2,
+        ),
+        (
+            "group pushes delivered per second".into(),
+            |h| h.group_pushes_per_s,
+            0,
+        ),
+        ("churn: connect + login p99 (ms)".into(), |h| h.churn_p99, 2),
+        (
+            "churn: logins completed per second".into(),
+            |h| h.churn_rate,
+            0,
+        ),
+        ("mass reconnect: login p99 (ms)".into(), |h| h.mass_p99, 2),
+        (
+            "mass reconnect: all sessions back (ms, includes the spread window)".into(),
+            |h| h.mass_all_back,
+            0,
+        ),
+    ];
+    for (label, pick, digits) in rows {
+        let values: Vec<Option<f64>> = heads.iter().map(pick).collect();
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} | {} |",
+            cell(values[0], digits),
+            cell(values[1], digits),
+            cell(values[2], digits),
+            ratio(values[0], values[1]),
+            ratio(values[0], values[2]),
+        );
+    }
+    let _ = writeln!(out, "\n## Details\n");
+    for target in TARGETS {
+        let _ = writeln!(out, "### {}\n", target.name());
+        for workload in ["idle", "one-to-one", "group", "churn"] {
+            let Some(run) = inputs.run(target, workload) else {
+                continue;
+            };
+            let _ = writeln!(out, "`{workload}`:\n\n```text\n{}```\n", table(run));
+        }
+    }
+    if let Some(notes) = &text.notes {
+        let _ = writeln!(out, "{}\n", notes.trim_end());
+    }
+    let _ = writeln!(out, "## Reproduce\n");
+    let _ = writeln!(
+        out,
+        "```sh\n{}\n```\n\nThe script installs the Debian packages, builds Chorus in release, starts each\nserver on loopback in turn, runs the same `chorus-bench` commands against it\n(they are printed as it goes) and rewrites this file.",
+        text.command
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_and_cells_read_well() {
+        assert_eq!(ratio(Some(2.0), Some(4.0)), "0.50×");
+        assert_eq!(ratio(Some(2.0), None), "n/a");
+        assert_eq!(cell(Some(1.23456), 2), "1.23");
+        assert_eq!(cell(None, 0), "n/a");
+    }
+}
