@@ -51,15 +51,8 @@ pub mod testsuite {
             .user_id
     }
 
-    /// Makes the conversation actor of `conv` panic; returns once it is gone.
-    pub async fn crash_conversation(node: &crate::Node, conv: ConversationId) {
-        let actor = node
-            .services
-            .directory
-            .conversation(conv)
-            .await
-            .expect("conversation actor");
-        actor.cast(ConversationMsg::Crash).expect("actor alive");
+    /// Waits (at most ten seconds) until an actor has stopped.
+    async fn wait_stopped(actor: ractor::ActorCell) {
         let gone = async {
             while actor.get_status() != ractor::ActorStatus::Stopped {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -70,6 +63,18 @@ pub mod testsuite {
             .expect("crashed actor stops");
     }
 
+    /// Makes the conversation actor of `conv` panic; returns once it is gone.
+    pub async fn crash_conversation(node: &crate::Node, conv: ConversationId) {
+        let actor = node
+            .services
+            .directory
+            .conversation(conv)
+            .await
+            .expect("conversation actor");
+        actor.cast(ConversationMsg::Crash).expect("actor alive");
+        wait_stopped(actor.get_cell()).await;
+    }
+
     /// Makes the user actor of `user` panic; returns once it is gone.
     pub async fn crash_user(node: &crate::Node, user: u64) {
         let actor = node
@@ -78,14 +83,7 @@ pub mod testsuite {
             .online_user(user)
             .expect("user online");
         actor.cast(UserMsg::Crash).expect("actor alive");
-        let gone = async {
-            while actor.get_status() != ractor::ActorStatus::Stopped {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(10), gone)
-            .await
-            .expect("crashed actor stops");
+        wait_stopped(actor.get_cell()).await;
     }
 
     /// Returns how many user and conversation actors are live.

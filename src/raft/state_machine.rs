@@ -13,6 +13,23 @@ use crate::db::{self, Batch, CF_RAFT_STATE, Db, KeyValue, StorageError as DbErro
 
 const APPLIED: u8 = b'a';
 
+/// The Raft types every group of ours uses: u64 node ids, basic nodes,
+/// openraft's entries, snapshots in memory.
+pub trait GroupConfig:
+    RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<Self>, SnapshotData = Cursor<Vec<u8>>>
+{
+}
+
+impl<C> GroupConfig for C where
+    C: RaftTypeConfig<
+            NodeId = u64,
+            Node = BasicNode,
+            Entry = Entry<C>,
+            SnapshotData = Cursor<Vec<u8>>,
+        >
+{
+}
+
 /// What a group's state machine does with its commands; the generic
 /// [`GroupStateMachine`] adds applied-state bookkeeping and snapshots.
 pub trait Apply<C: RaftTypeConfig>: Send + Sync + 'static {
@@ -45,12 +62,7 @@ pub struct GroupStateMachine<C: RaftTypeConfig, A> {
 
 impl<C, A> GroupStateMachine<C, A>
 where
-    C: RaftTypeConfig<
-            NodeId = u64,
-            Node = BasicNode,
-            Entry = Entry<C>,
-            SnapshotData = Cursor<Vec<u8>>,
-        >,
+    C: GroupConfig,
     C::R: Default,
     A: Apply<C>,
 {
@@ -159,12 +171,7 @@ pub struct SnapshotBuilder<C: RaftTypeConfig, A> {
 
 impl<C, A> RaftSnapshotBuilder<C> for SnapshotBuilder<C, A>
 where
-    C: RaftTypeConfig<
-            NodeId = u64,
-            Node = BasicNode,
-            Entry = Entry<C>,
-            SnapshotData = Cursor<Vec<u8>>,
-        >,
+    C: GroupConfig,
     C::R: Default,
     A: Apply<C>,
 {
@@ -196,12 +203,7 @@ where
 
 impl<C, A> RaftStateMachine<C> for GroupStateMachine<C, A>
 where
-    C: RaftTypeConfig<
-            NodeId = u64,
-            Node = BasicNode,
-            Entry = Entry<C>,
-            SnapshotData = Cursor<Vec<u8>>,
-        >,
+    C: GroupConfig,
     C::R: Default,
     C::D: Clone,
     A: Apply<C>,
