@@ -96,14 +96,46 @@ struct Link {
 pub struct PeerLinks {
     links: Arc<Mutex<HashMap<String, Arc<Link>>>>,
     timeout: Duration,
+    tls: Option<tokio_rustls::TlsConnector>,
 }
+
+/// A peer connection, plain or TLS.
+trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> PeerIo for T {}
 
 impl PeerLinks {
     pub fn new(timeout: Duration) -> Self {
         PeerLinks {
             links: Arc::default(),
             timeout,
+            tls: None,
         }
+    }
+
+    /// Dials peers over mutual TLS.
+    pub fn with_tls(mut self, tls: &super::PeerTls) -> Self {
+        self.tls = Some(tokio_rustls::TlsConnector::from(tls.client.clone()));
+        self
+    }
+
+    async fn dial(&self, addr: &str) -> Result<Box<dyn PeerIo>, LinkError> {
+        let unreachable =
+            |e: &dyn std::fmt::Display| LinkError::Unreachable(addr.to_string(), e.to_string());
+        let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+            .await
+            .map_err(|_| unreachable(&"connect timed out"))?
+            .map_err(|e| unreachable(&e))?;
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(stream));
+        };
+        let name = rustls_pki_types::ServerName::try_from(super::PEER_NAME)
+            .map_err(|e| unreachable(&e))?;
+        let stream = tokio::time::timeout(Duration::from_secs(2), tls.connect(name, stream))
+            .await
+            .map_err(|_| unreachable(&"tls handshake timed out"))?
+            .map_err(|e| unreachable(&e))?;
+        Ok(Box::new(stream))
     }
 
     async fn link(&self, addr: &str) -> Result<Arc<Link>, LinkError> {
@@ -116,11 +148,7 @@ impl PeerLinks {
         {
             return Ok(link.clone());
         }
-        let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
-            .await
-            .map_err(|_| LinkError::Unreachable(addr.to_string(), "connect timed out".into()))?
-            .map_err(|e| LinkError::Unreachable(addr.to_string(), e.to_string()))?;
-        let _ = stream.set_nodelay(true);
+        let stream = self.dial(addr).await?;
         metrics::counter!(m::LINK_CONNECTS).increment(1);
         let (mut sink, mut source) = Framed::new(stream, frame_codec(MAX_PEER_FRAME)).split();
         let (tx, mut rx) = mpsc::channel::<PeerFrame>(LINK_QUEUE);
@@ -254,7 +282,13 @@ pub trait PeerHandler: Send + Sync + 'static {
 }
 
 /// Accepts peer connections until `stop` fires; each request runs as its own task.
-pub async fn serve(listener: TcpListener, handler: Arc<dyn PeerHandler>, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<super::PeerTls>,
+    handler: Arc<dyn PeerHandler>,
+    stop: CancellationToken,
+) {
+    let acceptor = tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.server));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -270,7 +304,22 @@ pub async fn serve(listener: TcpListener, handler: Arc<dyn PeerHandler>, stop: C
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let stop = stop.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let stream: Box<dyn PeerIo> = match acceptor {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    match tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => Box::new(stream),
+                        _ => {
+                            tracing::warn!(%peer, "peer failed the TLS handshake, closing");
+                            return;
+                        }
+                    }
+                }
+            };
             let (mut sink, mut source) = Framed::new(stream, frame_codec(MAX_PEER_FRAME)).split();
             let (tx, mut rx) = mpsc::channel::<PeerFrame>(LINK_QUEUE);
             let writer = tokio::spawn(async move {
@@ -322,5 +371,85 @@ pub async fn serve(listener: TcpListener, handler: Arc<dyn PeerHandler>, stop: C
             drop(tx);
             let _ = writer.await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PeerTlsConfig;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+    struct Echo;
+
+    impl PeerHandler for Echo {
+        fn handle(
+            &self,
+            _kind: PeerKind,
+            payload: Vec<u8>,
+        ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'static>> {
+            Box::pin(async move { Ok(payload) })
+        }
+    }
+
+    /// Writes a CA and a node certificate it signs; returns the TLS config.
+    fn cluster_pki(dir: &std::path::Path, name: &str) -> PeerTlsConfig {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let node_key = KeyPair::generate().unwrap();
+        let node = CertificateParams::new(vec![super::super::PEER_NAME.to_string()])
+            .unwrap()
+            .signed_by(&node_key, &ca)
+            .unwrap();
+        let path = |file: &str| dir.join(format!("{name}-{file}"));
+        std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(path("cert.pem"), node.pem()).unwrap();
+        std::fs::write(path("key.pem"), node_key.serialize_pem()).unwrap();
+        PeerTlsConfig {
+            ca_path: path("ca.pem"),
+            cert_path: path("cert.pem"),
+            key_path: path("key.pem"),
+        }
+    }
+
+    #[tokio::test]
+    async fn peer_links_need_a_certificate_from_the_cluster_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = super::super::peer_tls(&cluster_pki(dir.path(), "cluster")).unwrap();
+        let rogue = super::super::peer_tls(&cluster_pki(dir.path(), "rogue")).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(
+            listener,
+            Some(cluster.clone()),
+            Arc::new(Echo),
+            stop.clone(),
+        ));
+
+        let member = PeerLinks::new(Duration::from_secs(2)).with_tls(&cluster);
+        assert_eq!(
+            member
+                .call(&addr, PeerKind::Join, b"hello".to_vec())
+                .await
+                .unwrap(),
+            b"hello"
+        );
+        let outsider = PeerLinks::new(Duration::from_secs(2)).with_tls(&rogue);
+        assert!(
+            outsider
+                .call(&addr, PeerKind::Join, b"hello".to_vec())
+                .await
+                .is_err()
+        );
+        let plain = PeerLinks::new(Duration::from_secs(2));
+        assert!(
+            plain
+                .call(&addr, PeerKind::Join, b"hello".to_vec())
+                .await
+                .is_err()
+        );
+        stop.cancel();
     }
 }

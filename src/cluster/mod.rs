@@ -5,5 +5,7 @@ mod link;
 pub mod metrics;
 pub mod placement;
 pub mod ring;
+mod tls;
 
 pub use link::{LinkError, PeerHandler, PeerKind, PeerLinks, serve};
+pub use tls::{PEER_NAME, PeerTls, peer_tls};

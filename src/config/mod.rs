@@ -151,6 +151,20 @@ pub struct ClusterConfig {
     /// Timeout of one node-to-node request.
     #[serde(default = "default_peer_timeout_ms")]
     pub peer_timeout_ms: u64,
+    /// Mutual TLS on peer links; without it they are plain TCP (dev only).
+    #[serde(default)]
+    pub tls: Option<PeerTlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerTlsConfig {
+    /// PEM file of the cluster CA that signs every node's certificate.
+    pub ca_path: PathBuf,
+    /// PEM certificate chain of this node; it must name `chorus-node`.
+    pub cert_path: PathBuf,
+    /// PEM private key of this node.
+    pub key_path: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -345,7 +345,17 @@ impl Node {
         // Storage first: the metadata group, then (once the partition count
         // is known) the partition groups. Peer links serve Raft in between,
         // because a joining node must be reachable before it is added.
-        let links = PeerLinks::new(Duration::from_millis(config.cluster.peer_timeout_ms));
+        let peer_tls = match &config.cluster.tls {
+            Some(tls) => Some(cluster::peer_tls(tls).map_err(NodeError::Tls)?),
+            None => {
+                tracing::warn!("peer links are plain TCP: set cluster.tls outside development");
+                None
+            }
+        };
+        let mut links = PeerLinks::new(Duration::from_millis(config.cluster.peer_timeout_ms));
+        if let Some(tls) = &peer_tls {
+            links = links.with_tls(tls);
+        }
         let raft_config = crate::raft::raft_config("chorus");
         let bootstrap = config.cluster.seeds.is_empty();
         let host = RaftHost {
@@ -362,7 +372,7 @@ impl Node {
             meta.clone(),
             links.clone(),
         ));
-        tasks.spawn(cluster::serve(peer, peers.clone(), stop.clone()));
+        tasks.spawn(cluster::serve(peer, peer_tls, peers.clone(), stop.clone()));
         let joined = meta.raft().is_initialized().await.map_err(|e| setup(&e))?;
         if !joined {
             peer::join(&links, &config.cluster.seeds, &me)
