@@ -46,6 +46,25 @@ pub fn load_average() -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
+/// Returns the CPU seconds the whole machine has been busy (all cores).
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy = fields
+        .get(..8)?
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4);
+    Some(busy.map(|(_, v)| v).sum::<f64>() / TICKS_PER_SECOND)
+}
+
 /// The server's figures at one barrier.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Mark {
@@ -56,6 +75,9 @@ pub struct Mark {
     /// The machine's one-minute load average (other work shares the cores).
     #[serde(default)]
     pub load_1m: Option<f64>,
+    /// CPU seconds the whole machine has been busy, to tell other work apart.
+    #[serde(default)]
+    pub machine_busy_s: Option<f64>,
 }
 
 /// Server figures taken at each barrier (when a server pid was given).
@@ -81,6 +103,7 @@ impl Marks {
             server_rss_kb: pid.as_deref().and_then(rss_kb),
             server_cpu_s: pid.as_deref().and_then(cpu_seconds),
             load_1m: load_average(),
+            machine_busy_s: machine_busy_seconds(),
         });
     }
 }
@@ -259,5 +282,6 @@ mod tests {
         assert!(rss_kb(&me).unwrap() > 0);
         assert!(cpu_seconds(&me).unwrap() >= 0.0);
         assert_eq!(rss_kb("not-a-pid"), None);
+        assert!(machine_busy_seconds().unwrap() > 0.0);
     }
 }

@@ -73,6 +73,13 @@ pub struct StepSummary {
     pub complete_messages: Option<u64>,
     /// Server CPU seconds from this step's start to the next barrier.
     pub server_cpu_s: Option<f64>,
+    /// Cores used by the server over the same span.
+    #[serde(default)]
+    pub server_cores: Option<f64>,
+    /// Cores used by everything but the server and the load generator over
+    /// the same span: other work on the machine that disturbed the step.
+    #[serde(default)]
+    pub other_cores: Option<f64>,
     pub extra: BTreeMap<String, f64>,
 }
 
@@ -124,9 +131,17 @@ pub fn summarise(raw: &StepRaw, marks: &[Mark]) -> anyhow::Result<StepSummary> {
         complete_messages = Some(hist.len());
         last_member_ms = (!hist.is_empty()).then(|| Percentiles::of(&hist));
     }
-    let server_cpu_s = mark(marks, &raw.name).and_then(|(at, start)| {
-        let end = marks.get(at + 1)?;
-        Some(end.server_cpu_s? - start.server_cpu_s?)
+    let span = mark(marks, &raw.name).and_then(|(at, start)| Some((start, marks.get(at + 1)?)));
+    let server_cpu_s = span.and_then(|(start, end)| Some(end.server_cpu_s? - start.server_cpu_s?));
+    let wall_s = span.map(|(start, end)| end.at_ns.saturating_sub(start.at_ns) as f64 / 1e9);
+    let server_cores = wall_s
+        .filter(|w| *w > 0.0)
+        .and_then(|w| Some(server_cpu_s? / w));
+    let other_cores = span.and_then(|(start, end)| {
+        let machine = end.machine_busy_s? - start.machine_busy_s?;
+        let loadgen = raw.sums.get("loadgen_cpu_s").copied().unwrap_or(0.0);
+        let wall = wall_s.filter(|w| *w > 0.0)?;
+        Some(((machine - server_cpu_s.unwrap_or(0.0) - loadgen) / wall).max(0.0))
     });
     let mut extra = raw.sums.clone();
     extra.extend(raw.maxes.clone());
@@ -151,6 +166,8 @@ pub fn summarise(raw: &StepRaw, marks: &[Mark]) -> anyhow::Result<StepSummary> {
         last_member_ms,
         complete_messages,
         server_cpu_s,
+        server_cores,
+        other_cores,
         extra,
     })
 }
@@ -203,7 +220,7 @@ pub fn table(report: &RunReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:>9} {:>8} {:>9} {:>8} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:<16} {:>9} {:>8} {:>9} {:>8} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
         "step",
         "offered/s",
         "sent",
@@ -219,12 +236,14 @@ pub fn table(report: &RunReport) -> String {
         "ack99",
         "conn50",
         "conn99",
-        "last99"
+        "last99",
+        "srvcpu",
+        "other"
     );
     for s in &report.steps {
         let _ = writeln!(
             out,
-            "{:<16} {:>9.0} {:>8} {:>9} {:>8} {:>5} {:>5} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "{:<16} {:>9.0} {:>8} {:>9} {:>8} {:>5} {:>5} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
             s.name,
             s.offered_rate,
             s.sent,
@@ -241,9 +260,15 @@ pub fn table(report: &RunReport) -> String {
             ms(&s.connect_ms, |p| p.p50),
             ms(&s.connect_ms, |p| p.p99),
             ms(&s.last_member_ms, |p| p.p99),
+            s.server_cores.map_or("-".into(), |c| format!("{c:.2}")),
+            s.other_cores.map_or("-".into(), |c| format!("{c:.2}")),
         );
     }
-    let _ = writeln!(out, "(latencies in ms, from the scheduled send or connect)");
+    let _ = writeln!(
+        out,
+        "(latencies in ms, from the scheduled send or connect; srvcpu: cores the server used, \
+         other: cores used by other work on the machine, both from the step's start to the next phase)"
+    );
     let loads: Vec<String> = report
         .marks
         .iter()

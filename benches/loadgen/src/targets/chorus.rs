@@ -98,6 +98,13 @@ pub async fn open(
             other => return Err(LinkError::Protocol(format!("answer to resume: {other:?}"))),
         }
     };
+    // A frame right after the resume, as a client's first sync would be: the
+    // node picks the read deadline of a connection before its session has
+    // handled the resume, so a client silent after resuming is closed at the
+    // handshake timeout.
+    out.clear();
+    encode(2, Req::Ping(pb::Ping {}), &mut out);
+    stream.write_all(&out).await?;
     let conversation = match role.route {
         Route::None => String::new(),
         Route::Direct(peer) => plan.direct_conversation(role.account, peer),
