@@ -28,6 +28,12 @@ pub const CF_META_SETTINGS: &str = "meta_settings";
 pub const CF_META_NODES: &str = "meta_nodes";
 /// Committed replica set of each partition: partition → `Placement` (JSON).
 pub const CF_META_PLACEMENT: &str = "meta_placement";
+/// Departments of the org tree by id (`u64` → `DepartmentRecord`).
+pub const CF_META_DEPARTMENTS: &str = "meta_departments";
+/// Posts index: department id | user id → post title.
+pub const CF_META_DEPARTMENT_MEMBERS: &str = "meta_department_members";
+/// Audit trail of admin writes: seq → `AuditRecord`.
+pub const CF_META_AUDIT: &str = "meta_audit";
 /// Messages: partition | conversation | seq → `Message`.
 pub const CF_MSGS: &str = "msgs";
 /// Per conversation: partition | conversation → max seq.
@@ -44,7 +50,7 @@ pub const CF_RAFT_LOG: &str = "raft_log";
 /// Raft state of every group: group id | tag → vote, committed, purged, applied.
 pub const CF_RAFT_STATE: &str = "raft_state";
 
-const ALL_CFS: [&str; 16] = [
+const ALL_CFS: [&str; 19] = [
     CF_META_USERS,
     CF_META_ACCOUNTS,
     CF_META_GROUPS,
@@ -54,6 +60,9 @@ const ALL_CFS: [&str; 16] = [
     CF_META_SETTINGS,
     CF_META_NODES,
     CF_META_PLACEMENT,
+    CF_META_DEPARTMENTS,
+    CF_META_DEPARTMENT_MEMBERS,
+    CF_META_AUDIT,
     CF_MSGS,
     CF_CONV_META,
     CF_DEDUP,

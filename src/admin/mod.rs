@@ -6,7 +6,7 @@ use base64::Engine as _;
 use rand::RngCore;
 
 use crate::auth::hash_password;
-use crate::meta::{MetaError, NewUser};
+use crate::meta::{Actor, MetaError, NewUser, Post};
 use crate::node::Services;
 
 /// The account created on first start.
@@ -16,7 +16,7 @@ pub const ADMIN_PASSWORD_ENV: &str = "CHORUS_ADMIN_PASSWORD";
 /// Password of every demo user.
 pub const DEMO_PASSWORD: &str = "chorus-demo";
 
-/// The demo organisation: (account, display name, departments).
+/// The demo organisation: (account, display name, department paths).
 const DEMO_USERS: [(&str, &str, &[&str]); 5] = [
     (
         "alice",
@@ -64,7 +64,7 @@ pub async fn ensure_admin(services: &Arc<Services>) -> Result<Option<String>, Me
             display_name: "Administrator".to_string(),
             password_hash: hash(&password).await?,
             admin: true,
-            departments: Vec::new(),
+            posts: Vec::new(),
         })
         .await;
     match created {
@@ -78,13 +78,60 @@ pub async fn ensure_admin(services: &Arc<Services>) -> Result<Option<String>, Me
     }
 }
 
-/// Seeds the demo organisation (idempotent): five users in a few
+/// The actor of writes the node makes on its own (the demo seed) in the audit trail.
+fn system() -> Actor {
+    Actor {
+        user_id: 0,
+        ip: "local".to_string(),
+    }
+}
+
+/// Returns the id of the department at `path` ("A/B/C"), creating the
+/// missing ones.
+async fn ensure_department(services: &Arc<Services>, path: &str) -> Result<u64, MetaError> {
+    let mut parent = 0;
+    for name in path.split('/') {
+        let existing = |services: &Arc<Services>, parent: u64| -> Result<Option<u64>, MetaError> {
+            Ok(services
+                .meta
+                .departments()?
+                .into_iter()
+                .find(|d| d.parent_id == parent && d.name == name)
+                .map(|d| d.department_id))
+        };
+        parent = match existing(services, parent)? {
+            Some(id) => id,
+            None => match services
+                .meta
+                .create_department(&system(), parent, name, 0)
+                .await
+            {
+                Ok(department) => department.department_id,
+                // Another node of the cluster created it first.
+                Err(MetaError::Conflict(_)) => existing(services, parent)?.ok_or_else(|| {
+                    MetaError::Unavailable(format!("department {name:?} vanished"))
+                })?,
+                Err(err) => return Err(err),
+            },
+        };
+    }
+    Ok(parent)
+}
+
+/// Seeds the demo organisation (idempotent): five users with posts in a few
 /// departments, and one group holding them all.
 pub async fn seed_demo(services: &Arc<Services>) -> Result<Vec<String>, MetaError> {
     let mut ids = Vec::new();
     let mut created = Vec::new();
     let password_hash = hash(DEMO_PASSWORD).await?;
     for (account, name, departments) in DEMO_USERS {
+        let mut posts = Vec::new();
+        for path in departments {
+            posts.push(Post {
+                department_id: ensure_department(services, path).await?,
+                title: String::new(),
+            });
+        }
         let user = match services.meta.user_by_account(account)? {
             Some(user) => user,
             None => {
@@ -96,7 +143,7 @@ pub async fn seed_demo(services: &Arc<Services>) -> Result<Vec<String>, MetaErro
                         display_name: name.to_string(),
                         password_hash: password_hash.clone(),
                         admin: false,
-                        departments: departments.iter().map(|d| d.to_string()).collect(),
+                        posts,
                     })
                     .await?
             }

@@ -10,7 +10,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -19,10 +19,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+mod openapi;
+
 use super::metrics as m;
 use crate::actors::members_of;
 use crate::auth::{Principal, hash_password};
-use crate::meta::{NewUser, UserRecord};
+use crate::meta::{Actor, NewUser, Post, UserRecord, UserUpdate};
 use crate::node::Services;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb};
 
@@ -88,6 +90,17 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
         .route("/api/v1/users", post(create_user).get(list_users))
+        .route("/api/v1/users/{id}", patch(update_user).delete(delete_user))
+        .route("/api/v1/departments", post(create_department))
+        .route("/api/v1/departments/tree", get(department_tree))
+        .route(
+            "/api/v1/departments/{id}",
+            patch(update_department).delete(delete_department),
+        )
+        .route("/api/v1/departments/{id}/move", post(move_department))
+        .route("/api/v1/contacts", get(search_contacts))
+        .route("/api/v1/admin/audit", get(audit_log))
+        .route("/api/openapi.json", get(openapi))
         .route("/api/v1/groups", post(create_group))
         .route(
             "/api/v1/groups/{id}/members",
@@ -96,10 +109,7 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
         .route("/api/v1/conversations/{id}/messages", get(history))
         .route("/api/v1/admin/log-level", put(set_log_level))
         .route("/api/v1/admin/cluster", get(cluster_status))
-        .route(
-            "/api/v1/admin/nodes/{id}",
-            axum::routing::delete(remove_node),
-        )
+        .route("/api/v1/admin/nodes/{id}", delete(remove_node))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(stop))
         .with_state(services)
@@ -236,13 +246,45 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// An admin write's actor for the audit trail: the admin and the peer address.
+fn actor(principal: &Principal, peer: Peer) -> Actor {
+    Actor {
+        user_id: principal.user.user_id,
+        ip: peer.0.ip().to_string(),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostView {
+    department_id: u64,
+    #[serde(default)]
+    title: String,
+}
+
+impl From<PostView> for Post {
+    fn from(post: PostView) -> Self {
+        Post {
+            department_id: post.department_id,
+            title: post.title,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct UserView {
     user_id: u64,
     account: String,
     display_name: String,
     admin: bool,
-    departments: Vec<String>,
+    disabled: bool,
+    title: String,
+    phone: String,
+    email: String,
+    mobile: String,
+    /// Ids of the departments the user holds a post in.
+    departments: Vec<u64>,
+    posts: Vec<PostView>,
 }
 
 impl From<UserRecord> for UserView {
@@ -252,7 +294,20 @@ impl From<UserRecord> for UserView {
             account: user.account,
             display_name: user.display_name,
             admin: user.admin,
-            departments: user.departments,
+            disabled: user.disabled,
+            title: user.title,
+            phone: user.phone,
+            email: user.email,
+            mobile: user.mobile,
+            departments: user.posts.iter().map(|p| p.department_id).collect(),
+            posts: user
+                .posts
+                .into_iter()
+                .map(|p| PostView {
+                    department_id: p.department_id,
+                    title: p.title,
+                })
+                .collect(),
         }
     }
 }
@@ -270,8 +325,9 @@ struct CreateUserBody {
     display_name: String,
     #[serde(default)]
     admin: bool,
+    /// Ids of departments to hold a post in (without a title).
     #[serde(default)]
-    departments: Vec<String>,
+    departments: Vec<u64>,
 }
 
 /// Shortest password accepted for a new account.
@@ -279,10 +335,11 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 
 async fn create_user(
     State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     body: Result<Json<CreateUserBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    admin(&services, &headers).await?;
+    let by = actor(&admin(&services, &headers).await?, peer);
     let body = json_body(body)?;
     if body.password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(ApiError(ProtocolError::invalid(format!(
@@ -292,16 +349,22 @@ async fn create_user(
     crate::meta::validate_account(&body.account)?;
     let password = body.password;
     let password_hash = blocking(move || Ok(hash_password(&password))).await?;
-    let user = services
-        .meta
-        .create_user(NewUser {
-            password_hash,
-            account: body.account,
-            display_name: body.display_name,
-            admin: body.admin,
-            departments: body.departments,
+    let posts = body
+        .departments
+        .into_iter()
+        .map(|department_id| Post {
+            department_id,
+            title: String::new(),
         })
-        .await?;
+        .collect();
+    let new = NewUser {
+        password_hash,
+        account: body.account,
+        display_name: body.display_name,
+        admin: body.admin,
+        posts,
+    };
+    let user = services.meta.create_user_by(&by, new).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -384,17 +447,43 @@ impl From<crate::meta::GroupRecord> for GroupView {
 
 async fn create_group(
     State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     body: Result<Json<CreateGroupBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<GroupView>), ApiError> {
-    let owner = principal(&services, &headers).await?.user.user_id;
+    let principal = principal(&services, &headers).await?;
     let body = json_body(body)?;
     let max = services.config.limits.max_group_members;
     let group = services
         .meta
-        .create_group(owner, &body.name, &body.members, max)
+        .create_group(principal.user.user_id, &body.name, &body.members, max)
         .await?;
+    if principal.user.admin {
+        let detail = serde_json::json!({ "name": group.name, "members": group.members });
+        audit_group(&services, &principal, peer, "group.create", &group, detail).await;
+    }
     Ok((StatusCode::CREATED, Json(group.into())))
+}
+
+/// Records a group change by an admin. Group writes go through the group
+/// service, so the entry is a second command right after the change; a
+/// failure to record it is logged, the change stands.
+async fn audit_group(
+    services: &Services,
+    principal: &Principal,
+    peer: Peer,
+    action: &str,
+    group: &crate::meta::GroupRecord,
+    detail: serde_json::Value,
+) {
+    let target = format!("group:{}", group.group_id);
+    if let Err(err) = services
+        .meta
+        .record_audit(&actor(principal, peer), action, target, detail)
+        .await
+    {
+        tracing::warn!(group = group.group_id, error = %err, "failed to record audit entry");
+    }
 }
 
 #[derive(Deserialize)]
@@ -408,6 +497,7 @@ struct ChangeMembersBody {
 
 async fn change_members(
     State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     group_id: Result<Path<u64>, PathRejection>,
     body: Result<Json<ChangeMembersBody>, JsonRejection>,
@@ -418,6 +508,10 @@ async fn change_members(
     let group = services
         .change_members(&principal.user, group_id, &body.add, &body.remove)
         .await?;
+    if principal.user.admin {
+        let detail = serde_json::json!({ "add": body.add, "remove": body.remove });
+        audit_group(&services, &principal, peer, "group.members", &group, detail).await;
+    }
     Ok(Json(group.into()))
 }
 
@@ -462,8 +556,339 @@ async fn history(
         after_seq: query.after_seq,
         limit: query.limit,
     };
-    let result = blocking(move || crate::actors::pull_messages(&services, user, pull)).await?;
+    let result = services.pull(user, pull).await?;
     Ok(Json(result))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUserBody {
+    display_name: Option<String>,
+    title: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    mobile: Option<String>,
+    disabled: Option<bool>,
+    /// Replaces every post of the user.
+    posts: Option<Vec<PostView>>,
+}
+
+/// Changes a user's profile, disabled flag or posts; admin only. Disabling
+/// revokes the user's tokens and ends their sessions.
+async fn update_user(
+    State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    user_id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<UpdateUserBody>, JsonRejection>,
+) -> ApiResult<UserView> {
+    let by = actor(&admin(&services, &headers).await?, peer);
+    let user_id = path_param(user_id)?;
+    let body = json_body(body)?;
+    if body.disabled == Some(true) && user_id == by.user_id {
+        return Err(ApiError(ProtocolError::invalid(
+            "an admin cannot disable their own account",
+        )));
+    }
+    let update = UserUpdate {
+        display_name: body.display_name,
+        title: body.title,
+        phone: body.phone,
+        email: body.email,
+        mobile: body.mobile,
+        disabled: body.disabled,
+        posts: body
+            .posts
+            .map(|posts| posts.into_iter().map(Post::from).collect()),
+    };
+    let (user, revoked) = services.meta.update_user(&by, user_id, update).await?;
+    for digest in revoked {
+        services.revoked(
+            user_id,
+            digest,
+            ErrorCode::Unauthenticated,
+            "account disabled",
+        );
+    }
+    Ok(Json(user.into()))
+}
+
+/// Deletes a user; admin only. Refused with CONFLICT while the user owns a group.
+async fn delete_user(
+    State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    user_id: Result<Path<u64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let by = actor(&admin(&services, &headers).await?, peer);
+    let user_id = path_param(user_id)?;
+    if user_id == by.user_id {
+        return Err(ApiError(ProtocolError::invalid(
+            "an admin cannot delete their own account",
+        )));
+    }
+    let (_, revoked) = services.meta.delete_user(&by, user_id).await?;
+    for digest in revoked {
+        services.revoked(
+            user_id,
+            digest,
+            ErrorCode::Unauthenticated,
+            "account deleted",
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct DepartmentView {
+    department_id: u64,
+    parent_id: u64,
+    name: String,
+    order: i32,
+    created_at_ms: i64,
+}
+
+impl From<crate::meta::DepartmentRecord> for DepartmentView {
+    fn from(d: crate::meta::DepartmentRecord) -> Self {
+        DepartmentView {
+            department_id: d.department_id,
+            parent_id: d.parent_id,
+            name: d.name,
+            order: d.order,
+            created_at_ms: d.created_at_ms,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateDepartmentBody {
+    name: String,
+    /// 0 or absent: a top-level department.
+    #[serde(default)]
+    parent_id: u64,
+    #[serde(default)]
+    order: i32,
+}
+
+async fn create_department(
+    State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Result<Json<CreateDepartmentBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<DepartmentView>), ApiError> {
+    let by = actor(&admin(&services, &headers).await?, peer);
+    let body = json_body(body)?;
+    let department = services
+        .meta
+        .create_department(&by, body.parent_id, &body.name, body.order)
+        .await?;
+    Ok((StatusCode::CREATED, Json(department.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateDepartmentBody {
+    name: Option<String>,
+    order: Option<i32>,
+}
+
+async fn update_department(
+    State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    department_id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<UpdateDepartmentBody>, JsonRejection>,
+) -> ApiResult<DepartmentView> {
+    let by = actor(&admin(&services, &headers).await?, peer);
+    let department_id = path_param(department_id)?;
+    let body = json_body(body)?;
+    let department = services
+        .meta
+        .update_department(&by, department_id, body.name, body.order)
+        .await?;
+    Ok(Json(department.into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveDepartmentBody {
+    /// 0: to the top level.
+    parent_id: u64,
+}
+
+/// Moves a department under a new parent; a move under itself or one of its
+/// descendants is refused with CONFLICT.
+async fn move_department(
+    State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    department_id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<MoveDepartmentBody>, JsonRejection>,
+) -> ApiResult<DepartmentView> {
+    let by = actor(&admin(&services, &headers).await?, peer);
+    let department_id = path_param(department_id)?;
+    let body = json_body(body)?;
+    let department = services
+        .meta
+        .move_department(&by, department_id, body.parent_id)
+        .await?;
+    Ok(Json(department.into()))
+}
+
+/// Deletes an empty department; CONFLICT while it has sub-departments or members.
+async fn delete_department(
+    State(services): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    department_id: Result<Path<u64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let by = actor(&admin(&services, &headers).await?, peer);
+    let department_id = path_param(department_id)?;
+    services.meta.delete_department(&by, department_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Returns the whole org tree with member counts; any logged-in user.
+async fn department_tree(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Vec<crate::meta::DepartmentNode>> {
+    principal(&services, &headers).await?;
+    let tree = blocking(move || Ok(services.meta.department_tree()?)).await?;
+    Ok(Json(tree))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactQuery {
+    q: String,
+    limit: Option<usize>,
+}
+
+/// Default and largest number of contacts a search returns.
+const CONTACTS_DEFAULT_LIMIT: usize = 50;
+const CONTACTS_MAX_LIMIT: usize = 200;
+
+#[derive(Serialize)]
+struct ContactDepartment {
+    department_id: u64,
+    name: String,
+    title: String,
+}
+
+#[derive(Serialize)]
+struct ContactView {
+    user_id: u64,
+    account: String,
+    display_name: String,
+    departments: Vec<ContactDepartment>,
+}
+
+/// Searches enabled users by display name substring, account prefix or
+/// pinyin initials; any logged-in user.
+async fn search_contacts(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ContactQuery>, QueryRejection>,
+) -> ApiResult<Vec<ContactView>> {
+    principal(&services, &headers).await?;
+    let query = query_params(query)?;
+    if query.q.trim().is_empty() || query.q.chars().count() > 64 {
+        return Err(ApiError(ProtocolError::invalid(
+            "q must be 1 to 64 characters",
+        )));
+    }
+    let limit = query
+        .limit
+        .unwrap_or(CONTACTS_DEFAULT_LIMIT)
+        .clamp(1, CONTACTS_MAX_LIMIT);
+    let contacts = blocking(move || {
+        let users = services.meta.search_contacts(&query.q, limit)?;
+        let names: std::collections::HashMap<u64, String> = services
+            .meta
+            .departments()?
+            .into_iter()
+            .map(|d| (d.department_id, d.name))
+            .collect();
+        Ok(users
+            .into_iter()
+            .map(|user| ContactView {
+                user_id: user.user_id,
+                account: user.account,
+                display_name: user.display_name,
+                departments: user
+                    .posts
+                    .into_iter()
+                    .map(|post| ContactDepartment {
+                        name: names.get(&post.department_id).cloned().unwrap_or_default(),
+                        department_id: post.department_id,
+                        title: post.title,
+                    })
+                    .collect(),
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(Json(contacts))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<usize>,
+    /// Only entries with a smaller `seq` (the `seq` of the last entry of the
+    /// previous page).
+    before: Option<u64>,
+}
+
+const AUDIT_DEFAULT_LIMIT: usize = 100;
+const AUDIT_MAX_LIMIT: usize = 1000;
+
+#[derive(Serialize)]
+struct AuditView {
+    seq: u64,
+    actor: u64,
+    action: String,
+    target: String,
+    detail: serde_json::Value,
+    ip: String,
+    at_ms: i64,
+}
+
+/// Lists the audit trail, newest first; admin only.
+async fn audit_log(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> ApiResult<Vec<AuditView>> {
+    admin(&services, &headers).await?;
+    let query = query_params(query)?;
+    let limit = query
+        .limit
+        .unwrap_or(AUDIT_DEFAULT_LIMIT)
+        .clamp(1, AUDIT_MAX_LIMIT);
+    let before = query.before.unwrap_or(0);
+    let entries = blocking(move || Ok(services.meta.audit(limit, before)?)).await?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|a| AuditView {
+                seq: a.seq,
+                actor: a.actor,
+                action: a.action,
+                target: a.target,
+                detail: serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null),
+                ip: a.ip,
+                at_ms: a.at_ms,
+            })
+            .collect(),
+    ))
+}
+
+/// Serves the OpenAPI 3 description of this router.
+async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi::document())
 }
 
 /// Serves HTTP/1.1 (with upgrades) until `stop` fires.

@@ -2,22 +2,28 @@
 //! id counters and cluster settings. Reads come from the local replica;
 //! writes are commands of the metadata Raft group (`state_machine.rs`).
 
+mod directory;
 mod state_machine;
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::PeerLinks;
 use crate::db::{
-    self, CF_META_GROUPS, CF_META_NODES, CF_META_PLACEMENT, CF_META_SETTINGS, CF_META_TOKENS,
-    CF_META_USER_GROUPS, CF_META_USERS, Db, StorageError,
+    self, CF_META_AUDIT, CF_META_DEPARTMENT_MEMBERS, CF_META_DEPARTMENTS, CF_META_GROUPS,
+    CF_META_NODES, CF_META_PLACEMENT, CF_META_SETTINGS, CF_META_TOKENS, CF_META_USER_GROUPS,
+    CF_META_USERS, Db, KeyValue, StorageError,
 };
 use crate::protocol::{ErrorCode, ProtocolError, now_ms, store_pb};
 use crate::raft::{self, GroupStateMachine, META_GROUP, RaftHost};
 
+pub use directory::DepartmentNode;
 pub use state_machine::{
     MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement, Refusal,
 };
-pub use store_pb::{GroupRecord, TokenRecord, UserRecord};
+pub use store_pb::{AuditRecord, DepartmentRecord, GroupRecord, Post, TokenRecord, UserRecord};
 
 /// The metadata Raft group's handle.
 pub type MetaRaft = openraft::Raft<MetaRaftConfig>;
@@ -66,7 +72,88 @@ pub struct NewUser {
     pub display_name: String,
     pub password_hash: String,
     pub admin: bool,
-    pub departments: Vec<String>,
+    pub posts: Vec<Post>,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserUpdate {
+    pub display_name: Option<String>,
+    pub title: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub mobile: Option<String>,
+    pub disabled: Option<bool>,
+    /// Replaces every post of the user.
+    pub posts: Option<Vec<Post>>,
+}
+
+/// Longest profile field (display name, title, phone, email, mobile), in characters.
+pub const MAX_PROFILE_FIELD_CHARS: usize = 64;
+
+impl UserUpdate {
+    fn validate(&self) -> Result<(), Refusal> {
+        let fields = [
+            ("display_name", &self.display_name),
+            ("title", &self.title),
+            ("phone", &self.phone),
+            ("email", &self.email),
+            ("mobile", &self.mobile),
+        ];
+        for (name, value) in fields {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.chars().count() > MAX_PROFILE_FIELD_CHARS)
+            {
+                return Err(Refusal::Invalid(format!(
+                    "{name} is longer than {MAX_PROFILE_FIELD_CHARS} characters"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Who makes an admin write, and from where: the audit trail records it.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: u64,
+    pub ip: String,
+}
+
+impl Actor {
+    fn record(&self, action: &str, target: String, detail: serde_json::Value) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            actor: self.user_id,
+            action: action.to_string(),
+            target,
+            detail: detail.to_string(),
+            ip: self.ip.clone(),
+            at_ms: now_ms(),
+        }
+    }
+}
+
+/// Audit entries are keyed by `u64::MAX - seq`, so a forward scan lists the
+/// newest first.
+pub(crate) fn audit_key(seq: u64) -> [u8; 8] {
+    (u64::MAX - seq).to_be_bytes()
+}
+
+fn decode_all<M: prost::Message + Default>(
+    entries: Vec<KeyValue>,
+    cf: &'static str,
+) -> Result<Vec<M>, StorageError> {
+    entries
+        .into_iter()
+        .map(|(_, value)| {
+            M::decode(&*value).map_err(|e| StorageError::Corrupt {
+                cf,
+                detail: e.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Checks an account name: 1 to 64 letters, digits or `. _ - @`.
@@ -235,10 +322,255 @@ impl Meta {
             password_hash: new.password_hash,
             admin: new.admin,
             disabled: false,
-            departments: new.departments,
+            posts: new.posts,
             created_at_ms: now_ms(),
+            ..Default::default()
         };
         expect_response!(self.write(MetaCommand::CreateUser { user }).await?, User)
+    }
+
+    /// Creates a user on behalf of an admin, with its audit entry.
+    pub async fn create_user_by(&self, by: &Actor, new: NewUser) -> Result<UserRecord, MetaError> {
+        validate_account(&new.account)?;
+        if new.display_name.chars().count() > MAX_PROFILE_FIELD_CHARS {
+            return Err(MetaError::Invalid(
+                "display_name is longer than 64 characters".into(),
+            ));
+        }
+        let detail = serde_json::json!({
+            "account": new.account,
+            "admin": new.admin,
+            "departments": new.posts.iter().map(|p| p.department_id).collect::<Vec<_>>(),
+        });
+        let user = UserRecord {
+            account: new.account,
+            display_name: new.display_name,
+            password_hash: new.password_hash,
+            admin: new.admin,
+            posts: new.posts,
+            created_at_ms: now_ms(),
+            ..Default::default()
+        };
+        let audit = by.record("user.create", String::new(), detail);
+        let command = MetaCommand::CreateUser { user };
+        expect_response!(self.write_audited(command, audit).await?, User)
+    }
+
+    async fn write_audited(
+        &self,
+        command: MetaCommand,
+        audit: AuditRecord,
+    ) -> Result<MetaResponse, MetaError> {
+        self.write(MetaCommand::Audited {
+            command: Box::new(command),
+            audit,
+        })
+        .await
+    }
+
+    /// Changes a user's profile, disabled flag or posts; returns the user and
+    /// the digests of the tokens revoked by disabling.
+    pub async fn update_user(
+        &self,
+        by: &Actor,
+        user_id: u64,
+        update: UserUpdate,
+    ) -> Result<(UserRecord, Vec<Vec<u8>>), MetaError> {
+        update.validate()?;
+        let action = match update.disabled {
+            Some(true) => "user.disable",
+            Some(false) => "user.enable",
+            None => "user.update",
+        };
+        let detail = serde_json::to_value(&update).unwrap_or_default();
+        let audit = by.record(action, format!("user:{user_id}"), detail);
+        match self
+            .write_audited(MetaCommand::UpdateUser { user_id, update }, audit)
+            .await?
+        {
+            MetaResponse::UserChanged { user, revoked } => Ok((user, revoked)),
+            other => expect_response!(other, User).map(|user| (user, Vec::new())),
+        }
+    }
+
+    /// Deletes a user; returns the deleted record and the digests of its
+    /// revoked tokens.
+    pub async fn delete_user(
+        &self,
+        by: &Actor,
+        user_id: u64,
+    ) -> Result<(UserRecord, Vec<Vec<u8>>), MetaError> {
+        let account = self.user(user_id)?.map(|u| u.account).unwrap_or_default();
+        let detail = serde_json::json!({ "account": account });
+        let audit = by.record("user.delete", format!("user:{user_id}"), detail);
+        match self
+            .write_audited(MetaCommand::DeleteUser { user_id }, audit)
+            .await?
+        {
+            MetaResponse::UserChanged { user, revoked } => Ok((user, revoked)),
+            other => expect_response!(other, User).map(|user| (user, Vec::new())),
+        }
+    }
+
+    /// Creates a department under `parent_id` (0: the root).
+    pub async fn create_department(
+        &self,
+        by: &Actor,
+        parent_id: u64,
+        name: &str,
+        order: i32,
+    ) -> Result<DepartmentRecord, MetaError> {
+        let department = DepartmentRecord {
+            department_id: 0,
+            parent_id,
+            name: name.trim().to_string(),
+            order,
+            created_at_ms: now_ms(),
+        };
+        let detail =
+            serde_json::json!({ "name": department.name, "parent_id": parent_id, "order": order });
+        let audit = by.record("department.create", String::new(), detail);
+        expect_response!(
+            self.write_audited(MetaCommand::CreateDepartment { department }, audit)
+                .await?,
+            Department
+        )
+    }
+
+    /// Renames and/or reorders a department.
+    pub async fn update_department(
+        &self,
+        by: &Actor,
+        department_id: u64,
+        name: Option<String>,
+        order: Option<i32>,
+    ) -> Result<DepartmentRecord, MetaError> {
+        let detail = serde_json::json!({ "name": name, "order": order });
+        let audit = by.record(
+            "department.update",
+            format!("department:{department_id}"),
+            detail,
+        );
+        let command = MetaCommand::UpdateDepartment {
+            department_id,
+            name,
+            order,
+        };
+        expect_response!(self.write_audited(command, audit).await?, Department)
+    }
+
+    /// Moves a department under `parent_id` (0: the root); a move that would
+    /// make a cycle is refused with `Conflict`.
+    pub async fn move_department(
+        &self,
+        by: &Actor,
+        department_id: u64,
+        parent_id: u64,
+    ) -> Result<DepartmentRecord, MetaError> {
+        let from = self.department(department_id)?.map(|d| d.parent_id);
+        let detail = serde_json::json!({ "from": from, "to": parent_id });
+        let audit = by.record(
+            "department.move",
+            format!("department:{department_id}"),
+            detail,
+        );
+        let command = MetaCommand::MoveDepartment {
+            department_id,
+            parent_id,
+        };
+        expect_response!(self.write_audited(command, audit).await?, Department)
+    }
+
+    /// Deletes a department with no sub-departments and no members.
+    pub async fn delete_department(
+        &self,
+        by: &Actor,
+        department_id: u64,
+    ) -> Result<DepartmentRecord, MetaError> {
+        let name = self.department(department_id)?.map(|d| d.name);
+        let detail = serde_json::json!({ "name": name });
+        let audit = by.record(
+            "department.delete",
+            format!("department:{department_id}"),
+            detail,
+        );
+        let command = MetaCommand::DeleteDepartment { department_id };
+        expect_response!(self.write_audited(command, audit).await?, Department)
+    }
+
+    /// Records an audit entry for a change made by an earlier command (group
+    /// changes by an admin, which go through the group service).
+    pub async fn record_audit(
+        &self,
+        by: &Actor,
+        action: &str,
+        target: String,
+        detail: serde_json::Value,
+    ) -> Result<(), MetaError> {
+        let audit = by.record(action, target, detail);
+        let command = MetaCommand::Audited {
+            command: Box::new(MetaCommand::Noop),
+            audit,
+        };
+        match self.write(command).await? {
+            MetaResponse::Refused(refusal) => Err(refusal.into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn department(&self, id: u64) -> Result<Option<DepartmentRecord>, StorageError> {
+        self.db.get_pb(CF_META_DEPARTMENTS, &id.to_be_bytes())
+    }
+
+    /// Returns every department, ordered by id.
+    pub fn departments(&self) -> Result<Vec<DepartmentRecord>, StorageError> {
+        decode_all(
+            self.db.scan(CF_META_DEPARTMENTS, &[], &[], usize::MAX)?,
+            CF_META_DEPARTMENTS,
+        )
+    }
+
+    /// Returns the whole org tree with member counts.
+    pub fn department_tree(&self) -> Result<Vec<DepartmentNode>, StorageError> {
+        let departments = self.departments()?;
+        let mut members: HashMap<u64, u64> = HashMap::new();
+        for (key, _) in self
+            .db
+            .scan(CF_META_DEPARTMENT_MEMBERS, &[], &[], usize::MAX)?
+        {
+            *members
+                .entry(db::decode_u64(CF_META_DEPARTMENT_MEMBERS, &key[..8])?)
+                .or_default() += 1;
+        }
+        Ok(directory::build_tree(&departments, &members))
+    }
+
+    /// Returns up to `limit` enabled users matching a contact query, by id.
+    pub fn search_contacts(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StorageError> {
+        Ok(self
+            .users()?
+            .into_iter()
+            .filter(|u| !u.disabled && directory::matches(u, query))
+            .take(limit)
+            .collect())
+    }
+
+    /// Returns up to `limit` audit entries with `seq < before` (all when
+    /// `before` is 0), newest first.
+    pub fn audit(&self, limit: usize, before: u64) -> Result<Vec<AuditRecord>, StorageError> {
+        let start = if before == 0 {
+            Vec::new()
+        } else {
+            audit_key(before - 1).to_vec()
+        };
+        decode_all(
+            self.db.scan(CF_META_AUDIT, &[], &start, limit)?,
+            CF_META_AUDIT,
+        )
     }
 
     pub fn user(&self, user_id: u64) -> Result<Option<UserRecord>, StorageError> {
@@ -254,16 +586,10 @@ impl Meta {
 
     /// Returns every user, ordered by id.
     pub fn users(&self) -> Result<Vec<UserRecord>, StorageError> {
-        self.db
-            .scan(CF_META_USERS, &[], &[], usize::MAX)?
-            .into_iter()
-            .map(|(_, value)| {
-                prost::Message::decode(&*value).map_err(|e| StorageError::Corrupt {
-                    cf: CF_META_USERS,
-                    detail: e.to_string(),
-                })
-            })
-            .collect()
+        decode_all(
+            self.db.scan(CF_META_USERS, &[], &[], usize::MAX)?,
+            CF_META_USERS,
+        )
     }
 
     /// Creates a group owned by `owner`, who is always a member.
@@ -415,6 +741,89 @@ mod tests {
             16,
             "the partition count is fixed once recorded"
         );
+    }
+
+    #[tokio::test]
+    async fn departments_refuse_cycles_and_audit_only_applied_writes() {
+        let (_dir, meta) = meta().await;
+        let by = Actor {
+            user_id: 1,
+            ip: "10.0.0.1".into(),
+        };
+        let a = meta.create_department(&by, 0, "A", 0).await.unwrap();
+        let b = meta
+            .create_department(&by, a.department_id, "B", 0)
+            .await
+            .unwrap();
+        let c = meta
+            .create_department(&by, b.department_id, "C", 0)
+            .await
+            .unwrap();
+        assert!(matches!(
+            meta.create_department(&by, 99, "X", 0).await,
+            Err(MetaError::NotFound(_))
+        ));
+        assert!(matches!(
+            meta.move_department(&by, a.department_id, c.department_id)
+                .await,
+            Err(MetaError::Conflict(_))
+        ));
+        let moved = meta.move_department(&by, c.department_id, 0).await.unwrap();
+        assert_eq!(moved.parent_id, 0);
+        let user = meta
+            .create_user_by(
+                &by,
+                NewUser {
+                    account: "alice".into(),
+                    posts: vec![Post {
+                        department_id: b.department_id,
+                        title: "lead".into(),
+                    }],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            meta.delete_department(&by, b.department_id).await,
+            Err(MetaError::Conflict(_))
+        ));
+        let tree = meta.department_tree().unwrap();
+        assert_eq!(tree[0].total_count, 1);
+        let (_, revoked) = meta
+            .update_user(
+                &by,
+                user.user_id,
+                UserUpdate {
+                    posts: Some(Vec::new()),
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(revoked.is_empty());
+        meta.delete_department(&by, b.department_id).await.unwrap();
+
+        let audit = meta.audit(100, 0).unwrap();
+        let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "department.delete",
+                "user.disable",
+                "user.create",
+                "department.move",
+                "department.create",
+                "department.create",
+                "department.create"
+            ]
+        );
+        assert!(audit.iter().all(|a| a.actor == 1 && a.ip == "10.0.0.1"));
+        assert_eq!(audit[2].target, format!("user:{}", user.user_id));
+        let older = meta.audit(2, audit[2].seq).unwrap();
+        assert_eq!(older.len(), 2);
+        assert_eq!(older[0].action, "department.move");
     }
 
     #[tokio::test]

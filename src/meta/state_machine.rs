@@ -6,11 +6,14 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use super::{GroupRecord, TokenRecord, UserRecord, pair_key, validate_account};
+use super::{
+    AuditRecord, DepartmentRecord, GroupRecord, Post, TokenRecord, UserRecord, UserUpdate,
+    audit_key, pair_key, validate_account,
+};
 use crate::db::{
-    Batch, CF_META_ACCOUNTS, CF_META_DEVICE_TOKENS, CF_META_GROUPS, CF_META_NODES,
-    CF_META_PLACEMENT, CF_META_SETTINGS, CF_META_TOKENS, CF_META_USER_GROUPS, CF_META_USERS, Db,
-    StorageError,
+    Batch, CF_META_ACCOUNTS, CF_META_AUDIT, CF_META_DEPARTMENT_MEMBERS, CF_META_DEPARTMENTS,
+    CF_META_DEVICE_TOKENS, CF_META_GROUPS, CF_META_NODES, CF_META_PLACEMENT, CF_META_SETTINGS,
+    CF_META_TOKENS, CF_META_USER_GROUPS, CF_META_USERS, Db, StorageError,
 };
 use crate::raft::Apply;
 
@@ -23,6 +26,8 @@ openraft::declare_raft_types!(
 pub(super) const USER_ID_COUNTER: &[u8] = b"next_user_id";
 pub(super) const GROUP_ID_COUNTER: &[u8] = b"next_group_id";
 pub(super) const PARTITIONS_SETTING: &[u8] = b"partitions";
+pub(super) const DEPARTMENT_ID_COUNTER: &[u8] = b"next_department_id";
+pub(super) const AUDIT_SEQ_COUNTER: &[u8] = b"next_audit_seq";
 
 /// A metadata write.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +70,45 @@ pub enum MetaCommand {
         partition: u16,
         replicas: Vec<u64>,
     },
+    /// Creates a department under `parent_id` (0: the root); sibling names are unique.
+    CreateDepartment {
+        department: DepartmentRecord,
+    },
+    /// Renames and/or reorders a department.
+    UpdateDepartment {
+        department_id: u64,
+        name: Option<String>,
+        order: Option<i32>,
+    },
+    /// Moves a department under a new parent; refused if that makes a cycle.
+    MoveDepartment {
+        department_id: u64,
+        parent_id: u64,
+    },
+    /// Deletes a department that has no sub-departments and no members.
+    DeleteDepartment {
+        department_id: u64,
+    },
+    /// Changes profile fields, the disabled flag and the posts of a user.
+    /// Disabling revokes every token of the user in the same write.
+    UpdateUser {
+        user_id: u64,
+        update: UserUpdate,
+    },
+    /// Deletes a user, their posts, group memberships and tokens; refused
+    /// while the user owns a group.
+    DeleteUser {
+        user_id: u64,
+    },
+    /// Changes nothing: the command of an audit entry recorded on its own.
+    Noop,
+    /// Applies `command` and, unless it is refused, records `audit` in the
+    /// same write, so that a change and its audit entry cannot diverge. An
+    /// empty `audit.target` is filled from the response (`user:7`).
+    Audited {
+        command: Box<MetaCommand>,
+        audit: AuditRecord,
+    },
 }
 
 /// A node of the cluster as the metadata knows it.
@@ -103,7 +147,30 @@ pub enum MetaResponse {
     /// The digest of the token an issued token replaced.
     Replaced(Option<Vec<u8>>),
     Revoked(Option<TokenRecord>),
+    Department(DepartmentRecord),
+    /// A user after an update or deletion, and the digests of the tokens
+    /// revoked with it.
+    UserChanged {
+        user: UserRecord,
+        revoked: Vec<Vec<u8>>,
+    },
     Refused(Refusal),
+}
+
+fn refused<T>(refusal: Refusal) -> Result<MetaResponse, T> {
+    Ok(MetaResponse::Refused(refusal))
+}
+
+/// Longest department name, in characters.
+const MAX_DEPARTMENT_NAME_CHARS: usize = 128;
+
+fn check_department_name(name: &str) -> Result<(), Refusal> {
+    if name.trim().is_empty() || name.chars().count() > MAX_DEPARTMENT_NAME_CHARS {
+        return Err(Refusal::Invalid(format!(
+            "department name must be 1 to {MAX_DEPARTMENT_NAME_CHARS} characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Applies metadata commands to the `meta_*` column families.
@@ -143,9 +210,19 @@ impl MetaApply {
                 user.account
             ))));
         }
+        if let Err(refusal) = self.check_posts(&user.posts)? {
+            return refused(refusal);
+        }
         user.user_id = self.next_id(USER_ID_COUNTER)?;
         if user.display_name.is_empty() {
             user.display_name = user.account.clone();
+        }
+        for post in &user.posts {
+            batch.put(
+                CF_META_DEPARTMENT_MEMBERS,
+                &pair_key(post.department_id, user.user_id),
+                post.title.as_bytes(),
+            );
         }
         batch
             .put_pb(CF_META_USERS, &user.user_id.to_be_bytes(), &user)
@@ -238,6 +315,367 @@ impl MetaApply {
             batch.delete(CF_META_USER_GROUPS, &pair_key(*member, group_id));
         }
         Ok(MetaResponse::Group(group))
+    }
+
+    fn department(&self, id: u64) -> Result<Option<DepartmentRecord>, StorageError> {
+        self.db.get_pb(CF_META_DEPARTMENTS, &id.to_be_bytes())
+    }
+
+    fn departments(&self) -> Result<Vec<DepartmentRecord>, StorageError> {
+        super::decode_all(
+            self.db.scan(CF_META_DEPARTMENTS, &[], &[], usize::MAX)?,
+            CF_META_DEPARTMENTS,
+        )
+    }
+
+    /// Refuses posts in missing departments or two posts in one department.
+    fn check_posts(&self, posts: &[Post]) -> Result<Result<(), Refusal>, StorageError> {
+        let mut ids: Vec<u64> = posts.iter().map(|p| p.department_id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Ok(Err(Refusal::Invalid(
+                "a user holds at most one post per department".into(),
+            )));
+        }
+        for post in posts {
+            if post.title.chars().count() > 64 {
+                return Ok(Err(Refusal::Invalid(
+                    "a post title is at most 64 characters".into(),
+                )));
+            }
+            if self.department(post.department_id)?.is_none() {
+                return Ok(Err(Refusal::NotFound(format!(
+                    "department {} does not exist",
+                    post.department_id
+                ))));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Refuses a name already held by another child of `parent_id`.
+    fn check_sibling_name(
+        &self,
+        parent_id: u64,
+        name: &str,
+        except: u64,
+    ) -> Result<Result<(), Refusal>, StorageError> {
+        let taken = self
+            .departments()?
+            .into_iter()
+            .any(|d| d.parent_id == parent_id && d.department_id != except && d.name == name);
+        Ok(if taken {
+            Err(Refusal::Conflict(format!(
+                "department {parent_id} already has a sub-department named {name:?}"
+            )))
+        } else {
+            Ok(())
+        })
+    }
+
+    fn create_department(
+        &self,
+        batch: &mut Batch<'_>,
+        mut department: DepartmentRecord,
+    ) -> Result<MetaResponse, StorageError> {
+        department.name = department.name.trim().to_string();
+        if let Err(refusal) = check_department_name(&department.name) {
+            return refused(refusal);
+        }
+        if department.parent_id != 0 && self.department(department.parent_id)?.is_none() {
+            return refused(Refusal::NotFound(format!(
+                "department {} does not exist",
+                department.parent_id
+            )));
+        }
+        if let Err(refusal) = self.check_sibling_name(department.parent_id, &department.name, 0)? {
+            return refused(refusal);
+        }
+        department.department_id = self.next_id(DEPARTMENT_ID_COUNTER)?;
+        let key = department.department_id.to_be_bytes();
+        batch.put_pb(CF_META_DEPARTMENTS, &key, &department).put(
+            CF_META_SETTINGS,
+            DEPARTMENT_ID_COUNTER,
+            &key,
+        );
+        Ok(MetaResponse::Department(department))
+    }
+
+    fn update_department(
+        &self,
+        batch: &mut Batch<'_>,
+        department_id: u64,
+        name: Option<&str>,
+        order: Option<i32>,
+    ) -> Result<MetaResponse, StorageError> {
+        let Some(mut department) = self.department(department_id)? else {
+            return refused(Refusal::NotFound(format!(
+                "department {department_id} does not exist"
+            )));
+        };
+        if let Some(name) = name {
+            let name = name.trim();
+            if let Err(refusal) = check_department_name(name) {
+                return refused(refusal);
+            }
+            if let Err(refusal) =
+                self.check_sibling_name(department.parent_id, name, department_id)?
+            {
+                return refused(refusal);
+            }
+            department.name = name.to_string();
+        }
+        if let Some(order) = order {
+            department.order = order;
+        }
+        batch.put_pb(
+            CF_META_DEPARTMENTS,
+            &department_id.to_be_bytes(),
+            &department,
+        );
+        Ok(MetaResponse::Department(department))
+    }
+
+    fn move_department(
+        &self,
+        batch: &mut Batch<'_>,
+        department_id: u64,
+        parent_id: u64,
+    ) -> Result<MetaResponse, StorageError> {
+        let Some(mut department) = self.department(department_id)? else {
+            return refused(Refusal::NotFound(format!(
+                "department {department_id} does not exist"
+            )));
+        };
+        // Walk up from the new parent: meeting the department itself means
+        // the move would make it its own ancestor.
+        let mut cursor = parent_id;
+        let mut steps = 0usize;
+        while cursor != 0 {
+            if cursor == department_id {
+                return refused(Refusal::Conflict(format!(
+                    "moving department {department_id} under {parent_id} would make a cycle"
+                )));
+            }
+            let Some(ancestor) = self.department(cursor)? else {
+                return refused(Refusal::NotFound(format!(
+                    "department {cursor} does not exist"
+                )));
+            };
+            cursor = ancestor.parent_id;
+            steps += 1;
+            if steps > 1_000_000 {
+                return Err(StorageError::Corrupt {
+                    cf: CF_META_DEPARTMENTS,
+                    detail: "department ancestry does not reach the root".into(),
+                });
+            }
+        }
+        if let Err(refusal) = self.check_sibling_name(parent_id, &department.name, department_id)? {
+            return refused(refusal);
+        }
+        department.parent_id = parent_id;
+        batch.put_pb(
+            CF_META_DEPARTMENTS,
+            &department_id.to_be_bytes(),
+            &department,
+        );
+        Ok(MetaResponse::Department(department))
+    }
+
+    fn delete_department(
+        &self,
+        batch: &mut Batch<'_>,
+        department_id: u64,
+    ) -> Result<MetaResponse, StorageError> {
+        let Some(department) = self.department(department_id)? else {
+            return refused(Refusal::NotFound(format!(
+                "department {department_id} does not exist"
+            )));
+        };
+        if self
+            .departments()?
+            .iter()
+            .any(|d| d.parent_id == department_id)
+        {
+            return refused(Refusal::Conflict(format!(
+                "department {department_id} has sub-departments"
+            )));
+        }
+        let prefix = department_id.to_be_bytes();
+        if !self
+            .db
+            .scan(CF_META_DEPARTMENT_MEMBERS, &prefix, &prefix, 1)?
+            .is_empty()
+        {
+            return refused(Refusal::Conflict(format!(
+                "department {department_id} has members"
+            )));
+        }
+        batch.delete(CF_META_DEPARTMENTS, &prefix);
+        Ok(MetaResponse::Department(department))
+    }
+
+    /// Deletes every token of a user; returns their digests.
+    fn revoke_all_tokens(
+        &self,
+        batch: &mut Batch<'_>,
+        user_id: u64,
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        let prefix = user_id.to_be_bytes();
+        let mut digests = Vec::new();
+        for (key, digest) in self
+            .db
+            .scan(CF_META_DEVICE_TOKENS, &prefix, &prefix, usize::MAX)?
+        {
+            batch.delete(CF_META_DEVICE_TOKENS, &key);
+            batch.delete(CF_META_TOKENS, &digest);
+            digests.push(digest.into_vec());
+        }
+        Ok(digests)
+    }
+
+    fn update_user(
+        &self,
+        batch: &mut Batch<'_>,
+        user_id: u64,
+        update: &UserUpdate,
+    ) -> Result<MetaResponse, StorageError> {
+        let Some(mut user) = self
+            .db
+            .get_pb::<UserRecord>(CF_META_USERS, &user_id.to_be_bytes())?
+        else {
+            return refused(Refusal::NotFound(format!("user {user_id} does not exist")));
+        };
+        if let Err(refusal) = update.validate() {
+            return refused(refusal);
+        }
+        let fields = [
+            (&update.display_name, &mut user.display_name),
+            (&update.title, &mut user.title),
+            (&update.phone, &mut user.phone),
+            (&update.email, &mut user.email),
+            (&update.mobile, &mut user.mobile),
+        ];
+        for (new, field) in fields {
+            if let Some(new) = new {
+                *field = new.trim().to_string();
+            }
+        }
+        if user.display_name.is_empty() {
+            user.display_name = user.account.clone();
+        }
+        if let Some(posts) = &update.posts {
+            if let Err(refusal) = self.check_posts(posts)? {
+                return refused(refusal);
+            }
+            for post in &user.posts {
+                batch.delete(
+                    CF_META_DEPARTMENT_MEMBERS,
+                    &pair_key(post.department_id, user_id),
+                );
+            }
+            for post in posts {
+                batch.put(
+                    CF_META_DEPARTMENT_MEMBERS,
+                    &pair_key(post.department_id, user_id),
+                    post.title.as_bytes(),
+                );
+            }
+            user.posts = posts.clone();
+        }
+        let mut revoked = Vec::new();
+        if let Some(disabled) = update.disabled {
+            if disabled && !user.disabled {
+                revoked = self.revoke_all_tokens(batch, user_id)?;
+            }
+            user.disabled = disabled;
+        }
+        batch.put_pb(CF_META_USERS, &user_id.to_be_bytes(), &user);
+        Ok(MetaResponse::UserChanged { user, revoked })
+    }
+
+    fn delete_user(
+        &self,
+        batch: &mut Batch<'_>,
+        user_id: u64,
+    ) -> Result<MetaResponse, StorageError> {
+        let Some(user) = self
+            .db
+            .get_pb::<UserRecord>(CF_META_USERS, &user_id.to_be_bytes())?
+        else {
+            return refused(Refusal::NotFound(format!("user {user_id} does not exist")));
+        };
+        let prefix = user_id.to_be_bytes();
+        let memberships = self
+            .db
+            .scan(CF_META_USER_GROUPS, &prefix, &prefix, usize::MAX)?;
+        let mut groups = Vec::with_capacity(memberships.len());
+        for (key, _) in &memberships {
+            let group_id = crate::db::decode_u64(CF_META_USER_GROUPS, &key[8..])?;
+            if let Some(group) = self
+                .db
+                .get_pb::<GroupRecord>(CF_META_GROUPS, &group_id.to_be_bytes())?
+            {
+                if group.owner == user_id {
+                    return refused(Refusal::Conflict(format!(
+                        "user {user_id} owns group {group_id}"
+                    )));
+                }
+                groups.push(group);
+            }
+        }
+        for mut group in groups {
+            group.members.retain(|m| *m != user_id);
+            batch.put_pb(CF_META_GROUPS, &group.group_id.to_be_bytes(), &group);
+            batch.delete(CF_META_USER_GROUPS, &pair_key(user_id, group.group_id));
+        }
+        for post in &user.posts {
+            batch.delete(
+                CF_META_DEPARTMENT_MEMBERS,
+                &pair_key(post.department_id, user_id),
+            );
+        }
+        let revoked = self.revoke_all_tokens(batch, user_id)?;
+        batch
+            .delete(CF_META_USERS, &prefix)
+            .delete(CF_META_ACCOUNTS, user.account.as_bytes());
+        Ok(MetaResponse::UserChanged { user, revoked })
+    }
+
+    fn audited(
+        &self,
+        batch: &mut Batch<'_>,
+        command: &MetaCommand,
+        audit: &AuditRecord,
+    ) -> Result<MetaResponse, StorageError> {
+        if matches!(command, MetaCommand::Audited { .. }) {
+            return refused(Refusal::Invalid("nested audited command".into()));
+        }
+        let response = self.apply(batch, command)?;
+        if matches!(response, MetaResponse::Refused(_)) {
+            return Ok(response);
+        }
+        let mut audit = audit.clone();
+        audit.seq = self.next_id(AUDIT_SEQ_COUNTER)?;
+        if audit.target.is_empty() {
+            audit.target = match &response {
+                MetaResponse::User(user) | MetaResponse::UserChanged { user, .. } => {
+                    format!("user:{}", user.user_id)
+                }
+                MetaResponse::Group(group) => format!("group:{}", group.group_id),
+                MetaResponse::Department(d) => format!("department:{}", d.department_id),
+                _ => String::new(),
+            };
+        }
+        batch
+            .put_pb(CF_META_AUDIT, &audit_key(audit.seq), &audit)
+            .put(
+                CF_META_SETTINGS,
+                AUDIT_SEQ_COUNTER,
+                &audit.seq.to_be_bytes(),
+            );
+        Ok(response)
     }
 
     fn issue_token(
@@ -340,6 +778,27 @@ impl Apply<MetaRaftConfig> for MetaApply {
                 batch.put(CF_META_PLACEMENT, &key, &json);
                 Ok(MetaResponse::Done)
             }
+            MetaCommand::CreateDepartment { department } => {
+                self.create_department(batch, department.clone())
+            }
+            MetaCommand::UpdateDepartment {
+                department_id,
+                name,
+                order,
+            } => self.update_department(batch, *department_id, name.as_deref(), *order),
+            MetaCommand::MoveDepartment {
+                department_id,
+                parent_id,
+            } => self.move_department(batch, *department_id, *parent_id),
+            MetaCommand::DeleteDepartment { department_id } => {
+                self.delete_department(batch, *department_id)
+            }
+            MetaCommand::UpdateUser { user_id, update } => {
+                self.update_user(batch, *user_id, update)
+            }
+            MetaCommand::DeleteUser { user_id } => self.delete_user(batch, *user_id),
+            MetaCommand::Noop => Ok(MetaResponse::Done),
+            MetaCommand::Audited { command, audit } => self.audited(batch, command, audit),
         }
     }
 
@@ -354,6 +813,9 @@ impl Apply<MetaRaftConfig> for MetaApply {
             CF_META_SETTINGS,
             CF_META_NODES,
             CF_META_PLACEMENT,
+            CF_META_DEPARTMENTS,
+            CF_META_DEPARTMENT_MEMBERS,
+            CF_META_AUDIT,
         ]
         .into_iter()
         .map(|cf| (cf, Vec::new()))
