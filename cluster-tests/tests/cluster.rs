@@ -308,6 +308,53 @@ async fn a_fourth_node_joins_and_takes_a_balanced_share_of_replicas() {
     let ack = send_until_acked(&cluster, 3, &mut conn4, &conv, "k1").await;
     assert_eq!(ack.seq, 2);
 
+    // A client of node 4 reads a conversation whose partition node 4 does
+    // not replicate: the read goes to that partition's leader.
+    let accounts: Vec<String> = (0..12).map(|i| format!("reader{i}")).collect();
+    let account_refs: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let others = cluster.create_users(&account_refs).await.unwrap();
+    let remote = others
+        .iter()
+        .map(|other| ConversationId::direct(ids[0], *other))
+        .find(|c| {
+            let partition = partition_of_conversation(c, cluster.partitions()) as usize;
+            !status["partitions"][partition]["placement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n.as_u64() == Some(4))
+        })
+        .expect("some conversation lives off node 4");
+    let remote_conv = remote.to_string();
+    let mut alice_on_1 = cluster.login(0, "alice", DeviceClass::Pc).await.ok();
+    let sent = send_until_acked(&cluster, 0, &mut alice_on_1, &remote_conv, "r1").await;
+    let peer = match remote {
+        ConversationId::Direct { lo, hi } => {
+            if lo == ids[0] {
+                hi
+            } else {
+                lo
+            }
+        }
+        ConversationId::Group(_) => unreachable!(),
+    };
+    let peer_account = account_refs[others.iter().position(|o| *o == peer).unwrap()];
+    let reader = cluster
+        .login(3, peer_account, DeviceClass::Mobile)
+        .await
+        .unwrap();
+    let history = reader.pull_all(&remote_conv, 0).await.unwrap();
+    assert_eq!(
+        history.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![sent.seq]
+    );
+    let sync = reader.sync().await.unwrap();
+    assert!(
+        sync.conversations
+            .iter()
+            .any(|c| c.conversation == remote_conv && c.max_seq == sent.seq)
+    );
+
     // Decommissioning node 4 (on the metadata leader) moves its replicas back.
     let status = cluster.status(0).await.unwrap();
     let meta_leader = index_of(&cluster, status["meta_leader"].as_u64().unwrap());

@@ -8,8 +8,8 @@ mod outbox;
 mod session;
 mod user;
 
-pub use conversation::{ConversationMsg, members_of};
+pub use conversation::{ConversationMsg, members_for, members_of};
 pub use directory::Directory;
 pub use outbox::{Outbound, Outbox, OutboxReceiver};
-pub use session::{SessionActor, SessionArgs, SessionMsg, pull_messages};
+pub use session::{SessionActor, SessionArgs, SessionMsg};
 pub use user::UserMsg;

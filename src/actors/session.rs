@@ -14,7 +14,6 @@ use super::conversation::{ConversationMsg, Reply, members_for};
 use super::outbox::Outbox;
 use super::user::{SessionEntry, UserMsg};
 use crate::auth::Principal;
-use crate::db;
 use crate::node::Services;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, now_ms, pb};
 
@@ -53,9 +52,7 @@ pub struct SessionState {
     lease: Option<tokio::task::JoinHandle<()>>,
 }
 
-const DEFAULT_PULL: u32 = 100;
 const MAX_CLIENT_MSG_ID: usize = 64;
-const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 impl SessionState {
     fn user_id(&self) -> Result<u64, ProtocolError> {
@@ -215,20 +212,17 @@ impl SessionState {
             }
             In::Sync(_) => {
                 let user = self.user_id()?;
-                let services = self.services.clone();
-                let result = blocking(move || sync(&services, user)).await?;
+                let result = self.services.sync(user).await?;
                 self.answer(request_id, Out::Sync(result));
             }
             In::Pull(pull) => {
                 let user = self.user_id()?;
-                let services = self.services.clone();
-                let result = blocking(move || pull_messages(&services, user, pull)).await?;
+                let result = self.services.pull(user, pull).await?;
                 self.answer(request_id, Out::Pull(result));
             }
             In::Receipts(request) => {
                 let user = self.user_id()?;
-                let services = self.services.clone();
-                let result = blocking(move || receipts(&services, user, request)).await?;
+                let result = self.services.receipts(user, request).await?;
                 self.answer(request_id, Out::Receipts(result));
             }
             In::LookupUser(lookup) => {
@@ -368,141 +362,6 @@ fn group_info(group: crate::meta::GroupRecord) -> pb::GroupInfo {
         owner: group.owner,
         members: group.members,
     }
-}
-
-fn sync(services: &Services, user: u64) -> Result<pb::SyncResult, ProtocolError> {
-    let parts = &services.partitions;
-    let mut conversations = Vec::new();
-    let mut state =
-        |conv: ConversationId, title: String, peer_read_seq: u64| -> Result<(), ProtocolError> {
-            let max_seq = parts.max_seq(&conv)?;
-            let read_seq = parts.read_cursor(&conv, user)?;
-            conversations.push(pb::ConversationState {
-                conversation: conv.to_string(),
-                max_seq,
-                read_seq,
-                unread: max_seq.saturating_sub(read_seq),
-                title,
-                peer_read_seq,
-            });
-            Ok(())
-        };
-    for conv in parts.direct_conversations(user)? {
-        let peer = conv.peer_of(user).unwrap_or(user);
-        let title = services
-            .meta
-            .user(peer)?
-            .map(|u| u.account)
-            .unwrap_or_default();
-        let peer_read_seq = parts.read_cursor(&conv, peer)?;
-        state(conv, title, peer_read_seq)?;
-    }
-    for group_id in services.meta.groups_of(user)? {
-        let title = services
-            .meta
-            .group(group_id)?
-            .map(|g| g.name)
-            .unwrap_or_default();
-        state(ConversationId::Group(group_id), title, 0)?;
-    }
-    Ok(pb::SyncResult { conversations })
-}
-
-/// Counts, for each message, the members other than its sender whose read
-/// cursor has reached it: an aggregate over cursors, never a row per reader.
-fn fill_read_counts(
-    services: &Services,
-    conv: &ConversationId,
-    members: &[u64],
-    messages: &mut [pb::Message],
-) -> Result<(), db::StorageError> {
-    let cursors = services.partitions.read_cursors(conv)?;
-    let mut reached: Vec<(u64, u64)> = cursors
-        .into_iter()
-        .filter(|(user, _)| members.binary_search(user).is_ok())
-        .map(|(user, seq)| (seq, user))
-        .collect();
-    reached.sort_unstable();
-    for message in messages {
-        let first = reached.partition_point(|(seq, _)| *seq < message.seq);
-        let readers = reached.len() - first;
-        let sender_read = reached[first..]
-            .iter()
-            .any(|(_, user)| *user == message.sender);
-        message.read_count = (readers - usize::from(sender_read)) as u32;
-    }
-    Ok(())
-}
-
-/// Reads one page of a conversation for a member, with read counts.
-pub fn pull_messages(
-    services: &Services,
-    user: u64,
-    pull: pb::PullRequest,
-) -> Result<pb::PullResult, ProtocolError> {
-    let conv: ConversationId = pull.conversation.parse()?;
-    let members = members_for(services, &conv, user)?;
-    let max = services.config.limits.max_pull;
-    let limit = if pull.limit == 0 {
-        DEFAULT_PULL.min(max)
-    } else {
-        pull.limit.min(max)
-    } as usize;
-    let mut messages = services
-        .partitions
-        .read_range(&conv, pull.after_seq, limit + 1)?;
-    let mut has_more = messages.len() > limit;
-    messages.truncate(limit);
-    // Keep a page well under the largest frame the server writes.
-    let mut bytes = 0;
-    if let Some(cut) = messages.iter().position(|m| {
-        bytes += prost::Message::encoded_len(m);
-        bytes > MAX_PAGE_BYTES
-    }) {
-        messages.truncate(cut.max(1));
-        has_more = true;
-    }
-    fill_read_counts(services, &conv, &members, &mut messages)?;
-    Ok(pb::PullResult {
-        conversation: pull.conversation,
-        messages,
-        has_more,
-        max_seq: services.partitions.max_seq(&conv)?,
-    })
-}
-
-fn receipts(
-    services: &Services,
-    user: u64,
-    request: pb::ReceiptsRequest,
-) -> Result<pb::ReceiptsResult, ProtocolError> {
-    let conv: ConversationId = request.conversation.parse()?;
-    let members = members_for(services, &conv, user)?;
-    if request.seqs.len() > services.config.limits.max_pull as usize {
-        return Err(ProtocolError::new(
-            ErrorCode::TooLarge,
-            "too many seqs in one receipts request",
-        ));
-    }
-    let mut messages = Vec::with_capacity(request.seqs.len());
-    for seq in &request.seqs {
-        let message = services.partitions.message(&conv, *seq)?.ok_or_else(|| {
-            ProtocolError::not_found(format!("message {conv}:{seq} does not exist"))
-        })?;
-        messages.push(message);
-    }
-    fill_read_counts(services, &conv, &members, &mut messages)?;
-    Ok(pb::ReceiptsResult {
-        conversation: request.conversation,
-        receipts: messages
-            .iter()
-            .map(|m| pb::Receipt {
-                seq: m.seq,
-                read_count: m.read_count,
-                member_count: members.len() as u32,
-            })
-            .collect(),
-    })
 }
 
 fn lookup_user(

@@ -30,7 +30,9 @@ pub enum DeviceArg {
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Node address: the TCP port for `tcp`, the HTTP port for `ws` and `ws-json`.
+    /// Node addresses, comma-separated: the TCP port for `tcp`, the HTTP port
+    /// for `ws` and `ws-json`. The client uses the first that answers and
+    /// moves to the next when its node goes away.
     #[arg(long, env = "CHORUS_SERVER", default_value = "127.0.0.1:7100")]
     pub server: String,
     #[arg(long, value_enum, default_value = "tcp")]
@@ -93,17 +95,32 @@ pub enum ClientCommand {
 }
 
 impl ClientArgs {
-    fn options(&self) -> Result<ClientOptions, ClientError> {
+    /// Returns the options of each listed node, in order.
+    fn options(&self) -> Result<Vec<ClientOptions>, ClientError> {
         let transport = match self.transport {
             TransportArg::Tcp => Transport::Tcp,
             TransportArg::Ws => Transport::WsBinary,
             TransportArg::WsJson => Transport::WsJson,
         };
-        let mut options = ClientOptions::new(self.server.clone(), transport);
-        if let Some(ca) = &self.tls_ca {
-            options.tls = Some(TlsClientConfig::from_pem_file(ca, &self.tls_name)?);
+        let tls = match &self.tls_ca {
+            Some(ca) => Some(TlsClientConfig::from_pem_file(ca, &self.tls_name)?),
+            None => None,
+        };
+        let servers: Vec<ClientOptions> = self
+            .server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|server| {
+                let mut options = ClientOptions::new(server, transport);
+                options.tls = tls.clone();
+                options
+            })
+            .collect();
+        if servers.is_empty() {
+            return Err(ClientError::Unexpected("--server names no address".into()));
         }
-        Ok(options)
+        Ok(servers)
     }
 
     fn device_class(&self) -> pb::DeviceClass {
@@ -117,14 +134,14 @@ impl ClientArgs {
 
 /// Runs `chorus client`.
 pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
-    let options = args.options()?;
-    let conn = Connection::connect(&options).await?;
+    let servers = args.options()?;
+    let (conn, at) = connect_any(&servers, 0).await?;
     let session = conn
         .login(&args.user, &args.password, args.device_class())
         .await?;
     let mut names = Names::default();
     match args.command {
-        None => Interactive::new(options, conn, session).run().await,
+        None => Interactive::new(servers, at, conn, session).run().await,
         Some(ClientCommand::Send {
             to,
             conversation,
@@ -204,6 +221,22 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
             Ok(())
         }
     }
+}
+
+/// Connects to the first node that answers, trying them in turn from `start`.
+async fn connect_any(
+    servers: &[ClientOptions],
+    start: usize,
+) -> Result<(Connection, usize), ClientError> {
+    let mut last = ClientError::Closed;
+    for offset in 0..servers.len() {
+        let at = (start + offset) % servers.len();
+        match Connection::connect(&servers[at]).await {
+            Ok(conn) => return Ok((conn, at)),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
 }
 
 fn new_client_msg_id() -> String {
@@ -289,7 +322,9 @@ anything else is sent to the open conversation";
 /// The interactive client: keeps a cursor per conversation, prints pushes,
 /// and on a lost connection resumes its session and pulls what it missed.
 struct Interactive {
-    options: ClientOptions,
+    servers: Vec<ClientOptions>,
+    /// Index in `servers` of the node this client is connected to.
+    at: usize,
     conn: Connection,
     session: pb::Session,
     names: Names,
@@ -299,9 +334,10 @@ struct Interactive {
 }
 
 impl Interactive {
-    fn new(options: ClientOptions, conn: Connection, session: pb::Session) -> Self {
+    fn new(servers: Vec<ClientOptions>, at: usize, conn: Connection, session: pb::Session) -> Self {
         Interactive {
-            options,
+            servers,
+            at,
             conn,
             session,
             names: Names::default(),
@@ -348,11 +384,13 @@ impl Interactive {
         let mut delay = Duration::from_millis(200);
         loop {
             tokio::time::sleep(delay).await;
-            match Connection::connect(&self.options).await {
-                Ok(conn) => match conn.resume(&self.session.token).await {
+            // Start with the next node: the last one just went away.
+            match connect_any(&self.servers, self.at + 1).await {
+                Ok((conn, at)) => match conn.resume(&self.session.token).await {
                     Ok(_) => {
                         self.conn = conn;
-                        println!("reconnected");
+                        self.at = at;
+                        println!("reconnected to {}", self.servers[at].addr);
                         return self.catch_up(true).await;
                     }
                     Err(err @ ClientError::Server(_)) => {

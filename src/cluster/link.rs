@@ -43,6 +43,8 @@ pub enum PeerKind {
     Deliver = 6,
     /// A revoked token whose sessions may be on the receiving node.
     Revoke = 7,
+    /// A read of partition data, for a node that holds a replica.
+    Read = 8,
 }
 
 impl PeerKind {
@@ -55,6 +57,7 @@ impl PeerKind {
             5 => PeerKind::Join,
             6 => PeerKind::Deliver,
             7 => PeerKind::Revoke,
+            8 => PeerKind::Read,
             _ => return None,
         })
     }
@@ -68,6 +71,7 @@ impl PeerKind {
             PeerKind::Join => "join",
             PeerKind::Deliver => "deliver",
             PeerKind::Revoke => "revoke",
+            PeerKind::Read => "read",
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::raft::RaftHost;
 mod metrics;
 mod peer;
 mod process;
+mod reads;
 
 async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), NodeError> {
     let listener = tokio::net::TcpListener::bind(addr)

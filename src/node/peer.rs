@@ -119,6 +119,10 @@ impl PeerService {
                 self.services()?.push_here(&frame, &delivery.to, None);
                 return Ok(b"{}".to_vec());
             }
+            PeerKind::Read => {
+                let services = self.services()?.clone();
+                return json(&services.read_here(parse(&payload)?).await);
+            }
             PeerKind::Revoke => {
                 let revocation: Revocation = parse(&payload)?;
                 let code =

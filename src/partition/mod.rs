@@ -192,9 +192,19 @@ impl Partitions {
 
     /// Returns the 1:1 conversations a user takes part in (one seek per partition).
     pub fn direct_conversations(&self, user: u64) -> Result<Vec<ConversationId>, StorageError> {
+        let all: Vec<u16> = (0..self.keys.count as u16).collect();
+        self.direct_conversations_in(user, &all)
+    }
+
+    /// Returns the user's 1:1 conversations kept by the given partitions.
+    pub fn direct_conversations_in(
+        &self,
+        user: u64,
+        partitions: &[u16],
+    ) -> Result<Vec<ConversationId>, StorageError> {
         let mut out = Vec::new();
-        for partition in 0..self.keys.count as u16 {
-            let prefix = Keys::inbox_prefix(partition, user);
+        for partition in partitions {
+            let prefix = Keys::inbox_prefix(*partition, user);
             for (key, _) in self.db.scan(CF_INBOX, &prefix, &prefix, usize::MAX)? {
                 out.push(ConversationId::from_key(&key[prefix.len()..]).ok_or(
                     StorageError::Corrupt {

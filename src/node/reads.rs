@@ -1,0 +1,376 @@
+//! Reads of partition data for a user: pulls, receipts and sync. A node
+//! answers from its own replica when it holds one; otherwise it asks the
+//! partition's leader over a peer link, which answers from its replica.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Services;
+use crate::actors::members_for;
+use crate::cluster::PeerKind;
+use crate::db;
+use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb};
+
+const DEFAULT_PULL: u32 = 100;
+const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A read that a node without a replica asks a replica to do.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ReadRequest {
+    Pull {
+        user: u64,
+        pull: pb::PullRequest,
+    },
+    Receipts {
+        user: u64,
+        request: pb::ReceiptsRequest,
+    },
+    Sync {
+        user: u64,
+        partitions: Vec<u16>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ReadResponse {
+    Pull(pb::PullResult),
+    Receipts(pb::ReceiptsResult),
+    Sync(Vec<pb::ConversationState>),
+    Failed { code: i32, message: String },
+}
+
+impl Services {
+    /// Tells whether this node holds a voting replica of a partition.
+    pub fn replicates(&self, partition: u16) -> bool {
+        let me = self.config.node_id;
+        self.partitions.rafts()[partition as usize]
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == me)
+    }
+
+    /// Runs a read on this node's replicas.
+    pub async fn read_here(self: &std::sync::Arc<Self>, request: ReadRequest) -> ReadResponse {
+        let services = self.clone();
+        let result = tokio::task::spawn_blocking(move || match request {
+            ReadRequest::Pull { user, pull } => {
+                pull_messages(&services, user, pull).map(ReadResponse::Pull)
+            }
+            ReadRequest::Receipts { user, request } => {
+                receipts(&services, user, request).map(ReadResponse::Receipts)
+            }
+            ReadRequest::Sync { user, partitions } => {
+                sync_partitions(&services, user, &partitions).map(ReadResponse::Sync)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(ProtocolError::internal(e.to_string())));
+        result.unwrap_or_else(|err| ReadResponse::Failed {
+            code: err.code as i32,
+            message: err.message,
+        })
+    }
+
+    /// Runs a read where a replica of `partition` is: here, or on its leader.
+    async fn read_at(
+        self: &std::sync::Arc<Self>,
+        partition: u16,
+        request: ReadRequest,
+    ) -> Result<ReadResponse, ProtocolError> {
+        let response = if self.replicates(partition) {
+            self.read_here(request).await
+        } else {
+            self.read_remote(partition, &request).await?
+        };
+        match response {
+            ReadResponse::Failed { code, message } => Err(ProtocolError::new(
+                ErrorCode::try_from(code).unwrap_or(ErrorCode::Internal),
+                message,
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// Asks the replicas of a partition this node does not hold, the known
+    /// leader first, then the committed placement in order.
+    async fn read_remote(
+        &self,
+        partition: u16,
+        request: &ReadRequest,
+    ) -> Result<ReadResponse, ProtocolError> {
+        let leader = self.partitions.rafts()[partition as usize]
+            .metrics()
+            .borrow()
+            .current_leader;
+        let mut candidates: Vec<u64> = leader.into_iter().collect();
+        candidates.extend(self.meta.placement(partition)?.replicas);
+        let nodes = self.meta.nodes()?;
+        let mut last = format!("partition {partition} has no replica to read from");
+        let mut tried = Vec::new();
+        for node in candidates {
+            if tried.contains(&node) || node == self.config.node_id {
+                continue;
+            }
+            tried.push(node);
+            let Some(addr) = nodes
+                .iter()
+                .find(|n| n.node_id == node)
+                .map(|n| n.peer_addr.clone())
+            else {
+                continue;
+            };
+            match self.links.call_json(&addr, PeerKind::Read, request).await {
+                Ok(response) => return Ok(response),
+                Err(err) => last = err.to_string(),
+            }
+        }
+        Err(ProtocolError::new(ErrorCode::UnavailableRetry, last))
+    }
+
+    /// Pulls a page of a conversation for a member.
+    pub async fn pull(
+        self: &std::sync::Arc<Self>,
+        user: u64,
+        pull: pb::PullRequest,
+    ) -> Result<pb::PullResult, ProtocolError> {
+        let conv: ConversationId = pull.conversation.parse()?;
+        match self
+            .read_at(self.partition_of(&conv), ReadRequest::Pull { user, pull })
+            .await?
+        {
+            ReadResponse::Pull(result) => Ok(result),
+            other => Err(ProtocolError::internal(format!(
+                "unexpected read response {other:?}"
+            ))),
+        }
+    }
+
+    /// Returns read counts of messages of a conversation.
+    pub async fn receipts(
+        self: &std::sync::Arc<Self>,
+        user: u64,
+        request: pb::ReceiptsRequest,
+    ) -> Result<pb::ReceiptsResult, ProtocolError> {
+        let conv: ConversationId = request.conversation.parse()?;
+        match self
+            .read_at(
+                self.partition_of(&conv),
+                ReadRequest::Receipts { user, request },
+            )
+            .await?
+        {
+            ReadResponse::Receipts(result) => Ok(result),
+            other => Err(ProtocolError::internal(format!(
+                "unexpected read response {other:?}"
+            ))),
+        }
+    }
+
+    /// Returns every conversation of the user: its own replicas answer for
+    /// the partitions they hold, each other partition's leader for the rest
+    /// (one request per leader).
+    pub async fn sync(
+        self: &std::sync::Arc<Self>,
+        user: u64,
+    ) -> Result<pb::SyncResult, ProtocolError> {
+        let mut local = Vec::new();
+        let mut leaders: BTreeMap<Option<u64>, Vec<u16>> = BTreeMap::new();
+        for partition in 0..self.partitions.count() as u16 {
+            if self.replicates(partition) {
+                local.push(partition);
+            } else {
+                let leader = self.partitions.rafts()[partition as usize]
+                    .metrics()
+                    .borrow()
+                    .current_leader;
+                leaders.entry(leader).or_default().push(partition);
+            }
+        }
+        let mut conversations = Vec::new();
+        match self
+            .read_here(ReadRequest::Sync {
+                user,
+                partitions: local,
+            })
+            .await
+        {
+            ReadResponse::Sync(states) => conversations.extend(states),
+            ReadResponse::Failed { code, message } => {
+                return Err(ProtocolError::new(
+                    ErrorCode::try_from(code).unwrap_or(ErrorCode::Internal),
+                    message,
+                ));
+            }
+            other => {
+                return Err(ProtocolError::internal(format!(
+                    "unexpected read response {other:?}"
+                )));
+            }
+        }
+        for (_, partitions) in leaders {
+            let first = partitions[0];
+            match self
+                .read_at(first, ReadRequest::Sync { user, partitions })
+                .await?
+            {
+                ReadResponse::Sync(states) => conversations.extend(states),
+                other => {
+                    return Err(ProtocolError::internal(format!(
+                        "unexpected read response {other:?}"
+                    )));
+                }
+            }
+        }
+        conversations.sort_by(|a, b| a.conversation.cmp(&b.conversation));
+        Ok(pb::SyncResult { conversations })
+    }
+}
+
+/// Returns the state of the user's conversations whose partitions are in
+/// `partitions`, read from this node's replicas.
+fn sync_partitions(
+    services: &Services,
+    user: u64,
+    partitions: &[u16],
+) -> Result<Vec<pb::ConversationState>, ProtocolError> {
+    let parts = &services.partitions;
+    let mut conversations = Vec::new();
+    let mut state =
+        |conv: ConversationId, title: String, peer_read_seq: u64| -> Result<(), ProtocolError> {
+            let max_seq = parts.max_seq(&conv)?;
+            let read_seq = parts.read_cursor(&conv, user)?;
+            conversations.push(pb::ConversationState {
+                conversation: conv.to_string(),
+                max_seq,
+                read_seq,
+                unread: max_seq.saturating_sub(read_seq),
+                title,
+                peer_read_seq,
+            });
+            Ok(())
+        };
+    for conv in parts.direct_conversations_in(user, partitions)? {
+        let peer = conv.peer_of(user).unwrap_or(user);
+        let title = services
+            .meta
+            .user(peer)?
+            .map(|u| u.account)
+            .unwrap_or_default();
+        let peer_read_seq = parts.read_cursor(&conv, peer)?;
+        state(conv, title, peer_read_seq)?;
+    }
+    for group_id in services.meta.groups_of(user)? {
+        let conv = ConversationId::Group(group_id);
+        if !partitions.contains(&services.partition_of(&conv)) {
+            continue;
+        }
+        let title = services
+            .meta
+            .group(group_id)?
+            .map(|g| g.name)
+            .unwrap_or_default();
+        state(conv, title, 0)?;
+    }
+    Ok(conversations)
+}
+
+/// Counts, for each message, the members other than its sender whose read
+/// cursor has reached it: an aggregate over cursors, never a row per reader.
+fn fill_read_counts(
+    services: &Services,
+    conv: &ConversationId,
+    members: &[u64],
+    messages: &mut [pb::Message],
+) -> Result<(), db::StorageError> {
+    let cursors = services.partitions.read_cursors(conv)?;
+    let mut reached: Vec<(u64, u64)> = cursors
+        .into_iter()
+        .filter(|(user, _)| members.binary_search(user).is_ok())
+        .map(|(user, seq)| (seq, user))
+        .collect();
+    reached.sort_unstable();
+    for message in messages {
+        let first = reached.partition_point(|(seq, _)| *seq < message.seq);
+        let readers = reached.len() - first;
+        let sender_read = reached[first..]
+            .iter()
+            .any(|(_, user)| *user == message.sender);
+        message.read_count = (readers - usize::from(sender_read)) as u32;
+    }
+    Ok(())
+}
+
+/// Reads one page of a conversation for a member, with read counts.
+fn pull_messages(
+    services: &Services,
+    user: u64,
+    pull: pb::PullRequest,
+) -> Result<pb::PullResult, ProtocolError> {
+    let conv: ConversationId = pull.conversation.parse()?;
+    let members = members_for(services, &conv, user)?;
+    let max = services.config.limits.max_pull;
+    let limit = if pull.limit == 0 {
+        DEFAULT_PULL.min(max)
+    } else {
+        pull.limit.min(max)
+    } as usize;
+    let mut messages = services
+        .partitions
+        .read_range(&conv, pull.after_seq, limit + 1)?;
+    let mut has_more = messages.len() > limit;
+    messages.truncate(limit);
+    // Keep a page well under the largest frame the server writes.
+    let mut bytes = 0;
+    if let Some(cut) = messages.iter().position(|m| {
+        bytes += prost::Message::encoded_len(m);
+        bytes > MAX_PAGE_BYTES
+    }) {
+        messages.truncate(cut.max(1));
+        has_more = true;
+    }
+    fill_read_counts(services, &conv, &members, &mut messages)?;
+    Ok(pb::PullResult {
+        conversation: pull.conversation,
+        messages,
+        has_more,
+        max_seq: services.partitions.max_seq(&conv)?,
+    })
+}
+
+fn receipts(
+    services: &Services,
+    user: u64,
+    request: pb::ReceiptsRequest,
+) -> Result<pb::ReceiptsResult, ProtocolError> {
+    let conv: ConversationId = request.conversation.parse()?;
+    let members = members_for(services, &conv, user)?;
+    if request.seqs.len() > services.config.limits.max_pull as usize {
+        return Err(ProtocolError::new(
+            ErrorCode::TooLarge,
+            "too many seqs in one receipts request",
+        ));
+    }
+    let mut messages = Vec::with_capacity(request.seqs.len());
+    for seq in &request.seqs {
+        let message = services.partitions.message(&conv, *seq)?.ok_or_else(|| {
+            ProtocolError::not_found(format!("message {conv}:{seq} does not exist"))
+        })?;
+        messages.push(message);
+    }
+    fill_read_counts(services, &conv, &members, &mut messages)?;
+    Ok(pb::ReceiptsResult {
+        conversation: request.conversation,
+        receipts: messages
+            .iter()
+            .map(|m| pb::Receipt {
+                seq: m.seq,
+                read_count: m.read_count,
+                member_count: members.len() as u32,
+            })
+            .collect(),
+    })
+}
