@@ -382,7 +382,27 @@ impl Meta {
             Some(false) => "user.enable",
             None => "user.update",
         };
-        let detail = serde_json::to_value(&update).unwrap_or_default();
+        let detail = serde_json::json!({
+            "display_name": update.display_name,
+            "title": update.title,
+            "phone": update.phone,
+            "email": update.email,
+            "mobile": update.mobile,
+            "disabled": update.disabled,
+            "posts": update.posts.as_ref().map(|posts| {
+                posts
+                    .iter()
+                    .map(|p| serde_json::json!({ "department_id": p.department_id, "title": p.title }))
+                    .collect::<Vec<_>>()
+            }),
+        });
+        // Only the fields the update sets.
+        let detail = match detail {
+            serde_json::Value::Object(map) => {
+                serde_json::Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+            }
+            other => other,
+        };
         let audit = by.record(action, format!("user:{user_id}"), detail);
         match self
             .write_audited(MetaCommand::UpdateUser { user_id, update }, audit)
