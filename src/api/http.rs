@@ -556,7 +556,7 @@ async fn history(
         after_seq: query.after_seq,
         limit: query.limit,
     };
-    let result = blocking(move || crate::actors::pull_messages(&services, user, pull)).await?;
+    let result = services.pull(user, pull).await?;
     Ok(Json(result))
 }
 
