@@ -411,6 +411,9 @@ async fn run_workload(workload: Workload) -> anyhow::Result<()> {
 
     let started = clock::now_ns();
     let plan = setup(&common, workload.accounts(), workload.group_members()).await?;
+    if let Some(pid) = common.server_pid {
+        wait_server_idle(pid).await;
+    }
     let marks = Marks::new(common.server_pid);
     eprintln!(
         "running {} on {} with {} account(s) in {procs} process(es)",
@@ -469,6 +472,27 @@ async fn run_workload(workload: Workload) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Waits (at most 30 s) until the server uses under 5% of a core, so that a
+/// run does not start while the server still works off the previous one
+/// (closing thousands of sessions, a backlog of sends).
+async fn wait_server_idle(pid: u32) {
+    let pid = pid.to_string();
+    let window = Duration::from_millis(500);
+    for _ in 0..60 {
+        let Some(before) = coord::cpu_seconds(&pid) else {
+            return;
+        };
+        tokio::time::sleep(window).await;
+        let Some(after) = coord::cpu_seconds(&pid) else {
+            return;
+        };
+        if (after - before) / window.as_secs_f64() < 0.05 {
+            return;
+        }
+    }
+    eprintln!("the server is still busy after 30 s; starting anyway");
 }
 
 /// Times synced 4 KiB writes in a folder; returns the mean in milliseconds.

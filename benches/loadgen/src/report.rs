@@ -350,6 +350,7 @@ struct Headline {
     best_rate: Option<f64>,
     best_push_p99: Option<f64>,
     best_ack_p99: Option<f64>,
+    loose_rate: Option<f64>,
     group_last_p50: Option<f64>,
     group_last_p99: Option<f64>,
     group_pushes_per_s: Option<f64>,
@@ -365,6 +366,9 @@ type Pick = fn(&Headline) -> Option<f64>;
 /// Latency bound of the throughput headline.
 const P99_BOUND_MS: f64 = 10.0;
 
+/// A looser bound: where the server saturates, less sensitive to other work.
+const LOOSE_P99_BOUND_MS: f64 = 100.0;
+
 fn headline(inputs: &Inputs, target: TargetKind) -> Headline {
     let mut h = Headline::default();
     if let Some(run) = inputs.run(target, "idle") {
@@ -374,6 +378,13 @@ fn headline(inputs: &Inputs, target: TargetKind) -> Headline {
         for step in &run.steps {
             let Some(push) = step.push_ms else { continue };
             let delivered_all = step.delivered as f64 >= 0.999 * step.sent as f64;
+            if push.p99 < LOOSE_P99_BOUND_MS
+                && delivered_all
+                && step.disconnects == 0
+                && h.loose_rate.is_none_or(|r| step.throughput_per_s > r)
+            {
+                h.loose_rate = Some(step.throughput_per_s);
+            }
             if push.p99 < P99_BOUND_MS
                 && delivered_all
                 && step.disconnects == 0
@@ -522,12 +533,19 @@ pub fn document(inputs: &Inputs, text: &DocText) -> String {
             0,
         ),
         (
-            "  push p99 at that rate (ms)".into(),
+            format!(
+                "one-to-one throughput with push p99 < {LOOSE_P99_BOUND_MS} ms (msg/s; higher is better)"
+            ),
+            |h| h.loose_rate,
+            0,
+        ),
+        (
+            format!("  push p99 at the {P99_BOUND_MS} ms rate (ms)"),
             |h| h.best_push_p99,
             2,
         ),
         (
-            "  ack p99 at that rate (ms; Chorus: durable ack)".into(),
+            format!("  ack p99 at the {P99_BOUND_MS} ms rate (ms; Chorus: durable ack)"),
             |h| h.best_ack_p99,
             2,
         ),

@@ -155,11 +155,17 @@ pub async fn one_to_one(ctx: &mut Ctx, args: &OneToOne) -> anyhow::Result<Vec<St
         })
         .await;
         let p99 = recorder.percentile_ms(Metric::Push, 99.0);
-        over = if p99.is_some_and(|p99| p99 > args.max_p99_ms) {
-            over + 1
+        let behind = StepRecorder::get(&recorder.pushes) < StepRecorder::get(&recorder.sent);
+        // Saturated (still behind after the drain, or far over the limit):
+        // stop now. Just over the limit: one more step, since one step alone
+        // may have met a burst of other work on the machine.
+        if behind || p99.is_some_and(|p99| p99 > 5.0 * args.max_p99_ms) {
+            over = 2;
+        } else if p99.is_some_and(|p99| p99 > args.max_p99_ms) {
+            over += 1;
         } else {
-            0
-        };
+            over = 0;
+        }
         proceed = over < 2;
         let mut raw = recorder.to_raw(&format!("rate-{rate}"))?;
         raw.sums.insert("offered_rate".into(), my_rate);
@@ -169,12 +175,24 @@ pub async fn one_to_one(ctx: &mut Ctx, args: &OneToOne) -> anyhow::Result<Vec<St
             .insert("duration_s".into(), args.duration.as_secs_f64());
         raws.push(raw);
     }
+    // A saturated server still works through its backlog: let it finish
+    // (bounded) so that the next workload starts on an idle server.
+    let settle_end = now_ns() + SETTLE.as_nanos() as u64;
+    wait_until(settle_end, || {
+        shared.steps.iter().all(|s| {
+            StepRecorder::get(&s.acks) + StepRecorder::get(&s.errors) >= StepRecorder::get(&s.sent)
+        })
+    })
+    .await;
     drop(shared);
     if let Ok(open) = Arc::try_unwrap(open) {
         conns::close_all(open).await;
     }
     Ok(raws)
 }
+
+/// Longest wait, after a sweep, for the server to answer every send.
+const SETTLE: Duration = Duration::from_secs(60);
 
 /// Arguments of the group workload.
 pub struct Group {
