@@ -27,6 +27,8 @@ use crate::protocol::{frame_codec, peer_pb::PeerFrame};
 const MAX_PEER_FRAME: usize = 256 * 1024 * 1024;
 /// Frames queued per link before callers wait.
 const LINK_QUEUE: usize = 4096;
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What a peer request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +101,8 @@ struct Link {
 #[derive(Clone)]
 pub struct PeerLinks {
     links: Arc<Mutex<HashMap<String, Arc<Link>>>>,
+    /// Peers that failed to answer a dial: when to try again, and the next wait.
+    backoff: Arc<Mutex<HashMap<String, (std::time::Instant, Duration)>>>,
     timeout: Duration,
     tls: Option<tokio_rustls::TlsConnector>,
 }
@@ -111,6 +115,7 @@ impl PeerLinks {
     pub fn new(timeout: Duration) -> Self {
         PeerLinks {
             links: Arc::default(),
+            backoff: Arc::default(),
             timeout,
             tls: None,
         }
@@ -152,8 +157,38 @@ impl PeerLinks {
         {
             return Ok(link.clone());
         }
-        let stream = self.dial(addr).await?;
-        metrics::counter!(m::LINK_CONNECTS).increment(1);
+        if let Some((retry_at, _)) = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(addr)
+            && std::time::Instant::now() < *retry_at
+        {
+            return Err(LinkError::Unreachable(
+                addr.to_string(),
+                "backing off after a failed dial".into(),
+            ));
+        }
+        let stream = match self.dial(addr).await {
+            Ok(stream) => {
+                self.backoff
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(addr);
+                stream
+            }
+            Err(err) => {
+                // Wait 100 ms after a first failure, doubling up to 2 s.
+                let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                let wait = backoff
+                    .get(addr)
+                    .map_or(MIN_BACKOFF, |(_, wait)| (*wait * 2).min(MAX_BACKOFF));
+                backoff.insert(addr.to_string(), (std::time::Instant::now() + wait, wait));
+                return Err(err);
+            }
+        };
+        metrics::counter!(m::LINK_CONNECTS, "peer" => addr.to_string()).increment(1);
+        let peer_label = addr.to_string();
         let (mut sink, mut source) = Framed::new(stream, frame_codec(MAX_PEER_FRAME)).split();
         let (tx, mut rx) = mpsc::channel::<PeerFrame>(LINK_QUEUE);
         let link = Arc::new(Link {
@@ -170,7 +205,8 @@ impl PeerLinks {
                 }
                 for frame in batch {
                     let bytes = Bytes::from(frame.encode_to_vec());
-                    metrics::counter!(m::LINK_BYTES_OUT).increment(bytes.len() as u64);
+                    metrics::counter!(m::LINK_BYTES_OUT, "peer" => peer_label.clone())
+                        .increment(bytes.len() as u64);
                     if sink.feed(bytes).await.is_err() {
                         return;
                     }
@@ -180,10 +216,12 @@ impl PeerLinks {
                 }
             }
         });
+        let reader_label = addr.to_string();
         let reader_link = link.clone();
         tokio::spawn(async move {
             while let Some(Ok(bytes)) = source.next().await {
-                metrics::counter!(m::LINK_BYTES_IN).increment(bytes.len() as u64);
+                metrics::counter!(m::LINK_BYTES_IN, "peer" => reader_label.clone())
+                    .increment(bytes.len() as u64);
                 let Ok(frame) = PeerFrame::decode(bytes.freeze()) else {
                     break;
                 };
@@ -232,6 +270,8 @@ impl PeerLinks {
             payload,
             error: String::new(),
         };
+        metrics::gauge!(m::LINK_QUEUE_DEPTH, "peer" => addr.to_string())
+            .set((LINK_QUEUE - link.tx.capacity()) as f64);
         if link.tx.send(frame).await.is_err() {
             link.alive.store(false, Ordering::Release);
             return Err(LinkError::Unreachable(
