@@ -1,4 +1,5 @@
-//! A sandbox of real `chorus` processes on loopback for cluster tests: each
+//! A sandbox of real `chorus` processes on loopback for cluster tests, built
+//! from the example configs in `configs/`: each
 //! node gets its own data folder and free ports, the first bootstraps and the
 //! others join through it. Nodes can be SIGKILLed and restarted on the same
 //! data and ports.
@@ -148,21 +149,16 @@ impl Cluster {
             format!("127.0.0.1:{}", free_port()),
             format!("127.0.0.1:{}", free_port()),
         );
-        let seeds = match self.nodes.first() {
-            Some(first) => format!("[{:?}]", first.peer),
-            None => "[]".to_string(),
-        };
+        let seeds: Vec<String> = self
+            .nodes
+            .first()
+            .map(|first| first.peer.clone())
+            .into_iter()
+            .collect();
         let config = dir.join("node.toml");
         std::fs::write(
             &config,
-            format!(
-                "node_id = {id}\ndata_dir = {:?}\n[listen]\ntcp = {tcp:?}\nhttp = {http:?}\npeer = {peer:?}\n\
-                 [storage]\npartitions = {}\n[cluster]\nseeds = {seeds}\nrebalance_delay_secs = {}\n\
-                 placement_interval_ms = 300\n[log]\nlevel = \"warn\"\n",
-                dir.join("data"),
-                self.partitions,
-                self.rebalance_delay_secs,
-            ),
+            self.node_config(id, &dir, [&tcp, &http, &peer], &seeds)?,
         )?;
         self.nodes.push(NodeProcess {
             id,
@@ -175,6 +171,58 @@ impl Cluster {
         let index = self.nodes.len() - 1;
         self.restart(index).await?;
         Ok(index)
+    }
+
+    /// Writes a node's config: the example `configs/node{id}.toml` (node 3's
+    /// for later nodes) with this sandbox's ports, data folder and seeds, a
+    /// short rebalance delay, and quiet logs.
+    fn node_config(
+        &self,
+        id: u64,
+        dir: &Path,
+        [tcp, http, peer]: [&String; 3],
+        seeds: &[String],
+    ) -> anyhow::Result<String> {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let example = examples.join(format!("node{}.toml", id.min(3)));
+        let text =
+            std::fs::read_to_string(&example).with_context(|| example.display().to_string())?;
+        let mut config: toml::Table = text.parse()?;
+        let table = |config: &mut toml::Table, name: &str| -> toml::Table {
+            config
+                .get(name)
+                .and_then(|v| v.as_table())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut listen = table(&mut config, "listen");
+        listen.insert("tcp".into(), tcp.clone().into());
+        listen.insert("http".into(), http.clone().into());
+        listen.insert("peer".into(), peer.clone().into());
+        let mut cluster = table(&mut config, "cluster");
+        cluster.insert(
+            "seeds".into(),
+            toml::Value::Array(seeds.iter().map(|s| s.clone().into()).collect()),
+        );
+        cluster.insert(
+            "rebalance_delay_secs".into(),
+            (self.rebalance_delay_secs as i64).into(),
+        );
+        cluster.insert("placement_interval_ms".into(), 300.into());
+        let mut storage = table(&mut config, "storage");
+        storage.insert("partitions".into(), i64::from(self.partitions).into());
+        let mut log = toml::Table::new();
+        log.insert("level".into(), "warn".into());
+        config.insert("node_id".into(), (id as i64).into());
+        config.insert(
+            "data_dir".into(),
+            dir.join("data").display().to_string().into(),
+        );
+        config.insert("listen".into(), listen.into());
+        config.insert("cluster".into(), cluster.into());
+        config.insert("storage".into(), storage.into());
+        config.insert("log".into(), log.into());
+        Ok(toml::to_string(&config)?)
     }
 
     /// Starts (again) the process of node `index` on its data and ports.
