@@ -432,10 +432,35 @@ pub struct DocText<'a> {
     pub fsync_ms: Option<f64>,
 }
 
+/// Reads a run parameter as text: numbers without a needless ".0", lists joined.
 fn param(run: Option<&RunReport>, key: &str) -> String {
+    fn text(value: &serde_json::Value) -> String {
+        match value {
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 => format!("{}", f as i64),
+                _ => n.to_string(),
+            },
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => {
+                items.iter().map(text).collect::<Vec<_>>().join(", ")
+            }
+            other => other.to_string(),
+        }
+    }
     run.and_then(|r| r.params.get(key))
-        .map(|v| v.to_string().trim_matches('"').to_string())
+        .map(text)
         .unwrap_or_else(|| "?".into())
+}
+
+/// Returns the mean cores other work used during a target's steps.
+fn other_cores(inputs: &Inputs, target: TargetKind) -> Option<f64> {
+    let values: Vec<f64> = inputs
+        .runs
+        .values()
+        .filter(|r| r.target == target)
+        .flat_map(|r| r.steps.iter().filter_map(|s| s.other_cores))
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
 /// Writes the comparison document.
@@ -472,6 +497,25 @@ pub fn document(inputs: &Inputs, text: &DocText) -> String {
         let _ = writeln!(
             out,
             "- one synced 4 KiB write on the data disk: {fsync:.2} ms (measured by the script)"
+        );
+    }
+    let busy: Vec<String> = TARGETS
+        .iter()
+        .filter_map(|t| {
+            Some(format!(
+                "{:.2} during {}",
+                other_cores(inputs, *t)?,
+                t.name()
+            ))
+        })
+        .collect();
+    if !busy.is_empty() {
+        let _ = writeln!(
+            out,
+            "- other work on the machine (builds and tests of other sessions) used, in\n  \
+             cores on average over the measured steps: {}; the servers and the load\n  \
+             generator shared what was left of the 2 cores (the `other` column of the details)",
+            busy.join(", ")
         );
     }
     for target in TARGETS {
@@ -589,6 +633,9 @@ pub fn document(inputs: &Inputs, text: &DocText) -> String {
             ratio(values[0], values[2]),
         );
     }
+    if let Some(notes) = &text.notes {
+        let _ = writeln!(out, "\n{}", notes.trim_end());
+    }
     let _ = writeln!(out, "\n## Details\n");
     for target in TARGETS {
         let _ = writeln!(out, "### {}\n", target.name());
@@ -599,13 +646,10 @@ pub fn document(inputs: &Inputs, text: &DocText) -> String {
             let _ = writeln!(out, "`{workload}`:\n\n```text\n{}```\n", table(run));
         }
     }
-    if let Some(notes) = &text.notes {
-        let _ = writeln!(out, "{}\n", notes.trim_end());
-    }
     let _ = writeln!(out, "## Reproduce\n");
     let _ = writeln!(
         out,
-        "```sh\n{}\n```\n\nThe script installs the Debian packages, builds Chorus in release, starts each\nserver on loopback in turn, runs the same `chorus-bench` commands against it\n(they are printed as it goes) and rewrites this file.",
+        "```sh\n{}\n```\n\nThe script installs the Debian packages, builds Chorus in release, starts each\nserver on loopback in turn, runs the same `chorus-bench` commands against it\n(they are printed as it goes) and rewrites this file. After the release build a\nrun takes 7 to 13 minutes on this machine, about 3 of them creating the 5,000\nChorus users (two argon2 hashes each). Sizes can be changed through the\nenvironment (see the head of the script).",
         text.command
     );
     out
