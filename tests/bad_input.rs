@@ -362,3 +362,26 @@ async fn connections_per_ip_are_limited() {
     let frame = read_frame(&mut third).await.expect("an error frame");
     assert_eq!(error_code(&frame), Some(ErrorCode::RateLimited));
 }
+
+#[tokio::test]
+async fn a_quiet_client_after_login_is_held_to_the_idle_limit_not_the_handshake_limit() {
+    let node = TestNode::start_with(|config| {
+        config.limits.handshake_timeout_secs = 1;
+        config.limits.heartbeat_secs = 2;
+        config.limits.idle_timeout_secs = 30;
+    })
+    .await;
+    node.create_users(&["bob"]).await;
+    let (mut conn, _) = node.login("bob", DeviceClass::Pc, Transport::Tcp).await;
+    // Past the handshake deadline with nothing sent: the connection must live.
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        if let Some(event) = conn
+            .next_event_within(std::time::Duration::from_millis(100))
+            .await
+        {
+            panic!("unexpected event while idle: {event:?}");
+        }
+    }
+    conn.ping().await.unwrap();
+}

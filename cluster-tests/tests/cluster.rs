@@ -223,18 +223,32 @@ async fn the_metadata_leader_killed_during_admin_writes_loses_no_acked_write() {
         }
         created.push(account);
     }
-    let users: Vec<Value> = http
-        .get(&url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let accounts: Vec<&str> = users.iter().filter_map(|u| u["account"].as_str()).collect();
-    for account in &created {
-        assert!(accounts.contains(&account.as_str()), "{account} lost");
+    // The entry node's replica applies the last writes a moment after the
+    // leader acknowledged them: wait for it, within the deadline.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let users: Vec<Value> = http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let accounts: Vec<&str> = users.iter().filter_map(|u| u["account"].as_str()).collect();
+        let missing: Vec<&String> = created
+            .iter()
+            .filter(|a| !accounts.contains(&a.as_str()))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "acknowledged users lost: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -343,7 +357,15 @@ async fn a_fourth_node_joins_and_takes_a_balanced_share_of_replicas() {
         .login(3, peer_account, DeviceClass::Mobile)
         .await
         .unwrap();
-    let history = reader.pull_all(&remote_conv, 0).await.unwrap();
+    // The replica asked may apply the acknowledged message a moment later.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let history = loop {
+        let history = reader.pull_all(&remote_conv, 0).await.unwrap();
+        if !history.is_empty() || tokio::time::Instant::now() > deadline {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         history.iter().map(|m| m.seq).collect::<Vec<_>>(),
         vec![sent.seq]

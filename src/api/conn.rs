@@ -101,6 +101,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 );
                 break;
             }
+            // The login may have completed while we waited with the
+            // handshake deadline: from now on the idle limit applies.
+            Err(_elapsed) if authenticated.load(Ordering::Acquire) => continue,
             Err(_elapsed) => {
                 outbox.close(
                     ErrorCode::Unauthenticated,
