@@ -40,6 +40,17 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("bad request: {e}"))
 }
 
+/// Returns a group's membership as its Raft currently knows it.
+fn current_membership<C: RaftTypeConfig<NodeId = u64, Node = BasicNode>>(
+    raft: &Raft<C>,
+) -> openraft::Membership<u64, BasicNode> {
+    raft.metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .clone()
+}
+
 /// Runs one Raft RPC against a local group.
 async fn raft_rpc<C>(raft: Raft<C>, kind: PeerKind, body: Vec<u8>) -> Result<Vec<u8>, String>
 where
@@ -177,23 +188,14 @@ impl PeerService {
             .register_node(node.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let membership = raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .clone();
+        let membership = current_membership(raft);
         if membership.get_node(&node.node_id).is_none() {
             raft.add_learner(node.node_id, BasicNode::new(node.peer_addr.clone()), true)
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let membership = raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .clone();
+        // Read again: adding the learner changed it.
+        let membership = current_membership(raft);
         let mut voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
         if voters.len() < META_VOTERS && voters.insert(node.node_id) {
             raft.change_membership(voters, false)
