@@ -50,7 +50,8 @@ pub const CF_RAFT_LOG: &str = "raft_log";
 /// Raft state of every group: group id | tag → vote, committed, purged, applied.
 pub const CF_RAFT_STATE: &str = "raft_state";
 
-const ALL_CFS: [&str; 19] = [
+/// Every column family of the metadata group (its snapshots carry all of them).
+pub const META_CFS: [&str; 12] = [
     CF_META_USERS,
     CF_META_ACCOUNTS,
     CF_META_GROUPS,
@@ -63,14 +64,12 @@ const ALL_CFS: [&str; 19] = [
     CF_META_DEPARTMENTS,
     CF_META_DEPARTMENT_MEMBERS,
     CF_META_AUDIT,
-    CF_MSGS,
-    CF_CONV_META,
-    CF_DEDUP,
-    CF_CURSORS,
-    CF_INBOX,
-    CF_RAFT_LOG,
-    CF_RAFT_STATE,
 ];
+
+/// Every column family of a message partition (keys prefixed by the partition).
+pub const PARTITION_CFS: [&str; 5] = [CF_MSGS, CF_CONV_META, CF_DEDUP, CF_CURSORS, CF_INBOX];
+
+const RAFT_CFS: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_STATE];
 
 /// A storage failure; the request fails with INTERNAL and nothing is half-written
 /// because every write is one atomic batch.
@@ -114,7 +113,8 @@ impl Db {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_open_files(2048);
         opts.set_keep_log_file_num(4);
-        let cfs = ALL_CFS.iter().map(|name| {
+        let all = META_CFS.iter().chain(&PARTITION_CFS).chain(&RAFT_CFS);
+        let cfs = all.map(|name| {
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
             ColumnFamilyDescriptor::new(*name, cf_opts)

@@ -266,16 +266,21 @@ impl Cluster {
         self.nodes.iter().filter(|n| n.is_running())
     }
 
-    async fn token(&mut self) -> anyhow::Result<String> {
-        if let Some(token) = &self.token {
-            return Ok(token.clone());
-        }
-        let http = self
+    /// Returns the HTTP address of the first running node.
+    fn any_http(&self) -> anyhow::Result<String> {
+        Ok(self
             .running()
             .next()
             .context("no running node")?
             .http
-            .clone();
+            .clone())
+    }
+
+    async fn token(&mut self) -> anyhow::Result<String> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let http = self.any_http()?;
         let token = self.login_admin(&http).await?;
         self.token = Some(token.clone());
         Ok(token)
@@ -340,12 +345,7 @@ impl Cluster {
     /// Creates users through REST on any running node; returns their ids.
     pub async fn create_users(&mut self, accounts: &[&str]) -> anyhow::Result<Vec<u64>> {
         let token = self.token().await?;
-        let http = self
-            .running()
-            .next()
-            .context("no running node")?
-            .http
-            .clone();
+        let http = self.any_http()?;
         let mut ids = Vec::new();
         for account in accounts {
             let response = self

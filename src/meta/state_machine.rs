@@ -10,6 +10,7 @@ use super::{
     AuditRecord, DepartmentRecord, GroupRecord, Post, TokenRecord, UserRecord, UserUpdate,
     audit_key, pair_key, validate_account,
 };
+use crate::db::META_CFS;
 use crate::db::{
     Batch, CF_META_ACCOUNTS, CF_META_AUDIT, CF_META_DEPARTMENT_MEMBERS, CF_META_DEPARTMENTS,
     CF_META_DEVICE_TOKENS, CF_META_GROUPS, CF_META_NODES, CF_META_PLACEMENT, CF_META_SETTINGS,
@@ -803,23 +804,7 @@ impl Apply<MetaRaftConfig> for MetaApply {
     }
 
     fn key_spaces(&self) -> Vec<(&'static str, Vec<u8>)> {
-        [
-            CF_META_USERS,
-            CF_META_ACCOUNTS,
-            CF_META_GROUPS,
-            CF_META_USER_GROUPS,
-            CF_META_TOKENS,
-            CF_META_DEVICE_TOKENS,
-            CF_META_SETTINGS,
-            CF_META_NODES,
-            CF_META_PLACEMENT,
-            CF_META_DEPARTMENTS,
-            CF_META_DEPARTMENT_MEMBERS,
-            CF_META_AUDIT,
-        ]
-        .into_iter()
-        .map(|cf| (cf, Vec::new()))
-        .collect()
+        META_CFS.into_iter().map(|cf| (cf, Vec::new())).collect()
     }
 }
 

@@ -7,6 +7,7 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 use super::{Command, Keys};
+use crate::db::PARTITION_CFS;
 use crate::db::{Batch, CF_CONV_META, CF_CURSORS, CF_DEDUP, CF_INBOX, CF_MSGS, Db, StorageError};
 use crate::protocol::{ConversationId, pb, store_pb};
 use crate::raft::Apply;
@@ -159,7 +160,7 @@ impl Apply<PartitionRaftConfig> for PartitionApply {
 
     fn key_spaces(&self) -> Vec<(&'static str, Vec<u8>)> {
         let prefix = self.partition.to_be_bytes().to_vec();
-        [CF_MSGS, CF_CONV_META, CF_DEDUP, CF_CURSORS, CF_INBOX]
+        PARTITION_CFS
             .into_iter()
             .map(|cf| (cf, prefix.clone()))
             .collect()
