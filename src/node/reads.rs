@@ -1,6 +1,7 @@
 //! Reads of partition data for a user: pulls, receipts and sync. A node
-//! answers from its own replica when it holds one; otherwise it asks the
-//! partition's leader over a peer link, which answers from its replica.
+//! answers from its own replica when it leads the partition; otherwise it
+//! asks the partition's leader over a peer link, which answers from its
+//! replica, so a client reads every write it was acked.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,7 @@ const DEFAULT_PULL: u32 = 100;
 const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A read that a node without a replica asks a replica to do.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ReadRequest {
     Pull {
         user: u64,
@@ -41,8 +42,19 @@ pub enum ReadResponse {
 }
 
 impl Services {
+    /// Tells whether this node leads a partition. Only the leader's replica
+    /// is sure to hold every acked write (acks follow its apply); a follower
+    /// may lag, so reads elsewhere go to the leader.
+    pub fn leads(&self, partition: u16) -> bool {
+        self.partitions.rafts()[partition as usize]
+            .metrics()
+            .borrow()
+            .current_leader
+            == Some(self.config.node_id)
+    }
+
     /// Tells whether this node holds a voting replica of a partition.
-    pub fn replicates(&self, partition: u16) -> bool {
+    fn holds(&self, partition: u16) -> bool {
         let me = self.config.node_id;
         self.partitions.rafts()[partition as usize]
             .metrics()
@@ -75,13 +87,13 @@ impl Services {
         })
     }
 
-    /// Runs a read where a replica of `partition` is: here, or on its leader.
+    /// Runs a read on the leader of `partition`: here, or over a peer link.
     async fn read_at(
         self: &std::sync::Arc<Self>,
         partition: u16,
         request: ReadRequest,
     ) -> Result<ReadResponse, ProtocolError> {
-        let response = if self.replicates(partition) {
+        let response = if self.leads(partition) {
             self.read_here(request).await
         } else {
             self.read_remote(partition, &request).await?
@@ -95,10 +107,11 @@ impl Services {
         }
     }
 
-    /// Asks the replicas of a partition this node does not hold, the known
-    /// leader first, then the committed placement in order.
+    /// Asks the replicas of a partition, the known leader first, then the
+    /// committed placement in order (a stale answer beats none while the
+    /// leader is unreachable).
     async fn read_remote(
-        &self,
+        self: &std::sync::Arc<Self>,
         partition: u16,
         request: &ReadRequest,
     ) -> Result<ReadResponse, ProtocolError> {
@@ -112,10 +125,17 @@ impl Services {
         let mut last = format!("partition {partition} has no replica to read from");
         let mut tried = Vec::new();
         for node in candidates {
-            if tried.contains(&node) || node == self.config.node_id {
+            if tried.contains(&node) {
                 continue;
             }
             tried.push(node);
+            if node == self.config.node_id {
+                if self.holds(partition) {
+                    // Not the leader, but a replica: read what it has.
+                    return Ok(self.read_here(request.clone()).await);
+                }
+                continue;
+            }
             let Some(addr) = nodes
                 .iter()
                 .find(|n| n.node_id == node)
@@ -180,7 +200,7 @@ impl Services {
         let mut local = Vec::new();
         let mut leaders: BTreeMap<Option<u64>, Vec<u16>> = BTreeMap::new();
         for partition in 0..self.partitions.count() as u16 {
-            if self.replicates(partition) {
+            if self.leads(partition) {
                 local.push(partition);
             } else {
                 let leader = self.partitions.rafts()[partition as usize]
