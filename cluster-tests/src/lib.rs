@@ -117,6 +117,7 @@ impl ClusterBuilder {
                 })
             })
             .await?;
+        cluster.wait_for_view().await?;
         Ok(cluster)
     }
 }
@@ -340,6 +341,27 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until every running node's gossip view holds exactly the
+    /// running nodes, so that all of them place user actors alike.
+    pub async fn wait_for_view(&mut self) -> anyhow::Result<()> {
+        let mut running: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.id)
+            .collect();
+        running.sort_unstable();
+        self.wait_for("every node's view to hold the running nodes", |status| {
+            let mut view: Vec<u64> = status["view"]
+                .as_array()
+                .map(|nodes| nodes.iter().filter_map(|n| n["node_id"].as_u64()).collect())
+                .unwrap_or_default();
+            view.sort_unstable();
+            view == running
+        })
+        .await
     }
 
     /// Creates users through REST on any running node; returns their ids.

@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::metrics as m;
 use super::outbox::Outbox;
 use crate::db;
-use crate::node::Services;
+use crate::node::{Services, SessionRef};
 use crate::partition::{Applied, Command};
 use crate::protocol::{ConversationId, ProtocolError, now_ms, pb, store_pb};
 
@@ -21,7 +21,7 @@ use crate::protocol::{ConversationId, ProtocolError, now_ms, pb, store_pb};
 pub struct Reply {
     pub request_id: u64,
     pub outbox: Outbox,
-    pub session: ActorId,
+    pub session: SessionRef,
 }
 
 impl Reply {
@@ -147,7 +147,7 @@ impl ConversationState {
         &self,
         frame: pb::ServerFrame,
         to: impl IntoIterator<Item = u64>,
-        except: Option<ActorId>,
+        except: Option<SessionRef>,
     ) {
         self.services
             .deliver(frame, to.into_iter().collect(), except);

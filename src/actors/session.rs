@@ -6,15 +6,15 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, rpc::CallResult};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::conversation::{ConversationMsg, Reply, members_for};
+use super::directory::LocalSession;
 use super::outbox::Outbox;
-use super::user::{SessionEntry, UserMsg};
 use crate::auth::Principal;
-use crate::node::Services;
+use crate::node::{HomeOp, Services, SessionRef};
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, now_ms, pb};
 
 use pb::client_frame::Body as In;
@@ -27,8 +27,6 @@ pub enum SessionMsg {
         code: ErrorCode,
         reason: String,
     },
-    /// Re-attaches to the user actor (lease renewal).
-    Lease,
 }
 
 /// What a session starts from.
@@ -48,11 +46,15 @@ pub struct SessionState {
     peer_ip: IpAddr,
     authenticated: Arc<AtomicBool>,
     principal: Option<Principal>,
-    user_actor: Option<ActorRef<UserMsg>>,
-    lease: Option<tokio::task::JoinHandle<()>>,
+    /// This session's id on this node, as user actors know it.
+    id: u64,
+    /// The user this session is registered for, once authenticated.
+    registered: Option<u64>,
 }
 
 const MAX_CLIENT_MSG_ID: usize = 64;
+/// Most users one WatchPresence request may name.
+const MAX_WATCH: usize = 1000;
 
 impl SessionState {
     fn user_id(&self) -> Result<u64, ProtocolError> {
@@ -69,37 +71,107 @@ impl SessionState {
         });
     }
 
+    /// Registers the session on this node and with its user's actor,
+    /// wherever that lives. A failure to reach the user actor is repaired
+    /// by the node's next re-attach round (view change or lease).
     async fn attach(&mut self, myself: &ActorRef<SessionMsg>) -> Result<(), ProtocolError> {
         let principal = self
             .principal
             .as_ref()
             .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
-        let entry = SessionEntry {
-            session: myself.clone(),
-            device_class: principal.device_class,
-            token_digest: principal.token_digest.clone(),
-            outbox: self.outbox.clone(),
-        };
         let user = principal.user.user_id;
-        // A user actor may be stopping as we reach it: forget it and spawn anew.
-        for _ in 0..3 {
-            let actor = self.services.directory.user(user).await?;
-            let attached = actor
-                .call(
-                    |reply| UserMsg::Attach(entry.clone(), reply),
-                    Some(Duration::from_secs(5)),
-                )
-                .await;
-            if let Ok(CallResult::Success(())) = attached {
-                self.user_actor = Some(actor);
-                return Ok(());
-            }
-            self.services.directory.forget(actor.get_id());
+        self.services.directory.add_local(
+            user,
+            LocalSession {
+                id: self.id,
+                session: myself.clone(),
+                device_class: principal.device_class,
+                token_digest: principal.token_digest.clone(),
+                outbox: self.outbox.clone(),
+                watches: Vec::new(),
+                status: (0, 0),
+            },
+        );
+        self.registered = Some(user);
+        let attach = HomeOp::Attach {
+            node: self.services.config.node_id,
+            session: self.id,
+            device_class: principal.device_class as i32,
+            status: (0, 0),
+        };
+        if self.services.home(vec![(user, attach)]).await[0].is_none() {
+            tracing::warn!(
+                user,
+                "user actor unreachable, the next re-attach round retries"
+            );
         }
-        Err(ProtocolError::new(
-            ErrorCode::UnavailableRetry,
-            "could not attach the session",
-        ))
+        Ok(())
+    }
+
+    /// Answers SetPresence and WatchPresence.
+    async fn presence(&mut self, body: In, request_id: u64) -> Result<(), ProtocolError> {
+        let me = self.user_id()?;
+        let node = self.services.config.node_id;
+        let (users, ops): (Vec<u64>, Vec<(u64, HomeOp)>) = match body {
+            In::SetPresence(set) => {
+                let status = pb::PresenceStatus::try_from(set.status)
+                    .ok()
+                    .filter(|s| *s != pb::PresenceStatus::Offline)
+                    .ok_or_else(|| ProtocolError::invalid("status must be online, busy or away"))?;
+                let at = now_ms().max(0) as u64;
+                self.services
+                    .directory
+                    .set_status(me, self.id, (status as i32, at));
+                let op = HomeOp::SetStatus {
+                    status: status as i32,
+                    at,
+                };
+                (vec![me], vec![(me, op)])
+            }
+            In::WatchPresence(watch) => {
+                if watch.user_ids.len() > MAX_WATCH {
+                    return Err(ProtocolError::new(
+                        ErrorCode::TooLarge,
+                        format!("at most {MAX_WATCH} users per request"),
+                    ));
+                }
+                let mut users = watch.user_ids;
+                users.sort_unstable();
+                users.dedup();
+                self.services
+                    .directory
+                    .set_watches(me, self.id, &users, !watch.unwatch);
+                let ops = users
+                    .iter()
+                    .map(|user| {
+                        let op = if watch.unwatch {
+                            HomeOp::Query
+                        } else {
+                            HomeOp::Watch { node, watcher: me }
+                        };
+                        (*user, op)
+                    })
+                    .collect();
+                (users, ops)
+            }
+            _ => return Err(ProtocolError::internal("not a presence request")),
+        };
+        let answers = self.services.home(ops).await;
+        let mut list = Vec::with_capacity(users.len());
+        for (user, status) in users.into_iter().zip(answers) {
+            let status = status.ok_or_else(|| {
+                ProtocolError::new(ErrorCode::UnavailableRetry, "a user actor is unreachable")
+            })?;
+            list.push(pb::Presence {
+                user_id: user,
+                status,
+            });
+        }
+        self.answer(
+            request_id,
+            Out::PresenceList(pb::PresenceList { users: list }),
+        );
+        Ok(())
     }
 
     async fn start_session(
@@ -120,8 +192,6 @@ impl SessionState {
         self.principal = Some(principal);
         self.attach(myself).await?;
         self.authenticated.store(true, Ordering::Release);
-        let lease = Duration::from_secs(self.services.config.auth.session_lease_secs);
-        self.lease = Some(myself.send_interval(lease, || SessionMsg::Lease));
         self.answer(request_id, Out::Session(session));
         Ok(())
     }
@@ -191,12 +261,15 @@ impl SessionState {
                 self.answer(request_id, Out::LoggedOut(pb::LoggedOut {}));
                 self.outbox.close(ErrorCode::Unauthenticated, "logged out");
             }
-            In::Send(send) => self.send(myself, send, request_id).await?,
+            In::Send(send) => self.send(send, request_id).await?,
+            body @ (In::SetPresence(_) | In::WatchPresence(_)) => {
+                self.presence(body, request_id).await?
+            }
             In::Read(read) => {
                 let user = self.user_id()?;
                 let conv: ConversationId = read.conversation.parse()?;
                 let actor = self.services.directory.conversation(conv).await?;
-                let reply = self.reply(myself, request_id);
+                let reply = self.reply(request_id);
                 actor
                     .cast(ConversationMsg::Read {
                         user,
@@ -276,26 +349,24 @@ impl SessionState {
         Ok(())
     }
 
-    fn reply(&self, myself: &ActorRef<SessionMsg>, request_id: u64) -> Reply {
+    fn reply(&self, request_id: u64) -> Reply {
         Reply {
             request_id,
             outbox: self.outbox.clone(),
-            session: myself.get_id(),
+            session: SessionRef {
+                node: self.services.config.node_id,
+                session: self.id,
+            },
         }
     }
 
-    async fn send(
-        &mut self,
-        myself: &ActorRef<SessionMsg>,
-        send: pb::SendMessage,
-        request_id: u64,
-    ) -> Result<(), ProtocolError> {
+    async fn send(&mut self, send: pb::SendMessage, request_id: u64) -> Result<(), ProtocolError> {
         let received = Instant::now();
         let sender = self.user_id()?;
         validate_send(&send, self.services.config.limits.max_text_bytes)?;
         let conv: ConversationId = send.conversation.parse()?;
         let actor = self.services.directory.conversation(conv).await?;
-        let reply = self.reply(myself, request_id);
+        let reply = self.reply(request_id);
         actor
             .cast(ConversationMsg::Send {
                 sender,
@@ -399,13 +470,13 @@ impl Actor for SessionActor {
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
         Ok(SessionState {
-            services: args.services,
             outbox: args.outbox,
             peer_ip: args.peer_ip,
             authenticated: args.authenticated,
             principal: None,
-            user_actor: None,
-            lease: None,
+            id: args.services.directory.next_session_id(),
+            registered: None,
+            services: args.services,
         })
     }
 
@@ -435,27 +506,23 @@ impl Actor for SessionActor {
                 state.principal = None;
                 myself.stop(None);
             }
-            SessionMsg::Lease => {
-                if state.principal.is_some()
-                    && let Err(err) = state.attach(&myself).await
-                {
-                    tracing::warn!(error = %err, "failed to renew session lease");
-                }
-            }
         }
         Ok(())
     }
 
     async fn post_stop(
         &self,
-        myself: ActorRef<SessionMsg>,
+        _myself: ActorRef<SessionMsg>,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(lease) = state.lease.take() {
-            lease.abort();
-        }
-        if let Some(actor) = state.user_actor.take() {
-            let _ = actor.cast(UserMsg::Detach(myself.get_id()));
+        if let Some(user) = state.registered.take() {
+            state.services.directory.remove_local(user, state.id);
+            let detach = HomeOp::Detach {
+                node: state.services.config.node_id,
+                session: state.id,
+            };
+            let services = state.services.clone();
+            tokio::spawn(async move { services.home(vec![(user, detach)]).await });
         }
         Ok(())
     }

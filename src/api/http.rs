@@ -749,13 +749,15 @@ async fn delete_department(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Returns the whole org tree with member counts; any logged-in user.
+/// Returns the whole org tree with member and online counts; any logged-in user.
 async fn department_tree(
     State(services): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Vec<crate::meta::DepartmentNode>> {
     principal(&services, &headers).await?;
-    let tree = blocking(move || Ok(services.meta.department_tree()?)).await?;
+    let online = services.online_counts();
+    let mut tree = blocking(move || Ok(services.meta.department_tree()?)).await?;
+    crate::meta::fill_online(&mut tree, &online);
     Ok(Json(tree))
 }
 

@@ -512,6 +512,36 @@ impl Connection {
         }
     }
 
+    /// Sets this user's status (online, busy, away) on all devices.
+    pub async fn set_presence(
+        &self,
+        status: pb::PresenceStatus,
+    ) -> Result<pb::PresenceList, ClientError> {
+        let set = pb::SetPresence {
+            status: status as i32,
+        };
+        match self.request(Req::SetPresence(set)).await? {
+            Resp::PresenceList(list) => Ok(list),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Starts (or stops) watching users' presence; returns their presence now.
+    pub async fn watch_presence(
+        &self,
+        users: &[u64],
+        unwatch: bool,
+    ) -> Result<pb::PresenceList, ClientError> {
+        let watch = pb::WatchPresence {
+            user_ids: users.to_vec(),
+            unwatch,
+        };
+        match self.request(Req::WatchPresence(watch)).await? {
+            Resp::PresenceList(list) => Ok(list),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), ClientError> {
         self.request(Req::Ping(pb::Ping {})).await.map(|_| ())
     }

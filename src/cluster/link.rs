@@ -41,12 +41,16 @@ pub enum PeerKind {
     Propose = 4,
     /// A new node asks to join the cluster.
     Join = 5,
-    /// Frames for users whose sessions may be on the receiving node.
+    /// Frames for users homed on the receiving node (routed).
     Deliver = 6,
     /// A revoked token whose sessions may be on the receiving node.
     Revoke = 7,
     /// A read of partition data, for a node that holds a replica.
     Read = 8,
+    /// Operations on user actors homed on the receiving node (routed).
+    Home = 9,
+    /// Frames for sessions on the receiving node (the last hop of a delivery).
+    Push = 10,
 }
 
 impl PeerKind {
@@ -60,6 +64,8 @@ impl PeerKind {
             6 => PeerKind::Deliver,
             7 => PeerKind::Revoke,
             8 => PeerKind::Read,
+            9 => PeerKind::Home,
+            10 => PeerKind::Push,
             _ => return None,
         })
     }
@@ -74,6 +80,8 @@ impl PeerKind {
             PeerKind::Deliver => "deliver",
             PeerKind::Revoke => "revoke",
             PeerKind::Read => "read",
+            PeerKind::Home => "home",
+            PeerKind::Push => "push",
         }
     }
 }

@@ -15,6 +15,30 @@ pub const RAFT_LEADERS: &str = "chorus_raft_groups_led";
 /// Partition replica changes made by the placement controller.
 pub const PLACEMENT_CHANGES: &str = "chorus_placement_changes_total";
 
+/// Ready nodes in this node's membership view.
+pub const GOSSIP_LIVE_NODES: &str = "chorus_gossip_live_nodes";
+/// Nodes the gossip failure detector holds dead (not yet forgotten).
+pub const GOSSIP_DEAD_NODES: &str = "chorus_gossip_dead_nodes";
+/// Membership views published (each re-places soft actors).
+pub const GOSSIP_VIEW_CHANGES: &str = "chorus_gossip_view_changes_total";
+/// Routed user envelopes this node did not own, by outcome (forwarded, redirected).
+pub const ROUTING_MISSES: &str = "chorus_routing_misses_total";
+
+/// Registers help texts for the gossip and routing metrics.
+pub fn describe_membership() {
+    metrics::describe_gauge!(GOSSIP_LIVE_NODES, "Ready nodes in this node's view");
+    metrics::describe_gauge!(GOSSIP_DEAD_NODES, "Nodes gossip holds dead");
+    metrics::describe_counter!(GOSSIP_VIEW_CHANGES, "Membership views published");
+    metrics::describe_counter!(
+        ROUTING_MISSES,
+        "Routed user envelopes this node did not own, by outcome"
+    );
+    metrics::gauge!(GOSSIP_DEAD_NODES).set(0.0);
+    metrics::counter!(GOSSIP_VIEW_CHANGES).increment(0);
+    metrics::counter!(ROUTING_MISSES, "outcome" => "forwarded").increment(0);
+    metrics::counter!(ROUTING_MISSES, "outcome" => "redirected").increment(0);
+}
+
 /// Registers help texts for the metrics above.
 pub fn describe() {
     metrics::describe_gauge!(

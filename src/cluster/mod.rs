@@ -1,11 +1,14 @@
-//! The cluster plane: peer links between nodes, placement of partition
-//! replicas by rendezvous hashing, and the controller that applies it.
+//! The cluster plane: gossip membership, peer links between nodes,
+//! placement of partition replicas by rendezvous hashing, and the
+//! controller that applies it.
 
 mod link;
+mod membership;
 pub mod metrics;
 pub mod placement;
 pub mod ring;
 mod tls;
 
 pub use link::{LinkError, PeerHandler, PeerKind, PeerLinks, serve};
+pub use membership::{Member, Membership, MembershipSettings, View};
 pub use tls::{PEER_NAME, PeerTls, peer_tls};

@@ -17,6 +17,11 @@ pub fn replicas(key: u64, nodes: &[u64], count: usize) -> Vec<u64> {
     ranked.into_iter().take(count).map(|(_, n)| n).collect()
 }
 
+/// Returns the node with the highest weight for `key`, if there is any.
+pub fn owner(key: u64, nodes: impl IntoIterator<Item = u64>) -> Option<u64> {
+    nodes.into_iter().max_by_key(|n| (weight(key, *n), *n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +54,15 @@ mod tests {
             let (b, a) = (replicas(key, &before, 1), replicas(key, &after, 1));
             b == a || a == vec![10]
         }));
+    }
+
+    #[test]
+    fn the_owner_is_the_first_replica() {
+        let nodes = [7, 3, 11, 5];
+        for key in 0..1_000u64 {
+            assert_eq!(owner(key, nodes), Some(replicas(key, &nodes, 1)[0]));
+        }
+        assert_eq!(owner(1, []), None);
     }
 
     #[test]

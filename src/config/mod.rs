@@ -154,6 +154,12 @@ pub struct ClusterConfig {
     /// Mutual TLS on peer links; without it they are plain TCP (dev only).
     #[serde(default)]
     pub tls: Option<PeerTlsConfig>,
+    /// How often gossip (UDP, on the peer port) exchanges node state.
+    #[serde(default = "default_gossip_interval_ms")]
+    pub gossip_interval_ms: u64,
+    /// How long a dead node's gossip state is kept before it is forgotten.
+    #[serde(default = "default_dead_node_grace_secs")]
+    pub dead_node_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +210,12 @@ fn default_rebalance_delay_secs() -> u64 {
 }
 fn default_peer_timeout_ms() -> u64 {
     5000
+}
+fn default_gossip_interval_ms() -> u64 {
+    500
+}
+fn default_dead_node_grace_secs() -> u64 {
+    3600
 }
 fn default_max_frame_bytes() -> usize {
     64 * 1024
@@ -331,8 +343,10 @@ impl NodeConfig {
         if !(1..=7).contains(&c.replication_factor) {
             return invalid("cluster.replication_factor must be between 1 and 7");
         }
-        if c.placement_interval_ms == 0 || c.peer_timeout_ms == 0 {
-            return invalid("cluster.placement_interval_ms and peer_timeout_ms must be positive");
+        if c.placement_interval_ms == 0 || c.peer_timeout_ms == 0 || c.gossip_interval_ms == 0 {
+            return invalid(
+                "cluster.placement_interval_ms, peer_timeout_ms and gossip_interval_ms must be positive",
+            );
         }
         if !(1..=4096).contains(&self.storage.partitions) {
             return invalid("storage.partitions must be between 1 and 4096");

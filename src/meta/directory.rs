@@ -19,7 +19,23 @@ pub struct DepartmentNode {
     pub member_count: u64,
     /// Posts held in this department and every department below it.
     pub total_count: u64,
+    /// Online users holding a post in this department, cluster-wide.
+    pub online_count: u64,
+    /// Online posts in this department and every department below it.
+    pub online_total: u64,
     pub children: Vec<DepartmentNode>,
+}
+
+/// Fills in the online counts of a tree from per-department counts;
+/// returns the online total of the forest.
+pub fn fill_online(tree: &mut [DepartmentNode], online: &HashMap<u64, u64>) -> u64 {
+    let mut sum = 0;
+    for node in tree {
+        node.online_count = online.get(&node.department_id).copied().unwrap_or(0);
+        node.online_total = node.online_count + fill_online(&mut node.children, online);
+        sum += node.online_total;
+    }
+    sum
 }
 
 /// Builds the forest of departments under the root (parent 0), children
@@ -76,6 +92,8 @@ fn subtree(
             order: department.order,
             member_count,
             total_count,
+            online_count: 0,
+            online_total: 0,
             children: kids,
         });
     }

@@ -19,7 +19,7 @@ use crate::db::{
 use crate::protocol::{ErrorCode, ProtocolError, now_ms, store_pb};
 use crate::raft::{self, GroupStateMachine, META_GROUP, RaftHost};
 
-pub use directory::DepartmentNode;
+pub use directory::{DepartmentNode, fill_online};
 pub use state_machine::{
     MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement, Refusal,
 };

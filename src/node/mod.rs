@@ -8,10 +8,10 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::actors::{ConversationMsg, Directory, UserMsg};
+use crate::actors::{ConversationMsg, Directory};
 use crate::api::{self, ConnLimiter};
 use crate::auth::Auth;
-use crate::cluster::{self, PeerLinks};
+use crate::cluster::{self, Membership, MembershipSettings, PeerLinks};
 use crate::config::NodeConfig;
 use crate::db::{self, Db, StorageError};
 use crate::meta::{GroupRecord, Meta, NodeRecord, UserRecord};
@@ -23,6 +23,9 @@ mod metrics;
 mod peer;
 mod process;
 mod reads;
+mod routing;
+
+pub use routing::{HomeOp, SessionRef};
 
 /// Listen backlog: bursts of (re)connecting clients must not overflow it.
 const LISTEN_BACKLOG: u32 = 4096;
@@ -77,102 +80,10 @@ pub struct Services {
     pub limiter: ConnLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub links: PeerLinks,
-}
-
-/// Frames for users wherever their sessions are: one envelope per node
-/// (`PeerKind::Deliver`), encoded once for all of that node's recipients.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Delivery {
-    pub to: Vec<u64>,
-    pub frame: crate::protocol::pb::ServerFrame,
-}
-
-/// A revoked token, for the node that holds its sessions (`PeerKind::Revoke`).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Revocation {
-    pub user: u64,
-    pub token_digest: Vec<u8>,
-    pub code: i32,
-    pub reason: String,
+    pub membership: Membership,
 }
 
 impl Services {
-    /// Ends the live sessions that hold a revoked token, on every node.
-    pub fn revoked(&self, user: u64, token_digest: Vec<u8>, code: ErrorCode, reason: &str) {
-        self.revoked_here(user, token_digest.clone(), code, reason);
-        let revocation = Revocation {
-            user,
-            token_digest,
-            code: code as i32,
-            reason: reason.to_string(),
-        };
-        self.broadcast(cluster::PeerKind::Revoke, &revocation);
-    }
-
-    /// Ends this node's sessions that hold a revoked token.
-    pub fn revoked_here(&self, user: u64, token_digest: Vec<u8>, code: ErrorCode, reason: &str) {
-        if let Some(actor) = self.directory.online_user(user) {
-            let _ = actor.cast(UserMsg::Revoked {
-                token_digest,
-                code,
-                reason: reason.to_string(),
-            });
-        }
-    }
-
-    /// Pushes a frame to the users' sessions on this node and on every other.
-    pub fn deliver(
-        &self,
-        frame: crate::protocol::pb::ServerFrame,
-        to: Vec<u64>,
-        except: Option<ractor::ActorId>,
-    ) {
-        let shared = Arc::new(crate::protocol::SharedFrame::new(frame.clone()));
-        self.push_here(&shared, &to, except);
-        self.broadcast(cluster::PeerKind::Deliver, &Delivery { to, frame });
-    }
-
-    /// Pushes a frame to the users' sessions on this node.
-    pub fn push_here(
-        &self,
-        frame: &Arc<crate::protocol::SharedFrame>,
-        to: &[u64],
-        except: Option<ractor::ActorId>,
-    ) {
-        for user in to {
-            if let Some(actor) = self.directory.online_user(*user) {
-                let _ = actor.cast(UserMsg::Push {
-                    frame: frame.clone(),
-                    except,
-                });
-            }
-        }
-    }
-
-    /// Sends a request to every other node, without waiting for answers.
-    fn broadcast<T: serde::Serialize>(&self, kind: cluster::PeerKind, body: &T) {
-        let Ok(nodes) = self.meta.nodes() else { return };
-        let others: Vec<String> = nodes
-            .into_iter()
-            .filter(|n| n.node_id != self.config.node_id)
-            .map(|n| n.peer_addr)
-            .collect();
-        if others.is_empty() {
-            return;
-        }
-        let Ok(payload) = serde_json::to_vec(body) else {
-            return;
-        };
-        for addr in others {
-            let (links, payload) = (self.links.clone(), payload.clone());
-            tokio::spawn(async move {
-                if let Err(err) = links.call(&addr, kind, payload).await {
-                    tracing::debug!(peer = %addr, error = %err, "broadcast to peer failed");
-                }
-            });
-        }
-    }
-
     /// Changes a group's members on behalf of `actor`, who must own the group
     /// or be an admin.
     pub async fn change_members(
@@ -214,6 +125,11 @@ pub struct ClusterStatus {
     pub partitions: Vec<PartitionStatus>,
     /// Live user and conversation actors on this node.
     pub actors: (usize, usize),
+    /// The ready nodes in this node's gossip view, and the view's id.
+    pub view: Vec<cluster::Member>,
+    pub view_id: u64,
+    /// Online users by department, cluster-wide (0: everyone).
+    pub online: std::collections::BTreeMap<u64, u64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -231,6 +147,7 @@ impl Services {
     /// Returns the cluster as this node's replicas see it.
     pub async fn cluster_status(&self) -> Result<ClusterStatus, ProtocolError> {
         let meta_metrics = self.meta.raft().metrics().borrow().clone();
+        let view = self.membership.view();
         let mut partitions = Vec::new();
         for (index, raft) in self.partitions.rafts().iter().enumerate() {
             let metrics = raft.metrics().borrow().clone();
@@ -255,6 +172,9 @@ impl Services {
                 .collect(),
             partitions,
             actors: self.directory.counts(),
+            view: view.nodes.values().cloned().collect(),
+            view_id: view.id,
+            online: self.online_counts().into_iter().collect(),
         })
     }
 
@@ -384,6 +304,20 @@ impl Node {
             links.clone(),
         ));
         tasks.spawn(cluster::serve(peer, peer_tls, peers.clone(), stop.clone()));
+        let membership = Membership::start(
+            MembershipSettings {
+                node_id: config.node_id,
+                peer_addr,
+                tcp_addr,
+                http_addr,
+                seeds: config.cluster.seeds.clone(),
+                gossip_interval: Duration::from_millis(config.cluster.gossip_interval_ms),
+                dead_node_grace: Duration::from_secs(config.cluster.dead_node_grace_secs),
+            },
+            stop.clone(),
+        )
+        .await
+        .map_err(|e| setup(&e))?;
         let joined = meta.raft().is_initialized().await.map_err(|e| setup(&e))?;
         if !joined {
             peer::join(&links, &config.cluster.seeds, &me)
@@ -425,6 +359,7 @@ impl Node {
             metrics: api::metrics::install(),
             config: config.clone(),
             links: links.clone(),
+            membership: membership.clone(),
         });
         peers.set_services(services.clone());
         directory.bind(&services);
@@ -453,6 +388,8 @@ impl Node {
         ));
         tasks.spawn(api::http::serve(http, tls, services.clone(), stop.clone()));
         tasks.spawn(process::sample(stop.clone()));
+        tasks.spawn(routing::run(services.clone(), stop.clone()));
+        membership.set_ready(true).await;
         tracing::info!(node = config.node_id, %tcp_addr, %http_addr, %peer_addr, tls = config.tls.is_some(), "node ready");
         Ok(Node {
             services,
@@ -482,9 +419,13 @@ impl Node {
         self.stop.cancelled().await
     }
 
-    /// Stops accepting, closes live connections, and waits for the listeners.
+    /// Leaves the membership view (peers take over this node's user
+    /// actors), stops accepting, closes live connections, and waits for the
+    /// listeners.
     pub async fn shutdown(mut self) {
+        self.services.membership.leave().await;
         self.stop.cancel();
+        self.services.membership.shutdown().await;
         while self.tasks.join_next().await.is_some() {}
         for raft in self.services.partitions.rafts() {
             let _ = raft.shutdown().await;

@@ -11,11 +11,12 @@ use openraft::{BasicNode, Raft, RaftTypeConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Delivery, Revocation, Services};
+use super::Services;
+use super::routing::Revocation;
 use crate::cluster::{PeerHandler, PeerKind, PeerLinks};
 use crate::meta::{Meta, NodeRecord};
 use crate::partition::Partitions;
-use crate::protocol::{ErrorCode, SharedFrame};
+use crate::protocol::ErrorCode;
 use crate::raft::{META_GROUP, split_group_payload};
 
 /// How long a joining node keeps asking its seeds.
@@ -124,11 +125,13 @@ impl PeerService {
     ) -> Result<Vec<u8>, String> {
         match kind {
             PeerKind::Join => return self.join(parse(&payload)?).await.map(|()| b"{}".to_vec()),
-            PeerKind::Deliver => {
-                let delivery: Delivery = parse(&payload)?;
-                let frame = Arc::new(SharedFrame::new(delivery.frame));
-                self.services()?.push_here(&frame, &delivery.to, None);
+            PeerKind::Deliver | PeerKind::Push => {
+                self.services()?.delivery_envelope(kind, &payload)?;
                 return Ok(b"{}".to_vec());
+            }
+            PeerKind::Home => {
+                let services = self.services()?.clone();
+                return services.home_envelope(&payload).await;
             }
             PeerKind::Read => {
                 let services = self.services()?.clone();
@@ -140,7 +143,7 @@ impl PeerService {
                     ErrorCode::try_from(revocation.code).unwrap_or(ErrorCode::Unauthenticated);
                 self.services()?.revoked_here(
                     revocation.user,
-                    revocation.token_digest,
+                    &revocation.token_digest,
                     code,
                     &revocation.reason,
                 );

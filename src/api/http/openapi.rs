@@ -400,7 +400,7 @@ fn schemas() -> Value {
         }), &[]),
         "DepartmentNode": object(json!({
             "department_id": int, "parent_id": int, "name": string, "order": int,
-            "member_count": int, "total_count": int, "children": array_of("DepartmentNode"),
+            "member_count": int, "total_count": int, "online_count": int, "online_total": int, "children": array_of("DepartmentNode"),
         }), &[]),
         "CreateDepartment": object(json!({ "name": string, "parent_id": int, "order": int }), &["name"]),
         "UpdateDepartment": object(json!({ "name": string, "order": int }), &[]),

@@ -1,0 +1,424 @@
+//! Gossip membership (chitchat over UDP, on the peer port's number). Each
+//! node publishes its addresses, its readiness and small per-node facts
+//! (online counts); a node is live only while it says it is ready. The
+//! ready, live nodes form the [`View`] that soft actors are placed over;
+//! a new view is published only after membership has been quiet for a
+//! debounce period, so a flapping node does not move every user twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chitchat::transport::UdpTransport;
+use chitchat::{
+    ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, ProtocolVersion,
+    spawn_chitchat,
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics as m;
+use super::ring;
+
+const KEY_READY: &str = "ready";
+const KEY_TCP: &str = "tcp";
+const KEY_HTTP: &str = "http";
+const KEY_PEER: &str = "peer";
+
+/// A node as gossip describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    pub node_id: u64,
+    pub generation: u64,
+    pub peer_addr: String,
+    pub tcp_addr: String,
+    pub http_addr: String,
+}
+
+/// The ready nodes as this node sees them. `id` is a digest of the node
+/// set, so two nodes with the same set have the same id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    pub id: u64,
+    pub nodes: BTreeMap<u64, Member>,
+}
+
+impl View {
+    fn new(nodes: BTreeMap<u64, Member>) -> View {
+        let ids: Vec<u64> = nodes.keys().copied().collect();
+        View {
+            id: view_id(&ids),
+            nodes,
+        }
+    }
+
+    /// Returns the node that owns `key` in this view, if the view has any.
+    pub fn owner(&self, key: u64) -> Option<u64> {
+        ring::owner(key, self.nodes.keys().copied())
+    }
+
+    /// Returns a node's peer address, if it is in the view.
+    pub fn peer_addr(&self, node_id: u64) -> Option<&str> {
+        self.nodes.get(&node_id).map(|m| m.peer_addr.as_str())
+    }
+}
+
+fn view_id(ids: &[u64]) -> u64 {
+    // FNV-1a over the sorted ids: stable across nodes and processes.
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for id in ids {
+        for byte in id.to_be_bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// What gossip is started with.
+pub struct MembershipSettings {
+    pub node_id: u64,
+    /// This node's peer address; gossip binds UDP on the same address.
+    pub peer_addr: SocketAddr,
+    pub tcp_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// Peer addresses of other nodes (their gossip listens on the same ports).
+    pub seeds: Vec<String>,
+    pub gossip_interval: Duration,
+    pub dead_node_grace: Duration,
+}
+
+/// Why gossip could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to start gossip on udp {addr}: {reason}")]
+pub struct MembershipError {
+    addr: SocketAddr,
+    reason: String,
+}
+
+/// A handle on this node's gossip. Cheap to clone.
+#[derive(Clone)]
+pub struct Membership {
+    node_id: u64,
+    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+    handle: Arc<tokio::sync::Mutex<Option<ChitchatHandle>>>,
+    live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
+    view: watch::Receiver<Arc<View>>,
+    gossip_interval: Duration,
+}
+
+impl Membership {
+    /// Starts gossiping, not ready yet: other nodes see this node but place
+    /// nothing on it until [`Membership::set_ready`].
+    pub async fn start(
+        settings: MembershipSettings,
+        stop: CancellationToken,
+    ) -> Result<Membership, MembershipError> {
+        let generation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let id = ChitchatId::new(settings.node_id.to_string(), generation, settings.peer_addr);
+        let failure_detector_config = FailureDetectorConfig {
+            // Declares a silent node dead after about ten gossip intervals.
+            phi_threshold: 5.0,
+            initial_interval: settings.gossip_interval,
+            max_interval: settings.gossip_interval * 20,
+            dead_node_grace_period: settings.dead_node_grace,
+            ..Default::default()
+        };
+        let config = ChitchatConfig {
+            chitchat_id: id,
+            cluster_id: "chorus".to_string(),
+            gossip_interval: settings.gossip_interval,
+            listen_addr: settings.peer_addr,
+            seed_nodes: settings.seeds.clone(),
+            failure_detector_config,
+            marked_for_deletion_grace_period: settings.dead_node_grace,
+            catchup_callback: None,
+            extra_liveness_predicate: Some(Box::new(|state: &NodeState| {
+                state.get(KEY_READY) == Some("true")
+            })),
+            protocol_version: ProtocolVersion::V0,
+        };
+        let initial = vec![
+            (KEY_READY.to_string(), "false".to_string()),
+            (KEY_TCP.to_string(), settings.tcp_addr.to_string()),
+            (KEY_HTTP.to_string(), settings.http_addr.to_string()),
+            (KEY_PEER.to_string(), settings.peer_addr.to_string()),
+        ];
+        let handle = spawn_chitchat(config, initial, &UdpTransport)
+            .await
+            .map_err(|e| MembershipError {
+                addr: settings.peer_addr,
+                reason: e.to_string(),
+            })?;
+        let chitchat = handle.chitchat();
+        let live = chitchat.lock().await.live_nodes_watcher();
+        let (view_tx, view) = watch::channel(Arc::new(View::default()));
+        tokio::spawn(publish_views(
+            live.clone(),
+            chitchat.clone(),
+            view_tx,
+            settings.gossip_interval * 2,
+            stop,
+        ));
+        Ok(Membership {
+            node_id: settings.node_id,
+            chitchat,
+            handle: Arc::new(tokio::sync::Mutex::new(Some(handle))),
+            live,
+            view,
+            gossip_interval: settings.gossip_interval,
+        })
+    }
+
+    /// Returns the current view of ready nodes.
+    pub fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
+    }
+
+    /// Returns a receiver that sees every new view.
+    pub fn watch(&self) -> watch::Receiver<Arc<View>> {
+        self.view.clone()
+    }
+
+    /// Returns the owner of `key`: its node in the current view, or this
+    /// node while the view is empty (alone, or still starting).
+    pub fn owner(&self, key: u64) -> u64 {
+        self.view.borrow().owner(key).unwrap_or(self.node_id)
+    }
+
+    /// Says whether this node takes clients and soft actors.
+    pub async fn set_ready(&self, ready: bool) {
+        self.chitchat
+            .lock()
+            .await
+            .self_node_state()
+            .set(KEY_READY, if ready { "true" } else { "false" });
+    }
+
+    /// Publishes this node's values under `prefix`, replacing the previous
+    /// ones: keys missing from `values` are deleted.
+    pub async fn publish(&self, prefix: &str, values: &HashMap<String, String>) {
+        let mut chitchat = self.chitchat.lock().await;
+        let state = chitchat.self_node_state();
+        let stale: Vec<String> = state
+            .key_values()
+            .filter(|(k, _)| {
+                k.strip_prefix(prefix)
+                    .is_some_and(|rest| !values.contains_key(rest))
+            })
+            .map(|(k, _)| k.to_string())
+            .collect();
+        for key in stale {
+            state.delete(&key);
+        }
+        for (key, value) in values {
+            let full = format!("{prefix}{key}");
+            if state.get(&full) != Some(value.as_str()) {
+                state.set(full, value);
+            }
+        }
+    }
+
+    /// Sums the integer values published under `prefix` by the nodes of the
+    /// current view, by key (without the prefix).
+    pub fn sum(&self, prefix: &str) -> HashMap<String, i64> {
+        let view = self.view();
+        let mut sums: HashMap<String, i64> = HashMap::new();
+        for (_, state) in newest_generations(&self.live.borrow()) {
+            let Some(node) = node_of(&state) else {
+                continue;
+            };
+            if !view.nodes.contains_key(&node) {
+                continue;
+            }
+            for (key, value) in state.key_values() {
+                if let (Some(rest), Ok(n)) = (key.strip_prefix(prefix), value.parse::<i64>()) {
+                    *sums.entry(rest.to_string()).or_default() += n;
+                }
+            }
+        }
+        sums
+    }
+
+    /// Leaves gracefully: says not ready and waits two gossip rounds so
+    /// that peers move this node's soft actors before it goes.
+    pub async fn leave(&self) {
+        self.set_ready(false).await;
+        tokio::time::sleep(self.gossip_interval * 2).await;
+    }
+
+    /// Stops gossiping.
+    pub async fn shutdown(&self) {
+        if let Some(handle) = self.handle.lock().await.take() {
+            let _ = handle.shutdown().await;
+        }
+    }
+}
+
+fn node_of(state: &NodeState) -> Option<u64> {
+    state.chitchat_id().node_id.parse().ok()
+}
+
+/// Keeps, for each node id, only its newest generation: a restarted node's
+/// old incarnation lingers in gossip until it is declared dead.
+fn newest_generations(
+    live: &BTreeMap<ChitchatId, NodeState>,
+) -> impl Iterator<Item = (u64, NodeState)> + use<> {
+    let mut newest: HashMap<u64, (u64, NodeState)> = HashMap::new();
+    for (id, state) in live {
+        let Ok(node) = id.node_id.parse::<u64>() else {
+            continue;
+        };
+        match newest.get(&node) {
+            Some((generation, _)) if *generation >= id.generation_id => {}
+            _ => {
+                newest.insert(node, (id.generation_id, state.clone()));
+            }
+        }
+    }
+    newest.into_iter().map(|(node, (_, state))| (node, state))
+}
+
+fn members(live: &BTreeMap<ChitchatId, NodeState>) -> BTreeMap<u64, Member> {
+    newest_generations(live)
+        .filter_map(|(node, state)| {
+            Some((
+                node,
+                Member {
+                    node_id: node,
+                    generation: state.chitchat_id().generation_id,
+                    peer_addr: state.get(KEY_PEER)?.to_string(),
+                    tcp_addr: state.get(KEY_TCP)?.to_string(),
+                    http_addr: state.get(KEY_HTTP)?.to_string(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Rebuilds the view when the set of ready nodes changes and then stays
+/// unchanged for `debounce`. The first view is published at once.
+async fn publish_views(
+    mut live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
+    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+    view_tx: watch::Sender<Arc<View>>,
+    debounce: Duration,
+    stop: CancellationToken,
+) {
+    m::describe_membership();
+    loop {
+        let candidate = members(&live.borrow_and_update());
+        let current = view_tx.borrow().clone();
+        let dead = chitchat.lock().await.dead_nodes().count();
+        metrics::gauge!(m::GOSSIP_DEAD_NODES).set(dead as f64);
+        if candidate != current.nodes {
+            let settled = current.nodes.is_empty()
+                || tokio::select! {
+                    _ = stop.cancelled() => return,
+                    changed = tokio::time::timeout(debounce, live.changed()) => changed.is_err(),
+                };
+            if settled {
+                let view = View::new(candidate);
+                tracing::info!(view = view.id, nodes = ?view.nodes.keys().collect::<Vec<_>>(), "membership view changed");
+                metrics::gauge!(m::GOSSIP_LIVE_NODES).set(view.nodes.len() as f64);
+                metrics::counter!(m::GOSSIP_VIEW_CHANGES).increment(1);
+                view_tx.send_replace(Arc::new(view));
+            }
+            // Not settled: something changed again, look at it afresh.
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = live.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(port: u16, seeds: Vec<String>) -> MembershipSettings {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        MembershipSettings {
+            node_id: u64::from(port),
+            peer_addr: addr,
+            tcp_addr: addr,
+            http_addr: addr,
+            seeds,
+            gossip_interval: Duration::from_millis(50),
+            dead_node_grace: Duration::from_secs(60),
+        }
+    }
+
+    fn free_udp_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[test]
+    fn view_ids_depend_only_on_the_node_set() {
+        assert_eq!(view_id(&[1, 2, 3]), view_id(&[1, 2, 3]));
+        assert_ne!(view_id(&[1, 2, 3]), view_id(&[1, 2]));
+    }
+
+    #[tokio::test]
+    async fn nodes_enter_the_view_when_ready_and_leave_it_when_not() {
+        let stop = CancellationToken::new();
+        let (p1, p2) = (free_udp_port(), free_udp_port());
+        let a = Membership::start(settings(p1, vec![]), stop.clone())
+            .await
+            .unwrap();
+        let b = Membership::start(settings(p2, vec![format!("127.0.0.1:{p1}")]), stop.clone())
+            .await
+            .unwrap();
+        a.set_ready(true).await;
+        wait_for("a sees itself", || a.view().nodes.len() == 1).await;
+        // b gossips but is not ready: nobody places anything on it.
+        wait_for("b sees a", || b.view().nodes.keys().eq([&u64::from(p1)])).await;
+        b.set_ready(true).await;
+        wait_for("both see both", || {
+            a.view().nodes.len() == 2 && b.view().nodes.len() == 2
+        })
+        .await;
+        assert_eq!(a.view().id, b.view().id);
+
+        let mut counts = HashMap::new();
+        counts.insert("7".to_string(), "2".to_string());
+        a.publish("online:", &counts).await;
+        counts.insert("7".to_string(), "3".to_string());
+        counts.insert("9".to_string(), "1".to_string());
+        b.publish("online:", &counts).await;
+        wait_for("sums", || {
+            let sums = a.sum("online:");
+            sums.get("7") == Some(&5) && sums.get("9") == Some(&1)
+        })
+        .await;
+        counts.remove("9");
+        b.publish("online:", &counts).await;
+        wait_for("deleted keys drop out", || {
+            !a.sum("online:").contains_key("9")
+        })
+        .await;
+
+        b.leave().await;
+        wait_for("a drops b", || a.view().nodes.len() == 1).await;
+        stop.cancel();
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+}

@@ -1,0 +1,456 @@
+//! Routing to user actors. A user's actor lives on the node the ring picks
+//! over the membership view (its home); sessions live where their
+//! connection landed. Pushes go conversation → each recipient's home (one
+//! envelope per home node) → the nodes holding their sessions (one envelope
+//! per node, the frame encoded once). Routed envelopes carry the sender's
+//! `(view_id, hops)`: a node that does not own a user forwards (at most
+//! twice), so views that briefly disagree still deliver.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::Services;
+use crate::actors::UserMsg;
+use crate::cluster::{PeerKind, metrics as cm};
+use crate::protocol::{ErrorCode, SharedFrame, pb};
+
+/// Most times a routed envelope is forwarded before it is refused.
+const MAX_HOPS: u8 = 2;
+/// Gossip key prefix of the per-department online counts.
+const ONLINE_PREFIX: &str = "online:";
+
+/// A session anywhere in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRef {
+    pub node: u64,
+    pub session: u64,
+}
+
+/// An operation on a user's home actor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum HomeOp {
+    /// A session of the user is live on `node` (sent again on every lease).
+    Attach {
+        node: u64,
+        session: u64,
+        device_class: i32,
+        /// The status this session last set and when (ms), 0 if none: a
+        /// rebuilt user actor takes the newest of its sessions' statuses.
+        status: (i32, u64),
+    },
+    Detach {
+        node: u64,
+        session: u64,
+    },
+    /// `watcher`, with a session on `node`, watches the user's presence.
+    Watch {
+        node: u64,
+        watcher: u64,
+    },
+    Unwatch {
+        node: u64,
+        watcher: u64,
+    },
+    /// Sets the status, at `at` ms (the newest setting wins).
+    SetStatus {
+        status: i32,
+        at: u64,
+    },
+    /// Only asks for the presence.
+    Query,
+}
+
+/// Operations for users homed on the receiving node (`PeerKind::Home`).
+#[derive(Debug, Serialize, Deserialize)]
+struct HomeEnvelope {
+    view_id: u64,
+    hops: u8,
+    ops: Vec<(u64, HomeOp)>,
+}
+
+/// A frame for users: routed to their homes (`PeerKind::Deliver`) or, on
+/// the last hop, for their sessions on the receiving node (`PeerKind::Push`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Delivery {
+    pub view_id: u64,
+    pub hops: u8,
+    pub to: Vec<u64>,
+    pub frame: pb::ServerFrame,
+    pub except: Option<SessionRef>,
+}
+
+/// A revoked token, for the node that holds its sessions (`PeerKind::Revoke`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Revocation {
+    pub user: u64,
+    pub token_digest: Vec<u8>,
+    pub code: i32,
+    pub reason: String,
+}
+
+impl Services {
+    fn node_id(&self) -> u64 {
+        self.config.node_id
+    }
+
+    /// Groups users by their home node in the current view.
+    fn by_home(&self, users: impl IntoIterator<Item = u64>) -> HashMap<u64, Vec<u64>> {
+        let view = self.membership.view();
+        let mut by_node: HashMap<u64, Vec<u64>> = HashMap::new();
+        for user in users {
+            let home = view.owner(user).unwrap_or(self.node_id());
+            by_node.entry(home).or_default().push(user);
+        }
+        by_node
+    }
+
+    fn peer_addr_of(&self, node: u64) -> Option<String> {
+        self.membership.view().peer_addr(node).map(str::to_string)
+    }
+
+    /// Runs operations on the users' home actors, wherever they are; returns
+    /// each user's presence in order (`None` where the home was unreachable).
+    pub async fn home(self: &Arc<Self>, ops: Vec<(u64, HomeOp)>) -> Vec<Option<i32>> {
+        let view_id = self.membership.view().id;
+        self.route_home(ops, view_id, 0).await
+    }
+
+    async fn route_home(
+        self: &Arc<Self>,
+        ops: Vec<(u64, HomeOp)>,
+        view_id: u64,
+        hops: u8,
+    ) -> Vec<Option<i32>> {
+        let view = self.membership.view();
+        let mut by_node: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (index, (user, _)) in ops.iter().enumerate() {
+            let home = view.owner(*user).unwrap_or(self.node_id());
+            by_node.entry(home).or_default().push(index);
+        }
+        let mut out = vec![None; ops.len()];
+        let mut slots: Vec<Option<(u64, HomeOp)>> = ops.into_iter().map(Some).collect();
+        let mut remote = Vec::new();
+        for (node, indexes) in by_node {
+            let batch: Vec<(u64, HomeOp)> =
+                indexes.iter().filter_map(|i| slots[*i].take()).collect();
+            if node == self.node_id() {
+                for (index, (user, op)) in indexes.iter().zip(batch) {
+                    out[*index] = self.home_here(user, op).await;
+                }
+                continue;
+            }
+            if hops >= MAX_HOPS {
+                metrics::counter!(cm::ROUTING_MISSES, "outcome" => "redirected").increment(1);
+                continue;
+            }
+            if hops > 0 {
+                metrics::counter!(cm::ROUTING_MISSES, "outcome" => "forwarded").increment(1);
+            }
+            let Some(addr) = self.peer_addr_of(node) else {
+                continue;
+            };
+            let envelope = HomeEnvelope {
+                view_id,
+                hops: hops + 1,
+                ops: batch,
+            };
+            let links = self.links.clone();
+            remote.push(async move {
+                let answer: Result<Vec<Option<i32>>, _> =
+                    links.call_json(&addr, PeerKind::Home, &envelope).await;
+                if let Err(err) = &answer {
+                    tracing::debug!(peer = %addr, error = %err, "user home unreachable");
+                }
+                (indexes, answer.unwrap_or_default())
+            });
+        }
+        for (indexes, answers) in futures::future::join_all(remote).await {
+            for (index, answer) in indexes.into_iter().zip(answers) {
+                out[index] = answer;
+            }
+        }
+        out
+    }
+
+    /// Runs one operation on a user actor homed here.
+    async fn home_here(&self, user: u64, op: HomeOp) -> Option<i32> {
+        // An actor may be stopping as we reach it: forget it and spawn anew.
+        for _ in 0..3 {
+            let actor = self.directory.user(user).await.ok()?;
+            let op = op.clone();
+            match actor
+                .call(
+                    |reply| UserMsg::Home(op, reply),
+                    Some(Duration::from_secs(5)),
+                )
+                .await
+            {
+                Ok(ractor::rpc::CallResult::Success(presence)) => return Some(presence),
+                _ => self.directory.forget(actor.get_id()),
+            }
+        }
+        None
+    }
+
+    /// Handles a `PeerKind::Home` envelope.
+    pub(super) async fn home_envelope(self: &Arc<Self>, body: &[u8]) -> Result<Vec<u8>, String> {
+        let envelope: HomeEnvelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let answers = self
+            .route_home(envelope.ops, envelope.view_id, envelope.hops)
+            .await;
+        serde_json::to_vec(&answers).map_err(|e| e.to_string())
+    }
+
+    /// Pushes a frame to every session of the users `to`, on whatever node,
+    /// but not to the session `except` (the one it came from).
+    pub fn deliver(&self, frame: pb::ServerFrame, to: Vec<u64>, except: Option<SessionRef>) {
+        let view_id = self.membership.view().id;
+        self.route_delivery(frame, to, except, view_id, 0);
+    }
+
+    fn route_delivery(
+        &self,
+        frame: pb::ServerFrame,
+        to: Vec<u64>,
+        except: Option<SessionRef>,
+        view_id: u64,
+        hops: u8,
+    ) {
+        for (home, users) in self.by_home(to) {
+            if home == self.node_id() || hops >= MAX_HOPS {
+                if home != self.node_id() {
+                    // Our view is behind: the routes we hold are the best we have.
+                    metrics::counter!(cm::ROUTING_MISSES, "outcome" => "redirected").increment(1);
+                }
+                self.deliver_from_home(&frame, &users, except);
+                continue;
+            }
+            if hops > 0 {
+                metrics::counter!(cm::ROUTING_MISSES, "outcome" => "forwarded").increment(1);
+            }
+            let delivery = Delivery {
+                view_id,
+                hops: hops + 1,
+                to: users,
+                frame: frame.clone(),
+                except,
+            };
+            self.send_to_node(home, PeerKind::Deliver, &delivery);
+        }
+    }
+
+    /// Sends the frame from the users' home to the nodes holding their sessions.
+    fn deliver_from_home(
+        &self,
+        frame: &pb::ServerFrame,
+        users: &[u64],
+        except: Option<SessionRef>,
+    ) {
+        for (node, users) in self.directory.routes(users) {
+            self.push_to_node(node, frame.clone(), users, except);
+        }
+    }
+
+    /// Pushes a frame to the users' sessions on one node.
+    pub fn push_to_node(
+        &self,
+        node: u64,
+        frame: pb::ServerFrame,
+        to: Vec<u64>,
+        except: Option<SessionRef>,
+    ) {
+        if node == self.node_id() {
+            self.push_here(Arc::new(SharedFrame::new(frame)), &to, except);
+            return;
+        }
+        let delivery = Delivery {
+            view_id: 0,
+            hops: 0,
+            to,
+            frame,
+            except,
+        };
+        self.send_to_node(node, PeerKind::Push, &delivery);
+    }
+
+    /// Pushes a frame to the users' sessions on this node.
+    fn push_here(&self, frame: Arc<SharedFrame>, to: &[u64], except: Option<SessionRef>) {
+        let except = except
+            .filter(|e| e.node == self.node_id())
+            .map(|e| e.session);
+        let kind = push_kind(frame.frame());
+        let pushed = self.directory.push_local(&frame, to, except);
+        metrics::counter!(crate::actors::metrics::PUSHES_DELIVERED, "kind" => kind)
+            .increment(pushed);
+    }
+
+    /// Handles a `PeerKind::Deliver` or `PeerKind::Push` envelope.
+    pub(super) fn delivery_envelope(&self, kind: PeerKind, body: &[u8]) -> Result<(), String> {
+        let delivery: Delivery = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        if kind == PeerKind::Push {
+            let frame = Arc::new(SharedFrame::new(delivery.frame));
+            self.push_here(frame, &delivery.to, delivery.except);
+        } else {
+            self.route_delivery(
+                delivery.frame,
+                delivery.to,
+                delivery.except,
+                delivery.view_id,
+                delivery.hops,
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends a request to one node without waiting for its answer.
+    fn send_to_node<T: Serialize>(&self, node: u64, kind: PeerKind, body: &T) {
+        let Some(addr) = self.peer_addr_of(node) else {
+            tracing::debug!(node, "node left the view, dropping its envelope");
+            return;
+        };
+        let Ok(payload) = serde_json::to_vec(body) else {
+            return;
+        };
+        let links = self.links.clone();
+        tokio::spawn(async move {
+            if let Err(err) = links.call(&addr, kind, payload).await {
+                tracing::debug!(peer = %addr, error = %err, "envelope to peer failed");
+            }
+        });
+    }
+
+    /// Ends the live sessions that hold a revoked token, on every node.
+    pub fn revoked(&self, user: u64, token_digest: Vec<u8>, code: ErrorCode, reason: &str) {
+        self.revoked_here(user, &token_digest, code, reason);
+        let revocation = Revocation {
+            user,
+            token_digest,
+            code: code as i32,
+            reason: reason.to_string(),
+        };
+        // Sessions of a token may be on any node, so every node is told.
+        let Ok(nodes) = self.meta.nodes() else { return };
+        let Ok(payload) = serde_json::to_vec(&revocation) else {
+            return;
+        };
+        for node in nodes.into_iter().filter(|n| n.node_id != self.node_id()) {
+            let (links, payload) = (self.links.clone(), payload.clone());
+            tokio::spawn(async move {
+                if let Err(err) = links.call(&node.peer_addr, PeerKind::Revoke, payload).await {
+                    tracing::debug!(peer = %node.peer_addr, error = %err, "revocation to peer failed");
+                }
+            });
+        }
+    }
+
+    /// Ends this node's sessions that hold a revoked token.
+    pub fn revoked_here(&self, user: u64, token_digest: &[u8], code: ErrorCode, reason: &str) {
+        for session in self.directory.local_sessions_with_token(user, token_digest) {
+            tracing::info!(user, device = ?session.device_class, reason = %reason, "ending session");
+            let _ = session.session.cast(crate::actors::SessionMsg::Kick {
+                code,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Sends every session of this node (and its watches) to the users'
+    /// homes: on every view change and on every lease.
+    async fn reattach_all(self: &Arc<Self>) {
+        let node = self.node_id();
+        let mut ops = Vec::new();
+        for (user, session) in self.directory.local_sessions() {
+            ops.push((
+                user,
+                HomeOp::Attach {
+                    node,
+                    session: session.id,
+                    device_class: session.device_class as i32,
+                    status: session.status,
+                },
+            ));
+            for watched in session.watches {
+                ops.push((
+                    watched,
+                    HomeOp::Watch {
+                        node,
+                        watcher: user,
+                    },
+                ));
+            }
+        }
+        if !ops.is_empty() {
+            self.home(ops).await;
+        }
+    }
+
+    /// Returns the cluster-wide count of online users by department
+    /// (department 0 counts every online user once).
+    pub fn online_counts(&self) -> HashMap<u64, u64> {
+        self.membership
+            .sum(ONLINE_PREFIX)
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.parse().ok()?, u64::try_from(v).ok()?)))
+            .collect()
+    }
+}
+
+/// Keeps the soft tier in shape: re-attaches sessions on every view change
+/// and lease, expires what was not renewed, and publishes online counts.
+pub(super) async fn run(services: Arc<Services>, stop: CancellationToken) {
+    let lease = Duration::from_secs(services.config.auth.session_lease_secs.max(1));
+    let gossip = Duration::from_millis(services.config.cluster.gossip_interval_ms);
+    let mut views = services.membership.watch();
+    let mut lease_timer = tokio::time::interval(lease);
+    let mut publish_timer = tokio::time::interval(gossip);
+    let mut published = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = views.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let view = views.borrow_and_update().clone();
+                for actor in services.directory.homed_users() {
+                    let _ = actor.cast(UserMsg::ViewChanged(view.clone()));
+                }
+                services.reattach_all().await;
+            }
+            _ = lease_timer.tick() => {
+                services.reattach_all().await;
+                // Three leases without renewal: the session's node lost it.
+                for actor in services.directory.homed_users() {
+                    let _ = actor.cast(UserMsg::Expire(lease * 3));
+                }
+            }
+            _ = publish_timer.tick() => {
+                let counts: HashMap<String, String> = services
+                    .directory
+                    .online_counts()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                if counts != published {
+                    services.membership.publish(ONLINE_PREFIX, &counts).await;
+                    published = counts;
+                }
+            }
+        }
+    }
+}
+
+fn push_kind(frame: &pb::ServerFrame) -> &'static str {
+    use pb::server_frame::Body;
+    match frame.body {
+        Some(Body::Message(_)) => "message",
+        Some(Body::ReadSync(_)) => "read_sync",
+        Some(Body::ReadReceipt(_)) => "read_receipt",
+        Some(Body::Presence(_)) => "presence",
+        _ => "other",
+    }
+}
