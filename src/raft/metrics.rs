@@ -17,9 +17,10 @@ use super::META_GROUP;
 
 /// Raft groups of which this node is a voter or a learner.
 pub const GROUPS: &str = "chorus_raft_groups";
-/// Raft groups this node leads.
+/// Raft groups this node leads with a quorum behind it.
 pub const GROUPS_LEADING: &str = "chorus_raft_groups_leading";
-/// Raft groups of this node that know no leader.
+/// Raft groups of this node that know no leader, or that it leads without
+/// having heard from a quorum for longer than an election timeout.
 pub const GROUPS_WITHOUT_LEADER: &str = "chorus_raft_groups_without_leader";
 /// New leaders (another node, or the same node in a new term) seen by this node.
 pub const LEADER_CHANGES: &str = "chorus_raft_leader_changes_total";
@@ -42,10 +43,13 @@ pub fn describe() {
         GROUPS,
         "Raft groups of which this node is a voter or learner, by kind"
     );
-    metrics::describe_gauge!(GROUPS_LEADING, "Raft groups this node leads, by kind");
+    metrics::describe_gauge!(
+        GROUPS_LEADING,
+        "Raft groups this node leads with a quorum behind it, by kind"
+    );
     metrics::describe_gauge!(
         GROUPS_WITHOUT_LEADER,
-        "Raft groups of this node that know no leader, by kind"
+        "Raft groups of this node with no leader that can commit, by kind"
     );
     metrics::describe_counter!(
         LEADER_CHANGES,
@@ -149,7 +153,10 @@ struct View {
     /// This node is a voter or a learner of the group: groups opened on a
     /// node outside their replica set are not counted.
     member: bool,
+    /// This node leads the group and a quorum acknowledged it lately.
     leading: bool,
+    /// No leader is known, or this node leads without a quorum: openraft
+    /// keeps a cut-off leader in place, but it cannot commit anything.
     without_leader: bool,
     term: u64,
     apply_lag: u64,
@@ -157,7 +164,9 @@ struct View {
 }
 
 impl View {
-    fn of(m: &RaftMetrics<u64, BasicNode>) -> View {
+    /// `lease_ms` is how long a leader may go without a quorum's
+    /// acknowledgement before it no longer counts as one.
+    fn of(m: &RaftMetrics<u64, BasicNode>, lease_ms: u64) -> View {
         let membership = m.membership_config.membership();
         // Log indexes start at 0: `None` means an empty log.
         let entries = |index: Option<u64>| index.map_or(0, |i| i + 1);
@@ -176,10 +185,12 @@ impl View {
                 .max()
                 .unwrap_or(0)
         });
+        let cut_off = m.millis_since_quorum_ack.is_some_and(|ms| ms > lease_ms);
+        let leading = m.current_leader == Some(m.id);
         View {
             member: membership.get_node(&m.id).is_some(),
-            leading: m.current_leader == Some(m.id),
-            without_leader: m.current_leader.is_none(),
+            leading: leading && !cut_off,
+            without_leader: m.current_leader.is_none() || (leading && cut_off),
             term: m.current_term,
             apply_lag: last.saturating_sub(entries(m.last_applied.map(|l| l.index))),
             replication_lag,
@@ -224,8 +235,14 @@ fn update(watcher: u64, kind: Kind, view: Option<View>) {
 }
 
 /// Follows the metrics of one group until its Raft stops, counting new
-/// leaders and keeping the gauges of its kind up to date.
-pub(crate) fn watch(mut changes: watch::Receiver<RaftMetrics<u64, BasicNode>>, group: u32) {
+/// leaders and keeping the gauges of its kind up to date. A leader counts
+/// as cut off after `lease_ms` without a quorum's acknowledgement; openraft
+/// republishes its metrics on every tick, so that age keeps growing here.
+pub(crate) fn watch(
+    mut changes: watch::Receiver<RaftMetrics<u64, BasicNode>>,
+    group: u32,
+    lease_ms: u64,
+) {
     register();
     let kind = Kind::of(group);
     let watcher = NEXT_WATCHER.fetch_add(1, Ordering::Relaxed);
@@ -236,7 +253,7 @@ pub(crate) fn watch(mut changes: watch::Receiver<RaftMetrics<u64, BasicNode>>, g
             let (view, leader) = {
                 let m = changes.borrow_and_update();
                 (
-                    View::of(&m),
+                    View::of(&m, lease_ms),
                     m.current_leader.map(|id| (id, m.current_term)),
                 )
             };
@@ -266,6 +283,8 @@ mod tests {
 
     use super::*;
 
+    const LEASE_MS: u64 = 3000;
+
     fn metrics(me: u64, voters: &[u64], leader: Option<u64>) -> RaftMetrics<u64, BasicNode> {
         let nodes: BTreeMap<u64, BasicNode> = voters
             .iter()
@@ -294,13 +313,23 @@ mod tests {
             (2, log_id(9)),
             (3, log_id(4)),
         ]));
-        let view = View::of(&m);
+        let view = View::of(&m, LEASE_MS);
         assert!(view.member && view.leading && !view.without_leader);
         assert_eq!((view.term, view.apply_lag, view.replication_lag), (3, 2, 6));
 
         // A voter that matched nothing lacks the whole log.
         m.replication = Some(BTreeMap::from([(1, log_id(10)), (2, None)]));
-        assert_eq!(View::of(&m).replication_lag, 11);
+        assert_eq!(View::of(&m, LEASE_MS).replication_lag, 11);
+    }
+
+    #[test]
+    fn a_leader_cut_off_from_its_quorum_is_no_leader() {
+        let mut m = metrics(1, &[1, 2, 3], Some(1));
+        m.millis_since_quorum_ack = Some(LEASE_MS);
+        assert!(View::of(&m, LEASE_MS).leading);
+        m.millis_since_quorum_ack = Some(LEASE_MS + 1);
+        let view = View::of(&m, LEASE_MS);
+        assert!(!view.leading && view.without_leader);
     }
 
     #[test]
@@ -308,15 +337,15 @@ mod tests {
         let mut m = metrics(2, &[1, 2, 3], None);
         m.last_log_index = Some(5);
         m.last_applied = log_id(5);
-        let view = View::of(&m);
+        let view = View::of(&m, LEASE_MS);
         assert!(view.member && !view.leading && view.without_leader);
         assert_eq!((view.apply_lag, view.replication_lag), (0, 0));
     }
 
     #[test]
     fn a_group_outside_its_replica_set_is_not_a_member() {
-        let view = View::of(&metrics(4, &[1, 2, 3], None));
+        let view = View::of(&metrics(4, &[1, 2, 3], None), LEASE_MS);
         assert!(!view.member);
-        assert!(!View::of(&RaftMetrics::new_initial(4)).member);
+        assert!(!View::of(&RaftMetrics::new_initial(4), LEASE_MS).member);
     }
 }
