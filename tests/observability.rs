@@ -1,6 +1,7 @@
 //! Observability against a real node: every metric that the Grafana dashboards
-//! and the alert rules name is exported, with its help text; the runtime
-//! log-level endpoint is admin-only.
+//! and the alert rules name is exported, with its help text, and the Raft and
+//! storage metrics follow the traffic; the runtime log-level endpoint is
+//! admin-only.
 
 mod common;
 
@@ -178,12 +179,14 @@ impl Exposition {
     }
 
     fn value(text: &str, series: &str) -> f64 {
+        Self::get(text, series).unwrap_or_else(|| panic!("no {series} in /metrics"))
+    }
+
+    /// Returns the value of one series (name and labels as exported).
+    fn get(text: &str, series: &str) -> Option<f64> {
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {series} in /metrics"))
-            .trim()
-            .parse()
-            .unwrap()
+            .map(|value| value.trim().parse().unwrap())
     }
 }
 
@@ -235,14 +238,22 @@ async fn every_metric_named_by_the_dashboards_and_alerts_is_exported() {
     let _held = exceed_the_per_ip_limit(&node).await;
 
     // The refusal is counted on accept, the process gauges on the sampler's
-    // first tick: both after the calls above returned.
-    let text = wait_for("the refused connection and the process gauges", || async {
-        let text = scrape(&node).await;
-        (text.contains("chorus_connections_refused_total{reason=\"per_ip_limit\"}")
-            && text.contains("chorus_actor_restarts_total")
-            && text.contains("chorus_process_open_fds "))
-        .then_some(text)
-    })
+    // first tick, the Raft gauges by the groups' watcher tasks: all after
+    // the calls above returned.
+    let text = wait_for(
+        "the refused connection, the process and the Raft gauges",
+        || async {
+            let text = scrape(&node).await;
+            let value = |series| Exposition::get(&text, series);
+            (text.contains("chorus_connections_refused_total{reason=\"per_ip_limit\"}")
+                && text.contains("chorus_actor_restarts_total")
+                && text.contains("chorus_process_open_fds ")
+                && value("chorus_raft_groups_leading{group=\"meta\"}") == Some(1.0)
+                && value("chorus_raft_groups_leading{group=\"partition\"}") >= Some(8.0)
+                && value("chorus_raft_groups_without_leader{group=\"partition\"}") == Some(0.0))
+            .then_some(text)
+        },
+    )
     .await;
     let exposition = Exposition::parse(&text);
 
@@ -271,6 +282,10 @@ async fn every_metric_named_by_the_dashboards_and_alerts_is_exported() {
         "chorus_process_max_fds",
         "chorus_errors_total",
         "chorus_actor_restarts_total",
+        "chorus_raft_groups_without_leader",
+        "chorus_raft_replication_lag_entries",
+        "chorus_raft_log_append_seconds_bucket",
+        "chorus_db_write_seconds_bucket",
     ] {
         assert!(
             referenced.contains(expected),
@@ -284,6 +299,16 @@ async fn every_metric_named_by_the_dashboards_and_alerts_is_exported() {
     assert!(Exposition::value(&text, "chorus_process_resident_memory_bytes") > 1e6);
     assert!(Exposition::value(&text, "chorus_runtime_alive_tasks") >= 1.0);
     assert!(Exposition::value(&text, "chorus_node_uptime_seconds") >= 0.0);
+
+    // The message above was appended to a partition's log (synced) before
+    // its ack; the test config has 8 partitions, each with one leader.
+    let count = |series| Exposition::value(&text, series);
+    assert!(count("chorus_raft_log_append_seconds_count{group=\"partition\"}") > 0.0);
+    assert!(count("chorus_raft_log_append_seconds_count{group=\"meta\"}") > 0.0);
+    assert!(count("chorus_db_write_seconds_count{sync=\"true\"}") > 0.0);
+    assert!(count("chorus_raft_groups{group=\"partition\"}") >= 8.0);
+    assert!(count("chorus_raft_leader_changes_total{group=\"partition\"}") >= 8.0);
+    assert!(count("chorus_raft_term{group=\"meta\"}") >= 1.0);
 }
 
 #[test]

@@ -228,6 +228,7 @@ where
                 serde_json::to_vec(&entry).map_err(|e| io_error(StorageIOError::write_logs, e))?;
             encoded.push((index, bytes));
         }
+        let started = std::time::Instant::now();
         let result = self
             .run(
                 move |this| {
@@ -242,6 +243,7 @@ where
             .await;
         match result {
             Ok(()) => {
+                super::metrics::record_append(self.group, started.elapsed());
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }

@@ -4,6 +4,7 @@
 //! Raft state.
 
 mod log_store;
+mod metrics;
 mod network;
 mod state_machine;
 
@@ -98,6 +99,7 @@ where
     )
     .await
     .map_err(|e| fatal(&e))?;
+    metrics::watch(raft.metrics(), group, host.config.election_timeout_max);
     if host.bootstrap && !raft.is_initialized().await.map_err(|e| fatal(&e))? {
         let members = std::collections::BTreeMap::from([(
             host.node_id,

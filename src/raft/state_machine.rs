@@ -8,6 +8,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::metrics::{SnapshotAction, record_snapshot};
 use super::{io_error, state_key};
 use crate::db::{self, Batch, CF_RAFT_STATE, Db, KeyValue, StorageError as DbError};
 
@@ -194,6 +195,7 @@ where
         };
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((meta.clone(), bytes.clone()));
+        record_snapshot(group, SnapshotAction::Build);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -314,6 +316,7 @@ where
         .map_err(|e| StorageIOError::write_snapshot(signature, AnyError::new(&e)))?;
         self.state = state;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((meta.clone(), bytes));
+        record_snapshot(self.group, SnapshotAction::Install);
         Ok(())
     }
 

@@ -1,8 +1,11 @@
 //! The node's one RocksDB: column families, synced writes, and the error type
 //! of every storage call.
 
+mod metrics;
+
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rocksdb::{
     ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch, WriteOptions,
@@ -71,6 +74,15 @@ pub const PARTITION_CFS: [&str; 5] = [CF_MSGS, CF_CONV_META, CF_DEDUP, CF_CURSOR
 
 const RAFT_CFS: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_STATE];
 
+/// Every column family the database opens.
+fn all_cfs() -> impl Iterator<Item = &'static str> {
+    META_CFS
+        .iter()
+        .chain(&PARTITION_CFS)
+        .chain(&RAFT_CFS)
+        .copied()
+}
+
 /// A storage failure; the request fails with INTERNAL and nothing is half-written
 /// because every write is one atomic batch.
 #[derive(Debug, thiserror::Error)]
@@ -106,23 +118,26 @@ pub struct Db {
 
 impl Db {
     /// Opens (or creates) the database under `dir` with every column family.
+    /// Inside a tokio runtime, it also starts sampling its disk use for
+    /// `/metrics` until it is dropped.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        metrics::register();
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_open_files(2048);
         opts.set_keep_log_file_num(4);
-        let all = META_CFS.iter().chain(&PARTITION_CFS).chain(&RAFT_CFS);
-        let cfs = all.map(|name| {
+        let cfs = all_cfs().map(|name| {
             let mut cf_opts = Options::default();
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            ColumnFamilyDescriptor::new(*name, cf_opts)
+            ColumnFamilyDescriptor::new(name, cf_opts)
         });
-        let db = Rocks::open_cf_descriptors(&opts, dir, cfs)?;
-        Ok(Db {
-            inner: Arc::new(db),
-        })
+        let inner = Arc::new(Rocks::open_cf_descriptors(&opts, dir, cfs)?);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(metrics::sample(Arc::downgrade(&inner), dir.to_path_buf()));
+        }
+        Ok(Db { inner })
     }
 
     fn cf(&self, name: &'static str) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, StorageError> {
@@ -308,7 +323,9 @@ impl Batch<'_> {
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
+        let started = Instant::now();
         self.db.inner.write_opt(self.batch, &opts)?;
+        metrics::record_write(sync, started.elapsed());
         Ok(())
     }
 }
