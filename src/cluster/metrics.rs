@@ -10,8 +10,6 @@ pub const LINK_BYTES_OUT: &str = "chorus_peer_link_sent_bytes_total";
 pub const LINK_BYTES_IN: &str = "chorus_peer_link_received_bytes_total";
 /// Round trip of a peer request, by kind, seconds.
 pub const LINK_RPC_SECONDS: &str = "chorus_peer_rpc_seconds";
-/// Raft groups this node leads, by kind (meta, partition).
-pub const RAFT_LEADERS: &str = "chorus_raft_groups_led";
 /// Partition replica changes made by the placement controller.
 pub const PLACEMENT_CHANGES: &str = "chorus_placement_changes_total";
 
@@ -61,7 +59,6 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Round trip of a peer request, by kind"
     );
-    metrics::describe_gauge!(RAFT_LEADERS, "Raft groups this node leads, by kind");
     metrics::describe_counter!(
         PLACEMENT_CHANGES,
         "Partition replica changes made by the placement controller"

@@ -111,7 +111,6 @@ async fn commit_placement(
     let meta = &services.meta;
     let me = services.config.node_id;
     let leading_meta = meta.raft().current_leader().await == Some(me);
-    metrics::gauge!(m::RAFT_LEADERS, "kind" => "meta").set(if leading_meta { 1.0 } else { 0.0 });
     if !leading_meta {
         return Ok(());
     }
@@ -152,7 +151,6 @@ async fn commit_placement(
 }
 
 async fn reconcile_partitions(services: &Services, me: u64) {
-    let mut led = 0usize;
     for (index, raft) in services.partitions.rafts().iter().enumerate() {
         let partition = index as u16;
         let metrics = raft.metrics().borrow().clone();
@@ -167,7 +165,6 @@ async fn reconcile_partitions(services: &Services, me: u64) {
         if metrics.current_leader != Some(me) {
             continue;
         }
-        led += 1;
         // A leader may vote itself out: it steps down once the new
         // membership commits and the remaining voters elect a leader.
         let desired: BTreeSet<u64> = placement.replicas.iter().copied().collect();
@@ -204,7 +201,6 @@ async fn reconcile_partitions(services: &Services, me: u64) {
             }
         }
     }
-    metrics::gauge!(m::RAFT_LEADERS, "kind" => "partition").set(led as f64);
 }
 
 #[cfg(test)]

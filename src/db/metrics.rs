@@ -44,12 +44,10 @@ pub fn describe() {
 }
 
 /// Describes the metrics and registers the write histograms, once per
-/// process. The recorder is installed first: the node installs it only after
-/// storage is open, and whatever is recorded before that is lost.
+/// process.
 pub(super) fn register() {
     static REGISTERED: Once = Once::new();
     REGISTERED.call_once(|| {
-        crate::api::metrics::install();
         describe();
         // A registered histogram is exported with zero counts.
         for sync in [true, false] {

@@ -250,6 +250,8 @@ impl Node {
     /// [`Node::tcp_addr`] and [`Node::http_addr`].
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let config = Arc::new(config);
+        // The recorder first: storage and Raft record from their first write.
+        let metrics = api::metrics::install();
         std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -356,7 +358,7 @@ impl Node {
             meta,
             directory: directory.clone(),
             limiter: ConnLimiter::new(config.limits.max_connections_per_ip),
-            metrics: api::metrics::install(),
+            metrics,
             config: config.clone(),
             links: links.clone(),
             membership: membership.clone(),

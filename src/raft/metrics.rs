@@ -127,12 +127,10 @@ pub(crate) fn record_snapshot(group: u32, action: SnapshotAction) {
 }
 
 /// Describes the metrics and publishes every series at zero, once per
-/// process, so that a fresh node exports them before the first event. The
-/// recorder is installed first (the node installs it after storage opens).
+/// process, so that a fresh node exports them before the first event.
 fn register() {
     static REGISTERED: Once = Once::new();
     REGISTERED.call_once(|| {
-        crate::api::metrics::install();
         describe();
         for kind in Kind::ALL {
             let group = kind.label();
