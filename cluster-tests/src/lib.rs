@@ -32,20 +32,24 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Finds the `chorus` binary next to the test executable.
-fn chorus_binary() -> PathBuf {
+/// Finds a binary of the workspace next to the test executable (same profile).
+pub fn workspace_binary(name: &str, build: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target profile folder");
-    let binary = dir.join("chorus");
+    let binary = dir.join(name);
     assert!(
         binary.exists(),
-        "{} is missing: build it with `cargo build --bin chorus`",
+        "{} is missing: build it with `{build}`",
         binary.display()
     );
     binary
+}
+
+fn chorus_binary() -> PathBuf {
+    workspace_binary("chorus", "cargo build --bin chorus")
 }
 
 pub struct NodeProcess {
@@ -60,6 +64,11 @@ pub struct NodeProcess {
 impl NodeProcess {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Returns the process id while the node runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
     }
 }
 

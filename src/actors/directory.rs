@@ -197,6 +197,11 @@ impl Directory {
         (entries.users.len(), entries.conversations.len())
     }
 
+    /// Returns how many sessions are connected to this node.
+    pub fn session_count(&self) -> usize {
+        self.entries().local.values().map(Vec::len).sum()
+    }
+
     /// Returns the user actors homed on this node.
     pub fn homed_users(&self) -> Vec<ActorRef<UserMsg>> {
         self.entries().users.values().cloned().collect()

@@ -316,7 +316,9 @@ impl Names {
     }
 }
 
-const HELP: &str = "commands: /list  /open <account|conversation>  /history  /group <name> <account>...  /receipts  /help  /quit
+const HELP: &str =
+    "commands: /list  /open <account|conversation>  /history  /group <name> <account>...  /receipts
+          /status <online|busy|away>  /watch <account>...  /help  /quit
 anything else is sent to the open conversation";
 
 /// The interactive client: keeps a cursor per conversation, prints pushes,
@@ -331,6 +333,8 @@ struct Interactive {
     /// Highest seq shown per conversation.
     cursors: BTreeMap<String, u64>,
     current: Option<String>,
+    /// Users whose presence this client watches (again after a reconnect).
+    watching: Vec<u64>,
 }
 
 impl Interactive {
@@ -343,6 +347,7 @@ impl Interactive {
             names: Names::default(),
             cursors: BTreeMap::new(),
             current: None,
+            watching: Vec::new(),
         }
     }
 
@@ -391,6 +396,10 @@ impl Interactive {
                         self.conn = conn;
                         self.at = at;
                         println!("reconnected to {}", self.servers[at].addr);
+                        if !self.watching.is_empty() {
+                            let list = self.conn.watch_presence(&self.watching, false).await?;
+                            self.show_presence(&list.users).await;
+                        }
                         return self.catch_up(true).await;
                     }
                     Err(err @ ClientError::Server(_)) => {
@@ -473,8 +482,26 @@ impl Interactive {
             Some(Resp::Kicked(kicked)) => {
                 println!("session ended by the server: {}", kicked.reason)
             }
+            Some(Resp::Presence(event)) => {
+                self.show_presence(&event.presence.into_iter().collect::<Vec<_>>())
+                    .await
+            }
             Some(Resp::Error(err)) => println!("server error: {}", err.message),
             _ => {}
+        }
+    }
+
+    async fn show_presence(&mut self, users: &[pb::Presence]) {
+        for presence in users {
+            let name = self.names.name(&self.conn, presence.user_id).await;
+            let status = pb::PresenceStatus::try_from(presence.status)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("PRESENCE_STATUS_")
+                        .to_lowercase()
+                })
+                .unwrap_or_else(|_| "unknown".to_string());
+            println!("  ({name} is {status})");
         }
     }
 
@@ -559,6 +586,32 @@ impl Interactive {
                 let group = self.conn.create_group(name, &ids).await?;
                 println!("created {} ({})", group.conversation, group.name);
                 self.current = Some(group.conversation);
+            }
+            Some("/status") => {
+                let status = match words.next() {
+                    Some("online") => pb::PresenceStatus::Online,
+                    Some("busy") => pb::PresenceStatus::Busy,
+                    Some("away") => pb::PresenceStatus::Away,
+                    _ => {
+                        return Err(ClientError::Unexpected("/status <online|busy|away>".into()));
+                    }
+                };
+                let list = self.conn.set_presence(status).await?;
+                self.show_presence(&list.users).await;
+            }
+            Some("/watch") => {
+                let mut ids = Vec::new();
+                for account in words {
+                    ids.push(self.conn.lookup(account).await?.user_id);
+                }
+                if ids.is_empty() {
+                    return Err(ClientError::Unexpected("/watch <account>...".into()));
+                }
+                let list = self.conn.watch_presence(&ids, false).await?;
+                self.watching.extend(ids);
+                self.watching.sort_unstable();
+                self.watching.dedup();
+                self.show_presence(&list.users).await;
             }
             Some(cmd) if cmd.starts_with('/') => println!("unknown command {cmd}. {HELP}"),
             Some(_) => {

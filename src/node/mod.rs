@@ -125,6 +125,8 @@ pub struct ClusterStatus {
     pub partitions: Vec<PartitionStatus>,
     /// Live user and conversation actors on this node.
     pub actors: (usize, usize),
+    /// Authenticated sessions connected to this node.
+    pub sessions: usize,
     /// The ready nodes in this node's gossip view, and the view's id.
     pub view: Vec<cluster::Member>,
     pub view_id: u64,
@@ -172,6 +174,7 @@ impl Services {
                 .collect(),
             partitions,
             actors: self.directory.counts(),
+            sessions: self.directory.session_count(),
             view: view.nodes.values().cloned().collect(),
             view_id: view.id,
             online: self.online_counts().into_iter().collect(),

@@ -63,7 +63,9 @@ struct Common {
     /// Which server to load.
     #[arg(long, value_enum, default_value = "chorus")]
     target: TargetKind,
-    /// The client port: Chorus TCP, XMPP client-to-server, or NATS (loopback only).
+    /// The client port: Chorus TCP, XMPP client-to-server, or NATS (loopback
+    /// only). Several, comma-separated, spread the accounts over them (the
+    /// nodes of a cluster).
     #[arg(long, default_value = "127.0.0.1:7100")]
     server: String,
     /// Chorus REST address (users, tokens, groups).
@@ -118,6 +120,11 @@ struct IdleArgs {
     /// Connections to hold.
     #[arg(long, default_value_t = 1000)]
     conns: usize,
+    /// Accounts they log in as (default: one per connection). Fewer accounts
+    /// mean fewer password hashes at setup: connection i resumes account
+    /// i % accounts's token, so one account holds several connections.
+    #[arg(long)]
+    accounts: Option<usize>,
     /// How long to hold them before the memory is read.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     #[serde(serialize_with = "as_text")]
@@ -266,7 +273,7 @@ impl Workload {
     /// Accounts the workload uses: 0..n.
     fn accounts(&self) -> usize {
         match self {
-            Workload::Idle(a) => a.conns,
+            Workload::Idle(a) => a.accounts.unwrap_or(a.conns).clamp(1, a.conns.max(1)),
             Workload::OneToOne(a) => 2 * a.pairs,
             Workload::Group(a) => a.members,
             Workload::Churn(a) => a.pool.max(a.mass),
@@ -277,6 +284,7 @@ impl Workload {
     fn peak_connections(&self) -> usize {
         match self {
             Workload::Churn(a) => a.mass,
+            Workload::Idle(a) => a.conns,
             _ => self.accounts(),
         }
     }
@@ -300,7 +308,10 @@ impl Workload {
 
     async fn run(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<stats::StepRaw>> {
         match self {
-            Workload::Idle(a) => workloads::idle(ctx, a.conns, a.hold).await,
+            Workload::Idle(a) => {
+                let accounts = self.accounts();
+                workloads::idle(ctx, a.conns, accounts, a.hold).await
+            }
             Workload::OneToOne(a) => {
                 let args = workloads::OneToOne {
                     pairs: a.pairs,
@@ -337,7 +348,12 @@ impl Workload {
 /// Creates what a run needs on the server: `accounts` accounts and, with
 /// `members`, a group of the first ones. Returns the plan.
 async fn setup(common: &Common, accounts: usize, members: Option<usize>) -> anyhow::Result<Plan> {
-    let addr = loopback(&common.server)?;
+    let mut addrs = common
+        .server
+        .split(',')
+        .map(loopback)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let addr = addrs.remove(0);
     let accounts: Vec<Account> = (0..accounts)
         .map(|i| Account {
             name: format!("{}{i}", common.user_prefix),
@@ -349,6 +365,7 @@ async fn setup(common: &Common, accounts: usize, members: Option<usize>) -> anyh
     let mut plan = Plan {
         kind: common.target,
         addr,
+        more_addrs: addrs,
         domain: common.xmpp_domain.clone(),
         accounts,
         group: members.map(|m| GroupPlan {

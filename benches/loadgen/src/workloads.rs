@@ -62,14 +62,20 @@ async fn schedule(
     Ok(())
 }
 
-/// Holds `conns` logged-in idle connections; the parent reads the server's
-/// memory before connecting and after holding them for `hold`.
-pub async fn idle(ctx: &mut Ctx, conns: usize, hold: Duration) -> anyhow::Result<Vec<StepRaw>> {
+/// Holds `conns` logged-in idle connections, connection i as account
+/// i % `accounts`; the parent reads the server's memory before connecting
+/// and after holding them for `hold`.
+pub async fn idle(
+    ctx: &mut Ctx,
+    conns: usize,
+    accounts: usize,
+    hold: Duration,
+) -> anyhow::Result<Vec<StepRaw>> {
     let shared = Shared::new(1, 0);
     let roles = ctx
         .slice
         .share(conns)
-        .map(|account| (Role::idle(account), false))
+        .map(|conn| (Role::idle(conn % accounts), false))
         .collect();
     let rss_before = rss_kb("self").unwrap_or(0);
     ctx.coord.barrier("before-connect", true).await?;

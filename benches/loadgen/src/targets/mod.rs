@@ -69,6 +69,10 @@ pub struct GroupPlan {
 pub struct Plan {
     pub kind: TargetKind,
     pub addr: SocketAddr,
+    /// Further client addresses (other nodes of a cluster): account `i`
+    /// connects to address `i % n` of `addr` followed by these.
+    #[serde(default)]
+    pub more_addrs: Vec<SocketAddr>,
     /// XMPP domain of the accounts.
     pub domain: String,
     pub accounts: Vec<Account>,
@@ -76,6 +80,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The client address account `account` connects to.
+    pub fn addr_for(&self, account: usize) -> SocketAddr {
+        match account % (1 + self.more_addrs.len()) {
+            0 => self.addr,
+            n => self.more_addrs[n - 1],
+        }
+    }
+
     /// The Chorus 1:1 conversation of two accounts.
     pub fn direct_conversation(&self, a: usize, b: usize) -> String {
         let (x, y) = (self.accounts[a].user_id, self.accounts[b].user_id);
@@ -202,7 +214,7 @@ impl Link {
     }
 
     async fn open_now(plan: &Plan, role: Role) -> Result<Link, LinkError> {
-        let mut stream = TcpStream::connect(plan.addr)
+        let mut stream = TcpStream::connect(plan.addr_for(role.account))
             .await
             .map_err(LinkError::Connect)?;
         let _ = stream.set_nodelay(true);
