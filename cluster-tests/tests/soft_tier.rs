@@ -473,3 +473,119 @@ async fn a_fourth_node_joins_under_traffic_and_takes_user_actors() {
     assert_eq!(seen.len(), TRAFFIC.len(), "every client sent");
     drop(idle_conns);
 }
+
+/// Collects message pushes until `expected` (conversation → client_msg_ids)
+/// all arrived; fails on a duplicate or a seq out of order.
+async fn collect_pushes(
+    device: &str,
+    conn: &mut Connection,
+    expected: &HashMap<String, HashSet<String>>,
+) {
+    let mut seen: HashMap<String, Vec<(u64, String)>> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let complete = |seen: &HashMap<String, Vec<(u64, String)>>| {
+        expected.iter().all(|(conv, ids)| {
+            seen.get(conv)
+                .map_or(ids.is_empty(), |got| got.len() == ids.len())
+        })
+    };
+    while !complete(&seen) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match conn.next_event_within(left).await {
+            Some(Event::Push(pb::ServerFrame {
+                body: Some(pb::server_frame::Body::Message(m)),
+                ..
+            })) => {
+                let got = seen.entry(m.conversation.clone()).or_default();
+                assert!(
+                    expected[&m.conversation].contains(&m.client_msg_id),
+                    "{device}: unexpected {}",
+                    m.client_msg_id
+                );
+                assert!(
+                    got.iter().all(|(_, id)| *id != m.client_msg_id),
+                    "{device}: {} pushed twice",
+                    m.client_msg_id
+                );
+                assert!(
+                    got.last().is_none_or(|(seq, _)| *seq < m.seq),
+                    "{device}: seq {} after {:?} in {}",
+                    m.seq,
+                    got.last(),
+                    m.conversation
+                );
+                got.push((m.seq, m.client_msg_id));
+            }
+            Some(Event::Push(_)) => {}
+            other => panic!("{device}: waiting for messages, got {other:?}; seen {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_device_on_every_node_gets_every_message_once_in_order() {
+    let mut cluster = Cluster::builder().start().await.unwrap();
+    let ids = cluster.create_users(&["ada", "bo", "cy"]).await.unwrap();
+    let (ada, bo) = (ids[0], ids[1]);
+    // Devices: ada on nodes 1 and 2, bo on nodes 2 and 3, cy on node 3.
+    let ada_pc = cluster.login(0, "ada", DeviceClass::Pc).await.unwrap();
+    let mut ada_mobile = cluster.login(1, "ada", DeviceClass::Mobile).await.unwrap();
+    let bo_pc = cluster.login(1, "bo", DeviceClass::Pc).await.unwrap();
+    let mut bo_mobile = cluster.login(2, "bo", DeviceClass::Mobile).await.unwrap();
+    let cy_pc = cluster.login(2, "cy", DeviceClass::Pc).await.unwrap();
+    let group = ada_pc
+        .create_group("trio", &ids)
+        .await
+        .unwrap()
+        .conversation;
+    let direct = chorus::ConversationId::direct(ada, bo).to_string();
+
+    let mut sent: HashMap<(&str, String), HashSet<String>> = HashMap::new();
+    let senders: [(&str, &Connection); 3] = [("ada", &ada_pc), ("bo", &bo_pc), ("cy", &cy_pc)];
+    for round in 0..10 {
+        for (name, conn) in senders {
+            let id = format!("{name}-g{round}");
+            conn.send_text(&group, &id, "to the group").await.unwrap();
+            sent.entry((name, group.clone())).or_default().insert(id);
+        }
+        let id = format!("ada-d{round}");
+        ada_pc.send_text(&direct, &id, "to bo").await.unwrap();
+        sent.entry(("ada", direct.clone())).or_default().insert(id);
+    }
+    // A device gets every message of its conversations but those it sent.
+    let expect = |me: &str, sending_device: bool, convs: &[&String]| {
+        let mut map: HashMap<String, HashSet<String>> = HashMap::new();
+        for conv in convs {
+            let ids = map.entry(conv.to_string()).or_default();
+            for ((sender, c), sent_ids) in &sent {
+                if c == *conv && !(sending_device && *sender == me) {
+                    ids.extend(sent_ids.iter().cloned());
+                }
+            }
+        }
+        map
+    };
+    collect_pushes(
+        "ada mobile",
+        &mut ada_mobile,
+        &expect("ada", false, &[&group, &direct]),
+    )
+    .await;
+    collect_pushes(
+        "bo mobile",
+        &mut bo_mobile,
+        &expect("bo", false, &[&group, &direct]),
+    )
+    .await;
+    let mut bo_pc = bo_pc;
+    collect_pushes("bo pc", &mut bo_pc, &expect("bo", true, &[&group, &direct])).await;
+    let mut cy_pc = cy_pc;
+    collect_pushes("cy pc", &mut cy_pc, &expect("cy", true, &[&group])).await;
+    let mut ada_pc = ada_pc;
+    collect_pushes(
+        "ada pc",
+        &mut ada_pc,
+        &expect("ada", true, &[&group, &direct]),
+    )
+    .await;
+}
