@@ -144,8 +144,10 @@ impl SessionState {
                 let ops = users
                     .iter()
                     .map(|user| {
+                        // Another session of this user on this node may
+                        // watch too: the next re-attach round restores it.
                         let op = if watch.unwatch {
-                            HomeOp::Query
+                            HomeOp::Unwatch { node, watcher: me }
                         } else {
                             HomeOp::Watch { node, watcher: me }
                         };

@@ -80,7 +80,6 @@ impl UserState {
                 self.watchers.remove(&(node, watcher));
             }
             HomeOp::SetStatus { status, at } => self.set_status(status, at),
-            HomeOp::Query => {}
         }
         None
     }

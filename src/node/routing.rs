@@ -60,8 +60,6 @@ pub enum HomeOp {
         status: i32,
         at: u64,
     },
-    /// Only asks for the presence.
-    Query,
 }
 
 /// Operations for users homed on the receiving node (`PeerKind::Home`).
