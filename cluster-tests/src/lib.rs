@@ -415,6 +415,30 @@ impl Cluster {
         Ok(conn)
     }
 
+    /// Calls the admin REST API of node `index`; returns the status and the
+    /// JSON body (null when there is none).
+    pub async fn api(
+        &mut self,
+        index: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let token = self.token().await?;
+        let http = &self.nodes[index].http;
+        let mut request = self
+            .http
+            .request(method, format!("http://{http}{path}"))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
     /// Returns the REST client and the admin token (for tests that drive REST directly).
     pub async fn rest(&mut self) -> anyhow::Result<(reqwest::Client, String)> {
         Ok((self.http.clone(), self.token().await?))

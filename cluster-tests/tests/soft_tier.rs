@@ -10,6 +10,7 @@ use std::time::Duration;
 use chorus::client::{ClientError, Connection, Event};
 use chorus::pb::{self, DeviceClass, PresenceStatus};
 use chorus_cluster_tests::{Cluster, DEADLINE, password};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Waits for a presence push about `user` with `status`, skipping others.
@@ -70,36 +71,26 @@ async fn wait_counts(cluster: &mut Cluster, expected: &[(u64, u64)]) {
 
 /// Creates a department through REST; returns its id.
 async fn department(cluster: &mut Cluster, name: &str, parent: u64) -> u64 {
-    let (http, token) = cluster.rest().await.unwrap();
-    let addr = cluster.nodes[0].http.clone();
-    let body: Value = http
-        .post(format!("http://{addr}/api/v1/departments"))
-        .bearer_auth(&token)
-        .json(&json!({ "name": name, "parent_id": parent }))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let body = json!({ "name": name, "parent_id": parent });
+    let (status, body) = cluster
+        .api(0, Method::POST, "/api/v1/departments", Some(body))
         .await
         .unwrap();
+    assert_eq!(status, 201, "{body}");
     body["department_id"].as_u64().expect("department id")
 }
 
 async fn give_posts(cluster: &mut Cluster, user: u64, departments: &[u64]) {
-    let (http, token) = cluster.rest().await.unwrap();
-    let addr = cluster.nodes[0].http.clone();
     let posts: Vec<Value> = departments
         .iter()
         .map(|d| json!({ "department_id": d }))
         .collect();
-    let response = http
-        .patch(format!("http://{addr}/api/v1/users/{user}"))
-        .bearer_auth(&token)
-        .json(&json!({ "posts": posts }))
-        .send()
+    let path = format!("/api/v1/users/{user}");
+    let (status, body) = cluster
+        .api(0, Method::PATCH, &path, Some(json!({ "posts": posts })))
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
@@ -156,15 +147,8 @@ async fn presence_and_department_online_counts_hold_across_nodes_and_a_node_loss
     assert_eq!(statuses[&cai], PresenceStatus::Offline as i32);
 
     // The department tree carries the same counts.
-    let (http, token) = cluster.rest().await.unwrap();
-    let addr = cluster.nodes[1].http.clone();
-    let tree: Value = http
-        .get(format!("http://{addr}/api/v1/departments/tree"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let (_, tree) = cluster
+        .api(1, Method::GET, "/api/v1/departments/tree", None)
         .await
         .unwrap();
     let sales_node = tree
