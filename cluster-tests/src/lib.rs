@@ -101,7 +101,7 @@ impl ClusterBuilder {
     }
 
     /// Starts the nodes and waits until every partition is replicated on
-    /// `min(3, nodes)` of them.
+    /// `min(3, nodes)` of them, as placed, with a leader.
     pub async fn start(self) -> anyhow::Result<Cluster> {
         let mut cluster = Cluster {
             dir: tempfile::tempdir()?,
@@ -117,11 +117,23 @@ impl ClusterBuilder {
         let replicas = self.nodes.min(3);
         cluster
             .wait_for("every partition to be fully replicated", |status| {
+                let me = status["node_id"].as_u64();
+                let ids = |v: &Value| -> Vec<u64> {
+                    let mut ids: Vec<u64> = v
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                        .unwrap_or_default();
+                    ids.sort_unstable();
+                    ids
+                };
                 status["partitions"].as_array().is_some_and(|parts| {
                     parts.len() == self.partitions as usize
                         && parts.iter().all(|p| {
-                            p["voters"].as_array().is_some_and(|v| v.len() == replicas)
-                                && !p["leader"].is_null()
+                            // A node knows only the groups it replicates.
+                            let placement = ids(&p["placement"]);
+                            placement.len() == replicas
+                                && (!me.is_some_and(|me| placement.contains(&me))
+                                    || (ids(&p["voters"]) == placement && !p["leader"].is_null()))
                         })
                 })
             })
@@ -296,11 +308,15 @@ impl Cluster {
         Ok(token)
     }
 
+    /// Logs the admin in as a mobile device: chorus-bench, run against a
+    /// sandbox, logs the admin in as web, which would end this session.
     async fn login_admin(&self, http: &str) -> anyhow::Result<String> {
         let reply: Value = self
             .http
             .post(format!("http://{http}/api/v1/login"))
-            .json(&json!({"account": "admin", "password": ADMIN_PASSWORD, "device_class": "web"}))
+            .json(
+                &json!({"account": "admin", "password": ADMIN_PASSWORD, "device_class": "mobile"}),
+            )
             .send()
             .await?
             .error_for_status()?

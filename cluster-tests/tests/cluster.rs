@@ -376,6 +376,13 @@ async fn a_fourth_node_joins_and_takes_a_balanced_share_of_replicas() {
             .iter()
             .any(|c| c.conversation == remote_conv && c.max_seq == sent.seq)
     );
+    // Writes from node 4 reach the partition too: node 4 knows no leader
+    // for a group it does not replicate, so it asks the placed replicas.
+    let reply = reader
+        .send_text(&remote_conv, "r2", "reply through node 4")
+        .await
+        .unwrap();
+    assert_eq!(reply.seq, sent.seq + 1);
 
     // Decommissioning node 4 (on the metadata leader) moves its replicas back.
     let status = cluster.status(0).await.unwrap();

@@ -81,10 +81,11 @@ async fn sixty_thousand_connections_on_five_nodes_with_messages_flowing() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
     let connected_after = started.elapsed();
+    println!("connections per node at peak: {per_node:?} (all held after {connected_after:?})");
 
     // Messages flow while every connection is held.
     let flow = tokio::process::Command::new(&bench)
-        .args(["one-to-one", "--pairs", "100", "--rates", "200,400"])
+        .args(["one-to-one", "--pairs", "100", "--rate", "200,400"])
         .args(["--duration", "20s", "--server", &servers, "--http", &http])
         .args(["--user-prefix", "flow", "--json", &path("flow.json")])
         .args(["--token-cache", &path("tokens.json")])
@@ -107,7 +108,6 @@ async fn sixty_thousand_connections_on_five_nodes_with_messages_flowing() {
     idle.kill().await.unwrap();
 
     let report: Value = serde_json::from_slice(&std::fs::read(path("flow.json")).unwrap()).unwrap();
-    println!("connections per node at peak: {per_node:?} (all held after {connected_after:?})");
     println!("connections per node after the message flow: {still:?}");
     println!(
         "node RSS (KiB): {rss:?}, {:.1} KiB per connection",

@@ -130,12 +130,7 @@ impl ConversationState {
     /// Proposes a command to this conversation's partition and waits until
     /// it is committed and applied.
     async fn apply(&self, command: Command) -> Result<Applied, ProtocolError> {
-        match self
-            .services
-            .partitions
-            .propose(&self.conv, command)
-            .await?
-        {
+        match self.services.propose(&self.conv, command).await? {
             Applied::Rejected(reason) => Err(ProtocolError::invalid(reason)),
             applied => Ok(applied),
         }

@@ -27,6 +27,9 @@ mod routing;
 
 pub use routing::{HomeOp, SessionRef};
 
+/// How long a write keeps looking for its partition's leader.
+const PROPOSE_PATIENCE: Duration = Duration::from_secs(15);
+
 /// Listen backlog: bursts of (re)connecting clients must not overflow it.
 const LISTEN_BACKLOG: u32 = 4096;
 
@@ -228,6 +231,63 @@ impl Services {
                 .map_err(|e| ProtocolError::new(ErrorCode::UnavailableRetry, e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Proposes a command to a conversation's partition and returns what
+    /// applying it produced. A node without a replica of the partition
+    /// knows no leader for it (clusters of more than three nodes): it sends
+    /// the command to the placed replicas in turn, one of which leads.
+    pub async fn propose(
+        &self,
+        conv: &ConversationId,
+        command: crate::partition::Command,
+    ) -> Result<crate::partition::Applied, ProtocolError> {
+        let partition = self.partition_of(conv);
+        if self.holds(partition) {
+            return self.partitions.propose(conv, command).await;
+        }
+        let payload = crate::raft::group_payload(
+            crate::raft::partition_group(partition),
+            &crate::protocol::store_pb::PartitionCommand {
+                command: Some(command),
+            },
+        )
+        .map_err(|e| ProtocolError::internal(e.to_string()))?;
+        let deadline = std::time::Instant::now() + PROPOSE_PATIENCE;
+        let mut last = String::from("partition has no placed replica");
+        while std::time::Instant::now() < deadline {
+            let replicas = self.meta.placement(partition)?.replicas;
+            let nodes = self.meta.nodes()?;
+            for replica in replicas {
+                let Some(node) = nodes.iter().find(|n| n.node_id == replica) else {
+                    continue;
+                };
+                match self
+                    .links
+                    .call(&node.peer_addr, cluster::PeerKind::Propose, payload.clone())
+                    .await
+                {
+                    Ok(answer) => {
+                        return serde_json::from_slice(&answer)
+                            .map_err(|e| ProtocolError::internal(e.to_string()));
+                    }
+                    // The command may have been applied: only the client's
+                    // resend (deduplicated) is safe.
+                    Err(err @ cluster::LinkError::Timeout(..)) => {
+                        return Err(ProtocolError::new(
+                            ErrorCode::UnavailableRetry,
+                            err.to_string(),
+                        ));
+                    }
+                    Err(err) => last = err.to_string(),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ProtocolError::new(
+            ErrorCode::UnavailableRetry,
+            format!("no replica of partition {partition} took the command: {last}"),
+        ))
     }
 
     /// Returns the partition of a conversation.

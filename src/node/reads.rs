@@ -54,7 +54,7 @@ impl Services {
     }
 
     /// Tells whether this node holds a voting replica of a partition.
-    fn holds(&self, partition: u16) -> bool {
+    pub(super) fn holds(&self, partition: u16) -> bool {
         let me = self.config.node_id;
         self.partitions.rafts()[partition as usize]
             .metrics()
