@@ -17,6 +17,17 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Kills a process group when dropped, also when the test fails.
+struct KillGroup(u32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &format!("-{}", self.0)])
+            .status();
+    }
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -55,9 +66,12 @@ async fn sixty_thousand_connections_on_five_nodes_with_messages_flowing() {
         .args(["--token-cache", &path("tokens.json")])
         .env("CHORUS_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdout(Stdio::null())
+        // Its own process group: the workers it re-executes go with it.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let idle_group = KillGroup(idle.id().expect("idle load generator pid"));
 
     // Wait until the cluster holds every connection.
     let deadline = Instant::now() + Duration::from_secs(3600);
@@ -105,7 +119,8 @@ async fn sixty_thousand_connections_on_five_nodes_with_messages_flowing() {
         .filter_map(|n| n.pid())
         .map(rss_kib)
         .collect();
-    idle.kill().await.unwrap();
+    drop(idle_group);
+    let _ = idle.wait().await;
 
     let report: Value = serde_json::from_slice(&std::fs::read(path("flow.json")).unwrap()).unwrap();
     println!("connections per node after the message flow: {still:?}");
