@@ -491,7 +491,9 @@ impl Actor for SessionActor {
         match msg {
             SessionMsg::Frame(frame) => {
                 let request_id = frame.request_id;
-                if let Err(err) = state.handle_frame(&myself, frame).await {
+                // Boxed: the handler's future holds every request's branch,
+                // and inline it would be part of every idle session.
+                if let Err(err) = Box::pin(state.handle_frame(&myself, frame)).await {
                     metrics::counter!(crate::api::metrics::ERRORS, "code" => err.code.label())
                         .increment(1);
                     state.outbox.send(err.to_frame(request_id));
