@@ -37,6 +37,7 @@ pub fn install() -> PrometheusHandle {
                 .expect("the recorder is installed once per process");
             describe();
             crate::actors::metrics::describe();
+            crate::db::describe();
             crate::cluster::metrics::describe();
             handle
         })
