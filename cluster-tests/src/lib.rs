@@ -162,9 +162,30 @@ impl Cluster {
     }
 
     /// Adds a node: the first bootstraps, the others join through the first.
+    /// A start that fails (a port taken between choosing and binding it) is
+    /// retried on fresh ports and a fresh data folder.
     pub async fn add_node(&mut self) -> anyhow::Result<usize> {
+        let before = self.nodes.len();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_add_node().await {
+                Ok(index) => return Ok(index),
+                Err(err) if attempt < 3 => {
+                    eprintln!("node start failed, retrying on other ports: {err:#}");
+                    self.nodes.truncate(before);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn try_add_node(&mut self) -> anyhow::Result<usize> {
         let id = self.nodes.len() as u64 + 1;
         let dir = self.dir.path().join(format!("node{id}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
         std::fs::create_dir_all(&dir)?;
         let (tcp, http, peer) = (
             format!("127.0.0.1:{}", free_port()),

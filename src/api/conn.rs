@@ -64,7 +64,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         peer_ip: peer.ip(),
         authenticated: authenticated.clone(),
     };
-    let Ok((session, _)) = Actor::spawn(None, SessionActor, args).await else {
+    // Boxed: the spawn future is large and would otherwise stay part of this
+    // connection's task for its whole life.
+    let Ok((session, _)) = Box::pin(Actor::spawn(None, SessionActor, args)).await else {
         tracing::error!(%peer, "failed to start session actor");
         return;
     };
@@ -159,40 +161,35 @@ async fn write_loop<W: FrameWriter>(
 ) {
     let abort = receiver.abort.clone();
     'outer: loop {
-        let first = tokio::select! {
+        // Everything queued goes out in one flush.
+        let batch = tokio::select! {
             biased;
             _ = abort.cancelled() => {
                 let (code, reason) = receiver.abort_reason();
                 writer.close(code, &reason).await;
                 break;
             }
-            item = receiver.rx.recv() => item,
+            batch = receiver.recv_all() => batch,
+        };
+        let Some(batch) = batch else {
+            writer.close(ErrorCode::Unspecified, "").await;
+            break;
         };
         let fmt = *format.get().unwrap_or(&FrameFormat::Protobuf);
-        let mut next = first;
         let mut written = 0u64;
-        loop {
-            match next {
-                None => {
-                    writer.close(ErrorCode::Unspecified, "").await;
-                    break 'outer;
-                }
-                Some(Outbound::Close(code, reason)) => {
+        for item in batch {
+            match item {
+                Outbound::Close(code, reason) => {
                     let _ = writer.flush().await;
                     writer.close(code, &reason).await;
                     break 'outer;
                 }
-                Some(Outbound::Frame(frame)) => {
+                Outbound::Frame(frame) => {
                     if writer.feed(frame.encoded(fmt), fmt).await.is_err() {
                         break 'outer;
                     }
                     written += 1;
                 }
-            }
-            // Coalesce whatever else is already queued into this flush.
-            match receiver.rx.try_recv() {
-                Ok(item) => next = Some(item),
-                Err(_) => break,
             }
         }
         metrics::counter!(m::FRAMES_OUT, "transport" => transport).increment(written);

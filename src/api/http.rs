@@ -130,14 +130,19 @@ async fn websocket(
 ) -> Response {
     let max = services.config.limits.max_frame_bytes;
     upgrade
-        // tungstenite's 128 KiB default read buffer per connection would cost
-        // gigabytes at tens of thousands of connections.
-        .read_buffer_size(4 * 1024)
+        // tungstenite's read buffer is allocated up front and kept for the
+        // connection's life (128 KiB by default): 1 KiB covers a typical
+        // frame in one read, and a larger message reserves its own length.
+        .read_buffer_size(1024)
+        // Frames are written in batches once this much is queued (the
+        // connection's writer flushes after each batch anyway).
         .write_buffer_size(4 * 1024)
         .max_write_buffer_size(super::tcp::MAX_SERVER_FRAME_BYTES + 64 * 1024)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| super::ws::run(socket, services, peer.0, stop))
+        // Boxed: the upgrade task would otherwise carry the whole connection
+        // future inline next to the upgrade's own state.
+        .on_upgrade(move |socket| Box::pin(super::ws::run(socket, services, peer.0, stop)))
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {

@@ -1,16 +1,23 @@
 //! The TCP listener: length-prefixed protobuf frames, optionally over TLS.
 //! A connection that ends with an error gets an `Error` frame naming the
 //! code before the socket closes.
+//!
+//! An idle connection holds no read or write buffer: the reader waits for
+//! the socket to become readable before it allocates one (plain TCP; a TLS
+//! stream may already hold decrypted bytes, so it reads at once), and both
+//! sides give their buffer back once it is drained.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::TcpListener;
+use bytes::{Bytes, BytesMut};
+use futures::SinkExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, FrameReader, FrameWriter, Incoming};
@@ -23,34 +30,84 @@ use crate::protocol::{
 /// Largest frame the server writes (a page of history can exceed the client frame limit).
 pub const MAX_SERVER_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
-struct TcpReader<S> {
-    inner: FramedRead<ReadHalf<S>, LengthDelimitedCodec>,
+/// Bytes asked of the socket per read once it is readable.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// Frames written ahead of a flush before the writer flushes on its own.
+const WRITE_BACKPRESSURE_BYTES: usize = 64 * 1024;
+
+/// The read side of a stream, able to wait until a read would find bytes.
+trait ReadSide: AsyncRead + Unpin + Send + 'static {
+    /// Resolves once the stream has bytes (or an error, or EOF) to read.
+    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send;
 }
 
-struct TcpWriter<S> {
-    inner: FramedWrite<WriteHalf<S>, LengthDelimitedCodec>,
+impl ReadSide for OwnedReadHalf {
+    async fn ready(&self) -> std::io::Result<()> {
+        self.readable().await
+    }
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + 'static> FrameReader for TcpReader<S> {
+impl<S: AsyncRead + AsyncWrite + Send + 'static> ReadSide for ReadHalf<S> {
+    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+struct TcpReader<R> {
+    inner: R,
+    codec: LengthDelimitedCodec,
+    /// Bytes read but not yet decoded; unallocated while the peer is quiet.
+    buf: BytesMut,
+}
+
+struct TcpWriter<W> {
+    inner: FramedWrite<W, LengthDelimitedCodec>,
+}
+
+impl<R: ReadSide> FrameReader for TcpReader<R> {
+    // Cancel-safe: bytes read stay in `buf` and the codec keeps its place.
     async fn next(&mut self) -> Incoming {
-        match self.inner.next().await {
-            Some(Ok(bytes)) => Incoming::Frame(bytes.freeze(), FrameFormat::Protobuf),
-            Some(Err(err)) if is_frame_too_large(&err) => Incoming::Fatal(ProtocolError::new(
-                ErrorCode::TooLarge,
-                "frame exceeds the frame size limit",
-            )),
-            Some(Err(_)) | None => Incoming::Closed,
+        loop {
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(frame)) => {
+                    if self.buf.is_empty() {
+                        // Let the frame own the allocation; read anew later.
+                        self.buf = BytesMut::new();
+                    }
+                    return Incoming::Frame(frame.freeze(), FrameFormat::Protobuf);
+                }
+                Ok(None) => {}
+                Err(err) if is_frame_too_large(&err) => {
+                    return Incoming::Fatal(ProtocolError::new(
+                        ErrorCode::TooLarge,
+                        "frame exceeds the frame size limit",
+                    ));
+                }
+                Err(_) => return Incoming::Closed,
+            }
+            if self.buf.is_empty() && self.inner.ready().await.is_err() {
+                return Incoming::Closed;
+            }
+            self.buf.reserve(READ_CHUNK);
+            match self.inner.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return Incoming::Closed,
+                Ok(_) => {}
+            }
         }
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + 'static> FrameWriter for TcpWriter<S> {
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter for TcpWriter<W> {
     async fn feed(&mut self, frame: Bytes, _format: FrameFormat) -> std::io::Result<()> {
         self.inner.feed(frame).await
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        SinkExt::<Bytes>::flush(&mut self.inner).await
+        SinkExt::<Bytes>::flush(&mut self.inner).await?;
+        // Drained: give the buffer back rather than keep it for an idle connection.
+        *self.inner.write_buffer_mut() = BytesMut::new();
+        Ok(())
     }
 
     async fn close(&mut self, code: ErrorCode, reason: &str) {
@@ -65,28 +122,56 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> FrameWriter for TcpWriter<S> {
     }
 }
 
-fn codecs(max_frame_bytes: usize) -> (LengthDelimitedCodec, LengthDelimitedCodec) {
-    (
-        frame_codec(max_frame_bytes),
-        frame_codec(MAX_SERVER_FRAME_BYTES),
-    )
-}
-
-async fn run_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
-    stream: S,
+async fn run_halves<R: ReadSide, W: AsyncWrite + Unpin + Send + 'static>(
+    read: R,
+    write: W,
     services: Arc<Services>,
     peer: SocketAddr,
     stop: CancellationToken,
 ) {
-    let (read_codec, write_codec) = codecs(services.config.limits.max_frame_bytes);
-    let (read, write) = tokio::io::split(stream);
     let reader = TcpReader {
-        inner: FramedRead::new(read, read_codec),
+        inner: read,
+        codec: frame_codec(services.config.limits.max_frame_bytes),
+        buf: BytesMut::new(),
     };
-    let writer = TcpWriter {
-        inner: FramedWrite::new(write, write_codec),
-    };
+    let mut writer = FramedWrite::with_capacity(write, frame_codec(MAX_SERVER_FRAME_BYTES), 0);
+    writer.set_backpressure_boundary(WRITE_BACKPRESSURE_BYTES);
+    let writer = TcpWriter { inner: writer };
     conn::drive(services, peer, "tcp", reader, writer, stop).await;
+}
+
+async fn run_plain(
+    stream: TcpStream,
+    services: Arc<Services>,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
+    let (read, write) = stream.into_split();
+    run_halves(read, write, services, peer, stop).await;
+}
+
+async fn run_tls(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    services: Arc<Services>,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
+    let handshake =
+        tokio::time::timeout(services.config.handshake_timeout(), acceptor.accept(stream)).await;
+    match handshake {
+        Ok(Ok(tls_stream)) => {
+            let (read, write) = tokio::io::split(tls_stream);
+            run_halves(read, write, services, peer, stop).await;
+        }
+        Ok(Err(err)) => {
+            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_handshake").increment(1);
+            tracing::debug!(%peer, error = %err, "tls handshake failed");
+        }
+        Err(_) => {
+            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_timeout").increment(1);
+        }
+    }
 }
 
 /// Accepts TCP connections until `stop` fires.
@@ -131,33 +216,85 @@ pub async fn serve(
         };
         let services = services.clone();
         let stop = stop.clone();
-        let acceptor = acceptor.clone();
-        connections.spawn(async move {
-            let _permit = permit;
-            match acceptor {
-                None => run_stream(stream, services, peer, stop).await,
-                Some(acceptor) => {
-                    let handshake = tokio::time::timeout(
-                        services.config.handshake_timeout(),
-                        acceptor.accept(stream),
-                    )
-                    .await;
-                    match handshake {
-                        Ok(Ok(tls_stream)) => run_stream(tls_stream, services, peer, stop).await,
-                        Ok(Err(err)) => {
-                            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_handshake")
-                                .increment(1);
-                            tracing::debug!(%peer, error = %err, "tls handshake failed");
-                        }
-                        Err(_) => {
-                            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_timeout")
-                                .increment(1);
-                        }
-                    }
-                }
-            }
-        });
+        match acceptor.clone() {
+            None => connections.spawn(async move {
+                let _permit = permit;
+                run_plain(stream, services, peer, stop).await;
+            }),
+            // Boxed so that plain connections' tasks do not carry the
+            // (larger) TLS handshake and stream.
+            Some(acceptor) => connections.spawn(async move {
+                let _permit = permit;
+                Box::pin(run_tls(stream, acceptor, services, peer, stop)).await;
+            }),
+        };
     }
     // Live connections saw `stop` and are closing; wait for them.
     while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (TcpStream, OwnedReadHalf) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server.into_split().0)
+    }
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn frame_bytes(incoming: Incoming) -> Bytes {
+        match incoming {
+            Incoming::Frame(bytes, FrameFormat::Protobuf) => bytes,
+            _ => panic!("expected a frame"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reader_holds_no_buffer_between_frames() {
+        let (mut client, read) = pair().await;
+        let mut reader = TcpReader {
+            inner: read,
+            codec: frame_codec(1024),
+            buf: BytesMut::new(),
+        };
+        // Two frames in one write, then one split across two writes.
+        let mut first = framed(b"one");
+        first.extend_from_slice(&framed(b"two"));
+        client.write_all(&first).await.unwrap();
+        assert_eq!(&frame_bytes(reader.next().await)[..], b"one");
+        assert_eq!(&frame_bytes(reader.next().await)[..], b"two");
+        assert_eq!(reader.buf.capacity(), 0);
+        let third = framed(b"three");
+        client.write_all(&third[..5]).await.unwrap();
+        let pending = tokio::spawn(async move { (frame_bytes(reader.next().await), reader) });
+        client.write_all(&third[5..]).await.unwrap();
+        let (frame, mut reader) = pending.await.unwrap();
+        assert_eq!(&frame[..], b"three");
+        assert_eq!(reader.buf.capacity(), 0);
+        client.write_all(&framed(&[0; 2048])).await.unwrap();
+        assert!(matches!(reader.next().await, Incoming::Fatal(e) if e.code == ErrorCode::TooLarge));
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_closed_peer_ends_the_reader() {
+        let (client, read) = pair().await;
+        let mut reader = TcpReader {
+            inner: read,
+            codec: frame_codec(1024),
+            buf: BytesMut::new(),
+        };
+        drop(client);
+        assert!(matches!(reader.next().await, Incoming::Closed));
+    }
 }

@@ -20,11 +20,21 @@ pub const PENDING_COMPACTION_BYTES: &str = "chorus_db_pending_compaction_bytes";
 /// Compactions running now.
 pub const RUNNING_COMPACTIONS: &str = "chorus_db_running_compactions";
 
+/// WAL syncs (`fdatasync`) made by group commit.
+pub const WAL_SYNCS: &str = "chorus_storage_wal_syncs_total";
+/// Durable writes that waited on a group-commit WAL sync.
+pub const DURABLE_WRITES: &str = "chorus_storage_durable_writes_total";
+
 /// How often disk use and compaction state are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// Registers help texts for the metrics above.
 pub fn describe() {
+    metrics::describe_counter!(WAL_SYNCS, "WAL syncs (fdatasync) made by group commit");
+    metrics::describe_counter!(
+        DURABLE_WRITES,
+        "Durable writes that waited on a group-commit WAL sync; divided by the syncs, the writes each sync served"
+    );
     metrics::describe_histogram!(
         WRITE_SECONDS,
         metrics::Unit::Seconds,
@@ -58,6 +68,14 @@ pub(super) fn register() {
 
 fn sync_label(sync: bool) -> &'static str {
     if sync { "true" } else { "false" }
+}
+
+pub(super) fn record_wal_sync() {
+    metrics::counter!(WAL_SYNCS).increment(1);
+}
+
+pub(super) fn record_durable_write() {
+    metrics::counter!(DURABLE_WRITES).increment(1);
 }
 
 pub(super) fn record_write(sync: bool, elapsed: Duration) {

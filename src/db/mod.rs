@@ -1,10 +1,10 @@
-//! The node's one RocksDB: column families, synced writes, and the error type
-//! of every storage call.
+//! The node's one RocksDB: column families, synced writes (shared between
+//! concurrent writers by group commit), and the error type of every storage call.
 
 mod metrics;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use rocksdb::{
@@ -93,6 +93,8 @@ pub enum StorageError {
     Corrupt { cf: &'static str, detail: String },
     #[error("storage task failed: {0}")]
     Task(String),
+    #[error("wal sync failed: {0}")]
+    WalSync(String),
 }
 
 impl From<StorageError> for ProtocolError {
@@ -114,6 +116,88 @@ pub type ConsistentRead = (Option<Vec<u8>>, Vec<Vec<KeyValue>>);
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<Rocks>,
+    wal: Arc<GroupCommit>,
+}
+
+/// Group commit of the WAL, for durable writes from many Raft groups at once.
+///
+/// A writer writes its batch unsynced (RocksDB appends it to the WAL and the
+/// memtable without waiting for the disk), takes a ticket, and waits until a
+/// WAL sync that started after its write has completed. Whoever finds no sync
+/// in progress becomes the syncer: it notes the last ticket handed out, calls
+/// `FlushWAL(sync)` once, and wakes every writer up to that ticket. Writers
+/// arriving during a sync are covered by the next one, so under load one
+/// `fdatasync` serves every group that appended in the meantime, and
+/// unsynced writes (state machine applies) never queue behind a sync inside
+/// RocksDB's write path. A writer returns only once the WAL holding its
+/// batch is on disk, exactly as with `sync = true`; the difference is that
+/// other readers may see the batch a moment before it is durable.
+#[derive(Default)]
+struct GroupCommit {
+    state: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Last ticket handed out: writes up to it are in the WAL, maybe unsynced.
+    written: u64,
+    /// Every write with a ticket up to this one is durable.
+    synced: u64,
+    /// A sync that covers tickets up to this one failed, with this error.
+    failed: u64,
+    failure: String,
+    syncing: bool,
+    /// Syncs made so far.
+    syncs: u64,
+}
+
+impl GroupCommit {
+    /// Returns the ticket of a write that has just returned from RocksDB.
+    fn ticket(&self) -> u64 {
+        let mut state = self.lock();
+        state.written += 1;
+        state.written
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Blocks until the write of `ticket` is durable, syncing the WAL if no
+    /// other writer is doing it.
+    fn wait_durable(&self, ticket: u64, db: &Rocks) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        loop {
+            if state.synced >= ticket {
+                return Ok(());
+            }
+            if state.failed >= ticket {
+                return Err(StorageError::WalSync(state.failure.clone()));
+            }
+            if !state.syncing {
+                state.syncing = true;
+                let target = state.written;
+                drop(state);
+                let result = db.flush_wal(true);
+                state = self.lock();
+                state.syncing = false;
+                state.syncs += 1;
+                match &result {
+                    Ok(()) => state.synced = state.synced.max(target),
+                    Err(err) => {
+                        state.failed = state.failed.max(target);
+                        state.failure = err.to_string();
+                    }
+                }
+                drop(state);
+                self.synced.notify_all();
+                metrics::record_wal_sync();
+                return result.map_err(|e| StorageError::WalSync(e.to_string()));
+            }
+            state = self.synced.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 impl Db {
@@ -137,7 +221,10 @@ impl Db {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(metrics::sample(Arc::downgrade(&inner), dir.to_path_buf()));
         }
-        Ok(Db { inner })
+        Ok(Db {
+            inner,
+            wal: Arc::default(),
+        })
     }
 
     fn cf(&self, name: &'static str) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, StorageError> {
@@ -250,9 +337,10 @@ impl Db {
         Ok((state, out))
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable (sharing a sync with concurrent writers).
     pub fn flush_wal(&self) -> Result<(), StorageError> {
-        Ok(self.inner.flush_wal(true)?)
+        let ticket = self.wal.ticket();
+        self.wal.wait_durable(ticket, &self.inner)
     }
 
     /// Starts an atomic batch of writes.
@@ -317,6 +405,16 @@ impl Batch<'_> {
         self.write(false)
     }
 
+    /// Writes the batch and returns once it is durable, like [`Batch::commit`],
+    /// but shares one WAL sync with every writer in flight (see `GroupCommit`).
+    /// For the hot durable writes of many groups at once: Raft log appends.
+    pub fn commit_grouped(self) -> Result<(), StorageError> {
+        let db = self.db;
+        self.write(false)?;
+        metrics::record_durable_write();
+        db.flush_wal()
+    }
+
     fn write(self, sync: bool) -> Result<(), StorageError> {
         if let Some(err) = self.error {
             return Err(err);
@@ -350,4 +448,47 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StorageError::Task(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_durable_writes_share_one_wal_sync() {
+        const WRITERS: u64 = 8;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        // A sync is in flight: every writer that arrives now waits for the next one.
+        db.wal.lock().syncing = true;
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|i| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let mut batch = db.batch();
+                    batch.put(CF_RAFT_LOG, &i.to_be_bytes(), b"entry");
+                    batch.commit_grouped()
+                })
+            })
+            .collect();
+        while db.wal.lock().written < WRITERS {
+            std::thread::yield_now();
+        }
+        // Every batch is written (visible) but no writer has returned yet.
+        assert!(writers.iter().all(|w| !w.is_finished()));
+        db.wal.lock().syncing = false;
+        db.wal.synced.notify_all();
+        for writer in writers {
+            writer.join().unwrap().unwrap();
+        }
+        let state = db.wal.lock();
+        assert_eq!((state.syncs, state.synced), (1, WRITERS));
+        drop(state);
+        for i in 0..WRITERS {
+            assert!(db.get(CF_RAFT_LOG, &i.to_be_bytes()).unwrap().is_some());
+        }
+        // A lone flush syncs again and covers itself.
+        db.flush_wal().unwrap();
+        assert_eq!(db.wal.lock().syncs, 2);
+    }
 }

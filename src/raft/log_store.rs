@@ -236,7 +236,9 @@ where
                     for (index, bytes) in &encoded {
                         batch.put(CF_RAFT_LOG, &log_key(this.group, *index), bytes);
                     }
-                    batch.commit()
+                    // Durable before `log_io_completed`, with one WAL sync
+                    // shared by every group appending at the same time.
+                    batch.commit_grouped()
                 },
                 StorageIOError::write_logs,
             )

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::clock::parse_duration;
 use crate::coord::{Coord, Marks};
 use crate::report::{DocText, Inputs, Machine, RunReport};
-use crate::targets::{Account, GroupPlan, Plan, TargetKind};
+use crate::targets::{Account, GroupPlan, Plan, TargetKind, Transport};
 use crate::workloads::{Ctx, Slice};
 
 /// Connections one process holds at most (the open-file limit is 20,000).
@@ -68,9 +68,12 @@ struct Common {
     /// nodes of a cluster).
     #[arg(long, default_value = "127.0.0.1:7100")]
     server: String,
-    /// Chorus REST address (users, tokens, groups).
+    /// Chorus REST address (users, tokens, groups; WebSocket with --transport ws).
     #[arg(long, default_value = "127.0.0.1:7180")]
     http: String,
+    /// Chorus long connections: TCP frames on --server, or WebSocket on --http.
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
     /// Chorus admin password (users are created through the admin REST API).
     #[arg(long, env = "CHORUS_ADMIN_PASSWORD", hide_env_values = true)]
     #[serde(skip)]
@@ -362,10 +365,17 @@ async fn setup(common: &Common, accounts: usize, members: Option<usize>) -> anyh
             token: String::new(),
         })
         .collect();
+    // WebSocket goes to the one --http address.
+    let (addr, more_addrs, transport) = match (common.target, common.transport) {
+        (TargetKind::Chorus, Transport::Ws) => (loopback(&common.http)?, Vec::new(), Transport::Ws),
+        (_, Transport::Ws) => bail!("--transport ws is for Chorus only"),
+        _ => (addr, addrs, Transport::Tcp),
+    };
     let mut plan = Plan {
         kind: common.target,
         addr,
-        more_addrs: addrs,
+        more_addrs,
+        transport,
         domain: common.xmpp_domain.clone(),
         accounts,
         group: members.map(|m| GroupPlan {

@@ -1,6 +1,7 @@
 //! chorus-bench against a real node on loopback (ports bound to 0): it
 //! creates its users through REST, the one-to-one and group workloads deliver
-//! and ack every message, and a second run reuses the users and tokens.
+//! and ack every message (over TCP and over WebSocket), and a second run
+//! reuses the users and tokens.
 
 use std::path::Path;
 
@@ -84,5 +85,21 @@ async fn one_to_one_and_group_deliver_every_message() {
     let step = &report["steps"][0];
     assert_all_delivered(step, 2);
     assert_eq!(step["complete_messages"], step["sent"]);
+
+    // The same pairs over WebSocket on the HTTP port.
+    let json = dir.path().join("ws.json");
+    let args = [
+        "one-to-one",
+        "--transport",
+        "ws",
+        "--pairs",
+        "2",
+        "--rate",
+        "40",
+        "--duration",
+        "500ms",
+    ];
+    let report = bench(&args, &node, &password, &json).await;
+    assert_all_delivered(&report["steps"][0], 1);
     node.shutdown().await;
 }

@@ -1,5 +1,5 @@
-//! Chorus over TCP: 4-byte big-endian length, then one protobuf frame. A
-//! connection resumes a token fetched once over REST (a password login costs
+//! Chorus over TCP (4-byte big-endian length, then one protobuf frame) or
+//! over WebSocket (one binary message per protobuf frame). A connection resumes a token fetched once over REST (a password login costs
 //! an argon2 verification, a resume does not), as a reconnecting client does.
 //! Setup creates the accounts through the admin REST API, idempotently, and
 //! keeps tokens in a cache file so that later runs skip the logins.
@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{Account, Incoming, LinkError, Plan, Role, Route, fill, parse_tag, payload};
+use super::{Account, Incoming, LinkError, Plan, Role, Route, Transport, fill, parse_tag, payload};
 
 use pb::client_frame::Body as Req;
 use pb::server_frame::Body as Resp;
@@ -29,38 +29,139 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 pub struct State {
     pub heartbeat: Duration,
+    transport: Transport,
     user_id: u64,
     conversation: String,
     next_request: u64,
 }
 
-fn encode(request_id: u64, body: Req, out: &mut Vec<u8>) {
+fn encode(transport: Transport, request_id: u64, body: Req, out: &mut Vec<u8>) {
     let frame = pb::ClientFrame {
         request_id,
         body: Some(body),
     };
     let len = frame.encoded_len();
-    out.reserve(4 + len);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.reserve(14 + len);
+    match transport {
+        Transport::Tcp => out.extend_from_slice(&(len as u32).to_be_bytes()),
+        Transport::Ws => {
+            // FIN + binary; client frames are masked: a zero key leaves the
+            // payload as it is.
+            out.push(0x82);
+            match len {
+                0..=125 => out.push(0x80 | len as u8),
+                126..=0xffff => {
+                    out.push(0x80 | 126);
+                    out.extend_from_slice(&(len as u16).to_be_bytes());
+                }
+                _ => {
+                    out.push(0x80 | 127);
+                    out.extend_from_slice(&(len as u64).to_be_bytes());
+                }
+            }
+            out.extend_from_slice(&[0; 4]);
+        }
+    }
     frame.encode(out).expect("a Vec grows to hold any frame");
 }
 
+/// Returns the header length and payload length of the frame at the front
+/// of `buf`, once its header is complete, and whether it carries a protobuf
+/// frame (WebSocket control frames do not).
+fn frame_header(
+    transport: Transport,
+    buf: &[u8],
+) -> Result<Option<(usize, usize, bool)>, LinkError> {
+    match transport {
+        Transport::Tcp => Ok(buf.get(..4).map(|h| {
+            (
+                4,
+                u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize,
+                true,
+            )
+        })),
+        Transport::Ws => {
+            let Some(&[first, second]) = buf.get(..2) else {
+                return Ok(None);
+            };
+            if first & 0x80 == 0 || second & 0x80 != 0 {
+                return Err(LinkError::Protocol(
+                    "fragmented or masked WebSocket frame from the server".into(),
+                ));
+            }
+            let (header, len) = match second & 0x7f {
+                126 => match buf.get(2..4) {
+                    Some(b) => (4, u16::from_be_bytes([b[0], b[1]]) as usize),
+                    None => return Ok(None),
+                },
+                127 => match buf.get(2..10) {
+                    Some(b) => (
+                        10,
+                        u64::from_be_bytes(b.try_into().expect("8 bytes")) as usize,
+                    ),
+                    None => return Ok(None),
+                },
+                short => (2, short as usize),
+            };
+            match first & 0x0f {
+                0x2 => Ok(Some((header, len, true))),
+                0x8 => Err(LinkError::Closed),
+                _ => Ok(Some((header, len, false))),
+            }
+        }
+    }
+}
+
 /// Takes one whole frame off the front of `buf`.
-fn take_frame(buf: &mut Vec<u8>) -> Result<Option<pb::ServerFrame>, LinkError> {
-    let Some(header) = buf.get(..4) else {
-        return Ok(None);
+fn take_frame(
+    transport: Transport,
+    buf: &mut Vec<u8>,
+) -> Result<Option<pb::ServerFrame>, LinkError> {
+    loop {
+        let Some((header, len, data)) = frame_header(transport, buf)? else {
+            return Ok(None);
+        };
+        if len > MAX_FRAME {
+            return Err(LinkError::Protocol(format!("frame of {len} bytes")));
+        }
+        if buf.len() < header + len {
+            return Ok(None);
+        }
+        if !data {
+            buf.drain(..header + len);
+            continue;
+        }
+        let frame = pb::ServerFrame::decode(&buf[header..header + len])
+            .map_err(|e| LinkError::Protocol(format!("undecodable frame: {e}")))?;
+        buf.drain(..header + len);
+        return Ok(Some(frame));
+    }
+}
+
+/// Upgrades a fresh connection to the HTTP port into a WebSocket on `/ws`.
+async fn upgrade(stream: &mut TcpStream, buf: &mut Vec<u8>, plan: &Plan) -> Result<(), LinkError> {
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        plan.addr
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buf.len() > 16 * 1024 {
+            return Err(LinkError::Protocol("endless upgrade response".into()));
+        }
+        fill(stream, buf).await?;
     };
-    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if len > MAX_FRAME {
-        return Err(LinkError::Protocol(format!("frame of {len} bytes")));
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    if !head.starts_with("HTTP/1.1 101") {
+        let status = head.lines().next().unwrap_or_default().to_string();
+        return Err(LinkError::Refused(format!("websocket upgrade: {status}")));
     }
-    if buf.len() < 4 + len {
-        return Ok(None);
-    }
-    let frame = pb::ServerFrame::decode(&buf[4..4 + len])
-        .map_err(|e| LinkError::Protocol(format!("undecodable frame: {e}")))?;
-    buf.drain(..4 + len);
-    Ok(Some(frame))
+    buf.drain(..end);
+    Ok(())
 }
 
 fn error_text(err: &pb::Error) -> String {
@@ -78,14 +179,18 @@ pub async fn open(
     if account.token.is_empty() {
         return Err(LinkError::Refused(format!("{} has no token", account.name)));
     }
+    let transport = plan.transport;
+    if transport == Transport::Ws {
+        upgrade(stream, buf, plan).await?;
+    }
     let mut out = Vec::new();
     let resume = pb::Resume {
         token: account.token.clone(),
     };
-    encode(1, Req::Resume(resume), &mut out);
+    encode(transport, 1, Req::Resume(resume), &mut out);
     stream.write_all(&out).await?;
     let session = loop {
-        let Some(frame) = take_frame(buf)? else {
+        let Some(frame) = take_frame(transport, buf)? else {
             fill(stream, buf).await?;
             continue;
         };
@@ -103,7 +208,7 @@ pub async fn open(
     // handled the resume, so a client silent after resuming is closed at the
     // handshake timeout.
     out.clear();
-    encode(2, Req::Ping(pb::Ping {}), &mut out);
+    encode(transport, 2, Req::Ping(pb::Ping {}), &mut out);
     stream.write_all(&out).await?;
     let conversation = match role.route {
         Route::None => String::new(),
@@ -116,6 +221,7 @@ pub async fn open(
     };
     Ok(State {
         heartbeat: Duration::from_secs(u64::from(session.heartbeat_secs.max(1))),
+        transport,
         user_id: session.user_id,
         conversation,
         next_request: 2,
@@ -123,7 +229,7 @@ pub async fn open(
 }
 
 pub fn parse(state: &mut State, buf: &mut Vec<u8>) -> Result<Option<Incoming>, LinkError> {
-    let Some(frame) = take_frame(buf)? else {
+    let Some(frame) = take_frame(state.transport, buf)? else {
         return Ok(None);
     };
     let event = match frame.body {
@@ -161,12 +267,12 @@ pub fn encode_send(state: &mut State, step: u32, k: u64, sent_ns: u64, out: &mut
         }),
     };
     let id = request_id(state);
-    encode(id, Req::Send(send), out);
+    encode(state.transport, id, Req::Send(send), out);
 }
 
 pub fn encode_heartbeat(state: &mut State, out: &mut Vec<u8>) {
     let id = request_id(state);
-    encode(id, Req::Ping(pb::Ping {}), out);
+    encode(state.transport, id, Req::Ping(pb::Ping {}), out);
 }
 
 /// REST calls with admin or user tokens.
@@ -425,11 +531,12 @@ mod tests {
         let bytes = server.encode_to_vec();
         let mut buf = (bytes.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(&bytes[..3]);
-        assert!(take_frame(&mut buf).unwrap().is_none());
+        assert!(take_frame(Transport::Tcp, &mut buf).unwrap().is_none());
         buf.extend_from_slice(&bytes[3..]);
         buf.extend_from_slice(&[0, 0]);
         let mut state = State {
             heartbeat: Duration::from_secs(30),
+            transport: Transport::Tcp,
             user_id: 1,
             conversation: "d:1:2".into(),
             next_request: 2,
@@ -454,5 +561,35 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn websocket_frames_round_trip_through_the_buffer() {
+        let server = pb::ServerFrame {
+            request_id: 4,
+            body: Some(Resp::Pong(pb::Pong { server_time_ms: 1 })),
+        };
+        let bytes = server.encode_to_vec();
+        // A pong control frame first (skipped), then the binary message.
+        let mut buf = vec![0x8a, 0x00, 0x82, bytes.len() as u8];
+        buf.extend_from_slice(&bytes[..2]);
+        assert!(take_frame(Transport::Ws, &mut buf).unwrap().is_none());
+        buf.extend_from_slice(&bytes[2..]);
+        let frame = take_frame(Transport::Ws, &mut buf).unwrap().unwrap();
+        assert_eq!(frame.request_id, 4);
+        assert!(buf.is_empty());
+        let mut out = Vec::new();
+        encode(Transport::Ws, 9, Req::Ping(pb::Ping {}), &mut out);
+        let len = (out[1] & 0x7f) as usize;
+        assert_eq!(
+            (out[0], out[1] & 0x80, &out[2..6]),
+            (0x82, 0x80, &[0u8; 4][..])
+        );
+        assert_eq!(
+            pb::ClientFrame::decode(&out[6..6 + len])
+                .unwrap()
+                .request_id,
+            9
+        );
     }
 }

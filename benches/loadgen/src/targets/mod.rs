@@ -63,16 +63,31 @@ pub struct GroupPlan {
     pub subject: String,
 }
 
+/// How a Chorus connection carries its frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// 4-byte length, then a protobuf frame, on the TCP port.
+    #[default]
+    Tcp,
+    /// One binary WebSocket message per protobuf frame, on the HTTP port's `/ws`.
+    Ws,
+}
+
 /// Everything a process needs to open connections: made once by the
 /// parent (users created, tokens fetched) and handed to workers as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub kind: TargetKind,
+    /// The TCP port, or the HTTP port with `Transport::Ws`.
     pub addr: SocketAddr,
     /// Further client addresses (other nodes of a cluster): account `i`
     /// connects to address `i % n` of `addr` followed by these.
     #[serde(default)]
     pub more_addrs: Vec<SocketAddr>,
+    /// Chorus only.
+    #[serde(default)]
+    pub transport: Transport,
     /// XMPP domain of the accounts.
     pub domain: String,
     pub accounts: Vec<Account>,
