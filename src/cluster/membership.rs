@@ -155,6 +155,8 @@ impl Membership {
             })?;
         let chitchat = handle.chitchat();
         let live = chitchat.lock().await.live_nodes_watcher();
+        // Exported from the start, before the first view.
+        m::describe_membership();
         let (view_tx, view) = watch::channel(Arc::new(View::default()));
         tokio::spawn(publish_views(
             live.clone(),
@@ -308,7 +310,6 @@ async fn publish_views(
     debounce: Duration,
     stop: CancellationToken,
 ) {
-    m::describe_membership();
     loop {
         let candidate = members(&live.borrow_and_update());
         let current = view_tx.borrow().clone();

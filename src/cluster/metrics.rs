@@ -31,6 +31,7 @@ pub fn describe_membership() {
         ROUTING_MISSES,
         "Routed user envelopes this node did not own, by outcome"
     );
+    metrics::gauge!(GOSSIP_LIVE_NODES).set(0.0);
     metrics::gauge!(GOSSIP_DEAD_NODES).set(0.0);
     metrics::counter!(GOSSIP_VIEW_CHANGES).increment(0);
     metrics::counter!(ROUTING_MISSES, "outcome" => "forwarded").increment(0);
