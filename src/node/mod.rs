@@ -17,7 +17,7 @@ use crate::db::{self, Db, StorageError};
 use crate::meta::{GroupRecord, Meta, NodeRecord, UserRecord};
 use crate::partition::Partitions;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError};
-use crate::raft::RaftHost;
+use crate::raft::{Forwarded, RaftHost};
 
 mod metrics;
 mod peer;
@@ -26,9 +26,6 @@ mod reads;
 mod routing;
 
 pub use routing::{HomeOp, SessionRef};
-
-/// How long a write keeps looking for its partition's leader.
-const PROPOSE_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Listen backlog: bursts of (re)connecting clients must not overflow it.
 const LISTEN_BACKLOG: u32 = 4096;
@@ -253,7 +250,7 @@ impl Services {
             },
         )
         .map_err(|e| ProtocolError::internal(e.to_string()))?;
-        let deadline = std::time::Instant::now() + PROPOSE_PATIENCE;
+        let deadline = std::time::Instant::now() + crate::raft::PROPOSE_PATIENCE;
         let mut last = String::from("partition has no placed replica");
         while std::time::Instant::now() < deadline {
             let replicas = self.meta.placement(partition)?.replicas;
@@ -262,24 +259,14 @@ impl Services {
                 let Some(node) = nodes.iter().find(|n| n.node_id == replica) else {
                     continue;
                 };
-                match self
-                    .links
-                    .call(&node.peer_addr, cluster::PeerKind::Propose, payload.clone())
-                    .await
-                {
-                    Ok(answer) => {
-                        return serde_json::from_slice(&answer)
-                            .map_err(|e| ProtocolError::internal(e.to_string()));
+                match crate::raft::forward(&self.links, &node.peer_addr, payload.clone()).await {
+                    Forwarded::Applied(answer) => {
+                        return answer.map_err(ProtocolError::internal);
                     }
-                    // The command may have been applied: only the client's
-                    // resend (deduplicated) is safe.
-                    Err(err @ cluster::LinkError::Timeout(..)) => {
-                        return Err(ProtocolError::new(
-                            ErrorCode::UnavailableRetry,
-                            err.to_string(),
-                        ));
+                    Forwarded::MaybeApplied(reason) => {
+                        return Err(ProtocolError::new(ErrorCode::UnavailableRetry, reason));
                     }
-                    Err(err) => last = err.to_string(),
+                    Forwarded::NotTaken(reason) => last = reason,
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -392,6 +379,7 @@ impl Node {
         peer::wait_for_registration(&meta, &me, bootstrap || joined)
             .await
             .map_err(|e| setup(&e))?;
+        peer::wait_for_meta_catch_up(&meta).await;
         let configured = config.storage.partitions;
         let partition_count = if bootstrap {
             meta.partitions(configured).await.map_err(|e| setup(&e))?

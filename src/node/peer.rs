@@ -21,6 +21,8 @@ use crate::raft::{META_GROUP, split_group_payload};
 
 /// How long a joining node keeps asking its seeds.
 const JOIN_PATIENCE: Duration = Duration::from_secs(60);
+/// How long a starting node waits for its metadata replica to catch up.
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(10);
 /// Most voters of the metadata group; further nodes are learners.
 const META_VOTERS: usize = 3;
 
@@ -266,6 +268,27 @@ pub async fn wait_for_registration(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err("this node's registration never reached its metadata replica".to_string())
+}
+
+/// Waits (a bounded time) until this node's metadata replica knows a
+/// leader and has applied every entry of its log, so that a restarted node
+/// does not answer logins from users, tokens and groups it has not caught
+/// up on yet.
+pub async fn wait_for_meta_catch_up(meta: &Meta) {
+    let caught_up = meta
+        .raft()
+        .wait(Some(CATCH_UP_PATIENCE))
+        .metrics(
+            |m| m.current_leader.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index,
+            "metadata replica caught up",
+        )
+        .await;
+    if caught_up.is_err() {
+        tracing::warn!(
+            patience = ?CATCH_UP_PATIENCE,
+            "metadata replica still behind its leader, serving anyway"
+        );
+    }
 }
 
 /// Waits until the partition count recorded at bootstrap is in the local replica.

@@ -131,7 +131,40 @@ pub enum ProposeError {
 }
 
 /// How long a proposal keeps looking for a leader.
-const PROPOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+pub const PROPOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// What became of a command sent to another node to propose.
+pub enum Forwarded<R> {
+    /// The node proposed it; here is what applying it produced (or why the
+    /// answer could not be read).
+    Applied(Result<R, String>),
+    /// No answer in time: the command may have been applied, so only a
+    /// deduplicated resend is safe.
+    MaybeApplied(String),
+    /// The node did not take it (unreachable, or not the leader): try another.
+    NotTaken(String),
+}
+
+/// Sends a command (a [`group_payload`]) to the node at `addr`, which
+/// proposes it if it leads the group.
+pub async fn forward<R: serde::de::DeserializeOwned>(
+    links: &crate::cluster::PeerLinks,
+    addr: &str,
+    payload: Vec<u8>,
+) -> Forwarded<R> {
+    match links
+        .call(addr, crate::cluster::PeerKind::Propose, payload)
+        .await
+    {
+        Ok(answer) => Forwarded::Applied(
+            serde_json::from_slice(&answer).map_err(|e| format!("undecodable answer: {e}")),
+        ),
+        Err(err @ crate::cluster::LinkError::Timeout(..)) => {
+            Forwarded::MaybeApplied(format!("{err}; the command may have been applied"))
+        }
+        Err(err) => Forwarded::NotTaken(err.to_string()),
+    }
+}
 
 /// Proposes a command and returns its outcome once applied. On a follower
 /// the command is forwarded to the leader over a peer link (one hop); while
@@ -165,27 +198,15 @@ where
                                 group,
                                 reason: e.to_string(),
                             })?;
-                        match links
-                            .call(&leader.addr, crate::cluster::PeerKind::Propose, payload)
-                            .await
-                        {
-                            Ok(answer) => {
-                                return serde_json::from_slice(&answer).map_err(|e| {
-                                    ProposeError::Failed {
-                                        group,
-                                        reason: e.to_string(),
-                                    }
-                                });
+                        match self::forward(links, &leader.addr, payload).await {
+                            Forwarded::Applied(answer) => {
+                                return answer
+                                    .map_err(|reason| ProposeError::Failed { group, reason });
                             }
-                            // A timeout may have applied the command: only an
-                            // unsent request is safe to retry.
-                            Err(crate::cluster::LinkError::Timeout(..)) => {
-                                return Err(ProposeError::Failed {
-                                group,
-                                reason: "leader did not answer in time; the command may have been applied".into(),
-                            });
+                            Forwarded::MaybeApplied(reason) => {
+                                return Err(ProposeError::Failed { group, reason });
                             }
-                            Err(err) => last = err.to_string(),
+                            Forwarded::NotTaken(reason) => last = reason,
                         }
                     }
                     None => last = "leader unknown".to_string(),
