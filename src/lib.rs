@@ -32,7 +32,7 @@ pub fn partition_of_conversation(conv: &ConversationId, partitions: u32) -> u16 
 /// Test-only access to a node's internals: fault injection, direct setup.
 #[cfg(feature = "testsuite")]
 pub mod testsuite {
-    pub use crate::actors::{ConversationMsg, UserMsg};
+    pub use crate::actors::ConversationMsg;
     use crate::protocol::ConversationId;
 
     /// Creates a user without going through REST; returns its id.
@@ -75,19 +75,18 @@ pub mod testsuite {
         wait_stopped(actor.get_cell()).await;
     }
 
-    /// Makes the user actor of `user` panic; returns once it is gone.
-    pub async fn crash_user(node: &crate::Node, user: u64) {
-        let actor = node
-            .services
-            .directory
-            .online_user(user)
-            .expect("user online");
-        actor.cast(UserMsg::Crash).expect("actor alive");
-        wait_stopped(actor.get_cell()).await;
+    /// Loses the home of `user` on this node, as a crash would; returns
+    /// whether it had one.
+    pub fn lose_user_home(node: &crate::Node, user: u64) -> bool {
+        node.services.homes.lose(user)
     }
 
-    /// Returns how many user and conversation actors are live.
+    /// Returns how many users are homed on the node and how many
+    /// conversation actors are live.
     pub fn actor_counts(node: &crate::Node) -> (usize, usize) {
-        node.services.directory.counts()
+        (
+            node.services.homes.len(),
+            node.services.directory.conversation_count(),
+        )
     }
 }

@@ -461,7 +461,7 @@ async fn a_crashed_conversation_actor_is_rebuilt_from_storage() {
 }
 
 #[tokio::test]
-async fn a_crashed_user_actor_is_rebuilt_when_sessions_renew_their_lease() {
+async fn a_lost_user_home_is_rebuilt_when_sessions_renew_their_lease() {
     let node = TestNode::start_with(|config| config.auth.session_lease_secs = 1).await;
     let ids = node.create_users(&["alice", "bob"]).await;
     let (alice, _) = node.login("alice", DeviceClass::Pc, Transport::Tcp).await;
@@ -471,9 +471,9 @@ async fn a_crashed_user_actor_is_rebuilt_when_sessions_renew_their_lease() {
     let conv = chorus::ConversationId::direct(ids[0], ids[1]).to_string();
     alice.send_text(&conv, "a", "before").await.unwrap();
     assert_eq!(next_message(&mut bob).await.seq, 1);
-    chorus::testsuite::crash_user(&node.node, ids[1]).await;
-    // Bob's session re-attaches to a fresh user actor within a lease; until
-    // then pushes are missed, which a client repairs by pulling the log.
+    assert!(chorus::testsuite::lose_user_home(&node.node, ids[1]));
+    // Bob's session re-attaches to a fresh home within a lease; until then
+    // pushes are missed, which a client repairs by pulling the log.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let mut sent = 1;
     let pushed = loop {

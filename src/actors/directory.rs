@@ -7,31 +7,13 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, Supervisio
 use super::conversation::{ConversationActor, ConversationMsg};
 use super::metrics as m;
 use super::outbox::Outbox;
-use super::session::SessionMsg;
-use super::user::{UserActor, UserMsg};
 use crate::node::Services;
 use crate::protocol::{ConversationId, ProtocolError, SharedFrame, pb};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
-    User(u64),
-    Conversation(ConversationId),
-}
-
-impl Key {
-    fn kind(&self) -> &'static str {
-        match self {
-            Key::User(_) => "user",
-            Key::Conversation(_) => "conversation",
-        }
-    }
-}
 
 /// A connection's session as this node's registry knows it.
 #[derive(Debug, Clone)]
 pub struct LocalSession {
     pub id: u64,
-    pub session: ActorRef<SessionMsg>,
     pub device_class: pb::DeviceClass,
     pub token_digest: Vec<u8>,
     pub outbox: Outbox,
@@ -43,43 +25,16 @@ pub struct LocalSession {
 
 #[derive(Default)]
 struct Entries {
-    /// User actors homed on this node (placed here by the ring).
-    users: HashMap<u64, ActorRef<UserMsg>>,
     conversations: HashMap<ConversationId, ActorRef<ConversationMsg>>,
-    keys: HashMap<ActorId, Key>,
+    keys: HashMap<ActorId, ConversationId>,
     /// Sessions connected to this node, by user.
     local: HashMap<u64, Vec<LocalSession>>,
-    /// For users homed here: the nodes that hold their sessions.
-    routes: HashMap<u64, Vec<u64>>,
-    /// Online users homed here, by department (0 counts everyone).
-    online: HashMap<u64, i64>,
-    /// The departments each online user homed here is counted in.
-    counted: HashMap<u64, Vec<u64>>,
 }
 
-fn set_online(entries: &mut Entries, user: u64, departments: Option<Vec<u64>>) {
-    let mut change = |departments: &[u64], delta: i64| {
-        for department in departments.iter().chain([&0]) {
-            let count = entries.online.entry(*department).or_default();
-            *count += delta;
-            if *count == 0 {
-                entries.online.remove(department);
-            }
-        }
-    };
-    if let Some(old) = entries.counted.remove(&user) {
-        change(&old, -1);
-    }
-    if let Some(new) = departments {
-        change(&new, 1);
-        entries.counted.insert(user, new);
-    }
-}
-
-/// Finds the live user and conversation actors of this node and spawns them
-/// on first use, linked to the node's supervisor. An actor that fails or stops
-/// is forgotten; the next message spawns a new one, which rebuilds its state
-/// from storage (user actors get their sessions back as those re-attach).
+/// Finds the live conversation actors of this node and spawns them on first
+/// use, linked to the node's supervisor; keeps the registry of the sessions
+/// connected to this node. An actor that fails or stops is forgotten; the
+/// next message spawns a new one, which rebuilds its state from storage.
 #[derive(Clone)]
 pub struct Directory {
     entries: Arc<Mutex<Entries>>,
@@ -123,24 +78,6 @@ impl Directory {
             })
     }
 
-    /// Returns the user actor if it is homed on this node and running.
-    pub fn online_user(&self, user: u64) -> Option<ActorRef<UserMsg>> {
-        self.entries().users.get(&user).cloned()
-    }
-
-    /// Returns the user actor, spawning it if needed.
-    pub async fn user(&self, user: u64) -> Result<ActorRef<UserMsg>, ProtocolError> {
-        if let Some(actor) = self.online_user(user) {
-            return Ok(actor);
-        }
-        let services = self.services()?;
-        let (actor, _) =
-            Actor::spawn_linked(None, UserActor, (user, services), self.supervisor.clone())
-                .await
-                .map_err(|e| ProtocolError::internal(format!("failed to start user actor: {e}")))?;
-        Ok(self.register(Key::User(user), actor, |e| &mut e.users, user))
-    }
-
     /// Returns the conversation actor, spawning it if needed.
     pub async fn conversation(
         &self,
@@ -158,31 +95,24 @@ impl Directory {
         )
         .await
         .map_err(|e| ProtocolError::internal(format!("failed to start conversation actor: {e}")))?;
-        Ok(self.register(
-            Key::Conversation(conv),
-            actor,
-            |e| &mut e.conversations,
-            conv,
-        ))
+        Ok(self.register(conv, actor))
     }
 
     /// Records a freshly spawned actor unless another spawn won the race, in
     /// which case the newcomer is stopped and the winner returned.
-    fn register<K: std::hash::Hash + Eq, M: ractor::Message>(
+    fn register(
         &self,
-        key: Key,
-        actor: ActorRef<M>,
-        map: impl Fn(&mut Entries) -> &mut HashMap<K, ActorRef<M>>,
-        k: K,
-    ) -> ActorRef<M> {
+        conv: ConversationId,
+        actor: ActorRef<ConversationMsg>,
+    ) -> ActorRef<ConversationMsg> {
         let mut entries = self.entries();
-        if let Some(existing) = map(&mut entries).get(&k).cloned() {
+        if let Some(existing) = entries.conversations.get(&conv).cloned() {
             actor.stop(None);
             return existing;
         }
-        entries.keys.insert(actor.get_id(), key);
-        map(&mut entries).insert(k, actor.clone());
-        metrics::gauge!(m::LIVE_ACTORS, "kind" => key.kind()).increment(1.0);
+        entries.keys.insert(actor.get_id(), conv);
+        entries.conversations.insert(conv, actor.clone());
+        metrics::gauge!(m::LIVE_ACTORS, "kind" => "conversation").increment(1.0);
         actor
     }
 
@@ -191,20 +121,14 @@ impl Directory {
         forget(&mut self.entries(), id);
     }
 
-    /// Returns how many user and conversation actors are live.
-    pub fn counts(&self) -> (usize, usize) {
-        let entries = self.entries();
-        (entries.users.len(), entries.conversations.len())
+    /// Returns how many conversation actors are live.
+    pub fn conversation_count(&self) -> usize {
+        self.entries().conversations.len()
     }
 
     /// Returns how many sessions are connected to this node.
     pub fn session_count(&self) -> usize {
         self.entries().local.values().map(Vec::len).sum()
-    }
-
-    /// Returns the user actors homed on this node.
-    pub fn homed_users(&self) -> Vec<ActorRef<UserMsg>> {
-        self.entries().users.values().cloned().collect()
     }
 
     /// Returns a fresh id for a session of this node.
@@ -296,72 +220,23 @@ impl Directory {
         }
         pushed
     }
-
-    /// Records the nodes holding the sessions of a user homed here.
-    pub fn set_routes(&self, user: u64, nodes: Vec<u64>) {
-        let mut entries = self.entries();
-        if nodes.is_empty() {
-            entries.routes.remove(&user);
-        } else {
-            entries.routes.insert(user, nodes);
-        }
-    }
-
-    /// Groups users homed here by the nodes that hold their sessions.
-    pub fn routes(&self, users: &[u64]) -> HashMap<u64, Vec<u64>> {
-        let entries = self.entries();
-        let mut by_node: HashMap<u64, Vec<u64>> = HashMap::new();
-        for user in users {
-            for node in entries.routes.get(user).into_iter().flatten() {
-                by_node.entry(*node).or_default().push(*user);
-            }
-        }
-        by_node
-    }
-
-    /// Counts a user homed here as online in its departments (`Some`), or
-    /// no longer (`None`).
-    pub fn set_online(&self, user: u64, departments: Option<Vec<u64>>) {
-        set_online(&mut self.entries(), user, departments);
-    }
-
-    /// Returns the online counts of users homed here, by department.
-    pub fn online_counts(&self) -> HashMap<u64, i64> {
-        self.entries().online.clone()
-    }
 }
 
 fn forget(entries: &mut Entries, id: ActorId) {
-    let Some(key) = entries.keys.remove(&id) else {
+    let Some(conv) = entries.keys.remove(&id) else {
         return;
     };
-    let removed = match key {
-        Key::User(user) => {
-            entries.routes.remove(&user);
-            set_online(entries, user, None);
-            remove_if(&mut entries.users, &user, id)
-        }
-        Key::Conversation(conv) => remove_if(&mut entries.conversations, &conv, id),
-    };
-    if removed {
-        metrics::gauge!(m::LIVE_ACTORS, "kind" => key.kind()).decrement(1.0);
+    if entries
+        .conversations
+        .get(&conv)
+        .is_some_and(|a| a.get_id() == id)
+    {
+        entries.conversations.remove(&conv);
+        metrics::gauge!(m::LIVE_ACTORS, "kind" => "conversation").decrement(1.0);
     }
 }
 
-fn remove_if<K: std::hash::Hash + Eq, M>(
-    map: &mut HashMap<K, ActorRef<M>>,
-    key: &K,
-    id: ActorId,
-) -> bool {
-    if map.get(key).is_some_and(|a| a.get_id() == id) {
-        map.remove(key);
-        true
-    } else {
-        false
-    }
-}
-
-/// The node's supervisor of user and conversation actors.
+/// The node's supervisor of conversation actors.
 struct Supervisor;
 
 impl Actor for Supervisor {
@@ -386,11 +261,7 @@ impl Actor for Supervisor {
         let mut entries = entries.lock().unwrap_or_else(|p| p.into_inner());
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                let kind = entries
-                    .keys
-                    .get(&cell.get_id())
-                    .map(Key::kind)
-                    .unwrap_or("unknown");
+                let kind = "conversation";
                 tracing::warn!(actor = %cell.get_id(), kind, error = %err, "actor failed, state will be rebuilt on next use");
                 metrics::counter!(m::ACTOR_RESTARTS, "kind" => kind).increment(1);
                 forget(&mut entries, cell.get_id());

@@ -1,5 +1,7 @@
-//! The actor plane: a session actor per connection, a user actor per online
-//! user, a conversation actor per active conversation, all supervised per node.
+//! The actor plane: a session per connection (owned by the connection's
+//! task), a home per online user (a record of the node's home table), and a
+//! conversation actor per active conversation, supervised per node
+//! (docs/decisions/0004).
 
 mod conversation;
 mod directory;
@@ -11,5 +13,5 @@ mod user;
 pub use conversation::{ConversationMsg, members_for, members_of};
 pub use directory::Directory;
 pub use outbox::{Outbound, Outbox, OutboxReceiver};
-pub use session::{SessionActor, SessionArgs, SessionMsg};
-pub use user::UserMsg;
+pub use session::Session;
+pub use user::{Applied, Homes, Notice};

@@ -16,7 +16,7 @@ pub enum Outbound {
 }
 
 /// The sending side of one connection's write queue, shared by its session,
-/// its user actor and the conversations that push to it. Never blocks: a
+/// the node's directory and the conversations that answer it. Never blocks: a
 /// connection whose queue is full is too slow and gets closed (its client
 /// re-syncs from the log on reconnect).
 ///
@@ -43,6 +43,8 @@ struct Queue {
     items: VecDeque<Outbound>,
     /// The writer has gone: nothing queued will be written.
     receiver_gone: bool,
+    /// A close is queued: the session takes no more requests.
+    closing: bool,
     abort_reason: Option<(ErrorCode, String)>,
 }
 
@@ -170,7 +172,19 @@ impl Outbox {
 
     /// Queues a close after what is already queued.
     pub fn close(&self, code: ErrorCode, reason: impl Into<String>) {
+        self.shared.lock().closing = true;
         self.enqueue(Outbound::Close(code, reason.into()));
+    }
+
+    /// Tells the client why its session ends, then closes the connection.
+    pub fn kick(&self, code: ErrorCode, reason: &str) {
+        self.send(pb::ServerFrame {
+            request_id: 0,
+            body: Some(pb::server_frame::Body::Kicked(pb::Kicked {
+                reason: reason.to_string(),
+            })),
+        });
+        self.close(code, reason);
     }
 
     /// Closes the connection at once, dropping what is queued.
@@ -184,6 +198,11 @@ impl Outbox {
 
     pub fn is_closed(&self) -> bool {
         self.abort.is_cancelled() || self.shared.lock().receiver_gone
+    }
+
+    /// Returns whether the connection is closed or about to close.
+    pub fn is_closing(&self) -> bool {
+        self.shared.lock().closing || self.is_closed()
     }
 }
 
@@ -214,6 +233,7 @@ mod tests {
         assert!(outbox.send(frame(1)));
         assert!(outbox.clone().send(frame(2)));
         outbox.close(ErrorCode::Unspecified, "bye");
+        assert!(outbox.is_closing() && !outbox.is_closed());
         let batch = receiver.recv_all().await.unwrap();
         assert_eq!(ids(&batch), [1, 2, u64::MAX]);
         // Nothing queued and every sender gone: the writer is told so.

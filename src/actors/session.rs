@@ -1,14 +1,14 @@
-//! The session actor: one per client connection. It authenticates the
-//! connection, checks and routes each request, and answers reads from
-//! storage; writes go to the conversation actor, pushes arrive through the
-//! user actor straight into this connection's outbox.
+//! A client connection's session. It authenticates the connection,
+//! checks and routes each request, and answers reads from storage; writes
+//! go to the conversation actor, pushes arrive from the node's directory
+//! straight into this connection's outbox. The connection's task owns the
+//! session and hands it one frame at a time, so the session is a single
+//! owner of its state, as an actor is, without an actor's memory per
+//! connection (docs/decisions/0004).
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::conversation::{ConversationMsg, Reply, members_for};
 use super::directory::LocalSession;
@@ -20,33 +20,12 @@ use crate::protocol::{ConversationId, ErrorCode, ProtocolError, now_ms, pb};
 use pb::client_frame::Body as In;
 use pb::server_frame::Body as Out;
 
-pub enum SessionMsg {
-    Frame(pb::ClientFrame),
-    /// Ends the session: the client is told why, then the connection closes.
-    Kick {
-        code: ErrorCode,
-        reason: String,
-    },
-}
-
-/// What a session starts from.
-pub struct SessionArgs {
-    pub services: Arc<Services>,
-    pub outbox: Outbox,
-    pub peer_ip: IpAddr,
-    /// Set once the connection has authenticated (read by the connection's reader).
-    pub authenticated: Arc<AtomicBool>,
-}
-
-pub struct SessionActor;
-
-pub struct SessionState {
+pub struct Session {
     services: Arc<Services>,
     outbox: Outbox,
     peer_ip: IpAddr,
-    authenticated: Arc<AtomicBool>,
     principal: Option<Principal>,
-    /// This session's id on this node, as user actors know it.
+    /// This session's id on this node, as user homes know it.
     id: u64,
     /// The user this session is registered for, once authenticated.
     registered: Option<u64>,
@@ -56,7 +35,34 @@ const MAX_CLIENT_MSG_ID: usize = 64;
 /// Most users one WatchPresence request may name.
 const MAX_WATCH: usize = 1000;
 
-impl SessionState {
+impl Session {
+    pub fn new(services: Arc<Services>, outbox: Outbox, peer_ip: IpAddr) -> Session {
+        Session {
+            id: services.directory.next_session_id(),
+            services,
+            outbox,
+            peer_ip,
+            principal: None,
+            registered: None,
+        }
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.principal.is_some()
+    }
+
+    /// Handles one frame from the client; a failed request is answered
+    /// with its error.
+    pub async fn handle(&mut self, frame: pb::ClientFrame) {
+        let request_id = frame.request_id;
+        // Boxed: the handler's future holds every request's branch, and
+        // inline it would be part of every idle connection's task.
+        if let Err(err) = Box::pin(self.handle_frame(frame)).await {
+            metrics::counter!(crate::api::metrics::ERRORS, "code" => err.code.label()).increment(1);
+            self.outbox.send(err.to_frame(request_id));
+        }
+    }
+
     fn user_id(&self) -> Result<u64, ProtocolError> {
         self.principal
             .as_ref()
@@ -74,7 +80,7 @@ impl SessionState {
     /// Registers the session on this node and with its user's actor,
     /// wherever that lives. A failure to reach the user actor is repaired
     /// by the node's next re-attach round (view change or lease).
-    async fn attach(&mut self, myself: &ActorRef<SessionMsg>) -> Result<(), ProtocolError> {
+    async fn attach(&mut self) -> Result<(), ProtocolError> {
         let principal = self
             .principal
             .as_ref()
@@ -84,7 +90,6 @@ impl SessionState {
             user,
             LocalSession {
                 id: self.id,
-                session: myself.clone(),
                 device_class: principal.device_class,
                 token_digest: principal.token_digest.clone(),
                 outbox: self.outbox.clone(),
@@ -178,7 +183,6 @@ impl SessionState {
 
     async fn start_session(
         &mut self,
-        myself: &ActorRef<SessionMsg>,
         principal: Principal,
         token: String,
         request_id: u64,
@@ -192,17 +196,12 @@ impl SessionState {
             heartbeat_secs: self.services.config.limits.heartbeat_secs,
         };
         self.principal = Some(principal);
-        self.attach(myself).await?;
-        self.authenticated.store(true, Ordering::Release);
+        self.attach().await?;
         self.answer(request_id, Out::Session(session));
         Ok(())
     }
 
-    async fn handle_frame(
-        &mut self,
-        myself: &ActorRef<SessionMsg>,
-        frame: pb::ClientFrame,
-    ) -> Result<(), ProtocolError> {
+    async fn handle_frame(&mut self, frame: pb::ClientFrame) -> Result<(), ProtocolError> {
         let request_id = frame.request_id;
         let body = frame
             .body
@@ -236,12 +235,12 @@ impl SessionState {
                         "logged in elsewhere",
                     );
                 }
-                self.start_session(myself, outcome.principal, outcome.token, request_id)
+                self.start_session(outcome.principal, outcome.token, request_id)
                     .await?;
             }
             In::Resume(resume) => {
                 let principal = self.services.auth.resume(&resume.token).await?;
-                self.start_session(myself, principal, resume.token, request_id)
+                self.start_session(principal, resume.token, request_id)
                     .await?;
             }
             In::Logout(_) => {
@@ -461,73 +460,21 @@ fn lookup_user(
     })
 }
 
-impl Actor for SessionActor {
-    type Msg = SessionMsg;
-    type State = SessionState;
-    type Arguments = SessionArgs;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<SessionMsg>,
-        args: SessionArgs,
-    ) -> Result<SessionState, ActorProcessingErr> {
-        Ok(SessionState {
-            outbox: args.outbox,
-            peer_ip: args.peer_ip,
-            authenticated: args.authenticated,
-            principal: None,
-            id: args.services.directory.next_session_id(),
-            registered: None,
-            services: args.services,
-        })
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<SessionMsg>,
-        msg: SessionMsg,
-        state: &mut SessionState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            SessionMsg::Frame(frame) => {
-                let request_id = frame.request_id;
-                // Boxed: the handler's future holds every request's branch,
-                // and inline it would be part of every idle session.
-                if let Err(err) = Box::pin(state.handle_frame(&myself, frame)).await {
-                    metrics::counter!(crate::api::metrics::ERRORS, "code" => err.code.label())
-                        .increment(1);
-                    state.outbox.send(err.to_frame(request_id));
-                }
-            }
-            SessionMsg::Kick { code, reason } => {
-                state.answer(
-                    0,
-                    Out::Kicked(pb::Kicked {
-                        reason: reason.clone(),
-                    }),
-                );
-                state.outbox.close(code, reason);
-                state.principal = None;
-                myself.stop(None);
-            }
+impl Drop for Session {
+    /// Unregisters the session here and at its user's home, however the
+    /// connection ended.
+    fn drop(&mut self) {
+        let Some(user) = self.registered.take() else {
+            return;
+        };
+        self.services.directory.remove_local(user, self.id);
+        let detach = HomeOp::Detach {
+            node: self.services.config.node_id,
+            session: self.id,
+        };
+        let services = self.services.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { services.home(vec![(user, detach)]).await });
         }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<SessionMsg>,
-        state: &mut SessionState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(user) = state.registered.take() {
-            state.services.directory.remove_local(user, state.id);
-            let detach = HomeOp::Detach {
-                node: state.services.config.node_id,
-                session: state.id,
-            };
-            let services = state.services.clone();
-            tokio::spawn(async move { services.home(vec![(user, detach)]).await });
-        }
-        Ok(())
     }
 }

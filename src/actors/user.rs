@@ -1,38 +1,28 @@
-//! The user actor: one per online (or watched) user, on the node the ring
-//! places the user on over the current membership view. It knows which
+//! Users' homes: the soft state of every online (or watched) user whose
+//! home is this node by the ring over the current view. A home knows which
 //! nodes hold the user's sessions (all devices), the user's presence, and
 //! who watches it. It holds no durable state: sessions re-attach on every
-//! view change and on a lease, so a lost user actor is rebuilt without
-//! client action.
+//! view change and on a lease, so a lost home is rebuilt without client
+//! action.
+//!
+//! Each user's home is one record of this node's table, changed under the
+//! table's lock and never across an await: one user's operations apply one
+//! at a time, in order, as an actor's would, without an actor's memory per
+//! online user (docs/decisions/0004). The side effects of a change (pushes
+//! to watchers, counting the user in its departments) are returned to the
+//! caller, which runs them outside the lock.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-
+use super::metrics as m;
 use crate::cluster::View;
-use crate::node::{HomeOp, Services};
-use crate::protocol::pb::{self, PresenceStatus};
+use crate::node::HomeOp;
+use crate::protocol::pb::PresenceStatus;
 
-pub enum UserMsg {
-    /// An operation routed to the user's home; replies with the presence.
-    Home(HomeOp, RpcReplyPort<i32>),
-    /// A new membership view: drop what dead nodes held, hand off when the
-    /// user now belongs to another node.
-    ViewChanged(Arc<View>),
-    /// Drops sessions and watchers whose lease ran out.
-    Expire(Duration),
-    /// Makes the actor fail, to exercise supervision in tests.
-    #[cfg(any(test, feature = "testsuite"))]
-    Crash,
-}
-
-pub struct UserActor;
-
-pub struct UserState {
-    user: u64,
-    services: Arc<Services>,
+/// One user's home.
+struct UserHome {
     /// Live sessions: (node, session id) → device class, last renewal.
     sessions: HashMap<(u64, u64), (i32, Instant)>,
     /// Watchers: (node, watching user) → last renewal.
@@ -44,7 +34,17 @@ pub struct UserState {
     shown: PresenceStatus,
 }
 
-impl UserState {
+impl UserHome {
+    fn new() -> UserHome {
+        UserHome {
+            sessions: HashMap::new(),
+            watchers: HashMap::new(),
+            status: PresenceStatus::Online,
+            status_at: 0,
+            shown: PresenceStatus::Offline,
+        }
+    }
+
     fn presence(&self) -> PresenceStatus {
         if self.sessions.is_empty() {
             PresenceStatus::Offline
@@ -53,8 +53,8 @@ impl UserState {
         }
     }
 
-    /// Applies an operation; returns a watcher this actor did not know, who
-    /// is owed the current presence (this actor may be a rebuilt one whose
+    /// Applies an operation; returns a watcher this home did not know, who
+    /// is owed the current presence (this home may be a rebuilt one whose
     /// user went offline with a dead node).
     fn apply(&mut self, op: HomeOp) -> Option<(u64, u64)> {
         let now = Instant::now();
@@ -98,179 +98,388 @@ impl UserState {
         }
     }
 
-    /// Publishes what changed: routes for delivery, online counts, and the
-    /// presence to watchers.
-    async fn settle(&mut self, myself: &ActorRef<UserMsg>) {
-        let directory = &self.services.directory;
-        let mut nodes: Vec<u64> = self.sessions.keys().map(|(node, _)| *node).collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        directory.set_routes(self.user, nodes);
-        let presence = self.presence();
-        if presence != self.shown {
-            let was_offline = self.shown == PresenceStatus::Offline;
-            self.shown = presence;
-            if presence == PresenceStatus::Offline {
-                directory.set_online(self.user, None);
-            } else if was_offline {
-                let departments = self.departments().await;
-                directory.set_online(self.user, Some(departments));
-            }
-            self.notify_watchers(presence);
-        }
-        if self.sessions.is_empty() && self.watchers.is_empty() {
-            // Forget first so that nothing new reaches a stopping actor.
-            directory.forget(myself.get_id());
-            myself.stop(None);
-        }
-    }
-
-    async fn departments(&self) -> Vec<u64> {
-        let (services, user) = (self.services.clone(), self.user);
-        let record = tokio::task::spawn_blocking(move || services.meta.user(user))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
-        let mut departments: Vec<u64> = record
-            .map(|u| u.posts.iter().map(|p| p.department_id).collect())
-            .unwrap_or_default();
-        departments.sort_unstable();
-        departments.dedup();
-        departments
-    }
-
-    fn notify_watchers(&self, status: PresenceStatus) {
-        self.notify(self.watchers.keys().copied(), status);
-    }
-
-    fn notify(&self, watchers: impl IntoIterator<Item = (u64, u64)>, status: PresenceStatus) {
-        let mut by_node: HashMap<u64, Vec<u64>> = HashMap::new();
-        for (node, watcher) in watchers {
-            by_node.entry(node).or_default().push(watcher);
-        }
-        let frame = pb::ServerFrame {
-            request_id: 0,
-            body: Some(pb::server_frame::Body::Presence(pb::PresenceEvent {
-                presence: Some(pb::Presence {
-                    user_id: self.user,
-                    status: status as i32,
-                }),
-            })),
+    /// The operations that rebuild this home on another node.
+    fn hand_off(&self, user: u64) -> Vec<(u64, HomeOp)> {
+        let status = HomeOp::SetStatus {
+            status: self.status as i32,
+            at: self.status_at,
         };
-        for (node, watchers) in by_node {
-            self.services
-                .push_to_node(node, frame.clone(), watchers, None);
-        }
-    }
-
-    /// Drops what dead nodes held; returns whether the user now belongs to
-    /// another node.
-    fn view_changed(&mut self, view: &View) -> bool {
-        if view.nodes.is_empty() {
-            return false;
-        }
-        self.sessions
-            .retain(|(node, _), _| view.nodes.contains_key(node));
-        self.watchers
-            .retain(|(node, _), _| view.nodes.contains_key(node));
-        view.owner(self.user) != Some(self.services.config.node_id)
-    }
-
-    /// Gives the user's state to its new home, then stops here.
-    fn hand_off(&mut self, myself: &ActorRef<UserMsg>) {
-        let mut ops = vec![(
-            self.user,
-            HomeOp::SetStatus {
-                status: self.status as i32,
-                at: self.status_at,
-            },
-        )];
-        for ((node, session), (device_class, _)) in &self.sessions {
-            ops.push((
-                self.user,
-                HomeOp::Attach {
-                    node: *node,
-                    session: *session,
-                    device_class: *device_class,
-                    status: (0, 0),
-                },
-            ));
-        }
-        for (node, watcher) in self.watchers.keys() {
-            ops.push((
-                self.user,
-                HomeOp::Watch {
-                    node: *node,
-                    watcher: *watcher,
-                },
-            ));
-        }
-        let services = self.services.clone();
-        tokio::spawn(async move { services.home(ops).await });
-        let directory = &self.services.directory;
-        directory.forget(myself.get_id());
-        directory.set_online(self.user, None);
-        myself.stop(None);
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|((node, session), (device_class, _))| HomeOp::Attach {
+                node: *node,
+                session: *session,
+                device_class: *device_class,
+                status: (0, 0),
+            });
+        let watchers = self.watchers.keys().map(|(node, watcher)| HomeOp::Watch {
+            node: *node,
+            watcher: *watcher,
+        });
+        std::iter::once(status)
+            .chain(sessions)
+            .chain(watchers)
+            .map(|op| (user, op))
+            .collect()
     }
 }
 
-impl Actor for UserActor {
-    type Msg = UserMsg;
-    type State = UserState;
-    type Arguments = (u64, Arc<Services>);
+/// A presence change that watchers must hear of.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub user: u64,
+    pub status: PresenceStatus,
+    /// (node, watching user).
+    pub watchers: Vec<(u64, u64)>,
+}
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<UserMsg>,
-        (user, services): Self::Arguments,
-    ) -> Result<UserState, ActorProcessingErr> {
-        Ok(UserState {
-            user,
-            services,
-            sessions: HashMap::new(),
-            watchers: HashMap::new(),
-            status: PresenceStatus::Online,
-            status_at: 0,
-            shown: PresenceStatus::Offline,
-        })
+/// What one operation changed, for the caller to act on.
+#[derive(Debug)]
+pub struct Applied {
+    /// The user's presence after the operation.
+    pub presence: PresenceStatus,
+    /// Watchers to tell (every watcher on a change, or a new watcher).
+    pub notice: Option<Notice>,
+    /// The user just came online: count it in its departments
+    /// (`Homes::count_online`).
+    pub came_online: bool,
+}
+
+/// What a new view changed.
+#[derive(Debug, Default)]
+pub struct Moved {
+    pub notices: Vec<Notice>,
+    /// Operations that rebuild, on their new homes, the users that no
+    /// longer belong here.
+    pub hand_off: Vec<(u64, HomeOp)>,
+}
+
+#[derive(Default)]
+struct Table {
+    users: HashMap<u64, UserHome>,
+    /// Online users homed here, by department (0 counts everyone).
+    online: HashMap<u64, i64>,
+    /// The departments each online user homed here is counted in.
+    counted: HashMap<u64, Vec<u64>>,
+}
+
+impl Table {
+    fn count(&mut self, user: u64, departments: Option<Vec<u64>>) {
+        let mut change = |departments: &[u64], delta: i64| {
+            for department in departments.iter().chain([&0]) {
+                let count = self.online.entry(*department).or_default();
+                *count += delta;
+                if *count == 0 {
+                    self.online.remove(department);
+                }
+            }
+        };
+        if let Some(old) = self.counted.remove(&user) {
+            change(&old, -1);
+        }
+        if let Some(new) = departments {
+            change(&new, 1);
+            self.counted.insert(user, new);
+        }
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<UserMsg>,
-        msg: UserMsg,
-        state: &mut UserState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            UserMsg::Home(op, reply) => {
-                let newcomer = state.apply(op);
-                let _ = reply.send(state.presence() as i32);
-                state.settle(&myself).await;
-                if let Some(watcher) = newcomer {
-                    state.notify([watcher], state.presence());
-                }
-            }
-            UserMsg::ViewChanged(view) => {
-                if state.view_changed(&view) {
-                    state.hand_off(&myself);
-                } else {
-                    state.settle(&myself).await;
-                }
-            }
-            UserMsg::Expire(lease) => {
-                let now = Instant::now();
-                state
-                    .sessions
-                    .retain(|_, (_, renewed)| now.duration_since(*renewed) < lease);
-                state
-                    .watchers
-                    .retain(|_, renewed| now.duration_since(*renewed) < lease);
-                state.settle(&myself).await;
-            }
-            #[cfg(any(test, feature = "testsuite"))]
-            UserMsg::Crash => panic!("user actor crash requested by a test"),
+    /// Publishes what changed in a user's home: a presence change goes to
+    /// its watchers; an empty home is dropped.
+    fn settle(&mut self, user: u64) -> (Option<Notice>, bool) {
+        let Some(home) = self.users.get_mut(&user) else {
+            return (None, false);
+        };
+        let presence = home.presence();
+        let mut notice = None;
+        let mut came_online = false;
+        if presence != home.shown {
+            came_online = home.shown == PresenceStatus::Offline;
+            home.shown = presence;
+            notice = Some(Notice {
+                user,
+                status: presence,
+                watchers: home.watchers.keys().copied().collect(),
+            });
         }
-        Ok(())
+        let empty = home.sessions.is_empty() && home.watchers.is_empty();
+        if presence == PresenceStatus::Offline {
+            self.count(user, None);
+        }
+        if empty {
+            self.users.remove(&user);
+        }
+        (notice.filter(|n| !n.watchers.is_empty()), came_online)
+    }
+}
+
+/// The homes of the users this node is home to.
+#[derive(Clone, Default)]
+pub struct Homes {
+    table: Arc<Mutex<Table>>,
+}
+
+impl Homes {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn gauge(table: &Table) {
+        metrics::gauge!(m::LIVE_ACTORS, "kind" => "user").set(table.users.len() as f64);
+    }
+
+    /// Applies an operation to a user's home, creating the home if needed.
+    pub fn apply(&self, user: u64, op: HomeOp) -> Applied {
+        let mut table = self.table();
+        let home = table.users.entry(user).or_insert_with(UserHome::new);
+        let newcomer = home.apply(op);
+        let presence = home.presence();
+        let (notice, came_online) = table.settle(user);
+        let notice = notice.or_else(|| {
+            newcomer.map(|watcher| Notice {
+                user,
+                status: presence,
+                watchers: vec![watcher],
+            })
+        });
+        Homes::gauge(&table);
+        Applied {
+            presence,
+            notice,
+            came_online,
+        }
+    }
+
+    /// Counts a user in its departments, unless it went offline meanwhile.
+    pub fn count_online(&self, user: u64, departments: Vec<u64>) {
+        let mut table = self.table();
+        let online = table
+            .users
+            .get(&user)
+            .is_some_and(|h| h.shown != PresenceStatus::Offline);
+        if online {
+            table.count(user, Some(departments));
+        }
+    }
+
+    /// Groups users homed here by the nodes that hold their sessions.
+    pub fn routes(&self, users: &[u64]) -> HashMap<u64, Vec<u64>> {
+        let table = self.table();
+        let mut by_node: HashMap<u64, Vec<u64>> = HashMap::new();
+        for user in users {
+            let Some(home) = table.users.get(user) else {
+                continue;
+            };
+            let mut nodes: Vec<u64> = home.sessions.keys().map(|(node, _)| *node).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            for node in nodes {
+                by_node.entry(node).or_default().push(*user);
+            }
+        }
+        by_node
+    }
+
+    /// Drops what dead nodes held, and gives up the users that now belong
+    /// to another node (`me` is this node).
+    pub fn view_changed(&self, view: &View, me: u64) -> Moved {
+        if view.nodes.is_empty() {
+            return Moved::default();
+        }
+        let mut table = self.table();
+        let mut moved = Moved::default();
+        let users: Vec<u64> = table.users.keys().copied().collect();
+        for user in users {
+            let Some(home) = table.users.get_mut(&user) else {
+                continue;
+            };
+            home.sessions
+                .retain(|(node, _), _| view.nodes.contains_key(node));
+            home.watchers
+                .retain(|(node, _), _| view.nodes.contains_key(node));
+            if view.owner(user) != Some(me) {
+                moved.hand_off.extend(home.hand_off(user));
+                table.users.remove(&user);
+                table.count(user, None);
+                continue;
+            }
+            moved.notices.extend(table.settle(user).0);
+        }
+        Homes::gauge(&table);
+        moved
+    }
+
+    /// Drops sessions and watchers not renewed within `lease`.
+    pub fn expire(&self, lease: Duration) -> Vec<Notice> {
+        let now = Instant::now();
+        let mut table = self.table();
+        let users: Vec<u64> = table.users.keys().copied().collect();
+        let mut notices = Vec::new();
+        for user in users {
+            if let Some(home) = table.users.get_mut(&user) {
+                home.sessions
+                    .retain(|_, (_, renewed)| now.duration_since(*renewed) < lease);
+                home.watchers
+                    .retain(|_, renewed| now.duration_since(*renewed) < lease);
+            }
+            notices.extend(table.settle(user).0);
+        }
+        Homes::gauge(&table);
+        notices
+    }
+
+    /// Returns the online counts of users homed here, by department.
+    pub fn online_counts(&self) -> HashMap<u64, i64> {
+        self.table().online.clone()
+    }
+
+    /// Returns how many users are homed here.
+    pub fn len(&self) -> usize {
+        self.table().users.len()
+    }
+
+    /// Loses a user's home, as a crash would; returns whether it existed.
+    #[cfg(any(test, feature = "testsuite"))]
+    pub fn lose(&self, user: u64) -> bool {
+        let mut table = self.table();
+        table.count(user, None);
+        let lost = table.users.remove(&user).is_some();
+        Homes::gauge(&table);
+        lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attach(node: u64, session: u64) -> HomeOp {
+        HomeOp::Attach {
+            node,
+            session,
+            device_class: 1,
+            status: (0, 0),
+        }
+    }
+
+    #[test]
+    fn a_watcher_hears_of_online_busy_and_offline() {
+        let homes = Homes::default();
+        let watched = homes.apply(
+            7,
+            HomeOp::Watch {
+                node: 1,
+                watcher: 9,
+            },
+        );
+        // A new watcher is told the current presence at once.
+        assert_eq!(watched.presence, PresenceStatus::Offline);
+        assert_eq!(watched.notice.unwrap().watchers, vec![(1, 9)]);
+        let online = homes.apply(7, attach(2, 1));
+        assert!(online.came_online);
+        assert_eq!(online.notice.unwrap().status, PresenceStatus::Online);
+        let busy = homes.apply(
+            7,
+            HomeOp::SetStatus {
+                status: PresenceStatus::Busy as i32,
+                at: 10,
+            },
+        );
+        assert_eq!(busy.notice.unwrap().status, PresenceStatus::Busy);
+        // An older status loses to the newer one.
+        let stale = homes.apply(
+            7,
+            HomeOp::SetStatus {
+                status: PresenceStatus::Away as i32,
+                at: 5,
+            },
+        );
+        assert!(stale.notice.is_none());
+        let offline = homes.apply(
+            7,
+            HomeOp::Detach {
+                node: 2,
+                session: 1,
+            },
+        );
+        assert_eq!(offline.notice.unwrap().status, PresenceStatus::Offline);
+        // Still watched: the home stays.
+        assert_eq!(homes.len(), 1);
+        homes.apply(
+            7,
+            HomeOp::Unwatch {
+                node: 1,
+                watcher: 9,
+            },
+        );
+        assert_eq!(homes.len(), 0);
+    }
+
+    #[test]
+    fn online_counts_follow_sessions_and_skip_a_user_gone_offline() {
+        let homes = Homes::default();
+        assert!(homes.apply(1, attach(1, 1)).came_online);
+        homes.count_online(1, vec![10, 11]);
+        assert_eq!(
+            homes.online_counts(),
+            HashMap::from([(0, 1), (10, 1), (11, 1)])
+        );
+        // A second device does not count twice.
+        assert!(!homes.apply(1, attach(1, 2)).came_online);
+        homes.apply(2, attach(1, 3));
+        homes.apply(
+            2,
+            HomeOp::Detach {
+                node: 1,
+                session: 3,
+            },
+        );
+        // The department lookup for user 2 finishes after it went offline.
+        homes.count_online(2, vec![10]);
+        assert_eq!(homes.online_counts()[&10], 1);
+        homes.apply(
+            1,
+            HomeOp::Detach {
+                node: 1,
+                session: 1,
+            },
+        );
+        homes.apply(
+            1,
+            HomeOp::Detach {
+                node: 1,
+                session: 2,
+            },
+        );
+        assert!(homes.online_counts().is_empty());
+    }
+
+    #[test]
+    fn routes_name_each_node_once_per_user() {
+        let homes = Homes::default();
+        homes.apply(1, attach(1, 1));
+        homes.apply(1, attach(1, 2));
+        homes.apply(1, attach(2, 3));
+        homes.apply(2, attach(2, 4));
+        let mut routes = homes.routes(&[1, 2, 3]);
+        routes.values_mut().for_each(|users| users.sort_unstable());
+        assert_eq!(routes, HashMap::from([(1, vec![1]), (2, vec![1, 2])]));
+    }
+
+    #[test]
+    fn sessions_not_renewed_expire() {
+        let homes = Homes::default();
+        homes.apply(
+            1,
+            HomeOp::Watch {
+                node: 3,
+                watcher: 2,
+            },
+        );
+        homes.apply(1, attach(1, 1));
+        assert!(homes.expire(Duration::from_secs(60)).is_empty());
+        // The watcher was not renewed either, so nobody is told.
+        assert!(homes.expire(Duration::ZERO).is_empty());
+        assert_eq!(homes.len(), 0);
     }
 }

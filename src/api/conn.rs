@@ -1,21 +1,19 @@
 //! Drives one client connection, whatever its transport: a reader that
-//! enforces the handshake and idle timeouts and hands frames to the session
-//! actor, and a writer that drains the outbox, coalescing whatever is queued
-//! into one flush.
+//! enforces the handshake and idle timeouts and hands each frame to the
+//! connection's session, and a writer that drains the outbox, coalescing
+//! whatever is queued into one flush.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ractor::Actor;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics as m;
-use crate::actors::{Outbound, Outbox, OutboxReceiver, SessionActor, SessionArgs, SessionMsg};
+use crate::actors::{Outbound, Outbox, OutboxReceiver, Session};
 use crate::node::Services;
 use crate::protocol::{ErrorCode, FrameFormat, ProtocolError, decode_client_frame};
 
@@ -57,19 +55,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
 ) {
     let limits = &services.config.limits;
     let (outbox, receiver) = Outbox::channel(limits.outbound_queue);
-    let authenticated = Arc::new(AtomicBool::new(false));
-    let args = SessionArgs {
-        services: services.clone(),
-        outbox: outbox.clone(),
-        peer_ip: peer.ip(),
-        authenticated: authenticated.clone(),
-    };
-    // Boxed: the spawn future is large and would otherwise stay part of this
-    // connection's task for its whole life.
-    let Ok((session, _)) = Box::pin(Actor::spawn(None, SessionActor, args)).await else {
-        tracing::error!(%peer, "failed to start session actor");
-        return;
-    };
+    // The session's requests are handled here, one at a time: a client that
+    // sends faster than they are answered is slowed by TCP, not queued.
+    let mut session = Session::new(services.clone(), outbox.clone(), peer.ip());
     metrics::counter!(m::CONNECTIONS, "transport" => transport).increment(1);
     metrics::gauge!(m::SESSIONS, "transport" => transport).increment(1.0);
     metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").increment(1.0);
@@ -81,7 +69,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
     let handshake_deadline = Instant::now() + services.config.handshake_timeout();
     let idle = services.config.idle_timeout();
     loop {
-        let authed = authenticated.load(Ordering::Acquire);
+        let authed = session.is_authenticated();
         let deadline = if authed {
             Instant::now() + idle
         } else {
@@ -103,9 +91,6 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 );
                 break;
             }
-            // The login may have completed while we waited with the
-            // handshake deadline: from now on the idle limit applies.
-            Err(_elapsed) if authenticated.load(Ordering::Acquire) => continue,
             Err(_elapsed) => {
                 outbox.close(
                     ErrorCode::Unauthenticated,
@@ -118,7 +103,9 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
                 let _ = format.set(frame_format);
                 match decode_client_frame(&bytes, frame_format) {
                     Ok(frame) => {
-                        if session.cast(SessionMsg::Frame(frame)).is_err() {
+                        session.handle(frame).await;
+                        // Logged out or kicked: no more requests.
+                        if outbox.is_closing() {
                             break;
                         }
                     }
@@ -140,7 +127,7 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
             }
         }
     }
-    session.stop(None);
+    drop(session);
     outbox.close(ErrorCode::Unspecified, "connection closed");
     // The writer flushes what is queued and closes; do not wait on a stuck peer forever.
     if tokio::time::timeout(Duration::from_secs(5), write_task)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::actors::{ConversationMsg, Directory};
+use crate::actors::{ConversationMsg, Directory, Homes};
 use crate::api::{self, ConnLimiter};
 use crate::auth::Auth;
 use crate::cluster::{self, Membership, MembershipSettings, PeerLinks};
@@ -77,6 +77,7 @@ pub struct Services {
     pub partitions: Partitions,
     pub auth: Auth,
     pub directory: Directory,
+    pub homes: Homes,
     pub limiter: ConnLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub links: PeerLinks,
@@ -123,7 +124,7 @@ pub struct ClusterStatus {
     pub meta_leader: Option<u64>,
     pub meta_voters: Vec<u64>,
     pub partitions: Vec<PartitionStatus>,
-    /// Live user and conversation actors on this node.
+    /// Users homed on this node, and live conversation actors.
     pub actors: (usize, usize),
     /// Authenticated sessions connected to this node.
     pub sessions: usize,
@@ -173,7 +174,7 @@ impl Services {
                 .voter_ids()
                 .collect(),
             partitions,
-            actors: self.directory.counts(),
+            actors: (self.homes.len(), self.directory.conversation_count()),
             sessions: self.directory.session_count(),
             view: view.nodes.values().cloned().collect(),
             view_id: view.id,
@@ -408,6 +409,7 @@ impl Node {
             partitions,
             meta,
             directory: directory.clone(),
+            homes: Homes::default(),
             limiter: ConnLimiter::new(config.limits.max_connections_per_ip),
             metrics,
             config: config.clone(),

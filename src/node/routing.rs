@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::Services;
-use crate::actors::UserMsg;
+use crate::actors::{Applied, Notice};
 use crate::cluster::{PeerKind, metrics as cm};
 use crate::protocol::{ErrorCode, SharedFrame, pb};
 
@@ -174,24 +174,57 @@ impl Services {
         out
     }
 
-    /// Runs one operation on a user actor homed here.
+    /// Runs one operation on a user homed here; returns its presence.
     async fn home_here(&self, user: u64, op: HomeOp) -> Option<i32> {
-        // An actor may be stopping as we reach it: forget it and spawn anew.
-        for _ in 0..3 {
-            let actor = self.directory.user(user).await.ok()?;
-            let op = op.clone();
-            match actor
-                .call(
-                    |reply| UserMsg::Home(op, reply),
-                    Some(Duration::from_secs(5)),
-                )
-                .await
-            {
-                Ok(ractor::rpc::CallResult::Success(presence)) => return Some(presence),
-                _ => self.directory.forget(actor.get_id()),
-            }
+        let Applied {
+            presence,
+            notice,
+            came_online,
+        } = self.homes.apply(user, op);
+        if let Some(notice) = notice {
+            self.tell_watchers(notice);
         }
-        None
+        if came_online {
+            let departments = self.departments(user).await;
+            self.homes.count_online(user, departments);
+        }
+        Some(presence as i32)
+    }
+
+    /// Returns the departments a user holds posts in.
+    async fn departments(&self, user: u64) -> Vec<u64> {
+        let meta = self.meta.clone();
+        let record = tokio::task::spawn_blocking(move || meta.user(user))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        let mut departments: Vec<u64> = record
+            .map(|u| u.posts.iter().map(|p| p.department_id).collect())
+            .unwrap_or_default();
+        departments.sort_unstable();
+        departments.dedup();
+        departments
+    }
+
+    /// Pushes a presence change to the watchers, wherever their sessions are.
+    fn tell_watchers(&self, notice: Notice) {
+        let mut by_node: HashMap<u64, Vec<u64>> = HashMap::new();
+        for (node, watcher) in notice.watchers {
+            by_node.entry(node).or_default().push(watcher);
+        }
+        let frame = pb::ServerFrame {
+            request_id: 0,
+            body: Some(pb::server_frame::Body::Presence(pb::PresenceEvent {
+                presence: Some(pb::Presence {
+                    user_id: notice.user,
+                    status: notice.status as i32,
+                }),
+            })),
+        };
+        for (node, watchers) in by_node {
+            self.push_to_node(node, frame.clone(), watchers, None);
+        }
     }
 
     /// Handles a `PeerKind::Home` envelope.
@@ -248,7 +281,7 @@ impl Services {
         users: &[u64],
         except: Option<SessionRef>,
     ) {
-        for (node, users) in self.directory.routes(users) {
+        for (node, users) in self.homes.routes(users) {
             self.push_to_node(node, frame.clone(), users, except);
         }
     }
@@ -349,10 +382,7 @@ impl Services {
     pub fn revoked_here(&self, user: u64, token_digest: &[u8], code: ErrorCode, reason: &str) {
         for session in self.directory.local_sessions_with_token(user, token_digest) {
             tracing::info!(user, device = ?session.device_class, reason = %reason, "ending session");
-            let _ = session.session.cast(crate::actors::SessionMsg::Kick {
-                code,
-                reason: reason.to_string(),
-            });
+            session.outbox.kick(code, reason);
         }
     }
 
@@ -414,21 +444,25 @@ pub(super) async fn run(services: Arc<Services>, stop: CancellationToken) {
                     return;
                 }
                 let view = views.borrow_and_update().clone();
-                for actor in services.directory.homed_users() {
-                    let _ = actor.cast(UserMsg::ViewChanged(view.clone()));
+                let moved = services.homes.view_changed(&view, services.node_id());
+                for notice in moved.notices {
+                    services.tell_watchers(notice);
+                }
+                if !moved.hand_off.is_empty() {
+                    services.home(moved.hand_off).await;
                 }
                 services.reattach_all().await;
             }
             _ = lease_timer.tick() => {
                 services.reattach_all().await;
                 // Three leases without renewal: the session's node lost it.
-                for actor in services.directory.homed_users() {
-                    let _ = actor.cast(UserMsg::Expire(lease * 3));
+                for notice in services.homes.expire(lease * 3) {
+                    services.tell_watchers(notice);
                 }
             }
             _ = publish_timer.tick() => {
                 let counts: HashMap<String, String> = services
-                    .directory
+                    .homes
                     .online_counts()
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
