@@ -138,7 +138,13 @@ impl Directory {
 
     /// Registers a session connected to this node.
     pub fn add_local(&self, user: u64, session: LocalSession) {
-        self.entries().local.entry(user).or_default().push(session);
+        let mut entries = self.entries();
+        // Most users have one session per node: no room for more up front.
+        let sessions = entries
+            .local
+            .entry(user)
+            .or_insert_with(|| Vec::with_capacity(1));
+        sessions.push(session);
     }
 
     /// Forgets a session of this node.

@@ -200,6 +200,11 @@ impl Outbox {
         self.abort.is_cancelled() || self.shared.lock().receiver_gone
     }
 
+    /// Resolves once the connection is aborted or its writer has ended.
+    pub fn aborted(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.abort.cancelled()
+    }
+
     /// Returns whether the connection is closed or about to close.
     pub fn is_closing(&self) -> bool {
         self.shared.lock().closing || self.is_closed()

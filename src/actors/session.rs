@@ -20,11 +20,20 @@ use crate::protocol::{ConversationId, ErrorCode, ProtocolError, now_ms, pb};
 use pb::client_frame::Body as In;
 use pb::server_frame::Body as Out;
 
+/// Who a session is authenticated as: what its requests need, and not the
+/// user's whole record (its password hash among it).
+struct Identity {
+    user_id: u64,
+    admin: bool,
+    device_class: pb::DeviceClass,
+    token_digest: Vec<u8>,
+}
+
 pub struct Session {
     services: Arc<Services>,
     outbox: Outbox,
     peer_ip: IpAddr,
-    principal: Option<Principal>,
+    identity: Option<Identity>,
     /// This session's id on this node, as user homes know it.
     id: u64,
     /// The user this session is registered for, once authenticated.
@@ -42,13 +51,13 @@ impl Session {
             services,
             outbox,
             peer_ip,
-            principal: None,
+            identity: None,
             registered: None,
         }
     }
 
     pub fn is_authenticated(&self) -> bool {
-        self.principal.is_some()
+        self.identity.is_some()
     }
 
     /// Handles one frame from the client; a failed request is answered
@@ -64,9 +73,9 @@ impl Session {
     }
 
     fn user_id(&self) -> Result<u64, ProtocolError> {
-        self.principal
+        self.identity
             .as_ref()
-            .map(|p| p.user.user_id)
+            .map(|i| i.user_id)
             .ok_or_else(|| ProtocolError::unauthenticated("log in or resume first"))
     }
 
@@ -81,17 +90,17 @@ impl Session {
     /// wherever that lives. A failure to reach the user actor is repaired
     /// by the node's next re-attach round (view change or lease).
     async fn attach(&mut self) -> Result<(), ProtocolError> {
-        let principal = self
-            .principal
+        let identity = self
+            .identity
             .as_ref()
             .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
-        let user = principal.user.user_id;
+        let user = identity.user_id;
         self.services.directory.add_local(
             user,
             LocalSession {
                 id: self.id,
-                device_class: principal.device_class,
-                token_digest: principal.token_digest.clone(),
+                device_class: identity.device_class,
+                token_digest: identity.token_digest.clone(),
                 outbox: self.outbox.clone(),
                 watches: Vec::new(),
                 status: (0, 0),
@@ -101,7 +110,7 @@ impl Session {
         let attach = HomeOp::Attach {
             node: self.services.config.node_id,
             session: self.id,
-            device_class: principal.device_class as i32,
+            device_class: identity.device_class as i32,
             status: (0, 0),
         };
         if self.services.home(vec![(user, attach)]).await[0].is_none() {
@@ -195,7 +204,12 @@ impl Session {
             expires_at_ms: principal.expires_at_ms,
             heartbeat_secs: self.services.config.limits.heartbeat_secs,
         };
-        self.principal = Some(principal);
+        self.identity = Some(Identity {
+            user_id: principal.user.user_id,
+            admin: principal.user.admin,
+            device_class: principal.device_class,
+            token_digest: principal.token_digest,
+        });
         self.attach().await?;
         self.answer(request_id, Out::Session(session));
         Ok(())
@@ -206,7 +220,7 @@ impl Session {
         let body = frame
             .body
             .ok_or_else(|| ProtocolError::invalid("frame has no body"))?;
-        if self.principal.is_some() && matches!(body, In::Login(_) | In::Resume(_)) {
+        if self.identity.is_some() && matches!(body, In::Login(_) | In::Resume(_)) {
             return Err(ProtocolError::new(
                 ErrorCode::Conflict,
                 "session already authenticated",
@@ -244,18 +258,18 @@ impl Session {
                     .await?;
             }
             In::Logout(_) => {
-                let principal = self
-                    .principal
+                let identity = self
+                    .identity
                     .as_ref()
                     .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
                 self.services
                     .auth
-                    .revoke(principal.token_digest.clone())
+                    .revoke(identity.token_digest.clone())
                     .await?;
                 // Every other connection holding the same token ends too.
                 self.services.revoked(
-                    principal.user.user_id,
-                    principal.token_digest.clone(),
+                    identity.user_id,
+                    identity.token_digest.clone(),
                     ErrorCode::Unauthenticated,
                     "logged out",
                 );
@@ -316,14 +330,14 @@ impl Session {
                 self.answer(request_id, Out::Group(group_info(group)));
             }
             In::ChangeMembers(change) => {
-                let principal = self
-                    .principal
+                let identity = self
+                    .identity
                     .as_ref()
                     .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
                 let group = self
                     .services
                     .change_members(
-                        &principal.user,
+                        (identity.user_id, identity.admin),
                         change.group_id,
                         &change.add,
                         &change.remove,

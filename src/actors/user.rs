@@ -21,10 +21,18 @@ use crate::cluster::View;
 use crate::node::HomeOp;
 use crate::protocol::pb::PresenceStatus;
 
+/// A live session of a user, as its home knows it.
+struct Attached {
+    node: u64,
+    session: u64,
+    device_class: i32,
+    renewed: Instant,
+}
+
 /// One user's home.
 struct UserHome {
-    /// Live sessions: (node, session id) → device class, last renewal.
-    sessions: HashMap<(u64, u64), (i32, Instant)>,
+    /// Live sessions, a few per user (a list costs less than a map).
+    sessions: Vec<Attached>,
     /// Watchers: (node, watching user) → last renewal.
     watchers: HashMap<(u64, u64), Instant>,
     /// The status the user chose, and when (ms); shown while any session is live.
@@ -37,7 +45,7 @@ struct UserHome {
 impl UserHome {
     fn new() -> UserHome {
         UserHome {
-            sessions: HashMap::new(),
+            sessions: Vec::new(),
             watchers: HashMap::new(),
             status: PresenceStatus::Online,
             status_at: 0,
@@ -65,11 +73,30 @@ impl UserHome {
                 device_class,
                 status: (status, at),
             } => {
-                self.sessions.insert((node, session), (device_class, now));
+                match self
+                    .sessions
+                    .iter_mut()
+                    .find(|a| (a.node, a.session) == (node, session))
+                {
+                    Some(known) => {
+                        known.device_class = device_class;
+                        known.renewed = now;
+                    }
+                    None => {
+                        self.sessions.reserve_exact(1);
+                        self.sessions.push(Attached {
+                            node,
+                            session,
+                            device_class,
+                            renewed: now,
+                        });
+                    }
+                }
                 self.set_status(status, at);
             }
             HomeOp::Detach { node, session } => {
-                self.sessions.remove(&(node, session));
+                self.sessions
+                    .retain(|a| (a.node, a.session) != (node, session));
             }
             HomeOp::Watch { node, watcher } => {
                 if self.watchers.insert((node, watcher), now).is_none() {
@@ -104,15 +131,12 @@ impl UserHome {
             status: self.status as i32,
             at: self.status_at,
         };
-        let sessions = self
-            .sessions
-            .iter()
-            .map(|((node, session), (device_class, _))| HomeOp::Attach {
-                node: *node,
-                session: *session,
-                device_class: *device_class,
-                status: (0, 0),
-            });
+        let sessions = self.sessions.iter().map(|a| HomeOp::Attach {
+            node: a.node,
+            session: a.session,
+            device_class: a.device_class,
+            status: (0, 0),
+        });
         let watchers = self.watchers.keys().map(|(node, watcher)| HomeOp::Watch {
             node: *node,
             watcher: *watcher,
@@ -270,7 +294,7 @@ impl Homes {
             let Some(home) = table.users.get(user) else {
                 continue;
             };
-            let mut nodes: Vec<u64> = home.sessions.keys().map(|(node, _)| *node).collect();
+            let mut nodes: Vec<u64> = home.sessions.iter().map(|a| a.node).collect();
             nodes.sort_unstable();
             nodes.dedup();
             for node in nodes {
@@ -293,8 +317,7 @@ impl Homes {
             let Some(home) = table.users.get_mut(&user) else {
                 continue;
             };
-            home.sessions
-                .retain(|(node, _), _| view.nodes.contains_key(node));
+            home.sessions.retain(|a| view.nodes.contains_key(&a.node));
             home.watchers
                 .retain(|(node, _), _| view.nodes.contains_key(node));
             if view.owner(user) != Some(me) {
@@ -318,7 +341,7 @@ impl Homes {
         for user in users {
             if let Some(home) = table.users.get_mut(&user) {
                 home.sessions
-                    .retain(|_, (_, renewed)| now.duration_since(*renewed) < lease);
+                    .retain(|a| now.duration_since(a.renewed) < lease);
                 home.watchers
                     .retain(|_, renewed| now.duration_since(*renewed) < lease);
             }

@@ -3,6 +3,7 @@
 //! connection's session, and a writer that drains the outbox, coalescing
 //! whatever is queued into one flush.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -44,41 +45,89 @@ pub trait FrameWriter: Send + 'static {
     fn close(&mut self, code: ErrorCode, reason: &str) -> impl Future<Output = ()> + Send;
 }
 
-/// Runs a connection until either side ends it.
-pub async fn drive<R: FrameReader, W: FrameWriter>(
+/// Starts a connection: spawns its writer and returns its reader loop, for
+/// the caller to run as the connection's task. `guard` lives as long as the
+/// connection (its per-address permit, say).
+///
+/// Everything the loop keeps for the connection's life is built here, so
+/// that no argument is stored twice in the task (an async fn keeps its
+/// arguments for its whole life, moved out or not).
+pub fn start<R: FrameReader, W: FrameWriter, G: Send + 'static>(
     services: Arc<Services>,
     peer: SocketAddr,
     transport: &'static str,
-    mut reader: R,
+    reader: R,
     writer: W,
     stop: CancellationToken,
-) {
-    let limits = &services.config.limits;
-    let (outbox, receiver) = Outbox::channel(limits.outbound_queue);
-    // The session's requests are handled here, one at a time: a client that
-    // sends faster than they are answered is slowed by TCP, not queued.
-    let mut session = Session::new(services.clone(), outbox.clone(), peer.ip());
+    guard: G,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (outbox, receiver) = Outbox::channel(services.config.limits.outbound_queue);
+    // A WebSocket client picks JSON by sending text; the first frame decides.
+    let format = Arc::new(OnceLock::new());
+    let write_task = tokio::spawn(write_loop(writer, receiver, format.clone(), transport));
+    // The session's requests are handled by the reader, one at a time: a
+    // client that sends faster than it is answered is slowed by TCP, not queued.
+    let session = Session::new(services.clone(), outbox.clone(), peer.ip());
+    read_loop(
+        Connection {
+            services,
+            peer,
+            transport,
+            outbox,
+            format,
+            write_task,
+            stop,
+            _guard: guard,
+        },
+        session,
+        reader,
+    )
+}
+
+struct Connection<G> {
+    services: Arc<Services>,
+    peer: SocketAddr,
+    transport: &'static str,
+    outbox: Outbox,
+    format: Arc<OnceLock<FrameFormat>>,
+    write_task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+    _guard: G,
+}
+
+/// Decodes and handles one frame. Boxed by the caller: a decoded request
+/// and its handling are far larger than an idle connection's wait.
+async fn handle_frame(session: &mut Session, outbox: &Outbox, bytes: Bytes, format: FrameFormat) {
+    match decode_client_frame(&bytes, format) {
+        Ok(frame) => session.handle(frame).await,
+        Err(err) => {
+            metrics::counter!(m::ERRORS, "code" => err.code.label()).increment(1);
+            outbox.send(err.to_frame(0));
+        }
+    }
+}
+
+/// Reads frames until either side ends the connection, enforcing the
+/// handshake and idle timeouts.
+async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session, mut reader: R) {
+    let transport = conn.transport;
     metrics::counter!(m::CONNECTIONS, "transport" => transport).increment(1);
     metrics::gauge!(m::SESSIONS, "transport" => transport).increment(1.0);
     metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").increment(1.0);
-    // A WebSocket client picks JSON by sending text; the first frame decides.
-    let format = Arc::new(OnceLock::new());
-    let done = receiver.abort.clone();
-    let write_task = tokio::spawn(write_loop(writer, receiver, format.clone(), transport));
-
-    let handshake_deadline = Instant::now() + services.config.handshake_timeout();
-    let idle = services.config.idle_timeout();
+    let outbox = &conn.outbox;
+    let handshake_deadline = Instant::now() + conn.services.config.handshake_timeout();
     loop {
         let authed = session.is_authenticated();
         let deadline = if authed {
-            Instant::now() + idle
+            Instant::now() + conn.services.config.idle_timeout()
         } else {
             handshake_deadline
         };
         let incoming = tokio::select! {
             incoming = tokio::time::timeout_at(deadline, reader.next()) => incoming,
-            _ = done.cancelled() => break,
-            _ = stop.cancelled() => {
+            // The writer ended (peer gone, or the outbox aborted).
+            _ = outbox.aborted() => break,
+            _ = conn.stop.cancelled() => {
                 outbox.close(ErrorCode::UnavailableRetry, "node is shutting down, reconnect");
                 break;
             }
@@ -100,19 +149,11 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
             }
             Ok(Incoming::Frame(bytes, frame_format)) => {
                 metrics::counter!(m::FRAMES_IN, "transport" => transport).increment(1);
-                let _ = format.set(frame_format);
-                match decode_client_frame(&bytes, frame_format) {
-                    Ok(frame) => {
-                        session.handle(frame).await;
-                        // Logged out or kicked: no more requests.
-                        if outbox.is_closing() {
-                            break;
-                        }
-                    }
-                    Err(err) => {
-                        metrics::counter!(m::ERRORS, "code" => err.code.label()).increment(1);
-                        outbox.send(err.to_frame(0));
-                    }
+                let _ = conn.format.set(frame_format);
+                Box::pin(handle_frame(&mut session, outbox, bytes, frame_format)).await;
+                // Logged out or kicked: no more requests.
+                if outbox.is_closing() {
+                    break;
                 }
             }
             Ok(Incoming::Nothing) => {}
@@ -128,14 +169,21 @@ pub async fn drive<R: FrameReader, W: FrameWriter>(
         }
     }
     drop(session);
-    outbox.close(ErrorCode::Unspecified, "connection closed");
-    // The writer flushes what is queued and closes; do not wait on a stuck peer forever.
-    if tokio::time::timeout(Duration::from_secs(5), write_task)
+    Box::pin(finish(conn)).await;
+}
+
+/// Lets the writer flush what is queued and close.
+async fn finish<G>(conn: Connection<G>) {
+    conn.outbox
+        .close(ErrorCode::Unspecified, "connection closed");
+    // Do not wait on a stuck peer forever.
+    if tokio::time::timeout(Duration::from_secs(5), conn.write_task)
         .await
         .is_err()
     {
-        tracing::debug!(%peer, "writer did not finish in time");
+        tracing::debug!(peer = %conn.peer, "writer did not finish in time");
     }
+    let transport = conn.transport;
     metrics::gauge!(m::SESSIONS, "transport" => transport).decrement(1.0);
     metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").decrement(1.0);
 }
@@ -147,42 +195,54 @@ async fn write_loop<W: FrameWriter>(
     transport: &'static str,
 ) {
     let abort = receiver.abort.clone();
-    'outer: loop {
+    loop {
         // Everything queued goes out in one flush.
         let batch = tokio::select! {
             biased;
             _ = abort.cancelled() => {
                 let (code, reason) = receiver.abort_reason();
-                writer.close(code, &reason).await;
+                Box::pin(writer.close(code, &reason)).await;
                 break;
             }
             batch = receiver.recv_all() => batch,
         };
         let Some(batch) = batch else {
-            writer.close(ErrorCode::Unspecified, "").await;
+            Box::pin(writer.close(ErrorCode::Unspecified, "")).await;
             break;
         };
         let fmt = *format.get().unwrap_or(&FrameFormat::Protobuf);
-        let mut written = 0u64;
-        for item in batch {
-            match item {
-                Outbound::Close(code, reason) => {
-                    let _ = writer.flush().await;
-                    writer.close(code, &reason).await;
-                    break 'outer;
-                }
-                Outbound::Frame(frame) => {
-                    if writer.feed(frame.encoded(fmt), fmt).await.is_err() {
-                        break 'outer;
-                    }
-                    written += 1;
-                }
-            }
-        }
-        metrics::counter!(m::FRAMES_OUT, "transport" => transport).increment(written);
-        if writer.flush().await.is_err() {
+        // Boxed: writing is far larger than waiting, and an idle connection
+        // only waits.
+        if !Box::pin(write_batch(&mut writer, batch, fmt, transport)).await {
             break;
         }
     }
     abort.cancel();
+}
+
+/// Writes one batch and flushes it; returns whether the connection goes on.
+async fn write_batch<W: FrameWriter>(
+    writer: &mut W,
+    batch: VecDeque<Outbound>,
+    fmt: FrameFormat,
+    transport: &'static str,
+) -> bool {
+    let mut written = 0u64;
+    for item in batch {
+        match item {
+            Outbound::Close(code, reason) => {
+                let _ = writer.flush().await;
+                writer.close(code, &reason).await;
+                return false;
+            }
+            Outbound::Frame(frame) => {
+                if writer.feed(frame.encoded(fmt), fmt).await.is_err() {
+                    return false;
+                }
+                written += 1;
+            }
+        }
+    }
+    metrics::counter!(m::FRAMES_OUT, "transport" => transport).increment(written);
+    writer.flush().await.is_ok()
 }

@@ -131,18 +131,21 @@ async fn websocket(
     let max = services.config.limits.max_frame_bytes;
     upgrade
         // tungstenite's read buffer is allocated up front and kept for the
-        // connection's life (128 KiB by default): 1 KiB covers a typical
-        // frame in one read, and a larger message reserves its own length.
-        .read_buffer_size(1024)
+        // connection's life (128 KiB by default). Client frames are small
+        // (a send is a few hundred bytes, most are less): 256 bytes take
+        // most in one read, and a larger frame reserves its own length.
+        .read_buffer_size(256)
         // Frames are written in batches once this much is queued (the
         // connection's writer flushes after each batch anyway).
         .write_buffer_size(4 * 1024)
         .max_write_buffer_size(super::tcp::MAX_SERVER_FRAME_BYTES + 64 * 1024)
         .max_message_size(max)
         .max_frame_size(max)
-        // Boxed: the upgrade task would otherwise carry the whole connection
-        // future inline next to the upgrade's own state.
-        .on_upgrade(move |socket| Box::pin(super::ws::run(socket, services, peer.0, stop)))
+        // The connection gets a task of its own: axum's upgrade task would
+        // otherwise stay alive under it, with its own state.
+        .on_upgrade(move |socket| async move {
+            tokio::spawn(super::ws::run(socket, services, peer.0, stop));
+        })
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -511,7 +514,12 @@ async fn change_members(
     let principal = principal(&services, &headers).await?;
     let body = json_body(body)?;
     let group = services
-        .change_members(&principal.user, group_id, &body.add, &body.remove)
+        .change_members(
+            (principal.user.user_id, principal.user.admin),
+            group_id,
+            &body.add,
+            &body.remove,
+        )
         .await?;
     if principal.user.admin {
         let detail = serde_json::json!({ "add": body.add, "remove": body.remove });
@@ -927,7 +935,15 @@ pub async fn serve(
             metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "per_ip_limit").increment(1);
             continue;
         };
-        let app = app.clone().layer(Extension(Peer(peer)));
+        // The peer address goes into each request; layering the router per
+        // connection would rebuild every route for every connection.
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(Peer(peer));
+                request
+            },
+        );
         let acceptor = acceptor.clone();
         let handshake_timeout = services.config.handshake_timeout();
         let stop = stop.clone();

@@ -3,9 +3,10 @@
 //! code before the socket closes.
 //!
 //! An idle connection holds no read or write buffer: the reader waits for
-//! the socket to become readable before it allocates one (plain TCP; a TLS
-//! stream may already hold decrypted bytes, so it reads at once), and both
-//! sides give their buffer back once it is drained.
+//! the socket to become readable, reads on the stack and keeps only the
+//! bytes read (plain TCP; a TLS stream may already hold decrypted bytes, so
+//! it reads into a buffer at once), and both sides give their buffer back
+//! once it is drained.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio_util::codec::{Decoder, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, FrameReader, FrameWriter, Incoming};
+use super::limiter::ConnPermit;
 use super::metrics as m;
 use crate::node::Services;
 use crate::protocol::{
@@ -40,17 +42,35 @@ const WRITE_BACKPRESSURE_BYTES: usize = 64 * 1024;
 trait ReadSide: AsyncRead + Unpin + Send + 'static {
     /// Resolves once the stream has bytes (or an error, or EOF) to read.
     fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// Appends what can be read without waiting to `buf`, growing it only
+    /// by what was read; `None` if the stream cannot read without waiting.
+    fn read_now(&self, buf: &mut BytesMut) -> Option<std::io::Result<usize>>;
 }
 
 impl ReadSide for OwnedReadHalf {
     async fn ready(&self) -> std::io::Result<()> {
         self.readable().await
     }
+
+    fn read_now(&self, buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
+        // Read on the stack and keep only the bytes: a frame of a few dozen
+        // bytes then costs a few dozen bytes, not a whole chunk.
+        let mut chunk = [0u8; READ_CHUNK];
+        Some(
+            self.try_read(&mut chunk)
+                .inspect(|&n| buf.extend_from_slice(&chunk[..n])),
+        )
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> ReadSide for ReadHalf<S> {
     fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send {
         std::future::ready(Ok(()))
+    }
+
+    fn read_now(&self, _buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
+        None
     }
 }
 
@@ -86,13 +106,22 @@ impl<R: ReadSide> FrameReader for TcpReader<R> {
                 }
                 Err(_) => return Incoming::Closed,
             }
-            if self.buf.is_empty() && self.inner.ready().await.is_err() {
+            if self.inner.ready().await.is_err() {
                 return Incoming::Closed;
             }
-            self.buf.reserve(READ_CHUNK);
-            match self.inner.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return Incoming::Closed,
-                Ok(_) => {}
+            match self.inner.read_now(&mut self.buf) {
+                Some(Ok(0)) => return Incoming::Closed,
+                Some(Ok(_)) => {}
+                // Readiness was stale: wait for the socket again.
+                Some(Err(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Some(Err(_)) => return Incoming::Closed,
+                None => {
+                    self.buf.reserve(READ_CHUNK);
+                    match self.inner.read_buf(&mut self.buf).await {
+                        Ok(0) | Err(_) => return Incoming::Closed,
+                        Ok(_) => {}
+                    }
+                }
             }
         }
     }
@@ -122,13 +151,15 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter for TcpWriter<W> {
     }
 }
 
-async fn run_halves<R: ReadSide, W: AsyncWrite + Unpin + Send + 'static>(
+/// Returns the connection's task over a stream's two halves.
+fn connection<R: ReadSide, W: AsyncWrite + Unpin + Send + 'static>(
     read: R,
     write: W,
     services: Arc<Services>,
     peer: SocketAddr,
     stop: CancellationToken,
-) {
+    permit: ConnPermit,
+) -> impl Future<Output = ()> + Send + 'static {
     let reader = TcpReader {
         inner: read,
         codec: frame_codec(services.config.limits.max_frame_bytes),
@@ -137,17 +168,7 @@ async fn run_halves<R: ReadSide, W: AsyncWrite + Unpin + Send + 'static>(
     let mut writer = FramedWrite::with_capacity(write, frame_codec(MAX_SERVER_FRAME_BYTES), 0);
     writer.set_backpressure_boundary(WRITE_BACKPRESSURE_BYTES);
     let writer = TcpWriter { inner: writer };
-    conn::drive(services, peer, "tcp", reader, writer, stop).await;
-}
-
-async fn run_plain(
-    stream: TcpStream,
-    services: Arc<Services>,
-    peer: SocketAddr,
-    stop: CancellationToken,
-) {
-    let (read, write) = stream.into_split();
-    run_halves(read, write, services, peer, stop).await;
+    conn::start(services, peer, "tcp", reader, writer, stop, permit)
 }
 
 async fn run_tls(
@@ -156,13 +177,14 @@ async fn run_tls(
     services: Arc<Services>,
     peer: SocketAddr,
     stop: CancellationToken,
+    permit: ConnPermit,
 ) {
     let handshake =
         tokio::time::timeout(services.config.handshake_timeout(), acceptor.accept(stream)).await;
     match handshake {
         Ok(Ok(tls_stream)) => {
             let (read, write) = tokio::io::split(tls_stream);
-            run_halves(read, write, services, peer, stop).await;
+            connection(read, write, services, peer, stop, permit).await;
         }
         Ok(Err(err)) => {
             metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_handshake").increment(1);
@@ -217,15 +239,14 @@ pub async fn serve(
         let services = services.clone();
         let stop = stop.clone();
         match acceptor.clone() {
-            None => connections.spawn(async move {
-                let _permit = permit;
-                run_plain(stream, services, peer, stop).await;
-            }),
+            None => {
+                let (read, write) = stream.into_split();
+                connections.spawn(connection(read, write, services, peer, stop, permit))
+            }
             // Boxed so that plain connections' tasks do not carry the
             // (larger) TLS handshake and stream.
             Some(acceptor) => connections.spawn(async move {
-                let _permit = permit;
-                Box::pin(run_tls(stream, acceptor, services, peer, stop)).await;
+                Box::pin(run_tls(stream, acceptor, services, peer, stop, permit)).await;
             }),
         };
     }

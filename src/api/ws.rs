@@ -83,13 +83,21 @@ impl FrameWriter for WsWriter {
     }
 }
 
-/// Runs an upgraded WebSocket until either side ends it.
-pub async fn run(
+/// Returns the task that runs an upgraded WebSocket until either side ends it.
+pub fn run(
     socket: WebSocket,
     services: Arc<Services>,
     peer: SocketAddr,
     stop: CancellationToken,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let (sink, stream) = socket.split();
-    conn::drive(services, peer, "ws", WsReader(stream), WsWriter(sink), stop).await;
+    conn::start(
+        services,
+        peer,
+        "ws",
+        WsReader(stream),
+        WsWriter(sink),
+        stop,
+        (),
+    )
 }

@@ -14,7 +14,7 @@ use crate::auth::Auth;
 use crate::cluster::{self, Membership, MembershipSettings, PeerLinks};
 use crate::config::NodeConfig;
 use crate::db::{self, Db, StorageError};
-use crate::meta::{GroupRecord, Meta, NodeRecord, UserRecord};
+use crate::meta::{GroupRecord, Meta, NodeRecord};
 use crate::partition::Partitions;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError};
 use crate::raft::{Forwarded, RaftHost};
@@ -85,11 +85,11 @@ pub struct Services {
 }
 
 impl Services {
-    /// Changes a group's members on behalf of `actor`, who must own the group
-    /// or be an admin.
+    /// Changes a group's members on behalf of `actor` (user id, admin), who
+    /// must own the group or be an admin.
     pub async fn change_members(
         self: &Arc<Self>,
-        actor: &UserRecord,
+        actor: (u64, bool),
         group_id: u64,
         add: &[u64],
         remove: &[u64],
@@ -98,7 +98,8 @@ impl Services {
             .meta
             .group(group_id)?
             .ok_or_else(|| ProtocolError::not_found(format!("group {group_id} does not exist")))?;
-        if group.owner != actor.user_id && !actor.admin {
+        let (actor_id, actor_admin) = actor;
+        if group.owner != actor_id && !actor_admin {
             return Err(ProtocolError::forbidden(
                 "only the group owner or an admin may change members",
             ));
