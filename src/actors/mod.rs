@@ -12,6 +12,6 @@ mod user;
 
 pub use conversation::{ConversationMsg, members_for, members_of};
 pub use directory::Directory;
-pub use outbox::{Outbound, Outbox, OutboxReceiver};
+pub use outbox::{Outbound, Outbox, OutboxReceiver, Received};
 pub use session::Session;
 pub use user::{Applied, Homes, Notice};

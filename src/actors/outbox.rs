@@ -3,7 +3,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{ErrorCode, SharedFrame, pb};
 
@@ -15,6 +14,17 @@ pub enum Outbound {
     Close(ErrorCode, String),
 }
 
+/// What the writer takes from the queue.
+#[derive(Debug)]
+pub enum Received {
+    /// Everything queued, in order.
+    Batch(VecDeque<Outbound>),
+    /// The connection was aborted: close at once with this code.
+    Aborted(ErrorCode, String),
+    /// Nothing queued and every sender gone.
+    Done,
+}
+
 /// The sending side of one connection's write queue, shared by its session,
 /// the node's directory and the conversations that answer it. Never blocks: a
 /// connection whose queue is full is too slow and gets closed (its client
@@ -22,11 +32,11 @@ pub enum Outbound {
 ///
 /// The queue is a `VecDeque` that the writer takes whole, so an idle
 /// connection holds no queue storage (a bounded tokio channel keeps a block
-/// of 32 slots allocated per connection).
+/// of 32 slots allocated per connection); aborting and ending are flags
+/// beside it, woken through two `Notify`s, not tokens of their own.
 #[derive(Debug)]
 pub struct Outbox {
     shared: Arc<Shared>,
-    abort: CancellationToken,
 }
 
 #[derive(Debug)]
@@ -34,6 +44,8 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Wakes the writer; a notification sent while it is busy is kept.
     ready: Notify,
+    /// Wakes whoever waits for the connection to end.
+    ended: Notify,
     senders: AtomicUsize,
     capacity: usize,
 }
@@ -45,13 +57,15 @@ struct Queue {
     receiver_gone: bool,
     /// A close is queued: the session takes no more requests.
     closing: bool,
+    /// Set once the connection is aborted, with the code it closes with.
     abort_reason: Option<(ErrorCode, String)>,
+    /// The writer has been told of the abort.
+    abort_taken: bool,
 }
 
 /// The receiving side, owned by the connection's writer.
 pub struct OutboxReceiver {
     shared: Arc<Shared>,
-    pub abort: CancellationToken,
 }
 
 impl Shared {
@@ -61,30 +75,27 @@ impl Shared {
 }
 
 impl OutboxReceiver {
-    /// Returns everything queued, waiting until something is; `None` once
-    /// the queue is empty and every sender has gone.
-    pub async fn recv_all(&mut self) -> Option<VecDeque<Outbound>> {
+    /// Waits until there is something to do: an abort first, then
+    /// everything queued, then the end once every sender has gone.
+    pub async fn recv(&mut self) -> Received {
         loop {
             {
                 let mut queue = self.shared.lock();
+                if let Some((code, reason)) = queue.abort_reason.clone()
+                    && !queue.abort_taken
+                {
+                    queue.abort_taken = true;
+                    return Received::Aborted(code, reason);
+                }
                 if !queue.items.is_empty() {
-                    return Some(std::mem::take(&mut queue.items));
+                    return Received::Batch(std::mem::take(&mut queue.items));
                 }
                 if self.shared.senders.load(Ordering::Acquire) == 0 {
-                    return None;
+                    return Received::Done;
                 }
             }
             self.shared.ready.notified().await;
         }
-    }
-
-    /// Returns why the connection was aborted, once `abort` fired.
-    pub fn abort_reason(&self) -> (ErrorCode, String) {
-        self.shared
-            .lock()
-            .abort_reason
-            .clone()
-            .unwrap_or((ErrorCode::Internal, "connection aborted".to_string()))
     }
 }
 
@@ -93,6 +104,8 @@ impl Drop for OutboxReceiver {
         let mut queue = self.shared.lock();
         queue.receiver_gone = true;
         queue.items = VecDeque::new();
+        drop(queue);
+        self.shared.ended.notify_waiters();
     }
 }
 
@@ -101,7 +114,6 @@ impl Clone for Outbox {
         self.shared.senders.fetch_add(1, Ordering::Relaxed);
         Outbox {
             shared: self.shared.clone(),
-            abort: self.abort.clone(),
         }
     }
 }
@@ -120,15 +132,14 @@ impl Outbox {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
+            ended: Notify::new(),
             senders: AtomicUsize::new(1),
             capacity,
         });
-        let abort = CancellationToken::new();
         let receiver = OutboxReceiver {
             shared: shared.clone(),
-            abort: abort.clone(),
         };
-        (Outbox { shared, abort }, receiver)
+        (Outbox { shared }, receiver)
     }
 
     /// Queues an item unless the queue is full (then the connection is
@@ -193,16 +204,25 @@ impl Outbox {
             .lock()
             .abort_reason
             .get_or_insert((code, reason.into()));
-        self.abort.cancel();
+        self.shared.ready.notify_one();
+        self.shared.ended.notify_waiters();
     }
 
     pub fn is_closed(&self) -> bool {
-        self.abort.is_cancelled() || self.shared.lock().receiver_gone
+        let queue = self.shared.lock();
+        queue.abort_reason.is_some() || queue.receiver_gone
     }
 
-    /// Resolves once the connection is aborted or its writer has ended.
-    pub fn aborted(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.abort.cancelled()
+    /// Resolves once the connection is aborted or its writer has gone.
+    pub async fn ended(&self) {
+        loop {
+            // Created before the check, so a wake-up in between is kept.
+            let ended = self.shared.ended.notified();
+            if self.is_closed() {
+                return;
+            }
+            ended.await;
+        }
     }
 
     /// Returns whether the connection is closed or about to close.
@@ -239,22 +259,32 @@ mod tests {
         assert!(outbox.clone().send(frame(2)));
         outbox.close(ErrorCode::Unspecified, "bye");
         assert!(outbox.is_closing() && !outbox.is_closed());
-        let batch = receiver.recv_all().await.unwrap();
+        let Received::Batch(batch) = receiver.recv().await else {
+            panic!("expected a batch");
+        };
         assert_eq!(ids(&batch), [1, 2, u64::MAX]);
         // Nothing queued and every sender gone: the writer is told so.
         drop(outbox);
-        assert!(receiver.recv_all().await.is_none());
+        assert!(matches!(receiver.recv().await, Received::Done));
     }
 
     #[tokio::test]
     async fn a_full_queue_aborts_the_connection() {
-        let (outbox, receiver) = Outbox::channel(2);
+        let (outbox, mut receiver) = Outbox::channel(2);
         assert!(outbox.send(frame(1)));
         assert!(outbox.send(frame(2)));
+        let ended = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.ended().await }
+        });
         assert!(!outbox.send(frame(3)));
-        assert!(receiver.abort.is_cancelled());
         assert!(outbox.is_closed());
-        assert_eq!(receiver.abort_reason().0, ErrorCode::RateLimited);
+        // The abort goes before what is queued, and whoever waits is woken.
+        assert!(matches!(
+            receiver.recv().await,
+            Received::Aborted(ErrorCode::RateLimited, _)
+        ));
+        ended.await.unwrap();
     }
 
     #[tokio::test]
@@ -262,15 +292,21 @@ mod tests {
         let (outbox, receiver) = Outbox::channel(4);
         drop(receiver);
         assert!(outbox.is_closed());
+        outbox.ended().await;
         assert!(!outbox.send(frame(1)));
     }
 
     #[tokio::test]
     async fn a_waiting_writer_wakes_on_a_push() {
         let (outbox, mut receiver) = Outbox::channel(4);
-        let writer = tokio::spawn(async move { receiver.recv_all().await.map(|b| ids(&b)) });
+        let writer = tokio::spawn(async move {
+            match receiver.recv().await {
+                Received::Batch(batch) => ids(&batch),
+                other => panic!("expected a batch, got {other:?}"),
+            }
+        });
         tokio::task::yield_now().await;
         assert!(outbox.send(frame(7)));
-        assert_eq!(writer.await.unwrap(), Some(vec![7]));
+        assert_eq!(writer.await.unwrap(), vec![7]);
     }
 }

@@ -10,11 +10,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics as m;
-use crate::actors::{Outbound, Outbox, OutboxReceiver, Session};
+use crate::actors::{Outbound, Outbox, OutboxReceiver, Received, Session};
 use crate::node::Services;
 use crate::protocol::{ErrorCode, FrameFormat, ProtocolError, decode_client_frame};
 
@@ -45,9 +46,9 @@ pub trait FrameWriter: Send + 'static {
     fn close(&mut self, code: ErrorCode, reason: &str) -> impl Future<Output = ()> + Send;
 }
 
-/// Starts a connection: spawns its writer and returns its reader loop, for
-/// the caller to run as the connection's task. `guard` lives as long as the
-/// connection (its per-address permit, say).
+/// Returns a connection's task, for the caller to spawn: its reader loop
+/// and its writer, side by side. `guard` lives as long as the connection
+/// (its per-address permit, say).
 ///
 /// Everything the loop keeps for the connection's life is built here, so
 /// that no argument is stored twice in the task (an async fn keeps its
@@ -64,33 +65,39 @@ pub fn start<R: FrameReader, W: FrameWriter, G: Send + 'static>(
     let (outbox, receiver) = Outbox::channel(services.config.limits.outbound_queue);
     // A WebSocket client picks JSON by sending text; the first frame decides.
     let format = Arc::new(OnceLock::new());
-    let write_task = tokio::spawn(write_loop(writer, receiver, format.clone(), transport));
+    let write = write_loop(writer, receiver, format.clone(), transport);
     // The session's requests are handled by the reader, one at a time: a
     // client that sends faster than it is answered is slowed by TCP, not queued.
     let session = Session::new(services.clone(), outbox.clone(), peer.ip());
-    read_loop(
+    let read = read_loop(
         Connection {
             services,
-            peer,
             transport,
             outbox,
             format,
-            write_task,
             stop,
             _guard: guard,
         },
         session,
         reader,
-    )
+    );
+    // Side by side in one task: a task of its own for the writer costs an
+    // idle connection more than the writer itself. Joined here, not in an
+    // async fn, which would hold both futures twice (as its arguments and
+    // as what it awaits). The writer ends once the reader has closed the
+    // outbox and the rest is flushed, or first, when the peer goes; the
+    // reader then sees the outbox end.
+    futures::future::join(read, write).map(|((), ())| ())
 }
+
+/// How long a closing connection waits for its peer to take the last frames.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
 struct Connection<G> {
     services: Arc<Services>,
-    peer: SocketAddr,
     transport: &'static str,
     outbox: Outbox,
     format: Arc<OnceLock<FrameFormat>>,
-    write_task: tokio::task::JoinHandle<()>,
     stop: CancellationToken,
     _guard: G,
 }
@@ -126,7 +133,7 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
         let incoming = tokio::select! {
             incoming = tokio::time::timeout_at(deadline, reader.next()) => incoming,
             // The writer ended (peer gone, or the outbox aborted).
-            _ = outbox.aborted() => break,
+            _ = outbox.ended() => break,
             _ = conn.stop.cancelled() => {
                 outbox.close(ErrorCode::UnavailableRetry, "node is shutting down, reconnect");
                 break;
@@ -169,21 +176,9 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
         }
     }
     drop(session);
-    Box::pin(finish(conn)).await;
-}
-
-/// Lets the writer flush what is queued and close.
-async fn finish<G>(conn: Connection<G>) {
+    // The writer flushes what is queued, then closes.
     conn.outbox
         .close(ErrorCode::Unspecified, "connection closed");
-    // Do not wait on a stuck peer forever.
-    if tokio::time::timeout(Duration::from_secs(5), conn.write_task)
-        .await
-        .is_err()
-    {
-        tracing::debug!(peer = %conn.peer, "writer did not finish in time");
-    }
-    let transport = conn.transport;
     metrics::gauge!(m::SESSIONS, "transport" => transport).decrement(1.0);
     metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").decrement(1.0);
 }
@@ -194,21 +189,18 @@ async fn write_loop<W: FrameWriter>(
     format: Arc<OnceLock<FrameFormat>>,
     transport: &'static str,
 ) {
-    let abort = receiver.abort.clone();
     loop {
         // Everything queued goes out in one flush.
-        let batch = tokio::select! {
-            biased;
-            _ = abort.cancelled() => {
-                let (code, reason) = receiver.abort_reason();
+        let batch = match receiver.recv().await {
+            Received::Batch(batch) => batch,
+            Received::Aborted(code, reason) => {
                 Box::pin(writer.close(code, &reason)).await;
                 break;
             }
-            batch = receiver.recv_all() => batch,
-        };
-        let Some(batch) = batch else {
-            Box::pin(writer.close(ErrorCode::Unspecified, "")).await;
-            break;
+            Received::Done => {
+                Box::pin(writer.close(ErrorCode::Unspecified, "")).await;
+                break;
+            }
         };
         let fmt = *format.get().unwrap_or(&FrameFormat::Protobuf);
         // Boxed: writing is far larger than waiting, and an idle connection
@@ -217,7 +209,8 @@ async fn write_loop<W: FrameWriter>(
             break;
         }
     }
-    abort.cancel();
+    // Dropping the receiver tells the reader that the connection ended.
+    drop(receiver);
 }
 
 /// Writes one batch and flushes it; returns whether the connection goes on.
@@ -231,8 +224,14 @@ async fn write_batch<W: FrameWriter>(
     for item in batch {
         match item {
             Outbound::Close(code, reason) => {
-                let _ = writer.flush().await;
-                writer.close(code, &reason).await;
+                // Do not wait on a stuck peer forever.
+                let last = async {
+                    let _ = writer.flush().await;
+                    writer.close(code, &reason).await;
+                };
+                if tokio::time::timeout(CLOSE_PATIENCE, last).await.is_err() {
+                    tracing::debug!("peer did not take the last frames in time");
+                }
                 return false;
             }
             Outbound::Frame(frame) => {
