@@ -402,6 +402,27 @@ async fn a_second_login_in_the_same_device_class_ends_the_first() {
 }
 
 #[tokio::test]
+async fn a_logout_on_the_socket_is_answered_before_the_connection_closes() {
+    let node = TestNode::start().await;
+    node.create_users(&["alice"]).await;
+    let (mut conn, session) = node
+        .login("alice", DeviceClass::Pc, Transport::WsBinary)
+        .await;
+    let mut other = node.connect(Transport::WsJson).await;
+    other.resume(&session.token).await.unwrap();
+    let answer = conn
+        .request(pb::client_frame::Body::Logout(pb::Logout {}))
+        .await
+        .unwrap();
+    assert!(matches!(answer, Push::LoggedOut(_)), "got {answer:?}");
+    let (code, _, _) = wait_closed(&mut conn).await;
+    assert_eq!(code, Some(4401));
+    // The other connection of the same token ends too.
+    let (code, _, _) = wait_closed(&mut other).await;
+    assert_eq!(code, Some(4401));
+}
+
+#[tokio::test]
 async fn logout_closes_every_socket_of_the_token() {
     let node = TestNode::start().await;
     node.create_users(&["alice"]).await;

@@ -44,8 +44,8 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Wakes the writer; a notification sent while it is busy is kept.
     ready: Notify,
-    /// Wakes whoever waits for the connection to end.
-    ended: Notify,
+    /// Wakes whoever waits for the connection to close or end.
+    closing: Notify,
     senders: AtomicUsize,
     capacity: usize,
 }
@@ -72,6 +72,23 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    async fn closing(&self) {
+        loop {
+            // Created before the check, so a wake-up in between is kept.
+            let woken = self.closing.notified();
+            if self.lock().is_closing() {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
+
+impl Queue {
+    fn is_closing(&self) -> bool {
+        self.closing || self.abort_reason.is_some() || self.receiver_gone
+    }
 }
 
 impl OutboxReceiver {
@@ -97,6 +114,13 @@ impl OutboxReceiver {
             self.shared.ready.notified().await;
         }
     }
+
+    /// Resolves `patience` after the connection started closing: how long
+    /// the writer may still wait on a peer that does not read.
+    pub async fn closing_for(&self, patience: std::time::Duration) {
+        self.shared.closing().await;
+        tokio::time::sleep(patience).await;
+    }
 }
 
 impl Drop for OutboxReceiver {
@@ -105,7 +129,7 @@ impl Drop for OutboxReceiver {
         queue.receiver_gone = true;
         queue.items = VecDeque::new();
         drop(queue);
-        self.shared.ended.notify_waiters();
+        self.shared.closing.notify_waiters();
     }
 }
 
@@ -132,7 +156,7 @@ impl Outbox {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
-            ended: Notify::new(),
+            closing: Notify::new(),
             senders: AtomicUsize::new(1),
             capacity,
         });
@@ -185,6 +209,7 @@ impl Outbox {
     pub fn close(&self, code: ErrorCode, reason: impl Into<String>) {
         self.shared.lock().closing = true;
         self.enqueue(Outbound::Close(code, reason.into()));
+        self.shared.closing.notify_waiters();
     }
 
     /// Tells the client why its session ends, then closes the connection.
@@ -205,7 +230,7 @@ impl Outbox {
             .abort_reason
             .get_or_insert((code, reason.into()));
         self.shared.ready.notify_one();
-        self.shared.ended.notify_waiters();
+        self.shared.closing.notify_waiters();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -213,21 +238,15 @@ impl Outbox {
         queue.abort_reason.is_some() || queue.receiver_gone
     }
 
-    /// Resolves once the connection is aborted or its writer has gone.
-    pub async fn ended(&self) {
-        loop {
-            // Created before the check, so a wake-up in between is kept.
-            let ended = self.shared.ended.notified();
-            if self.is_closed() {
-                return;
-            }
-            ended.await;
-        }
+    /// Resolves once a close is queued, the connection is aborted or its
+    /// writer has gone.
+    pub async fn closing(&self) {
+        self.shared.closing().await;
     }
 
     /// Returns whether the connection is closed or about to close.
     pub fn is_closing(&self) -> bool {
-        self.shared.lock().closing || self.is_closed()
+        self.shared.lock().is_closing()
     }
 }
 
@@ -275,7 +294,7 @@ mod tests {
         assert!(outbox.send(frame(2)));
         let ended = tokio::spawn({
             let outbox = outbox.clone();
-            async move { outbox.ended().await }
+            async move { outbox.closing().await }
         });
         assert!(!outbox.send(frame(3)));
         assert!(outbox.is_closed());
@@ -292,7 +311,7 @@ mod tests {
         let (outbox, receiver) = Outbox::channel(4);
         drop(receiver);
         assert!(outbox.is_closed());
-        outbox.ended().await;
+        outbox.closing().await;
         assert!(!outbox.send(frame(1)));
     }
 

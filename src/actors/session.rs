@@ -266,6 +266,10 @@ impl Session {
                     .auth
                     .revoke(identity.token_digest.clone())
                     .await?;
+                // Answered and closed first: the kick below reaches this
+                // connection too, and would otherwise close it unanswered.
+                self.answer(request_id, Out::LoggedOut(pb::LoggedOut {}));
+                self.outbox.close(ErrorCode::Unauthenticated, "logged out");
                 // Every other connection holding the same token ends too.
                 self.services.revoked(
                     identity.user_id,
@@ -273,8 +277,6 @@ impl Session {
                     ErrorCode::Unauthenticated,
                     "logged out",
                 );
-                self.answer(request_id, Out::LoggedOut(pb::LoggedOut {}));
-                self.outbox.close(ErrorCode::Unauthenticated, "logged out");
             }
             In::Send(send) => self.send(send, request_id).await?,
             body @ (In::SetPresence(_) | In::WatchPresence(_)) => {

@@ -8,9 +8,10 @@
 //! Each user's home is one record of this node's table, changed under the
 //! table's lock and never across an await: one user's operations apply one
 //! at a time, in order, as an actor's would, without an actor's memory per
-//! online user (docs/decisions/0004). The side effects of a change (pushes
-//! to watchers, counting the user in its departments) are returned to the
-//! caller, which runs them outside the lock.
+//! online user (docs/decisions/0004). Watchers are told of a change under
+//! the same lock (`tell`), so they hear of changes in the order they were
+//! made; counting the user in its departments needs a storage read and is
+//! left to the caller (`Applied::came_online`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -252,8 +253,9 @@ impl Homes {
         metrics::gauge!(m::LIVE_ACTORS, "kind" => "user").set(table.users.len() as f64);
     }
 
-    /// Applies an operation to a user's home, creating the home if needed.
-    pub fn apply(&self, user: u64, op: HomeOp) -> Applied {
+    /// Applies an operation to a user's home, creating the home if needed;
+    /// `tell` pushes the notice, if any, before the lock is released.
+    pub fn apply(&self, user: u64, op: HomeOp, tell: impl FnOnce(&Notice)) -> Applied {
         let mut table = self.table();
         let home = table.users.entry(user).or_insert_with(UserHome::new);
         let newcomer = home.apply(op);
@@ -266,6 +268,9 @@ impl Homes {
                 watchers: vec![watcher],
             })
         });
+        if let Some(notice) = &notice {
+            tell(notice);
+        }
         Homes::gauge(&table);
         Applied {
             presence,
@@ -306,7 +311,7 @@ impl Homes {
 
     /// Drops what dead nodes held, and gives up the users that now belong
     /// to another node (`me` is this node).
-    pub fn view_changed(&self, view: &View, me: u64) -> Moved {
+    pub fn view_changed(&self, view: &View, me: u64, mut tell: impl FnMut(&Notice)) -> Moved {
         if view.nodes.is_empty() {
             return Moved::default();
         }
@@ -326,14 +331,17 @@ impl Homes {
                 table.count(user, None);
                 continue;
             }
-            moved.notices.extend(table.settle(user).0);
+            if let Some(notice) = table.settle(user).0 {
+                tell(&notice);
+                moved.notices.push(notice);
+            }
         }
         Homes::gauge(&table);
         moved
     }
 
     /// Drops sessions and watchers not renewed within `lease`.
-    pub fn expire(&self, lease: Duration) -> Vec<Notice> {
+    pub fn expire(&self, lease: Duration, mut tell: impl FnMut(&Notice)) -> Vec<Notice> {
         let now = Instant::now();
         let mut table = self.table();
         let users: Vec<u64> = table.users.keys().copied().collect();
@@ -345,7 +353,10 @@ impl Homes {
                 home.watchers
                     .retain(|_, renewed| now.duration_since(*renewed) < lease);
             }
-            notices.extend(table.settle(user).0);
+            if let Some(notice) = table.settle(user).0 {
+                tell(&notice);
+                notices.push(notice);
+            }
         }
         Homes::gauge(&table);
         notices
@@ -394,11 +405,16 @@ mod tests {
                 node: 1,
                 watcher: 9,
             },
+            |_| {},
         );
         // A new watcher is told the current presence at once.
         assert_eq!(watched.presence, PresenceStatus::Offline);
         assert_eq!(watched.notice.unwrap().watchers, vec![(1, 9)]);
-        let online = homes.apply(7, attach(2, 1));
+        let mut told = Vec::new();
+        let online = homes.apply(7, attach(2, 1), |n| {
+            told.push((n.status, n.watchers.clone()))
+        });
+        assert_eq!(told, vec![(PresenceStatus::Online, vec![(1, 9)])]);
         assert!(online.came_online);
         assert_eq!(online.notice.unwrap().status, PresenceStatus::Online);
         let busy = homes.apply(
@@ -407,6 +423,7 @@ mod tests {
                 status: PresenceStatus::Busy as i32,
                 at: 10,
             },
+            |_| {},
         );
         assert_eq!(busy.notice.unwrap().status, PresenceStatus::Busy);
         // An older status loses to the newer one.
@@ -416,6 +433,7 @@ mod tests {
                 status: PresenceStatus::Away as i32,
                 at: 5,
             },
+            |_| {},
         );
         assert!(stale.notice.is_none());
         let offline = homes.apply(
@@ -424,6 +442,7 @@ mod tests {
                 node: 2,
                 session: 1,
             },
+            |_| {},
         );
         assert_eq!(offline.notice.unwrap().status, PresenceStatus::Offline);
         // Still watched: the home stays.
@@ -434,6 +453,7 @@ mod tests {
                 node: 1,
                 watcher: 9,
             },
+            |_| {},
         );
         assert_eq!(homes.len(), 0);
     }
@@ -441,21 +461,22 @@ mod tests {
     #[test]
     fn online_counts_follow_sessions_and_skip_a_user_gone_offline() {
         let homes = Homes::default();
-        assert!(homes.apply(1, attach(1, 1)).came_online);
+        assert!(homes.apply(1, attach(1, 1), |_| {}).came_online);
         homes.count_online(1, vec![10, 11]);
         assert_eq!(
             homes.online_counts(),
             HashMap::from([(0, 1), (10, 1), (11, 1)])
         );
         // A second device does not count twice.
-        assert!(!homes.apply(1, attach(1, 2)).came_online);
-        homes.apply(2, attach(1, 3));
+        assert!(!homes.apply(1, attach(1, 2), |_| {}).came_online);
+        homes.apply(2, attach(1, 3), |_| {});
         homes.apply(
             2,
             HomeOp::Detach {
                 node: 1,
                 session: 3,
             },
+            |_| {},
         );
         // The department lookup for user 2 finishes after it went offline.
         homes.count_online(2, vec![10]);
@@ -466,6 +487,7 @@ mod tests {
                 node: 1,
                 session: 1,
             },
+            |_| {},
         );
         homes.apply(
             1,
@@ -473,6 +495,7 @@ mod tests {
                 node: 1,
                 session: 2,
             },
+            |_| {},
         );
         assert!(homes.online_counts().is_empty());
     }
@@ -480,10 +503,10 @@ mod tests {
     #[test]
     fn routes_name_each_node_once_per_user() {
         let homes = Homes::default();
-        homes.apply(1, attach(1, 1));
-        homes.apply(1, attach(1, 2));
-        homes.apply(1, attach(2, 3));
-        homes.apply(2, attach(2, 4));
+        homes.apply(1, attach(1, 1), |_| {});
+        homes.apply(1, attach(1, 2), |_| {});
+        homes.apply(1, attach(2, 3), |_| {});
+        homes.apply(2, attach(2, 4), |_| {});
         let mut routes = homes.routes(&[1, 2, 3]);
         routes.values_mut().for_each(|users| users.sort_unstable());
         assert_eq!(routes, HashMap::from([(1, vec![1]), (2, vec![1, 2])]));
@@ -498,11 +521,12 @@ mod tests {
                 node: 3,
                 watcher: 2,
             },
+            |_| {},
         );
-        homes.apply(1, attach(1, 1));
-        assert!(homes.expire(Duration::from_secs(60)).is_empty());
+        homes.apply(1, attach(1, 1), |_| {});
+        assert!(homes.expire(Duration::from_secs(60), |_| {}).is_empty());
         // The watcher was not renewed either, so nobody is told.
-        assert!(homes.expire(Duration::ZERO).is_empty());
+        assert!(homes.expire(Duration::ZERO, |_| {}).is_empty());
         assert_eq!(homes.len(), 0);
     }
 }

@@ -118,9 +118,7 @@ async fn handle_frame(session: &mut Session, outbox: &Outbox, bytes: Bytes, form
 /// handshake and idle timeouts.
 async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session, mut reader: R) {
     let transport = conn.transport;
-    metrics::counter!(m::CONNECTIONS, "transport" => transport).increment(1);
-    metrics::gauge!(m::SESSIONS, "transport" => transport).increment(1.0);
-    metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").increment(1.0);
+    let _counted = Counted::new(transport);
     let outbox = &conn.outbox;
     let handshake_deadline = Instant::now() + conn.services.config.handshake_timeout();
     loop {
@@ -132,8 +130,8 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
         };
         let incoming = tokio::select! {
             incoming = tokio::time::timeout_at(deadline, reader.next()) => incoming,
-            // The writer ended (peer gone, or the outbox aborted).
-            _ = outbox.ended() => break,
+            // Kicked, aborted, or the writer ended (peer gone).
+            _ = outbox.closing() => break,
             _ = conn.stop.cancelled() => {
                 outbox.close(ErrorCode::UnavailableRetry, "node is shutting down, reconnect");
                 break;
@@ -156,6 +154,10 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
             }
             Ok(Incoming::Frame(bytes, frame_format)) => {
                 metrics::counter!(m::FRAMES_IN, "transport" => transport).increment(1);
+                // Kicked while the frame was on its way: it is not handled.
+                if outbox.is_closing() {
+                    break;
+                }
                 let _ = conn.format.set(frame_format);
                 Box::pin(handle_frame(&mut session, outbox, bytes, frame_format)).await;
                 // Logged out or kicked: no more requests.
@@ -179,8 +181,26 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
     // The writer flushes what is queued, then closes.
     conn.outbox
         .close(ErrorCode::Unspecified, "connection closed");
-    metrics::gauge!(m::SESSIONS, "transport" => transport).decrement(1.0);
-    metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").decrement(1.0);
+}
+
+/// Counts a connection in the session gauges for as long as it lives,
+/// however its reader ends (a panicking request included).
+struct Counted(&'static str);
+
+impl Counted {
+    fn new(transport: &'static str) -> Counted {
+        metrics::counter!(m::CONNECTIONS, "transport" => transport).increment(1);
+        metrics::gauge!(m::SESSIONS, "transport" => transport).increment(1.0);
+        metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").increment(1.0);
+        Counted(transport)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        metrics::gauge!(m::SESSIONS, "transport" => self.0).decrement(1.0);
+        metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").decrement(1.0);
+    }
 }
 
 async fn write_loop<W: FrameWriter>(
@@ -194,18 +214,31 @@ async fn write_loop<W: FrameWriter>(
         let batch = match receiver.recv().await {
             Received::Batch(batch) => batch,
             Received::Aborted(code, reason) => {
-                Box::pin(writer.close(code, &reason)).await;
+                let close = tokio::time::timeout(CLOSE_PATIENCE, writer.close(code, &reason));
+                let _ = Box::pin(close).await;
                 break;
             }
             Received::Done => {
-                Box::pin(writer.close(ErrorCode::Unspecified, "")).await;
+                let close =
+                    tokio::time::timeout(CLOSE_PATIENCE, writer.close(ErrorCode::Unspecified, ""));
+                let _ = Box::pin(close).await;
                 break;
             }
         };
         let fmt = *format.get().unwrap_or(&FrameFormat::Protobuf);
         // Boxed: writing is far larger than waiting, and an idle connection
-        // only waits.
-        if !Box::pin(write_batch(&mut writer, batch, fmt, transport)).await {
+        // only waits. A peer that stops reading blocks the write; once the
+        // connection is closing it gets CLOSE_PATIENCE, then is dropped.
+        let written = Box::pin(async {
+            tokio::select! {
+                ok = write_batch(&mut writer, batch, fmt, transport) => ok,
+                () = receiver.closing_for(CLOSE_PATIENCE) => {
+                    tracing::debug!("peer did not take its frames in time");
+                    false
+                }
+            }
+        });
+        if !written.await {
             break;
         }
     }
@@ -224,14 +257,8 @@ async fn write_batch<W: FrameWriter>(
     for item in batch {
         match item {
             Outbound::Close(code, reason) => {
-                // Do not wait on a stuck peer forever.
-                let last = async {
-                    let _ = writer.flush().await;
-                    writer.close(code, &reason).await;
-                };
-                if tokio::time::timeout(CLOSE_PATIENCE, last).await.is_err() {
-                    tracing::debug!("peer did not take the last frames in time");
-                }
+                let _ = writer.flush().await;
+                writer.close(code, &reason).await;
                 return false;
             }
             Outbound::Frame(frame) => {

@@ -178,12 +178,11 @@ impl Services {
     async fn home_here(&self, user: u64, op: HomeOp) -> Option<i32> {
         let Applied {
             presence,
-            notice,
             came_online,
-        } = self.homes.apply(user, op);
-        if let Some(notice) = notice {
-            self.tell_watchers(notice);
-        }
+            ..
+        } = self
+            .homes
+            .apply(user, op, |notice| self.tell_watchers(notice));
         if came_online {
             let departments = self.departments(user).await;
             self.homes.count_online(user, departments);
@@ -208,9 +207,9 @@ impl Services {
     }
 
     /// Pushes a presence change to the watchers, wherever their sessions are.
-    fn tell_watchers(&self, notice: Notice) {
+    fn tell_watchers(&self, notice: &Notice) {
         let mut by_node: HashMap<u64, Vec<u64>> = HashMap::new();
-        for (node, watcher) in notice.watchers {
+        for &(node, watcher) in &notice.watchers {
             by_node.entry(node).or_default().push(watcher);
         }
         let frame = pb::ServerFrame {
@@ -444,21 +443,19 @@ pub(super) async fn run(services: Arc<Services>, stop: CancellationToken) {
                     return;
                 }
                 let view = views.borrow_and_update().clone();
-                let moved = services.homes.view_changed(&view, services.node_id());
-                for notice in moved.notices {
-                    services.tell_watchers(notice);
-                }
+                let moved = services
+                    .homes
+                    .view_changed(&view, services.node_id(), |n| services.tell_watchers(n));
                 if !moved.hand_off.is_empty() {
-                    services.home(moved.hand_off).await;
+                    let services = services.clone();
+                    tokio::spawn(async move { services.home(moved.hand_off).await });
                 }
                 services.reattach_all().await;
             }
             _ = lease_timer.tick() => {
                 services.reattach_all().await;
                 // Three leases without renewal: the session's node lost it.
-                for notice in services.homes.expire(lease * 3) {
-                    services.tell_watchers(notice);
-                }
+                services.homes.expire(lease * 3, |n| services.tell_watchers(n));
             }
             _ = publish_timer.tick() => {
                 let counts: HashMap<String, String> = services
