@@ -364,6 +364,20 @@ async fn connections_per_ip_are_limited() {
 }
 
 #[tokio::test]
+async fn websocket_connections_count_against_the_per_ip_limit_after_the_upgrade() {
+    let node = TestNode::start_with(|config| config.limits.max_connections_per_ip = 2).await;
+    let first = node.connect(Transport::WsBinary).await;
+    let second = node.connect(Transport::WsJson).await;
+    // Both upgrades are done (a ping is answered on each): the HTTP
+    // connections they came on are gone, the WebSockets still count.
+    first.ping().await.unwrap();
+    second.ping().await.unwrap();
+    let mut third = TcpStream::connect(node.node.tcp_addr()).await.unwrap();
+    let frame = read_frame(&mut third).await.expect("an error frame");
+    assert_eq!(error_code(&frame), Some(ErrorCode::RateLimited));
+}
+
+#[tokio::test]
 async fn a_quiet_client_after_login_is_held_to_the_idle_limit_not_the_handshake_limit() {
     let node = TestNode::start_with(|config| {
         config.limits.handshake_timeout_secs = 1;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 mod openapi;
 
+use super::limiter::ConnPermit;
 use super::metrics as m;
 use crate::actors::members_of;
 use crate::auth::{Principal, hash_password};
@@ -126,6 +127,7 @@ async fn websocket(
     State(services): State<AppState>,
     Extension(peer): Extension<Peer>,
     Extension(stop): Extension<CancellationToken>,
+    Extension(permit): Extension<Arc<ConnPermit>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let max = services.config.limits.max_frame_bytes;
@@ -144,7 +146,7 @@ async fn websocket(
         // The connection gets a task of its own: axum's upgrade task would
         // otherwise stay alive under it, with its own state.
         .on_upgrade(move |socket| async move {
-            tokio::spawn(super::ws::run(socket, services, peer.0, stop));
+            tokio::spawn(super::ws::run(socket, services, peer.0, stop, permit));
         })
 }
 
@@ -935,12 +937,16 @@ pub async fn serve(
             metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "per_ip_limit").increment(1);
             continue;
         };
-        // The peer address goes into each request; layering the router per
-        // connection would rebuild every route for every connection.
+        // The peer address and the connection's permit go into each
+        // request (layering the router per connection would rebuild every
+        // route for every connection). A WebSocket keeps the permit after
+        // the upgrade, when this HTTP connection is gone.
+        let permit = Arc::new(permit);
         let app = tower::ServiceExt::map_request(
             app.clone(),
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(Peer(peer));
+                request.extensions_mut().insert(permit.clone());
                 request
             },
         );
@@ -948,7 +954,6 @@ pub async fn serve(
         let handshake_timeout = services.config.handshake_timeout();
         let stop = stop.clone();
         connections.spawn(async move {
-            let _permit = permit;
             let service = TowerToHyperService::new(app);
             let builder = hyper::server::conn::http1::Builder::new();
             let result = match acceptor {

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, FrameReader, FrameWriter, Incoming};
+use super::limiter::ConnPermit;
 use crate::node::Services;
 use crate::protocol::{ErrorCode, FrameFormat, ProtocolError};
 
@@ -89,6 +90,7 @@ pub fn run(
     services: Arc<Services>,
     peer: SocketAddr,
     stop: CancellationToken,
+    permit: Arc<ConnPermit>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let (sink, stream) = socket.split();
     conn::start(
@@ -98,6 +100,6 @@ pub fn run(
         WsReader(stream),
         WsWriter(sink),
         stop,
-        (),
+        permit,
     )
 }
