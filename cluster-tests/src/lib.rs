@@ -390,7 +390,7 @@ impl Cluster {
     }
 
     /// Waits until every running node's gossip view holds exactly the
-    /// running nodes, so that all of them place user actors alike.
+    /// running nodes, so that all of them place user homes alike.
     pub async fn wait_for_view(&mut self) -> anyhow::Result<()> {
         let mut running: Vec<u64> = self
             .nodes

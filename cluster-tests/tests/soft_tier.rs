@@ -1,4 +1,4 @@
-//! The soft tier across real processes: user actors placed by gossip
+//! The soft tier across real processes: user homes placed by gossip
 //! membership, presence and its subscriptions, department online counts,
 //! and clients that keep their histories whole while nodes join and die.
 
@@ -408,7 +408,7 @@ async fn a_node_killed_under_traffic_loses_nothing_and_its_clients_move() {
 }
 
 #[tokio::test]
-async fn a_fourth_node_joins_under_traffic_and_takes_user_actors() {
+async fn a_fourth_node_joins_under_traffic_and_takes_user_homes() {
     let mut cluster = Cluster::builder().start().await.unwrap();
     let traffic = Traffic::start(&mut cluster, &TRAFFIC).await;
     // Idle users too, so that some of the users online land on the newcomer.
@@ -441,7 +441,7 @@ async fn a_fourth_node_joins_under_traffic_and_takes_user_actors() {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "node 4 took no user actor: {}",
+            "node 4 took no user home: {}",
             status["actors"]
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

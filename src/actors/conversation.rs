@@ -2,7 +2,7 @@
 //! owns the order of writes to its log: membership checks, dedup and seq
 //! assignment happen in the partition's `apply`, one command at a time; acks
 //! go out only after the write is durable, then the message fans out to the
-//! members' user actors on this node, encoded once for all of them.
+//! members' homes on this node, encoded once for all of them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -87,7 +87,7 @@ impl Session {
     }
 
     /// Registers the session on this node and with its user's actor,
-    /// wherever that lives. A failure to reach the user actor is repaired
+    /// wherever that lives. A failure to reach the user's home is repaired
     /// by the node's next re-attach round (view change or lease).
     async fn attach(&mut self) -> Result<(), ProtocolError> {
         let identity = self
@@ -116,7 +116,7 @@ impl Session {
         if self.services.home(vec![(user, attach)]).await[0].is_none() {
             tracing::warn!(
                 user,
-                "user actor unreachable, the next re-attach round retries"
+                "user home unreachable, the next re-attach round retries"
             );
         }
         Ok(())
@@ -176,7 +176,7 @@ impl Session {
         let mut list = Vec::with_capacity(users.len());
         for (user, status) in users.into_iter().zip(answers) {
             let status = status.ok_or_else(|| {
-                ProtocolError::new(ErrorCode::UnavailableRetry, "a user actor is unreachable")
+                ProtocolError::new(ErrorCode::UnavailableRetry, "a user's home is unreachable")
             })?;
             list.push(pb::Presence {
                 user_id: user,

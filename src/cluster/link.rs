@@ -47,7 +47,7 @@ pub enum PeerKind {
     Revoke = 7,
     /// A read of partition data, for a node that holds a replica.
     Read = 8,
-    /// Operations on user actors homed on the receiving node (routed).
+    /// Operations on users homed on the receiving node (routed).
     Home = 9,
     /// Frames for sessions on the receiving node (the last hop of a delivery).
     Push = 10,

@@ -118,7 +118,7 @@ pub struct AuthConfig {
     /// Window over which failures count, and how long throttling lasts.
     #[serde(default = "default_failure_window_secs")]
     pub failure_window_secs: u64,
-    /// How often a session re-attaches to its user actor.
+    /// How often a session re-attaches to its user's home.
     #[serde(default = "default_session_lease_secs")]
     pub session_lease_secs: u64,
 }

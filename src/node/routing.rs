@@ -1,5 +1,5 @@
-//! Routing to user actors. A user's actor lives on the node the ring picks
-//! over the membership view (its home); sessions live where their
+//! Routing to user homes. A user's home is the node the ring picks over
+//! the membership view; sessions live where their
 //! connection landed. Pushes go conversation → each recipient's home (one
 //! envelope per home node) → the nodes holding their sessions (one envelope
 //! per node, the frame encoded once). Routed envelopes carry the sender's
@@ -39,7 +39,7 @@ pub enum HomeOp {
         session: u64,
         device_class: i32,
         /// The status this session last set and when (ms), 0 if none: a
-        /// rebuilt user actor takes the newest of its sessions' statuses.
+        /// rebuilt home takes the newest of its sessions' statuses.
         status: (i32, u64),
     },
     Detach {
