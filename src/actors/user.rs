@@ -171,15 +171,6 @@ pub struct Applied {
     pub came_online: bool,
 }
 
-/// What a new view changed.
-#[derive(Debug, Default)]
-pub struct Moved {
-    pub notices: Vec<Notice>,
-    /// Operations that rebuild, on their new homes, the users that no
-    /// longer belong here.
-    pub hand_off: Vec<(u64, HomeOp)>,
-}
-
 #[derive(Default)]
 struct Table {
     users: HashMap<u64, UserHome>,
@@ -310,13 +301,19 @@ impl Homes {
     }
 
     /// Drops what dead nodes held, and gives up the users that now belong
-    /// to another node (`me` is this node).
-    pub fn view_changed(&self, view: &View, me: u64, mut tell: impl FnMut(&Notice)) -> Moved {
+    /// to another node (`me` is this node); returns the operations that
+    /// rebuild those users on their new homes.
+    pub fn view_changed(
+        &self,
+        view: &View,
+        me: u64,
+        mut tell: impl FnMut(&Notice),
+    ) -> Vec<(u64, HomeOp)> {
+        let mut hand_off = Vec::new();
         if view.nodes.is_empty() {
-            return Moved::default();
+            return hand_off;
         }
         let mut table = self.table();
-        let mut moved = Moved::default();
         let users: Vec<u64> = table.users.keys().copied().collect();
         for user in users {
             let Some(home) = table.users.get_mut(&user) else {
@@ -326,18 +323,17 @@ impl Homes {
             home.watchers
                 .retain(|(node, _), _| view.nodes.contains_key(node));
             if view.owner(user) != Some(me) {
-                moved.hand_off.extend(home.hand_off(user));
+                hand_off.extend(home.hand_off(user));
                 table.users.remove(&user);
                 table.count(user, None);
                 continue;
             }
             if let Some(notice) = table.settle(user).0 {
                 tell(&notice);
-                moved.notices.push(notice);
             }
         }
         Homes::gauge(&table);
-        moved
+        hand_off
     }
 
     /// Drops sessions and watchers not renewed within `lease`.

@@ -443,12 +443,12 @@ pub(super) async fn run(services: Arc<Services>, stop: CancellationToken) {
                     return;
                 }
                 let view = views.borrow_and_update().clone();
-                let moved = services
+                let hand_off = services
                     .homes
                     .view_changed(&view, services.node_id(), |n| services.tell_watchers(n));
-                if !moved.hand_off.is_empty() {
+                if !hand_off.is_empty() {
                     let services = services.clone();
-                    tokio::spawn(async move { services.home(moved.hand_off).await });
+                    tokio::spawn(async move { services.home(hand_off).await });
                 }
                 services.reattach_all().await;
             }
