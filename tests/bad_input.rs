@@ -214,6 +214,60 @@ async fn websocket_bad_input_gets_its_close_code_or_error() {
 }
 
 #[tokio::test]
+async fn websocket_pings_fragments_and_refused_handshakes_follow_rfc_6455() {
+    let node = TestNode::start().await;
+    let mut ws = raw_ws(&node).await;
+
+    // A ping is answered with its payload.
+    ws.send(Message::Ping("are you there".into()))
+        .await
+        .unwrap();
+    let Some(Ok(Message::Pong(payload))) = ws.next().await else {
+        panic!("expected a pong")
+    };
+    assert_eq!(&payload[..], b"are you there");
+
+    // A request in three fragments, a ping between them, is one request.
+    let request = b"{\"requestId\": \"7\", \"ping\": {}}";
+    let pieces = [
+        Frame::message(request[..5].to_vec(), OpCode::Data(Data::Text), false),
+        Frame::ping(b"mid".to_vec()),
+        Frame::message(request[5..20].to_vec(), OpCode::Data(Data::Continue), false),
+        Frame::message(request[20..].to_vec(), OpCode::Data(Data::Continue), true),
+    ];
+    for piece in pieces {
+        ws.send(Message::Frame(piece)).await.unwrap();
+    }
+    let Some(Ok(Message::Pong(payload))) = ws.next().await else {
+        panic!("expected the pong to the ping between fragments")
+    };
+    assert_eq!(&payload[..], b"mid");
+    let Some(Ok(Message::Text(text))) = ws.next().await else {
+        panic!("expected the answer to the fragmented request")
+    };
+    let reply: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+    assert_eq!(reply["requestId"], "7");
+    assert!(reply["pong"].is_object());
+
+    // A close is answered with a normal close.
+    ws.send(Message::Close(None)).await.unwrap();
+    assert_eq!(ws_close_code(&mut ws).await, Some(1000));
+
+    // A plain GET of the endpoint is refused with a reason, not upgraded.
+    let response = node
+        .http()
+        .get(format!("http://{}/ws", node.node.http_addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["sec-websocket-version"], "13");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "INVALID");
+    assert!(body["message"].as_str().unwrap().contains("Upgrade"));
+}
+
+#[tokio::test]
 async fn bad_requests_get_their_codes_and_write_nothing() {
     let node = TestNode::start().await;
     let ids = node.create_users(&["alice", "bob"]).await;

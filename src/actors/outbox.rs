@@ -2,6 +2,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::protocol::{ErrorCode, SharedFrame, pb};
@@ -10,6 +11,9 @@ use crate::protocol::{ErrorCode, SharedFrame, pb};
 #[derive(Debug)]
 pub enum Outbound {
     Frame(Arc<SharedFrame>),
+    /// The transport's answer to a ping from the peer (WebSocket), with
+    /// the ping's payload.
+    Pong(Bytes),
     /// Flush what is queued, then close with this code.
     Close(ErrorCode, String),
 }
@@ -177,7 +181,7 @@ impl Outbox {
             drop(queue);
             let (code, reason) = match item {
                 Outbound::Close(code, reason) => (code, reason),
-                Outbound::Frame(_) => (
+                Outbound::Frame(_) | Outbound::Pong(_) => (
                     ErrorCode::RateLimited,
                     "connection too slow to keep up".to_string(),
                 ),
@@ -203,6 +207,11 @@ impl Outbox {
     /// Queues a frame for this connection only.
     pub fn send(&self, frame: pb::ServerFrame) -> bool {
         self.push(Arc::new(SharedFrame::new(frame)))
+    }
+
+    /// Queues the transport's answer to a ping from the peer.
+    pub fn pong(&self, payload: Bytes) -> bool {
+        self.enqueue(Outbound::Pong(payload))
     }
 
     /// Queues a close after what is already queued.
@@ -266,7 +275,7 @@ mod tests {
             .iter()
             .map(|item| match item {
                 Outbound::Frame(f) => f.frame().request_id,
-                Outbound::Close(..) => u64::MAX,
+                Outbound::Close(..) | Outbound::Pong(_) => u64::MAX,
             })
             .collect()
     }

@@ -22,7 +22,9 @@ use crate::protocol::{ErrorCode, FrameFormat, ProtocolError, decode_client_frame
 /// What the transport read next.
 pub enum Incoming {
     Frame(Bytes, FrameFormat),
-    /// Transport-level traffic with no frame (WebSocket ping and pong).
+    /// A transport-level ping (WebSocket) to be answered with its payload.
+    Ping(Bytes),
+    /// Transport-level traffic with no frame (a WebSocket pong).
     Nothing,
     /// The peer closed the connection or the transport failed.
     Closed,
@@ -42,6 +44,11 @@ pub trait FrameWriter: Send + 'static {
         format: FrameFormat,
     ) -> impl Future<Output = std::io::Result<()>> + Send;
     fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Queues the answer to a transport-level ping (only transports that
+    /// read pings get one).
+    fn pong(&mut self, _payload: Bytes) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
     /// Ends the connection; `code` is `Unspecified` for a normal close.
     fn close(&mut self, code: ErrorCode, reason: &str) -> impl Future<Output = ()> + Send;
 }
@@ -165,6 +172,9 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
                     break;
                 }
             }
+            Ok(Incoming::Ping(payload)) => {
+                outbox.pong(payload);
+            }
             Ok(Incoming::Nothing) => {}
             Ok(Incoming::Closed) => {
                 outbox.abort(ErrorCode::Unspecified, "peer closed");
@@ -260,6 +270,11 @@ async fn write_batch<W: FrameWriter>(
                 let _ = writer.flush().await;
                 writer.close(code, &reason).await;
                 return false;
+            }
+            Outbound::Pong(payload) => {
+                if writer.pong(payload).await.is_err() {
+                    return false;
+                }
             }
             Outbound::Frame(frame) => {
                 if writer.feed(frame.encoded(fmt), fmt).await.is_err() {

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -128,26 +127,19 @@ async fn websocket(
     Extension(peer): Extension<Peer>,
     Extension(stop): Extension<CancellationToken>,
     Extension(permit): Extension<Arc<ConnPermit>>,
-    upgrade: WebSocketUpgrade,
+    request: axum::extract::Request,
 ) -> Response {
-    let max = services.config.limits.max_frame_bytes;
-    upgrade
-        // tungstenite's read buffer is allocated up front and kept for the
-        // connection's life (128 KiB by default). Client frames are small
-        // (a send is a few hundred bytes, most are less): 256 bytes take
-        // most in one read, and a larger frame reserves its own length.
-        .read_buffer_size(256)
-        // Frames are written in batches once this much is queued (the
-        // connection's writer flushes after each batch anyway).
-        .write_buffer_size(4 * 1024)
-        .max_write_buffer_size(super::tcp::MAX_SERVER_FRAME_BYTES + 64 * 1024)
-        .max_message_size(max)
-        .max_frame_size(max)
-        // The connection gets a task of its own: axum's upgrade task would
-        // otherwise stay alive under it, with its own state.
-        .on_upgrade(move |socket| async move {
-            tokio::spawn(super::ws::run(socket, services, peer.0, stop, permit));
-        })
+    match super::ws::accept(request, services, peer.0, stop, permit) {
+        Ok(switching) => switching,
+        Err(err) => {
+            let mut refusal = ApiError(err).into_response();
+            refusal.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                header::HeaderValue::from_static("13"),
+            );
+            refusal
+        }
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {

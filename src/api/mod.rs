@@ -5,6 +5,7 @@ mod conn;
 pub mod http;
 mod limiter;
 pub mod metrics;
+mod stream;
 pub mod tcp;
 pub mod tls;
 mod ws;

@@ -2,10 +2,8 @@
 //! A connection that ends with an error gets an `Error` frame naming the
 //! code before the socket closes.
 //!
-//! An idle connection holds no read or write buffer: the reader waits for
-//! the socket to become readable, reads on the stack and keeps only the
-//! bytes read (plain TCP; a TLS stream may already hold decrypted bytes, so
-//! it reads into a buffer at once), and both sides give their buffer back
+//! An idle connection holds no read or write buffer: the reader keeps only
+//! the bytes read (see `stream`), and both sides give their buffer back
 //! once it is drained.
 
 use std::future::Future;
@@ -14,8 +12,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{Decoder, FramedWrite, LengthDelimitedCodec};
@@ -24,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{self, FrameReader, FrameWriter, Incoming};
 use super::limiter::ConnPermit;
 use super::metrics as m;
+use super::stream::{ReadSide, read_more};
 use crate::node::Services;
 use crate::protocol::{
     ErrorCode, FrameFormat, ProtocolError, encode_server_frame, frame_codec, is_frame_too_large,
@@ -32,47 +30,8 @@ use crate::protocol::{
 /// Largest frame the server writes (a page of history can exceed the client frame limit).
 pub const MAX_SERVER_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
-/// Bytes asked of the socket per read once it is readable.
-const READ_CHUNK: usize = 4 * 1024;
-
 /// Frames written ahead of a flush before the writer flushes on its own.
-const WRITE_BACKPRESSURE_BYTES: usize = 64 * 1024;
-
-/// The read side of a stream, able to wait until a read would find bytes.
-trait ReadSide: AsyncRead + Unpin + Send + 'static {
-    /// Resolves once the stream has bytes (or an error, or EOF) to read.
-    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send;
-
-    /// Appends what can be read without waiting to `buf`, growing it only
-    /// by what was read; `None` if the stream cannot read without waiting.
-    fn read_now(&self, buf: &mut BytesMut) -> Option<std::io::Result<usize>>;
-}
-
-impl ReadSide for OwnedReadHalf {
-    async fn ready(&self) -> std::io::Result<()> {
-        self.readable().await
-    }
-
-    fn read_now(&self, buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
-        // Read on the stack and keep only the bytes: a frame of a few dozen
-        // bytes then costs a few dozen bytes, not a whole chunk.
-        let mut chunk = [0u8; READ_CHUNK];
-        Some(
-            self.try_read(&mut chunk)
-                .inspect(|&n| buf.extend_from_slice(&chunk[..n])),
-        )
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Send + 'static> ReadSide for ReadHalf<S> {
-    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send {
-        std::future::ready(Ok(()))
-    }
-
-    fn read_now(&self, _buf: &mut BytesMut) -> Option<std::io::Result<usize>> {
-        None
-    }
-}
+pub(super) const WRITE_BACKPRESSURE_BYTES: usize = 64 * 1024;
 
 struct TcpReader<R> {
     inner: R,
@@ -106,22 +65,8 @@ impl<R: ReadSide> FrameReader for TcpReader<R> {
                 }
                 Err(_) => return Incoming::Closed,
             }
-            if self.inner.ready().await.is_err() {
+            if !read_more(&mut self.inner, &mut self.buf).await {
                 return Incoming::Closed;
-            }
-            match self.inner.read_now(&mut self.buf) {
-                Some(Ok(0)) => return Incoming::Closed,
-                Some(Ok(_)) => {}
-                // Readiness was stale: wait for the socket again.
-                Some(Err(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-                Some(Err(_)) => return Incoming::Closed,
-                None => {
-                    self.buf.reserve(READ_CHUNK);
-                    match self.inner.read_buf(&mut self.buf).await {
-                        Ok(0) | Err(_) => return Incoming::Closed,
-                        Ok(_) => {}
-                    }
-                }
             }
         }
     }
@@ -256,6 +201,8 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use tokio::net::tcp::OwnedReadHalf;
+
     use super::*;
 
     async fn pair() -> (TcpStream, OwnedReadHalf) {
