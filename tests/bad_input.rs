@@ -265,6 +265,19 @@ async fn websocket_pings_fragments_and_refused_handshakes_follow_rfc_6455() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], "INVALID");
     assert!(body["message"].as_str().unwrap().contains("Upgrade"));
+
+    // A HEAD with every WebSocket header is not a handshake either.
+    let response = node
+        .http()
+        .head(format!("http://{}/ws", node.node.http_addr()))
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
 }
 
 #[tokio::test]

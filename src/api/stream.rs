@@ -14,6 +14,10 @@ use tokio::net::tcp::OwnedReadHalf;
 /// Bytes asked of the socket per read once it is readable.
 const READ_CHUNK: usize = 4 * 1024;
 
+/// Most a frame's announced length makes a reader set aside for the rest of
+/// it: the length costs its sender a few bytes, the room is ours.
+pub const RESERVE_AHEAD: usize = 16 * 1024;
+
 /// The read side of a stream, able to wait until a read would find bytes.
 pub trait ReadSide: AsyncRead + Unpin + Send + 'static {
     /// Resolves once the stream has bytes (or an error, or EOF) to read.

@@ -10,22 +10,20 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::SinkExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tokio_util::codec::{Decoder, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, FrameReader, FrameWriter, Incoming};
 use super::limiter::ConnPermit;
 use super::metrics as m;
-use super::stream::{ReadSide, read_more};
+use super::stream::{RESERVE_AHEAD, ReadSide, read_more};
 use crate::node::Services;
-use crate::protocol::{
-    ErrorCode, FrameFormat, ProtocolError, encode_server_frame, frame_codec, is_frame_too_large,
-};
+use crate::protocol::{ErrorCode, FrameFormat, ProtocolError, encode_server_frame, frame_codec};
 
 /// Largest frame the server writes (a page of history can exceed the client frame limit).
 pub const MAX_SERVER_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -35,9 +33,40 @@ pub(super) const WRITE_BACKPRESSURE_BYTES: usize = 64 * 1024;
 
 struct TcpReader<R> {
     inner: R,
-    codec: LengthDelimitedCodec,
+    /// Largest frame a client may send.
+    max_bytes: usize,
     /// Bytes read but not yet decoded; unallocated while the peer is quiet.
     buf: BytesMut,
+}
+
+impl<R> TcpReader<R> {
+    /// Takes the next whole frame off `buf`: a 4-byte big-endian length, then
+    /// the frame. An oversized frame is refused from its length alone.
+    fn decode(&mut self) -> Result<Option<Bytes>, ProtocolError> {
+        let Some(&head) = self.buf.first_chunk::<4>() else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(head) as usize;
+        if len > self.max_bytes {
+            return Err(ProtocolError::new(
+                ErrorCode::TooLarge,
+                "frame exceeds the frame size limit",
+            ));
+        }
+        if self.buf.len() < 4 + len {
+            // Room for what is on its way, not for the whole announced length.
+            self.buf
+                .reserve((4 + len - self.buf.len()).min(RESERVE_AHEAD));
+            return Ok(None);
+        }
+        let mut frame = self.buf.split_to(4 + len);
+        frame.advance(4);
+        if self.buf.is_empty() {
+            // Let the frame own the allocation; read anew later.
+            self.buf = BytesMut::new();
+        }
+        Ok(Some(frame.freeze()))
+    }
 }
 
 struct TcpWriter<W> {
@@ -45,25 +74,13 @@ struct TcpWriter<W> {
 }
 
 impl<R: ReadSide> FrameReader for TcpReader<R> {
-    // Cancel-safe: bytes read stay in `buf` and the codec keeps its place.
+    // Cancel-safe: bytes read stay in `buf` until a whole frame is there.
     async fn next(&mut self) -> Incoming {
         loop {
-            match self.codec.decode(&mut self.buf) {
-                Ok(Some(frame)) => {
-                    if self.buf.is_empty() {
-                        // Let the frame own the allocation; read anew later.
-                        self.buf = BytesMut::new();
-                    }
-                    return Incoming::Frame(frame.freeze(), FrameFormat::Protobuf);
-                }
+            match self.decode() {
+                Ok(Some(frame)) => return Incoming::Frame(frame, FrameFormat::Protobuf),
                 Ok(None) => {}
-                Err(err) if is_frame_too_large(&err) => {
-                    return Incoming::Fatal(ProtocolError::new(
-                        ErrorCode::TooLarge,
-                        "frame exceeds the frame size limit",
-                    ));
-                }
-                Err(_) => return Incoming::Closed,
+                Err(err) => return Incoming::Fatal(err),
             }
             if !read_more(&mut self.inner, &mut self.buf).await {
                 return Incoming::Closed;
@@ -107,7 +124,7 @@ fn connection<R: ReadSide, W: AsyncWrite + Unpin + Send + 'static>(
 ) -> impl Future<Output = ()> + Send + 'static {
     let reader = TcpReader {
         inner: read,
-        codec: frame_codec(services.config.limits.max_frame_bytes),
+        max_bytes: services.config.limits.max_frame_bytes,
         buf: BytesMut::new(),
     };
     let mut writer = FramedWrite::with_capacity(write, frame_codec(MAX_SERVER_FRAME_BYTES), 0);
@@ -232,7 +249,7 @@ mod tests {
         let (mut client, read) = pair().await;
         let mut reader = TcpReader {
             inner: read,
-            codec: frame_codec(1024),
+            max_bytes: 1024,
             buf: BytesMut::new(),
         };
         // Two frames in one write, then one split across two writes.
@@ -255,11 +272,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_announced_length_reserves_little() {
+        let (mut client, read) = pair().await;
+        let mut reader = TcpReader {
+            inner: read,
+            max_bytes: 2 << 20,
+            buf: BytesMut::new(),
+        };
+        client.write_all(&(1u32 << 20).to_be_bytes()).await.unwrap();
+        while reader.buf.is_empty() {
+            assert!(read_more(&mut reader.inner, &mut reader.buf).await);
+        }
+        assert!(reader.decode().unwrap().is_none());
+        assert!(reader.buf.capacity() <= 4 + RESERVE_AHEAD);
+    }
+
+    #[tokio::test]
     async fn a_closed_peer_ends_the_reader() {
         let (client, read) = pair().await;
         let mut reader = TcpReader {
             inner: read,
-            codec: frame_codec(1024),
+            max_bytes: 1024,
             buf: BytesMut::new(),
         };
         drop(client);

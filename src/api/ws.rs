@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, FrameReader, FrameWriter, Incoming};
 use super::limiter::ConnPermit;
-use super::stream::{ReadSide, read_more};
+use super::stream::{RESERVE_AHEAD, ReadSide, read_more};
 use super::tcp::WRITE_BACKPRESSURE_BYTES;
 use crate::node::Services;
 use crate::protocol::{ErrorCode, FrameFormat, ProtocolError};
@@ -53,6 +53,9 @@ pub fn accept(
     stop: CancellationToken,
     permit: Arc<ConnPermit>,
 ) -> Result<Response, ProtocolError> {
+    if request.method() != Method::GET {
+        return Err(ProtocolError::invalid("a WebSocket handshake is a GET"));
+    }
     let accept_key = check_handshake(request.headers())?;
     if request.extensions().get::<OnUpgrade>().is_none() {
         return Err(ProtocolError::invalid(
@@ -135,7 +138,7 @@ fn spawn_connection(
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();
-            let read_ahead = BytesMut::from(parts.read_buf);
+            let read_ahead = read_ahead(parts.read_buf);
             tokio::spawn(connection(
                 read, write, read_ahead, services, peer, stop, permit,
             ));
@@ -147,7 +150,7 @@ fn spawn_connection(
     match tls {
         Ok(parts) => {
             let (read, write) = tokio::io::split(parts.io.into_inner());
-            let read_ahead = BytesMut::from(parts.read_buf);
+            let read_ahead = read_ahead(parts.read_buf);
             tokio::spawn(connection(
                 read, write, read_ahead, services, peer, stop, permit,
             ));
@@ -164,6 +167,15 @@ fn spawn_connection(
                 permit,
             ));
         }
+    }
+}
+
+/// What hyper read past the handshake, without the rest of its read buffer.
+fn read_ahead(bytes: Bytes) -> BytesMut {
+    if bytes.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(&bytes[..])
     }
 }
 
@@ -190,16 +202,22 @@ fn connection<R: ReadSide, W: AsyncWrite + Unpin + Send + 'static>(
 }
 
 /// One frame as the client sent it, unmasked.
+#[derive(Debug)]
 struct WsFrame {
     fin: bool,
     opcode: u8,
     payload: BytesMut,
 }
 
-/// Takes the next whole frame off `buf`, if it holds one; reserves room for
-/// the rest of a frame whose header has arrived. Frame errors end the
-/// connection.
-fn parse_frame(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<WsFrame>, ProtocolError> {
+/// Takes the next whole frame off `buf`, if it holds one. A frame may be as
+/// large as `max_bytes`, less the `fragmented` bytes of a message it would
+/// continue. Frame errors end the connection, from the header alone where it
+/// shows them.
+fn parse_frame(
+    buf: &mut BytesMut,
+    max_bytes: usize,
+    fragmented: usize,
+) -> Result<Option<WsFrame>, ProtocolError> {
     let [first, second, ..] = buf[..] else {
         return Ok(None);
     };
@@ -209,6 +227,14 @@ fn parse_frame(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<WsFrame>, 
         return Err(ProtocolError::invalid(
             "websocket frame has reserved bits set (no extension was negotiated)",
         ));
+    }
+    if !matches!(
+        opcode,
+        OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG
+    ) {
+        return Err(ProtocolError::invalid(format!(
+            "websocket opcode {opcode:#x} is not defined"
+        )));
     }
     if second & 0x80 == 0 {
         return Err(ProtocolError::invalid(
@@ -231,16 +257,22 @@ fn parse_frame(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<WsFrame>, 
             "websocket control frames must be whole and at most 125 bytes",
         ));
     }
-    if len > max_bytes as u64 {
+    let room = if opcode == OP_CONTINUATION {
+        max_bytes.saturating_sub(fragmented)
+    } else {
+        max_bytes
+    };
+    if len > room as u64 {
         return Err(ProtocolError::new(
             ErrorCode::TooLarge,
-            format!("websocket frame of {len} bytes exceeds the limit of {max_bytes}"),
+            format!("websocket message exceeds the limit of {max_bytes} bytes"),
         ));
     }
     let header_len = 2 + len_bytes + 4;
     let frame_len = header_len + len as usize;
     if buf.len() < frame_len {
-        buf.reserve(frame_len - buf.len());
+        // Room for what is on its way, not for the whole announced length.
+        buf.reserve((frame_len - buf.len()).min(RESERVE_AHEAD));
         return Ok(None);
     }
     let mut payload = buf.split_to(frame_len);
@@ -262,6 +294,30 @@ fn parse_frame(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<WsFrame>, 
     }))
 }
 
+/// Checks a client's close frame: empty, or a code a peer may send and a
+/// UTF-8 reason (RFC 6455 5.5.1, 7.4).
+fn check_close(payload: &[u8]) -> Result<(), ProtocolError> {
+    let Some((code, reason)) = payload.split_first_chunk::<2>() else {
+        return if payload.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtocolError::invalid("websocket close frame of one byte"))
+        };
+    };
+    let code = u16::from_be_bytes(*code);
+    if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+        return Err(ProtocolError::invalid(format!(
+            "websocket close code {code} may not be sent"
+        )));
+    }
+    if std::str::from_utf8(reason).is_err() {
+        return Err(ProtocolError::invalid(
+            "websocket close reason is not valid UTF-8",
+        ));
+    }
+    Ok(())
+}
+
 /// A message whose first frames have arrived.
 struct Fragmented {
     text: bool,
@@ -281,7 +337,8 @@ impl<R> WsReader<R> {
     /// Turns the next frame, if `buf` holds one, into what the connection
     /// sees: a message, a ping, or nothing yet.
     fn next_parsed(&mut self) -> Result<Option<Incoming>, ProtocolError> {
-        let Some(frame) = parse_frame(&mut self.buf, self.max_bytes)? else {
+        let fragmented = self.message.as_ref().map_or(0, |m| m.data.len());
+        let Some(frame) = parse_frame(&mut self.buf, self.max_bytes, fragmented)? else {
             return Ok(None);
         };
         let (text, data) = match (frame.opcode, self.message.take()) {
@@ -297,20 +354,11 @@ impl<R> WsReader<R> {
                 ));
             }
             (OP_CONTINUATION, Some(mut message)) => {
-                if message.data.len() + frame.payload.len() > self.max_bytes {
-                    return Err(ProtocolError::new(
-                        ErrorCode::TooLarge,
-                        format!(
-                            "websocket message exceeds the limit of {} bytes",
-                            self.max_bytes
-                        ),
-                    ));
-                }
                 message.data.unsplit(frame.payload);
                 (message.text, message.data)
             }
-            (OP_CLOSE, message) => {
-                self.message = message;
+            (OP_CLOSE, _) => {
+                check_close(&frame.payload)?;
                 return Ok(Some(Incoming::Closed));
             }
             (OP_PING, message) => {
@@ -321,11 +369,7 @@ impl<R> WsReader<R> {
                 self.message = message;
                 return Ok(Some(Incoming::Nothing));
             }
-            (opcode, _) => {
-                return Err(ProtocolError::invalid(format!(
-                    "websocket opcode {opcode:#x} is not defined"
-                )));
-            }
+            (opcode, _) => unreachable!("parse_frame lets only defined opcodes through: {opcode}"),
         };
         if !frame.fin {
             self.message = Some(Fragmented { text, data });
@@ -598,6 +642,21 @@ mod tests {
             ),
             ("opcode 3", client_frame(true, 0x3, b""), ErrorCode::Invalid),
             (
+                "close of one byte",
+                client_frame(true, OP_CLOSE, &[3]),
+                ErrorCode::Invalid,
+            ),
+            (
+                "close code 1005",
+                client_frame(true, OP_CLOSE, &1005u16.to_be_bytes()),
+                ErrorCode::Invalid,
+            ),
+            (
+                "close reason not UTF-8",
+                client_frame(true, OP_CLOSE, &[0x03, 0xe8, 0xff]),
+                ErrorCode::Invalid,
+            ),
+            (
                 "bad UTF-8",
                 client_frame(true, OP_TEXT, &[0xc3, 0x28]),
                 ErrorCode::Invalid,
@@ -622,6 +681,28 @@ mod tests {
             }
             assert_eq!(fatal(incoming).code, code, "{name}");
         }
+    }
+
+    #[test]
+    fn a_header_alone_reserves_little_and_shows_what_it_breaks() {
+        let header = |opcode, len| client_frame(true, opcode, &vec![0; len])[..14].to_vec();
+        // A frame of a megabyte announced: a little room set aside, no more.
+        let mut buf = BytesMut::from(&header(OP_BINARY, 1 << 20)[..]);
+        assert!(parse_frame(&mut buf, 1 << 20, 0).unwrap().is_none());
+        assert!(buf.capacity() <= 14 + RESERVE_AHEAD);
+        // An undefined opcode, or a continuation past the message limit,
+        // is refused before its payload arrives.
+        let mut buf = BytesMut::from(&header(0x3, 200)[..]);
+        assert_eq!(
+            parse_frame(&mut buf, 1024, 0).unwrap_err().code,
+            ErrorCode::Invalid
+        );
+        let mut buf = BytesMut::from(&header(OP_CONTINUATION, 200)[..]);
+        assert_eq!(
+            parse_frame(&mut buf, 1024, 900).unwrap_err().code,
+            ErrorCode::TooLarge
+        );
+        assert!(parse_frame(&mut buf, 1024, 800).unwrap().is_none());
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use prost::Message as _;
-use tokio_util::codec::{LengthDelimitedCodec, length_delimited::LengthDelimitedCodecError};
+use tokio_util::codec::LengthDelimitedCodec;
 
 use super::{ProtocolError, pb};
 
@@ -20,12 +20,6 @@ pub fn frame_codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
         .length_field_length(4)
         .max_frame_length(max_frame_bytes)
         .new_codec()
-}
-
-/// Tells whether a framing error means the peer announced an oversized frame.
-pub fn is_frame_too_large(err: &std::io::Error) -> bool {
-    err.get_ref()
-        .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>())
 }
 
 /// Decodes a client frame in the given format.

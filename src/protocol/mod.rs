@@ -4,10 +4,7 @@ mod codec;
 mod error;
 mod ids;
 
-pub use codec::{
-    FrameFormat, SharedFrame, decode_client_frame, encode_server_frame, frame_codec,
-    is_frame_too_large,
-};
+pub use codec::{FrameFormat, SharedFrame, decode_client_frame, encode_server_frame, frame_codec};
 pub use error::{ErrorCode, ProtocolError};
 pub use ids::ConversationId;
 
