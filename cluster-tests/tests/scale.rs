@@ -22,9 +22,11 @@ struct KillGroup(u32);
 
 impl Drop for KillGroup {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.0)])
-            .status();
+        // Not `kill -KILL -PGID`: Debian's procps kill misreads it and
+        // signals another group (under strace, `kill -KILL -99999` calls
+        // kill(-9, SIGKILL)), which took down other processes on the machine.
+        let pgid = nix::unistd::Pid::from_raw(i32::try_from(self.0).expect("a pid fits i32"));
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
     }
 }
 
