@@ -115,9 +115,17 @@ pub type ConsistentRead = (Option<Vec<u8>>, Vec<Vec<KeyValue>>);
 /// The shared RocksDB of a node. Every write is synced before it returns.
 #[derive(Clone)]
 pub struct Db {
+    /// Declared first, so dropped first: the syncer thread ends before the
+    /// database closes.
+    _syncer: Arc<Syncer>,
     inner: Arc<Rocks>,
     wal: Arc<GroupCommit>,
 }
+
+/// What a writer that does not wait is told once its write is durable (or
+/// its sync failed). Called under the group commit's lock, in write order:
+/// it must not block or touch the database.
+type WhenDurable = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
 /// Group commit of the WAL, for durable writes from many Raft groups at once.
 ///
@@ -132,10 +140,16 @@ pub struct Db {
 /// RocksDB's write path. A writer returns only once the WAL holding its
 /// batch is on disk, exactly as with `sync = true`; the difference is that
 /// other readers may see the batch a moment before it is durable.
+///
+/// A writer on an async task does not wait: it leaves a callback
+/// ([`Batch::commit_then`]), and the database's syncer thread syncs for it
+/// and calls it, so the task's thread never blocks on the disk.
 #[derive(Default)]
 struct GroupCommit {
     state: Mutex<SyncState>,
     synced: Condvar,
+    /// Wakes the syncer thread: a callback waits, or the database closes.
+    wanted: Condvar,
 }
 
 #[derive(Default)]
@@ -150,6 +164,10 @@ struct SyncState {
     syncing: bool,
     /// Syncs made so far.
     syncs: u64,
+    /// Callbacks of writes that wait for a sync, in ticket order.
+    waiting: std::collections::VecDeque<(u64, WhenDurable)>,
+    /// The database is closing: the syncer thread ends.
+    closing: bool,
 }
 
 impl GroupCommit {
@@ -176,26 +194,122 @@ impl GroupCommit {
                 return Err(StorageError::WalSync(state.failure.clone()));
             }
             if !state.syncing {
-                state.syncing = true;
-                let target = state.written;
+                let (state, result) = self.sync(state, db);
                 drop(state);
-                let result = db.flush_wal(true);
-                state = self.lock();
-                state.syncing = false;
-                state.syncs += 1;
-                match &result {
-                    Ok(()) => state.synced = state.synced.max(target),
-                    Err(err) => {
-                        state.failed = state.failed.max(target);
-                        state.failure = err.to_string();
-                    }
-                }
-                drop(state);
-                self.synced.notify_all();
-                metrics::record_wal_sync();
-                return result.map_err(|e| StorageError::WalSync(e.to_string()));
+                return result;
             }
             state = self.synced.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Takes a ticket for a write that has just returned from RocksDB and
+    /// leaves `done` to be called once it is durable.
+    fn when_durable(&self, done: WhenDurable) {
+        let mut state = self.lock();
+        state.written += 1;
+        let ticket = state.written;
+        state.waiting.push_back((ticket, done));
+        drop(state);
+        self.wanted.notify_one();
+    }
+
+    /// Syncs the WAL once, covering every write with a ticket so far, and
+    /// tells whoever waits for them. The caller found no sync in progress.
+    fn sync<'a>(
+        &'a self,
+        mut state: std::sync::MutexGuard<'a, SyncState>,
+        db: &Rocks,
+    ) -> (
+        std::sync::MutexGuard<'a, SyncState>,
+        Result<(), StorageError>,
+    ) {
+        state.syncing = true;
+        let target = state.written;
+        drop(state);
+        let result = db.flush_wal(true);
+        let mut state = self.lock();
+        state.syncing = false;
+        state.syncs += 1;
+        match &result {
+            Ok(()) => state.synced = state.synced.max(target),
+            Err(err) => {
+                state.failed = state.failed.max(target);
+                state.failure = err.to_string();
+            }
+        }
+        let result = result.map_err(|e| StorageError::WalSync(e.to_string()));
+        while state
+            .waiting
+            .front()
+            .is_some_and(|(ticket, _)| *ticket <= target)
+        {
+            let (_, done) = state.waiting.pop_front().expect("front exists");
+            done(match &result {
+                Ok(()) => Ok(()),
+                Err(err) => Err(StorageError::WalSync(err.to_string())),
+            });
+        }
+        self.synced.notify_all();
+        if !state.waiting.is_empty() {
+            // Written during this sync: the next one is the syncer thread's.
+            self.wanted.notify_one();
+        }
+        metrics::record_wal_sync();
+        (state, result)
+    }
+
+    /// The syncer thread: syncs whenever a callback waits and no one else
+    /// is syncing, until the database closes.
+    fn run_syncer(&self, db: std::sync::Weak<Rocks>) {
+        let mut state = self.lock();
+        loop {
+            if state.closing {
+                break;
+            }
+            if state.waiting.is_empty() || state.syncing {
+                state = self.wanted.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            let Some(db) = db.upgrade() else { break };
+            state = self.sync(state, &db).0;
+        }
+        for (_, done) in state.waiting.drain(..) {
+            done(Err(StorageError::WalSync("the database is closing".into())));
+        }
+    }
+}
+
+/// Owns the syncer thread of one database; stops it when the last handle
+/// of the database goes.
+struct Syncer {
+    wal: Arc<GroupCommit>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(wal: Arc<GroupCommit>, db: std::sync::Weak<Rocks>) -> Result<Syncer, StorageError> {
+        let thread = std::thread::Builder::new()
+            .name("wal-sync".into())
+            .spawn({
+                let wal = wal.clone();
+                move || wal.run_syncer(db)
+            })
+            .map_err(|e| StorageError::Task(format!("failed to start the WAL syncer: {e}")))?;
+        Ok(Syncer {
+            wal,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.wal.lock().closing = true;
+        self.wal.wanted.notify_all();
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
         }
     }
 }
@@ -221,9 +335,11 @@ impl Db {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(metrics::sample(Arc::downgrade(&inner), dir.to_path_buf()));
         }
+        let wal = Arc::<GroupCommit>::default();
         Ok(Db {
+            _syncer: Arc::new(Syncer::start(wal.clone(), Arc::downgrade(&inner))?),
             inner,
-            wal: Arc::default(),
+            wal,
         })
     }
 
@@ -415,6 +531,22 @@ impl Batch<'_> {
         db.flush_wal()
     }
 
+    /// Writes the batch and returns without waiting for the disk; `done` is
+    /// called once the batch is durable, sharing a WAL sync like
+    /// [`Batch::commit_grouped`], or with the error if the write or its sync
+    /// failed. `done` runs on the database's syncer thread, under its lock:
+    /// it must only hand the result on. For writers on async tasks.
+    pub fn commit_then(self, done: impl FnOnce(Result<(), StorageError>) + Send + 'static) {
+        let db = self.db;
+        match self.write(false) {
+            Ok(()) => {
+                metrics::record_durable_write();
+                db.wal.when_durable(Box::new(done));
+            }
+            Err(err) => done(Err(err)),
+        }
+    }
+
     fn write(self, sync: bool) -> Result<(), StorageError> {
         if let Some(err) = self.error {
             return Err(err);
@@ -490,5 +622,45 @@ mod tests {
         // A lone flush syncs again and covers itself.
         db.flush_wal().unwrap();
         assert_eq!(db.wal.lock().syncs, 2);
+    }
+
+    fn put_then(db: &Db, i: u64, tx: &std::sync::mpsc::Sender<(u64, bool)>) {
+        let tx = tx.clone();
+        let mut batch = db.batch();
+        batch.put(CF_RAFT_LOG, &i.to_be_bytes(), b"entry");
+        batch.commit_then(move |result| tx.send((i, result.is_ok())).unwrap());
+    }
+
+    #[test]
+    fn writers_that_do_not_wait_are_told_in_order_once_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..20 {
+            put_then(&db, i, &tx);
+        }
+        let told: Vec<_> = (0..20)
+            .map(|_| rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(told, (0..20).map(|i| (i, true)).collect::<Vec<_>>());
+        let state = db.wal.lock();
+        assert_eq!(state.synced, 20);
+        assert!((1..=20).contains(&state.syncs));
+        assert!(state.waiting.is_empty());
+    }
+
+    #[test]
+    fn closing_the_database_tells_writers_still_waiting_and_releases_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        // A sync is in flight that never ends: the write below waits.
+        db.wal.lock().syncing = true;
+        let (tx, rx) = std::sync::mpsc::channel();
+        put_then(&db, 1, &tx);
+        assert!(rx.try_recv().is_err());
+        drop(db);
+        assert_eq!(rx.try_recv().unwrap(), (1, false));
+        // The syncer thread has let go of the database: it opens again.
+        Db::open(dir.path()).unwrap();
     }
 }

@@ -224,13 +224,12 @@ where
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<C::Entry> = entries.into_iter().collect();
-        let (db, group, apply, mut state) = (
-            self.db.clone(),
-            self.group,
-            self.apply.clone(),
-            self.state.clone(),
-        );
-        let (responses, state) = db::blocking(move || {
+        let (db, group, apply) = (&self.db, self.group, &self.apply);
+        let mut state = self.state.clone();
+        // Applied here, on openraft's task: the writes do not sync and the
+        // reads of an apply find recent keys in the memtable, so this is
+        // cheaper than a trip through the blocking pool.
+        let applied = move || -> Result<_, DbError> {
             let mut responses = Vec::with_capacity(entries.len());
             for entry in entries {
                 let mut batch = db.batch();
@@ -255,9 +254,9 @@ where
                 responses.push(response);
             }
             Ok((responses, state))
-        })
-        .await
-        .map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
+        };
+        let (responses, state) =
+            applied().map_err(|e| io_error(StorageIOError::write_state_machine, e))?;
         self.state = state;
         Ok(responses)
     }
