@@ -11,7 +11,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::metrics as m;
 use super::outbox::Outbox;
-use crate::db;
 use crate::node::{Services, SessionRef};
 use crate::partition::{Applied, Command};
 use crate::protocol::{ConversationId, ProtocolError, now_ms, pb, store_pb};
@@ -211,14 +210,8 @@ impl ConversationState {
                 self.conv
             )));
         }
-        let partitions = self.services.partitions.clone();
-        let conv = self.conv;
-        let max_seq = db::blocking(move || partitions.max_seq(&conv)).await?;
-        if seq > max_seq {
-            return Err(ProtocolError::invalid(format!(
-                "seq {seq} is beyond the newest message {max_seq}"
-            )));
-        }
+        // A seq beyond the newest message is refused when the command is
+        // applied, in log order: this node's replica may lag the leader.
         let applied = self
             .apply(Command::SetReadCursor(store_pb::SetReadCursor {
                 user_id: user,

@@ -282,7 +282,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn read_cursors_only_move_forward() {
+    async fn read_cursors_only_move_forward_and_not_past_the_newest_message() {
         let dir = tempfile::tempdir().unwrap();
         let parts = partitions(dir.path()).await;
         let conv = ConversationId::Group(9);
@@ -293,6 +293,14 @@ mod tests {
                 seq,
             })
         };
+        // Refused in the log's order, wherever the request came from.
+        assert_eq!(
+            parts.propose(&conv, set(1)).await.unwrap(),
+            Applied::Rejected("seq 1 is beyond the newest message 0".to_string())
+        );
+        for id in ["a", "b", "c", "d"] {
+            parts.propose(&conv, append("g:9", 5, id)).await.unwrap();
+        }
         assert_eq!(
             parts.propose(&conv, set(4)).await.unwrap(),
             Applied::ReadCursor {

@@ -112,6 +112,18 @@ impl PartitionApply {
         conv: ConversationId,
         set: &store_pb::SetReadCursor,
     ) -> Result<Applied, StorageError> {
+        // Checked here, in log order, rather than by the conversation actor:
+        // its node's replica may not yet have applied the message read.
+        let newest = self
+            .db
+            .get_u64(CF_CONV_META, &self.keys.conv_prefix(&conv))?
+            .unwrap_or(0);
+        if set.seq > newest {
+            return Ok(Applied::Rejected(format!(
+                "seq {} is beyond the newest message {newest}",
+                set.seq
+            )));
+        }
         let mut key = self.keys.conv_prefix(&conv);
         key.extend_from_slice(&set.user_id.to_be_bytes());
         let current = self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0);
