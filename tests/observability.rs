@@ -286,6 +286,7 @@ async fn every_metric_named_by_the_dashboards_and_alerts_is_exported() {
         "chorus_raft_replication_lag_entries",
         "chorus_raft_log_append_seconds_bucket",
         "chorus_db_write_seconds_bucket",
+        "chorus_storage_wal_sync_seconds_bucket",
     ] {
         assert!(
             referenced.contains(expected),
@@ -306,9 +307,24 @@ async fn every_metric_named_by_the_dashboards_and_alerts_is_exported() {
     assert!(count("chorus_raft_log_append_seconds_count{group=\"partition\"}") > 0.0);
     assert!(count("chorus_raft_log_append_seconds_count{group=\"meta\"}") > 0.0);
     assert!(count("chorus_db_write_seconds_count{sync=\"true\"}") > 0.0);
+    // The appends above waited for group-commit syncs.
+    assert!(count("chorus_storage_wal_sync_seconds_count") > 0.0);
     assert!(count("chorus_raft_groups{group=\"partition\"}") >= 8.0);
     assert!(count("chorus_raft_leader_changes_total{group=\"partition\"}") >= 8.0);
     assert!(count("chorus_raft_term{group=\"meta\"}") >= 1.0);
+
+    // Every family the node exports has its row in the catalog.
+    let catalog = std::fs::read_to_string(repo_path("docs/metrics.md")).unwrap();
+    let undocumented: Vec<&String> = exposition
+        .types
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("chorus_") && !catalog.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "exported but not in docs/metrics.md: {undocumented:?}"
+    );
 }
 
 #[test]

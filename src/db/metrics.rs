@@ -22,6 +22,9 @@ pub const RUNNING_COMPACTIONS: &str = "chorus_db_running_compactions";
 
 /// WAL syncs (`fdatasync`) made by group commit.
 pub const WAL_SYNCS: &str = "chorus_storage_wal_syncs_total";
+/// Latency of one group-commit WAL sync, seconds: what every durable write
+/// (every Raft log append, so every acked message) waits for.
+pub const WAL_SYNC_SECONDS: &str = "chorus_storage_wal_sync_seconds";
 /// Durable writes that waited on a group-commit WAL sync.
 pub const DURABLE_WRITES: &str = "chorus_storage_durable_writes_total";
 
@@ -31,6 +34,11 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Registers help texts for the metrics above.
 pub fn describe() {
     metrics::describe_counter!(WAL_SYNCS, "WAL syncs (fdatasync) made by group commit");
+    metrics::describe_histogram!(
+        WAL_SYNC_SECONDS,
+        metrics::Unit::Seconds,
+        "Latency of one group-commit WAL sync, which every Raft log append waits for"
+    );
     metrics::describe_counter!(
         DURABLE_WRITES,
         "Durable writes that waited on a group-commit WAL sync; divided by the syncs, the writes each sync served"
@@ -63,6 +71,7 @@ pub(super) fn register() {
         for sync in [true, false] {
             let _ = metrics::histogram!(WRITE_SECONDS, "sync" => sync_label(sync));
         }
+        let _ = metrics::histogram!(WAL_SYNC_SECONDS);
     });
 }
 
@@ -70,8 +79,9 @@ fn sync_label(sync: bool) -> &'static str {
     if sync { "true" } else { "false" }
 }
 
-pub(super) fn record_wal_sync() {
+pub(super) fn record_wal_sync(elapsed: Duration) {
     metrics::counter!(WAL_SYNCS).increment(1);
+    metrics::histogram!(WAL_SYNC_SECONDS).record(elapsed);
 }
 
 pub(super) fn record_durable_write() {

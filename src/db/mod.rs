@@ -112,7 +112,9 @@ pub type KeyValue = (Box<[u8]>, Box<[u8]>);
 /// A state value and the entries of several key spaces, read at one point in time.
 pub type ConsistentRead = (Option<Vec<u8>>, Vec<Vec<KeyValue>>);
 
-/// The shared RocksDB of a node. Every write is synced before it returns.
+/// The shared RocksDB of a node. A write that must be durable is synced
+/// before it returns ([`Batch::commit`]) or before
+/// its callback is called ([`Batch::commit_then`]).
 #[derive(Clone)]
 pub struct Db {
     /// Declared first, so dropped first: the syncer thread ends before the
@@ -123,8 +125,11 @@ pub struct Db {
 }
 
 /// What a writer that does not wait is told once its write is durable (or
-/// its sync failed). Called under the group commit's lock, in write order:
-/// it must not block or touch the database.
+/// its sync failed). Called by whichever thread synced (the syncer thread,
+/// or a blocking writer syncing for everyone), under the group commit's
+/// lock, in write order: it must only hand the result on, and must not own
+/// a handle of the database (dropping the last one would wait for the
+/// syncer thread, which waits for it).
 type WhenDurable = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
 /// Group commit of the WAL, for durable writes from many Raft groups at once.
@@ -136,8 +141,9 @@ type WhenDurable = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 /// `FlushWAL(sync)` once, and wakes every writer up to that ticket. Writers
 /// arriving during a sync are covered by the next one, so under load one
 /// `fdatasync` serves every group that appended in the meantime, and
-/// unsynced writes (state machine applies) never queue behind a sync inside
-/// RocksDB's write path. A writer returns only once the WAL holding its
+/// unsynced writes (state machine applies) do not queue behind these syncs
+/// inside RocksDB's write path (they still do behind the rare writes with
+/// `sync = true`: votes, truncations, purges). A writer returns only once the WAL holding its
 /// batch is on disk, exactly as with `sync = true`; the difference is that
 /// other readers may see the batch a moment before it is durable.
 ///
@@ -158,9 +164,10 @@ struct SyncState {
     written: u64,
     /// Every write with a ticket up to this one is durable.
     synced: u64,
-    /// A sync that covers tickets up to this one failed, with this error.
-    failed: u64,
-    failure: String,
+    /// Why the first failed sync failed. Kept: the kernel may have dropped
+    /// the pages it could not write, so a later sync that succeeds proves
+    /// nothing about earlier writes, and every write not yet synced fails.
+    failure: Option<String>,
     syncing: bool,
     /// Syncs made so far.
     syncs: u64,
@@ -190,8 +197,8 @@ impl GroupCommit {
             if state.synced >= ticket {
                 return Ok(());
             }
-            if state.failed >= ticket {
-                return Err(StorageError::WalSync(state.failure.clone()));
+            if let Some(failure) = &state.failure {
+                return Err(StorageError::WalSync(failure.clone()));
             }
             if !state.syncing {
                 let (state, result) = self.sync(state, db);
@@ -223,39 +230,45 @@ impl GroupCommit {
         std::sync::MutexGuard<'a, SyncState>,
         Result<(), StorageError>,
     ) {
-        state.syncing = true;
         let target = state.written;
-        drop(state);
-        let result = db.flush_wal(true);
-        let mut state = self.lock();
-        state.syncing = false;
-        state.syncs += 1;
+        let result = match state.failure.clone() {
+            Some(failure) => Err(failure),
+            None => {
+                state.syncing = true;
+                drop(state);
+                let started = Instant::now();
+                let result = db.flush_wal(true).map_err(|e| e.to_string());
+                metrics::record_wal_sync(started.elapsed());
+                state = self.lock();
+                state.syncing = false;
+                state.syncs += 1;
+                result
+            }
+        };
         match &result {
             Ok(()) => state.synced = state.synced.max(target),
-            Err(err) => {
-                state.failed = state.failed.max(target);
-                state.failure = err.to_string();
+            Err(failure) => {
+                state.failure.get_or_insert_with(|| failure.clone());
             }
         }
-        let result = result.map_err(|e| StorageError::WalSync(e.to_string()));
         while state
             .waiting
             .front()
             .is_some_and(|(ticket, _)| *ticket <= target)
         {
             let (_, done) = state.waiting.pop_front().expect("front exists");
-            done(match &result {
-                Ok(()) => Ok(()),
-                Err(err) => Err(StorageError::WalSync(err.to_string())),
-            });
+            let told = result.clone().map_err(StorageError::WalSync);
+            // A callback that panics must not take the syncer thread with it.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(told))).is_err() {
+                tracing::error!("a durable-write callback panicked");
+            }
         }
         self.synced.notify_all();
         if !state.waiting.is_empty() {
             // Written during this sync: the next one is the syncer thread's.
             self.wanted.notify_one();
         }
-        metrics::record_wal_sync();
-        (state, result)
+        (state, result.map_err(StorageError::WalSync))
     }
 
     /// The syncer thread: syncs whenever a callback waits and no one else
@@ -306,9 +319,7 @@ impl Drop for Syncer {
     fn drop(&mut self) {
         self.wal.lock().closing = true;
         self.wal.wanted.notify_all();
-        if let Some(thread) = self.thread.take()
-            && thread.thread().id() != std::thread::current().id()
-        {
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
@@ -469,7 +480,8 @@ impl Db {
     }
 }
 
-/// An atomic, synced batch of writes over several column families.
+/// An atomic batch of writes over several column families, committed synced,
+/// unsynced, or synced later by the group commit.
 pub struct Batch<'a> {
     db: &'a Db,
     batch: WriteBatch,
@@ -521,21 +533,12 @@ impl Batch<'_> {
         self.write(false)
     }
 
-    /// Writes the batch and returns once it is durable, like [`Batch::commit`],
-    /// but shares one WAL sync with every writer in flight (see `GroupCommit`).
-    /// For the hot durable writes of many groups at once: Raft log appends.
-    pub fn commit_grouped(self) -> Result<(), StorageError> {
-        let db = self.db;
-        self.write(false)?;
-        metrics::record_durable_write();
-        db.flush_wal()
-    }
-
     /// Writes the batch and returns without waiting for the disk; `done` is
-    /// called once the batch is durable, sharing a WAL sync like
-    /// [`Batch::commit_grouped`], or with the error if the write or its sync
-    /// failed. `done` runs on the database's syncer thread, under its lock:
-    /// it must only hand the result on. For writers on async tasks.
+    /// called once the batch is durable, sharing one WAL sync with every
+    /// writer in flight (see `GroupCommit` and `WhenDurable`), or with the
+    /// error if its sync failed. If the write itself fails, `done` is called
+    /// at once, on the caller's thread. For writers on async tasks: Raft log
+    /// appends.
     pub fn commit_then(self, done: impl FnOnce(Result<(), StorageError>) + Send + 'static) {
         let db = self.db;
         match self.write(false) {
@@ -593,35 +596,40 @@ mod tests {
         let db = Db::open(dir.path()).unwrap();
         // A sync is in flight: every writer that arrives now waits for the next one.
         db.wal.lock().syncing = true;
-        let writers: Vec<_> = (0..WRITERS)
-            .map(|i| {
-                let db = db.clone();
-                std::thread::spawn(move || {
-                    let mut batch = db.batch();
-                    batch.put(CF_RAFT_LOG, &i.to_be_bytes(), b"entry");
-                    batch.commit_grouped()
-                })
-            })
-            .collect();
-        while db.wal.lock().written < WRITERS {
-            std::thread::yield_now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..WRITERS {
+            put_then(&db, i, &tx);
         }
-        // Every batch is written (visible) but no writer has returned yet.
-        assert!(writers.iter().all(|w| !w.is_finished()));
-        db.wal.lock().syncing = false;
-        db.wal.synced.notify_all();
-        for writer in writers {
-            writer.join().unwrap().unwrap();
-        }
-        let state = db.wal.lock();
-        assert_eq!((state.syncs, state.synced), (1, WRITERS));
-        drop(state);
+        // Every batch is written (visible) but no writer has been told.
         for i in 0..WRITERS {
             assert!(db.get(CF_RAFT_LOG, &i.to_be_bytes()).unwrap().is_some());
         }
-        // A lone flush syncs again and covers itself.
+        assert!(rx.try_recv().is_err());
+        db.wal.lock().syncing = false;
+        db.wal.wanted.notify_all();
+        let told: Vec<_> = (0..WRITERS)
+            .map(|_| rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(told, (0..WRITERS).map(|i| (i, true)).collect::<Vec<_>>());
+        let state = db.wal.lock();
+        assert_eq!((state.syncs, state.synced), (1, WRITERS));
+        drop(state);
+        // A lone blocking flush syncs again and covers itself.
         db.flush_wal().unwrap();
         assert_eq!(db.wal.lock().syncs, 2);
+    }
+
+    #[test]
+    fn after_a_failed_sync_no_write_is_durable_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        db.wal.lock().failure = Some("EIO".to_string());
+        let (tx, rx) = std::sync::mpsc::channel();
+        put_then(&db, 1, &tx);
+        let told = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(told, (1, false));
+        assert!(matches!(db.flush_wal(), Err(StorageError::WalSync(f)) if f == "EIO"));
+        assert_eq!(db.wal.lock().syncs, 0);
     }
 
     fn put_then(db: &Db, i: u64, tx: &std::sync::mpsc::Sender<(u64, bool)>) {
