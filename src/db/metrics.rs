@@ -9,8 +9,8 @@ use tokio::time::MissedTickBehavior;
 
 use super::{Rocks, all_cfs};
 
-/// Latency of a RocksDB batch write, by `sync` (`true`: the WAL is fsynced
-/// before the write returns), seconds.
+/// Latency of a RocksDB batch write, by `sync` (`true`: the write returns
+/// once a group-commit WAL sync covers it, the wait included), seconds.
 pub const WRITE_SECONDS: &str = "chorus_db_write_seconds";
 /// Bytes on disk, by `kind` (`sst`: table files of every column family,
 /// `wal`: live write-ahead log files).
@@ -46,7 +46,7 @@ pub fn describe() {
     metrics::describe_histogram!(
         WRITE_SECONDS,
         metrics::Unit::Seconds,
-        "Latency of a RocksDB batch write, by whether the WAL is synced"
+        "Latency of a RocksDB batch write, by whether it returns once durable (its WAL sync included)"
     );
     metrics::describe_gauge!(
         DISK_BYTES,

@@ -7,9 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use rocksdb::{
-    ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch, WriteOptions,
-};
+use rocksdb::{ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch};
 
 use crate::protocol::{ErrorCode, ProtocolError};
 
@@ -140,10 +138,11 @@ type WhenDurable = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 /// in progress becomes the syncer: it notes the last ticket handed out, calls
 /// `FlushWAL(sync)` once, and wakes every writer up to that ticket. Writers
 /// arriving during a sync are covered by the next one, so under load one
-/// `fdatasync` serves every group that appended in the meantime, and
-/// unsynced writes (state machine applies) do not queue behind these syncs
-/// inside RocksDB's write path (they still do behind the rare writes with
-/// `sync = true`: votes, truncations, purges). A writer returns only once the WAL holding its
+/// `fdatasync` serves every group that appended in the meantime. No write
+/// asks RocksDB itself to sync ([`Batch::commit`] goes through here too), so
+/// unsynced writes (state machine applies, appends on openraft's tasks)
+/// never queue behind a sync inside RocksDB's write path. A writer returns
+/// only once the WAL holding its
 /// batch is on disk, exactly as with `sync = true`; the difference is that
 /// other readers may see the batch a moment before it is durable.
 ///
@@ -523,14 +522,26 @@ impl Batch<'_> {
 
     /// Writes the batch and syncs the WAL before returning.
     pub fn commit(self) -> Result<(), StorageError> {
-        self.write(true)
+        // Never a synced write inside RocksDB: its write group would make
+        // the unsynced writers that join it (Raft appends and applies on
+        // openraft's tasks) wait for the sync. The group commit syncs
+        // instead, shared with the appends in flight.
+        let db = self.db;
+        let started = Instant::now();
+        self.write()?;
+        db.flush_wal()?;
+        metrics::record_write(true, started.elapsed());
+        Ok(())
     }
 
     /// Writes the batch without syncing: for state that a synced write (the
     /// Raft log) already makes recoverable. A later synced write of the same
     /// WAL makes it durable too.
     pub fn commit_unsynced(self) -> Result<(), StorageError> {
-        self.write(false)
+        let started = Instant::now();
+        self.write()?;
+        metrics::record_write(false, started.elapsed());
+        Ok(())
     }
 
     /// Writes the batch and returns without waiting for the disk; `done` is
@@ -541,8 +552,10 @@ impl Batch<'_> {
     /// appends.
     pub fn commit_then(self, done: impl FnOnce(Result<(), StorageError>) + Send + 'static) {
         let db = self.db;
-        match self.write(false) {
+        let started = Instant::now();
+        match self.write() {
             Ok(()) => {
+                metrics::record_write(false, started.elapsed());
                 metrics::record_durable_write();
                 db.wal.when_durable(Box::new(done));
             }
@@ -550,15 +563,12 @@ impl Batch<'_> {
         }
     }
 
-    fn write(self, sync: bool) -> Result<(), StorageError> {
+    /// Writes the batch without syncing.
+    fn write(self) -> Result<(), StorageError> {
         if let Some(err) = self.error {
             return Err(err);
         }
-        let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
-        let started = Instant::now();
-        self.db.inner.write_opt(self.batch, &opts)?;
-        metrics::record_write(sync, started.elapsed());
+        self.db.inner.write(self.batch)?;
         Ok(())
     }
 }
@@ -617,6 +627,18 @@ mod tests {
         // A lone blocking flush syncs again and covers itself.
         db.flush_wal().unwrap();
         assert_eq!(db.wal.lock().syncs, 2);
+    }
+
+    #[test]
+    fn a_durable_commit_is_synced_by_the_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut batch = db.batch();
+        batch.put(CF_RAFT_STATE, b"vote", b"v");
+        batch.commit().unwrap();
+        // Not a synced write inside RocksDB: a ticket, and one shared sync.
+        let state = db.wal.lock();
+        assert_eq!((state.written, state.synced, state.syncs), (1, 1, 1));
     }
 
     #[test]
