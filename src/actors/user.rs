@@ -383,6 +383,13 @@ impl Homes {
 mod tests {
     use super::*;
 
+    fn set_status(status: PresenceStatus, at: u64) -> HomeOp {
+        HomeOp::SetStatus {
+            status: status as i32,
+            at,
+        }
+    }
+
     fn attach(node: u64, session: u64) -> HomeOp {
         HomeOp::Attach {
             node,
@@ -413,24 +420,10 @@ mod tests {
         assert_eq!(told, vec![(PresenceStatus::Online, vec![(1, 9)])]);
         assert!(online.came_online);
         assert_eq!(online.notice.unwrap().status, PresenceStatus::Online);
-        let busy = homes.apply(
-            7,
-            HomeOp::SetStatus {
-                status: PresenceStatus::Busy as i32,
-                at: 10,
-            },
-            |_| {},
-        );
+        let busy = homes.apply(7, set_status(PresenceStatus::Busy, 10), |_| {});
         assert_eq!(busy.notice.unwrap().status, PresenceStatus::Busy);
         // An older status loses to the newer one.
-        let stale = homes.apply(
-            7,
-            HomeOp::SetStatus {
-                status: PresenceStatus::Away as i32,
-                at: 5,
-            },
-            |_| {},
-        );
+        let stale = homes.apply(7, set_status(PresenceStatus::Away, 5), |_| {});
         assert!(stale.notice.is_none());
         let offline = homes.apply(
             7,
