@@ -19,6 +19,7 @@ pub mod client;
 
 pub use admin::{ADMIN_ACCOUNT, ADMIN_PASSWORD_ENV, DEMO_PASSWORD, seed_demo};
 pub use auth::{hash_password, verify_password};
+pub use cluster::pki;
 pub use config::{ConfigError, NodeConfig, TlsConfig};
 pub use logging::{LoggingError, init as init_logging};
 pub use node::{Node, NodeError};

@@ -24,6 +24,53 @@ enum Command {
     },
     /// The terminal client (interactive without a subcommand).
     Client(chorus::client::cli::ClientArgs),
+    /// The cluster's credentials: a CA, node certificates, the gossip secret.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Creates a cluster CA (ca.pem, ca-key.pem) and the cluster secret
+    /// (cluster.secret) in DIR. Keep ca-key.pem off the nodes.
+    InitCa {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Signs a certificate for one node with the CA in --ca: writes
+    /// NAME.pem and NAME-key.pem into --out.
+    IssueCert {
+        /// The folder `init-ca` wrote.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The node's name, e.g. node1 (letters, digits, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::InitCa { out } => {
+            for file in chorus::pki::init_ca(&out)? {
+                println!("wrote {}", file.display());
+            }
+            println!(
+                "copy {} and {} to every node; keep {} safe and off the nodes",
+                chorus::pki::CA_CERT_FILE,
+                chorus::pki::SECRET_FILE,
+                chorus::pki::CA_KEY_FILE
+            );
+        }
+        ClusterCommand::IssueCert { ca, name, out } => {
+            let files = chorus::pki::issue_cert(&ca, &name, &out)?;
+            println!("wrote {}", files.cert.display());
+            println!("wrote {}", files.key.display());
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Option<PathBuf>, demo: bool) -> anyhow::Result<()> {
@@ -116,6 +163,9 @@ fn reexec_with_fixed_mmap_threshold() {}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Cluster(command) = cli.command {
+        return cluster_command(command);
+    }
     if matches!(cli.command, Command::Serve { .. }) {
         reexec_with_fixed_mmap_threshold();
     }
@@ -130,6 +180,7 @@ fn main() -> anyhow::Result<()> {
                 chorus::init_logging("warn", false)?;
                 chorus::client::cli::run(args).await.map_err(Into::into)
             }
+            Command::Cluster(_) => unreachable!("handled before the runtime starts"),
         }
     })
 }
