@@ -1,7 +1,9 @@
-//! Peer links: one TCP connection per peer address carrying request and
-//! response frames (`peer.proto`), many requests in flight, frames batched
-//! per write, each call bounded by a timeout. A broken link fails its
-//! pending calls and is re-dialled by the next call.
+//! Peer links: one mutual-TLS connection per peer address carrying request
+//! and response frames (`peer.proto`), many requests in flight, frames
+//! batched per write, each call bounded by a timeout. A broken link fails
+//! its pending calls and is re-dialled by the next call. There is no plain
+//! mode: a peer that cannot present a certificate of the cluster CA within
+//! the handshake deadline is dropped before it can send a frame.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,8 +25,13 @@ use tokio_util::sync::CancellationToken;
 use super::metrics as m;
 use crate::protocol::{frame_codec, peer_pb::PeerFrame};
 
-/// Largest peer frame (a Raft snapshot of a partition travels in one).
-const MAX_PEER_FRAME: usize = 256 * 1024 * 1024;
+/// Largest peer frame. Raft snapshots travel in chunks of openraft's
+/// `snapshot_max_chunk_size` (3 MiB, about 12 MiB as JSON) and appends in
+/// batches of at most `max_payload_entries`, so this is far above any frame
+/// a node sends, and far below what would strain a node's memory.
+pub const MAX_PEER_FRAME: usize = 64 * 1024 * 1024;
+/// Time a connecting peer has to complete the TLS handshake.
+pub const PEER_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 /// Frames queued per link before callers wait.
 const LINK_QUEUE: usize = 4096;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -112,30 +119,24 @@ pub struct PeerLinks {
     /// Peers that failed to answer a dial: when to try again, and the next wait.
     backoff: Arc<Mutex<HashMap<String, (std::time::Instant, Duration)>>>,
     timeout: Duration,
-    tls: Option<tokio_rustls::TlsConnector>,
+    tls: tokio_rustls::TlsConnector,
 }
 
-/// A peer connection, plain or TLS.
-trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> PeerIo for T {}
-
 impl PeerLinks {
-    pub fn new(timeout: Duration) -> Self {
+    /// Dials peers over mutual TLS with this node's credentials.
+    pub fn new(timeout: Duration, tls: &super::PeerTls) -> Self {
         PeerLinks {
             links: Arc::default(),
             backoff: Arc::default(),
             timeout,
-            tls: None,
+            tls: tokio_rustls::TlsConnector::from(tls.client.clone()),
         }
     }
 
-    /// Dials peers over mutual TLS.
-    pub fn with_tls(mut self, tls: &super::PeerTls) -> Self {
-        self.tls = Some(tokio_rustls::TlsConnector::from(tls.client.clone()));
-        self
-    }
-
-    async fn dial(&self, addr: &str) -> Result<Box<dyn PeerIo>, LinkError> {
+    async fn dial(
+        &self,
+        addr: &str,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, LinkError> {
         let unreachable =
             |e: &dyn std::fmt::Display| LinkError::Unreachable(addr.to_string(), e.to_string());
         let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
@@ -143,16 +144,13 @@ impl PeerLinks {
             .map_err(|_| unreachable(&"connect timed out"))?
             .map_err(|e| unreachable(&e))?;
         let _ = stream.set_nodelay(true);
-        let Some(tls) = &self.tls else {
-            return Ok(Box::new(stream));
-        };
         let name = rustls_pki_types::ServerName::try_from(super::PEER_NAME)
             .map_err(|e| unreachable(&e))?;
-        let stream = tokio::time::timeout(Duration::from_secs(2), tls.connect(name, stream))
+        let stream = tokio::time::timeout(Duration::from_secs(2), self.tls.connect(name, stream))
             .await
             .map_err(|_| unreachable(&"tls handshake timed out"))?
             .map_err(|e| unreachable(&e))?;
-        Ok(Box::new(stream))
+        Ok(stream)
     }
 
     async fn link(&self, addr: &str) -> Result<Arc<Link>, LinkError> {
@@ -336,11 +334,11 @@ pub trait PeerHandler: Send + Sync + 'static {
 /// Accepts peer connections until `stop` fires; each request runs as its own task.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<super::PeerTls>,
+    tls: super::PeerTls,
     handler: Arc<dyn PeerHandler>,
     stop: CancellationToken,
 ) {
-    let acceptor = tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.server));
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -358,18 +356,22 @@ pub async fn serve(
         let stop = stop.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let stream: Box<dyn PeerIo> = match acceptor {
-                None => Box::new(stream),
-                Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(stream)) => Box::new(stream),
-                        _ => {
-                            tracing::warn!(%peer, "peer failed the TLS handshake, closing");
-                            return;
-                        }
-                    }
+            let stream = match tokio::time::timeout(
+                PEER_HANDSHAKE_DEADLINE,
+                acceptor.accept(stream),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    metrics::counter!(m::LINK_REFUSED, "reason" => "handshake").increment(1);
+                    tracing::warn!(%peer, error = %err, "peer failed the TLS handshake, closing");
+                    return;
+                }
+                Err(_) => {
+                    metrics::counter!(m::LINK_REFUSED, "reason" => "deadline").increment(1);
+                    tracing::warn!(%peer, "peer did not finish the TLS handshake in time, closing");
+                    return;
                 }
             };
             let (mut sink, mut source) = Framed::new(stream, frame_codec(MAX_PEER_FRAME)).split();
@@ -394,7 +396,15 @@ pub async fn serve(
                     next = source.next() => next,
                     _ = stop.cancelled() => break,
                 };
-                let Some(Ok(bytes)) = next else { break };
+                let bytes = match next {
+                    Some(Ok(bytes)) => bytes,
+                    Some(Err(err)) => {
+                        metrics::counter!(m::LINK_REFUSED, "reason" => "frame").increment(1);
+                        tracing::warn!(%peer, error = %err, "bad peer frame, closing link");
+                        break;
+                    }
+                    None => break,
+                };
                 let Ok(frame) = PeerFrame::decode(bytes.freeze()) else {
                     tracing::warn!(%peer, "undecodable peer frame, closing link");
                     break;
@@ -429,8 +439,8 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PeerTlsConfig;
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use crate::cluster::PeerTls;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     struct Echo;
 
@@ -444,43 +454,36 @@ mod tests {
         }
     }
 
-    /// Writes a CA and a node certificate it signs; returns the TLS config.
-    fn cluster_pki(dir: &std::path::Path, name: &str) -> PeerTlsConfig {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let node_key = KeyPair::generate().unwrap();
-        let node = CertificateParams::new(vec![super::super::PEER_NAME.to_string()])
-            .unwrap()
-            .signed_by(&node_key, &ca)
-            .unwrap();
-        let path = |file: &str| dir.join(format!("{name}-{file}"));
-        std::fs::write(path("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(path("cert.pem"), node.pem()).unwrap();
-        std::fs::write(path("key.pem"), node_key.serialize_pem()).unwrap();
-        PeerTlsConfig {
-            ca_path: path("ca.pem"),
-            cert_path: path("cert.pem"),
-            key_path: path("key.pem"),
-        }
+    async fn echo_server(tls: &PeerTls) -> (String, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(listener, tls.clone(), Arc::new(Echo), stop.clone()));
+        (addr, stop)
+    }
+
+    /// Reads until the node closes the connection; fails if it does not in
+    /// time, or if it sends anything but a TLS alert (a record of type 21).
+    async fn closed_without_answer(stream: &mut (impl tokio::io::AsyncRead + Unpin)) {
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+            .await
+            .expect("the node closes the connection");
+        // A reset after the alert is a close too.
+        let _ = read;
+        assert!(
+            got.is_empty() || (got[0] == 21 && got.len() <= 7),
+            "the node answered {got:?}"
+        );
     }
 
     #[tokio::test]
     async fn peer_links_need_a_certificate_from_the_cluster_ca() {
-        let dir = tempfile::tempdir().unwrap();
-        let cluster = super::super::peer_tls(&cluster_pki(dir.path(), "cluster")).unwrap();
-        let rogue = super::super::peer_tls(&cluster_pki(dir.path(), "rogue")).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let stop = CancellationToken::new();
-        tokio::spawn(serve(
-            listener,
-            Some(cluster.clone()),
-            Arc::new(Echo),
-            stop.clone(),
-        ));
+        let cluster = PeerTls::alone().unwrap();
+        let rogue = PeerTls::alone().unwrap();
+        let (addr, stop) = echo_server(&cluster).await;
 
-        let member = PeerLinks::new(Duration::from_secs(2)).with_tls(&cluster);
+        let member = PeerLinks::new(Duration::from_secs(2), &cluster);
         assert_eq!(
             member
                 .call(&addr, PeerKind::Join, b"hello".to_vec())
@@ -488,20 +491,57 @@ mod tests {
                 .unwrap(),
             b"hello"
         );
-        let outsider = PeerLinks::new(Duration::from_secs(2)).with_tls(&rogue);
+        let outsider = PeerLinks::new(Duration::from_secs(2), &rogue);
         assert!(
             outsider
                 .call(&addr, PeerKind::Join, b"hello".to_vec())
                 .await
                 .is_err()
         );
-        let plain = PeerLinks::new(Duration::from_secs(2));
-        assert!(
-            plain
-                .call(&addr, PeerKind::Join, b"hello".to_vec())
-                .await
-                .is_err()
-        );
+        // A plain-TCP client sending a well-formed request gets no answer.
+        let frame = PeerFrame {
+            request_id: 1,
+            response: false,
+            kind: PeerKind::Read as u32,
+            payload: b"{}".to_vec(),
+            error: String::new(),
+        }
+        .encode_to_vec();
+        let mut plain = TcpStream::connect(&addr).await.unwrap();
+        plain
+            .write_all(&(frame.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        plain.write_all(&frame).await.unwrap();
+        closed_without_answer(&mut plain).await;
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_at_the_handshake_deadline() {
+        let (addr, stop) = echo_server(&PeerTls::alone().unwrap()).await;
+        let mut silent = TcpStream::connect(&addr).await.unwrap();
+        let started = std::time::Instant::now();
+        closed_without_answer(&mut silent).await;
+        assert!(started.elapsed() >= PEER_HANDSHAKE_DEADLINE - Duration::from_millis(100));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_limit_closes_an_authenticated_link() {
+        let tls = PeerTls::alone().unwrap();
+        let (addr, stop) = echo_server(&tls).await;
+        let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+        let name = rustls_pki_types::ServerName::try_from(super::super::PEER_NAME).unwrap();
+        let tcp = TcpStream::connect(&addr).await.unwrap();
+        let mut stream = connector.connect(name, tcp).await.unwrap();
+        stream
+            .write_all(&(MAX_PEER_FRAME as u32 + 1).to_be_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&[0u8; 1024]).await.unwrap();
+        stream.flush().await.unwrap();
+        closed_without_answer(&mut stream).await;
         stop.cancel();
     }
 }

@@ -8,6 +8,10 @@ pub const LINK_CONNECTS: &str = "chorus_peer_link_connects_total";
 pub const LINK_BYTES_OUT: &str = "chorus_peer_link_sent_bytes_total";
 /// Bytes read from peer links, by peer address.
 pub const LINK_BYTES_IN: &str = "chorus_peer_link_received_bytes_total";
+/// Peer connections dropped before or instead of a request, by reason
+/// (handshake: no valid certificate; deadline: no handshake in time;
+/// frame: a frame over the size limit or malformed framing).
+pub const LINK_REFUSED: &str = "chorus_peer_link_refused_total";
 /// Round trip of a peer request, by kind, seconds.
 pub const LINK_RPC_SECONDS: &str = "chorus_peer_rpc_seconds";
 /// Partition replica changes made by the placement controller.
@@ -45,6 +49,13 @@ pub fn describe() {
         "Frames waiting in a peer link's queue, by peer address"
     );
     metrics::describe_counter!(LINK_CONNECTS, "Peer connections dialled, by peer address");
+    metrics::describe_counter!(
+        LINK_REFUSED,
+        "Peer connections dropped before a request, by reason"
+    );
+    for reason in ["handshake", "deadline", "frame"] {
+        metrics::counter!(LINK_REFUSED, "reason" => reason).increment(0);
+    }
     metrics::describe_counter!(
         LINK_BYTES_OUT,
         metrics::Unit::Bytes,

@@ -5,6 +5,7 @@
 mod link;
 mod membership;
 pub mod metrics;
+pub mod pki;
 pub mod placement;
 pub mod ring;
 mod tls;

@@ -151,7 +151,10 @@ pub struct ClusterConfig {
     /// Timeout of one node-to-node request.
     #[serde(default = "default_peer_timeout_ms")]
     pub peer_timeout_ms: u64,
-    /// Mutual TLS on peer links; without it they are plain TCP (dev only).
+    /// The cluster's credentials (`chorus cluster init-ca` / `issue-cert`):
+    /// mutual TLS on peer links and the key of gossip's tags. Required when
+    /// the node joins or belongs to a cluster of several nodes; without it
+    /// the node runs alone with credentials that only it holds.
     #[serde(default)]
     pub tls: Option<PeerTlsConfig>,
     /// How often gossip (UDP, on the peer port) exchanges node state.
@@ -171,6 +174,9 @@ pub struct PeerTlsConfig {
     pub cert_path: PathBuf,
     /// PEM private key of this node.
     pub key_path: PathBuf,
+    /// The cluster secret (hex, written by `chorus cluster init-ca`), the
+    /// same file on every node: it keys the tags on gossiped values.
+    pub secret_path: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,6 +346,13 @@ impl NodeConfig {
             );
         }
         let c = &self.cluster;
+        if !c.seeds.is_empty() && c.tls.is_none() {
+            return invalid(
+                "cluster.seeds is set but cluster.tls is not: the links of a cluster must be \
+                 authenticated (make credentials with `chorus cluster init-ca` and \
+                 `chorus cluster issue-cert`, see docs/security.md)",
+            );
+        }
         if !(1..=7).contains(&c.replication_factor) {
             return invalid("cluster.replication_factor must be between 1 and 7");
         }
@@ -388,6 +401,15 @@ mod tests {
         let err = NodeConfig::from_toml("[limits]\nheartbeat_secs = 100\nidle_timeout_secs = 50\n")
             .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn a_node_joining_a_cluster_needs_peer_credentials() {
+        let err = NodeConfig::from_toml("[cluster]\nseeds = [\"127.0.0.1:7201\"]\n").unwrap_err();
+        assert!(err.to_string().contains("cluster.tls"), "{err}");
+        let with_tls = "[cluster]\nseeds = [\"127.0.0.1:7201\"]\n[cluster.tls]\nca_path = \"ca.pem\"\n\
+                        cert_path = \"n.pem\"\nkey_path = \"n-key.pem\"\nsecret_path = \"cluster.secret\"\n";
+        NodeConfig::from_toml(with_tls).unwrap();
     }
 
     #[test]

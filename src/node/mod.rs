@@ -285,6 +285,39 @@ impl Services {
     }
 }
 
+/// Refuses to start a node without cluster credentials whose data folder
+/// says it belongs to a cluster of several nodes: its throwaway credentials
+/// would let no peer in, and no peer may come in without credentials.
+async fn refuse_cluster_without_credentials(meta: &Meta, node_id: u64) -> Result<(), NodeError> {
+    let raft = meta.raft();
+    if raft.is_initialized().await.unwrap_or(false) {
+        // The membership is in the stored log; wait until metrics show it.
+        let _ = raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(
+                |m| m.membership_config.membership().nodes().next().is_some(),
+                "stored membership loaded",
+            )
+            .await;
+    }
+    let others = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .filter(|(id, _)| **id != node_id)
+        .count();
+    if others == 0 {
+        return Ok(());
+    }
+    Err(NodeError::Setup(format!(
+        "this node belongs to a cluster of {} nodes but cluster.tls is not set: \
+         set the cluster's credentials (see docs/security.md)",
+        others + 1
+    )))
+}
+
 /// A running node.
 pub struct Node {
     pub services: Arc<Services>,
@@ -330,17 +363,14 @@ impl Node {
         // Storage first: the metadata group, then (once the partition count
         // is known) the partition groups. Peer links serve Raft in between,
         // because a joining node must be reachable before it is added.
-        let peer_tls = match &config.cluster.tls {
-            Some(tls) => Some(cluster::peer_tls(tls).map_err(NodeError::Tls)?),
-            None => {
-                tracing::warn!("peer links are plain TCP: set cluster.tls outside development");
-                None
-            }
+        let (peer_tls, alone) = match &config.cluster.tls {
+            Some(tls) => (cluster::peer_tls(tls).map_err(NodeError::Tls)?, false),
+            None => (cluster::PeerTls::alone().map_err(NodeError::Tls)?, true),
         };
-        let mut links = PeerLinks::new(Duration::from_millis(config.cluster.peer_timeout_ms));
-        if let Some(tls) = &peer_tls {
-            links = links.with_tls(tls);
-        }
+        let links = PeerLinks::new(
+            Duration::from_millis(config.cluster.peer_timeout_ms),
+            &peer_tls,
+        );
         let raft_config = crate::raft::raft_config("chorus");
         let bootstrap = config.cluster.seeds.is_empty();
         let host = RaftHost {
@@ -352,12 +382,20 @@ impl Node {
             db: database,
         };
         let meta = Meta::open(&host).await.map_err(|e| setup(&e))?;
+        if alone {
+            refuse_cluster_without_credentials(&meta, config.node_id).await?;
+        }
         let peers = Arc::new(peer::PeerService::new(
             config.node_id,
             meta.clone(),
             links.clone(),
         ));
-        tasks.spawn(cluster::serve(peer, peer_tls, peers.clone(), stop.clone()));
+        tasks.spawn(cluster::serve(
+            peer,
+            peer_tls.clone(),
+            peers.clone(),
+            stop.clone(),
+        ));
         let membership = Membership::start(
             MembershipSettings {
                 node_id: config.node_id,
@@ -367,6 +405,8 @@ impl Node {
                 seeds: config.cluster.seeds.clone(),
                 gossip_interval: Duration::from_millis(config.cluster.gossip_interval_ms),
                 dead_node_grace: Duration::from_secs(config.cluster.dead_node_grace_secs),
+                key: peer_tls.gossip_key,
+                udp: !alone,
             },
             stop.clone(),
         )

@@ -241,7 +241,10 @@ pub fn test_host(db: crate::db::Db) -> RaftHost {
         peer_addr: "127.0.0.1:1".to_string(),
         bootstrap: true,
         config: raft_config("test"),
-        links: crate::cluster::PeerLinks::new(std::time::Duration::from_secs(1)),
+        links: crate::cluster::PeerLinks::new(
+            std::time::Duration::from_secs(1),
+            &crate::cluster::PeerTls::alone().expect("throwaway peer credentials"),
+        ),
         db,
     }
 }
