@@ -4,13 +4,23 @@
 //! ready, live nodes form the [`View`] that soft actors are placed over;
 //! a new view is published only after membership has been quiet for a
 //! debounce period, so a flapping node does not move every user twice.
+//!
+//! chitchat 0.13 has no hook to authenticate its datagrams, so every value a
+//! node publishes carries a keyed tag over (node id, generation, key, value)
+//! under the cluster secret, and a value whose tag does not verify is read
+//! as absent: a process without the secret can neither add a node to the
+//! view nor change what a node says of itself. A node that runs alone
+//! gossips in memory and binds no UDP port at all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chitchat::transport::UdpTransport;
+use blake2::Blake2bMac;
+use blake2::digest::Mac as _;
+use blake2::digest::consts::U16;
+use chitchat::transport::{ChannelTransport, Transport, UdpTransport};
 use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, ProtocolVersion,
     spawn_chitchat,
@@ -25,6 +35,51 @@ const KEY_READY: &str = "ready";
 const KEY_TCP: &str = "tcp";
 const KEY_HTTP: &str = "http";
 const KEY_PEER: &str = "peer";
+/// Hex digits of a value's tag, written before the value and a `:`.
+const TAG_HEX: usize = 32;
+/// Largest datagram of the in-memory transport of a node alone.
+const IN_MEMORY_MTU: usize = 65_507;
+
+/// Signs and checks the values a node publishes in gossip.
+#[derive(Clone)]
+struct Signer {
+    key: [u8; 32],
+}
+
+impl Signer {
+    fn tag(&self, id: &ChitchatId, key: &str, value: &str) -> String {
+        let mut mac = Blake2bMac::<U16>::new_from_slice(&self.key).expect("a 32-byte key fits");
+        for part in [id.node_id.as_bytes(), key.as_bytes(), value.as_bytes()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.update(&id.generation_id.to_be_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Returns what is stored in gossip for `value`: its tag, `:`, the value.
+    fn sign(&self, id: &ChitchatId, key: &str, value: &str) -> String {
+        format!("{}:{value}", self.tag(id, key, value))
+    }
+
+    /// Returns the value of `key` in `state` if its tag verifies.
+    fn get<'a>(&self, state: &'a NodeState, key: &str) -> Option<&'a str> {
+        let stored = state.get(key)?;
+        let (tag, value) = (stored.get(..TAG_HEX)?, stored.get(TAG_HEX + 1..)?);
+        let expected = self.tag(state.chitchat_id(), key, value);
+        // Both are hex of a fixed length: compare without an early exit.
+        let same = tag
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+        (same && stored.as_bytes()[TAG_HEX] == b':').then_some(value)
+    }
+}
 
 /// A node as gossip describes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -86,6 +141,11 @@ pub struct MembershipSettings {
     pub seeds: Vec<String>,
     pub gossip_interval: Duration,
     pub dead_node_grace: Duration,
+    /// The cluster secret that keys the tags of gossiped values.
+    pub key: [u8; 32],
+    /// Gossips over UDP on the peer address; false for a node alone, which
+    /// gossips in memory and binds no socket.
+    pub udp: bool,
 }
 
 /// Why gossip could not start.
@@ -105,6 +165,7 @@ pub struct Membership {
     live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
     view: watch::Receiver<Arc<View>>,
     gossip_interval: Duration,
+    signer: Signer,
 }
 
 impl Membership {
@@ -119,6 +180,8 @@ impl Membership {
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default();
         let id = ChitchatId::new(settings.node_id.to_string(), generation, settings.peer_addr);
+        let signer = Signer { key: settings.key };
+        let ready_signer = signer.clone();
         let failure_detector_config = FailureDetectorConfig {
             // Declares a silent node dead after about ten gossip intervals.
             phi_threshold: 5.0,
@@ -128,7 +191,7 @@ impl Membership {
             ..Default::default()
         };
         let config = ChitchatConfig {
-            chitchat_id: id,
+            chitchat_id: id.clone(),
             cluster_id: "chorus".to_string(),
             gossip_interval: settings.gossip_interval,
             listen_addr: settings.peer_addr,
@@ -136,18 +199,27 @@ impl Membership {
             failure_detector_config,
             marked_for_deletion_grace_period: settings.dead_node_grace,
             catchup_callback: None,
-            extra_liveness_predicate: Some(Box::new(|state: &NodeState| {
-                state.get(KEY_READY) == Some("true")
+            extra_liveness_predicate: Some(Box::new(move |state: &NodeState| {
+                ready_signer.get(state, KEY_READY) == Some("true")
             })),
             protocol_version: ProtocolVersion::V0,
         };
-        let initial = vec![
-            (KEY_READY.to_string(), "false".to_string()),
-            (KEY_TCP.to_string(), settings.tcp_addr.to_string()),
-            (KEY_HTTP.to_string(), settings.http_addr.to_string()),
-            (KEY_PEER.to_string(), settings.peer_addr.to_string()),
-        ];
-        let handle = spawn_chitchat(config, initial, &UdpTransport)
+        let initial = [
+            (KEY_READY, "false".to_string()),
+            (KEY_TCP, settings.tcp_addr.to_string()),
+            (KEY_HTTP, settings.http_addr.to_string()),
+            (KEY_PEER, settings.peer_addr.to_string()),
+        ]
+        .map(|(key, value)| (key.to_string(), signer.sign(&id, key, &value)))
+        .to_vec();
+        let in_memory;
+        let transport: &dyn Transport = if settings.udp {
+            &UdpTransport
+        } else {
+            in_memory = ChannelTransport::with_mtu(IN_MEMORY_MTU);
+            &in_memory
+        };
+        let handle = spawn_chitchat(config, initial, transport)
             .await
             .map_err(|e| MembershipError {
                 addr: settings.peer_addr,
@@ -161,6 +233,7 @@ impl Membership {
         tokio::spawn(publish_views(
             live.clone(),
             chitchat.clone(),
+            signer.clone(),
             view_tx,
             settings.gossip_interval * 2,
             stop,
@@ -172,6 +245,7 @@ impl Membership {
             live,
             view,
             gossip_interval: settings.gossip_interval,
+            signer,
         })
     }
 
@@ -193,17 +267,19 @@ impl Membership {
 
     /// Says whether this node takes clients and soft actors.
     pub async fn set_ready(&self, ready: bool) {
-        self.chitchat
-            .lock()
-            .await
-            .self_node_state()
-            .set(KEY_READY, if ready { "true" } else { "false" });
+        let mut chitchat = self.chitchat.lock().await;
+        let id = chitchat.self_chitchat_id().clone();
+        let value = self
+            .signer
+            .sign(&id, KEY_READY, if ready { "true" } else { "false" });
+        chitchat.self_node_state().set(KEY_READY, value);
     }
 
     /// Publishes this node's values under `prefix`, replacing the previous
     /// ones: keys missing from `values` are deleted.
     pub async fn publish(&self, prefix: &str, values: &HashMap<String, String>) {
         let mut chitchat = self.chitchat.lock().await;
+        let id = chitchat.self_chitchat_id().clone();
         let state = chitchat.self_node_state();
         let stale: Vec<String> = state
             .key_values()
@@ -218,8 +294,9 @@ impl Membership {
         }
         for (key, value) in values {
             let full = format!("{prefix}{key}");
-            if state.get(&full) != Some(value.as_str()) {
-                state.set(full, value);
+            if self.signer.get(state, &full) != Some(value.as_str()) {
+                let signed = self.signer.sign(&id, &full, value);
+                state.set(full, signed);
             }
         }
     }
@@ -236,8 +313,15 @@ impl Membership {
             if !view.nodes.contains_key(&node) {
                 continue;
             }
-            for (key, value) in state.key_values() {
-                if let (Some(rest), Ok(n)) = (key.strip_prefix(prefix), value.parse::<i64>()) {
+            for (key, _) in state.key_values() {
+                let Some(rest) = key.strip_prefix(prefix) else {
+                    continue;
+                };
+                if let Some(n) = self
+                    .signer
+                    .get(&state, key)
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
                     *sums.entry(rest.to_string()).or_default() += n;
                 }
             }
@@ -284,7 +368,7 @@ fn newest_generations(
     newest.into_iter().map(|(node, (_, state))| (node, state))
 }
 
-fn members(live: &BTreeMap<ChitchatId, NodeState>) -> BTreeMap<u64, Member> {
+fn members(live: &BTreeMap<ChitchatId, NodeState>, signer: &Signer) -> BTreeMap<u64, Member> {
     newest_generations(live)
         .filter_map(|(node, state)| {
             Some((
@@ -292,9 +376,9 @@ fn members(live: &BTreeMap<ChitchatId, NodeState>) -> BTreeMap<u64, Member> {
                 Member {
                     node_id: node,
                     generation: state.chitchat_id().generation_id,
-                    peer_addr: state.get(KEY_PEER)?.to_string(),
-                    tcp_addr: state.get(KEY_TCP)?.to_string(),
-                    http_addr: state.get(KEY_HTTP)?.to_string(),
+                    peer_addr: signer.get(&state, KEY_PEER)?.to_string(),
+                    tcp_addr: signer.get(&state, KEY_TCP)?.to_string(),
+                    http_addr: signer.get(&state, KEY_HTTP)?.to_string(),
                 },
             ))
         })
@@ -306,12 +390,13 @@ fn members(live: &BTreeMap<ChitchatId, NodeState>) -> BTreeMap<u64, Member> {
 async fn publish_views(
     mut live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
     chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+    signer: Signer,
     view_tx: watch::Sender<Arc<View>>,
     debounce: Duration,
     stop: CancellationToken,
 ) {
     loop {
-        let candidate = members(&live.borrow_and_update());
+        let candidate = members(&live.borrow_and_update(), &signer);
         let current = view_tx.borrow().clone();
         let dead = chitchat.lock().await.dead_nodes().count();
         metrics::gauge!(m::GOSSIP_DEAD_NODES).set(dead as f64);
@@ -342,6 +427,8 @@ async fn publish_views(
 mod tests {
     use super::*;
 
+    const CLUSTER_KEY: [u8; 32] = [7; 32];
+
     fn settings(port: u16, seeds: Vec<String>) -> MembershipSettings {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         MembershipSettings {
@@ -352,6 +439,8 @@ mod tests {
             seeds,
             gossip_interval: Duration::from_millis(50),
             dead_node_grace: Duration::from_secs(60),
+            key: CLUSTER_KEY,
+            udp: true,
         }
     }
 
@@ -421,5 +510,52 @@ mod tests {
         stop.cancel();
         a.shutdown().await;
         b.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_node_without_the_cluster_secret_is_not_in_the_view_and_its_values_do_not_count() {
+        let stop = CancellationToken::new();
+        let (p1, p2) = (free_udp_port(), free_udp_port());
+        let a = Membership::start(settings(p1, vec![]), stop.clone())
+            .await
+            .unwrap();
+        let mut forged = settings(p2, vec![format!("127.0.0.1:{p1}")]);
+        forged.key = [8; 32];
+        let intruder = Membership::start(forged, stop.clone()).await.unwrap();
+        a.set_ready(true).await;
+        intruder.set_ready(true).await;
+        let mut counts = HashMap::new();
+        counts.insert("7".to_string(), "1000".to_string());
+        intruder.publish("online:", &counts).await;
+        // The intruder's state does reach `a` (gossip carries it)...
+        wait_for("a hears of the intruder", || {
+            let id = u64::from(p2).to_string();
+            a.chitchat
+                .try_lock()
+                .is_ok_and(|c| c.node_states().keys().any(|k| *k.node_id == *id))
+        })
+        .await;
+        // ...and `a` still places nothing on it, nor counts what it says.
+        wait_for("a sees itself", || a.view().nodes.len() == 1).await;
+        assert!(a.view().nodes.keys().eq([&u64::from(p1)]));
+        assert!(!a.sum("online:").contains_key("7"));
+        stop.cancel();
+        a.shutdown().await;
+        intruder.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_node_alone_gossips_in_memory_and_binds_no_udp_port() {
+        let stop = CancellationToken::new();
+        let port = free_udp_port();
+        let mut alone = settings(port, vec![]);
+        alone.udp = false;
+        let a = Membership::start(alone, stop.clone()).await.unwrap();
+        a.set_ready(true).await;
+        wait_for("a sees itself", || a.view().nodes.len() == 1).await;
+        // The port is still free: nothing listens for gossip.
+        std::net::UdpSocket::bind(("127.0.0.1", port)).expect("no gossip socket");
+        stop.cancel();
+        a.shutdown().await;
     }
 }
