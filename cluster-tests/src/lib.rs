@@ -48,8 +48,25 @@ pub fn workspace_binary(name: &str, build: &str) -> PathBuf {
     binary
 }
 
-fn chorus_binary() -> PathBuf {
+/// Returns the `chorus` binary the cluster runs.
+pub fn chorus_binary() -> PathBuf {
     workspace_binary("chorus", "cargo build --bin chorus")
+}
+
+/// Runs `chorus cluster ARGS…`, the CLI an operator makes credentials with.
+fn chorus_cluster(args: &[&std::ffi::OsStr]) -> anyhow::Result<()> {
+    let output = std::process::Command::new(chorus_binary())
+        .arg("cluster")
+        .args(args)
+        .output()
+        .context("running chorus cluster")?;
+    if !output.status.success() {
+        bail!(
+            "chorus cluster {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
 }
 
 pub struct NodeProcess {
@@ -69,6 +86,11 @@ impl NodeProcess {
     /// Returns the process id while the node runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// Returns the path of the node's config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
     }
 }
 
@@ -103,8 +125,14 @@ impl ClusterBuilder {
     /// Starts the nodes and waits until every partition is replicated on
     /// `min(3, nodes)` of them, as placed, with a leader.
     pub async fn start(self) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        chorus_cluster(&[
+            "init-ca".as_ref(),
+            "--out".as_ref(),
+            dir.path().join("ca").as_os_str(),
+        ])?;
         let mut cluster = Cluster {
-            dir: tempfile::tempdir()?,
+            dir,
             nodes: Vec::new(),
             partitions: self.partitions,
             rebalance_delay_secs: self.rebalance_delay_secs,
@@ -161,6 +189,11 @@ impl Cluster {
         self.partitions
     }
 
+    /// The folder of the cluster CA and secret (`chorus cluster init-ca`).
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
     /// Adds a node: the first bootstraps, the others join through the first.
     /// A start that fails (a port taken between choosing and binding it) is
     /// retried on fresh ports and a fresh data folder.
@@ -187,6 +220,16 @@ impl Cluster {
             std::fs::remove_dir_all(&dir)?;
         }
         std::fs::create_dir_all(&dir)?;
+        let name = format!("node{id}");
+        chorus_cluster(&[
+            "issue-cert".as_ref(),
+            "--ca".as_ref(),
+            self.ca_dir().as_os_str(),
+            "--name".as_ref(),
+            name.as_ref(),
+            "--out".as_ref(),
+            dir.as_os_str(),
+        ])?;
         let (tcp, http, peer) = (
             format!("127.0.0.1:{}", free_port()),
             format!("127.0.0.1:{}", free_port()),
@@ -252,6 +295,17 @@ impl Cluster {
             (self.rebalance_delay_secs as i64).into(),
         );
         cluster.insert("placement_interval_ms".into(), 300.into());
+        let ca = self.ca_dir();
+        let mut tls = toml::Table::new();
+        for (key, path) in [
+            ("ca_path", ca.join(chorus::pki::CA_CERT_FILE)),
+            ("secret_path", ca.join(chorus::pki::SECRET_FILE)),
+            ("cert_path", dir.join(format!("node{id}.pem"))),
+            ("key_path", dir.join(format!("node{id}-key.pem"))),
+        ] {
+            tls.insert(key.into(), path.display().to_string().into());
+        }
+        cluster.insert("tls".into(), tls.into());
         let mut storage = table(&mut config, "storage");
         storage.insert("partitions".into(), i64::from(self.partitions).into());
         let mut log = toml::Table::new();
