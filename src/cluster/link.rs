@@ -365,7 +365,17 @@ pub async fn serve(
                 Ok(Ok(stream)) => stream,
                 Ok(Err(err)) => {
                     metrics::counter!(m::LINK_REFUSED, "reason" => "handshake").increment(1);
-                    tracing::warn!(%peer, error = %err, "peer failed the TLS handshake, closing");
+                    // A node that gave up dialling (its connect timed out
+                    // while this one was paused) just hangs up.
+                    let hung_up = matches!(
+                        err.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                    );
+                    if hung_up {
+                        tracing::debug!(%peer, "peer hung up during the TLS handshake");
+                    } else {
+                        tracing::warn!(%peer, error = %err, "peer failed the TLS handshake, closing");
+                    }
                     return;
                 }
                 Err(_) => {
