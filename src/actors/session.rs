@@ -15,7 +15,9 @@ use super::directory::LocalSession;
 use super::outbox::Outbox;
 use crate::auth::Principal;
 use crate::node::{HomeOp, Services, SessionRef};
-use crate::protocol::{ConversationId, ErrorCode, ProtocolError, now_ms, pb};
+use crate::protocol::{
+    ConversationId, ErrorCode, ProtocolError, check_name, check_text, now_ms, pb,
+};
 
 use pb::client_frame::Body as In;
 use pb::server_frame::Body as Out;
@@ -322,12 +324,17 @@ impl Session {
                 self.answer(request_id, Out::User(info));
             }
             In::CreateGroup(create) => {
-                let me = self.user_id()?;
-                let max = self.services.config.limits.max_group_members;
+                let identity = self
+                    .identity
+                    .as_ref()
+                    .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
                 let group = self
                     .services
-                    .meta
-                    .create_group(me, &create.name, &create.members, max)
+                    .create_group(
+                        (identity.user_id, identity.admin),
+                        &create.name,
+                        &create.members,
+                    )
                     .await?;
                 self.answer(request_id, Out::Group(group_info(group)));
             }
@@ -408,6 +415,7 @@ fn validate_send(send: &pb::SendMessage, max_text_bytes: usize) -> Result<(), Pr
             "client_msg_id must be 1 to {MAX_CLIENT_MSG_ID} bytes"
         )));
     }
+    check_name("client_msg_id", &send.client_msg_id)?;
     match send.content.as_ref().and_then(|c| c.kind.as_ref()) {
         None => Err(ProtocolError::invalid("message has no content")),
         Some(Kind::Text(text)) if text.text.trim().is_empty() => {
@@ -430,7 +438,15 @@ fn validate_send(send: &pb::SendMessage, max_text_bytes: usize) -> Result<(), Pr
                 "file reference needs a file_id of 1 to 128 bytes and a name of at most 255",
             ))
         }
-        Some(_) => Ok(()),
+        // Everything but the text is shown as a label, so it follows the
+        // rules of names (see `protocol::text`).
+        Some(Kind::Text(text)) => check_text("text", &text.text),
+        Some(Kind::Emoji(emoji)) => check_name("emoji code", &emoji.code),
+        Some(Kind::File(file)) => {
+            check_name("file_id", &file.file_id)?;
+            check_name("file name", &file.name)?;
+            check_name("mime_type", &file.mime_type)
+        }
     }
 }
 

@@ -154,7 +154,7 @@ pub async fn seed_demo(services: &Arc<Services>) -> Result<Vec<String>, MetaErro
         let max = services.config.limits.max_group_members;
         services
             .meta
-            .create_group(ids[0], "Demo team", &ids, max)
+            .create_group(ids[0], "Demo team", &ids, max, None)
             .await?;
     }
     Ok(created)

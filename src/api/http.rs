@@ -55,6 +55,17 @@ fn path_param<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
         .map_err(|rejection| ApiError(ProtocolError::invalid(rejection.body_text())))
 }
 
+/// Reads a numeric id from the path in its canonical form only (no sign,
+/// no leading zero: `protocol::parse_id`), as conversation ids are read.
+fn id_param(path: Result<Path<String>, PathRejection>) -> Result<u64, ApiError> {
+    let raw = path_param(path)?;
+    crate::protocol::parse_id(&raw).ok_or_else(|| {
+        ApiError(ProtocolError::invalid(format!(
+            "malformed id {raw:?}: a positive decimal number without sign or leading zero"
+        )))
+    })
+}
+
 fn query_params<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query
         .map(|Query(v)| v)
@@ -85,7 +96,9 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics_text))
-        .route("/ws", get(websocket))
+        // Every other method goes to the handler too, which answers 400 as
+        // for any bad handshake (docs/protocol.md §1.2), not the router's 405.
+        .route("/ws", get(websocket).fallback(websocket))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
@@ -110,6 +123,9 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
         .route("/api/v1/admin/log-level", put(set_log_level))
         .route("/api/v1/admin/cluster", get(cluster_status))
         .route("/api/v1/admin/nodes/{id}", delete(remove_node))
+        // Unknown paths get the JSON error body too (an unsupported method
+        // on a known path stays axum's 405 with its `Allow` header).
+        .fallback(|| async { ApiError(ProtocolError::not_found("no such route")) })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(stop))
         .with_state(services)
@@ -399,10 +415,10 @@ async fn cluster_status(
 async fn remove_node(
     State(services): State<AppState>,
     headers: HeaderMap,
-    node_id: Result<Path<u64>, PathRejection>,
+    node_id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     admin(&services, &headers).await?;
-    let node_id = path_param(node_id)?;
+    let node_id = id_param(node_id)?;
     services.remove_node(node_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -455,10 +471,12 @@ async fn create_group(
 ) -> Result<(StatusCode, Json<GroupView>), ApiError> {
     let principal = principal(&services, &headers).await?;
     let body = json_body(body)?;
-    let max = services.config.limits.max_group_members;
     let group = services
-        .meta
-        .create_group(principal.user.user_id, &body.name, &body.members, max)
+        .create_group(
+            (principal.user.user_id, principal.user.admin),
+            &body.name,
+            &body.members,
+        )
         .await?;
     if principal.user.admin {
         let detail = serde_json::json!({ "name": group.name, "members": group.members });
@@ -501,10 +519,10 @@ async fn change_members(
     State(services): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
-    group_id: Result<Path<u64>, PathRejection>,
+    group_id: Result<Path<String>, PathRejection>,
     body: Result<Json<ChangeMembersBody>, JsonRejection>,
 ) -> ApiResult<GroupView> {
-    let group_id = path_param(group_id)?;
+    let group_id = id_param(group_id)?;
     let principal = principal(&services, &headers).await?;
     let body = json_body(body)?;
     let group = services
@@ -525,9 +543,9 @@ async fn change_members(
 async fn list_members(
     State(services): State<AppState>,
     headers: HeaderMap,
-    group_id: Result<Path<u64>, PathRejection>,
+    group_id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Vec<u64>> {
-    let group_id = path_param(group_id)?;
+    let group_id = id_param(group_id)?;
     let principal = principal(&services, &headers).await?;
     let members = blocking(move || {
         let members = members_of(&services, &ConversationId::Group(group_id))?;
@@ -586,11 +604,11 @@ async fn update_user(
     State(services): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
-    user_id: Result<Path<u64>, PathRejection>,
+    user_id: Result<Path<String>, PathRejection>,
     body: Result<Json<UpdateUserBody>, JsonRejection>,
 ) -> ApiResult<UserView> {
     let by = actor(&admin(&services, &headers).await?, peer);
-    let user_id = path_param(user_id)?;
+    let user_id = id_param(user_id)?;
     let body = json_body(body)?;
     if body.disabled == Some(true) && user_id == by.user_id {
         return Err(ApiError(ProtocolError::invalid(
@@ -625,10 +643,10 @@ async fn delete_user(
     State(services): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
-    user_id: Result<Path<u64>, PathRejection>,
+    user_id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let by = actor(&admin(&services, &headers).await?, peer);
-    let user_id = path_param(user_id)?;
+    let user_id = id_param(user_id)?;
     if user_id == by.user_id {
         return Err(ApiError(ProtocolError::invalid(
             "an admin cannot delete their own account",
@@ -704,11 +722,11 @@ async fn update_department(
     State(services): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
-    department_id: Result<Path<u64>, PathRejection>,
+    department_id: Result<Path<String>, PathRejection>,
     body: Result<Json<UpdateDepartmentBody>, JsonRejection>,
 ) -> ApiResult<DepartmentView> {
     let by = actor(&admin(&services, &headers).await?, peer);
-    let department_id = path_param(department_id)?;
+    let department_id = id_param(department_id)?;
     let body = json_body(body)?;
     let department = services
         .meta
@@ -730,11 +748,11 @@ async fn move_department(
     State(services): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
-    department_id: Result<Path<u64>, PathRejection>,
+    department_id: Result<Path<String>, PathRejection>,
     body: Result<Json<MoveDepartmentBody>, JsonRejection>,
 ) -> ApiResult<DepartmentView> {
     let by = actor(&admin(&services, &headers).await?, peer);
-    let department_id = path_param(department_id)?;
+    let department_id = id_param(department_id)?;
     let body = json_body(body)?;
     let department = services
         .meta
@@ -748,10 +766,10 @@ async fn delete_department(
     State(services): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
-    department_id: Result<Path<u64>, PathRejection>,
+    department_id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let by = actor(&admin(&services, &headers).await?, peer);
-    let department_id = path_param(department_id)?;
+    let department_id = id_param(department_id)?;
     services.meta.delete_department(&by, department_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,6 +14,16 @@ use crate::protocol::{ConversationId, pb};
 
 use pb::server_frame::Body as Resp;
 
+/// Prints one line with every control and format character escaped
+/// (`protocol::terminal_safe`): most of what the client prints comes from
+/// the network, names, texts and errors alike, and must not drive the
+/// terminal.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", crate::protocol::terminal_safe(&format!($($arg)*)))
+    };
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum TransportArg {
     Tcp,
@@ -151,9 +161,12 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
             let conversation = resolve(&conn, to.as_deref(), conversation).await?;
             let id = id.unwrap_or_else(new_client_msg_id);
             let ack = conn.send_text(&conversation, &id, &text).await?;
-            println!(
+            say!(
                 "sent {} seq={} id={} duplicate={}",
-                ack.conversation, ack.seq, ack.message_id, ack.duplicate
+                ack.conversation,
+                ack.seq,
+                ack.message_id,
+                ack.duplicate
             );
             Ok(())
         }
@@ -170,9 +183,12 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
         }
         Some(ClientCommand::Conversations) => {
             for state in conn.sync().await?.conversations {
-                println!(
+                say!(
                     "{}\t{}\tunread={}\tmax_seq={}",
-                    state.conversation, state.title, state.unread, state.max_seq
+                    state.conversation,
+                    state.title,
+                    state.unread,
+                    state.max_seq
                 );
             }
             Ok(())
@@ -183,7 +199,7 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
                 None => conn.pull(&conversation, u64::MAX - 1, 1).await?.max_seq,
             };
             let ack = conn.mark_read(&conversation, seq).await?;
-            println!("read {} up to {}", ack.conversation, ack.read_seq);
+            say!("read {} up to {}", ack.conversation, ack.read_seq);
             Ok(())
         }
         Some(ClientCommand::CreateGroup { name, members }) => {
@@ -192,9 +208,11 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
                 ids.push(conn.lookup(account).await?.user_id);
             }
             let group = conn.create_group(&name, &ids).await?;
-            println!(
+            say!(
                 "created {} {:?} members={:?}",
-                group.conversation, group.name, group.members
+                group.conversation,
+                group.name,
+                group.members
             );
             Ok(())
         }
@@ -207,12 +225,12 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
                         if let Some(Resp::Message(message)) = &frame.body {
                             println!("{}", names.render(&conn, message).await);
                         } else {
-                            println!("{}", serde_json::to_string(&frame).unwrap_or_default());
+                            say!("{}", serde_json::to_string(&frame).unwrap_or_default());
                         }
                         seen += 1;
                     }
                     Some(Event::Closed { reason, .. }) => {
-                        println!("closed: {reason}");
+                        say!("closed: {reason}");
                         return Err(ClientError::Closed);
                     }
                     None => return Err(ClientError::Closed),
@@ -294,26 +312,34 @@ impl Names {
         name
     }
 
+    /// Returns the line that shows `message`, escaped for the terminal.
     async fn render(&mut self, conn: &Connection, message: &pb::Message) -> String {
         let sender = self.name(conn, message.sender).await;
-        let body = match message.content.as_ref().and_then(|c| c.kind.as_ref()) {
-            Some(pb::content::Kind::Text(text)) => text.text.clone(),
-            Some(pb::content::Kind::Emoji(emoji)) => emoji.code.clone(),
-            Some(pb::content::Kind::File(file)) => {
-                format!("[file {} {} bytes]", file.name, file.size)
-            }
-            None => String::new(),
-        };
-        let reads = if message.read_count > 0 {
-            format!(" ({} read)", message.read_count)
-        } else {
-            String::new()
-        };
-        format!(
-            "[{} #{}] {}: {}{}",
-            message.conversation, message.seq, sender, body, reads
-        )
+        message_line(&sender, message)
     }
+}
+
+/// Returns the line that shows `message` from `sender`, with every control
+/// and format character of it escaped (`protocol::terminal_safe`).
+fn message_line(sender: &str, message: &pb::Message) -> String {
+    let body = match message.content.as_ref().and_then(|c| c.kind.as_ref()) {
+        Some(pb::content::Kind::Text(text)) => text.text.clone(),
+        Some(pb::content::Kind::Emoji(emoji)) => emoji.code.clone(),
+        Some(pb::content::Kind::File(file)) => {
+            format!("[file {} {} bytes]", file.name, file.size)
+        }
+        None => String::new(),
+    };
+    let reads = if message.read_count > 0 {
+        format!(" ({} read)", message.read_count)
+    } else {
+        String::new()
+    };
+    let line = format!(
+        "[{} #{}] {}: {}{}",
+        message.conversation, message.seq, sender, body, reads
+    );
+    crate::protocol::terminal_safe(&line).into_owned()
 }
 
 const HELP: &str =
@@ -352,10 +378,12 @@ impl Interactive {
     }
 
     async fn run(mut self) -> Result<(), ClientError> {
-        println!(
-            "logged in as {} (user {}). {HELP}",
-            self.session.account, self.session.user_id
+        say!(
+            "logged in as {} (user {}).",
+            self.session.account,
+            self.session.user_id
         );
+        println!("{HELP}");
         self.catch_up(false).await?;
         self.list().await?;
         let mut stdin = BufReader::new(tokio::io::stdin()).lines();
@@ -369,13 +397,13 @@ impl Interactive {
                     match self.command(line.trim()).await {
                         Ok(true) => return Ok(()),
                         Ok(false) => {}
-                        Err(err) => println!("error: {err}"),
+                        Err(err) => say!("error: {err}"),
                     }
                 }
                 event = self.conn.next_event() => match event {
                     Some(Event::Push(frame)) => self.push(frame).await,
                     Some(Event::Closed { reason, .. }) => {
-                        println!("connection lost ({reason}); reconnecting");
+                        say!("connection lost ({reason}); reconnecting");
                         self.reconnect().await?;
                     }
                     None => self.reconnect().await?,
@@ -395,7 +423,7 @@ impl Interactive {
                     Ok(_) => {
                         self.conn = conn;
                         self.at = at;
-                        println!("reconnected to {}", self.servers[at].addr);
+                        say!("reconnected to {}", self.servers[at].addr);
                         if !self.watching.is_empty() {
                             let list = self.conn.watch_presence(&self.watching, false).await?;
                             self.show_presence(&list.users).await;
@@ -403,12 +431,12 @@ impl Interactive {
                         return self.catch_up(true).await;
                     }
                     Err(err @ ClientError::Server(_)) => {
-                        println!("cannot resume the session: {err}");
+                        say!("cannot resume the session: {err}");
                         return Err(err);
                     }
                     Err(_) => {}
                 },
-                Err(err) => println!("reconnect failed: {err}"),
+                Err(err) => say!("reconnect failed: {err}"),
             }
             delay = (delay * 2).min(Duration::from_secs(10));
         }
@@ -470,23 +498,25 @@ impl Interactive {
             }
             Some(Resp::ReadReceipt(receipt)) => {
                 let reader = self.names.name(&self.conn, receipt.reader).await;
-                println!(
+                say!(
                     "  ({reader} read {} up to #{})",
-                    receipt.conversation, receipt.read_seq
+                    receipt.conversation,
+                    receipt.read_seq
                 );
             }
-            Some(Resp::ReadSync(sync)) => println!(
+            Some(Resp::ReadSync(sync)) => say!(
                 "  (read {} up to #{} on another device)",
-                sync.conversation, sync.read_seq
+                sync.conversation,
+                sync.read_seq
             ),
             Some(Resp::Kicked(kicked)) => {
-                println!("session ended by the server: {}", kicked.reason)
+                say!("session ended by the server: {}", kicked.reason)
             }
             Some(Resp::Presence(event)) => {
                 self.show_presence(&event.presence.into_iter().collect::<Vec<_>>())
                     .await
             }
-            Some(Resp::Error(err)) => println!("server error: {}", err.message),
+            Some(Resp::Error(err)) => say!("server error: {}", err.message),
             _ => {}
         }
     }
@@ -501,19 +531,21 @@ impl Interactive {
                         .to_lowercase()
                 })
                 .unwrap_or_else(|_| "unknown".to_string());
-            println!("  ({name} is {status})");
+            say!("  ({name} is {status})");
         }
     }
 
     async fn list(&mut self) -> Result<(), ClientError> {
         let sync = self.conn.sync().await?;
         if sync.conversations.is_empty() {
-            println!("no conversations yet: /open <account> to start one");
+            say!("no conversations yet: /open <account> to start one");
         }
         for state in sync.conversations {
-            println!(
+            say!(
                 "  {:<16} {:<24} unread {}",
-                state.conversation, state.title, state.unread
+                state.conversation,
+                state.title,
+                state.unread
             );
         }
         Ok(())
@@ -546,7 +578,7 @@ impl Interactive {
                 if page.max_seq > 0 {
                     self.conn.mark_read(&conversation, page.max_seq).await?;
                 }
-                println!("now talking in {conversation}");
+                say!("now talking in {conversation}");
             }
             Some("/history") => {
                 let conversation = self
@@ -566,7 +598,7 @@ impl Interactive {
                 let seqs: Vec<u64> = (max.saturating_sub(4).max(1)..=max).collect();
                 if !seqs.is_empty() && max > 0 {
                     for receipt in self.conn.receipts(&conversation, &seqs).await?.receipts {
-                        println!(
+                        say!(
                             "  #{} read by {} of {}",
                             receipt.seq,
                             receipt.read_count,
@@ -584,7 +616,7 @@ impl Interactive {
                     ids.push(self.conn.lookup(account).await?.user_id);
                 }
                 let group = self.conn.create_group(name, &ids).await?;
-                println!("created {} ({})", group.conversation, group.name);
+                say!("created {} ({})", group.conversation, group.name);
                 self.current = Some(group.conversation);
             }
             Some("/status") => {
@@ -613,7 +645,10 @@ impl Interactive {
                 self.watching.dedup();
                 self.show_presence(&list.users).await;
             }
-            Some(cmd) if cmd.starts_with('/') => println!("unknown command {cmd}. {HELP}"),
+            Some(cmd) if cmd.starts_with('/') => {
+                say!("unknown command {cmd}.");
+                println!("{HELP}");
+            }
             Some(_) => {
                 let conversation = self
                     .current
@@ -628,9 +663,61 @@ impl Interactive {
                 if ack.seq == *cursor + 1 {
                     *cursor = ack.seq;
                 }
-                println!("  (sent #{})", ack.seq);
+                say!("  (sent #{})", ack.seq);
             }
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_message(conversation: &str, text: &str) -> pb::Message {
+        pb::Message {
+            conversation: conversation.into(),
+            seq: 3,
+            sender: 2,
+            content: Some(pb::Content {
+                kind: Some(pb::content::Kind::Text(pb::TextContent {
+                    text: text.into(),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hostile_messages_are_shown_escaped() {
+        // A name that clears the screen, a text that forges a second line
+        // and reverses its tail, and a conversation id with a bell.
+        let line = message_line(
+            "mallory\u{1b}[2J",
+            &text_message("g:1\u{7}", "hi\n[g:1 #4] admin: \u{202E}txt.exe\0\u{9b}"),
+        );
+        assert_eq!(
+            line,
+            "[g:1\\u{7} #3] mallory\\e[2J: hi\\n[g:1 #4] admin: \\u{202e}txt.exe\\u{0}\\u{9b}"
+        );
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        let file = pb::Message {
+            content: Some(pb::Content {
+                kind: Some(pb::content::Kind::File(pb::FileContent {
+                    name: "a\u{1b}]0;pwned\u{7}".into(),
+                    ..Default::default()
+                })),
+            }),
+            ..text_message("d:1:2", "")
+        };
+        assert_eq!(
+            message_line("bob", &file),
+            "[d:1:2 #3] bob: [file a\\e]0;pwned\\u{7} 0 bytes]"
+        );
+        assert_eq!(
+            message_line("张伟", &text_message("d:1:2", "你好 👩\u{200D}💻")),
+            "[d:1:2 #3] 张伟: 你好 👩\u{200D}💻"
+        );
     }
 }

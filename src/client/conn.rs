@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig};
 use tokio_util::codec::Framed;
 
-use crate::protocol::{ErrorCode, ProtocolError, frame_codec, pb};
+use crate::protocol::{ErrorCode, ProtocolError, frame_codec, pb, terminal_safe};
 
 use pb::client_frame::Body as Req;
 use pb::server_frame::Body as Resp;
@@ -80,15 +80,16 @@ pub enum ClientError {
     },
     #[error("tls: {0}")]
     Tls(String),
-    #[error("websocket: {0}")]
+    #[error("websocket: {}", terminal_safe(.0))]
     WebSocket(String),
-    #[error("server error {}: {}", .0.code.as_str_name(), .0.message)]
+    // Shown escaped: the message comes from the server (and may echo input).
+    #[error("server error {}: {}", .0.code.as_str_name(), terminal_safe(&.0.message))]
     Server(ProtocolError),
     #[error("connection closed")]
     Closed,
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("unexpected answer: {0}")]
+    #[error("unexpected answer: {}", terminal_safe(.0))]
     Unexpected(String),
 }
 

@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub quotas: QuotasConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,6 +192,33 @@ pub struct LogConfig {
     pub json: bool,
 }
 
+/// Per-user limits on group writes; admins are exempt.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotasConfig {
+    /// Most groups one user may own at once (cluster-wide; FORBIDDEN past it).
+    #[serde(default = "default_max_groups_owned")]
+    pub max_groups_owned: u64,
+    /// Most groups one user may create within an hour (cluster-wide; RATE_LIMITED past it).
+    #[serde(default = "default_groups_per_hour")]
+    pub groups_per_hour: u64,
+    /// Most members one user may add to groups per minute, counting the
+    /// members of the groups they create (per node; RATE_LIMITED past it).
+    #[serde(default = "default_member_additions_per_minute")]
+    pub member_additions_per_minute: u64,
+}
+
+fn default_max_groups_owned() -> u64 {
+    100
+}
+fn default_groups_per_hour() -> u64 {
+    20
+}
+/// One group of the default `max_group_members` a minute.
+fn default_member_additions_per_minute() -> u64 {
+    5000
+}
+
 fn default_node_id() -> u64 {
     1
 }
@@ -287,6 +316,7 @@ section_default!(AuthConfig);
 section_default!(StorageConfig);
 section_default!(LogConfig);
 section_default!(ClusterConfig);
+section_default!(QuotasConfig);
 section_default!(NodeConfig);
 
 impl NodeConfig {
@@ -359,6 +389,12 @@ impl NodeConfig {
         if c.placement_interval_ms == 0 || c.peer_timeout_ms == 0 || c.gossip_interval_ms == 0 {
             return invalid(
                 "cluster.placement_interval_ms, peer_timeout_ms and gossip_interval_ms must be positive",
+            );
+        }
+        let q = &self.quotas;
+        if q.max_groups_owned == 0 || q.groups_per_hour == 0 || q.member_additions_per_minute == 0 {
+            return invalid(
+                "quotas.max_groups_owned, groups_per_hour and member_additions_per_minute must be positive",
             );
         }
         if !(1..=4096).contains(&self.storage.partitions) {

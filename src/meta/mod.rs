@@ -21,7 +21,8 @@ use crate::raft::{self, GroupStateMachine, META_GROUP, RaftHost};
 
 pub use directory::{DepartmentNode, fill_online};
 pub use state_machine::{
-    MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement, Refusal,
+    GroupQuota, MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement,
+    Refusal,
 };
 pub use store_pb::{AuditRecord, DepartmentRecord, GroupRecord, Post, TokenRecord, UserRecord};
 
@@ -37,6 +38,10 @@ pub enum MetaError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    RateLimited(String),
     #[error("metadata group unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -49,6 +54,8 @@ impl From<MetaError> for ProtocolError {
             MetaError::NotFound(m) => ProtocolError::new(ErrorCode::NotFound, m),
             MetaError::Conflict(m) => ProtocolError::new(ErrorCode::Conflict, m),
             MetaError::Invalid(m) => ProtocolError::new(ErrorCode::Invalid, m),
+            MetaError::Forbidden(m) => ProtocolError::new(ErrorCode::Forbidden, m),
+            MetaError::RateLimited(m) => ProtocolError::new(ErrorCode::RateLimited, m),
             MetaError::Unavailable(m) => ProtocolError::new(ErrorCode::UnavailableRetry, m),
             MetaError::Storage(e) => e.into(),
         }
@@ -61,6 +68,8 @@ impl From<Refusal> for MetaError {
             Refusal::NotFound(m) => MetaError::NotFound(m),
             Refusal::Conflict(m) => MetaError::Conflict(m),
             Refusal::Invalid(m) => MetaError::Invalid(m),
+            Refusal::Forbidden(m) => MetaError::Forbidden(m),
+            Refusal::RateLimited(m) => MetaError::RateLimited(m),
         }
     }
 }
@@ -112,6 +121,37 @@ impl UserUpdate {
         }
         Ok(())
     }
+
+    /// Refuses control and format characters in the fields the update sets.
+    fn check_names(&self) -> Result<(), MetaError> {
+        let fields = [
+            ("display_name", &self.display_name),
+            ("title", &self.title),
+            ("phone", &self.phone),
+            ("email", &self.email),
+            ("mobile", &self.mobile),
+        ];
+        for (field, value) in fields {
+            if let Some(value) = value {
+                check_name(field, value)?;
+            }
+        }
+        check_post_titles(self.posts.as_deref().unwrap_or_default())
+    }
+}
+
+/// Refuses a name holding control or format characters (see
+/// `protocol::check_name`). Checked here, before a write is proposed, and
+/// not in the state machine: a replica that replays an entry written before
+/// this check existed must apply it as the others did.
+fn check_name(field: &str, value: &str) -> Result<(), MetaError> {
+    crate::protocol::check_name(field, value).map_err(|err| MetaError::Invalid(err.message))
+}
+
+fn check_post_titles(posts: &[Post]) -> Result<(), MetaError> {
+    posts
+        .iter()
+        .try_for_each(|post| check_name("post title", &post.title))
 }
 
 /// Who makes an admin write, and from where: the audit trail records it.
@@ -315,6 +355,8 @@ impl Meta {
                 "display_name is longer than 64 characters".into(),
             ));
         }
+        check_name("display_name", &new.display_name)?;
+        check_post_titles(&new.posts)?;
         let user = UserRecord {
             user_id: 0,
             account: new.account,
@@ -337,6 +379,8 @@ impl Meta {
                 "display_name is longer than 64 characters".into(),
             ));
         }
+        check_name("display_name", &new.display_name)?;
+        check_post_titles(&new.posts)?;
         let detail = serde_json::json!({
             "account": new.account,
             "admin": new.admin,
@@ -377,6 +421,7 @@ impl Meta {
         update: UserUpdate,
     ) -> Result<(UserRecord, Vec<Vec<u8>>), MetaError> {
         update.validate()?;
+        update.check_names()?;
         let action = match update.disabled {
             Some(true) => "user.disable",
             Some(false) => "user.enable",
@@ -440,6 +485,7 @@ impl Meta {
         name: &str,
         order: i32,
     ) -> Result<DepartmentRecord, MetaError> {
+        check_name("department name", name)?;
         let department = DepartmentRecord {
             department_id: 0,
             parent_id,
@@ -465,6 +511,9 @@ impl Meta {
         name: Option<String>,
         order: Option<i32>,
     ) -> Result<DepartmentRecord, MetaError> {
+        if let Some(name) = &name {
+            check_name("department name", name)?;
+        }
         let detail = serde_json::json!({ "name": name, "order": order });
         let audit = by.record(
             "department.update",
@@ -612,13 +661,15 @@ impl Meta {
         )
     }
 
-    /// Creates a group owned by `owner`, who is always a member.
+    /// Creates a group owned by `owner`, who is always a member, within
+    /// `quota` if there is one.
     pub async fn create_group(
         &self,
         owner: u64,
         name: &str,
         members: &[u64],
         max_members: usize,
+        quota: Option<GroupQuota>,
     ) -> Result<GroupRecord, MetaError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 128 {
@@ -626,6 +677,7 @@ impl Meta {
                 "group name must be 1 to 128 characters".into(),
             ));
         }
+        check_name("group name", name)?;
         let group = GroupRecord {
             group_id: 0,
             name: name.to_string(),
@@ -634,8 +686,12 @@ impl Meta {
             created_at_ms: now_ms(),
         };
         expect_response!(
-            self.write(MetaCommand::CreateGroup { group, max_members })
-                .await?,
+            self.write(MetaCommand::CreateGroup {
+                group,
+                max_members,
+                quota,
+            })
+            .await?,
             Group
         )
     }
@@ -738,7 +794,7 @@ mod tests {
             })
             .await;
         assert!(matches!(bad, Err(MetaError::Invalid(_))));
-        let group = meta.create_group(a, "team", &[b], 10).await.unwrap();
+        let group = meta.create_group(a, "team", &[b], 10, None).await.unwrap();
         assert_eq!(group.members, vec![a, b]);
         assert_eq!(meta.groups_of(b).unwrap(), vec![group.group_id]);
         let group = meta
@@ -752,7 +808,7 @@ mod tests {
             Err(MetaError::NotFound(_))
         ));
         assert!(matches!(
-            meta.create_group(a, "big", &[b], 1).await,
+            meta.create_group(a, "big", &[b], 1, None).await,
             Err(MetaError::Invalid(_))
         ));
         assert_eq!(meta.partitions(16).await.unwrap(), 16);

@@ -43,6 +43,9 @@ pub enum MetaCommand {
     CreateGroup {
         group: GroupRecord,
         max_members: usize,
+        /// Absent in entries written before quotas existed: no limit.
+        #[serde(default)]
+        quota: Option<GroupQuota>,
     },
     ChangeMembers {
         group_id: u64,
@@ -112,6 +115,20 @@ pub enum MetaCommand {
     },
 }
 
+/// Limits on the groups one user owns, checked when a group is created.
+/// They are checked in log order on every replica, against the owner's
+/// groups and their creation times, so they hold across the whole cluster
+/// however many nodes the user's requests go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupQuota {
+    /// Most groups the owner may own at once.
+    pub max_owned: u64,
+    /// Most groups the owner may create within an hour.
+    pub per_hour: u64,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
 /// A node of the cluster as the metadata knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
@@ -135,6 +152,10 @@ pub enum Refusal {
     NotFound(String),
     Conflict(String),
     Invalid(String),
+    /// Over a count quota.
+    Forbidden(String),
+    /// Over a rate quota.
+    RateLimited(String),
 }
 
 /// The outcome of a metadata command.
@@ -240,11 +261,59 @@ impl MetaApply {
         Ok(MetaResponse::User(user))
     }
 
+    /// Refuses a group over the owner's quota. The owner is a member of
+    /// every group they own (they cannot be removed), so their memberships
+    /// list them all.
+    fn check_group_quota(
+        &self,
+        owner: u64,
+        now_ms: i64,
+        quota: GroupQuota,
+    ) -> Result<Result<(), Refusal>, StorageError> {
+        let prefix = owner.to_be_bytes();
+        let (mut owned, mut recent, mut oldest_recent) = (0u64, 0u64, i64::MAX);
+        for (key, _) in self
+            .db
+            .scan(CF_META_USER_GROUPS, &prefix, &prefix, usize::MAX)?
+        {
+            let group_id = crate::db::decode_u64(CF_META_USER_GROUPS, &key[8..])?;
+            let Some(group) = self
+                .db
+                .get_pb::<GroupRecord>(CF_META_GROUPS, &group_id.to_be_bytes())?
+            else {
+                continue;
+            };
+            if group.owner != owner {
+                continue;
+            }
+            owned += 1;
+            if group.created_at_ms > now_ms - HOUR_MS {
+                recent += 1;
+                oldest_recent = oldest_recent.min(group.created_at_ms);
+            }
+        }
+        if owned >= quota.max_owned {
+            return Ok(Err(Refusal::Forbidden(format!(
+                "user {owner} owns {owned} groups, the limit is {}",
+                quota.max_owned
+            ))));
+        }
+        if recent >= quota.per_hour {
+            let retry_secs = (oldest_recent + HOUR_MS - now_ms).max(0) / 1000 + 1;
+            return Ok(Err(Refusal::RateLimited(format!(
+                "user {owner} created {recent} groups within the last hour, the limit is {}; retry in {retry_secs}s",
+                quota.per_hour
+            ))));
+        }
+        Ok(Ok(()))
+    }
+
     fn create_group(
         &self,
         batch: &mut Batch<'_>,
         mut group: GroupRecord,
         max_members: usize,
+        quota: Option<GroupQuota>,
     ) -> Result<MetaResponse, StorageError> {
         group.members.push(group.owner);
         group.members.sort_unstable();
@@ -258,6 +327,11 @@ impl MetaApply {
             return Ok(MetaResponse::Refused(Refusal::NotFound(format!(
                 "user {user} does not exist"
             ))));
+        }
+        if let Some(quota) = quota {
+            if let Err(refusal) = self.check_group_quota(group.owner, group.created_at_ms, quota)? {
+                return refused(refusal);
+            }
         }
         group.group_id = self.next_id(GROUP_ID_COUNTER)?;
         batch
@@ -732,9 +806,11 @@ impl Apply<MetaRaftConfig> for MetaApply {
                 Ok(MetaResponse::Partitions(*count))
             }
             MetaCommand::CreateUser { user } => self.create_user(batch, user.clone()),
-            MetaCommand::CreateGroup { group, max_members } => {
-                self.create_group(batch, group.clone(), *max_members)
-            }
+            MetaCommand::CreateGroup {
+                group,
+                max_members,
+                quota,
+            } => self.create_group(batch, group.clone(), *max_members, *quota),
             MetaCommand::ChangeMembers {
                 group_id,
                 add,

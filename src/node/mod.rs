@@ -22,6 +22,7 @@ use crate::raft::{Forwarded, RaftHost};
 mod metrics;
 mod peer;
 mod process;
+mod quotas;
 mod reads;
 mod routing;
 
@@ -82,9 +83,36 @@ pub struct Services {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub links: PeerLinks,
     pub membership: Membership,
+    pub quotas: quotas::GroupQuotas,
 }
 
 impl Services {
+    /// Creates a group owned by `actor` (user id, admin), within the
+    /// actor's quotas unless they are an admin.
+    pub async fn create_group(
+        &self,
+        actor: (u64, bool),
+        name: &str,
+        members: &[u64],
+    ) -> Result<GroupRecord, ProtocolError> {
+        let (actor_id, actor_admin) = actor;
+        let mut added: Vec<u64> = members.iter().copied().filter(|m| *m != actor_id).collect();
+        added.sort_unstable();
+        added.dedup();
+        self.quotas
+            .charge_additions(actor_id, actor_admin, added.len() as u64)?;
+        let max = self.config.limits.max_group_members;
+        let quota = self.quotas.group_quota(actor_admin);
+        self.meta
+            .create_group(actor_id, name, members, max, quota)
+            .await
+            .map_err(|err| {
+                let err = ProtocolError::from(err);
+                quotas::count_refusal(&err);
+                err
+            })
+    }
+
     /// Changes a group's members on behalf of `actor` (user id, admin), who
     /// must own the group or be an admin.
     pub async fn change_members(
@@ -104,6 +132,15 @@ impl Services {
                 "only the group owner or an admin may change members",
             ));
         }
+        let mut added: Vec<u64> = add
+            .iter()
+            .copied()
+            .filter(|m| group.members.binary_search(m).is_err())
+            .collect();
+        added.sort_unstable();
+        added.dedup();
+        self.quotas
+            .charge_additions(actor_id, actor_admin, added.len() as u64)?;
         let max = self.config.limits.max_group_members;
         let group = self.meta.change_members(group_id, add, remove, max).await?;
         if let Ok(conv) = self
@@ -456,6 +493,7 @@ impl Node {
             config: config.clone(),
             links: links.clone(),
             membership: membership.clone(),
+            quotas: quotas::GroupQuotas::new(config.quotas.clone()),
         });
         peers.set_services(services.clone());
         directory.bind(&services);

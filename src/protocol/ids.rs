@@ -75,24 +75,33 @@ impl fmt::Display for ConversationId {
     }
 }
 
+/// Parses a user, group or department id in its one canonical form: decimal
+/// digits without a sign, whitespace or leading zero, from 1 to `u64::MAX`.
+/// `u64::from_str` alone also takes `+7` and `007`, which would give one
+/// conversation several names (`g:7`, `g:+7`, `g:007`).
+pub fn parse_id(s: &str) -> Option<u64> {
+    let canonical = !s.is_empty() && !s.starts_with('0') && s.bytes().all(|b| b.is_ascii_digit());
+    if canonical { s.parse().ok() } else { None }
+}
+
 impl FromStr for ConversationId {
     type Err = ProtocolError;
 
+    /// Parses the form `Display` writes and nothing else: `d:<lo>:<hi>`
+    /// with `lo < hi`, or `g:<id>`, each id as [`parse_id`] takes it.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ProtocolError::invalid(format!("malformed conversation id {s:?}"));
         let mut parts = s.split(':');
         let id = match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some("d"), Some(a), Some(b), None) => {
-                let lo: u64 = a.parse().map_err(|_| bad())?;
-                let hi: u64 = b.parse().map_err(|_| bad())?;
+                let lo = parse_id(a).ok_or_else(bad)?;
+                let hi = parse_id(b).ok_or_else(bad)?;
                 if lo >= hi {
                     return Err(bad());
                 }
                 ConversationId::Direct { lo, hi }
             }
-            (Some("g"), Some(a), None, None) => {
-                ConversationId::Group(a.parse().map_err(|_| bad())?)
-            }
+            (Some("g"), Some(a), None, None) => ConversationId::Group(parse_id(a).ok_or_else(bad)?),
             _ => return Err(bad()),
         };
         Ok(id)
@@ -123,6 +132,46 @@ mod tests {
             "", "d:1", "d:2:1", "d:1:1", "g:x", "x:1", "g:1:2", "d:1:2:3",
         ] {
             assert!(bad.parse::<ConversationId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_the_canonical_form_parses() {
+        for bad in [
+            "d:02:3",
+            "d:1:03",
+            "g:+2",
+            "g:-2",
+            "g:07",
+            "g:0",
+            "d:0:1",
+            "g: 2",
+            "g:2 ",
+            " g:2",
+            "g:2\n",
+            "G:2",
+            "g:",
+            "d::2",
+            "g:18446744073709551616",
+            "d:1:99999999999999999999",
+            "g:\u{0663}",
+            "g:\u{FF12}",
+            "g:2:",
+        ] {
+            let err = bad.parse::<ConversationId>().unwrap_err();
+            assert_eq!(err.code, crate::protocol::ErrorCode::Invalid, "{bad:?}");
+        }
+        let max = format!("g:{}", u64::MAX);
+        assert_eq!(
+            max.parse::<ConversationId>().unwrap(),
+            ConversationId::Group(u64::MAX)
+        );
+        for good in ["d:1:2", "g:10", "d:9:18446744073709551615"] {
+            assert_eq!(good.parse::<ConversationId>().unwrap().to_string(), good);
+        }
+        assert_eq!(parse_id("42"), Some(42));
+        for bad in ["", "0", "042", "+42", "-1", "4 2", "4_2", "0x2a"] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
         }
     }
 }

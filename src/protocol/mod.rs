@@ -3,10 +3,12 @@
 mod codec;
 mod error;
 mod ids;
+mod text;
 
 pub use codec::{FrameFormat, SharedFrame, decode_client_frame, encode_server_frame, frame_codec};
 pub use error::{ErrorCode, ProtocolError};
-pub use ids::ConversationId;
+pub use ids::{ConversationId, parse_id};
+pub use text::{check_name, check_text, terminal_safe};
 
 /// Generated code, nested as the proto packages are (`chorus.v1`,
 /// `chorus.store.v1`) so that cross-package references resolve.
