@@ -416,6 +416,35 @@ async fn a_login_that_waits_too_long_for_a_hash_slot_is_refused_and_not_counted(
     .await;
 }
 
+#[tokio::test]
+async fn a_malformed_account_is_invalid_and_counts_for_nothing() {
+    let node = TestNode::start().await;
+    node.create_users(&["frank"]).await;
+    let http_addr = node.node.http_addr().to_string();
+    let http = client_from(loopback(5));
+    let limit = NodeConfig::default().auth.max_failures_per_ip as usize;
+    // More than the per-IP limit: were they counted, the address would be throttled.
+    for i in 0..limit + 10 {
+        let account = if i % 2 == 0 {
+            "x".repeat(1000 + i)
+        } else {
+            format!("not an account {i}")
+        };
+        let (status, code, _) = rest_login(&http, &http_addr, &account, "guess")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "INVALID"),
+            "an account of {} characters",
+            account.len()
+        );
+    }
+    rest_login(&http, &http_addr, "frank", &password("frank"))
+        .await
+        .expect("frank logs in from the same address");
+}
+
 const ADMIN_PASSWORD: &str = "security-login-admin";
 
 /// Returns (VmRSS, VmHWM) of a process, in KiB.
