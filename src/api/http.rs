@@ -23,7 +23,7 @@ mod openapi;
 use super::limiter::ConnPermit;
 use super::metrics as m;
 use crate::actors::members_of;
-use crate::auth::{Principal, hash_password};
+use crate::auth::Principal;
 use crate::meta::{Actor, NewUser, Post, UserRecord, UserUpdate};
 use crate::node::Services;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb};
@@ -365,8 +365,7 @@ async fn create_user(
         ))));
     }
     crate::meta::validate_account(&body.account)?;
-    let password = body.password;
-    let password_hash = blocking(move || Ok(hash_password(&password))).await?;
+    let password_hash = services.auth.hash_password(&body.password).await?;
     let posts = body
         .departments
         .into_iter()

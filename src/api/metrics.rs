@@ -37,6 +37,7 @@ pub fn install() -> PrometheusHandle {
                 .expect("the recorder is installed once per process");
             describe();
             crate::actors::metrics::describe();
+            crate::auth::metrics::describe();
             crate::cluster::metrics::describe();
             handle
         })

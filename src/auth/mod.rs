@@ -1,6 +1,7 @@
 //! Authentication: password hashing, session tokens bound to a device class,
-//! and throttling of failed logins.
+//! throttling of login attempts, and the bound on concurrent password hashes.
 
+pub(crate) mod metrics;
 mod password;
 mod throttle;
 mod tokens;
@@ -11,6 +12,9 @@ use std::time::Duration;
 pub use password::{hash_password, verify_password};
 pub use throttle::LoginThrottle;
 pub use tokens::{Token, token_digest};
+
+use password::{HashSlots, HashesBusy};
+use throttle::ThrottleLimits;
 
 use crate::config::AuthConfig;
 use crate::db::{self, StorageError};
@@ -41,25 +45,55 @@ pub struct Auth {
     meta: Meta,
     config: AuthConfig,
     throttle: LoginThrottle,
+    hashes: HashSlots,
+}
+
+fn busy(err: HashesBusy) -> ProtocolError {
+    ::metrics::counter!(metrics::LOGINS_THROTTLED, "limit" => "hash_queue").increment(1);
+    ProtocolError::new(ErrorCode::RateLimited, err.to_string())
 }
 
 impl Auth {
     pub fn new(meta: Meta, config: AuthConfig) -> Self {
-        let throttle = LoginThrottle::new(
-            config.max_failures_per_account,
-            config.max_failures_per_ip,
-            Duration::from_secs(config.failure_window_secs),
+        let throttle = LoginThrottle::new(ThrottleLimits {
+            failures_per_account_address: config.max_failures_per_account,
+            failures_per_ip: config.max_failures_per_ip,
+            failure_window: Duration::from_secs(config.failure_window_secs),
+            backoff_initial: Duration::from_secs(config.backoff_initial_secs),
+            backoff_max: Duration::from_secs(config.backoff_max_secs),
+            logins_per_account: config.max_logins_per_account,
+            login_window: Duration::from_secs(config.login_window_secs),
+        });
+        let hashes = HashSlots::new(
+            config.concurrent_hashes(),
+            Duration::from_millis(config.hash_queue_timeout_ms),
         );
         Auth {
             meta,
             config,
             throttle,
+            hashes,
         }
     }
 
-    /// Checks a password and issues a token for the device class. Failures are
-    /// counted per account and per IP; past the limit the answer is RATE_LIMITED
-    /// whether or not the password is right.
+    /// Hashes a new password, in turn with password checks (one hash slot).
+    pub async fn hash_password(&self, password: &str) -> Result<String, ProtocolError> {
+        let permit = self.hashes.acquire().await.map_err(busy)?;
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            hash_password(&password)
+        })
+        .await
+        .map_err(|e| ProtocolError::internal(e.to_string()))
+    }
+
+    /// Checks a password and issues a token for the device class.
+    ///
+    /// The attempt is reserved in the throttle before anything else, so that
+    /// parallel attempts count against the limits before any is checked; past
+    /// a limit the answer is RATE_LIMITED whether or not the password is right.
+    /// The check then waits for a hash slot, at most the queue deadline.
     pub async fn login(
         &self,
         account: &str,
@@ -72,37 +106,53 @@ impl Auth {
                 "device_class must be pc, mobile or web",
             ));
         }
-        if let Some(retry_in) = self.throttle.blocked(account, ip) {
-            metrics::counter!(crate::api::metrics::LOGIN_FAILURES, "reason" => "throttled")
+        // No account has another form; refusing it here keeps junk (up to a
+        // whole frame of it) out of the throttle's keys and costs no hash.
+        crate::meta::validate_account(account)?;
+        let attempt = self.throttle.reserve(account, ip).map_err(|refusal| {
+            ::metrics::counter!(metrics::LOGINS_THROTTLED, "limit" => refusal.limit()).increment(1);
+            ::metrics::counter!(crate::api::metrics::LOGIN_FAILURES, "reason" => "throttled")
                 .increment(1);
-            return Err(ProtocolError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many failed logins, retry in {}s",
-                    retry_in.as_secs().max(1)
-                ),
-            ));
-        }
+            ProtocolError::new(ErrorCode::RateLimited, refusal.to_string())
+        })?;
+        // From here an early return drops `attempt` unsettled: released, as
+        // no password was checked.
         let meta = self.meta.clone();
-        let (account_owned, password) = (account.to_string(), password.to_string());
-        let user = db::blocking(move || {
-            let user = meta.user_by_account(&account_owned)?;
+        let account_owned = account.to_string();
+        let user = db::blocking(move || meta.user_by_account(&account_owned)).await?;
+        let permit = self.hashes.acquire().await.map_err(busy)?;
+        let password = password.to_string();
+        // The check and its count run on a blocking thread that finishes even
+        // if this login is cancelled (its client hung up): a checked password
+        // is always counted.
+        let user = tokio::task::spawn_blocking(move || {
             // Hash even for unknown accounts so that timing does not tell them apart.
             let stored = user
                 .as_ref()
                 .map(|u| u.password_hash.as_str())
                 .unwrap_or(password::DECOY_HASH);
             let ok = verify_password(stored, &password);
-            Ok(user.filter(|u| ok && !u.disabled))
+            drop(permit);
+            let result = if ok { "match" } else { "mismatch" };
+            ::metrics::counter!(metrics::PASSWORD_VERIFICATIONS, "result" => result).increment(1);
+            match user.filter(|u| ok && !u.disabled) {
+                Some(user) => {
+                    attempt.succeeded();
+                    Some(user)
+                }
+                None => {
+                    attempt.failed();
+                    None
+                }
+            }
         })
-        .await?;
+        .await
+        .map_err(|e| ProtocolError::internal(e.to_string()))?;
         let Some(user) = user else {
-            self.throttle.record_failure(account, ip);
-            metrics::counter!(crate::api::metrics::LOGIN_FAILURES, "reason" => "bad_credentials")
+            ::metrics::counter!(crate::api::metrics::LOGIN_FAILURES, "reason" => "bad_credentials")
                 .increment(1);
             return Err(ProtocolError::unauthenticated("wrong account or password"));
         };
-        self.throttle.record_success(account);
         let token = Token::generate();
         let digest = token_digest(token.as_str());
         let issued = now_ms();

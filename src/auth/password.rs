@@ -1,6 +1,9 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Memory cost in KiB, iterations and lanes: OWASP's minimum for argon2id
 /// (19 MiB, 2 iterations, 1 lane).
@@ -34,6 +37,60 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
     PasswordHash::new(phc)
         .map(|hash| hasher().verify_password(password.as_bytes(), &hash).is_ok())
         .unwrap_or(false)
+}
+
+/// Bounds the password hashes running at once: each holds `MEMORY_KIB` of
+/// memory and a core for tens of milliseconds, so a login storm must queue
+/// rather than run them all. A hash that waits past the deadline is refused.
+#[derive(Clone)]
+pub(crate) struct HashSlots {
+    slots: Arc<Semaphore>,
+    queue_timeout: Duration,
+}
+
+/// No hash slot came free before the queue deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("too many logins in progress, retry")]
+pub struct HashesBusy;
+
+impl HashSlots {
+    pub(crate) fn new(slots: usize, queue_timeout: Duration) -> Self {
+        HashSlots {
+            slots: Arc::new(Semaphore::new(slots)),
+            queue_timeout,
+        }
+    }
+
+    /// Waits for a slot, at most the queue deadline. Holding the permit is
+    /// the right to run one hash; run it with `spawn_blocking`.
+    pub(crate) async fn acquire(&self) -> Result<OwnedSemaphorePermit, HashesBusy> {
+        let _waiting = Waiting::start();
+        let acquired =
+            tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await;
+        match acquired {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; a closed one refuses like a full one.
+            Ok(Err(_)) | Err(_) => Err(HashesBusy),
+        }
+    }
+}
+
+/// Counts one waiter in the gauge until dropped, also when the waiting
+/// login is cancelled (its client went away).
+struct Waiting(metrics::Gauge);
+
+impl Waiting {
+    fn start() -> Self {
+        let gauge = metrics::gauge!(super::metrics::PASSWORD_HASHES_WAITING);
+        gauge.increment(1.0);
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 #[cfg(test)]

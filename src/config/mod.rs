@@ -111,15 +111,40 @@ pub struct AuthConfig {
     /// Lifetime of a session token.
     #[serde(default = "default_token_ttl_secs")]
     pub token_ttl_secs: u64,
-    /// Failed logins of one account within the window before it is throttled.
+    /// Failed logins of one account from one address before that address is
+    /// locked out of that account (other addresses are not).
     #[serde(default = "default_max_failures_per_account")]
     pub max_failures_per_account: u32,
-    /// Failed logins from one IP within the window before it is throttled.
+    /// Failed logins from one IP (an IPv6 /64) within the window, over all
+    /// accounts, before it is throttled until the window ends.
     #[serde(default = "default_max_failures_per_ip")]
     pub max_failures_per_ip: u32,
-    /// Window over which failures count, and how long throttling lasts.
+    /// How long failures are remembered: the per-IP window, and the quiet time
+    /// after which an (account, address) starts again from no failures.
     #[serde(default = "default_failure_window_secs")]
     pub failure_window_secs: u64,
+    /// First lockout of an (account, address) at its limit; each further
+    /// failure after a lockout doubles it.
+    #[serde(default = "default_backoff_initial_secs")]
+    pub backoff_initial_secs: u64,
+    /// Longest lockout of an (account, address).
+    #[serde(default = "default_backoff_max_secs")]
+    pub backoff_max_secs: u64,
+    /// Login attempts of one account within `login_window_secs`, successful
+    /// or in flight, from all addresses: a valid password cannot buy
+    /// unlimited password hashes.
+    #[serde(default = "default_max_logins_per_account")]
+    pub max_logins_per_account: u32,
+    /// Window of `max_logins_per_account`.
+    #[serde(default = "default_login_window_secs")]
+    pub login_window_secs: u64,
+    /// Password hashes (about 19 MiB and tens of ms of a core each) running
+    /// at once; 0: one per core, at most 4.
+    #[serde(default = "default_max_concurrent_hashes")]
+    pub max_concurrent_hashes: usize,
+    /// How long a login waits for a hash slot before RATE_LIMITED.
+    #[serde(default = "default_hash_queue_timeout_ms")]
+    pub hash_queue_timeout_ms: u64,
     /// How often a session re-attaches to its user's home.
     #[serde(default = "default_session_lease_secs")]
     pub session_lease_secs: u64,
@@ -291,6 +316,24 @@ fn default_max_failures_per_ip() -> u32 {
 fn default_failure_window_secs() -> u64 {
     300
 }
+fn default_backoff_initial_secs() -> u64 {
+    60
+}
+fn default_backoff_max_secs() -> u64 {
+    3600
+}
+fn default_max_logins_per_account() -> u32 {
+    30
+}
+fn default_login_window_secs() -> u64 {
+    60
+}
+fn default_max_concurrent_hashes() -> usize {
+    0
+}
+fn default_hash_queue_timeout_ms() -> u64 {
+    3000
+}
 fn default_session_lease_secs() -> u64 {
     30
 }
@@ -318,6 +361,18 @@ section_default!(LogConfig);
 section_default!(ClusterConfig);
 section_default!(QuotasConfig);
 section_default!(NodeConfig);
+
+impl AuthConfig {
+    /// Returns the number of hash slots: `max_concurrent_hashes`, or one per
+    /// core up to 4 (76 MiB of hashing at most: a big host is not a reason
+    /// to let a login storm take a GiB).
+    pub fn concurrent_hashes(&self) -> usize {
+        match self.max_concurrent_hashes {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            n => n,
+        }
+    }
+}
 
 impl NodeConfig {
     /// Parses and validates a TOML document.
@@ -373,6 +428,19 @@ impl NodeConfig {
         if a.max_failures_per_account == 0 || a.max_failures_per_ip == 0 {
             return invalid(
                 "auth.max_failures_per_account and max_failures_per_ip must be positive",
+            );
+        }
+        if a.backoff_initial_secs == 0 || a.backoff_max_secs < a.backoff_initial_secs {
+            return invalid(
+                "auth.backoff_initial_secs must be positive and at most backoff_max_secs",
+            );
+        }
+        if a.max_logins_per_account == 0 || a.login_window_secs == 0 {
+            return invalid("auth.max_logins_per_account and login_window_secs must be positive");
+        }
+        if a.max_concurrent_hashes > 1024 || a.hash_queue_timeout_ms == 0 {
+            return invalid(
+                "auth.max_concurrent_hashes must be at most 1024 (0: one per core), hash_queue_timeout_ms positive",
             );
         }
         let c = &self.cluster;
