@@ -95,6 +95,23 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     }
 }
 
+/// Returns how many client connections the node admits in all:
+/// `limits.max_connections`, or when 0 the soft open-file limit less
+/// `limits.reserved_fds` (unbounded where the limit cannot be read).
+pub(super) fn client_connection_cap(limits: &crate::config::LimitsConfig) -> usize {
+    if limits.max_connections > 0 {
+        return limits.max_connections;
+    }
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .as_deref()
+        .and_then(parse_max_open_files);
+    match max_fds {
+        Some(max) => (max as usize).saturating_sub(limits.reserved_fds).max(1),
+        None => usize::MAX,
+    }
+}
+
 /// Returns the soft "Max open files" of a `/proc/<pid>/limits` text; `None`
 /// when unlimited.
 fn parse_max_open_files(limits: &str) -> Option<u64> {
