@@ -52,7 +52,7 @@ enum Raw {
 /// What a raw client read.
 #[derive(Debug)]
 enum Got {
-    Frame(pb::ServerFrame),
+    Frame(Box<pb::ServerFrame>),
     /// A WebSocket close frame, with its code.
     Close(u16),
     /// The socket ended.
@@ -111,12 +111,12 @@ impl Raw {
                     if stream.read_exact(&mut frame).await.is_err() {
                         return Got::End;
                     }
-                    Got::Frame(pb::ServerFrame::decode(&frame[..]).unwrap())
+                    Got::Frame(Box::new(pb::ServerFrame::decode(&frame[..]).unwrap()))
                 }
                 Raw::Ws(ws) => loop {
                     match ws.next().await {
                         Some(Ok(WsMessage::Binary(bytes))) => {
-                            return Got::Frame(pb::ServerFrame::decode(bytes).unwrap());
+                            return Got::Frame(Box::new(pb::ServerFrame::decode(bytes).unwrap()));
                         }
                         Some(Ok(WsMessage::Close(frame))) => {
                             return Got::Close(frame.map_or(1005, |f| u16::from(f.code)));
@@ -143,10 +143,7 @@ impl Raw {
         )
         .await;
         match self.next().await {
-            Got::Frame(pb::ServerFrame {
-                body: Some(Resp::Session(_)),
-                ..
-            }) => {}
+            Got::Frame(frame) if matches!(frame.body, Some(Resp::Session(_))) => {}
             other => panic!("expected a session, got {other:?}"),
         }
     }
@@ -157,11 +154,12 @@ impl Raw {
         let mut last_error = None;
         loop {
             match self.next().await {
-                Got::Frame(pb::ServerFrame {
-                    request_id: 0,
-                    body: Some(Resp::Error(err)),
-                }) => last_error = Some(err.code),
-                Got::Frame(_) => last_error = None,
+                Got::Frame(frame) => {
+                    last_error = match frame.body {
+                        Some(Resp::Error(err)) if frame.request_id == 0 => Some(err.code),
+                        _ => None,
+                    }
+                }
                 Got::Close(code) => return (Some(code), last_error),
                 Got::End => return (None, last_error),
             }
@@ -641,9 +639,9 @@ async fn slowloris(target: SocketAddr) {
                     break;
                 }
                 let mut probe = [0u8; 64];
-                match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut probe)).await {
-                    Ok(Ok(0) | Err(_)) => break,
-                    Ok(Ok(_)) | Err(_) => {}
+                let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut probe));
+                if let Ok(Ok(0) | Err(_)) = read.await {
+                    break;
                 }
             }
         }
