@@ -106,10 +106,21 @@ pub(super) fn client_connection_cap(limits: &crate::config::LimitsConfig) -> usi
         .ok()
         .as_deref()
         .and_then(parse_max_open_files);
-    match max_fds {
-        Some(max) => (max as usize).saturating_sub(limits.reserved_fds).max(1),
-        None => usize::MAX,
+    let Some(max_fds) = max_fds else {
+        return usize::MAX;
+    };
+    let cap = (max_fds as usize)
+        .saturating_sub(limits.reserved_fds)
+        .max(1);
+    if cap < limits.max_connections_per_ip {
+        // A low `ulimit -n` (1024 on many desktops) leaves little room.
+        tracing::warn!(
+            max_fds,
+            max_connections = cap,
+            "the open-file limit admits fewer client connections than one address may hold; raise it or set limits.max_connections"
+        );
     }
+    cap
 }
 
 /// Returns the soft "Max open files" of a `/proc/<pid>/limits` text; `None`
