@@ -166,6 +166,9 @@ for target in $TARGETS; do
             echo "http = \"$CHORUS_HTTP\""
             # Nodes that replicate have a peer port too.
             if grep -q '^peer *=' "$root/configs/single.toml"; then echo "peer = \"$CHORUS_PEER\""; fi
+            # Up to ~19,000 load-generator connections, all from one address.
+            echo "[limits]"
+            echo "max_connections_per_ip = 20000"
             echo "[log]"
             echo "level = \"warn\""
         } >"$work/chorus.toml"

@@ -308,6 +308,10 @@ impl Cluster {
         cluster.insert("tls".into(), tls.into());
         let mut storage = table(&mut config, "storage");
         storage.insert("partitions".into(), i64::from(self.partitions).into());
+        // The scale test opens thousands of connections per node, all from
+        // 127.0.0.1: far past the per-address default.
+        let mut limits = table(&mut config, "limits");
+        limits.insert("max_connections_per_ip".into(), 20_000.into());
         let mut log = toml::Table::new();
         log.insert("level".into(), "warn".into());
         config.insert("node_id".into(), (id as i64).into());
@@ -318,6 +322,7 @@ impl Cluster {
         config.insert("listen".into(), listen.into());
         config.insert("cluster".into(), cluster.into());
         config.insert("storage".into(), storage.into());
+        config.insert("limits".into(), limits.into());
         config.insert("log".into(), log.into());
         Ok(toml::to_string(&config)?)
     }

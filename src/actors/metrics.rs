@@ -15,9 +15,18 @@ pub const SEND_ACK_SECONDS: &str = "chorus_send_ack_seconds";
 /// Time from commit to queueing the last push of a message, seconds.
 pub const COMMIT_PUSH_SECONDS: &str = "chorus_commit_push_seconds";
 
+/// Bytes of frames queued for client connections and not yet written, over
+/// all connections.
+pub const OUTBOUND_QUEUED_BYTES: &str = "chorus_outbound_queued_bytes";
+
 /// Registers help texts for the metrics above.
 pub fn describe() {
     metrics::describe_gauge!(LIVE_ACTORS, "Live actors on this node, by kind");
+    metrics::describe_gauge!(
+        OUTBOUND_QUEUED_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of frames queued for client connections and not yet written"
+    );
     metrics::describe_counter!(
         ACTOR_RESTARTS,
         "Actors that failed and were dropped for a rebuild, by kind"

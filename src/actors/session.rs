@@ -70,7 +70,7 @@ impl Session {
         // inline it would be part of every idle connection's task.
         if let Err(err) = Box::pin(self.handle_frame(frame)).await {
             metrics::counter!(crate::api::metrics::ERRORS, "code" => err.code.label()).increment(1);
-            self.outbox.send(err.to_frame(request_id));
+            self.outbox.answer(err.to_frame(request_id));
         }
     }
 
@@ -81,8 +81,9 @@ impl Session {
             .ok_or_else(|| ProtocolError::unauthenticated("log in or resume first"))
     }
 
+    /// Queues the answer to the request in hand (paced by the reader).
     fn answer(&self, request_id: u64, body: Out) {
-        self.outbox.send(pb::ServerFrame {
+        self.outbox.answer(pb::ServerFrame {
             request_id,
             body: Some(body),
         });

@@ -69,12 +69,23 @@ pub fn start<R: FrameReader, W: FrameWriter, G: Send + 'static>(
     stop: CancellationToken,
     guard: G,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let (outbox, receiver) = Outbox::channel(services.config.limits.outbound_queue);
+    let limits = &services.config.limits;
+    let (outbox, receiver) = Outbox::channel(
+        limits.outbound_queue,
+        limits.max_queued_bytes_per_connection,
+    );
     // A WebSocket client picks JSON by sending text; the first frame decides.
     let format = Arc::new(OnceLock::new());
-    let write = write_loop(writer, receiver, format.clone(), transport);
-    // The session's requests are handled by the reader, one at a time: a
-    // client that sends faster than it is answered is slowed by TCP, not queued.
+    let write = write_loop(
+        writer,
+        receiver,
+        format.clone(),
+        transport,
+        services.config.write_timeout(),
+    );
+    // The session's requests are handled by the reader, one at a time, and
+    // only while the outbox has room: a client that sends faster than it
+    // reads its answers is slowed by TCP, not queued.
     let session = Session::new(services.clone(), outbox.clone(), peer.ip());
     let read = read_loop(
         Connection {
@@ -116,7 +127,7 @@ async fn handle_frame(session: &mut Session, outbox: &Outbox, bytes: Bytes, form
         Ok(frame) => session.handle(frame).await,
         Err(err) => {
             metrics::counter!(m::ERRORS, "code" => err.code.label()).increment(1);
-            outbox.send(err.to_frame(0));
+            outbox.answer(err.to_frame(0));
         }
     }
 }
@@ -129,6 +140,15 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
     let outbox = &conn.outbox;
     let handshake_deadline = Instant::now() + conn.services.config.handshake_timeout();
     loop {
+        // Backpressure: no request is read while half the byte budget waits
+        // to be written. The wait ends when the writer drains (or gives up
+        // on the peer after the write timeout, which closes the outbox).
+        if !outbox.is_closing() {
+            tokio::select! {
+                () = outbox.room() => {}
+                _ = conn.stop.cancelled() => {}
+            }
+        }
         let authed = session.is_authenticated();
         let deadline = if authed {
             Instant::now() + conn.services.config.idle_timeout()
@@ -146,6 +166,7 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
         };
         match incoming {
             Err(_elapsed) if authed => {
+                metrics::counter!(m::CONNECTIONS_CUT, "reason" => "idle_timeout").increment(1);
                 outbox.close(
                     ErrorCode::Invalid,
                     "idle timeout: no frame within the idle limit",
@@ -153,6 +174,7 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
                 break;
             }
             Err(_elapsed) => {
+                metrics::counter!(m::CONNECTIONS_CUT, "reason" => "handshake_timeout").increment(1);
                 outbox.close(
                     ErrorCode::Unauthenticated,
                     "handshake timeout: log in or resume first",
@@ -218,14 +240,14 @@ async fn write_loop<W: FrameWriter>(
     mut receiver: OutboxReceiver,
     format: Arc<OnceLock<FrameFormat>>,
     transport: &'static str,
+    write_timeout: Duration,
 ) {
     loop {
         // Everything queued goes out in one flush.
         let batch = match receiver.recv().await {
             Received::Batch(batch) => batch,
             Received::Aborted(code, reason) => {
-                let close = tokio::time::timeout(CLOSE_PATIENCE, writer.close(code, &reason));
-                let _ = Box::pin(close).await;
+                close_aborted(&mut writer, code, &reason, write_timeout).await;
                 break;
             }
             Received::Done => {
@@ -237,53 +259,115 @@ async fn write_loop<W: FrameWriter>(
         };
         let fmt = *format.get().unwrap_or(&FrameFormat::Protobuf);
         // Boxed: writing is far larger than waiting, and an idle connection
-        // only waits. A peer that stops reading blocks the write; once the
-        // connection is closing it gets CLOSE_PATIENCE, then is dropped.
+        // only waits. A peer that stops reading blocks the write: each write
+        // gets `write_timeout`, and once the connection is closing normally
+        // the whole gets CLOSE_PATIENCE; then the connection is dropped.
         let written = Box::pin(async {
             tokio::select! {
-                ok = write_batch(&mut writer, batch, fmt, transport) => ok,
+                written = write_batch(&mut writer, &receiver, batch, fmt, transport, write_timeout) => written,
                 () = receiver.closing_for(CLOSE_PATIENCE) => {
                     tracing::debug!("peer did not take its frames in time");
-                    false
+                    Written::Dropped
                 }
             }
         });
-        if !written.await {
-            break;
+        match written.await {
+            Written::All => {}
+            Written::Closed | Written::Dropped => break,
+            Written::Aborted(code, reason) => {
+                close_aborted(&mut writer, code, &reason, write_timeout).await;
+                break;
+            }
         }
     }
     // Dropping the receiver tells the reader that the connection ended.
     drop(receiver);
 }
 
-/// Writes one batch and flushes it; returns whether the connection goes on.
+/// Ends an aborted connection with its code. The frames before it were
+/// written whole, so the close is read as one (4429 for a slow consumer)
+/// by a peer that reads again within the write timeout.
+async fn close_aborted<W: FrameWriter>(
+    writer: &mut W,
+    code: ErrorCode,
+    reason: &str,
+    write_timeout: Duration,
+) {
+    let close = tokio::time::timeout(write_timeout, writer.close(code, reason));
+    if Box::pin(close).await.is_err() {
+        metrics::counter!(m::CONNECTIONS_CUT, "reason" => "write_timeout").increment(1);
+    }
+}
+
+/// How far a batch got.
+enum Written {
+    /// Written and flushed; the connection goes on.
+    All,
+    /// A close was written: the connection is over.
+    Closed,
+    /// The connection was aborted between two frames: the rest is dropped.
+    Aborted(ErrorCode, String),
+    /// The peer failed or took nothing for the write timeout.
+    Dropped,
+}
+
+/// Writes one batch and flushes it, counting each frame out of the
+/// connection's byte budget once it is on its way: when the next write has
+/// pushed it out of the writer's buffer, or at the flush. An abort is seen
+/// between frames, so that the close which follows is not cut into a frame.
 async fn write_batch<W: FrameWriter>(
     writer: &mut W,
+    receiver: &OutboxReceiver,
     batch: VecDeque<Outbound>,
     fmt: FrameFormat,
     transport: &'static str,
-) -> bool {
+    write_timeout: Duration,
+) -> Written {
+    let timed_out = || {
+        metrics::counter!(m::CONNECTIONS_CUT, "reason" => "write_timeout").increment(1);
+        tracing::debug!("peer took no bytes within the write timeout");
+        Written::Dropped
+    };
     let mut written = 0u64;
+    // Bytes of the last frame fed, which may still sit in the writer's buffer.
+    let mut buffered = 0;
     for item in batch {
-        match item {
+        if let Some((code, reason)) = receiver.aborted() {
+            metrics::counter!(m::FRAMES_OUT, "transport" => transport).increment(written);
+            return Written::Aborted(code, reason);
+        }
+        let cost = item.cost();
+        let result = match item {
             Outbound::Close(code, reason) => {
-                let _ = writer.flush().await;
-                writer.close(code, &reason).await;
-                return false;
+                let _ = tokio::time::timeout(write_timeout, writer.flush()).await;
+                let close = tokio::time::timeout(write_timeout, writer.close(code, &reason));
+                if close.await.is_err() {
+                    timed_out();
+                }
+                metrics::counter!(m::FRAMES_OUT, "transport" => transport).increment(written);
+                return Written::Closed;
             }
             Outbound::Pong(payload) => {
-                if writer.pong(payload).await.is_err() {
-                    return false;
-                }
+                tokio::time::timeout(write_timeout, writer.pong(payload)).await
             }
             Outbound::Frame(frame) => {
-                if writer.feed(frame.encoded(fmt), fmt).await.is_err() {
-                    return false;
-                }
                 written += 1;
+                tokio::time::timeout(write_timeout, writer.feed(frame.encoded(fmt), fmt)).await
             }
+        };
+        receiver.written(std::mem::replace(&mut buffered, cost));
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Written::Dropped,
+            Err(_elapsed) => return timed_out(),
         }
     }
     metrics::counter!(m::FRAMES_OUT, "transport" => transport).increment(written);
-    writer.flush().await.is_ok()
+    let flushed = tokio::time::timeout(write_timeout, writer.flush()).await;
+    receiver.written(buffered);
+    match flushed {
+        Ok(Ok(())) => Written::All,
+        Ok(Err(_)) => Written::Dropped,
+        Err(_elapsed) => timed_out(),
+    }
 }

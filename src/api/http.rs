@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
@@ -20,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 mod openapi;
 
-use super::limiter::ConnPermit;
+use super::deadline::WriteDeadline;
+use super::limiter::{ConnPermit, Refusal};
 use super::metrics as m;
 use crate::actors::members_of;
 use crate::auth::Principal;
@@ -127,8 +129,83 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> Router {
         // on a known path stays axum's 405 with its `Allow` header).
         .fallback(|| async { ApiError(ProtocolError::not_found("no such route")) })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            services.clone(),
+            read_body_in_time,
+        ))
+        .layer(axum::middleware::from_fn(health_only_at_cap))
         .layer(Extension(stop))
         .with_state(services)
+}
+
+/// Answers only health checks on a connection taken past the node's
+/// connection limit (it has no permit): the reserve of descriptors is for
+/// them, not for more clients.
+async fn health_only_at_cap(request: axum::extract::Request, next: Next) -> Response {
+    let health = matches!(request.uri().path(), "/healthz" | "/readyz");
+    if !health && request.extensions().get::<Arc<ConnPermit>>().is_none() {
+        return ApiError(ProtocolError::new(
+            ErrorCode::UnavailableRetry,
+            "the node is at its connection limit, retry later",
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Reads a request's body before it is handled, within
+/// `http_body_timeout_secs` and `max_frame_bytes`: a body sent a byte at
+/// a time holds its connection no longer than that.
+async fn read_body_in_time(
+    State(services): State<AppState>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let limits = &services.config.limits;
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limits.max_frame_bytes as u64) {
+        return ApiError(ProtocolError::new(
+            ErrorCode::TooLarge,
+            format!("request body over {} bytes", limits.max_frame_bytes),
+        ))
+        .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let deadline = std::time::Duration::from_secs(limits.http_body_timeout_secs);
+    let read = axum::body::to_bytes(body, limits.max_frame_bytes);
+    let bytes = match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(err)) => {
+            let message = err.to_string();
+            let code = if message.contains("length limit") {
+                ErrorCode::TooLarge
+            } else {
+                ErrorCode::Invalid
+            };
+            return ApiError(ProtocolError::new(
+                code,
+                format!("failed to read the request body: {message}"),
+            ))
+            .into_response();
+        }
+        Err(_elapsed) => {
+            metrics::counter!(m::CONNECTIONS_CUT, "reason" => "http_body_timeout").increment(1);
+            return ApiError(ProtocolError::invalid(format!(
+                "request body not received within {}s",
+                limits.http_body_timeout_secs
+            )))
+            .into_response();
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 async fn metrics_text(State(services): State<AppState>) -> impl IntoResponse {
@@ -917,7 +994,11 @@ async fn openapi() -> Json<serde_json::Value> {
     Json(openapi::document())
 }
 
-/// Serves HTTP/1.1 (with upgrades) until `stop` fires.
+/// Accepts HTTP connections until `stop` fires. Every connection has
+/// `http_header_timeout_secs` to send each request's header, counted from
+/// when the server waits for it, so silent, trickling and idle keep-alive
+/// connections all end. Past the node's connection limit, a connection is
+/// still taken from the reserve to answer health checks.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -927,6 +1008,8 @@ pub async fn serve(
     let acceptor = tls.map(TlsAcceptor::from);
     let app = router(services.clone(), stop.clone());
     let mut connections = tokio::task::JoinSet::new();
+    let limits = &services.config.limits;
+    let header_timeout = std::time::Duration::from_secs(limits.http_header_timeout_secs);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -942,29 +1025,46 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let Some(permit) = services.limiter.acquire(peer.ip()) else {
-            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "per_ip_limit").increment(1);
-            continue;
+        let (permit, spare) = match services.limiter.acquire(peer.ip()) {
+            Ok(permit) => (Some(Arc::new(permit)), None),
+            Err(refusal) => {
+                metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => refusal.label()).increment(1);
+                match (refusal, services.limiter.acquire_spare()) {
+                    (Refusal::Total, Some(spare)) => (None, Some(spare)),
+                    _ => continue,
+                }
+            }
         };
         // The peer address and the connection's permit go into each
         // request (layering the router per connection would rebuild every
         // route for every connection). A WebSocket keeps the permit after
-        // the upgrade, when this HTTP connection is gone.
-        let permit = Arc::new(permit);
+        // the upgrade, when this HTTP connection is gone. A connection
+        // without one is answered for health checks only.
+        let health_only = permit.is_none();
         let app = tower::ServiceExt::map_request(
             app.clone(),
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(Peer(peer));
-                request.extensions_mut().insert(permit.clone());
+                if let Some(permit) = &permit {
+                    request.extensions_mut().insert(permit.clone());
+                }
                 request
             },
         );
         let acceptor = acceptor.clone();
         let handshake_timeout = services.config.handshake_timeout();
+        let write_timeout = services.config.write_timeout();
         let stop = stop.clone();
         connections.spawn(async move {
+            let _spare = spare;
             let service = TowerToHyperService::new(app);
-            let builder = hyper::server::conn::http1::Builder::new();
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(!health_only);
+            // hyper has no write timeout of its own.
+            let stream = WriteDeadline::new(stream, write_timeout);
             let result = match acceptor {
                 None => {
                     let conn = builder
@@ -980,20 +1080,51 @@ pub async fn serve(
                                 .with_upgrades();
                             serve_until(conn, stop).await
                         }
-                        _ => {
+                        Ok(Err(_)) => {
                             metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_handshake")
+                                .increment(1);
+                            Ok(())
+                        }
+                        Err(_elapsed) => {
+                            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_timeout")
                                 .increment(1);
                             Ok(())
                         }
                     }
                 }
             };
-            if let Err(err) = result {
-                tracing::debug!(%peer, error = %err, "http connection ended with an error");
+            match result {
+                Err(err) if err.is_timeout() => {
+                    metrics::counter!(m::CONNECTIONS_CUT, "reason" => "http_header_timeout")
+                        .increment(1);
+                }
+                Err(err) if is_write_timeout(&err) => {
+                    metrics::counter!(m::CONNECTIONS_CUT, "reason" => "write_timeout").increment(1);
+                }
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "http connection ended with an error");
+                }
+                Ok(()) => {}
             }
         });
     }
     while connections.join_next().await.is_some() {}
+}
+
+/// Returns whether a connection ended because its peer took no bytes of
+/// a write in time (see `WriteDeadline`).
+fn is_write_timeout(err: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Serves one connection until it ends or the node stops (in-flight requests

@@ -10,6 +10,8 @@ pub const SESSIONS: &str = "chorus_sessions";
 pub const CONNECTIONS: &str = "chorus_connections_total";
 /// Connections refused before a session started, by reason.
 pub const CONNECTIONS_REFUSED: &str = "chorus_connections_refused_total";
+/// Connections ended by a limit or timeout after they started, by reason.
+pub const CONNECTIONS_CUT: &str = "chorus_connections_cut_total";
 /// Client frames received, by transport.
 pub const FRAMES_IN: &str = "chorus_frames_in_total";
 /// Frames written to clients, by transport.
@@ -50,6 +52,10 @@ fn describe() {
     metrics::describe_counter!(
         CONNECTIONS_REFUSED,
         "Connections refused before a session started, by reason"
+    );
+    metrics::describe_counter!(
+        CONNECTIONS_CUT,
+        "Connections ended by a limit or timeout after they started, by reason"
     );
     metrics::describe_counter!(FRAMES_IN, "Client frames received, by transport");
     metrics::describe_counter!(FRAMES_OUT, "Frames written to clients, by transport");

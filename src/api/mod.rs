@@ -2,6 +2,7 @@
 //! TLS, per-IP limits and the client-facing metrics.
 
 mod conn;
+mod deadline;
 pub mod http;
 mod limiter;
 pub mod metrics;

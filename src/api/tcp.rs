@@ -19,7 +19,7 @@ use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, FrameReader, FrameWriter, Incoming};
-use super::limiter::ConnPermit;
+use super::limiter::{ConnPermit, Refusal};
 use super::metrics as m;
 use super::stream::{RESERVE_AHEAD, ReadSide, read_more};
 use crate::node::Services;
@@ -183,20 +183,27 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let Some(permit) = services.limiter.acquire(peer.ip()) else {
-            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "per_ip_limit").increment(1);
-            tokio::spawn(async move {
-                let frame = ProtocolError::new(
-                    ErrorCode::RateLimited,
-                    "too many connections from this address",
-                )
-                .to_frame(0);
-                let mut framed = FramedWrite::new(&mut stream, frame_codec(MAX_SERVER_FRAME_BYTES));
-                let _ = framed
-                    .send(encode_server_frame(&frame, FrameFormat::Protobuf))
-                    .await;
-            });
-            continue;
+        let permit = match services.limiter.acquire(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => refusal.label()).increment(1);
+                let reason = match refusal {
+                    Refusal::PerIp => "too many connections from this address",
+                    Refusal::Total => "the node is at its connection limit",
+                };
+                // A few bytes, which the socket buffer takes; bounded all
+                // the same, as this descriptor is one the limit did not count.
+                let patience = services.config.handshake_timeout();
+                tokio::spawn(tokio::time::timeout(patience, async move {
+                    let frame = ProtocolError::new(ErrorCode::RateLimited, reason).to_frame(0);
+                    let mut framed =
+                        FramedWrite::new(&mut stream, frame_codec(MAX_SERVER_FRAME_BYTES));
+                    let _ = framed
+                        .send(encode_server_frame(&frame, FrameFormat::Protobuf))
+                        .await;
+                }));
+                continue;
+            }
         };
         let services = services.clone();
         let stop = stop.clone();

@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, FrameReader, FrameWriter, Incoming};
+use super::deadline::WriteDeadline;
 use super::limiter::ConnPermit;
 use super::stream::{RESERVE_AHEAD, ReadSide, read_more};
 use super::tcp::WRITE_BACKPRESSURE_BYTES;
@@ -135,9 +136,10 @@ fn spawn_connection(
     stop: CancellationToken,
     permit: Arc<ConnPermit>,
 ) {
-    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let upgraded = match upgraded.downcast::<TokioIo<WriteDeadline<TcpStream>>>() {
         Ok(parts) => {
-            let (read, write) = parts.io.into_inner().into_split();
+            // The connection's writer has a write timeout of its own.
+            let (read, write) = parts.io.into_inner().into_inner().into_split();
             let read_ahead = read_ahead(parts.read_buf);
             tokio::spawn(connection(
                 read, write, read_ahead, services, peer, stop, permit,
@@ -146,7 +148,8 @@ fn spawn_connection(
         }
         Err(upgraded) => upgraded,
     };
-    let tls = upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>();
+    let tls =
+        upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<WriteDeadline<TcpStream>>>>();
     match tls {
         Ok(parts) => {
             let (read, write) = tokio::io::split(parts.io.into_inner());

@@ -97,6 +97,30 @@ pub struct LimitsConfig {
     /// Frames queued for one connection before it is dropped as too slow.
     #[serde(default = "default_outbound_queue")]
     pub outbound_queue: usize,
+    /// Bytes of encoded frames queued for one connection: its requests are
+    /// not read while half of it is queued, and a push past it closes the
+    /// connection as a slow consumer.
+    #[serde(default = "default_max_queued_bytes_per_connection")]
+    pub max_queued_bytes_per_connection: usize,
+    /// A write to a client that takes no bytes for this long drops the connection.
+    #[serde(default = "default_write_timeout_secs")]
+    pub write_timeout_secs: u64,
+    /// Time an HTTP connection has to send a request's whole header, counted
+    /// from when the server waits for it: new, trickling and idle keep-alive
+    /// connections are closed past it.
+    #[serde(default = "default_http_header_timeout_secs")]
+    pub http_header_timeout_secs: u64,
+    /// Time an HTTP request's body has to arrive whole once its header has.
+    #[serde(default = "default_http_body_timeout_secs")]
+    pub http_body_timeout_secs: u64,
+    /// Live client connections over all listeners; 0: the process's open-file
+    /// limit less `reserved_fds`.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// File descriptors kept from client connections for storage, peer links
+    /// and health checks, when `max_connections` is 0.
+    #[serde(default = "default_reserved_fds")]
+    pub reserved_fds: usize,
     /// Most messages one pull returns.
     #[serde(default = "default_max_pull")]
     pub max_pull: u32,
@@ -293,10 +317,28 @@ fn default_heartbeat_secs() -> u32 {
     30
 }
 fn default_max_connections_per_ip() -> usize {
-    20_000
+    1000
 }
 fn default_outbound_queue() -> usize {
     1024
+}
+fn default_max_queued_bytes_per_connection() -> usize {
+    8 * 1024 * 1024
+}
+fn default_write_timeout_secs() -> u64 {
+    30
+}
+fn default_http_header_timeout_secs() -> u64 {
+    10
+}
+fn default_http_body_timeout_secs() -> u64 {
+    30
+}
+fn default_max_connections() -> usize {
+    0
+}
+fn default_reserved_fds() -> usize {
+    256
 }
 fn default_max_pull() -> u32 {
     500
@@ -416,6 +458,20 @@ impl NodeConfig {
                 "limits.max_connections_per_ip and max_pull must be positive, outbound_queue at least 16",
             );
         }
+        if l.max_queued_bytes_per_connection < 1024 * 1024 {
+            return invalid("limits.max_queued_bytes_per_connection must be at least 1048576");
+        }
+        if l.write_timeout_secs == 0
+            || l.http_header_timeout_secs == 0
+            || l.http_body_timeout_secs == 0
+        {
+            return invalid(
+                "limits.write_timeout_secs, http_header_timeout_secs and http_body_timeout_secs must be positive",
+            );
+        }
+        if l.reserved_fds < 16 {
+            return invalid("limits.reserved_fds must be at least 16");
+        }
         if l.max_group_members < 2 {
             return invalid("limits.max_group_members must be at least 2");
         }
@@ -477,6 +533,10 @@ impl NodeConfig {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.limits.idle_timeout_secs)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.write_timeout_secs)
     }
 }
 

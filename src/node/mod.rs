@@ -488,7 +488,12 @@ impl Node {
             meta,
             directory: directory.clone(),
             homes: Homes::default(),
-            limiter: ConnLimiter::new(config.limits.max_connections_per_ip),
+            // A quarter of the reserve answers health checks at the cap.
+            limiter: ConnLimiter::new(
+                config.limits.max_connections_per_ip,
+                process::client_connection_cap(&config.limits),
+                config.limits.reserved_fds / 4,
+            ),
             metrics,
             config: config.clone(),
             links: links.clone(),

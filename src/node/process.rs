@@ -95,6 +95,34 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     }
 }
 
+/// Returns how many client connections the node admits in all:
+/// `limits.max_connections`, or when 0 the soft open-file limit less
+/// `limits.reserved_fds` (unbounded where the limit cannot be read).
+pub(super) fn client_connection_cap(limits: &crate::config::LimitsConfig) -> usize {
+    if limits.max_connections > 0 {
+        return limits.max_connections;
+    }
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .as_deref()
+        .and_then(parse_max_open_files);
+    let Some(max_fds) = max_fds else {
+        return usize::MAX;
+    };
+    let cap = (max_fds as usize)
+        .saturating_sub(limits.reserved_fds)
+        .max(1);
+    if cap < limits.max_connections_per_ip {
+        // A low `ulimit -n` (1024 on many desktops) leaves little room.
+        tracing::warn!(
+            max_fds,
+            max_connections = cap,
+            "the open-file limit admits fewer client connections than one address may hold; raise it or set limits.max_connections"
+        );
+    }
+    cap
+}
+
 /// Returns the soft "Max open files" of a `/proc/<pid>/limits` text; `None`
 /// when unlimited.
 fn parse_max_open_files(limits: &str) -> Option<u64> {

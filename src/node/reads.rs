@@ -343,11 +343,14 @@ fn pull_messages(
         .read_range(&conv, pull.after_seq, limit + 1)?;
     let mut has_more = messages.len() > limit;
     messages.truncate(limit);
-    // Keep a page well under the largest frame the server writes.
+    // Keep a page well under the largest frame the server writes, and
+    // within half a connection's queue budget: the reader takes a request
+    // while under half of it, so the answer then fits in the rest.
+    let page_bytes = MAX_PAGE_BYTES.min(services.config.limits.max_queued_bytes_per_connection / 2);
     let mut bytes = 0;
     if let Some(cut) = messages.iter().position(|m| {
         bytes += prost::Message::encoded_len(m);
-        bytes > MAX_PAGE_BYTES
+        bytes > page_bytes
     }) {
         messages.truncate(cut.max(1));
         has_more = true;
