@@ -25,23 +25,6 @@ use pb::server_frame::Body as Resp;
 /// The byte budget the tests give a connection: the smallest allowed.
 const BUDGET: usize = 1024 * 1024;
 
-/// Returns one series of the node's `/metrics`, 0 when it is absent.
-async fn metric(node: &TestNode, series: &str) -> f64 {
-    let text = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter_map(|line| line.split_once(' '))
-        .find(|(name, _)| *name == series)
-        .map_or(0.0, |(_, value)| value.trim().parse().unwrap())
-}
-
 /// A client that reads only when told to: the socket's receive buffer is
 /// small, so what the node cannot write stays on the node.
 enum Raw {
@@ -220,7 +203,7 @@ async fn pipelined_pulls_stay_within_the_budget(transport: Transport) {
         .await;
     let mut greedy = Raw::connect(&node, transport).await;
     greedy.login("bob").await;
-    let before_in = metric(&node, &frames_in).await;
+    let before_in = node.metric(&frames_in).await;
     let rss_before = resident_bytes();
     // 300 pulls of a page each (about half the budget: 35 messages of 15
     // KiB), and not one answer read: 150 MiB if they were all queued.
@@ -234,7 +217,7 @@ async fn pipelined_pulls_stay_within_the_budget(transport: Transport) {
     }
     // The node stops reading the connection once half the budget waits.
     let queued = wait_for("the greedy connection's answers to queue up", || async {
-        let queued = metric(&node, "chorus_outbound_queued_bytes").await;
+        let queued = node.metric("chorus_outbound_queued_bytes").await;
         (queued >= (BUDGET / 2) as f64).then_some(queued)
     })
     .await;
@@ -247,9 +230,9 @@ async fn pipelined_pulls_stay_within_the_budget(transport: Transport) {
     let page = carol.pull(&to_dave, 0, 10).await.unwrap();
     assert_eq!(page.messages.len(), 1);
 
-    let queued = metric(&node, "chorus_outbound_queued_bytes").await;
+    let queued = node.metric("chorus_outbound_queued_bytes").await;
     assert!(queued <= BUDGET as f64 * 1.1, "{queued} bytes queued");
-    let read = metric(&node, &frames_in).await - before_in;
+    let read = node.metric(&frames_in).await - before_in;
     assert!(read < 20.0, "the node read {read} frames of 300");
     let grown = resident_bytes().saturating_sub(rss_before);
     println!("{transport:?}: {read} frames read, {queued} bytes queued, resident +{grown}");
@@ -258,12 +241,10 @@ async fn pipelined_pulls_stay_within_the_budget(transport: Transport) {
     // A peer that takes nothing for the write timeout is let go, and its
     // queue with it.
     wait_for("the greedy connection to be dropped", || async {
-        let cut = metric(
-            &node,
-            "chorus_connections_cut_total{reason=\"write_timeout\"}",
-        )
-        .await;
-        let queued = metric(&node, "chorus_outbound_queued_bytes").await;
+        let cut = node
+            .metric("chorus_connections_cut_total{reason=\"write_timeout\"}")
+            .await;
+        let queued = node.metric("chorus_outbound_queued_bytes").await;
         (cut >= 1.0 && queued == 0.0).then_some(())
     })
     .await;
@@ -296,9 +277,9 @@ async fn slow_consumer_is_closed_with_its_code(transport: Transport) {
     for round in 0..3 {
         let mut bob = Raw::connect(&node, transport).await;
         bob.login("bob").await;
-        let cut_before = metric(&node, slow).await;
+        let cut_before = node.metric(slow).await;
         let mut sent = 0;
-        while metric(&node, slow).await == cut_before {
+        while node.metric(slow).await == cut_before {
             for _ in 0..10 {
                 alice
                     .send_text(&conv, &format!("r{round}-{sent}"), &text)
@@ -407,11 +388,9 @@ async fn slow_silent_and_idle_http_connections_are_cut() {
         "{:?}",
         cut_at - started
     );
-    let cut = metric(
-        &node,
-        "chorus_connections_cut_total{reason=\"http_header_timeout\"}",
-    )
-    .await;
+    let cut = node
+        .metric("chorus_connections_cut_total{reason=\"http_header_timeout\"}")
+        .await;
     assert!(cut >= 3.0, "{cut} header timeouts counted");
 }
 
@@ -489,11 +468,9 @@ async fn an_http_answer_that_is_never_read_is_dropped_at_the_write_timeout() {
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     wait_for("the unread answer to be dropped", || async {
-        let cut = metric(
-            &node,
-            "chorus_connections_cut_total{reason=\"write_timeout\"}",
-        )
-        .await;
+        let cut = node
+            .metric("chorus_connections_cut_total{reason=\"write_timeout\"}")
+            .await;
         (cut >= 1.0).then_some(())
     })
     .await;
@@ -508,11 +485,9 @@ async fn at_the_node_connection_limit_health_checks_are_still_answered() {
     let http_addr: SocketAddr = node.addr(Transport::WsBinary).parse().unwrap();
     // Another address takes every connection the node admits.
     let mut held = Vec::new();
-    while metric(
-        &node,
-        "chorus_connections_refused_total{reason=\"connection_limit\"}",
-    )
-    .await
+    while node
+        .metric("chorus_connections_refused_total{reason=\"connection_limit\"}")
+        .await
         == 0.0
     {
         held.push(small_socket([127, 0, 0, 2], tcp).await);

@@ -323,17 +323,10 @@ async fn group_creation_is_held_to_the_hourly_quota_across_transports() {
         "{body}"
     );
     assert_eq!(alice.sync().await.unwrap().conversations.len(), 3);
-    let metrics = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("chorus_quota_refusals_total{quota=\"groups_per_hour\"} 2"),
+    assert_eq!(
+        node.metric("chorus_quota_refusals_total{quota=\"groups_per_hour\"}")
+            .await,
+        2.0,
         "both refusals counted"
     );
 

@@ -460,23 +460,9 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Reads one sample of a counter (summed over its series) from `/metrics`.
+/// Reads a counter (summed over its series) from `/metrics`.
 async fn counter(http: &reqwest::Client, http_addr: &str, family: &str) -> u64 {
-    let text = http
-        .get(format!("http://{http_addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(family)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    metric_sum(&metrics_text(http, http_addr).await, family) as u64
 }
 
 /// The acceptance test: 500 parallel logins against the real binary (which

@@ -62,20 +62,9 @@ async fn the_peer_port_answers_no_crafted_request_from_outside() {
         closed_without_answer(&mut stream).await;
     }
     let refused = wait_for("refusals counted", || async {
-        let metrics = node
-            .http()
-            .get(node.url("/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let count: f64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("chorus_peer_link_refused_total{reason=\"handshake\"}"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        let count = node
+            .metric("chorus_peer_link_refused_total{reason=\"handshake\"}")
+            .await;
         (count >= 4.0).then_some(count)
     })
     .await;

@@ -205,3 +205,40 @@ pub async fn assert_quiet(conn: &mut Connection, what: &str) {
         panic!("{what}: unexpected {event:?}");
     }
 }
+
+/// Returns the Prometheus text a node at `http_addr` exports on `/metrics`.
+pub async fn metrics_text(http: &reqwest::Client, http_addr: &str) -> String {
+    http.get(format!("http://{http_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Sums the samples of `series` in a Prometheus text: the series named
+/// exactly (labels included), or every series of a metric named without
+/// labels. 0 when there is none.
+pub fn metric_sum(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(name, _)| {
+            *name == series
+                || (!series.contains('{')
+                    && name
+                        .strip_prefix(series)
+                        .is_some_and(|rest| rest.starts_with('{')))
+        })
+        .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+        .sum()
+}
+
+impl TestNode {
+    /// Returns the sum of `series` on this node's `/metrics` (see [`metric_sum`]).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = metrics_text(&self.http, &self.node.http_addr().to_string()).await;
+        metric_sum(&text, series)
+    }
+}
