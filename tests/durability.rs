@@ -5,54 +5,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 
 use chorus::client::{ClientOptions, Connection, Event, Transport};
 use chorus::pb::{self, DeviceClass};
 use common::*;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const ADMIN_PASSWORD: &str = "durability-admin";
 
-struct Process {
-    child: Child,
-    tcp: String,
-    http: String,
-}
-
-/// Starts `chorus serve` and waits for its ready line.
-async fn spawn_node(config: &std::path::Path) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("CHORUS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
-                && value["event"] == "ready"
-            {
-                return value;
-            }
-        }
-        panic!("node exited before it was ready");
-    })
-    .await
-    .expect("node ready within the deadline");
-    // Keep draining stdout so the node never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Process {
-        child,
-        tcp: ready["tcp"].as_str().unwrap().to_string(),
-        http: ready["http"].as_str().unwrap().to_string(),
-    }
+async fn spawn_node(config: &std::path::Path) -> ServeProcess {
+    spawn_serve(config, ADMIN_PASSWORD).await
 }
 
 async fn create_users(http_addr: &str, accounts: &[&str]) {

@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Stdio;
 
 use bytes::{BufMut, BytesMut};
 use chorus::client::{ClientOptions, Connection, Transport};
@@ -17,7 +16,7 @@ use common::*;
 use futures::future::join_all;
 use prost::Message as _;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 fn loopback(last: u8) -> IpAddr {
@@ -480,31 +479,9 @@ async fn a_storm_of_500_logins_keeps_memory_flat_and_the_limits_exact() {
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("CHORUS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
-                && value["event"] == "ready"
-            {
-                return value;
-            }
-        }
-        panic!("node exited before it was ready");
-    })
-    .await
-    .expect("node ready within the deadline");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let http_addr = ready["http"].as_str().unwrap().to_string();
+    let mut node = spawn_serve(&config, ADMIN_PASSWORD).await;
+    let pid = node.child.id().unwrap();
+    let http_addr = node.http.clone();
     let local = reqwest::Client::new();
     let token = rest_login(&local, &http_addr, "admin", ADMIN_PASSWORD)
         .await
@@ -579,6 +556,6 @@ async fn a_storm_of_500_logins_keeps_memory_flat_and_the_limits_exact() {
     rest_login(&local, &http_addr, "alice", &password("alice"))
         .await
         .expect("alice logs in from 127.0.0.1");
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    node.child.start_kill().unwrap();
+    node.child.wait().await.unwrap();
 }

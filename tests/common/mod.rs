@@ -242,3 +242,45 @@ impl TestNode {
         metric_sum(&text, series)
     }
 }
+
+/// A `chorus serve` process, started from a config file.
+pub struct ServeProcess {
+    pub child: tokio::process::Child,
+    pub tcp: String,
+    pub http: String,
+}
+
+/// Starts the built `chorus serve --config CONFIG` with the admin password
+/// set, and waits for its ready line; its stdout is drained from then on so
+/// that the node never blocks on a full pipe.
+pub async fn spawn_serve(config: &std::path::Path, admin_password: &str) -> ServeProcess {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env(chorus::ADMIN_PASSWORD_ENV, admin_password)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
+                && value["event"] == "ready"
+            {
+                return value;
+            }
+        }
+        panic!("node exited before it was ready");
+    })
+    .await
+    .expect("node ready within the deadline");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    ServeProcess {
+        child,
+        tcp: ready["tcp"].as_str().unwrap().to_string(),
+        http: ready["http"].as_str().unwrap().to_string(),
+    }
+}
