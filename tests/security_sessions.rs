@@ -147,7 +147,11 @@ async fn ends_unauthenticated(conn: &mut Connection, transport: Transport) {
     }
 }
 
-#[tokio::test]
+/// Racers per round, each resuming the token while it is logged out.
+const RACERS: usize = 6;
+
+// Several worker threads, so that resumes and the logout truly overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logout_racing_a_resume_never_leaves_a_live_session() {
     let node = TestNode::start().await;
     let ids = node.create_users(&["alice"]).await;
@@ -164,7 +168,10 @@ async fn logout_racing_a_resume_never_leaves_a_live_session() {
         } else {
             None
         };
-        let mut racer = node.connect(Transport::Tcp).await;
+        let mut racers = Vec::new();
+        for _ in 0..RACERS {
+            racers.push(node.connect(Transport::Tcp).await);
+        }
         let logout = async {
             match &holder {
                 Some(conn) => {
@@ -183,20 +190,26 @@ async fn logout_racing_a_resume_never_leaves_a_live_session() {
                 }
             }
         };
-        let (resumed, ()) = tokio::join!(racer.resume(&token), logout);
-        match resumed {
-            // Resumed before or during the logout (ended before its answer
-            // went out, even): it must end.
-            Ok(_) | Err(ClientError::Closed) => {
-                resumed_live += 1;
-                ends_unauthenticated(&mut racer, Transport::Tcp).await;
+        let resumes = futures::future::join_all(racers.iter().map(|r| r.resume(&token)));
+        let (resumed, ()) = tokio::join!(resumes, logout);
+        for (racer, resumed) in racers.iter_mut().zip(resumed) {
+            match resumed {
+                // Resumed before or during the logout (ended before its
+                // answer went out, even): it must end.
+                Ok(_) | Err(ClientError::Closed) => {
+                    resumed_live += 1;
+                    ends_unauthenticated(racer, Transport::Tcp).await;
+                }
+                // Or refused: the connection never had a session.
+                Err(err) => assert_eq!(err.code(), Some(ErrorCode::Unauthenticated), "{err:?}"),
             }
-            // Or the resume is refused, and the connection never had a session.
-            Err(err) => assert_eq!(err.code(), Some(ErrorCode::Unauthenticated), "{err:?}"),
         }
     }
     // Both outcomes are fine; the count only shows the race was run.
-    println!("{resumed_live} of 150 resumes won the race and were ended");
+    println!(
+        "{resumed_live} of {} resumes won the race and were ended",
+        150 * RACERS
+    );
     wait_for("every session gone", || async {
         (testsuite::session_count(&node.node) == 0).then_some(())
     })
