@@ -114,7 +114,7 @@ impl Session {
     /// registered session and ends it, or was applied before the check
     /// below, which refuses the token. Checking first would leave a gap in
     /// which a revocation finds nothing to end and the session then starts.
-    async fn attach(&mut self, identity: Identity) -> Result<(), ProtocolError> {
+    async fn attach(&mut self, identity: Identity, resumed: bool) -> Result<(), ProtocolError> {
         let user = identity.user_id;
         let registered = self.services.directory.add_local(
             user,
@@ -131,7 +131,13 @@ impl Session {
             return Err(ProtocolError::unauthenticated("unknown or revoked token"));
         }
         self.registered = Some(user);
-        let live = self.services.auth.still_live(&identity.token_digest).await;
+        // A token a login just issued is not read again: this node may not
+        // have applied it yet, and nobody else knew it to revoke it.
+        let live = if resumed {
+            self.services.auth.still_live(&identity.token_digest).await
+        } else {
+            Ok(true)
+        };
         if !matches!(live, Ok(true)) {
             self.unregister();
             live?;
@@ -309,6 +315,7 @@ impl Session {
         &mut self,
         principal: Principal,
         token: String,
+        resumed: bool,
         request_id: u64,
     ) -> Result<(), ProtocolError> {
         let session = pb::Session {
@@ -327,7 +334,7 @@ impl Session {
             token_digest: principal.token_digest,
             expires_at: tokio::time::Instant::now() + std::time::Duration::from_millis(left_ms),
         };
-        self.attach(identity).await?;
+        self.attach(identity, resumed).await?;
         self.answer(request_id, Out::Session(session));
         Ok(())
     }
@@ -366,12 +373,12 @@ impl Session {
                         "logged in elsewhere",
                     );
                 }
-                self.start_session(outcome.principal, outcome.token, request_id)
+                self.start_session(outcome.principal, outcome.token, false, request_id)
                     .await?;
             }
             In::Resume(resume) => {
                 let principal = self.services.auth.resume(&resume.token).await?;
-                self.start_session(principal, resume.token, request_id)
+                self.start_session(principal, resume.token, true, request_id)
                     .await?;
             }
             In::Logout(_) => {
