@@ -82,6 +82,60 @@ pub mod testsuite {
         node.services.homes.lose(user)
     }
 
+    /// Creates users that cannot log in (they have no password hash),
+    /// without hashing a password each; returns their ids.
+    pub async fn create_users_without_login(
+        node: &crate::Node,
+        prefix: &str,
+        count: usize,
+    ) -> Vec<u64> {
+        let mut ids = Vec::with_capacity(count);
+        for i in 0..count {
+            let new = crate::meta::NewUser {
+                account: format!("{prefix}{i}"),
+                ..Default::default()
+            };
+            let user = node.services.meta.create_user(new).await;
+            ids.push(user.expect("create_user").user_id);
+        }
+        ids
+    }
+
+    /// Issues a token for a user as a login would, without checking (and
+    /// hashing) a password; returns the token.
+    pub async fn issue_token(
+        node: &crate::Node,
+        user: u64,
+        class: crate::pb::DeviceClass,
+    ) -> String {
+        let token = crate::auth::Token::generate();
+        let issued = crate::protocol::now_ms();
+        let ttl_ms = node
+            .services
+            .config
+            .auth
+            .token_ttl_secs
+            .saturating_mul(1000);
+        let record = crate::meta::TokenRecord {
+            user_id: user,
+            device_class: class as i32,
+            issued_at_ms: issued,
+            expires_at_ms: issued.saturating_add(ttl_ms as i64),
+        };
+        let digest = crate::auth::token_digest(token.as_str());
+        node.services
+            .meta
+            .issue_token(&digest, &record)
+            .await
+            .expect("issue_token");
+        token.as_str().to_string()
+    }
+
+    /// Returns how many sessions are registered on the node.
+    pub fn session_count(node: &crate::Node) -> usize {
+        node.services.directory.session_count()
+    }
+
     /// Returns how many users are homed on the node and how many
     /// conversation actors are live.
     pub fn actor_counts(node: &crate::Node) -> (usize, usize) {

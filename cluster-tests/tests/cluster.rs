@@ -463,6 +463,55 @@ async fn pushes_receipts_and_kicks_cross_nodes() {
     .await;
 }
 
+#[tokio::test]
+async fn a_logout_on_one_node_ends_the_token_everywhere() {
+    let mut cluster = Cluster::builder().start().await.unwrap();
+    cluster.create_users(&["alice"]).await.unwrap();
+    let alice = Connection::connect(&chorus::client::ClientOptions::new(
+        cluster.nodes[0].tcp.clone(),
+        chorus::client::Transport::Tcp,
+    ))
+    .await
+    .unwrap();
+    let session = alice
+        .login("alice", &password("alice"), DeviceClass::Web)
+        .await
+        .unwrap();
+    let mut elsewhere = Vec::new();
+    for node in &cluster.nodes[1..] {
+        let conn = Connection::connect(&chorus::client::ClientOptions::new(
+            node.tcp.clone(),
+            chorus::client::Transport::Tcp,
+        ))
+        .await
+        .unwrap();
+        conn.resume(&session.token).await.unwrap();
+        elsewhere.push(conn);
+    }
+    let logout = chorus::pb::client_frame::Body::Logout(chorus::pb::Logout {});
+    alice.request(logout).await.unwrap();
+    // Every other node ends its session of the token, and refuses it on REST.
+    for conn in &mut elsewhere {
+        wait_push(
+            conn,
+            |b| matches!(b, chorus::pb::server_frame::Body::Kicked(k) if k.reason == "logged out"),
+        )
+        .await;
+        let refused = tokio::time::timeout(DEADLINE, conn.ping()).await;
+        assert!(matches!(refused, Ok(Err(_))), "{refused:?}");
+    }
+    let (http, _) = cluster.rest().await.unwrap();
+    for node in &cluster.nodes {
+        let me = http
+            .get(format!("http://{}/api/v1/me", node.http))
+            .bearer_auth(&session.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status().as_u16(), 401, "node {}", node.id);
+    }
+}
+
 async fn next_message(conn: &mut Connection) -> chorus::pb::Message {
     let mut found = None;
     wait_push(conn, |body| {

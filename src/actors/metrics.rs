@@ -14,6 +14,10 @@ pub const PUSHES_DELIVERED: &str = "chorus_pushes_delivered_total";
 pub const SEND_ACK_SECONDS: &str = "chorus_send_ack_seconds";
 /// Time from commit to queueing the last push of a message, seconds.
 pub const COMMIT_PUSH_SECONDS: &str = "chorus_commit_push_seconds";
+/// Watch and unwatch operations sent to user homes by WatchPresence
+/// requests: only what a request changes, so a steady rate of re-sent
+/// watch lists does not raise it.
+pub const PRESENCE_WATCH_OPS: &str = "chorus_presence_watch_ops_total";
 
 /// Bytes of frames queued for client connections and not yet written, over
 /// all connections.
@@ -41,6 +45,10 @@ pub fn describe() {
         SEND_ACK_SECONDS,
         metrics::Unit::Seconds,
         "Time from receiving a send to queueing its ack"
+    );
+    metrics::describe_counter!(
+        PRESENCE_WATCH_OPS,
+        "Watch and unwatch operations sent to user homes by WatchPresence requests"
     );
     metrics::describe_histogram!(
         COMMIT_PUSH_SECONDS,

@@ -11,7 +11,7 @@ mod session;
 mod user;
 
 pub use conversation::{ConversationMsg, members_for, members_of};
-pub use directory::Directory;
+pub use directory::{Attachment, Directory};
 pub use outbox::{Outbound, Outbox, OutboxReceiver, Received};
-pub use session::Session;
+pub use session::{Session, TOKEN_EXPIRED};
 pub use user::{Applied, Homes, Notice};

@@ -29,7 +29,12 @@ struct Identity {
     admin: bool,
     device_class: pb::DeviceClass,
     token_digest: Vec<u8>,
+    /// When the token expires: the session ends then, live or not.
+    expires_at: tokio::time::Instant,
 }
+
+/// The reason a session ends when its token expires.
+pub const TOKEN_EXPIRED: &str = "token expired";
 
 pub struct Session {
     services: Arc<Services>,
@@ -43,8 +48,6 @@ pub struct Session {
 }
 
 const MAX_CLIENT_MSG_ID: usize = 64;
-/// Most users one WatchPresence request may name.
-const MAX_WATCH: usize = 1000;
 
 impl Session {
     pub fn new(services: Arc<Services>, outbox: Outbox, peer_ip: IpAddr) -> Session {
@@ -62,10 +65,27 @@ impl Session {
         self.identity.is_some()
     }
 
+    /// Returns when the session's token expires, once authenticated.
+    pub fn expires_at(&self) -> Option<tokio::time::Instant> {
+        self.identity.as_ref().map(|i| i.expires_at)
+    }
+
     /// Handles one frame from the client; a failed request is answered
     /// with its error.
     pub async fn handle(&mut self, frame: pb::ClientFrame) {
         let request_id = frame.request_id;
+        // The connection's timer ends an expired session, but a frame may
+        // be read in the same instant: no request runs on an expired token.
+        if self
+            .expires_at()
+            .is_some_and(|at| at <= tokio::time::Instant::now())
+        {
+            let err = ProtocolError::unauthenticated(TOKEN_EXPIRED);
+            metrics::counter!(crate::api::metrics::ERRORS, "code" => err.code.label()).increment(1);
+            self.outbox.send(err.to_frame(request_id));
+            self.outbox.close(ErrorCode::Unauthenticated, TOKEN_EXPIRED);
+            return;
+        }
         // Boxed: the handler's future holds every request's branch, and
         // inline it would be part of every idle connection's task.
         if let Err(err) = Box::pin(self.handle_frame(frame)).await {
@@ -92,13 +112,14 @@ impl Session {
     /// Registers the session on this node and with its user's actor,
     /// wherever that lives. A failure to reach the user's home is repaired
     /// by the node's next re-attach round (view change or lease).
-    async fn attach(&mut self) -> Result<(), ProtocolError> {
-        let identity = self
-            .identity
-            .as_ref()
-            .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
+    ///
+    /// Registered first, checked second: a revocation either finds the
+    /// registered session and ends it, or was applied before the check
+    /// below, which refuses the token. Checking first would leave a gap in
+    /// which a revocation finds nothing to end and the session then starts.
+    async fn attach(&mut self, identity: Identity, resumed: bool) -> Result<(), ProtocolError> {
         let user = identity.user_id;
-        self.services.directory.add_local(
+        let registered = self.services.directory.add_local(
             user,
             LocalSession {
                 id: self.id,
@@ -109,13 +130,29 @@ impl Session {
                 status: (0, 0),
             },
         );
+        if !registered {
+            return Err(ProtocolError::unauthenticated("unknown or revoked token"));
+        }
         self.registered = Some(user);
+        // A token a login just issued is not read again: this node may not
+        // have applied it yet, and nobody else knew it to revoke it.
+        let live = if resumed {
+            self.services.auth.still_live(&identity.token_digest).await
+        } else {
+            Ok(true)
+        };
+        if !matches!(live, Ok(true)) {
+            self.unregister();
+            live?;
+            return Err(ProtocolError::unauthenticated("unknown or revoked token"));
+        }
         let attach = HomeOp::Attach {
             node: self.services.config.node_id,
             session: self.id,
             device_class: identity.device_class as i32,
             status: (0, 0),
         };
+        self.identity = Some(identity);
         if self.services.home(vec![(user, attach)]).await[0].is_none() {
             tracing::warn!(
                 user,
@@ -128,8 +165,7 @@ impl Session {
     /// Answers SetPresence and WatchPresence.
     async fn presence(&mut self, body: In, request_id: u64) -> Result<(), ProtocolError> {
         let me = self.user_id()?;
-        let node = self.services.config.node_id;
-        let (users, ops): (Vec<u64>, Vec<(u64, HomeOp)>) = match body {
+        match body {
             In::SetPresence(set) => {
                 let status = pb::PresenceStatus::try_from(set.status)
                     .ok()
@@ -143,53 +179,138 @@ impl Session {
                     status: status as i32,
                     at,
                 };
-                (vec![me], vec![(me, op)])
+                let status = self.services.home(vec![(me, op)]).await[0].ok_or_else(|| {
+                    ProtocolError::new(ErrorCode::UnavailableRetry, "a user's home is unreachable")
+                })?;
+                let list = vec![pb::Presence {
+                    user_id: me,
+                    status,
+                }];
+                self.answer(
+                    request_id,
+                    Out::PresenceList(pb::PresenceList { users: list }),
+                );
+                Ok(())
             }
-            In::WatchPresence(watch) => {
-                if watch.user_ids.len() > MAX_WATCH {
-                    return Err(ProtocolError::new(
-                        ErrorCode::TooLarge,
-                        format!("at most {MAX_WATCH} users per request"),
-                    ));
-                }
-                let mut users = watch.user_ids;
-                users.sort_unstable();
-                users.dedup();
-                self.services
-                    .directory
-                    .set_watches(me, self.id, &users, !watch.unwatch);
-                let ops = users
-                    .iter()
-                    .map(|user| {
-                        // Another session of this user on this node may
-                        // watch too: the next re-attach round restores it.
-                        let op = if watch.unwatch {
-                            HomeOp::Unwatch { node, watcher: me }
-                        } else {
-                            HomeOp::Watch { node, watcher: me }
-                        };
-                        (*user, op)
-                    })
-                    .collect();
-                (users, ops)
-            }
-            _ => return Err(ProtocolError::internal("not a presence request")),
-        };
-        let answers = self.services.home(ops).await;
-        let mut list = Vec::with_capacity(users.len());
-        for (user, status) in users.into_iter().zip(answers) {
-            let status = status.ok_or_else(|| {
-                ProtocolError::new(ErrorCode::UnavailableRetry, "a user's home is unreachable")
-            })?;
-            list.push(pb::Presence {
-                user_id: user,
-                status,
-            });
+            In::WatchPresence(watch) => self.watch(me, watch, request_id).await,
+            _ => Err(ProtocolError::internal("not a presence request")),
         }
-        self.answer(
-            request_id,
-            Out::PresenceList(pb::PresenceList { users: list }),
-        );
+    }
+
+    /// Answers WatchPresence. Only the delta goes to the users' homes: a
+    /// user this node already watches for `me` costs nothing more, and the
+    /// watches of a session are bounded by `max_watched_users_per_session`.
+    async fn watch(
+        &mut self,
+        me: u64,
+        watch: pb::WatchPresence,
+        request_id: u64,
+    ) -> Result<(), ProtocolError> {
+        let limit = self.services.config.limits.max_watched_users_per_session;
+        // Checked before anything else, so that a huge request costs nothing.
+        if watch.user_ids.len() > limit {
+            return Err(ProtocolError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "{} users in one request, the limit is {limit} per session",
+                    watch.user_ids.len()
+                ),
+            ));
+        }
+        let mut users = watch.user_ids;
+        users.sort_unstable();
+        users.dedup();
+        let directory = &self.services.directory;
+        if !watch.unwatch {
+            let (watched, fresh) = directory.unwatched(me, self.id, &users);
+            if watched + fresh.len() > limit {
+                return Err(ProtocolError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "this session watches {watched} users and would watch {}, the limit is {limit}; unwatch some first",
+                        watched + fresh.len()
+                    ),
+                ));
+            }
+            // A watch of a user that does not exist would give it a home.
+            let services = self.services.clone();
+            let unknown = blocking(move || {
+                for user in fresh {
+                    if services.meta.user(user)?.is_none() {
+                        return Ok(Some(user));
+                    }
+                }
+                Ok(None)
+            })
+            .await?;
+            if let Some(user) = unknown {
+                return Err(ProtocolError::not_found(format!(
+                    "no such user {user}; nothing was watched"
+                )));
+            }
+        }
+        let delta = directory.begin_watch(me, self.id, &users, !watch.unwatch);
+        metrics::counter!(super::metrics::PRESENCE_WATCH_OPS).increment(delta.homes.len() as u64);
+        let node = self.services.config.node_id;
+        let ops = delta
+            .homes
+            .iter()
+            .map(|user| {
+                let op = if watch.unwatch {
+                    HomeOp::Unwatch { node, watcher: me }
+                } else {
+                    HomeOp::Watch {
+                        node,
+                        watcher: me,
+                        quiet: true,
+                    }
+                };
+                (*user, op)
+            })
+            .collect();
+        let answers = self.services.home(ops).await;
+        let reachable = answers.iter().all(Option::is_some);
+        let told: Vec<(u64, i32)> = if watch.unwatch {
+            Vec::new()
+        } else {
+            delta
+                .homes
+                .iter()
+                .zip(&answers)
+                .filter_map(|(user, status)| Some((*user, (*status)?)))
+                .collect()
+        };
+        let removed = delta.removed;
+        // The answer goes out before any event held meanwhile.
+        directory.finish_watch(me, self.id, &told, |known| {
+            if !reachable {
+                // The watches stand: the next re-attach round reaches the homes.
+                let err =
+                    ProtocolError::new(ErrorCode::UnavailableRetry, "a user's home is unreachable");
+                metrics::counter!(crate::api::metrics::ERRORS, "code" => err.code.label())
+                    .increment(1);
+                return err.to_frame(request_id);
+            }
+            let list = if watch.unwatch {
+                removed
+            } else {
+                users
+                    .iter()
+                    .filter_map(|u| {
+                        let index = known.binary_search_by_key(u, |(w, _)| *w).ok()?;
+                        Some(known[index])
+                    })
+                    .collect()
+            };
+            let users = list
+                .into_iter()
+                .map(|(user_id, status)| pb::Presence { user_id, status })
+                .collect();
+            pb::ServerFrame {
+                request_id,
+                body: Some(Out::PresenceList(pb::PresenceList { users })),
+            }
+        });
         Ok(())
     }
 
@@ -197,6 +318,7 @@ impl Session {
         &mut self,
         principal: Principal,
         token: String,
+        resumed: bool,
         request_id: u64,
     ) -> Result<(), ProtocolError> {
         let session = pb::Session {
@@ -207,13 +329,15 @@ impl Session {
             expires_at_ms: principal.expires_at_ms,
             heartbeat_secs: self.services.config.limits.heartbeat_secs,
         };
-        self.identity = Some(Identity {
+        let left_ms = principal.expires_at_ms.saturating_sub(now_ms()).max(0) as u64;
+        let identity = Identity {
             user_id: principal.user.user_id,
             admin: principal.user.admin,
             device_class: principal.device_class,
             token_digest: principal.token_digest,
-        });
-        self.attach().await?;
+            expires_at: tokio::time::Instant::now() + std::time::Duration::from_millis(left_ms),
+        };
+        self.attach(identity, resumed).await?;
         self.answer(request_id, Out::Session(session));
         Ok(())
     }
@@ -252,12 +376,12 @@ impl Session {
                         "logged in elsewhere",
                     );
                 }
-                self.start_session(outcome.principal, outcome.token, request_id)
+                self.start_session(outcome.principal, outcome.token, false, request_id)
                     .await?;
             }
             In::Resume(resume) => {
                 let principal = self.services.auth.resume(&resume.token).await?;
-                self.start_session(principal, resume.token, request_id)
+                self.start_session(principal, resume.token, true, request_id)
                     .await?;
             }
             In::Logout(_) => {
@@ -493,21 +617,37 @@ fn lookup_user(
     })
 }
 
-impl Drop for Session {
-    /// Unregisters the session here and at its user's home, however the
-    /// connection ended.
-    fn drop(&mut self) {
+impl Session {
+    /// Unregisters the session here and at its user's home: its sessions
+    /// and the watches no other session of the user here holds.
+    fn unregister(&mut self) {
         let Some(user) = self.registered.take() else {
             return;
         };
-        self.services.directory.remove_local(user, self.id);
+        let node = self.services.config.node_id;
+        let unwatched = self.services.directory.remove_local(user, self.id);
         let detach = HomeOp::Detach {
-            node: self.services.config.node_id,
+            node,
             session: self.id,
         };
+        let unwatch = unwatched.into_iter().map(|watched| {
+            let op = HomeOp::Unwatch {
+                node,
+                watcher: user,
+            };
+            (watched, op)
+        });
+        let ops: Vec<(u64, HomeOp)> = std::iter::once((user, detach)).chain(unwatch).collect();
         let services = self.services.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { services.home(vec![(user, detach)]).await });
+            runtime.spawn(async move { services.home(ops).await });
         }
+    }
+}
+
+impl Drop for Session {
+    /// Unregisters the session, however the connection ended.
+    fn drop(&mut self) {
+        self.unregister();
     }
 }

@@ -36,7 +36,8 @@ struct UserHome {
     sessions: Vec<Attached>,
     /// Watchers: (node, watching user) → last renewal.
     watchers: HashMap<(u64, u64), Instant>,
-    /// The status the user chose, and when (ms); shown while any session is live.
+    /// The status the user chose, and when (ms); shown while any session is
+    /// live, and reset to ONLINE when the last one goes.
     status: PresenceStatus,
     status_at: u64,
     /// The presence watchers were last told.
@@ -99,8 +100,12 @@ impl UserHome {
                 self.sessions
                     .retain(|a| (a.node, a.session) != (node, session));
             }
-            HomeOp::Watch { node, watcher } => {
-                if self.watchers.insert((node, watcher), now).is_none() {
+            HomeOp::Watch {
+                node,
+                watcher,
+                quiet,
+            } => {
+                if self.watchers.insert((node, watcher), now).is_none() && !quiet {
                     return Some((node, watcher));
                 }
             }
@@ -141,6 +146,7 @@ impl UserHome {
         let watchers = self.watchers.keys().map(|(node, watcher)| HomeOp::Watch {
             node: *node,
             watcher: *watcher,
+            quiet: false,
         });
         std::iter::once(status)
             .chain(sessions)
@@ -220,6 +226,11 @@ impl Table {
         }
         let empty = home.sessions.is_empty() && home.watchers.is_empty();
         if presence == PresenceStatus::Offline {
+            // A chosen status lasts while the user is online: the first
+            // device after offline shows ONLINE (docs/protocol.md §5.19),
+            // whether or not watchers kept this home. `status_at` stays, so
+            // that an older status arriving late does not come back.
+            home.status = PresenceStatus::Online;
             self.count(user, None);
         }
         if empty {
@@ -407,6 +418,7 @@ mod tests {
             HomeOp::Watch {
                 node: 1,
                 watcher: 9,
+                quiet: false,
             },
             |_| {},
         );
@@ -445,6 +457,31 @@ mod tests {
             |_| {},
         );
         assert_eq!(homes.len(), 0);
+    }
+
+    #[test]
+    fn a_chosen_status_ends_with_the_last_session_and_a_quiet_watch_is_not_told() {
+        let homes = Homes::default();
+        let quiet = HomeOp::Watch {
+            node: 1,
+            watcher: 9,
+            quiet: true,
+        };
+        // The watch request answers the presence itself.
+        assert!(homes.apply(7, quiet, |_| {}).notice.is_none());
+        homes.apply(7, attach(2, 1), |_| {});
+        homes.apply(7, set_status(PresenceStatus::Busy, 10), |_| {});
+        let detach = HomeOp::Detach {
+            node: 2,
+            session: 1,
+        };
+        homes.apply(7, detach, |_| {});
+        // The watcher kept the home; the next device still shows ONLINE.
+        let back = homes.apply(7, attach(2, 2), |_| {});
+        assert_eq!(back.presence, PresenceStatus::Online);
+        // An older status arriving late does not come back.
+        let stale = homes.apply(7, set_status(PresenceStatus::Away, 5), |_| {});
+        assert_eq!(stale.presence, PresenceStatus::Online);
     }
 
     #[test]
@@ -509,6 +546,7 @@ mod tests {
             HomeOp::Watch {
                 node: 3,
                 watcher: 2,
+                quiet: false,
             },
             |_| {},
         );

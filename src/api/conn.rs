@@ -155,6 +155,9 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
         } else {
             handshake_deadline
         };
+        // One timer for both ends: the idle limit and the token's expiry.
+        let expires = session.expires_at();
+        let deadline = expires.map_or(deadline, |at| deadline.min(at));
         let incoming = tokio::select! {
             incoming = tokio::time::timeout_at(deadline, reader.next()) => incoming,
             // Kicked, aborted, or the writer ended (peer gone).
@@ -165,6 +168,10 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
             }
         };
         match incoming {
+            Err(_elapsed) if expires.is_some_and(|at| at <= Instant::now()) => {
+                outbox.close(ErrorCode::Unauthenticated, crate::actors::TOKEN_EXPIRED);
+                break;
+            }
             Err(_elapsed) if authed => {
                 metrics::counter!(m::CONNECTIONS_CUT, "reason" => "idle_timeout").increment(1);
                 outbox.close(

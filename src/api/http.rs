@@ -249,7 +249,14 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 }
 
 async fn principal(services: &Services, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    Ok(services.auth.resume(bearer(headers)?).await?)
+    let principal = services.auth.resume(bearer(headers)?).await?;
+    // This node's copy of the metadata may lag a revocation it heard of.
+    if services.directory.is_revoked(&principal.token_digest) {
+        return Err(ApiError(ProtocolError::unauthenticated(
+            "unknown or revoked token",
+        )));
+    }
+    Ok(principal)
 }
 
 async fn admin(services: &Services, headers: &HeaderMap) -> Result<Principal, ApiError> {

@@ -205,6 +205,17 @@ impl Auth {
         })
     }
 
+    /// Returns whether a token is still live in the applied metadata: what a
+    /// session checks once it is registered, so that a revocation applied
+    /// after its resume read the token, but before the revocation could
+    /// find the session, still ends it.
+    pub async fn still_live(&self, token_digest: &[u8]) -> Result<bool, ProtocolError> {
+        let meta = self.meta.clone();
+        let digest = token_digest.to_vec();
+        let record = db::blocking(move || meta.token(&digest)).await?;
+        Ok(record.is_some_and(|r| r.expires_at_ms > now_ms()))
+    }
+
     /// Revokes a token; returns its record when it was live.
     pub async fn revoke(
         &self,

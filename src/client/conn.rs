@@ -115,7 +115,9 @@ pub enum Event {
     },
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<pb::ServerFrame>>>>;
+/// Requests waiting for their answers; `None` once the connection ended, so
+/// that a request made after the end fails at once instead of timing out.
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<pb::ServerFrame>>>>>;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -169,7 +171,8 @@ fn dispatch(pending: &Pending, events: &mpsc::UnboundedSender<Event>, frame: pb:
         let waiter = pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&frame.request_id);
+            .as_mut()
+            .and_then(|waiting| waiting.remove(&frame.request_id));
         if let Some(waiter) = waiter {
             let _ = waiter.send(frame);
             return;
@@ -183,7 +186,7 @@ impl Connection {
         let stream = open_stream(options).await?;
         let (outgoing, mut to_send) = mpsc::channel::<pb::ClientFrame>(1024);
         let (event_tx, events) = mpsc::unbounded_channel();
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let reader_pending = pending.clone();
         match options.transport {
             Transport::Tcp => {
@@ -206,7 +209,7 @@ impl Connection {
                     reader_pending
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .clear();
+                        .take();
                     let _ = event_tx.send(Event::Closed {
                         ws_code: None,
                         reason: String::new(),
@@ -268,7 +271,7 @@ impl Connection {
                     reader_pending
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .clear();
+                        .take();
                     let _ = event_tx.send(Event::Closed {
                         ws_code: closed.0,
                         reason: closed.1,
@@ -290,10 +293,15 @@ impl Connection {
     pub async fn request(&self, body: Req) -> Result<Resp, ClientError> {
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending
+        match self
+            .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(request_id, tx);
+            .as_mut()
+        {
+            Some(waiting) => waiting.insert(request_id, tx),
+            None => return Err(ClientError::Closed),
+        };
         let frame = pb::ClientFrame {
             request_id,
             body: Some(body),
@@ -305,10 +313,14 @@ impl Connection {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => return Err(ClientError::Closed),
             Err(_) => {
-                self.pending
+                if let Some(waiting) = self
+                    .pending
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&request_id);
+                    .as_mut()
+                {
+                    waiting.remove(&request_id);
+                }
                 return Err(ClientError::Timeout(self.timeout));
             }
         };

@@ -127,6 +127,10 @@ pub struct LimitsConfig {
     /// Most members of one group.
     #[serde(default = "default_max_group_members")]
     pub max_group_members: usize,
+    /// Most users one session may watch the presence of, over all its
+    /// WatchPresence requests: every watch costs its user's home a record.
+    #[serde(default = "default_max_watched_users_per_session")]
+    pub max_watched_users_per_session: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +350,9 @@ fn default_max_pull() -> u32 {
 fn default_max_group_members() -> usize {
     5000
 }
+fn default_max_watched_users_per_session() -> usize {
+    1000
+}
 fn default_token_ttl_secs() -> u64 {
     7 * 24 * 3600
 }
@@ -474,6 +481,9 @@ impl NodeConfig {
         }
         if l.max_group_members < 2 {
             return invalid("limits.max_group_members must be at least 2");
+        }
+        if !(1..=100_000).contains(&l.max_watched_users_per_session) {
+            return invalid("limits.max_watched_users_per_session must be between 1 and 100000");
         }
         let a = &self.auth;
         if a.token_ttl_secs == 0 || a.failure_window_secs == 0 || a.session_lease_secs == 0 {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::Services;
-use crate::actors::{Applied, Notice};
+use crate::actors::{Applied, Attachment, Notice};
 use crate::cluster::{PeerKind, metrics as cm};
 use crate::protocol::{ErrorCode, SharedFrame, pb};
 
@@ -50,6 +50,10 @@ pub enum HomeOp {
     Watch {
         node: u64,
         watcher: u64,
+        /// The watch request answers the presence itself: a new watcher is
+        /// not also pushed it (re-attaching to a rebuilt home is not quiet).
+        #[serde(default)]
+        quiet: bool,
     },
     Unwatch {
         node: u64,
@@ -313,7 +317,15 @@ impl Services {
             .filter(|e| e.node == self.node_id())
             .map(|e| e.session);
         let kind = push_kind(frame.frame());
-        let pushed = self.directory.push_local(&frame, to, except);
+        let pushed = match presence_of(frame.frame()) {
+            // Only the sessions that watch the user hear of it, not every
+            // session of a watching user.
+            Some(presence) => {
+                self.directory
+                    .push_presence(&frame, presence.user_id, presence.status, to)
+            }
+            None => self.directory.push_local(&frame, to, except),
+        };
         metrics::counter!(crate::actors::metrics::PUSHES_DELIVERED, "kind" => kind)
             .increment(pushed);
     }
@@ -379,39 +391,61 @@ impl Services {
 
     /// Ends this node's sessions that hold a revoked token.
     pub fn revoked_here(&self, user: u64, token_digest: &[u8], code: ErrorCode, reason: &str) {
-        for session in self.directory.local_sessions_with_token(user, token_digest) {
+        for session in self.directory.revoke_local(user, token_digest) {
             tracing::info!(user, device = ?session.device_class, reason = %reason, "ending session");
             session.outbox.kick(code, reason);
         }
     }
 
     /// Sends every session of this node (and its watches) to the users'
-    /// homes: on every view change and on every lease.
-    async fn reattach_all(self: &Arc<Self>) {
+    /// homes: on every view change and on every lease. Returns the
+    /// sessions, for the caller to re-check their tokens.
+    async fn reattach_all(self: &Arc<Self>) -> Vec<Attachment> {
         let node = self.node_id();
-        let mut ops = Vec::new();
-        for (user, session) in self.directory.local_sessions() {
-            ops.push((
-                user,
-                HomeOp::Attach {
-                    node,
-                    session: session.id,
-                    device_class: session.device_class as i32,
-                    status: session.status,
-                },
-            ));
-            for watched in session.watches {
-                ops.push((
-                    watched,
-                    HomeOp::Watch {
-                        node,
-                        watcher: user,
-                    },
-                ));
-            }
-        }
+        let (sessions, watches) = self.directory.attachments();
+        let attach = sessions.iter().map(|s| {
+            let op = HomeOp::Attach {
+                node,
+                session: s.id,
+                device_class: s.device_class as i32,
+                status: s.status,
+            };
+            (s.user, op)
+        });
+        let watch = watches.into_iter().map(|(watcher, watched)| {
+            let op = HomeOp::Watch {
+                node,
+                watcher,
+                quiet: false,
+            };
+            (watched, op)
+        });
+        let ops: Vec<(u64, HomeOp)> = attach.chain(watch).collect();
         if !ops.is_empty() {
             self.home(ops).await;
+        }
+        sessions
+    }
+
+    /// Ends the sessions of this node whose token is gone from the applied
+    /// metadata: the safety net for a revocation whose broadcast did not
+    /// reach this node (it was unreachable, say).
+    async fn recheck_tokens(&self, sessions: Vec<Attachment>) {
+        let mut tokens: Vec<(u64, Vec<u8>)> = sessions
+            .into_iter()
+            .map(|s| (s.user, s.token_digest))
+            .collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        let meta = self.meta.clone();
+        let gone = tokio::task::spawn_blocking(move || {
+            tokens.retain(|(_, digest)| matches!(meta.token(digest), Ok(None)));
+            tokens
+        })
+        .await
+        .unwrap_or_default();
+        for (user, digest) in gone {
+            self.revoked_here(user, &digest, ErrorCode::Unauthenticated, "token revoked");
         }
     }
 
@@ -453,7 +487,8 @@ pub(super) async fn run(services: Arc<Services>, stop: CancellationToken) {
                 services.reattach_all().await;
             }
             _ = lease_timer.tick() => {
-                services.reattach_all().await;
+                let sessions = services.reattach_all().await;
+                services.recheck_tokens(sessions).await;
                 // Three leases without renewal: the session's node lost it.
                 services.homes.expire(lease * 3, |n| services.tell_watchers(n));
             }
@@ -470,6 +505,13 @@ pub(super) async fn run(services: Arc<Services>, stop: CancellationToken) {
                 }
             }
         }
+    }
+}
+
+fn presence_of(frame: &pb::ServerFrame) -> Option<&pb::Presence> {
+    match &frame.body {
+        Some(pb::server_frame::Body::Presence(event)) => event.presence.as_ref(),
+        _ => None,
     }
 }
 
