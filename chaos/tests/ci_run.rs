@@ -1,7 +1,7 @@
 //! The CI-sized chaos run: three nodes, SIGKILL and SIGSTOP faults under a
 //! client workload, replayable by seed (CHAOS_SEED), zero anomalies. A long
 //! run: `CHAOS_FAULTS=400 cargo nextest run -p chorus-chaos --run-ignored
-//! ignored-only --no-capture` (about 30 minutes).
+//! ignored-only --no-capture` (30 to 40 minutes).
 
 use chorus_chaos::{Fault, RunSettings, Scenario, run};
 
@@ -59,7 +59,7 @@ async fn kills_and_pauses_under_traffic_keep_every_invariant() {
 }
 
 #[tokio::test]
-#[ignore = "long run, about 30 minutes: see the file's doc"]
+#[ignore = "long run, 30 to 40 minutes: see the file's doc"]
 async fn a_long_run_keeps_every_invariant() {
     let faults = std::env::var("CHAOS_FAULTS")
         .ok()
