@@ -162,7 +162,13 @@ impl Auth {
             issued_at_ms: issued,
             expires_at_ms: issued.saturating_add((self.config.token_ttl_secs * 1000) as i64),
         };
-        let replaced = self.meta.issue_token(&digest, &record).await?;
+        let replaced = match self.meta.issue_token(&digest, &record).await {
+            Ok(replaced) => replaced,
+            Err(crate::meta::MetaError::Forbidden(_)) => {
+                return Err(ProtocolError::unauthenticated("wrong account or password"));
+            }
+            Err(err) => return Err(err.into()),
+        };
         Ok(LoginOutcome {
             token: token.as_str().to_string(),
             principal: Principal {

@@ -775,6 +775,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn no_token_is_issued_to_a_disabled_or_deleted_user() {
+        let (_dir, meta) = meta().await;
+        let by = Actor {
+            user_id: 0,
+            ip: "127.0.0.1".into(),
+        };
+        let record = |user_id| TokenRecord {
+            user_id,
+            device_class: 1,
+            issued_at_ms: 1,
+            expires_at_ms: i64::MAX,
+        };
+        let alice = user(&meta, "alice").await;
+        meta.issue_token(b"first", &record(alice)).await.unwrap();
+        // A login whose password check overlapped the disabling lands after it.
+        let disable = UserUpdate {
+            disabled: Some(true),
+            ..Default::default()
+        };
+        meta.update_user(&by, alice, disable).await.unwrap();
+        let refused = meta.issue_token(b"late", &record(alice)).await;
+        assert!(
+            matches!(refused, Err(MetaError::Forbidden(_))),
+            "{refused:?}"
+        );
+        assert!(meta.token(b"late").unwrap().is_none());
+        let bob = user(&meta, "bob").await;
+        meta.delete_user(&by, bob).await.unwrap();
+        assert!(meta.issue_token(b"bob", &record(bob)).await.is_err());
+    }
+
+    #[tokio::test]
     async fn users_and_groups() {
         let (_dir, meta) = meta().await;
         let a = user(&meta, "alice").await;
@@ -905,8 +937,9 @@ mod tests {
     #[tokio::test]
     async fn a_new_token_replaces_the_old_one_of_its_class() {
         let (_dir, meta) = meta().await;
+        let alice = user(&meta, "alice").await;
         let record = TokenRecord {
-            user_id: 1,
+            user_id: alice,
             device_class: 1,
             issued_at_ms: 0,
             expires_at_ms: 10,

@@ -759,6 +759,16 @@ impl MetaApply {
         digest: &[u8],
         record: &TokenRecord,
     ) -> Result<MetaResponse, StorageError> {
+        // Decided in log order: a login whose password check overlapped the
+        // user's deletion or disabling must not leave a token behind.
+        let user = self
+            .db
+            .get_pb::<UserRecord>(CF_META_USERS, &record.user_id.to_be_bytes())?;
+        if user.is_none_or(|u| u.disabled) {
+            return refused(Refusal::Forbidden(
+                "the account was disabled or deleted".to_string(),
+            ));
+        }
         let class_key = pair_key(record.user_id, record.device_class as u64);
         let previous = self.db.get(CF_META_DEVICE_TOKENS, &class_key)?;
         if let Some(previous) = &previous {
