@@ -106,6 +106,19 @@ struct Entries {
 }
 
 impl Entries {
+    fn sessions_of_token(&self, user: u64, token_digest: &[u8]) -> Vec<LocalSession> {
+        self.local
+            .get(&user)
+            .map(|sessions| {
+                sessions
+                    .iter()
+                    .filter(|s| s.token_digest == token_digest)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn session_mut(&mut self, user: u64, id: u64) -> Option<&mut LocalSession> {
         self.local
             .get_mut(&user)
@@ -442,17 +455,12 @@ impl Directory {
     pub fn revoke_local(&self, user: u64, token_digest: &[u8]) -> Vec<LocalSession> {
         let mut entries = self.entries();
         entries.revoked.insert(token_digest);
-        entries
-            .local
-            .get(&user)
-            .map(|sessions| {
-                sessions
-                    .iter()
-                    .filter(|s| s.token_digest == token_digest)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        entries.sessions_of_token(user, token_digest)
+    }
+
+    /// Returns the sessions of `user` on this node that hold the token.
+    pub fn sessions_of_token(&self, user: u64, token_digest: &[u8]) -> Vec<LocalSession> {
+        self.entries().sessions_of_token(user, token_digest)
     }
 
     /// Returns whether this node heard lately that a token was revoked

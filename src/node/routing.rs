@@ -6,7 +6,7 @@
 //! `(view_id, hops)`: a node that does not own a user forwards (at most
 //! twice), so views that briefly disagree still deliver.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -429,8 +429,12 @@ impl Services {
 
     /// Ends the sessions of this node whose token is gone from the applied
     /// metadata: the safety net for a revocation whose broadcast did not
-    /// reach this node (it was unreachable, say).
-    async fn recheck_tokens(&self, sessions: Vec<Attachment>) {
+    /// reach this node (it was unreachable, say). A token issued through
+    /// another node may not be applied here yet, so only a token missing at
+    /// two re-checks in a row (a lease apart) counts as gone, and it ends
+    /// its sessions without entering the revoked set. `missing` carries the
+    /// tokens missing at the last re-check.
+    async fn recheck_tokens(&self, sessions: Vec<Attachment>, missing: &mut HashSet<Vec<u8>>) {
         let mut tokens: Vec<(u64, Vec<u8>)> = sessions
             .into_iter()
             .map(|s| (s.user, s.token_digest))
@@ -438,14 +442,24 @@ impl Services {
         tokens.sort_unstable();
         tokens.dedup();
         let meta = self.meta.clone();
-        let gone = tokio::task::spawn_blocking(move || {
+        let absent = tokio::task::spawn_blocking(move || {
             tokens.retain(|(_, digest)| matches!(meta.token(digest), Ok(None)));
             tokens
         })
         .await
         .unwrap_or_default();
-        for (user, digest) in gone {
-            self.revoked_here(user, &digest, ErrorCode::Unauthenticated, "token revoked");
+        let before = std::mem::take(missing);
+        for (user, digest) in absent {
+            if before.contains(&digest) {
+                for session in self.directory.sessions_of_token(user, &digest) {
+                    tracing::info!(user, device = ?session.device_class, "ending session, its token is gone");
+                    session
+                        .outbox
+                        .kick(ErrorCode::Unauthenticated, "token revoked");
+                }
+            } else {
+                missing.insert(digest);
+            }
         }
     }
 
@@ -469,6 +483,7 @@ pub(super) async fn run(services: Arc<Services>, stop: CancellationToken) {
     let mut lease_timer = tokio::time::interval(lease);
     let mut publish_timer = tokio::time::interval(gossip);
     let mut published = HashMap::new();
+    let mut missing_tokens = HashSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -488,7 +503,7 @@ pub(super) async fn run(services: Arc<Services>, stop: CancellationToken) {
             }
             _ = lease_timer.tick() => {
                 let sessions = services.reattach_all().await;
-                services.recheck_tokens(sessions).await;
+                services.recheck_tokens(sessions, &mut missing_tokens).await;
                 // Three leases without renewal: the session's node lost it.
                 services.homes.expire(lease * 3, |n| services.tell_watchers(n));
             }
