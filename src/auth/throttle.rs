@@ -1,7 +1,9 @@
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::protocol::address_key;
 
 /// The limits a [`LoginThrottle`] enforces; see `[auth]` in the node config.
 #[derive(Debug, Clone, Copy)]
@@ -204,7 +206,15 @@ impl LoginThrottle {
             .copied()
             .unwrap_or(Window::new(now));
         by_account.expire(now, l.login_window);
-        if let Some(retry_in) = by_account.refuse(now, l.logins_per_account, l.login_window) {
+        // Logins of the account from every address, but of the attempts in
+        // flight only this address's: wrong passwords kept in flight from
+        // elsewhere must not hold the real user out (they are bounded per
+        // address, and by the hash slots).
+        let from_here = Window {
+            pending: pair.pending,
+            ..by_account
+        };
+        if let Some(retry_in) = from_here.refuse(now, l.logins_per_account, l.login_window) {
             return Err(Refusal::AccountLogins { retry_in });
         }
         // Every limit allows it: only now is anything written.
@@ -282,21 +292,6 @@ fn prune(counters: &mut Counters, now: Instant, l: &ThrottleLimits) {
         counters
             .accounts
             .retain(|_, w| !w.idle(now, l.login_window));
-    }
-}
-
-/// The address an attempt is counted under: IPv4 (also when mapped into
-/// IPv6) as is, IPv6 by its /64, which one host can fill at will.
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
     }
 }
 
@@ -403,6 +398,23 @@ mod tests {
     }
 
     #[test]
+    fn attempts_in_flight_elsewhere_do_not_hold_the_account() {
+        let throttle = LoginThrottle::new(limits());
+        // Attackers on other addresses keep as many attempts in flight as
+        // each address may (wrong passwords waiting for a hash slot)...
+        let held: Vec<Attempt> = (10..=20u8)
+            .flat_map(|ip| {
+                let ip = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, ip));
+                let throttle = throttle.clone();
+                (0..3).map(move |_| throttle.reserve("a", ip).unwrap())
+            })
+            .collect();
+        // ...and the real user still gets in.
+        throttle.reserve("a", IP).unwrap().succeeded();
+        drop(held);
+    }
+
+    #[test]
     fn successful_logins_are_rate_limited_per_account() {
         let throttle = LoginThrottle::new(limits());
         for ip in 1..=4u8 {
@@ -423,14 +435,5 @@ mod tests {
         assert_eq!(backoff(&l, 1), Duration::from_secs(20));
         assert_eq!(backoff(&l, 2), Duration::from_secs(35));
         assert_eq!(backoff(&l, 40), Duration::from_secs(35));
-    }
-
-    #[test]
-    fn ipv6_is_counted_by_its_64() {
-        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-        assert_eq!(address_key(a), address_key(b));
-        assert_eq!(address_key(mapped), IP);
     }
 }
