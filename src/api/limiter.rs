@@ -72,6 +72,8 @@ impl ConnLimiter {
 
     /// Returns a permit, or why the connection is refused.
     pub fn acquire(&self, ip: IpAddr) -> Result<ConnPermit, Refusal> {
+        // Counted as the login throttle counts: IPv6 by its /64.
+        let ip = crate::protocol::address_key(ip);
         let mut live = self.lock();
         if live.per_ip.get(&ip).is_some_and(|&n| n >= self.max_per_ip) {
             return Err(Refusal::PerIp);

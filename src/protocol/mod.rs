@@ -1,10 +1,12 @@
 //! The client protocol: generated types, framing, error codes and ids.
 
+mod address;
 mod codec;
 mod error;
 mod ids;
 mod text;
 
+pub use address::address_key;
 pub use codec::{FrameFormat, SharedFrame, decode_client_frame, encode_server_frame, frame_codec};
 pub use error::{ErrorCode, ProtocolError};
 pub use ids::{ConversationId, parse_id};
