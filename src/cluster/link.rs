@@ -32,6 +32,9 @@ use crate::protocol::{frame_codec, peer_pb::PeerFrame};
 pub const MAX_PEER_FRAME: usize = 64 * 1024 * 1024;
 /// Time a connecting peer has to complete the TLS handshake.
 pub const PEER_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
+/// Peer TLS handshakes in progress at once; a connection past it is closed
+/// at once, so a flood cannot take the descriptors nodes need.
+const MAX_PEER_HANDSHAKES: usize = 128;
 /// Frames queued per link before callers wait.
 const LINK_QUEUE: usize = 4096;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -339,6 +342,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_PEER_HANDSHAKES));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -351,17 +355,19 @@ pub async fn serve(
             },
             _ = stop.cancelled() => return,
         };
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            metrics::counter!(m::LINK_REFUSED, "reason" => "busy").increment(1);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let stop = stop.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(
-                PEER_HANDSHAKE_DEADLINE,
-                acceptor.accept(stream),
-            )
-            .await
-            {
+            let accepted =
+                tokio::time::timeout(PEER_HANDSHAKE_DEADLINE, acceptor.accept(stream)).await;
+            drop(handshake);
+            let stream = match accepted {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(err)) => {
                     metrics::counter!(m::LINK_REFUSED, "reason" => "handshake").increment(1);
@@ -371,10 +377,11 @@ pub async fn serve(
                         err.kind(),
                         std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
                     );
+                    // Counted above; at warn, a flood would flood the log too.
                     if hung_up {
                         tracing::debug!(%peer, "peer hung up during the TLS handshake");
                     } else {
-                        tracing::warn!(%peer, error = %err, "peer failed the TLS handshake, closing");
+                        tracing::info!(%peer, error = %err, "peer failed the TLS handshake, closing");
                     }
                     return;
                 }

@@ -10,7 +10,8 @@ pub const LINK_BYTES_OUT: &str = "chorus_peer_link_sent_bytes_total";
 pub const LINK_BYTES_IN: &str = "chorus_peer_link_received_bytes_total";
 /// Peer connections dropped before or instead of a request, by reason
 /// (handshake: no valid certificate; deadline: no handshake in time;
-/// frame: a frame over the size limit or malformed framing).
+/// frame: a frame over the size limit or malformed framing; busy: too
+/// many handshakes in progress).
 pub const LINK_REFUSED: &str = "chorus_peer_link_refused_total";
 /// Round trip of a peer request, by kind, seconds.
 pub const LINK_RPC_SECONDS: &str = "chorus_peer_rpc_seconds";
@@ -53,7 +54,7 @@ pub fn describe() {
         LINK_REFUSED,
         "Peer connections dropped before a request, by reason"
     );
-    for reason in ["handshake", "deadline", "frame"] {
+    for reason in ["handshake", "deadline", "frame", "busy"] {
         metrics::counter!(LINK_REFUSED, "reason" => reason).increment(0);
     }
     metrics::describe_counter!(
