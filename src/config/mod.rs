@@ -158,9 +158,10 @@ pub struct AuthConfig {
     /// Longest lockout of an (account, address).
     #[serde(default = "default_backoff_max_secs")]
     pub backoff_max_secs: u64,
-    /// Login attempts of one account within `login_window_secs`, successful
-    /// or in flight, from all addresses: a valid password cannot buy
-    /// unlimited password hashes.
+    /// Successful logins of one account within `login_window_secs`, from
+    /// all addresses, plus its attempts in flight from the same address: a
+    /// valid password cannot buy unlimited password hashes, and attempts in
+    /// flight elsewhere cannot hold the real user out.
     #[serde(default = "default_max_logins_per_account")]
     pub max_logins_per_account: u32,
     /// Window of `max_logins_per_account`.
@@ -504,6 +505,21 @@ impl NodeConfig {
         if a.max_logins_per_account == 0 || a.login_window_secs == 0 {
             return invalid("auth.max_logins_per_account and login_window_secs must be positive");
         }
+        // Durations added to the clock: a year bounds them far from overflow.
+        const YEAR_SECS: u64 = 365 * 24 * 3600;
+        let durations = [
+            a.token_ttl_secs,
+            a.failure_window_secs,
+            a.backoff_max_secs,
+            a.login_window_secs,
+            a.session_lease_secs,
+        ];
+        if durations.iter().any(|&secs| secs > 10 * YEAR_SECS) {
+            return invalid(
+                "auth.token_ttl_secs, failure_window_secs, backoff_max_secs, login_window_secs and \
+                 session_lease_secs must be at most ten years",
+            );
+        }
         if a.max_concurrent_hashes > 1024 || a.hash_queue_timeout_ms == 0 {
             return invalid(
                 "auth.max_concurrent_hashes must be at most 1024 (0: one per core), hash_queue_timeout_ms positive",
@@ -575,6 +591,13 @@ mod tests {
         let err = NodeConfig::from_toml("[limits]\nheartbeat_secs = 100\nidle_timeout_secs = 50\n")
             .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn durations_that_would_overflow_the_clock_are_refused() {
+        let err =
+            NodeConfig::from_toml("[auth]\nbackoff_max_secs = 18446744073709551615\n").unwrap_err();
+        assert!(err.to_string().contains("ten years"), "{err}");
     }
 
     #[test]
