@@ -450,7 +450,12 @@ async fn tls_connections_that_never_finish_a_request_are_cut() {
 
 #[tokio::test]
 async fn an_http_answer_that_is_never_read_is_dropped_at_the_write_timeout() {
-    let node = TestNode::start_with(|config| config.limits.write_timeout_secs = 2).await;
+    let node = TestNode::start_with(|config| {
+        config.limits.write_timeout_secs = 2;
+        // Pages are cut at a quarter of the budget: this one allows 4 MiB.
+        config.limits.max_queued_bytes_per_connection = 16 * 1024 * 1024;
+    })
+    .await;
     node.create_users(&["alice", "bob"]).await;
     // A page of 4 MiB of JSON and more: past what the sockets buffer.
     let conv = seed(&node, 300).await;

@@ -144,9 +144,18 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
         // to be written. The wait ends when the writer drains (or gives up
         // on the peer after the write timeout, which closes the outbox).
         if !outbox.is_closing() {
+            let expires = session.expires_at();
             tokio::select! {
                 () = outbox.room() => {}
                 _ = conn.stop.cancelled() => {}
+                // A slow reader does not put off its token's end: the read
+                // below then times out at once and closes the connection.
+                () = async {
+                    match expires {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
             }
         }
         let authed = session.is_authenticated();

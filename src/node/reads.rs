@@ -344,9 +344,10 @@ fn pull_messages(
     let mut has_more = messages.len() > limit;
     messages.truncate(limit);
     // Keep a page well under the largest frame the server writes, and
-    // within half a connection's queue budget: the reader takes a request
-    // while under half of it, so the answer then fits in the rest.
-    let page_bytes = MAX_PAGE_BYTES.min(services.config.limits.max_queued_bytes_per_connection / 2);
+    // within a quarter of a connection's queue budget: the reader takes a
+    // request while under half of it, so the answer fits with room left for
+    // pushes, and a client that syncs history is not taken for a slow one.
+    let page_bytes = MAX_PAGE_BYTES.min(services.config.limits.max_queued_bytes_per_connection / 4);
     let mut bytes = 0;
     if let Some(cut) = messages.iter().position(|m| {
         bytes += prost::Message::encoded_len(m);
