@@ -5,7 +5,6 @@ use std::sync::Arc;
 use base64::Engine as _;
 use rand::RngCore;
 
-use crate::auth::hash_password;
 use crate::meta::{Actor, MetaError, NewUser, Post};
 use crate::node::Services;
 
@@ -33,9 +32,11 @@ const DEMO_USERS: [(&str, &str, &[&str]); 5] = [
     ("erin", "Erin Liu", &["Branch Shanghai/Sales"]),
 ];
 
-async fn hash(password: &str) -> Result<String, MetaError> {
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || hash_password(&password))
+/// Hashes through the node's hash slots, as logins do.
+async fn hash(services: &Services, password: &str) -> Result<String, MetaError> {
+    services
+        .auth
+        .hash_password(password)
         .await
         .map_err(|e| MetaError::Unavailable(e.to_string()))
 }
@@ -62,7 +63,7 @@ pub async fn ensure_admin(services: &Arc<Services>) -> Result<Option<String>, Me
         .create_user(NewUser {
             account: ADMIN_ACCOUNT.to_string(),
             display_name: "Administrator".to_string(),
-            password_hash: hash(&password).await?,
+            password_hash: hash(services, &password).await?,
             admin: true,
             posts: Vec::new(),
         })
@@ -123,7 +124,7 @@ async fn ensure_department(services: &Arc<Services>, path: &str) -> Result<u64, 
 pub async fn seed_demo(services: &Arc<Services>) -> Result<Vec<String>, MetaError> {
     let mut ids = Vec::new();
     let mut created = Vec::new();
-    let password_hash = hash(DEMO_PASSWORD).await?;
+    let password_hash = hash(services, DEMO_PASSWORD).await?;
     for (account, name, departments) in DEMO_USERS {
         let mut posts = Vec::new();
         for path in departments {
