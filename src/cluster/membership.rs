@@ -9,7 +9,9 @@
 //! node publishes carries a keyed tag over (node id, generation, key, value)
 //! under the cluster secret, and a value whose tag does not verify is read
 //! as absent: a process without the secret can neither add a node to the
-//! view nor change what a node says of itself. A node that runs alone
+//! view nor make up what a node says of itself (it can still delete or
+//! replay a node's values, as versions are not tagged: decision 0006). A
+//! node that runs alone
 //! gossips in memory and binds no UDP port at all.
 
 use std::collections::{BTreeMap, HashMap};
