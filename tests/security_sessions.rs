@@ -18,22 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use pb::server_frame::Body as Push;
 
-/// Returns a series of the node's /metrics, 0 when absent.
-async fn metric(node: &TestNode, series: &str) -> f64 {
-    let text = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
-}
-
 const PRESENCE_PUSHES: &str = "chorus_pushes_delivered_total{kind=\"presence\"}";
 const WATCH_OPS: &str = "chorus_presence_watch_ops_total";
 
@@ -299,7 +283,7 @@ async fn watching_unknown_users_creates_no_record() {
     assert!(err.to_string().contains("2000000"), "{err}");
     assert_eq!(testsuite::actor_counts(&node.node).0, homes);
     // The refused request watched none of its known users either.
-    assert_eq!(metric(&node, WATCH_OPS).await, 0.0);
+    assert_eq!(node.metric(WATCH_OPS).await, 0.0);
     let removed = watcher.watch_presence(&known, true).await.unwrap();
     assert!(removed.users.is_empty(), "{removed:?}");
 }
@@ -322,9 +306,9 @@ async fn a_large_watch_set_costs_only_what_changes() {
     for _ in 0..20 {
         watcher_pc.watch_presence(&watched, false).await.unwrap();
     }
-    assert_eq!(metric(&node, WATCH_OPS).await, 1000.0);
+    assert_eq!(node.metric(WATCH_OPS).await, 1000.0);
     // The answers carried the presence: no event was pushed for it.
-    assert_eq!(metric(&node, PRESENCE_PUSHES).await, 0.0);
+    assert_eq!(node.metric(PRESENCE_PUSHES).await, 0.0);
 
     // One change is one push, to the one session watching, not to the
     // watcher's other device.
@@ -333,7 +317,7 @@ async fn a_large_watch_set_costs_only_what_changes() {
         next_presence(&mut watcher_pc).await,
         (target, PresenceStatus::Online as i32)
     );
-    assert_eq!(metric(&node, PRESENCE_PUSHES).await, 1.0);
+    assert_eq!(node.metric(PRESENCE_PUSHES).await, 1.0);
     assert_quiet(&mut watcher_mobile, "the device that watches nobody").await;
 
     // The other device watching the same user adds no home operation (the
@@ -346,7 +330,7 @@ async fn a_large_watch_set_costs_only_what_changes() {
         statuses(&list),
         vec![(target, PresenceStatus::Online as i32)]
     );
-    assert_eq!(metric(&node, WATCH_OPS).await, 1000.0);
+    assert_eq!(node.metric(WATCH_OPS).await, 1000.0);
     target_conn
         .set_presence(PresenceStatus::Away)
         .await
@@ -357,13 +341,13 @@ async fn a_large_watch_set_costs_only_what_changes() {
             (target, PresenceStatus::Away as i32)
         );
     }
-    assert_eq!(metric(&node, PRESENCE_PUSHES).await, 3.0);
+    assert_eq!(node.metric(PRESENCE_PUSHES).await, 3.0);
     // Unwatching on one device keeps the other one told.
     watcher_mobile
         .watch_presence(&[target], true)
         .await
         .unwrap();
-    assert_eq!(metric(&node, WATCH_OPS).await, 1000.0);
+    assert_eq!(node.metric(WATCH_OPS).await, 1000.0);
     target_conn
         .set_presence(PresenceStatus::Busy)
         .await

@@ -101,15 +101,19 @@ pub struct UserUpdate {
 pub const MAX_PROFILE_FIELD_CHARS: usize = 64;
 
 impl UserUpdate {
-    fn validate(&self) -> Result<(), Refusal> {
-        let fields = [
+    /// The profile fields an update may set, by name.
+    fn profile_fields(&self) -> [(&'static str, &Option<String>); 5] {
+        [
             ("display_name", &self.display_name),
             ("title", &self.title),
             ("phone", &self.phone),
             ("email", &self.email),
             ("mobile", &self.mobile),
-        ];
-        for (name, value) in fields {
+        ]
+    }
+
+    fn validate(&self) -> Result<(), Refusal> {
+        for (name, value) in self.profile_fields() {
             if value
                 .as_ref()
                 .is_some_and(|v| v.chars().count() > MAX_PROFILE_FIELD_CHARS)
@@ -124,14 +128,7 @@ impl UserUpdate {
 
     /// Refuses control and format characters in the fields the update sets.
     fn check_names(&self) -> Result<(), MetaError> {
-        let fields = [
-            ("display_name", &self.display_name),
-            ("title", &self.title),
-            ("phone", &self.phone),
-            ("email", &self.email),
-            ("mobile", &self.mobile),
-        ];
-        for (field, value) in fields {
+        for (field, value) in self.profile_fields() {
             if let Some(value) = value {
                 check_name(field, value)?;
             }
