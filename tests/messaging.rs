@@ -426,13 +426,7 @@ async fn a_logout_on_the_socket_is_answered_before_the_connection_closes() {
 async fn logout_closes_every_socket_of_the_token() {
     let node = TestNode::start().await;
     node.create_users(&["alice"]).await;
-    let reply: serde_json::Value = node
-        .rest_login("alice", &password("alice"), "web")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let token = reply["token"].as_str().unwrap().to_string();
+    let token = node.rest_token("alice", &password("alice"), "web").await;
     let mut conn = node.connect(Transport::WsJson).await;
     conn.resume(&token).await.unwrap();
     let response = node

@@ -459,13 +459,7 @@ async fn an_http_answer_that_is_never_read_is_dropped_at_the_write_timeout() {
     node.create_users(&["alice", "bob"]).await;
     // A page of 4 MiB of JSON and more: past what the sockets buffer.
     let conv = seed(&node, 300).await;
-    let login: serde_json::Value = node
-        .rest_login("bob", &password("bob"), "web")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap();
+    let token = node.rest_token("bob", &password("bob"), "web").await;
     let addr: SocketAddr = node.addr(Transport::WsBinary).parse().unwrap();
     let mut stream = small_socket([127, 0, 0, 1], addr).await;
     let request = format!(

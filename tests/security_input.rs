@@ -53,13 +53,7 @@ async fn call(
 }
 
 async fn user_token(node: &TestNode, account: &str) -> String {
-    let reply: Value = node
-        .rest_login(account, &password(account), "web")
-        .await
-        .json()
-        .await
-        .unwrap();
-    reply["token"].as_str().unwrap().to_string()
+    node.rest_token(account, &password(account), "web").await
 }
 
 fn assert_invalid(status: u16, body: &Value, field: &str, what: &str) {

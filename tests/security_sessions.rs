@@ -97,13 +97,7 @@ async fn an_expired_token_ends_a_live_tcp_session() {
 async fn an_expired_token_ends_a_live_websocket_session_resumed_from_rest() {
     let node = TestNode::start_with(|c| c.auth.token_ttl_secs = 2).await;
     let ids = node.create_users(&["alice", "bob"]).await;
-    let login: serde_json::Value = node
-        .rest_login("alice", &password("alice"), "web")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_string();
+    let token = node.rest_token("alice", &password("alice"), "web").await;
     let mut alice = node.connect(Transport::WsJson).await;
     alice.resume(&token).await.unwrap();
     let conv = chorus::ConversationId::direct(ids[0], ids[1]).to_string();

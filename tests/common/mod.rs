@@ -78,14 +78,19 @@ impl TestNode {
             .unwrap()
     }
 
-    pub async fn admin_token(&self) -> String {
+    /// Logs in over REST and returns the token.
+    pub async fn rest_token(&self, account: &str, password: &str, device_class: &str) -> String {
         let reply: serde_json::Value = self
-            .rest_login("admin", &self.admin_password, "web")
+            .rest_login(account, password, device_class)
             .await
             .json()
             .await
             .unwrap();
         reply["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.rest_token("admin", &self.admin_password, "web").await
     }
 
     /// Creates users through the admin REST API; returns their ids.
