@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/chorus/v1/client.proto",
         "proto/chorus/v1/store.proto",
         "proto/chorus/v1/peer.proto",
+        "proto/chorus/v1/peer_conversation.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;

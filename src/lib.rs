@@ -9,6 +9,7 @@ mod cluster;
 mod config;
 mod db;
 mod logging;
+mod messaging;
 mod meta;
 mod node;
 mod partition;

@@ -1,53 +1,39 @@
-//! The conversation actor: one per active conversation (1:1 or group). It
-//! owns the order of writes to its log: membership checks, dedup and seq
-//! assignment happen in the partition's `apply`, one command at a time; acks
-//! go out only after the write is durable, then the message fans out to the
-//! members' homes on this node, encoded once for all of them.
+//! The conversation actor: one per active conversation (1:1 or group), on
+//! the node that leads the conversation's partition, so that every request
+//! of the conversation meets it. It checks membership, keeps one proposal
+//! per `(sender, client_msg_id)` in flight (a resend joins it), and hands
+//! its commands to the partition's proposer; once a command is applied it
+//! answers the caller's port and fans the message out to the members,
+//! encoded once for all of them. Seqs and dedup are decided in the
+//! partition's `apply`, in log order; a deposed leader's proposals fail
+//! there, fenced by the Raft term, and the callers go to the new leader.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::metrics as m;
-use super::outbox::Outbox;
-use crate::node::{Services, SessionRef};
+use crate::messaging::{Answer, Port, Refusal, SessionRef};
+use crate::node::Services;
 use crate::partition::{Applied, Command};
 use crate::protocol::{ConversationId, ProtocolError, now_ms, pb, store_pb};
-
-/// Where a request's answer goes: the asking session's connection.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub request_id: u64,
-    pub outbox: Outbox,
-    pub session: SessionRef,
-}
-
-impl Reply {
-    fn answer(&self, body: pb::server_frame::Body) {
-        self.outbox.send(pb::ServerFrame {
-            request_id: self.request_id,
-            body: Some(body),
-        });
-    }
-
-    fn fail(&self, err: &ProtocolError) {
-        metrics::counter!(crate::api::metrics::ERRORS, "code" => err.code.label()).increment(1);
-        self.outbox.send(err.to_frame(self.request_id));
-    }
-}
 
 pub enum ConversationMsg {
     Send {
         sender: u64,
         message: pb::SendMessage,
         received: Instant,
-        reply: Reply,
+        /// The session the send came from: the push skips it.
+        origin: SessionRef,
+        port: Port,
     },
     Read {
         user: u64,
         seq: u64,
-        reply: Reply,
+        origin: SessionRef,
+        port: Port,
     },
     /// The group's membership changed: reload it before the next request.
     MembersChanged,
@@ -99,12 +85,22 @@ pub struct ConversationActor;
 const IDLE_CHECK: Duration = Duration::from_secs(60);
 /// A conversation actor unused this long retires.
 const IDLE_AFTER: Duration = Duration::from_secs(300);
+/// How long a group's member list is trusted: a change applied through
+/// another node reaches this actor's cache within this time.
+const MEMBERS_TTL: Duration = Duration::from_secs(1);
+
+/// Sends proposed and not yet applied, by `(sender, client_msg_id)`, with
+/// the ports waiting for each: a resend joins the first instead of queueing
+/// a second proposal.
+type InFlight = Arc<Mutex<HashMap<(u64, String), Vec<Port>>>>;
 
 pub struct ConversationState {
     conv: ConversationId,
+    partition: u16,
     services: Arc<Services>,
-    /// Sorted members; loaded on first use and after a membership change.
-    members: Option<Arc<Vec<u64>>>,
+    /// Sorted members and when they were loaded.
+    members: Option<(Instant, Arc<Vec<u64>>)>,
+    in_flight: InFlight,
     last_active: Instant,
     /// Set once the directory forgot this actor: it stops at the next tick,
     /// after requests sent through stale references have drained.
@@ -112,97 +108,28 @@ pub struct ConversationState {
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
+fn refuse(port: Port, err: ProtocolError) {
+    let _ = port.send(Err(Refusal::Failed(err)));
+}
+
 impl ConversationState {
     async fn members(&mut self) -> Result<Arc<Vec<u64>>, ProtocolError> {
-        if let Some(members) = &self.members {
-            return Ok(members.clone());
+        if let Some((loaded, members)) = &self.members {
+            let fresh = loaded.elapsed() < MEMBERS_TTL;
+            if fresh || matches!(self.conv, ConversationId::Direct { .. }) {
+                return Ok(members.clone());
+            }
         }
         let (services, conv) = (self.services.clone(), self.conv);
         let members = tokio::task::spawn_blocking(move || members_of(&services, &conv))
             .await
             .map_err(|e| ProtocolError::internal(e.to_string()))??;
         let members = Arc::new(members);
-        self.members = Some(members.clone());
+        self.members = Some((Instant::now(), members.clone()));
         Ok(members)
     }
 
-    /// Proposes a command to this conversation's partition and waits until
-    /// it is committed and applied.
-    async fn apply(&self, command: Command) -> Result<Applied, ProtocolError> {
-        match self.services.propose(&self.conv, command).await? {
-            Applied::Rejected(reason) => Err(ProtocolError::invalid(reason)),
-            applied => Ok(applied),
-        }
-    }
-
-    /// Pushes one frame to the members in `to` on every node: encoded once
-    /// per node for all its recipients.
-    fn fan_out(
-        &self,
-        frame: pb::ServerFrame,
-        to: impl IntoIterator<Item = u64>,
-        except: Option<SessionRef>,
-    ) {
-        self.services
-            .deliver(frame, to.into_iter().collect(), except);
-    }
-
-    async fn send(
-        &mut self,
-        sender: u64,
-        message: pb::SendMessage,
-        received: Instant,
-        reply: &Reply,
-    ) -> Result<(), ProtocolError> {
-        let members = self.members().await?;
-        if members.binary_search(&sender).is_err() {
-            return Err(ProtocolError::forbidden(format!(
-                "not a member of {}",
-                self.conv
-            )));
-        }
-        let touch_users = match self.conv {
-            ConversationId::Direct { lo, hi } => vec![lo, hi],
-            ConversationId::Group(_) => Vec::new(),
-        };
-        let applied = self
-            .apply(Command::Append(store_pb::Append {
-                conversation: self.conv.to_string(),
-                sender,
-                client_msg_id: message.client_msg_id,
-                content: message.content,
-                server_time_ms: now_ms(),
-                touch_users,
-            }))
-            .await?;
-        let Applied::Appended { message, duplicate } = applied else {
-            return Err(ProtocolError::internal("append applied as another command"));
-        };
-        reply.answer(pb::server_frame::Body::Ack(pb::SendAck {
-            client_msg_id: message.client_msg_id.clone(),
-            conversation: message.conversation.clone(),
-            seq: message.seq,
-            message_id: message.message_id.clone(),
-            server_time_ms: message.server_time_ms,
-            duplicate,
-        }));
-        metrics::histogram!(m::SEND_ACK_SECONDS).record(received.elapsed().as_secs_f64());
-        if duplicate {
-            metrics::counter!(m::MESSAGES_DEDUPLICATED).increment(1);
-            return Ok(());
-        }
-        metrics::counter!(m::MESSAGES_ACCEPTED).increment(1);
-        let committed = Instant::now();
-        let push = pb::ServerFrame {
-            request_id: 0,
-            body: Some(pb::server_frame::Body::Message(message)),
-        };
-        self.fan_out(push, members.iter().copied(), Some(reply.session));
-        metrics::histogram!(m::COMMIT_PUSH_SECONDS).record(committed.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    async fn read(&mut self, user: u64, seq: u64, reply: &Reply) -> Result<(), ProtocolError> {
+    async fn member(&mut self, user: u64) -> Result<Arc<Vec<u64>>, ProtocolError> {
         let members = self.members().await?;
         if members.binary_search(&user).is_err() {
             return Err(ProtocolError::forbidden(format!(
@@ -210,48 +137,160 @@ impl ConversationState {
                 self.conv
             )));
         }
-        // A seq beyond the newest message is refused when the command is
-        // applied, in log order: this node's replica may lag the leader.
-        let applied = self
-            .apply(Command::SetReadCursor(store_pb::SetReadCursor {
-                user_id: user,
-                conversation: self.conv.to_string(),
-                seq,
-            }))
-            .await?;
-        let Applied::ReadCursor { read_seq, moved } = applied else {
-            return Err(ProtocolError::internal(
-                "read cursor applied as another command",
-            ));
+        Ok(members)
+    }
+
+    async fn send(
+        &mut self,
+        sender: u64,
+        message: pb::SendMessage,
+        received: Instant,
+        origin: SessionRef,
+        port: Port,
+    ) {
+        let members = match self.member(sender).await {
+            Ok(members) => members,
+            Err(err) => return refuse(port, err),
         };
-        let conversation = self.conv.to_string();
-        reply.answer(pb::server_frame::Body::Read(pb::ReadAck {
-            conversation: conversation.clone(),
-            read_seq,
-        }));
-        if !moved {
-            return Ok(());
+        let key = (sender, message.client_msg_id.clone());
+        {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(waiting) = in_flight.get_mut(&key) {
+                metrics::counter!(m::MESSAGES_DEDUPLICATED).increment(1);
+                waiting.push(port);
+                return;
+            }
+            in_flight.insert(key.clone(), vec![port]);
         }
-        let sync = pb::ServerFrame {
-            request_id: 0,
-            body: Some(pb::server_frame::Body::ReadSync(pb::ReadSync {
+        let touch_users = match self.conv {
+            ConversationId::Direct { lo, hi } => vec![lo, hi],
+            ConversationId::Group(_) => Vec::new(),
+        };
+        let command = Command::Append(store_pb::Append {
+            conversation: self.conv.to_string(),
+            sender,
+            client_msg_id: message.client_msg_id,
+            content: message.content,
+            server_time_ms: now_ms(),
+            touch_users,
+        });
+        let (in_flight, services) = (self.in_flight.clone(), self.services.clone());
+        let then = Box::new(move |outcome: Result<Applied, Refusal>| {
+            let ports = in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key)
+                .unwrap_or_default();
+            let (message, duplicate) = match outcome {
+                Ok(Applied::Appended { message, duplicate }) => (message, duplicate),
+                Ok(Applied::Rejected(reason)) => {
+                    let err = ProtocolError::invalid(reason);
+                    return ports.into_iter().for_each(|p| refuse(p, err.clone()));
+                }
+                Ok(other) => {
+                    let err = ProtocolError::internal(format!("append applied as {other:?}"));
+                    return ports.into_iter().for_each(|p| refuse(p, err.clone()));
+                }
+                Err(refusal) => {
+                    for port in ports {
+                        let _ = port.send(Err(refusal.clone()));
+                    }
+                    return;
+                }
+            };
+            let ack = pb::SendAck {
+                client_msg_id: message.client_msg_id.clone(),
+                conversation: message.conversation.clone(),
+                seq: message.seq,
+                message_id: message.message_id.clone(),
+                server_time_ms: message.server_time_ms,
+                duplicate,
+            };
+            for (index, port) in ports.into_iter().enumerate() {
+                let mut ack = ack.clone();
+                // Only the first of the joined sends wrote the message.
+                ack.duplicate |= index > 0;
+                let _ = port.send(Ok(Answer::Ack(ack)));
+            }
+            metrics::histogram!(m::SEND_ACK_SECONDS).record(received.elapsed().as_secs_f64());
+            if duplicate {
+                metrics::counter!(m::MESSAGES_DEDUPLICATED).increment(1);
+                return;
+            }
+            metrics::counter!(m::MESSAGES_ACCEPTED).increment(1);
+            let committed = Instant::now();
+            let push = pb::ServerFrame {
+                request_id: 0,
+                body: Some(pb::server_frame::Body::Message(message)),
+            };
+            services.deliver(push, members.to_vec(), Some(origin));
+            metrics::histogram!(m::COMMIT_PUSH_SECONDS).record(committed.elapsed().as_secs_f64());
+        });
+        self.services
+            .messaging
+            .proposer(self.partition)
+            .propose(command, then);
+    }
+
+    async fn read(&mut self, user: u64, seq: u64, origin: SessionRef, port: Port) {
+        if let Err(err) = self.member(user).await {
+            return refuse(port, err);
+        }
+        // A seq beyond the newest message is refused when the command is
+        // applied, in log order.
+        let command = Command::SetReadCursor(store_pb::SetReadCursor {
+            user_id: user,
+            conversation: self.conv.to_string(),
+            seq,
+        });
+        let (conv, services) = (self.conv, self.services.clone());
+        let then = Box::new(move |outcome: Result<Applied, Refusal>| {
+            let (read_seq, moved) = match outcome {
+                Ok(Applied::ReadCursor { read_seq, moved }) => (read_seq, moved),
+                Ok(Applied::Rejected(reason)) => {
+                    return refuse(port, ProtocolError::invalid(reason));
+                }
+                Ok(other) => {
+                    let err = ProtocolError::internal(format!("read cursor applied as {other:?}"));
+                    return refuse(port, err);
+                }
+                Err(refusal) => {
+                    let _ = port.send(Err(refusal));
+                    return;
+                }
+            };
+            let conversation = conv.to_string();
+            let _ = port.send(Ok(Answer::Read(pb::ReadAck {
                 conversation: conversation.clone(),
                 read_seq,
-            })),
-        };
-        self.fan_out(sync, [user], Some(reply.session));
-        if let Some(peer) = self.conv.peer_of(user) {
-            let receipt = pb::ServerFrame {
+            })));
+            if !moved {
+                return;
+            }
+            let sync = pb::ServerFrame {
                 request_id: 0,
-                body: Some(pb::server_frame::Body::ReadReceipt(pb::ReadReceipt {
-                    conversation,
-                    reader: user,
+                body: Some(pb::server_frame::Body::ReadSync(pb::ReadSync {
+                    conversation: conversation.clone(),
                     read_seq,
                 })),
             };
-            self.fan_out(receipt, [peer], None);
-        }
-        Ok(())
+            services.deliver(sync, vec![user], Some(origin));
+            if let Some(peer) = conv.peer_of(user) {
+                let receipt = pb::ServerFrame {
+                    request_id: 0,
+                    body: Some(pb::server_frame::Body::ReadReceipt(pb::ReadReceipt {
+                        conversation,
+                        reader: user,
+                        read_seq,
+                    })),
+                };
+                services.deliver(receipt, vec![peer], None);
+            }
+        });
+        self.services
+            .messaging
+            .proposer(self.partition)
+            .propose(command, then);
     }
 }
 
@@ -267,8 +306,10 @@ impl Actor for ConversationActor {
     ) -> Result<ConversationState, ActorProcessingErr> {
         Ok(ConversationState {
             conv,
+            partition: services.partitions.partition_of(&conv),
             services,
             members: None,
+            in_flight: InFlight::default(),
             last_active: Instant::now(),
             retiring: false,
             ticker: Some(myself.send_interval(IDLE_CHECK, || ConversationMsg::Tick)),
@@ -300,17 +341,15 @@ impl Actor for ConversationActor {
                 sender,
                 message,
                 received,
-                reply,
-            } => {
-                if let Err(err) = state.send(sender, message, received, &reply).await {
-                    reply.fail(&err);
-                }
-            }
-            ConversationMsg::Read { user, seq, reply } => {
-                if let Err(err) = state.read(user, seq, &reply).await {
-                    reply.fail(&err);
-                }
-            }
+                origin,
+                port,
+            } => state.send(sender, message, received, origin, port).await,
+            ConversationMsg::Read {
+                user,
+                seq,
+                origin,
+                port,
+            } => state.read(user, seq, origin, port).await,
             ConversationMsg::MembersChanged => state.members = None,
             ConversationMsg::Tick if state.retiring => myself.stop(None),
             ConversationMsg::Tick => {

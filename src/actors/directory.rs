@@ -202,6 +202,11 @@ impl Directory {
         Ok(self.register(conv, actor))
     }
 
+    /// Returns the conversation actor if one is live on this node.
+    pub fn live_conversation(&self, conv: ConversationId) -> Option<ActorRef<ConversationMsg>> {
+        self.entries().conversations.get(&conv).cloned()
+    }
+
     /// Records a freshly spawned actor unless another spawn won the race, in
     /// which case the newcomer is stopped and the winner returned.
     fn register(

@@ -356,6 +356,13 @@ impl Outbox {
         }
     }
 
+    /// Tells whether fewer than half the budget's bytes are queued (what
+    /// [`Outbox::room`] waits for), or the connection is closing.
+    pub fn has_room(&self) -> bool {
+        let queue = self.shared.lock();
+        queue.bytes < self.shared.max_bytes / 2 || queue.is_closing()
+    }
+
     /// Returns the bytes queued for this connection and not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.shared.lock().bytes

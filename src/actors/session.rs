@@ -8,12 +8,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
-use super::conversation::{ConversationMsg, Reply, members_for};
+use super::conversation::members_for;
 use super::directory::LocalSession;
 use super::outbox::Outbox;
 use crate::auth::Principal;
+use crate::messaging::{Answer, Request};
 use crate::node::{HomeOp, Services, SessionRef};
 use crate::protocol::{
     ConversationId, ErrorCode, ProtocolError, check_name, check_text, now_ms, pb,
@@ -45,9 +45,18 @@ pub struct Session {
     id: u64,
     /// The user this session is registered for, once authenticated.
     registered: Option<u64>,
+    /// Requests waiting for their conversation's answer; allocated on the
+    /// first, so that an idle session pays one pointer for it.
+    waiting: Option<Box<Waiting>>,
 }
 
+type Waiting =
+    futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, pb::ServerFrame>>;
+
 const MAX_CLIENT_MSG_ID: usize = 64;
+/// Requests a session awaits at once; past it, the connection reads no
+/// further request until one is answered.
+const MAX_WAITING: usize = 256;
 
 impl Session {
     pub fn new(services: Arc<Services>, outbox: Outbox, peer_ip: IpAddr) -> Session {
@@ -58,7 +67,55 @@ impl Session {
             peer_ip,
             identity: None,
             registered: None,
+            waiting: None,
         }
+    }
+
+    /// Tells whether the session awaits as many answers as it may.
+    pub fn is_saturated(&self) -> bool {
+        self.waiting
+            .as_ref()
+            .is_some_and(|w| w.len() >= MAX_WAITING)
+    }
+
+    /// Resolves with the next answer of a conversation, queued to the
+    /// client; pending forever while none is awaited.
+    pub async fn next_answer(&mut self) {
+        use futures::StreamExt;
+        let Some(waiting) = self.waiting.as_mut().filter(|w| !w.is_empty()) else {
+            return std::future::pending().await;
+        };
+        if let Some(frame) = waiting.next().await {
+            if let Some(pb::server_frame::Body::Error(error)) = &frame.body {
+                let code = ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal);
+                metrics::counter!(crate::api::metrics::ERRORS, "code" => code.label()).increment(1);
+            }
+            self.outbox.send(frame);
+        }
+    }
+
+    /// Sends a request to a conversation's actor, wherever it runs; the
+    /// answer is queued when it comes (see [`Session::next_answer`]).
+    fn converse(&mut self, conv: ConversationId, request: Request, request_id: u64) {
+        let messaging = self.services.messaging.clone();
+        let origin = SessionRef {
+            node: self.services.config.node_id,
+            session: self.id,
+        };
+        let answer = async move {
+            let body = match messaging.call(conv, request, origin).await {
+                Ok(Answer::Ack(ack)) => Out::Ack(ack),
+                Ok(Answer::Read(read)) => Out::Read(read),
+                Err(err) => return err.to_frame(request_id),
+            };
+            pb::ServerFrame {
+                request_id,
+                body: Some(body),
+            }
+        };
+        self.waiting
+            .get_or_insert_with(Box::default)
+            .push(Box::pin(answer));
     }
 
     pub fn is_authenticated(&self) -> bool {
@@ -405,27 +462,21 @@ impl Session {
                     "logged out",
                 );
             }
-            In::Send(send) => self.send(send, request_id).await?,
+            In::Send(send) => self.send(send, request_id)?,
             body @ (In::SetPresence(_) | In::WatchPresence(_)) => {
                 self.presence(body, request_id).await?
             }
             In::Read(read) => {
                 let user = self.user_id()?;
                 let conv: ConversationId = read.conversation.parse()?;
-                let actor = self.services.directory.conversation(conv).await?;
-                let reply = self.reply(request_id);
-                actor
-                    .cast(ConversationMsg::Read {
+                self.converse(
+                    conv,
+                    Request::Read {
                         user,
                         seq: read.seq,
-                        reply,
-                    })
-                    .map_err(|_| {
-                        ProtocolError::new(
-                            ErrorCode::UnavailableRetry,
-                            "conversation restarting, retry",
-                        )
-                    })?;
+                    },
+                    request_id,
+                );
             }
             In::Sync(_) => {
                 let user = self.user_id()?;
@@ -498,37 +549,19 @@ impl Session {
         Ok(())
     }
 
-    fn reply(&self, request_id: u64) -> Reply {
-        Reply {
-            request_id,
-            outbox: self.outbox.clone(),
-            session: SessionRef {
-                node: self.services.config.node_id,
-                session: self.id,
-            },
-        }
-    }
-
-    async fn send(&mut self, send: pb::SendMessage, request_id: u64) -> Result<(), ProtocolError> {
-        let received = Instant::now();
+    fn send(&mut self, send: pb::SendMessage, request_id: u64) -> Result<(), ProtocolError> {
         let sender = self.user_id()?;
         validate_send(&send, self.services.config.limits.max_text_bytes)?;
         let conv: ConversationId = send.conversation.parse()?;
-        let actor = self.services.directory.conversation(conv).await?;
-        let reply = self.reply(request_id);
-        actor
-            .cast(ConversationMsg::Send {
+        self.converse(
+            conv,
+            Request::Send {
                 sender,
                 message: send,
-                received,
-                reply,
-            })
-            .map_err(|_| {
-                ProtocolError::new(
-                    ErrorCode::UnavailableRetry,
-                    "conversation restarting, retry",
-                )
-            })
+            },
+            request_id,
+        );
+        Ok(())
     }
 }
 

@@ -139,15 +139,20 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
     let _counted = Counted::new(transport);
     let outbox = &conn.outbox;
     let handshake_deadline = Instant::now() + conn.services.config.handshake_timeout();
-    loop {
+    // The idle limit counts from the client's last frame, not from the
+    // last answer this loop wrote.
+    let mut heard_at = Instant::now();
+    'read: loop {
         // Backpressure: no request is read while half the byte budget waits
-        // to be written. The wait ends when the writer drains (or gives up
-        // on the peer after the write timeout, which closes the outbox).
-        if !outbox.is_closing() {
+        // to be written, nor while the session awaits as many answers as it
+        // may. The wait ends when the writer drains (or gives up on the peer
+        // after the write timeout, which closes the outbox).
+        while !outbox.is_closing() && (!outbox.has_room() || session.is_saturated()) {
             let expires = session.expires_at();
             tokio::select! {
-                () = outbox.room() => {}
-                _ = conn.stop.cancelled() => {}
+                () = outbox.room(), if !session.is_saturated() => {}
+                () = session.next_answer() => {}
+                _ = conn.stop.cancelled() => break,
                 // A slow reader does not put off its token's end: the read
                 // below then times out at once and closes the connection.
                 () = async {
@@ -155,12 +160,12 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
                         Some(at) => tokio::time::sleep_until(at).await,
                         None => std::future::pending().await,
                     }
-                } => {}
+                } => break,
             }
         }
         let authed = session.is_authenticated();
         let deadline = if authed {
-            Instant::now() + conn.services.config.idle_timeout()
+            heard_at + conn.services.config.idle_timeout()
         } else {
             handshake_deadline
         };
@@ -169,6 +174,8 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
         let deadline = expires.map_or(deadline, |at| deadline.min(at));
         let incoming = tokio::select! {
             incoming = tokio::time::timeout_at(deadline, reader.next()) => incoming,
+            // An answer of a conversation came: queue it, read on.
+            () = session.next_answer() => continue 'read,
             // Kicked, aborted, or the writer ended (peer gone).
             _ = outbox.closing() => break,
             _ = conn.stop.cancelled() => {
@@ -176,6 +183,9 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
                 break;
             }
         };
+        if incoming.is_ok() {
+            heard_at = Instant::now();
+        }
         match incoming {
             Err(_elapsed) if expires.is_some_and(|at| at <= Instant::now()) => {
                 outbox.close(ErrorCode::Unauthenticated, crate::actors::TOKEN_EXPIRED);

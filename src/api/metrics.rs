@@ -41,6 +41,7 @@ pub fn install() -> PrometheusHandle {
             crate::actors::metrics::describe();
             crate::auth::metrics::describe();
             crate::cluster::metrics::describe();
+            crate::messaging::metrics::describe();
             handle
         })
         .clone()

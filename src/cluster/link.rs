@@ -61,6 +61,8 @@ pub enum PeerKind {
     Home = 9,
     /// Frames for sessions on the receiving node (the last hop of a delivery).
     Push = 10,
+    /// A request for a conversation's actor on its partition leader.
+    Converse = 11,
 }
 
 impl PeerKind {
@@ -76,6 +78,7 @@ impl PeerKind {
             8 => PeerKind::Read,
             9 => PeerKind::Home,
             10 => PeerKind::Push,
+            11 => PeerKind::Converse,
             _ => return None,
         })
     }
@@ -92,6 +95,7 @@ impl PeerKind {
             PeerKind::Read => "read",
             PeerKind::Home => "home",
             PeerKind::Push => "push",
+            PeerKind::Converse => "converse",
         }
     }
 }

@@ -14,10 +14,11 @@ use crate::auth::Auth;
 use crate::cluster::{self, Membership, MembershipSettings, PeerLinks};
 use crate::config::NodeConfig;
 use crate::db::{self, Db, StorageError};
+use crate::messaging::Messaging;
 use crate::meta::{GroupRecord, Meta, NodeRecord};
 use crate::partition::Partitions;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError};
-use crate::raft::{Forwarded, RaftHost};
+use crate::raft::RaftHost;
 
 mod metrics;
 mod peer;
@@ -26,7 +27,8 @@ mod quotas;
 mod reads;
 mod routing;
 
-pub use routing::{HomeOp, SessionRef};
+pub use crate::messaging::SessionRef;
+pub use routing::HomeOp;
 
 /// Listen backlog: bursts of (re)connecting clients must not overflow it.
 const LISTEN_BACKLOG: u32 = 4096;
@@ -84,6 +86,7 @@ pub struct Services {
     pub links: PeerLinks,
     pub membership: Membership,
     pub quotas: quotas::GroupQuotas,
+    pub messaging: Messaging,
 }
 
 impl Services {
@@ -143,10 +146,11 @@ impl Services {
             .charge_additions(actor_id, actor_admin, added.len() as u64)?;
         let max = self.config.limits.max_group_members;
         let group = self.meta.change_members(group_id, add, remove, max).await?;
-        if let Ok(conv) = self
+        // The actor here, if any; one on another node reloads within its
+        // members' time to live.
+        if let Some(conv) = self
             .directory
-            .conversation(ConversationId::Group(group_id))
-            .await
+            .live_conversation(ConversationId::Group(group_id))
         {
             let _ = conv.cast(ConversationMsg::MembersChanged);
         }
@@ -269,56 +273,9 @@ impl Services {
         Ok(())
     }
 
-    /// Proposes a command to a conversation's partition and returns what
-    /// applying it produced. A node without a replica of the partition
-    /// knows no leader for it (clusters of more than three nodes): it sends
-    /// the command to the placed replicas in turn, one of which leads.
-    pub async fn propose(
-        &self,
-        conv: &ConversationId,
-        command: crate::partition::Command,
-    ) -> Result<crate::partition::Applied, ProtocolError> {
-        let partition = self.partition_of(conv);
-        if self.holds(partition) {
-            return self.partitions.propose(conv, command).await;
-        }
-        let payload = crate::raft::group_payload(
-            crate::raft::partition_group(partition),
-            &crate::protocol::store_pb::PartitionCommand {
-                command: Some(command),
-            },
-        )
-        .map_err(|e| ProtocolError::internal(e.to_string()))?;
-        let deadline = std::time::Instant::now() + crate::raft::PROPOSE_PATIENCE;
-        let mut last = String::from("partition has no placed replica");
-        while std::time::Instant::now() < deadline {
-            let replicas = self.meta.placement(partition)?.replicas;
-            let nodes = self.meta.nodes()?;
-            for replica in replicas {
-                let Some(node) = nodes.iter().find(|n| n.node_id == replica) else {
-                    continue;
-                };
-                match crate::raft::forward(&self.links, &node.peer_addr, payload.clone()).await {
-                    Forwarded::Applied(answer) => {
-                        return answer.map_err(ProtocolError::internal);
-                    }
-                    Forwarded::MaybeApplied(reason) => {
-                        return Err(ProtocolError::new(ErrorCode::UnavailableRetry, reason));
-                    }
-                    Forwarded::NotTaken(reason) => last = reason,
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(ProtocolError::new(
-            ErrorCode::UnavailableRetry,
-            format!("no replica of partition {partition} took the command: {last}"),
-        ))
-    }
-
     /// Returns the partition of a conversation.
     pub fn partition_of(&self, conv: &ConversationId) -> u16 {
-        crate::partition::partition_of(&conv.key(), self.partitions.count())
+        self.partitions.partition_of(conv)
     }
 }
 
@@ -482,7 +439,15 @@ impl Node {
         let directory = Directory::start()
             .await
             .map_err(|e| NodeError::Actors(e.to_string()))?;
+        let messaging = Messaging::new(
+            config.node_id,
+            partitions.clone(),
+            meta.clone(),
+            links.clone(),
+            directory.clone(),
+        );
         let services = Arc::new(Services {
+            messaging,
             auth: Auth::new(meta.clone(), config.auth.clone()),
             partitions,
             meta,

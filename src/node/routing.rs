@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::Services;
+use super::{Services, SessionRef};
 use crate::actors::{Applied, Attachment, Notice};
 use crate::cluster::{PeerKind, metrics as cm};
 use crate::protocol::{ErrorCode, SharedFrame, pb};
@@ -22,13 +22,6 @@ use crate::protocol::{ErrorCode, SharedFrame, pb};
 const MAX_HOPS: u8 = 2;
 /// Gossip key prefix of the per-department online counts.
 const ONLINE_PREFIX: &str = "online:";
-
-/// A session anywhere in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRef {
-    pub node: u64,
-    pub session: u64,
-}
 
 /// An operation on a user's home actor.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,9 +8,12 @@ mod state_machine;
 
 use std::sync::Arc;
 
+#[cfg(test)]
 use crate::cluster::PeerLinks;
 use crate::db::{self, CF_CONV_META, CF_CURSORS, CF_INBOX, CF_MSGS, Db, StorageError};
-use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb, store_pb};
+use crate::protocol::{ConversationId, pb, store_pb};
+#[cfg(test)]
+use crate::protocol::{ErrorCode, ProtocolError};
 use crate::raft::{self, GroupStateMachine, RaftHost, partition_group};
 
 pub use state_machine::{Applied, PartitionRaftConfig};
@@ -78,6 +81,7 @@ pub struct Partitions {
     db: Db,
     keys: Keys,
     rafts: Arc<Vec<PartitionRaft>>,
+    #[cfg(test)]
     links: PeerLinks,
 }
 
@@ -99,6 +103,7 @@ impl Partitions {
             db: host.db.clone(),
             keys,
             rafts: Arc::new(rafts),
+            #[cfg(test)]
             links: host.links.clone(),
         })
     }
@@ -111,9 +116,16 @@ impl Partitions {
         self.keys.count
     }
 
+    /// Returns the partition of a conversation.
+    pub fn partition_of(&self, conv: &ConversationId) -> u16 {
+        self.keys.partition(conv)
+    }
+
     /// Proposes a command to the partition of its conversation and returns
     /// its outcome once applied (forwarded to the partition's leader when
-    /// this node does not lead it).
+    /// this node does not lead it). Tests only: the message path proposes
+    /// through its conversation actors (src/messaging).
+    #[cfg(test)]
     pub async fn propose(
         &self,
         conv: &ConversationId,

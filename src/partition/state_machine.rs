@@ -34,6 +34,20 @@ pub enum Applied {
     ReadCursor { read_seq: u64, moved: bool },
     /// The command named a malformed conversation; nothing was written.
     Rejected(String),
+    /// What each command of a batch produced, in order.
+    Batch(Vec<Applied>),
+}
+
+/// Writes of the entry being applied that its later commands must see: a
+/// batch's writes reach the database only once the whole entry is applied.
+#[derive(Default)]
+struct Pending {
+    /// Newest seq per conversation prefix.
+    seqs: std::collections::HashMap<Vec<u8>, u64>,
+    /// Messages appended, by dedup key.
+    appended: std::collections::HashMap<Vec<u8>, pb::Message>,
+    /// Read cursors, by cursor key.
+    cursors: std::collections::HashMap<Vec<u8>, u64>,
 }
 
 /// Applies the commands of one partition.
@@ -60,9 +74,17 @@ impl PartitionApply {
         self.db.get_pb(CF_MSGS, &self.keys.msg_key(conv, seq))
     }
 
+    fn newest(&self, pending: &Pending, prefix: &[u8]) -> Result<u64, StorageError> {
+        match pending.seqs.get(prefix) {
+            Some(seq) => Ok(*seq),
+            None => Ok(self.db.get_u64(CF_CONV_META, prefix)?.unwrap_or(0)),
+        }
+    }
+
     fn append(
         &self,
         batch: &mut Batch<'_>,
+        pending: &mut Pending,
         conv: ConversationId,
         append: &store_pb::Append,
     ) -> Result<Applied, StorageError> {
@@ -70,6 +92,12 @@ impl PartitionApply {
         let mut dedup_key = prefix.clone();
         dedup_key.extend_from_slice(&append.sender.to_be_bytes());
         dedup_key.extend_from_slice(append.client_msg_id.as_bytes());
+        if let Some(message) = pending.appended.get(&dedup_key) {
+            return Ok(Applied::Appended {
+                message: message.clone(),
+                duplicate: true,
+            });
+        }
         if let Some(seq) = self.db.get_u64(CF_DEDUP, &dedup_key)? {
             let message = self
                 .message(&conv, seq)?
@@ -82,7 +110,7 @@ impl PartitionApply {
                 duplicate: true,
             });
         }
-        let seq = self.db.get_u64(CF_CONV_META, &prefix)?.unwrap_or(0) + 1;
+        let seq = self.newest(pending, &prefix)? + 1;
         let message = pb::Message {
             conversation: append.conversation.clone(),
             seq,
@@ -100,6 +128,8 @@ impl PartitionApply {
         for user in &append.touch_users {
             batch.put(CF_INBOX, &self.keys.inbox_key(&conv, *user), &[]);
         }
+        pending.seqs.insert(prefix, seq);
+        pending.appended.insert(dedup_key, message.clone());
         Ok(Applied::Appended {
             message,
             duplicate: false,
@@ -109,15 +139,13 @@ impl PartitionApply {
     fn read_cursor(
         &self,
         batch: &mut Batch<'_>,
+        pending: &mut Pending,
         conv: ConversationId,
         set: &store_pb::SetReadCursor,
     ) -> Result<Applied, StorageError> {
         // Checked here, in log order, rather than by the conversation actor:
         // its node's replica may not yet have applied the message read.
-        let newest = self
-            .db
-            .get_u64(CF_CONV_META, &self.keys.conv_prefix(&conv))?
-            .unwrap_or(0);
+        let newest = self.newest(pending, &self.keys.conv_prefix(&conv))?;
         if set.seq > newest {
             return Ok(Applied::Rejected(format!(
                 "seq {} is beyond the newest message {newest}",
@@ -126,7 +154,10 @@ impl PartitionApply {
         }
         let mut key = self.keys.conv_prefix(&conv);
         key.extend_from_slice(&set.user_id.to_be_bytes());
-        let current = self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0);
+        let current = match pending.cursors.get(&key) {
+            Some(seq) => *seq,
+            None => self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0),
+        };
         if set.seq <= current {
             return Ok(Applied::ReadCursor {
                 read_seq: current,
@@ -134,6 +165,7 @@ impl PartitionApply {
             });
         }
         batch.put(CF_CURSORS, &key, &set.seq.to_be_bytes());
+        pending.cursors.insert(key, set.seq);
         Ok(Applied::ReadCursor {
             read_seq: set.seq,
             moved: true,
@@ -141,15 +173,30 @@ impl PartitionApply {
     }
 }
 
-impl Apply<PartitionRaftConfig> for PartitionApply {
-    fn apply(
+impl PartitionApply {
+    fn apply_one(
         &self,
         batch: &mut Batch<'_>,
+        pending: &mut Pending,
         command: &store_pb::PartitionCommand,
     ) -> Result<Applied, StorageError> {
         let conversation = match &command.command {
             Some(Command::Append(append)) => &append.conversation,
             Some(Command::SetReadCursor(set)) => &set.conversation,
+            Some(Command::Batch(commands)) => {
+                let mut applied = Vec::with_capacity(commands.commands.len());
+                for command in &commands.commands {
+                    // A batch holds single commands only; a nested one is
+                    // refused as a whole, like any malformed command.
+                    let one = if matches!(command.command, Some(Command::Batch(_))) {
+                        Applied::Rejected("nested batch".to_string())
+                    } else {
+                        self.apply_one(batch, pending, command)?
+                    };
+                    applied.push(one);
+                }
+                return Ok(Applied::Batch(applied));
+            }
             None => return Ok(Applied::Nothing),
         };
         let Ok(conv) = conversation.parse::<ConversationId>() else {
@@ -164,10 +211,20 @@ impl Apply<PartitionRaftConfig> for PartitionApply {
             )));
         }
         match &command.command {
-            Some(Command::Append(append)) => self.append(batch, conv, append),
-            Some(Command::SetReadCursor(set)) => self.read_cursor(batch, conv, set),
-            None => Ok(Applied::Nothing),
+            Some(Command::Append(append)) => self.append(batch, pending, conv, append),
+            Some(Command::SetReadCursor(set)) => self.read_cursor(batch, pending, conv, set),
+            Some(Command::Batch(_)) | None => Ok(Applied::Nothing),
         }
+    }
+}
+
+impl Apply<PartitionRaftConfig> for PartitionApply {
+    fn apply(
+        &self,
+        batch: &mut Batch<'_>,
+        command: &store_pb::PartitionCommand,
+    ) -> Result<Applied, StorageError> {
+        self.apply_one(batch, &mut Pending::default(), command)
     }
 
     fn key_spaces(&self) -> Vec<(&'static str, Vec<u8>)> {

@@ -1,0 +1,31 @@
+//! Metrics of the message path.
+
+/// Time from a session's request to the conversation's answer, by outcome
+/// (`answered`, `gave_up`).
+pub const CALL_SECONDS: &str = "chorus_conversation_call_seconds";
+/// Requests that a node not leading the partition sent on to its leader.
+pub const REDIRECTS: &str = "chorus_conversation_redirects_total";
+/// Commands a partition's proposer refused, by reason.
+pub const PROPOSALS_REFUSED: &str = "chorus_proposals_refused_total";
+/// Commands per Raft entry of a partition.
+pub const BATCH_COMMANDS: &str = "chorus_proposal_batch_commands";
+
+pub fn describe() {
+    metrics::describe_histogram!(
+        CALL_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from a session's conversation request to its answer, by outcome"
+    );
+    metrics::describe_counter!(
+        REDIRECTS,
+        "Conversation requests redirected to the partition leader another node named"
+    );
+    metrics::describe_counter!(
+        PROPOSALS_REFUSED,
+        "Commands a partition's proposer refused, by reason"
+    );
+    metrics::describe_histogram!(
+        BATCH_COMMANDS,
+        "Commands per Raft entry proposed by a partition's proposer"
+    );
+}

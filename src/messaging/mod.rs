@@ -1,0 +1,475 @@
+//! The message path. A conversation's requests (sends, read marks) go to its
+//! actor on the node that leads the conversation's partition, so every
+//! request of a conversation, from any node, meets the same actor. The
+//! partition is computed once, where the request arrived; a node that
+//! does not lead it answers with the leader it knows and the caller goes
+//! there (at most two hops). The actor hands its commands to the
+//! partition's proposer, which batches them into Raft entries.
+
+pub mod metrics;
+mod proposer;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+
+use self::metrics as m;
+use tokio::sync::oneshot;
+
+pub use proposer::{Proposer, Refusal};
+
+use crate::actors::{ConversationMsg, Directory};
+use crate::cluster::{PeerKind, PeerLinks};
+use crate::meta::Meta;
+use crate::partition::Partitions;
+use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb, peer_pb};
+
+/// How long a request looks for its conversation's leader before the
+/// client is told to resend.
+const CALL_PATIENCE: Duration = Duration::from_secs(10);
+/// How long one attempt at a remote leader may take: a paused leader must
+/// not hold a request past the election that replaces it. A resend is safe,
+/// the log deduplicates it.
+const ATTEMPT_PATIENCE: Duration = Duration::from_millis(1500);
+
+/// A session anywhere in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionRef {
+    pub node: u64,
+    pub session: u64,
+}
+
+/// What a session asks of a conversation.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Send {
+        sender: u64,
+        message: pb::SendMessage,
+    },
+    Read {
+        user: u64,
+        seq: u64,
+    },
+}
+
+/// What the conversation answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Ack(pb::SendAck),
+    Read(pb::ReadAck),
+}
+
+/// Where a conversation actor sends its answer.
+pub type Port = oneshot::Sender<Result<Answer, Refusal>>;
+
+/// The message path's handle.
+#[derive(Clone)]
+pub struct Messaging {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node_id: u64,
+    partitions: Partitions,
+    meta: Meta,
+    links: PeerLinks,
+    directory: Directory,
+    proposers: Vec<OnceLock<Proposer>>,
+}
+
+impl Messaging {
+    pub fn new(
+        node_id: u64,
+        partitions: Partitions,
+        meta: Meta,
+        links: PeerLinks,
+        directory: Directory,
+    ) -> Messaging {
+        let proposers = (0..partitions.count()).map(|_| OnceLock::new()).collect();
+        Messaging {
+            inner: Arc::new(Inner {
+                node_id,
+                partitions,
+                meta,
+                links,
+                directory,
+                proposers,
+            }),
+        }
+    }
+
+    /// Returns the proposer of a partition this node leads.
+    pub fn proposer(&self, partition: u16) -> &Proposer {
+        self.inner.proposers[partition as usize].get_or_init(|| {
+            Proposer::start(
+                partition,
+                self.inner.partitions.rafts()[partition as usize].clone(),
+            )
+        })
+    }
+
+    /// Sends a request to its conversation's actor, wherever the partition
+    /// leader is, and returns the answer. Every outcome is definite within
+    /// [`CALL_PATIENCE`]: an answer, a refusal, or `UNAVAILABLE_RETRY`
+    /// telling the client to resend (with the same `client_msg_id`).
+    pub async fn call(
+        &self,
+        conv: ConversationId,
+        request: Request,
+        origin: SessionRef,
+    ) -> Result<Answer, ProtocolError> {
+        let partition = self.inner.partitions.partition_of(&conv);
+        let started = Instant::now();
+        let deadline = started + CALL_PATIENCE;
+        let mut hint: Option<u64> = None;
+        let mut last: String;
+        let mut round = 0usize;
+        let mut redirects = 0u32;
+        loop {
+            let target = hint.take().or_else(|| self.target(partition, round));
+            let outcome = match target {
+                Some(node) if node == self.inner.node_id => {
+                    self.call_here(conv, partition, request.clone(), origin)
+                        .await
+                }
+                Some(node) => {
+                    self.call_remote(node, conv, partition, &request, origin, deadline)
+                        .await
+                }
+                None => Err(Refusal::NotLeader(None)),
+            };
+            match outcome {
+                Ok(answer) => {
+                    ::metrics::histogram!(m::CALL_SECONDS, "outcome" => "answered")
+                        .record(started.elapsed().as_secs_f64());
+                    return Ok(answer);
+                }
+                Err(Refusal::Failed(err)) if err.code != ErrorCode::UnavailableRetry => {
+                    return Err(err);
+                }
+                Err(Refusal::NotLeader(Some(leader)))
+                    if Some(leader) != target && redirects < 2 =>
+                {
+                    // Redirected: go there at once (twice at most, so that
+                    // two nodes that name each other do not spin).
+                    redirects += 1;
+                    hint = Some(leader);
+                    ::metrics::counter!(m::REDIRECTS).increment(1);
+                    continue;
+                }
+                Err(Refusal::NotLeader(_)) => {
+                    last = format!("partition {partition} has no leader yet");
+                }
+                Err(Refusal::Failed(err)) => last = err.message,
+            }
+            round += 1;
+            redirects = 0;
+            let now = Instant::now();
+            if now >= deadline {
+                ::metrics::histogram!(m::CALL_SECONDS, "outcome" => "gave_up")
+                    .record(started.elapsed().as_secs_f64());
+                return Err(ProtocolError::new(
+                    ErrorCode::UnavailableRetry,
+                    format!(
+                        "{conv} not answered within {CALL_PATIENCE:?} ({last}); resend with the same client_msg_id"
+                    ),
+                ));
+            }
+            // Wait for the leader to change, briefly: an election takes
+            // about one election timeout.
+            let pause = Duration::from_millis(20 * (round as u64).min(10));
+            let raft = &self.inner.partitions.rafts()[partition as usize];
+            let known = target;
+            let _ = raft
+                .wait(Some(pause.min(deadline - now)))
+                .metrics(
+                    |m| m.current_leader.is_some() && m.current_leader != known,
+                    "leader changed",
+                )
+                .await;
+        }
+    }
+
+    /// Returns the node to try: the leader this node's replica knows, or,
+    /// on a node without a replica, the placed replicas in turn.
+    fn target(&self, partition: u16, round: usize) -> Option<u64> {
+        let raft = &self.inner.partitions.rafts()[partition as usize];
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        if let Some(leader) = metrics.current_leader {
+            return Some(leader);
+        }
+        let holds = metrics
+            .membership_config
+            .membership()
+            .get_node(&self.inner.node_id)
+            .is_some();
+        drop(metrics);
+        if holds {
+            return None;
+        }
+        let replicas = self.inner.meta.placement(partition).ok()?.replicas;
+        if replicas.is_empty() {
+            return None;
+        }
+        Some(replicas[round % replicas.len()])
+    }
+
+    /// Tells whether this node leads a partition, as its replica knows.
+    fn leads(&self, partition: u16) -> bool {
+        self.inner.partitions.rafts()[partition as usize]
+            .metrics()
+            .borrow()
+            .current_leader
+            == Some(self.inner.node_id)
+    }
+
+    /// Hands a request to the conversation's actor on this node, which must
+    /// lead the partition.
+    pub async fn call_here(
+        &self,
+        conv: ConversationId,
+        partition: u16,
+        request: Request,
+        origin: SessionRef,
+    ) -> Result<Answer, Refusal> {
+        if !self.leads(partition) {
+            let leader = self.inner.partitions.rafts()[partition as usize]
+                .metrics()
+                .borrow()
+                .current_leader;
+            return Err(Refusal::NotLeader(leader));
+        }
+        let actor = self
+            .inner
+            .directory
+            .conversation(conv)
+            .await
+            .map_err(Refusal::Failed)?;
+        let (port, answer) = oneshot::channel();
+        let msg = match request {
+            Request::Send { sender, message } => ConversationMsg::Send {
+                sender,
+                message,
+                received: Instant::now(),
+                origin,
+                port,
+            },
+            Request::Read { user, seq } => ConversationMsg::Read {
+                user,
+                seq,
+                origin,
+                port,
+            },
+        };
+        actor.cast(msg).map_err(|_| {
+            Refusal::Failed(ProtocolError::new(
+                ErrorCode::UnavailableRetry,
+                "conversation restarting, retry",
+            ))
+        })?;
+        answer.await.unwrap_or_else(|_| {
+            Err(Refusal::Failed(ProtocolError::new(
+                ErrorCode::UnavailableRetry,
+                "conversation restarted before answering, retry",
+            )))
+        })
+    }
+
+    async fn call_remote(
+        &self,
+        node: u64,
+        conv: ConversationId,
+        partition: u16,
+        request: &Request,
+        origin: SessionRef,
+        deadline: Instant,
+    ) -> Result<Answer, Refusal> {
+        let unavailable = |message: String| {
+            Refusal::Failed(ProtocolError::new(ErrorCode::UnavailableRetry, message))
+        };
+        let addr = self
+            .peer_addr(partition, node)
+            .ok_or_else(|| unavailable(format!("node {node} has no known address")))?;
+        let call = encode_call(conv, partition, request, origin);
+        let patience = ATTEMPT_PATIENCE.min(deadline.saturating_duration_since(Instant::now()));
+        let answer = tokio::time::timeout(
+            patience,
+            self.inner
+                .links
+                .call(&addr, PeerKind::Converse, call.encode_to_vec()),
+        )
+        .await
+        .map_err(|_| unavailable(format!("node {node} did not answer within {patience:?}")))?
+        .map_err(|e| unavailable(e.to_string()))?;
+        let answer = peer_pb::ConversationAnswer::decode(&*answer)
+            .map_err(|e| unavailable(format!("undecodable answer from node {node}: {e}")))?;
+        decode_answer(answer)
+    }
+
+    /// Returns the peer address of a node, from the partition's membership
+    /// (in memory) or the metadata's node records.
+    fn peer_addr(&self, partition: u16, node: u64) -> Option<String> {
+        let raft = &self.inner.partitions.rafts()[partition as usize];
+        if let Some(member) = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&node)
+        {
+            return Some(member.addr.clone());
+        }
+        self.inner
+            .meta
+            .nodes()
+            .ok()?
+            .into_iter()
+            .find(|n| n.node_id == node)
+            .map(|n| n.peer_addr)
+    }
+
+    /// Answers a `PeerKind::Converse` request from another node.
+    pub async fn serve_call(&self, payload: &[u8]) -> Vec<u8> {
+        let answer = match decode_call(payload) {
+            Ok((conv, partition, request, origin)) => {
+                if u32::from(partition) >= self.inner.partitions.count()
+                    || self.inner.partitions.partition_of(&conv) != partition
+                {
+                    Err(Refusal::Failed(ProtocolError::invalid(format!(
+                        "{conv} is not in partition {partition}"
+                    ))))
+                } else {
+                    self.call_here(conv, partition, request, origin).await
+                }
+            }
+            Err(err) => Err(Refusal::Failed(err)),
+        };
+        encode_answer(answer).encode_to_vec()
+    }
+}
+
+fn encode_call(
+    conv: ConversationId,
+    partition: u16,
+    request: &Request,
+    origin: SessionRef,
+) -> peer_pb::ConversationCall {
+    use peer_pb::conversation_call::Request as R;
+    peer_pb::ConversationCall {
+        conversation: conv.to_string(),
+        partition: u32::from(partition),
+        origin: Some(peer_pb::SessionRef {
+            node: origin.node,
+            session: origin.session,
+        }),
+        request: Some(match request {
+            Request::Send { sender, message } => R::Send(peer_pb::ConversationSend {
+                sender: *sender,
+                message: Some(message.clone()),
+            }),
+            Request::Read { user, seq } => R::Read(peer_pb::ConversationRead {
+                user: *user,
+                seq: *seq,
+            }),
+        }),
+    }
+}
+
+fn decode_call(
+    payload: &[u8],
+) -> Result<(ConversationId, u16, Request, SessionRef), ProtocolError> {
+    use peer_pb::conversation_call::Request as R;
+    let call = peer_pb::ConversationCall::decode(payload)
+        .map_err(|e| ProtocolError::invalid(format!("undecodable conversation call: {e}")))?;
+    let conv: ConversationId = call.conversation.parse()?;
+    let partition = u16::try_from(call.partition)
+        .map_err(|_| ProtocolError::invalid("partition out of range"))?;
+    let origin = call
+        .origin
+        .map(|o| SessionRef {
+            node: o.node,
+            session: o.session,
+        })
+        .ok_or_else(|| ProtocolError::invalid("conversation call without origin"))?;
+    let request = match call.request {
+        Some(R::Send(send)) => Request::Send {
+            sender: send.sender,
+            message: send
+                .message
+                .ok_or_else(|| ProtocolError::invalid("send without message"))?,
+        },
+        Some(R::Read(read)) => Request::Read {
+            user: read.user,
+            seq: read.seq,
+        },
+        None => return Err(ProtocolError::invalid("conversation call without request")),
+    };
+    Ok((conv, partition, request, origin))
+}
+
+fn encode_answer(answer: Result<Answer, Refusal>) -> peer_pb::ConversationAnswer {
+    use peer_pb::conversation_answer::Answer as A;
+    let answer = match answer {
+        Ok(Answer::Ack(ack)) => A::Ack(ack),
+        Ok(Answer::Read(read)) => A::Read(read),
+        Err(Refusal::NotLeader(leader)) => A::NotLeader(peer_pb::NotLeader {
+            leader: leader.unwrap_or(0),
+        }),
+        Err(Refusal::Failed(err)) => A::Failed(peer_pb::CallFailed {
+            code: err.code as i32,
+            message: err.message,
+        }),
+    };
+    peer_pb::ConversationAnswer {
+        answer: Some(answer),
+    }
+}
+
+fn decode_answer(answer: peer_pb::ConversationAnswer) -> Result<Answer, Refusal> {
+    use peer_pb::conversation_answer::Answer as A;
+    match answer.answer {
+        Some(A::Ack(ack)) => Ok(Answer::Ack(ack)),
+        Some(A::Read(read)) => Ok(Answer::Read(read)),
+        Some(A::NotLeader(not)) => Err(Refusal::NotLeader((not.leader != 0).then_some(not.leader))),
+        Some(A::Failed(failed)) => Err(Refusal::Failed(ProtocolError::new(
+            ErrorCode::try_from(failed.code).unwrap_or(ErrorCode::Internal),
+            failed.message,
+        ))),
+        None => Err(Refusal::Failed(ProtocolError::internal(
+            "empty conversation answer",
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_and_answers_survive_the_wire() {
+        let conv: ConversationId = "d:1:2".parse().unwrap();
+        let origin = SessionRef {
+            node: 3,
+            session: 9,
+        };
+        let request = Request::Send {
+            sender: 1,
+            message: pb::SendMessage {
+                conversation: "d:1:2".to_string(),
+                client_msg_id: "m1".to_string(),
+                content: None,
+            },
+        };
+        let bytes = encode_call(conv, 5, &request, origin).encode_to_vec();
+        let (c, p, r, o) = decode_call(&bytes).unwrap();
+        assert_eq!((c, p, o), (conv, 5, origin));
+        assert!(matches!(r, Request::Send { sender: 1, message } if message.client_msg_id == "m1"));
+        let refused = decode_answer(encode_answer(Err(Refusal::NotLeader(Some(2)))));
+        assert!(matches!(refused, Err(Refusal::NotLeader(Some(2)))));
+        let none = decode_answer(encode_answer(Err(Refusal::NotLeader(None))));
+        assert!(matches!(none, Err(Refusal::NotLeader(None))));
+        assert!(decode_call(b"\xff\xff").is_err());
+    }
+}
