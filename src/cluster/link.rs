@@ -63,6 +63,8 @@ pub enum PeerKind {
     Push = 10,
     /// A request for a conversation's actor on its partition leader.
     Converse = 11,
+    /// A partition's leader asks the receiver to campaign (a hand-off).
+    Elect = 12,
 }
 
 impl PeerKind {
@@ -79,6 +81,7 @@ impl PeerKind {
             9 => PeerKind::Home,
             10 => PeerKind::Push,
             11 => PeerKind::Converse,
+            12 => PeerKind::Elect,
             _ => return None,
         })
     }
@@ -96,6 +99,7 @@ impl PeerKind {
             PeerKind::Home => "home",
             PeerKind::Push => "push",
             PeerKind::Converse => "converse",
+            PeerKind::Elect => "elect",
         }
     }
 }

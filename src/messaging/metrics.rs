@@ -10,7 +10,14 @@ pub const PROPOSALS_REFUSED: &str = "chorus_proposals_refused_total";
 /// Commands per Raft entry of a partition.
 pub const BATCH_COMMANDS: &str = "chorus_proposal_batch_commands";
 
+/// Leadership hand-offs tried by this node, by outcome (`moved`, `kept`).
+pub const LEADER_HAND_OFFS: &str = "chorus_leader_hand_offs_total";
+
 pub fn describe() {
+    metrics::describe_counter!(
+        LEADER_HAND_OFFS,
+        "Partition leadership hand-offs to the preferred voter, by outcome"
+    );
     metrics::describe_histogram!(
         CALL_SECONDS,
         metrics::Unit::Seconds,

@@ -6,6 +6,7 @@
 //! there (at most two hops). The actor hands its commands to the
 //! partition's proposer, which batches them into Raft entries.
 
+mod leadership;
 pub mod metrics;
 mod proposer;
 
@@ -17,6 +18,7 @@ use prost::Message as _;
 use self::metrics as m;
 use tokio::sync::oneshot;
 
+pub use leadership::run as spread_leaders;
 pub use proposer::{Proposer, Refusal};
 
 use crate::actors::{ConversationMsg, Directory};

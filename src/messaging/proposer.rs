@@ -36,18 +36,30 @@ struct Proposal {
     then: Then,
 }
 
+/// Work run while no proposal is in flight and none is started: a
+/// leadership hand-off, which needs the log to stand still.
+pub type Quiet = futures::future::BoxFuture<'static, ()>;
+
 /// The queue of one partition's proposer.
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::Sender<Proposal>,
+    quiet: mpsc::Sender<Quiet>,
 }
 
 impl Proposer {
     /// Starts the proposer of a partition on the current runtime.
     pub fn start(partition: u16, raft: PartitionRaft) -> Proposer {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(partition, raft, rx));
-        Proposer { tx }
+        let (quiet, quiet_rx) = mpsc::channel(1);
+        tokio::spawn(run(partition, raft, rx, quiet_rx));
+        Proposer { tx, quiet }
+    }
+
+    /// Runs `work` once every proposal in flight has applied, holding new
+    /// ones (queued, not refused) until it ends. False if another is waiting.
+    pub fn when_quiet(&self, work: Quiet) -> bool {
+        self.quiet.try_send(work).is_ok()
     }
 
     /// Queues a command; `then` gets its outcome. A full queue refuses at once.
@@ -72,13 +84,24 @@ type Receiver = oneshot::Receiver<
     >,
 >;
 
-async fn run(partition: u16, raft: PartitionRaft, mut rx: mpsc::Receiver<Proposal>) {
+async fn run(
+    partition: u16,
+    raft: PartitionRaft,
+    mut rx: mpsc::Receiver<Proposal>,
+    mut quiet: mpsc::Receiver<Quiet>,
+) {
     let mut in_flight = FuturesOrdered::new();
     loop {
         tokio::select! {
             biased;
             Some((outcome, thens)) = in_flight.next(), if !in_flight.is_empty() => {
                 finish(outcome, thens);
+            }
+            Some(work) = quiet.recv() => {
+                while let Some((outcome, thens)) = in_flight.next().await {
+                    finish(outcome, thens);
+                }
+                work.await;
             }
             next = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
                 let Some(first) = next else { break };

@@ -493,6 +493,11 @@ impl Node {
         tasks.spawn(api::http::serve(http, tls, services.clone(), stop.clone()));
         tasks.spawn(process::sample(stop.clone()));
         tasks.spawn(routing::run(services.clone(), stop.clone()));
+        tasks.spawn(crate::messaging::spread_leaders(
+            services.messaging.clone(),
+            membership.clone(),
+            stop.clone(),
+        ));
         membership.set_ready(true).await;
         tracing::info!(node = config.node_id, %tcp_addr, %http_addr, %peer_addr, tls = config.tls.is_some(), "node ready");
         Ok(Node {

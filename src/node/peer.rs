@@ -135,6 +135,10 @@ impl PeerService {
                 let services = self.services()?.clone();
                 return services.home_envelope(&payload).await;
             }
+            PeerKind::Elect => {
+                let messaging = self.services()?.messaging.clone();
+                return Ok(messaging.serve_elect(&payload).await);
+            }
             PeerKind::Converse => {
                 let messaging = self.services()?.messaging.clone();
                 return Ok(messaging.serve_call(&payload).await);

@@ -53,20 +53,53 @@ impl Services {
             == Some(self.config.node_id)
     }
 
-    /// Tells whether this node holds a voting replica of a partition.
-    pub(super) fn holds(&self, partition: u16) -> bool {
-        let me = self.config.node_id;
-        self.partitions.rafts()[partition as usize]
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == me)
+    /// Confirms that this node still leads the partitions, by a round of
+    /// heartbeats to a quorum (Raft's read index), and waits until its
+    /// replicas applied everything committed before: a read that follows
+    /// holds every write acked before it began, wherever that was acked.
+    async fn confirm_leadership(&self, partitions: &[u16]) -> Result<(), ProtocolError> {
+        let checks = partitions.iter().map(|p| async move {
+            self.partitions.rafts()[*p as usize]
+                .ensure_linearizable()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    ProtocolError::new(
+                        ErrorCode::UnavailableRetry,
+                        format!(
+                            "node {} cannot serve partition {p}: {e}",
+                            self.config.node_id
+                        ),
+                    )
+                })
+        });
+        futures::future::try_join_all(checks).await.map(|_| ())
     }
 
-    /// Runs a read on this node's replicas.
+    /// Runs a read on this node's replicas, once it confirmed it leads
+    /// their partitions.
     pub async fn read_here(self: &std::sync::Arc<Self>, request: ReadRequest) -> ReadResponse {
+        let partitions = match &request {
+            ReadRequest::Pull { pull, .. } => pull
+                .conversation
+                .parse()
+                .map(|c| vec![self.partition_of(&c)]),
+            ReadRequest::Receipts { request, .. } => request
+                .conversation
+                .parse()
+                .map(|c| vec![self.partition_of(&c)]),
+            ReadRequest::Sync { partitions, .. } => Ok(partitions.clone()),
+        };
+        let confirmed = match partitions {
+            Ok(partitions) => self.confirm_leadership(&partitions).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = confirmed {
+            return ReadResponse::Failed {
+                code: err.code as i32,
+                message: err.message,
+            };
+        }
         let services = self.clone();
         let result = tokio::task::spawn_blocking(move || match request {
             ReadRequest::Pull { user, pull } => {
@@ -93,10 +126,18 @@ impl Services {
         partition: u16,
         request: ReadRequest,
     ) -> Result<ReadResponse, ProtocolError> {
-        let response = if self.leads(partition) {
-            self.read_here(request).await
-        } else {
-            self.read_remote(partition, &request).await?
+        let mut response = None;
+        if self.leads(partition) {
+            match self.read_here(request.clone()).await {
+                // Deposed since: its successor answers.
+                ReadResponse::Failed { code, .. } if code == ErrorCode::UnavailableRetry as i32 => {
+                }
+                answer => response = Some(answer),
+            }
+        }
+        let response = match response {
+            Some(response) => response,
+            None => self.read_remote(partition, &request).await?,
         };
         match response {
             ReadResponse::Failed { code, message } => Err(ProtocolError::new(
@@ -108,8 +149,8 @@ impl Services {
     }
 
     /// Asks the replicas of a partition, the known leader first, then the
-    /// committed placement in order (a stale answer beats none while the
-    /// leader is unreachable).
+    /// committed placement in order, until one confirms it leads (a
+    /// follower's answer could miss acked writes, so none is taken).
     async fn read_remote(
         self: &std::sync::Arc<Self>,
         partition: u16,
@@ -130,10 +171,6 @@ impl Services {
             }
             tried.push(node);
             if node == self.config.node_id {
-                if self.holds(partition) {
-                    // Not the leader, but a replica: read what it has.
-                    return Ok(self.read_here(request.clone()).await);
-                }
                 continue;
             }
             let Some(addr) = nodes
@@ -144,6 +181,11 @@ impl Services {
                 continue;
             };
             match self.links.call_json(&addr, PeerKind::Read, request).await {
+                Ok(ReadResponse::Failed { code, message })
+                    if code == ErrorCode::UnavailableRetry as i32 =>
+                {
+                    last = message;
+                }
                 Ok(response) => return Ok(response),
                 Err(err) => last = err.to_string(),
             }

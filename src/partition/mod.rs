@@ -24,13 +24,22 @@ use state_machine::PartitionApply;
 /// One partition's Raft handle.
 pub type PartitionRaft = openraft::Raft<PartitionRaftConfig>;
 
-/// Returns the partition of a key: FNV-1a, stable across builds and versions.
+/// Returns the partition of a key: FNV-1a, then the 64-bit finaliser of
+/// MurmurHash3, stable across builds and versions. The finaliser matters:
+/// the low bits of an FNV-1a hash depend only on the low bits of each input
+/// byte, so `hash % 64` put every 1:1 conversation of consecutive user ids
+/// in one partition.
 pub fn partition_of(key: &[u8], partitions: u32) -> u16 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in key {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
     (hash % u64::from(partitions)) as u16
 }
 
@@ -328,6 +337,73 @@ mod tests {
             }
         );
         assert_eq!(parts.read_cursors(&conv).unwrap(), vec![(5, 4)]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_in_order_and_sees_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = partitions(dir.path()).await;
+        let conv = ConversationId::Group(9);
+        let batch = Command::Batch(store_pb::Batch {
+            commands: [
+                append("g:9", 5, "a"),
+                append("g:9", 6, "b"),
+                // A resend within the same entry is the first one's message.
+                append("g:9", 5, "a"),
+                Command::SetReadCursor(store_pb::SetReadCursor {
+                    user_id: 6,
+                    conversation: "g:9".to_string(),
+                    seq: 2,
+                }),
+                Command::SetReadCursor(store_pb::SetReadCursor {
+                    user_id: 6,
+                    conversation: "g:9".to_string(),
+                    seq: 1,
+                }),
+            ]
+            .into_iter()
+            .map(|c| store_pb::PartitionCommand { command: Some(c) })
+            .collect(),
+        });
+        let Applied::Batch(applied) = parts.propose(&conv, batch).await.unwrap() else {
+            panic!("a batch applies as a batch");
+        };
+        let mut applied = applied.into_iter();
+        assert_eq!(seq_of(applied.next().unwrap()), (1, false));
+        assert_eq!(seq_of(applied.next().unwrap()), (2, false));
+        assert_eq!(seq_of(applied.next().unwrap()), (1, true));
+        assert_eq!(
+            applied.next().unwrap(),
+            Applied::ReadCursor {
+                read_seq: 2,
+                moved: true
+            }
+        );
+        assert_eq!(
+            applied.next().unwrap(),
+            Applied::ReadCursor {
+                read_seq: 2,
+                moved: false
+            }
+        );
+        assert_eq!(parts.max_seq(&conv).unwrap(), 2);
+        assert_eq!(parts.read_cursors(&conv).unwrap(), vec![(6, 2)]);
+        let after = parts.propose(&conv, append("g:9", 5, "c")).await.unwrap();
+        assert_eq!(seq_of(after), (3, false));
+    }
+
+    #[test]
+    fn conversations_of_consecutive_users_spread_over_partitions() {
+        let mut counts = [0u32; 64];
+        for lo in 1..=200u64 {
+            let conv = ConversationId::direct(lo, lo + 1);
+            counts[partition_of(&conv.key(), 64) as usize] += 1;
+        }
+        for group in 1..=200u64 {
+            counts[partition_of(&ConversationId::Group(group).key(), 64) as usize] += 1;
+        }
+        // 400 keys over 64 partitions: about 6 each; none empty, none crowded.
+        assert!(counts.iter().all(|c| (1..=16).contains(c)), "{counts:?}");
     }
 
     #[test]

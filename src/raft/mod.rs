@@ -34,9 +34,14 @@ pub(crate) fn state_key(group: u32, tag: u8) -> [u8; 5] {
 pub fn raft_config(cluster: &str) -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: cluster.to_string(),
+        // A follower campaigns once its leader was silent for the lease
+        // (openraft takes the longest timeout) plus a random timeout:
+        // 1.5–1.8 s here, six heartbeats at least, so writes resume within
+        // about 2 s of a leader's loss. The heartbeat is also openraft's
+        // timeout of an append: shorter ones fail on a busy machine.
         heartbeat_interval: 250,
-        election_timeout_min: 1500,
-        election_timeout_max: 3000,
+        election_timeout_min: 600,
+        election_timeout_max: 900,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
         max_in_snapshot_log_to_keep: 2_000,
         ..Default::default()
