@@ -4,6 +4,7 @@
 
 mod directory;
 mod state_machine;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -25,6 +25,7 @@ mod process;
 mod quotas;
 mod reads;
 mod routing;
+mod wire;
 
 pub use routing::{HomeOp, SessionRef};
 
@@ -282,13 +283,10 @@ impl Services {
         if self.holds(partition) {
             return self.partitions.propose(conv, command).await;
         }
-        let payload = crate::raft::group_payload(
-            crate::raft::partition_group(partition),
-            &crate::protocol::store_pb::PartitionCommand {
-                command: Some(command),
-            },
-        )
-        .map_err(|e| ProtocolError::internal(e.to_string()))?;
+        let group = crate::raft::partition_group(partition);
+        let payload = crate::raft::Wire::to_wire(&crate::protocol::store_pb::PartitionCommand {
+            command: Some(command),
+        });
         let deadline = std::time::Instant::now() + crate::raft::PROPOSE_PATIENCE;
         let mut last = String::from("partition has no placed replica");
         while std::time::Instant::now() < deadline {
@@ -298,7 +296,9 @@ impl Services {
                 let Some(node) = nodes.iter().find(|n| n.node_id == replica) else {
                     continue;
                 };
-                match crate::raft::forward(&self.links, &node.peer_addr, payload.clone()).await {
+                match crate::raft::forward(&self.links, &node.peer_addr, group, payload.clone())
+                    .await
+                {
                     Forwarded::Applied(answer) => {
                         return answer.map_err(ProtocolError::internal);
                     }
