@@ -10,7 +10,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::Services;
@@ -25,14 +24,14 @@ const MAX_HOPS: u8 = 2;
 const ONLINE_PREFIX: &str = "online:";
 
 /// A session anywhere in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionRef {
     pub node: u64,
     pub session: u64,
 }
 
 /// An operation on a user's home actor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub enum HomeOp {
     /// A session of the user is live on `node` (sent again on every lease).
     Attach {
@@ -53,7 +52,6 @@ pub enum HomeOp {
         watcher: u64,
         /// The watch request answers the presence itself: a new watcher is
         /// not also pushed it (re-attaching to a rebuilt home is not quiet).
-        #[serde(default)]
         quiet: bool,
     },
     Unwatch {
