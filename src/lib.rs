@@ -36,6 +36,8 @@ pub fn partition_of_conversation(conv: &ConversationId, partitions: u32) -> u16 
 pub mod testsuite {
     pub use crate::actors::ConversationMsg;
     use crate::protocol::ConversationId;
+    /// Node-to-node and storage messages, for tests that craft peer frames.
+    pub use crate::protocol::{peer_pb, store_pb};
 
     /// Creates a user without going through REST; returns its id.
     pub async fn create_user(node: &crate::Node, account: &str, password: &str) -> u64 {

@@ -5,21 +5,24 @@ mod common;
 
 use std::time::Duration;
 
+use chorus::pb;
+use chorus::testsuite::peer_pb::{self, peer_frame, peer_request::Request};
+use chorus::testsuite::store_pb;
 use common::*;
+use prost::Message as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-/// A peer frame as an attacker would craft it from `proto/peer.proto`:
-/// request_id 1, kind, and a JSON payload prefixed by its group.
-fn crafted_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut body = vec![0x08, 0x01, 0x18, kind, 0x22];
-    let mut len = payload.len();
-    while len >= 0x80 {
-        body.push((len as u8 & 0x7f) | 0x80);
-        len >>= 7;
+/// A well-formed peer frame as an attacker would craft it from
+/// `proto/chorus/v1/peer.proto`, length-prefixed as on the wire.
+fn crafted_frame(request: Request) -> Vec<u8> {
+    let body = peer_pb::PeerFrame {
+        request_id: 1,
+        body: Some(peer_frame::Body::Request(peer_pb::PeerRequest {
+            request: Some(request),
+        })),
     }
-    body.push(len as u8);
-    body.extend_from_slice(payload);
+    .encode_to_vec();
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend(body);
     frame
@@ -48,12 +51,38 @@ async fn the_peer_port_answers_no_crafted_request_from_outside() {
     // metadata proposal (such as issuing a token), a join; and a frame that
     // announces hundreds of MiB.
     let requests = [
-        crafted_frame(
-            8,
-            br#"{"Pull":{"conversation":"u:1:2","after_seq":0,"limit":500}}"#,
-        ),
-        crafted_frame(4, b"\x00\x00\x00\x00{\"IssueToken\":{}}"),
-        crafted_frame(5, br#"{"node_id":9,"peer_addr":"127.0.0.1:1"}"#),
+        crafted_frame(Request::Read(peer_pb::ReadRequest {
+            read: Some(peer_pb::read_request::Read::Pull(
+                peer_pb::read_request::Pull {
+                    user: 1,
+                    pull: Some(pb::PullRequest {
+                        conversation: "d:1:2".into(),
+                        after_seq: 0,
+                        limit: 500,
+                    }),
+                },
+            )),
+        })),
+        crafted_frame(Request::Propose(peer_pb::Propose {
+            group: 0,
+            command: store_pb::MetaCommand {
+                command: Some(store_pb::meta_command::Command::IssueToken(
+                    store_pb::meta_command::IssueToken {
+                        digest: vec![1; 32],
+                        record: Some(store_pb::TokenRecord {
+                            user_id: 1,
+                            ..Default::default()
+                        }),
+                    },
+                )),
+            }
+            .encode_to_vec(),
+        })),
+        crafted_frame(Request::Join(store_pb::NodeRecord {
+            node_id: 9,
+            peer_addr: "127.0.0.1:1".into(),
+            ..Default::default()
+        })),
         (300u32 * 1024 * 1024).to_be_bytes().to_vec(),
     ];
     for request in requests {

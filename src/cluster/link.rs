@@ -1,9 +1,13 @@
-//! Peer links: one mutual-TLS connection per peer address carrying request
-//! and response frames (`peer.proto`), many requests in flight, frames
-//! batched per write, each call bounded by a timeout. A broken link fails
-//! its pending calls and is re-dialled by the next call. There is no plain
-//! mode: a peer that cannot present a certificate of the cluster CA within
-//! the handshake deadline is dropped before it can send a frame.
+//! Peer links: one mutual-TLS connection per peer address carrying the
+//! typed frames of `peer.proto`. A call is a request with an id, answered
+//! by a response naming it; many are in flight at once, each bounded by a
+//! timeout. A one-way request ([`PeerLinks::tell`]: deliveries, pushes,
+//! revocations) has id 0, is never answered, and is dropped (and counted)
+//! rather than make its sender wait when the link's queue is full or the
+//! peer is unreachable. Frames are batched per write. A broken link fails
+//! its pending calls and is re-dialled by the next request. There is no
+//! plain mode: a peer that cannot present a certificate of the cluster CA
+//! within the handshake deadline is dropped before it can send a frame.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,93 +19,74 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use prost::Message as _;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics as m;
-use crate::protocol::{frame_codec, peer_pb::PeerFrame};
+use crate::protocol::peer_pb::{PeerError, PeerFrame, PeerRequest, PeerResponse, peer_frame};
+use crate::protocol::{ErrorCode, ProtocolError, frame_codec};
+
+pub use crate::protocol::peer_pb::peer_request::Request;
+pub use crate::protocol::peer_pb::peer_response::Response;
 
 /// Largest peer frame. Raft snapshots travel in chunks of openraft's
-/// `snapshot_max_chunk_size` (3 MiB, about 12 MiB as JSON) and appends in
-/// batches of at most `max_payload_entries`, so this is far above any frame
-/// a node sends, and far below what would strain a node's memory.
+/// `snapshot_max_chunk_size` (3 MiB) and appends in batches of at most
+/// `max_payload_entries`, so this is far above any frame a node sends, and
+/// far below what would strain a node's memory.
 pub const MAX_PEER_FRAME: usize = 64 * 1024 * 1024;
 /// Time a connecting peer has to complete the TLS handshake.
 pub const PEER_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 /// Peer TLS handshakes in progress at once; a connection past it is closed
 /// at once, so a flood cannot take the descriptors nodes need.
 const MAX_PEER_HANDSHAKES: usize = 128;
-/// Frames queued per link before callers wait.
+/// Frames queued per link before calls wait and one-way requests are dropped.
 const LINK_QUEUE: usize = 4096;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// What a peer request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum PeerKind {
-    RaftAppend = 1,
-    RaftVote = 2,
-    RaftSnapshot = 3,
-    /// A command for a Raft group, to be proposed by its leader.
-    Propose = 4,
-    /// A new node asks to join the cluster.
-    Join = 5,
-    /// Frames for users homed on the receiving node (routed).
-    Deliver = 6,
-    /// A revoked token whose sessions may be on the receiving node.
-    Revoke = 7,
-    /// A read of partition data, for a node that holds a replica.
-    Read = 8,
-    /// Operations on users homed on the receiving node (routed).
-    Home = 9,
-    /// Frames for sessions on the receiving node (the last hop of a delivery).
-    Push = 10,
-    /// A request for a conversation's actor on its partition leader.
-    Converse = 11,
-    /// A partition's leader asks the receiver to campaign (a hand-off).
-    Elect = 12,
+/// Returns the name of a request in metrics and logs.
+pub fn request_label(request: &Request) -> &'static str {
+    match request {
+        Request::RaftAppend(_) => "raft_append",
+        Request::RaftVote(_) => "raft_vote",
+        Request::RaftSnapshot(_) => "raft_snapshot",
+        Request::Propose(_) => "propose",
+        Request::Join(_) => "join",
+        Request::Deliver(_) => "deliver",
+        Request::Revoke(_) => "revoke",
+        Request::Read(_) => "read",
+        Request::Home(_) => "home",
+        Request::Push(_) => "push",
+        Request::Converse(_) => "converse",
+        Request::Elect(_) => "elect",
+    }
 }
 
-impl PeerKind {
-    fn from_u32(kind: u32) -> Option<Self> {
-        Some(match kind {
-            1 => PeerKind::RaftAppend,
-            2 => PeerKind::RaftVote,
-            3 => PeerKind::RaftSnapshot,
-            4 => PeerKind::Propose,
-            5 => PeerKind::Join,
-            6 => PeerKind::Deliver,
-            7 => PeerKind::Revoke,
-            8 => PeerKind::Read,
-            9 => PeerKind::Home,
-            10 => PeerKind::Push,
-            11 => PeerKind::Converse,
-            12 => PeerKind::Elect,
-            _ => return None,
-        })
+/// Returns the name of a response in logs.
+pub fn response_label(response: &Response) -> &'static str {
+    match response {
+        Response::RaftAppend(_) => "raft_append",
+        Response::RaftVote(_) => "raft_vote",
+        Response::RaftSnapshot(_) => "raft_snapshot",
+        Response::Proposed(_) => "proposed",
+        Response::Joined(_) => "joined",
+        Response::Read(_) => "read",
+        Response::Home(_) => "home",
+        Response::NotLeader(_) => "not_leader",
+        Response::Error(_) => "error",
+        Response::Converse(_) => "converse",
+        Response::Elect(_) => "elect",
     }
+}
 
-    fn label(self) -> &'static str {
-        match self {
-            PeerKind::RaftAppend => "raft_append",
-            PeerKind::RaftVote => "raft_vote",
-            PeerKind::RaftSnapshot => "raft_snapshot",
-            PeerKind::Propose => "propose",
-            PeerKind::Join => "join",
-            PeerKind::Deliver => "deliver",
-            PeerKind::Revoke => "revoke",
-            PeerKind::Read => "read",
-            PeerKind::Home => "home",
-            PeerKind::Push => "push",
-            PeerKind::Converse => "converse",
-            PeerKind::Elect => "elect",
-        }
-    }
+/// Returns the response that reports a failed request.
+pub fn error_response(err: &ProtocolError) -> Response {
+    Response::Error(PeerError {
+        code: err.code as i32,
+        message: err.message.clone(),
+    })
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -110,18 +95,31 @@ pub enum LinkError {
     Unreachable(String, String),
     #[error("peer {0} did not answer within {1:?}")]
     Timeout(String, Duration),
-    #[error("peer refused: {0}")]
-    Remote(String),
-    #[error("bad payload: {0}")]
+    #[error("peer refused ({}): {message}", code.label())]
+    Remote { code: ErrorCode, message: String },
+    #[error("bad peer answer: {0}")]
     Codec(String),
+}
+
+impl From<LinkError> for ProtocolError {
+    fn from(err: LinkError) -> Self {
+        match err {
+            LinkError::Remote { code, message } => ProtocolError::new(code, message),
+            LinkError::Codec(message) => ProtocolError::internal(message),
+            other => ProtocolError::new(ErrorCode::UnavailableRetry, other.to_string()),
+        }
+    }
 }
 
 struct Link {
     tx: mpsc::Sender<PeerFrame>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<PeerFrame>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<PeerResponse>>>,
     next_id: AtomicU64,
     alive: AtomicBool,
 }
+
+/// One-way requests for peers being dialled, sent once the link is up.
+type Dialling = HashMap<String, Vec<PeerFrame>>;
 
 /// The client side of every peer link of this node.
 #[derive(Clone)]
@@ -129,8 +127,13 @@ pub struct PeerLinks {
     links: Arc<Mutex<HashMap<String, Arc<Link>>>>,
     /// Peers that failed to answer a dial: when to try again, and the next wait.
     backoff: Arc<Mutex<HashMap<String, (std::time::Instant, Duration)>>>,
+    dialling: Arc<Mutex<Dialling>>,
     timeout: Duration,
     tls: tokio_rustls::TlsConnector,
+}
+
+fn dropped(reason: &'static str, count: usize) {
+    metrics::counter!(m::ENVELOPES_DROPPED, "reason" => reason).increment(count as u64);
 }
 
 impl PeerLinks {
@@ -139,6 +142,7 @@ impl PeerLinks {
         PeerLinks {
             links: Arc::default(),
             backoff: Arc::default(),
+            dialling: Arc::default(),
             timeout,
             tls: tokio_rustls::TlsConnector::from(tls.client.clone()),
         }
@@ -164,15 +168,18 @@ impl PeerLinks {
         Ok(stream)
     }
 
-    async fn link(&self, addr: &str) -> Result<Arc<Link>, LinkError> {
-        if let Some(link) = self
-            .links
+    fn live_link(&self, addr: &str) -> Option<Arc<Link>> {
+        self.links
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(addr)
-            && link.alive.load(Ordering::Acquire)
-        {
-            return Ok(link.clone());
+            .filter(|link| link.alive.load(Ordering::Acquire))
+            .cloned()
+    }
+
+    async fn link(&self, addr: &str) -> Result<Arc<Link>, LinkError> {
+        if let Some(link) = self.live_link(addr) {
+            return Ok(link);
         }
         if let Some((retry_at, _)) = self
             .backoff
@@ -240,7 +247,11 @@ impl PeerLinks {
                 metrics::counter!(m::LINK_BYTES_IN, "peer" => reader_label.clone())
                     .increment(bytes.len() as u64);
                 let Ok(frame) = PeerFrame::decode(bytes.freeze()) else {
+                    tracing::warn!(peer = %reader_label, "undecodable peer frame, closing link");
                     break;
+                };
+                let Some(peer_frame::Body::Response(response)) = frame.body else {
+                    continue;
                 };
                 let waiter = reader_link
                     .pending
@@ -248,7 +259,7 @@ impl PeerLinks {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&frame.request_id);
                 if let Some(waiter) = waiter {
-                    let _ = waiter.send(frame);
+                    let _ = waiter.send(response);
                 }
             }
             reader_link.alive.store(false, Ordering::Release);
@@ -265,14 +276,16 @@ impl PeerLinks {
         Ok(link)
     }
 
-    /// Sends a request and waits for its response payload.
-    pub async fn call(
-        &self,
-        addr: &str,
-        kind: PeerKind,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, LinkError> {
+    fn record_depth(addr: &str, link: &Link) {
+        metrics::gauge!(m::LINK_QUEUE_DEPTH, "peer" => addr.to_string())
+            .set((LINK_QUEUE - link.tx.capacity()) as f64);
+    }
+
+    /// Sends a request and waits for its response. A response reporting a
+    /// failure is [`LinkError::Remote`].
+    pub async fn call(&self, addr: &str, request: Request) -> Result<Response, LinkError> {
         let started = std::time::Instant::now();
+        let label = request_label(&request);
         let link = self.link(addr).await?;
         let request_id = link.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -282,13 +295,11 @@ impl PeerLinks {
             .insert(request_id, tx);
         let frame = PeerFrame {
             request_id,
-            response: false,
-            kind: kind as u32,
-            payload,
-            error: String::new(),
+            body: Some(peer_frame::Body::Request(PeerRequest {
+                request: Some(request),
+            })),
         };
-        metrics::gauge!(m::LINK_QUEUE_DEPTH, "peer" => addr.to_string())
-            .set((LINK_QUEUE - link.tx.capacity()) as f64);
+        Self::record_depth(addr, &link);
         if link.tx.send(frame).await.is_err() {
             link.alive.store(false, Ordering::Release);
             return Err(LinkError::Unreachable(
@@ -312,37 +323,94 @@ impl PeerLinks {
                 return Err(LinkError::Timeout(addr.to_string(), self.timeout));
             }
         };
-        metrics::histogram!(m::LINK_RPC_SECONDS, "kind" => kind.label())
+        metrics::histogram!(m::LINK_RPC_SECONDS, "kind" => label)
             .record(started.elapsed().as_secs_f64());
-        if !answer.error.is_empty() {
-            return Err(LinkError::Remote(answer.error));
+        match answer.response {
+            Some(Response::Error(error)) => Err(LinkError::Remote {
+                code: ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal),
+                message: error.message,
+            }),
+            Some(response) => Ok(response),
+            None => Err(LinkError::Codec(format!(
+                "empty answer to a {label} request"
+            ))),
         }
-        Ok(answer.payload)
     }
 
-    /// Sends a JSON request and decodes the JSON response.
-    pub async fn call_json<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        addr: &str,
-        kind: PeerKind,
-        request: &Req,
-    ) -> Result<Resp, LinkError> {
-        let payload = serde_json::to_vec(request).map_err(|e| LinkError::Codec(e.to_string()))?;
-        let answer = self.call(addr, kind, payload).await?;
-        serde_json::from_slice(&answer).map_err(|e| LinkError::Codec(e.to_string()))
+    /// Queues a one-way request, never waiting: no answer comes, and none
+    /// is awaited. With the link's queue full, or the peer unreachable, the
+    /// request is dropped and counted in `chorus_peer_envelopes_dropped_total`.
+    /// A peer not connected yet is dialled once for every request queued
+    /// meanwhile, which are then sent in order.
+    pub fn tell(&self, addr: &str, request: Request) {
+        let frame = PeerFrame {
+            request_id: 0,
+            body: Some(peer_frame::Body::Request(PeerRequest {
+                request: Some(request),
+            })),
+        };
+        // Held while checking the link, so a request cannot overtake those
+        // queued during a dial.
+        let mut dialling = self.dialling.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(waiting) = dialling.get_mut(addr) {
+            if waiting.len() < LINK_QUEUE {
+                waiting.push(frame);
+            } else {
+                dropped("queue_full", 1);
+            }
+            return;
+        }
+        if let Some(link) = self.live_link(addr) {
+            drop(dialling);
+            Self::enqueue(addr, &link, frame);
+            return;
+        }
+        dialling.insert(addr.to_string(), vec![frame]);
+        drop(dialling);
+        let (links, addr) = (self.clone(), addr.to_string());
+        tokio::spawn(async move {
+            let link = links.link(&addr).await;
+            let mut dialling = links.dialling.lock().unwrap_or_else(|p| p.into_inner());
+            let waiting = dialling.remove(&addr).unwrap_or_default();
+            match link {
+                Ok(link) => {
+                    for frame in waiting {
+                        Self::enqueue(&addr, &link, frame);
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(peer = %addr, error = %err, count = waiting.len(), "dropping one-way requests to an unreachable peer");
+                    dropped("unreachable", waiting.len());
+                }
+            }
+        });
+    }
+
+    fn enqueue(addr: &str, link: &Link, frame: PeerFrame) {
+        Self::record_depth(addr, link);
+        match link.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => dropped("queue_full", 1),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                link.alive.store(false, Ordering::Release);
+                dropped("link_closed", 1);
+            }
+        }
     }
 }
 
 /// Handles the requests that arrive over peer links.
 pub trait PeerHandler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        kind: PeerKind,
-        payload: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'static>>;
+    /// Answers a call.
+    fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
+
+    /// Takes a one-way request. Runs on the link's reader, in the order the
+    /// requests came, so it must not wait.
+    fn tell(&self, request: Request);
 }
 
-/// Accepts peer connections until `stop` fires; each request runs as its own task.
+/// Accepts peer connections until `stop` fires; each call runs as its own
+/// task, each one-way request on the connection's reader.
 pub async fn serve(
     listener: TcpListener,
     tls: super::PeerTls,
@@ -434,30 +502,45 @@ pub async fn serve(
                     tracing::warn!(%peer, "undecodable peer frame, closing link");
                     break;
                 };
+                let request = match frame.body {
+                    Some(peer_frame::Body::Request(PeerRequest {
+                        request: Some(request),
+                    })) => request,
+                    // A request of a kind this version does not know, or
+                    // not a request at all.
+                    _ if frame.request_id == 0 => {
+                        tracing::debug!(%peer, "ignoring an unknown one-way peer frame");
+                        continue;
+                    }
+                    _ => {
+                        let refusal = ProtocolError::invalid("unknown or empty peer request");
+                        let _ =
+                            tx.try_send(response_frame(frame.request_id, error_response(&refusal)));
+                        continue;
+                    }
+                };
+                if frame.request_id == 0 {
+                    handler.tell(request);
+                    continue;
+                }
                 let (handler, tx) = (handler.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let result = match PeerKind::from_u32(frame.kind) {
-                        Some(kind) => handler.handle(kind, frame.payload).await,
-                        None => Err(format!("unknown peer request kind {}", frame.kind)),
-                    };
-                    let (payload, error) = match result {
-                        Ok(payload) => (payload, String::new()),
-                        Err(error) => (Vec::new(), error),
-                    };
-                    let _ = tx
-                        .send(PeerFrame {
-                            request_id: frame.request_id,
-                            response: true,
-                            kind: frame.kind,
-                            payload,
-                            error,
-                        })
-                        .await;
+                    let response = handler.handle(request).await;
+                    let _ = tx.send(response_frame(frame.request_id, response)).await;
                 });
             }
             drop(tx);
             let _ = writer.await;
         });
+    }
+}
+
+fn response_frame(request_id: u64, response: Response) -> PeerFrame {
+    PeerFrame {
+        request_id,
+        body: Some(peer_frame::Body::Response(PeerResponse {
+            response: Some(response),
+        })),
     }
 }
 
@@ -467,24 +550,48 @@ mod tests {
     use crate::cluster::PeerTls;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    struct Echo;
+    /// Answers a proposal with its command; passes one-way requests on.
+    struct Echo(mpsc::UnboundedSender<Request>);
 
     impl PeerHandler for Echo {
         fn handle(
             &self,
-            _kind: PeerKind,
-            payload: Vec<u8>,
-        ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'static>> {
-            Box::pin(async move { Ok(payload) })
+            request: Request,
+        ) -> Pin<Box<dyn Future<Output = Response> + Send + 'static>> {
+            Box::pin(async move {
+                match request {
+                    Request::Propose(p) => Response::Proposed(p.command),
+                    _ => error_response(&ProtocolError::invalid("echo proposals only")),
+                }
+            })
+        }
+
+        fn tell(&self, request: Request) {
+            let _ = self.0.send(request);
         }
     }
 
-    async fn echo_server(tls: &PeerTls) -> (String, CancellationToken) {
+    fn propose(command: &[u8]) -> Request {
+        Request::Propose(crate::protocol::peer_pb::Propose {
+            group: 1,
+            command: command.to_vec(),
+        })
+    }
+
+    async fn echo_server(
+        tls: &PeerTls,
+    ) -> (String, CancellationToken, mpsc::UnboundedReceiver<Request>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = CancellationToken::new();
-        tokio::spawn(serve(listener, tls.clone(), Arc::new(Echo), stop.clone()));
-        (addr, stop)
+        let (told, heard) = mpsc::unbounded_channel();
+        tokio::spawn(serve(
+            listener,
+            tls.clone(),
+            Arc::new(Echo(told)),
+            stop.clone(),
+        ));
+        (addr, stop, heard)
     }
 
     /// Reads until the node closes the connection; fails if it does not in
@@ -506,30 +613,21 @@ mod tests {
     async fn peer_links_need_a_certificate_from_the_cluster_ca() {
         let cluster = PeerTls::alone().unwrap();
         let rogue = PeerTls::alone().unwrap();
-        let (addr, stop) = echo_server(&cluster).await;
+        let (addr, stop, _heard) = echo_server(&cluster).await;
 
         let member = PeerLinks::new(Duration::from_secs(2), &cluster);
         assert_eq!(
-            member
-                .call(&addr, PeerKind::Join, b"hello".to_vec())
-                .await
-                .unwrap(),
-            b"hello"
+            member.call(&addr, propose(b"hello")).await.unwrap(),
+            Response::Proposed(b"hello".to_vec())
         );
         let outsider = PeerLinks::new(Duration::from_secs(2), &rogue);
-        assert!(
-            outsider
-                .call(&addr, PeerKind::Join, b"hello".to_vec())
-                .await
-                .is_err()
-        );
+        assert!(outsider.call(&addr, propose(b"hello")).await.is_err());
         // A plain-TCP client sending a well-formed request gets no answer.
         let frame = PeerFrame {
             request_id: 1,
-            response: false,
-            kind: PeerKind::Read as u32,
-            payload: b"{}".to_vec(),
-            error: String::new(),
+            body: Some(peer_frame::Body::Request(PeerRequest {
+                request: Some(propose(b"hello")),
+            })),
         }
         .encode_to_vec();
         let mut plain = TcpStream::connect(&addr).await.unwrap();
@@ -544,7 +642,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_connection_is_closed_at_the_handshake_deadline() {
-        let (addr, stop) = echo_server(&PeerTls::alone().unwrap()).await;
+        let (addr, stop, _heard) = echo_server(&PeerTls::alone().unwrap()).await;
         let mut silent = TcpStream::connect(&addr).await.unwrap();
         let started = std::time::Instant::now();
         closed_without_answer(&mut silent).await;
@@ -555,7 +653,7 @@ mod tests {
     #[tokio::test]
     async fn a_frame_over_the_limit_closes_an_authenticated_link() {
         let tls = PeerTls::alone().unwrap();
-        let (addr, stop) = echo_server(&tls).await;
+        let (addr, stop, _heard) = echo_server(&tls).await;
         let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
         let name = rustls_pki_types::ServerName::try_from(super::super::PEER_NAME).unwrap();
         let tcp = TcpStream::connect(&addr).await.unwrap();
@@ -568,5 +666,56 @@ mod tests {
         stream.flush().await.unwrap();
         closed_without_answer(&mut stream).await;
         stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn one_way_requests_arrive_in_order_and_are_not_answered() {
+        let tls = PeerTls::alone().unwrap();
+        let (addr, stop, mut heard) = echo_server(&tls).await;
+        let links = PeerLinks::new(Duration::from_secs(2), &tls);
+        // Sent before the link is up: queued while it is dialled.
+        for i in 0..100u32 {
+            links.tell(&addr, propose(&i.to_be_bytes()));
+        }
+        for i in 0..100u32 {
+            let request = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(request, propose(&i.to_be_bytes()));
+        }
+        // Nothing answered them: the link holds no pending call.
+        let link = links.live_link(&addr).unwrap();
+        assert!(link.pending.lock().unwrap().is_empty());
+        // A refusal comes back as a typed error.
+        let refused = links.call(&addr, Request::Home(Default::default())).await;
+        assert!(matches!(
+            refused,
+            Err(LinkError::Remote {
+                code: ErrorCode::Invalid,
+                ..
+            })
+        ));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn one_way_requests_to_an_unreachable_peer_are_dropped_without_waiting() {
+        let tls = PeerTls::alone().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let links = PeerLinks::new(Duration::from_secs(2), &tls);
+        let started = std::time::Instant::now();
+        for _ in 0..(LINK_QUEUE + 10) {
+            links.tell(&addr, propose(b"lost"));
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // The dial fails and takes the queued requests with it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while links.dialling.lock().unwrap().contains_key(&addr) {
+            assert!(std::time::Instant::now() < deadline, "the dial never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -13,6 +13,10 @@ pub const LINK_BYTES_IN: &str = "chorus_peer_link_received_bytes_total";
 /// frame: a frame over the size limit or malformed framing; busy: too
 /// many handshakes in progress).
 pub const LINK_REFUSED: &str = "chorus_peer_link_refused_total";
+/// One-way peer requests (deliveries, pushes, revocations) dropped unsent,
+/// by reason (queue_full: the link's queue was full; unreachable: the peer
+/// could not be dialled; link_closed: the link broke as it was queued).
+pub const ENVELOPES_DROPPED: &str = "chorus_peer_envelopes_dropped_total";
 /// Round trip of a peer request, by kind, seconds.
 pub const LINK_RPC_SECONDS: &str = "chorus_peer_rpc_seconds";
 /// Partition replica changes made by the placement controller.
@@ -56,6 +60,13 @@ pub fn describe() {
     );
     for reason in ["handshake", "deadline", "frame", "busy"] {
         metrics::counter!(LINK_REFUSED, "reason" => reason).increment(0);
+    }
+    metrics::describe_counter!(
+        ENVELOPES_DROPPED,
+        "One-way peer requests dropped unsent, by reason"
+    );
+    for reason in ["queue_full", "unreachable", "link_closed"] {
+        metrics::counter!(ENVELOPES_DROPPED, "reason" => reason).increment(0);
     }
     metrics::describe_counter!(
         LINK_BYTES_OUT,

@@ -10,6 +10,9 @@ pub mod placement;
 pub mod ring;
 mod tls;
 
-pub use link::{LinkError, PeerHandler, PeerKind, PeerLinks, serve};
+pub use link::{
+    LinkError, PeerHandler, PeerLinks, Request, Response, error_response, request_label,
+    response_label, serve,
+};
 pub use membership::{Member, Membership, MembershipSettings, View};
 pub use tls::{PEER_NAME, PeerTls, peer_tls};

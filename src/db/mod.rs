@@ -25,9 +25,9 @@ pub const CF_META_TOKENS: &str = "meta_tokens";
 pub const CF_META_DEVICE_TOKENS: &str = "meta_device_tokens";
 /// Id counters and cluster settings such as the partition count.
 pub const CF_META_SETTINGS: &str = "meta_settings";
-/// Nodes of the cluster: node id → `NodeRecord` (JSON).
+/// Nodes of the cluster: node id → `NodeRecord`.
 pub const CF_META_NODES: &str = "meta_nodes";
-/// Committed replica set of each partition: partition → `Placement` (JSON).
+/// Committed replica set of each partition: partition → `PlacementRecord`.
 pub const CF_META_PLACEMENT: &str = "meta_placement";
 /// Departments of the org tree by id (`u64` → `DepartmentRecord`).
 pub const CF_META_DEPARTMENTS: &str = "meta_departments";
@@ -67,6 +67,15 @@ pub const META_CFS: [&str; 12] = [
     CF_META_AUDIT,
 ];
 
+/// The storage format this version reads and writes: Raft entries and
+/// state as `raft.proto` records, node records and placements as
+/// `store.proto` records. Format 1, with JSON for all of these, never
+/// recorded its number.
+pub const FORMAT_VERSION: u32 = 2;
+/// Key of the format record, in the default column family: no group's
+/// key space or snapshot covers it.
+const FORMAT_KEY: &[u8] = b"chorus_storage_format";
+
 /// Every column family of a message partition (keys prefixed by the partition).
 pub const PARTITION_CFS: [&str; 5] = [CF_MSGS, CF_CONV_META, CF_DEDUP, CF_CURSORS, CF_INBOX];
 
@@ -93,6 +102,9 @@ pub enum StorageError {
     Task(String),
     #[error("wal sync failed: {0}")]
     WalSync(String),
+    /// The data folder was written in a format this version cannot read.
+    #[error("{0}")]
+    Format(String),
 }
 
 impl From<StorageError> for ProtocolError {
@@ -106,6 +118,46 @@ type Rocks = DBWithThreadMode<MultiThreaded>;
 
 /// One key and its value, as a scan returns them.
 pub type KeyValue = (Box<[u8]>, Box<[u8]>);
+
+/// Refuses a database written in another storage format, and records the
+/// format in a database that holds no Raft state yet.
+fn check_format(db: &Rocks, dir: &Path) -> Result<(), StorageError> {
+    match db.get(FORMAT_KEY)? {
+        Some(bytes) if bytes.as_slice() == FORMAT_VERSION.to_be_bytes() => Ok(()),
+        Some(bytes) => {
+            let found = <[u8; 4]>::try_from(bytes.as_slice())
+                .map(|b| u32::from_be_bytes(b).to_string())
+                .unwrap_or_else(|_| format!("{bytes:02x?}"));
+            Err(StorageError::Format(format!(
+                "data folder {} holds storage format {found}, and this version of chorus reads \
+                 format {FORMAT_VERSION} only: run the chorus that wrote it, or start with an \
+                 empty data folder",
+                dir.display()
+            )))
+        }
+        None => {
+            let has_raft_state = RAFT_CFS.iter().any(|cf| {
+                db.cf_handle(cf).is_some_and(|handle| {
+                    db.iterator_cf(&handle, rocksdb::IteratorMode::Start)
+                        .next()
+                        .is_some()
+                })
+            });
+            if has_raft_state {
+                return Err(StorageError::Format(format!(
+                    "data folder {} was written by an earlier chorus whose raft log is JSON \
+                     (it has no storage format record); this version cannot read it: start \
+                     with an empty data folder, or run the earlier version to export its data",
+                    dir.display()
+                )));
+            }
+            let mut opts = rocksdb::WriteOptions::default();
+            opts.set_sync(true);
+            db.put_opt(FORMAT_KEY, FORMAT_VERSION.to_be_bytes(), &opts)?;
+            Ok(())
+        }
+    }
+}
 
 /// A state value and the entries of several key spaces, read at one point in time.
 pub type ConsistentRead = (Option<Vec<u8>>, Vec<Vec<KeyValue>>);
@@ -342,6 +394,7 @@ impl Db {
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
         let inner = Arc::new(Rocks::open_cf_descriptors(&opts, dir, cfs)?);
+        check_format(&inner, dir)?;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(metrics::sample(Arc::downgrade(&inner), dir.to_path_buf()));
         }
@@ -692,5 +745,58 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), (1, false));
         // The syncer thread has let go of the database: it opens again.
         Db::open(dir.path()).unwrap();
+    }
+
+    /// Writes a Raft state record, as any version would on first start.
+    fn write_raft_state(dir: &Path) {
+        let db = Db::open(dir).unwrap();
+        let mut batch = db.batch();
+        batch.put(CF_RAFT_STATE, b"\0\0\0\0v", b"{}");
+        batch.commit().unwrap();
+    }
+
+    fn raw(dir: &Path) -> Rocks {
+        let cfs: Vec<&str> = all_cfs().collect();
+        Rocks::open_cf(&Options::default(), dir, cfs).unwrap()
+    }
+
+    #[test]
+    fn a_data_folder_is_reopened_in_its_format() {
+        let dir = tempfile::tempdir().unwrap();
+        write_raft_state(dir.path());
+        let db = Db::open(dir.path()).unwrap();
+        assert!(db.get(CF_RAFT_STATE, b"\0\0\0\0v").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_data_folder_of_the_json_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write_raft_state(dir.path());
+        // What the JSON version left: Raft state and no format record.
+        raw(dir.path()).delete(FORMAT_KEY).unwrap();
+        let err = Db::open(dir.path()).err().expect("refused");
+        let message = err.to_string();
+        assert!(matches!(err, StorageError::Format(_)), "{message}");
+        assert!(message.contains("raft log is JSON"), "{message}");
+        assert!(message.contains("empty data folder"), "{message}");
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+        // Refusing wrote nothing: it is refused again.
+        assert!(Db::open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_data_folder_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Db::open(dir.path()).unwrap();
+        raw(dir.path()).put(FORMAT_KEY, 7u32.to_be_bytes()).unwrap();
+        let message = Db::open(dir.path()).err().expect("refused").to_string();
+        assert!(message.contains("storage format 7"), "{message}");
+        assert!(
+            message.contains(&format!("format {FORMAT_VERSION} only")),
+            "{message}"
+        );
     }
 }

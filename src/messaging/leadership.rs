@@ -13,12 +13,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use super::Messaging;
 use super::metrics as m;
-use crate::cluster::{Membership, PeerKind};
+use crate::cluster::{Membership, Request as PeerRequest, Response as PeerResponse};
 use crate::protocol::peer_pb;
 
 /// How often a node looks for partitions to hand over.
@@ -152,12 +151,12 @@ impl Messaging {
             let request = peer_pb::ElectRequest {
                 partition: u32::from(partition),
             };
-            let asked = links
-                .call(&addr, PeerKind::Elect, request.encode_to_vec())
-                .await
-                .ok()
-                .and_then(|a| peer_pb::ElectAnswer::decode(&*a).ok())
-                .is_some_and(|a| a.campaigning);
+            let asked = matches!(
+                links.call(&addr, PeerRequest::Elect(request)).await,
+                Ok(PeerResponse::Elect(peer_pb::ElectAnswer {
+                    campaigning: true
+                }))
+            );
             let moved = asked
                 && raft
                     .wait(Some(CAMPAIGN))
@@ -172,13 +171,12 @@ impl Messaging {
         moved.await.unwrap_or(false)
     }
 
-    /// Answers a `PeerKind::Elect` request: campaigns for the partition at
-    /// once if this node holds a voting replica of it.
-    pub async fn serve_elect(&self, payload: &[u8]) -> Vec<u8> {
+    /// Answers an elect request: campaigns for the partition at once if
+    /// this node holds a voting replica of it.
+    pub async fn serve_elect(&self, request: peer_pb::ElectRequest) -> peer_pb::ElectAnswer {
         let me = self.inner.node_id;
-        let raft = peer_pb::ElectRequest::decode(payload)
+        let raft = u16::try_from(request.partition)
             .ok()
-            .and_then(|r| u16::try_from(r.partition).ok())
             .and_then(|p| self.inner.partitions.rafts().get(p as usize));
         let voter = raft.is_some_and(|raft| {
             raft.metrics()
@@ -192,7 +190,7 @@ impl Messaging {
             Some(raft) if voter => raft.trigger().elect().await.is_ok(),
             _ => false,
         };
-        peer_pb::ElectAnswer { campaigning }.encode_to_vec()
+        peer_pb::ElectAnswer { campaigning }
     }
 }
 

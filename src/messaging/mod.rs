@@ -13,8 +13,6 @@ mod proposer;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
-
 use self::metrics as m;
 use tokio::sync::oneshot;
 
@@ -22,7 +20,7 @@ pub use leadership::run as spread_leaders;
 pub use proposer::{Proposer, Refusal};
 
 use crate::actors::{ConversationMsg, Directory};
-use crate::cluster::{PeerKind, PeerLinks};
+use crate::cluster::{LinkError, PeerLinks, Request as PeerRequest, Response as PeerResponse};
 use crate::meta::Meta;
 use crate::partition::Partitions;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb, peer_pb};
@@ -298,16 +296,17 @@ impl Messaging {
         let patience = ATTEMPT_PATIENCE.min(deadline.saturating_duration_since(Instant::now()));
         let answer = tokio::time::timeout(
             patience,
-            self.inner
-                .links
-                .call(&addr, PeerKind::Converse, call.encode_to_vec()),
+            self.inner.links.call(&addr, PeerRequest::Converse(call)),
         )
         .await
-        .map_err(|_| unavailable(format!("node {node} did not answer within {patience:?}")))?
-        .map_err(|e| unavailable(e.to_string()))?;
-        let answer = peer_pb::ConversationAnswer::decode(&*answer)
-            .map_err(|e| unavailable(format!("undecodable answer from node {node}: {e}")))?;
-        decode_answer(answer)
+        .map_err(|_| unavailable(format!("node {node} did not answer within {patience:?}")))?;
+        match answer {
+            Ok(answer) => decode_answer(answer),
+            Err(LinkError::Remote { code, message }) => {
+                Err(Refusal::Failed(ProtocolError::new(code, message)))
+            }
+            Err(err) => Err(unavailable(err.to_string())),
+        }
     }
 
     /// Returns the peer address of a node, from the partition's membership
@@ -332,9 +331,9 @@ impl Messaging {
             .map(|n| n.peer_addr)
     }
 
-    /// Answers a `PeerKind::Converse` request from another node.
-    pub async fn serve_call(&self, payload: &[u8]) -> Vec<u8> {
-        let answer = match decode_call(payload) {
+    /// Answers a conversation call from another node.
+    pub async fn serve_call(&self, call: peer_pb::ConversationCall) -> PeerResponse {
+        let answer = match decode_call(call) {
             Ok((conv, partition, request, origin)) => {
                 if u32::from(partition) >= self.inner.partitions.count()
                     || self.inner.partitions.partition_of(&conv) != partition
@@ -348,7 +347,7 @@ impl Messaging {
             }
             Err(err) => Err(Refusal::Failed(err)),
         };
-        encode_answer(answer).encode_to_vec()
+        encode_answer(answer)
     }
 }
 
@@ -380,11 +379,9 @@ fn encode_call(
 }
 
 fn decode_call(
-    payload: &[u8],
+    call: peer_pb::ConversationCall,
 ) -> Result<(ConversationId, u16, Request, SessionRef), ProtocolError> {
     use peer_pb::conversation_call::Request as R;
-    let call = peer_pb::ConversationCall::decode(payload)
-        .map_err(|e| ProtocolError::invalid(format!("undecodable conversation call: {e}")))?;
     let conv: ConversationId = call.conversation.parse()?;
     let partition = u16::try_from(call.partition)
         .map_err(|_| ProtocolError::invalid("partition out of range"))?;
@@ -411,36 +408,47 @@ fn decode_call(
     Ok((conv, partition, request, origin))
 }
 
-fn encode_answer(answer: Result<Answer, Refusal>) -> peer_pb::ConversationAnswer {
+fn encode_answer(answer: Result<Answer, Refusal>) -> PeerResponse {
     use peer_pb::conversation_answer::Answer as A;
     let answer = match answer {
         Ok(Answer::Ack(ack)) => A::Ack(ack),
         Ok(Answer::Read(read)) => A::Read(read),
-        Err(Refusal::NotLeader(leader)) => A::NotLeader(peer_pb::NotLeader {
-            leader: leader.unwrap_or(0),
-        }),
-        Err(Refusal::Failed(err)) => A::Failed(peer_pb::CallFailed {
-            code: err.code as i32,
-            message: err.message,
-        }),
+        Err(Refusal::NotLeader(leader_id)) => {
+            return PeerResponse::NotLeader(peer_pb::NotLeader {
+                leader_id,
+                leader_addr: String::new(),
+            });
+        }
+        Err(Refusal::Failed(err)) => {
+            return PeerResponse::Error(peer_pb::PeerError {
+                code: err.code as i32,
+                message: err.message,
+            });
+        }
     };
-    peer_pb::ConversationAnswer {
+    PeerResponse::Converse(peer_pb::ConversationAnswer {
         answer: Some(answer),
-    }
+    })
 }
 
-fn decode_answer(answer: peer_pb::ConversationAnswer) -> Result<Answer, Refusal> {
+fn decode_answer(response: PeerResponse) -> Result<Answer, Refusal> {
     use peer_pb::conversation_answer::Answer as A;
-    match answer.answer {
+    let answer = match response {
+        PeerResponse::Converse(answer) => answer.answer,
+        PeerResponse::NotLeader(not) => return Err(Refusal::NotLeader(not.leader_id)),
+        PeerResponse::Error(error) => {
+            return Err(Refusal::Failed(ProtocolError::new(
+                ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal),
+                error.message,
+            )));
+        }
+        _ => None,
+    };
+    match answer {
         Some(A::Ack(ack)) => Ok(Answer::Ack(ack)),
         Some(A::Read(read)) => Ok(Answer::Read(read)),
-        Some(A::NotLeader(not)) => Err(Refusal::NotLeader((not.leader != 0).then_some(not.leader))),
-        Some(A::Failed(failed)) => Err(Refusal::Failed(ProtocolError::new(
-            ErrorCode::try_from(failed.code).unwrap_or(ErrorCode::Internal),
-            failed.message,
-        ))),
         None => Err(Refusal::Failed(ProtocolError::internal(
-            "empty conversation answer",
+            "unexpected answer to a conversation call",
         ))),
     }
 }
@@ -448,6 +456,7 @@ fn decode_answer(answer: peer_pb::ConversationAnswer) -> Result<Answer, Refusal>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message as _;
 
     #[test]
     fn calls_and_answers_survive_the_wire() {
@@ -465,13 +474,20 @@ mod tests {
             },
         };
         let bytes = encode_call(conv, 5, &request, origin).encode_to_vec();
-        let (c, p, r, o) = decode_call(&bytes).unwrap();
+        let call = peer_pb::ConversationCall::decode(&*bytes).unwrap();
+        let (c, p, r, o) = decode_call(call).unwrap();
         assert_eq!((c, p, o), (conv, 5, origin));
         assert!(matches!(r, Request::Send { sender: 1, message } if message.client_msg_id == "m1"));
         let refused = decode_answer(encode_answer(Err(Refusal::NotLeader(Some(2)))));
         assert!(matches!(refused, Err(Refusal::NotLeader(Some(2)))));
         let none = decode_answer(encode_answer(Err(Refusal::NotLeader(None))));
         assert!(matches!(none, Err(Refusal::NotLeader(None))));
-        assert!(decode_call(b"\xff\xff").is_err());
+        let mut bad = encode_call(conv, 5, &request, origin);
+        bad.request = None;
+        assert!(decode_call(bad).is_err());
+        let failed = decode_answer(encode_answer(Err(Refusal::Failed(
+            ProtocolError::forbidden("no"),
+        ))));
+        assert!(matches!(failed, Err(Refusal::Failed(e)) if e.code == ErrorCode::Forbidden));
     }
 }

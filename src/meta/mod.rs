@@ -4,6 +4,7 @@
 
 mod directory;
 mod state_machine;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -299,26 +300,27 @@ impl Meta {
             .scan(CF_META_NODES, &[], &[], usize::MAX)?
             .into_iter()
             .map(|(_, value)| {
-                serde_json::from_slice(&value).map_err(|e| StorageError::Corrupt {
-                    cf: CF_META_NODES,
-                    detail: e.to_string(),
-                })
+                prost::Message::decode(&*value)
+                    .map(|node: store_pb::NodeRecord| node.into())
+                    .map_err(|e| StorageError::Corrupt {
+                        cf: CF_META_NODES,
+                        detail: e.to_string(),
+                    })
             })
             .collect()
     }
 
     /// Returns the committed placement of a partition (empty before the first).
     pub fn placement(&self, partition: u16) -> Result<Placement, StorageError> {
-        self.db
-            .get(CF_META_PLACEMENT, &partition.to_be_bytes())?
-            .map(|bytes| {
-                serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
-                    cf: CF_META_PLACEMENT,
-                    detail: e.to_string(),
-                })
+        let record: Option<store_pb::PlacementRecord> = self
+            .db
+            .get_pb(CF_META_PLACEMENT, &partition.to_be_bytes())?;
+        Ok(record
+            .map(|r| Placement {
+                replicas: r.replicas,
+                epoch: r.epoch,
             })
-            .transpose()
-            .map(Option::unwrap_or_default)
+            .unwrap_or_default())
     }
 
     /// Returns the partition count recorded at bootstrap, if this replica has it.

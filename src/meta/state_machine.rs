@@ -4,6 +4,7 @@
 
 use std::io::Cursor;
 
+use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -16,6 +17,7 @@ use crate::db::{
     CF_META_DEVICE_TOKENS, CF_META_GROUPS, CF_META_NODES, CF_META_PLACEMENT, CF_META_SETTINGS,
     CF_META_TOKENS, CF_META_USER_GROUPS, CF_META_USERS, Db, StorageError,
 };
+use crate::protocol::store_pb;
 use crate::raft::Apply;
 
 openraft::declare_raft_types!(
@@ -830,8 +832,11 @@ impl Apply<MetaRaftConfig> for MetaApply {
             MetaCommand::IssueToken { digest, record } => self.issue_token(batch, digest, record),
             MetaCommand::RevokeToken { digest } => self.revoke_token(batch, digest),
             MetaCommand::RegisterNode { node } => {
-                let json = serde_json::to_vec(node).expect("node record serialises");
-                batch.put(CF_META_NODES, &node.node_id.to_be_bytes(), &json);
+                batch.put_pb(
+                    CF_META_NODES,
+                    &node.node_id.to_be_bytes(),
+                    &store_pb::NodeRecord::from(node),
+                );
                 Ok(MetaResponse::Done)
             }
             MetaCommand::RemoveNode { node_id } => {
@@ -852,17 +857,16 @@ impl Apply<MetaRaftConfig> for MetaApply {
                 replicas,
             } => {
                 let key = partition.to_be_bytes();
-                let previous: Placement = self
+                let previous = self
                     .db
                     .get(CF_META_PLACEMENT, &key)?
-                    .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                    .and_then(|bytes| store_pb::PlacementRecord::decode(bytes.as_slice()).ok())
                     .unwrap_or_default();
-                let placement = Placement {
+                let placement = store_pb::PlacementRecord {
                     replicas: replicas.clone(),
                     epoch: previous.epoch + 1,
                 };
-                let json = serde_json::to_vec(&placement).expect("placement serialises");
-                batch.put(CF_META_PLACEMENT, &key, &json);
+                batch.put_pb(CF_META_PLACEMENT, &key, &placement);
                 Ok(MetaResponse::Done)
             }
             MetaCommand::CreateDepartment { department } => {

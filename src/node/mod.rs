@@ -26,6 +26,7 @@ mod process;
 mod quotas;
 mod reads;
 mod routing;
+mod wire;
 
 pub use crate::messaging::SessionRef;
 pub use routing::HomeOp;

@@ -1,5 +1,6 @@
 //! This node's side of the peer links: Raft RPCs for its groups, proposals
-//! forwarded from followers, and joins of new nodes.
+//! forwarded from followers, joins of new nodes, reads, home operations,
+//! and the one-way deliveries, pushes and revocations.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,16 +9,13 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, RaftTypeConfig};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::Services;
-use super::routing::Revocation;
-use crate::cluster::{PeerHandler, PeerKind, PeerLinks};
+use crate::cluster::{PeerHandler, PeerLinks, Request, Response, error_response, request_label};
 use crate::meta::{Meta, NodeRecord};
 use crate::partition::Partitions;
-use crate::protocol::ErrorCode;
-use crate::raft::{META_GROUP, split_group_payload};
+use crate::protocol::{ErrorCode, ProtocolError, peer_pb};
+use crate::raft::{GroupConfig, META_GROUP, Wire, wire};
 
 /// How long a joining node keeps asking its seeds.
 const JOIN_PATIENCE: Duration = Duration::from_secs(60);
@@ -35,12 +33,8 @@ pub struct PeerService {
     services: Arc<OnceLock<Arc<Services>>>,
 }
 
-fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(value).map_err(|e| e.to_string())
-}
-
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("bad request: {e}"))
+fn unavailable(err: impl std::fmt::Display) -> ProtocolError {
+    ProtocolError::new(ErrorCode::UnavailableRetry, err.to_string())
 }
 
 /// Returns a group's membership as its Raft currently knows it.
@@ -55,34 +49,62 @@ fn current_membership<C: RaftTypeConfig<NodeId = u64, Node = BasicNode>>(
 }
 
 /// Runs one Raft RPC against a local group.
-async fn raft_rpc<C>(raft: Raft<C>, kind: PeerKind, body: Vec<u8>) -> Result<Vec<u8>, String>
+async fn raft_rpc<C>(raft: Raft<C>, request: Request) -> Result<Response, ProtocolError>
 where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+    C: GroupConfig,
+    C::D: Wire,
 {
-    match kind {
-        PeerKind::RaftAppend => json(&raft.append_entries(parse(&body)?).await),
-        PeerKind::RaftVote => json(&raft.vote(parse(&body)?).await),
-        PeerKind::RaftSnapshot => json(&raft.install_snapshot(parse(&body)?).await),
-        _ => Err("not a raft rpc".to_string()),
-    }
+    Ok(match request {
+        Request::RaftAppend(rpc) => {
+            let answer = raft.append_entries(wire::append_request_from(rpc)?).await;
+            Response::RaftAppend(wire::append_response(&answer))
+        }
+        Request::RaftVote(rpc) => {
+            let answer = raft.vote(wire::vote_request_from(rpc)?).await;
+            Response::RaftVote(wire::vote_response(&answer))
+        }
+        Request::RaftSnapshot(rpc) => {
+            let answer = raft
+                .install_snapshot(wire::snapshot_request_from(rpc)?)
+                .await;
+            Response::RaftSnapshot(wire::snapshot_response(&answer))
+        }
+        other => {
+            return Err(ProtocolError::invalid(format!(
+                "{} is not a raft rpc",
+                request_label(&other)
+            )));
+        }
+    })
 }
 
 /// Proposes a forwarded command on a local group, which must lead.
-async fn propose_here<C>(raft: Raft<C>, body: Vec<u8>) -> Result<Vec<u8>, String>
+async fn propose_here<C>(raft: Raft<C>, command: &[u8]) -> Result<Response, ProtocolError>
 where
-    C: RaftTypeConfig<
-            NodeId = u64,
-            Node = BasicNode,
-            Responder = openraft::impls::OneshotResponder<C>,
-        >,
-    C::R: Serialize,
+    C: GroupConfig<Responder = openraft::impls::OneshotResponder<C>>,
+    C::D: Wire,
+    C::R: Wire,
 {
-    match raft.client_write(parse(&body)?).await {
-        Ok(response) => json(&response.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-            Err("not the leader".to_string())
+    match raft.client_write(C::D::from_wire(command)?).await {
+        Ok(response) => Ok(Response::Proposed(response.data.to_wire())),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+            Ok(Response::NotLeader(peer_pb::NotLeader {
+                leader_id: forward.leader_id,
+                leader_addr: forward.leader_node.map(|n| n.addr).unwrap_or_default(),
+            }))
         }
-        Err(err) => Err(err.to_string()),
+        Err(err) => Err(unavailable(err)),
+    }
+}
+
+/// Returns the Raft group a Raft request or proposal is meant for.
+fn group_of(request: &Request) -> Option<u32> {
+    match request {
+        Request::RaftAppend(rpc) => Some(rpc.group),
+        Request::RaftVote(rpc) => Some(rpc.group),
+        Request::RaftSnapshot(rpc) => Some(rpc.group),
+        Request::Propose(p) => Some(p.group),
+        _ => None,
     }
 }
 
@@ -105,76 +127,90 @@ impl PeerService {
         let _ = self.services.set(services);
     }
 
-    fn services(&self) -> Result<&Arc<Services>, String> {
+    fn services(&self) -> Result<&Arc<Services>, ProtocolError> {
         self.services
             .get()
-            .ok_or_else(|| "node still starting".to_string())
+            .ok_or_else(|| unavailable("node still starting"))
     }
 
-    fn partition_raft(&self, group: u32) -> Result<crate::partition::PartitionRaft, String> {
-        let partitions = self.partitions.get().ok_or("partitions not started yet")?;
+    fn partition_raft(&self, group: u32) -> Result<crate::partition::PartitionRaft, ProtocolError> {
+        let partitions = self
+            .partitions
+            .get()
+            .ok_or_else(|| unavailable("partitions not started yet"))?;
         partitions
             .rafts()
             .get((group as usize).wrapping_sub(1))
             .cloned()
-            .ok_or_else(|| format!("no raft group {group}"))
+            .ok_or_else(|| ProtocolError::not_found(format!("no raft group {group}")))
     }
 
-    async fn dispatch(
-        self: Arc<Self>,
-        kind: PeerKind,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, String> {
-        match kind {
-            PeerKind::Join => return self.join(parse(&payload)?).await.map(|()| b"{}".to_vec()),
-            PeerKind::Deliver | PeerKind::Push => {
-                self.services()?.delivery_envelope(kind, &payload)?;
-                return Ok(b"{}".to_vec());
+    async fn dispatch(self: Arc<Self>, request: Request) -> Result<Response, ProtocolError> {
+        let group = group_of(&request);
+        match request {
+            Request::Join(node) => {
+                self.join(node.into()).await?;
+                Ok(Response::Joined(peer_pb::Joined {}))
             }
-            PeerKind::Home => {
+            Request::Home(envelope) => {
                 let services = self.services()?.clone();
-                return services.home_envelope(&payload).await;
+                Ok(Response::Home(services.home_envelope(envelope).await?))
             }
-            PeerKind::Elect => {
+            Request::Converse(call) => {
                 let messaging = self.services()?.messaging.clone();
-                return Ok(messaging.serve_elect(&payload).await);
+                Ok(messaging.serve_call(call).await)
             }
-            PeerKind::Converse => {
+            Request::Elect(request) => {
                 let messaging = self.services()?.messaging.clone();
-                return Ok(messaging.serve_call(&payload).await);
+                Ok(Response::Elect(messaging.serve_elect(request).await))
             }
-            PeerKind::Read => {
+            Request::Read(read) => {
                 let services = self.services()?.clone();
-                return json(&services.read_here(parse(&payload)?).await);
+                let answer = services.read_here(read.try_into()?).await;
+                Ok(Response::Read(answer.into()))
             }
-            PeerKind::Revoke => {
-                let revocation: Revocation = parse(&payload)?;
+            Request::Deliver(_) | Request::Push(_) | Request::Revoke(_) => Err(
+                ProtocolError::invalid(format!("{} is one-way", request_label(&request))),
+            ),
+            Request::Propose(proposal) => match proposal.group {
+                META_GROUP => propose_here(self.meta.raft().clone(), &proposal.command).await,
+                group => propose_here(self.partition_raft(group)?, &proposal.command).await,
+            },
+            rpc => match group {
+                Some(META_GROUP) => raft_rpc(self.meta.raft().clone(), rpc).await,
+                Some(group) => raft_rpc(self.partition_raft(group)?, rpc).await,
+                None => Err(ProtocolError::invalid("a raft rpc without a group")),
+            },
+        }
+    }
+
+    fn take(&self, request: Request) -> Result<(), ProtocolError> {
+        let services = self.services()?;
+        match request {
+            Request::Deliver(delivery) => services.delivery_envelope(false, delivery),
+            Request::Push(delivery) => services.delivery_envelope(true, delivery),
+            Request::Revoke(revocation) => {
                 let code =
                     ErrorCode::try_from(revocation.code).unwrap_or(ErrorCode::Unauthenticated);
-                self.services()?.revoked_here(
+                services.revoked_here(
                     revocation.user,
                     &revocation.token_digest,
                     code,
                     &revocation.reason,
                 );
-                return Ok(b"{}".to_vec());
+                Ok(())
             }
-            _ => {}
-        }
-        let (group, body) = split_group_payload(&payload)?;
-        let body = body.to_vec();
-        match (kind, group) {
-            (PeerKind::Propose, META_GROUP) => propose_here(self.meta.raft().clone(), body).await,
-            (PeerKind::Propose, group) => propose_here(self.partition_raft(group)?, body).await,
-            (kind, META_GROUP) => raft_rpc(self.meta.raft().clone(), kind, body).await,
-            (kind, group) => raft_rpc(self.partition_raft(group)?, kind, body).await,
+            other => Err(ProtocolError::invalid(format!(
+                "{} is not one-way",
+                request_label(&other)
+            ))),
         }
     }
 
     /// Admits a node: records it, adds it to the metadata group as a learner
     /// (waiting until it caught up), then as a voter while there are fewer
     /// than three. A node that does not lead the metadata group forwards.
-    async fn join(&self, node: NodeRecord) -> Result<(), String> {
+    async fn join(&self, node: NodeRecord) -> Result<(), ProtocolError> {
         let raft = self.meta.raft();
         let leader = raft.current_leader().await;
         if leader != Some(self.node_id) {
@@ -188,24 +224,29 @@ impl PeerService {
                         .cloned()
                 })
                 .map(|node| node.addr)
-                .ok_or("no metadata leader yet, retry")?;
-            return self
+                .ok_or_else(|| unavailable("no metadata leader yet, retry"))?;
+            return match self
                 .links
-                .call_json::<_, serde_json::Value>(&addr, PeerKind::Join, &node)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
+                .call(&addr, Request::Join((&node).into()))
+                .await?
+            {
+                Response::Joined(_) => Ok(()),
+                other => Err(ProtocolError::internal(format!(
+                    "unexpected {} answer to a join",
+                    crate::cluster::response_label(&other)
+                ))),
+            };
         }
         tracing::info!(node = node.node_id, peer = %node.peer_addr, "admitting node");
         self.meta
             .register_node(node.clone())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(unavailable)?;
         let membership = current_membership(raft);
         if membership.get_node(&node.node_id).is_none() {
             raft.add_learner(node.node_id, BasicNode::new(node.peer_addr.clone()), true)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(unavailable)?;
         }
         // Read again: adding the learner changed it.
         let membership = current_membership(raft);
@@ -213,19 +254,27 @@ impl PeerService {
         if voters.len() < META_VOTERS && voters.insert(node.node_id) {
             raft.change_membership(voters, false)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(unavailable)?;
         }
         Ok(())
     }
 }
 
 impl PeerHandler for PeerService {
-    fn handle(
-        &self,
-        kind: PeerKind,
-        payload: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'static>> {
-        Box::pin(Arc::new(self.clone()).dispatch(kind, payload))
+    fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + 'static>> {
+        let this = Arc::new(self.clone());
+        Box::pin(async move {
+            this.dispatch(request)
+                .await
+                .unwrap_or_else(|err| error_response(&err))
+        })
+    }
+
+    fn tell(&self, request: Request) {
+        let label = request_label(&request);
+        if let Err(err) = self.take(request) {
+            tracing::debug!(kind = label, error = %err, "dropping one-way peer request");
+        }
     }
 }
 
@@ -235,13 +284,16 @@ pub async fn join(links: &PeerLinks, seeds: &[String], me: &NodeRecord) -> Resul
     let mut last = String::from("no seed answered");
     while started.elapsed() < JOIN_PATIENCE {
         for seed in seeds {
-            match links
-                .call_json::<_, serde_json::Value>(seed, PeerKind::Join, me)
-                .await
-            {
-                Ok(_) => {
+            match links.call(seed, Request::Join(me.into())).await {
+                Ok(Response::Joined(_)) => {
                     tracing::info!(%seed, "joined the cluster");
                     return Ok(());
+                }
+                Ok(other) => {
+                    last = format!(
+                        "unexpected {} answer",
+                        crate::cluster::response_label(&other)
+                    )
                 }
                 Err(err) => last = err.to_string(),
             }

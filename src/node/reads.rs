@@ -5,11 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::Services;
 use crate::actors::members_for;
-use crate::cluster::PeerKind;
+use crate::cluster::{Request, Response, response_label};
 use crate::db;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb};
 
@@ -17,7 +15,7 @@ const DEFAULT_PULL: u32 = 100;
 const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A read that a node without a replica asks a replica to do.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub enum ReadRequest {
     Pull {
         user: u64,
@@ -33,7 +31,7 @@ pub enum ReadRequest {
     },
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub enum ReadResponse {
     Pull(pb::PullResult),
     Receipts(pb::ReceiptsResult),
@@ -180,13 +178,23 @@ impl Services {
             else {
                 continue;
             };
-            match self.links.call_json(&addr, PeerKind::Read, request).await {
-                Ok(ReadResponse::Failed { code, message })
-                    if code == ErrorCode::UnavailableRetry as i32 =>
-                {
-                    last = message;
+            match self
+                .links
+                .call(&addr, Request::Read(request.clone().into()))
+                .await
+            {
+                Ok(Response::Read(response)) => match ReadResponse::try_from(response)? {
+                    // Not the leader (any more): ask the next replica.
+                    ReadResponse::Failed { code, message }
+                        if code == ErrorCode::UnavailableRetry as i32 =>
+                    {
+                        last = message;
+                    }
+                    answer => return Ok(answer),
+                },
+                Ok(other) => {
+                    last = format!("unexpected {} answer to a read", response_label(&other))
                 }
-                Ok(response) => return Ok(response),
                 Err(err) => last = err.to_string(),
             }
         }

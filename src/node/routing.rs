@@ -10,13 +10,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::wire;
 use super::{Services, SessionRef};
 use crate::actors::{Applied, Attachment, Notice};
-use crate::cluster::{PeerKind, metrics as cm};
-use crate::protocol::{ErrorCode, SharedFrame, pb};
+use crate::cluster::{Request, Response, metrics as cm};
+use crate::protocol::{ErrorCode, FrameFormat, ProtocolError, SharedFrame, pb, peer_pb};
 
 /// Most times a routed envelope is forwarded before it is refused.
 const MAX_HOPS: u8 = 2;
@@ -24,7 +24,7 @@ const MAX_HOPS: u8 = 2;
 const ONLINE_PREFIX: &str = "online:";
 
 /// An operation on a user's home actor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub enum HomeOp {
     /// A session of the user is live on `node` (sent again on every lease).
     Attach {
@@ -45,7 +45,6 @@ pub enum HomeOp {
         watcher: u64,
         /// The watch request answers the presence itself: a new watcher is
         /// not also pushed it (re-attaching to a rebuilt home is not quiet).
-        #[serde(default)]
         quiet: bool,
     },
     Unwatch {
@@ -59,32 +58,10 @@ pub enum HomeOp {
     },
 }
 
-/// Operations for users homed on the receiving node (`PeerKind::Home`).
-#[derive(Debug, Serialize, Deserialize)]
-struct HomeEnvelope {
-    view_id: u64,
-    hops: u8,
-    ops: Vec<(u64, HomeOp)>,
-}
-
-/// A frame for users: routed to their homes (`PeerKind::Deliver`) or, on
-/// the last hop, for their sessions on the receiving node (`PeerKind::Push`).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Delivery {
-    pub view_id: u64,
-    pub hops: u8,
-    pub to: Vec<u64>,
-    pub frame: pb::ServerFrame,
-    pub except: Option<SessionRef>,
-}
-
-/// A revoked token, for the node that holds its sessions (`PeerKind::Revoke`).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Revocation {
-    pub user: u64,
-    pub token_digest: Vec<u8>,
-    pub code: i32,
-    pub reason: String,
+/// Reads the hop count of a routed envelope; a count past any real route
+/// counts as the last hop.
+fn hops_of(hops: u32) -> u8 {
+    u8::try_from(hops).unwrap_or(MAX_HOPS)
 }
 
 impl Services {
@@ -148,19 +125,28 @@ impl Services {
             let Some(addr) = self.peer_addr_of(node) else {
                 continue;
             };
-            let envelope = HomeEnvelope {
+            let envelope = peer_pb::HomeRequest {
                 view_id,
-                hops: hops + 1,
-                ops: batch,
+                hops: u32::from(hops + 1),
+                ops: batch
+                    .into_iter()
+                    .map(|(user, op)| wire::home_op(user, op))
+                    .collect(),
             };
             let links = self.links.clone();
             remote.push(async move {
-                let answer: Result<Vec<Option<i32>>, _> =
-                    links.call_json(&addr, PeerKind::Home, &envelope).await;
-                if let Err(err) = &answer {
-                    tracing::debug!(peer = %addr, error = %err, "user home unreachable");
-                }
-                (indexes, answer.unwrap_or_default())
+                let answers = match links.call(&addr, Request::Home(envelope)).await {
+                    Ok(Response::Home(answers)) => wire::home_answers_from(answers),
+                    Ok(other) => {
+                        tracing::debug!(peer = %addr, answer = crate::cluster::response_label(&other), "unexpected answer from user home");
+                        Vec::new()
+                    }
+                    Err(err) => {
+                        tracing::debug!(peer = %addr, error = %err, "user home unreachable");
+                        Vec::new()
+                    }
+                };
+                (indexes, answers)
             });
         }
         for (indexes, answers) in futures::future::join_all(remote).await {
@@ -209,7 +195,7 @@ impl Services {
         for &(node, watcher) in &notice.watchers {
             by_node.entry(node).or_default().push(watcher);
         }
-        let frame = pb::ServerFrame {
+        let frame = Arc::new(SharedFrame::new(pb::ServerFrame {
             request_id: 0,
             body: Some(pb::server_frame::Body::Presence(pb::PresenceEvent {
                 presence: Some(pb::Presence {
@@ -217,31 +203,39 @@ impl Services {
                     status: notice.status as i32,
                 }),
             })),
-        };
+        }));
         for (node, watchers) in by_node {
             self.push_to_node(node, frame.clone(), watchers, None);
         }
     }
 
-    /// Handles a `PeerKind::Home` envelope.
-    pub(super) async fn home_envelope(self: &Arc<Self>, body: &[u8]) -> Result<Vec<u8>, String> {
-        let envelope: HomeEnvelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    /// Handles a `Request::Home` envelope.
+    pub(super) async fn home_envelope(
+        self: &Arc<Self>,
+        envelope: peer_pb::HomeRequest,
+    ) -> Result<peer_pb::HomeAnswers, ProtocolError> {
+        let ops = envelope
+            .ops
+            .into_iter()
+            .map(wire::home_op_from)
+            .collect::<Result<_, _>>()?;
         let answers = self
-            .route_home(envelope.ops, envelope.view_id, envelope.hops)
+            .route_home(ops, envelope.view_id, hops_of(envelope.hops))
             .await;
-        serde_json::to_vec(&answers).map_err(|e| e.to_string())
+        Ok(wire::home_answers(answers))
     }
 
     /// Pushes a frame to every session of the users `to`, on whatever node,
-    /// but not to the session `except` (the one it came from).
+    /// but not to the session `except` (the one it came from). The frame is
+    /// encoded once, for every node and session it goes to.
     pub fn deliver(&self, frame: pb::ServerFrame, to: Vec<u64>, except: Option<SessionRef>) {
         let view_id = self.membership.view().id;
-        self.route_delivery(frame, to, except, view_id, 0);
+        self.route_delivery(Arc::new(SharedFrame::new(frame)), to, except, view_id, 0);
     }
 
     fn route_delivery(
         &self,
-        frame: pb::ServerFrame,
+        frame: Arc<SharedFrame>,
         to: Vec<u64>,
         except: Option<SessionRef>,
         view_id: u64,
@@ -259,21 +253,21 @@ impl Services {
             if hops > 0 {
                 metrics::counter!(cm::ROUTING_MISSES, "outcome" => "forwarded").increment(1);
             }
-            let delivery = Delivery {
+            let delivery = peer_pb::Delivery {
                 view_id,
-                hops: hops + 1,
+                hops: u32::from(hops + 1),
                 to: users,
-                frame: frame.clone(),
-                except,
+                frame: frame.encoded(FrameFormat::Protobuf),
+                except: except.map(Into::into),
             };
-            self.send_to_node(home, PeerKind::Deliver, &delivery);
+            self.send_to_node(home, Request::Deliver(delivery));
         }
     }
 
     /// Sends the frame from the users' home to the nodes holding their sessions.
     fn deliver_from_home(
         &self,
-        frame: &pb::ServerFrame,
+        frame: &Arc<SharedFrame>,
         users: &[u64],
         except: Option<SessionRef>,
     ) {
@@ -286,22 +280,22 @@ impl Services {
     pub fn push_to_node(
         &self,
         node: u64,
-        frame: pb::ServerFrame,
+        frame: Arc<SharedFrame>,
         to: Vec<u64>,
         except: Option<SessionRef>,
     ) {
         if node == self.node_id() {
-            self.push_here(Arc::new(SharedFrame::new(frame)), &to, except);
+            self.push_here(frame, &to, except);
             return;
         }
-        let delivery = Delivery {
+        let delivery = peer_pb::Delivery {
             view_id: 0,
             hops: 0,
             to,
-            frame,
-            except,
+            frame: frame.encoded(FrameFormat::Protobuf),
+            except: except.map(Into::into),
         };
-        self.send_to_node(node, PeerKind::Push, &delivery);
+        self.send_to_node(node, Request::Push(delivery));
     }
 
     /// Pushes a frame to the users' sessions on this node.
@@ -323,45 +317,41 @@ impl Services {
             .increment(pushed);
     }
 
-    /// Handles a `PeerKind::Deliver` or `PeerKind::Push` envelope.
-    pub(super) fn delivery_envelope(&self, kind: PeerKind, body: &[u8]) -> Result<(), String> {
-        let delivery: Delivery = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        if kind == PeerKind::Push {
-            let frame = Arc::new(SharedFrame::new(delivery.frame));
-            self.push_here(frame, &delivery.to, delivery.except);
+    /// Handles a `Request::Deliver` or (`push`) `Request::Push` envelope.
+    pub(super) fn delivery_envelope(
+        &self,
+        push: bool,
+        delivery: peer_pb::Delivery,
+    ) -> Result<(), ProtocolError> {
+        let frame = Arc::new(wire::delivered_frame(&delivery)?);
+        let except = delivery.except.map(SessionRef::from);
+        if push {
+            self.push_here(frame, &delivery.to, except);
         } else {
             self.route_delivery(
-                delivery.frame,
+                frame,
                 delivery.to,
-                delivery.except,
+                except,
                 delivery.view_id,
-                delivery.hops,
+                hops_of(delivery.hops),
             );
         }
         Ok(())
     }
 
-    /// Sends a request to one node without waiting for its answer.
-    fn send_to_node<T: Serialize>(&self, node: u64, kind: PeerKind, body: &T) {
+    /// Sends a one-way request to one node (see `PeerLinks::tell`).
+    fn send_to_node(&self, node: u64, request: Request) {
         let Some(addr) = self.peer_addr_of(node) else {
             tracing::debug!(node, "node left the view, dropping its envelope");
             return;
         };
-        let Ok(payload) = serde_json::to_vec(body) else {
-            return;
-        };
-        let links = self.links.clone();
-        tokio::spawn(async move {
-            if let Err(err) = links.call(&addr, kind, payload).await {
-                tracing::debug!(peer = %addr, error = %err, "envelope to peer failed");
-            }
-        });
+        self.links.tell(&addr, request);
     }
 
     /// Ends the live sessions that hold a revoked token, on every node.
     pub fn revoked(&self, user: u64, token_digest: Vec<u8>, code: ErrorCode, reason: &str) {
         self.revoked_here(user, &token_digest, code, reason);
-        let revocation = Revocation {
+        let revocation = peer_pb::Revocation {
             user,
             token_digest,
             code: code as i32,
@@ -369,16 +359,9 @@ impl Services {
         };
         // Sessions of a token may be on any node, so every node is told.
         let Ok(nodes) = self.meta.nodes() else { return };
-        let Ok(payload) = serde_json::to_vec(&revocation) else {
-            return;
-        };
         for node in nodes.into_iter().filter(|n| n.node_id != self.node_id()) {
-            let (links, payload) = (self.links.clone(), payload.clone());
-            tokio::spawn(async move {
-                if let Err(err) = links.call(&node.peer_addr, PeerKind::Revoke, payload).await {
-                    tracing::debug!(peer = %node.peer_addr, error = %err, "revocation to peer failed");
-                }
-            });
+            self.links
+                .tell(&node.peer_addr, Request::Revoke(revocation.clone()));
         }
     }
 

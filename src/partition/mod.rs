@@ -5,6 +5,7 @@
 //! assigned there. Reads come from the local replica.
 
 mod state_machine;
+mod wire;
 
 use std::sync::Arc;
 

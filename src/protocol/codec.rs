@@ -63,6 +63,17 @@ impl SharedFrame {
         }
     }
 
+    /// Takes a frame as another node encoded it: its protobuf encoding is
+    /// those bytes, not encoded again.
+    pub fn from_protobuf(bytes: Bytes) -> Result<Self, prost::DecodeError> {
+        let frame = pb::ServerFrame::decode(bytes.as_ref())?;
+        Ok(SharedFrame {
+            frame,
+            protobuf: OnceLock::from(bytes),
+            json: OnceLock::new(),
+        })
+    }
+
     pub fn frame(&self) -> &pb::ServerFrame {
         &self.frame
     }

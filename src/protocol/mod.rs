@@ -26,6 +26,11 @@ mod generated {
                 include!(concat!(env!("OUT_DIR"), "/chorus.peer.v1.rs"));
             }
         }
+        pub mod raft {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/chorus.raft.v1.rs"));
+            }
+        }
         pub mod store {
             pub mod v1 {
                 include!(concat!(env!("OUT_DIR"), "/chorus.store.v1.rs"));
@@ -37,6 +42,8 @@ mod generated {
 
 /// Node-to-node frames (`proto/chorus/v1/peer.proto`).
 pub use generated::chorus::peer::v1 as peer_pb;
+/// Raft records of every group (`proto/chorus/v1/raft.proto`).
+pub use generated::chorus::raft::v1 as raft_pb;
 /// Storage records and commands (`proto/chorus/v1/store.proto`).
 pub use generated::chorus::store::v1 as store_pb;
 /// Client protocol types (`proto/chorus/v1/client.proto`).

@@ -1,14 +1,19 @@
+//! The Raft log and Raft state (vote, committed, purged) of every group,
+//! as `raft.proto` records on the shared RocksDB.
+
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{AnyError, LogId, OptionalSend, RaftTypeConfig, StorageError, StorageIOError, Vote};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use openraft::{AnyError, LogId, OptionalSend, StorageError, StorageIOError, Vote};
+use prost::Message as _;
 
+use super::state_machine::GroupConfig;
+use super::wire::{self, Wire};
 use super::{io_error, state_key};
 use crate::db::{self, CF_RAFT_LOG, CF_RAFT_STATE, Db, StorageError as DbError};
+use crate::protocol::raft_pb;
 
 const VOTE: u8 = b'v';
 const COMMITTED: u8 = b'c';
@@ -39,24 +44,34 @@ fn log_key(group: u32, index: u64) -> [u8; 12] {
     key
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, DbError> {
-    serde_json::to_vec(value).map_err(|e| DbError::Corrupt {
-        cf: CF_RAFT_STATE,
-        detail: e.to_string(),
-    })
-}
-
-fn from_json<T: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> Result<T, DbError> {
-    serde_json::from_slice(bytes).map_err(|e| DbError::Corrupt {
+fn decode<M: prost::Message + Default>(cf: &'static str, bytes: &[u8]) -> Result<M, DbError> {
+    M::decode(bytes).map_err(|e| DbError::Corrupt {
         cf,
         detail: e.to_string(),
     })
 }
 
+fn decode_entry<C: GroupConfig>(bytes: &[u8]) -> Result<C::Entry, DbError>
+where
+    C::D: Wire,
+{
+    wire::entry_from(decode(CF_RAFT_LOG, bytes)?).map_err(|e| DbError::Corrupt {
+        cf: CF_RAFT_LOG,
+        detail: e.to_string(),
+    })
+}
+
+fn encode_log_id(log_id: Option<LogId<u64>>) -> Vec<u8> {
+    raft_pb::OptionalLogId {
+        log_id: log_id.as_ref().map(wire::log_id),
+    }
+    .encode_to_vec()
+}
+
 impl<C> LogStore<C>
 where
-    C: RaftTypeConfig<NodeId = u64>,
-    C::Entry: Serialize + DeserializeOwned,
+    C: GroupConfig,
+    C::D: Wire,
 {
     pub fn new(db: Db, group: u32) -> Self {
         LogStore {
@@ -66,14 +81,19 @@ where
         }
     }
 
-    fn read_state<T: DeserializeOwned + Send + 'static>(
-        &self,
-        tag: u8,
-    ) -> Result<Option<T>, DbError> {
+    fn read_state<M: prost::Message + Default>(&self, tag: u8) -> Result<Option<M>, DbError> {
         self.db
             .get(CF_RAFT_STATE, &state_key(self.group, tag))?
-            .map(|bytes| from_json(CF_RAFT_STATE, &bytes))
+            .map(|bytes| decode(CF_RAFT_STATE, &bytes))
             .transpose()
+    }
+
+    /// Reads a log id written by [`encode_log_id`].
+    fn read_log_id(&self, tag: u8) -> Result<Option<LogId<u64>>, DbError> {
+        Ok(self
+            .read_state::<raft_pb::OptionalLogId>(tag)?
+            .and_then(|record| record.log_id)
+            .map(wire::log_id_from))
     }
 
     async fn run<T: Send + 'static>(
@@ -96,15 +116,15 @@ where
             .into_iter()
             // The log may have holes below `end` (purged, truncated): stop at the bound, not the count.
             .take_while(|(key, _)| end_key.is_none_or(|end| key[..] < end[..]))
-            .map(|(_, value)| from_json(CF_RAFT_LOG, &value))
+            .map(|(_, value)| decode_entry::<C>(&value))
             .collect()
     }
 }
 
 impl<C> RaftLogReader<C> for LogStore<C>
 where
-    C: RaftTypeConfig<NodeId = u64>,
-    C::Entry: Serialize + DeserializeOwned,
+    C: GroupConfig,
+    C::D: Wire,
 {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -130,23 +150,20 @@ where
 
 impl<C> RaftLogStorage<C> for LogStore<C>
 where
-    C: RaftTypeConfig<NodeId = u64>,
-    C::Entry: Serialize + DeserializeOwned,
+    C: GroupConfig,
+    C::D: Wire,
 {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<u64>> {
         self.run(
             |this| {
-                let last_purged_log_id: Option<LogId<u64>> = this.read_state(PURGED)?;
+                let last_purged_log_id = this.read_log_id(PURGED)?;
                 let last = this
                     .db
                     .last_with_prefix(CF_RAFT_LOG, &this.group.to_be_bytes())?;
                 let last_log_id = match last {
-                    Some((_, value)) => {
-                        let entry: C::Entry = from_json(CF_RAFT_LOG, &value)?;
-                        Some(*openraft::RaftLogId::get_log_id(&entry))
-                    }
+                    Some((_, value)) => Some(decode_entry::<C>(&value)?.log_id),
                     None => last_purged_log_id,
                 };
                 Ok(LogState {
@@ -171,7 +188,7 @@ where
                 batch.put(
                     CF_RAFT_STATE,
                     &state_key(this.group, VOTE),
-                    &to_json(&vote)?,
+                    &wire::vote(&vote).encode_to_vec(),
                 );
                 batch.commit()
             },
@@ -181,8 +198,19 @@ where
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        self.run(|this| this.read_state(VOTE), StorageIOError::read_vote)
-            .await
+        self.run(
+            |this| {
+                this.read_state::<raft_pb::Vote>(VOTE)?
+                    .map(|vote| wire::vote_from(Some(vote)))
+                    .transpose()
+                    .map_err(|e| DbError::Corrupt {
+                        cf: CF_RAFT_STATE,
+                        detail: e.to_string(),
+                    })
+            },
+            StorageIOError::read_vote,
+        )
+        .await
     }
 
     async fn save_committed(
@@ -191,19 +219,19 @@ where
     ) -> Result<(), StorageError<u64>> {
         // Unsynced, so written here rather than on the blocking pool.
         let mut batch = self.db.batch();
-        let value = to_json(&committed).map_err(|e| io_error(StorageIOError::write, e))?;
-        batch.put(CF_RAFT_STATE, &state_key(self.group, COMMITTED), &value);
+        batch.put(
+            CF_RAFT_STATE,
+            &state_key(self.group, COMMITTED),
+            &encode_log_id(committed),
+        );
         batch
             .commit_unsynced()
             .map_err(|e| io_error(StorageIOError::write, e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        self.run(
-            |this| Ok(this.read_state::<Option<LogId<u64>>>(COMMITTED)?.flatten()),
-            StorageIOError::read,
-        )
-        .await
+        self.run(|this| this.read_log_id(COMMITTED), StorageIOError::read)
+            .await
     }
 
     async fn append<I>(
@@ -218,10 +246,12 @@ where
         let started = std::time::Instant::now();
         let mut batch = self.db.batch();
         for entry in entries {
-            let index = openraft::RaftLogId::get_log_id(&entry).index;
-            let bytes =
-                serde_json::to_vec(&entry).map_err(|e| io_error(StorageIOError::write_logs, e))?;
-            batch.put(CF_RAFT_LOG, &log_key(self.group, index), &bytes);
+            let bytes = wire::entry(&entry).encode_to_vec();
+            batch.put(
+                CF_RAFT_LOG,
+                &log_key(self.group, entry.log_id.index),
+                &bytes,
+            );
         }
         // Written here, on openraft's task: a write that does not sync takes
         // microseconds, less than a trip through the blocking pool. The WAL
@@ -265,7 +295,7 @@ where
                     .put(
                         CF_RAFT_STATE,
                         &state_key(this.group, PURGED),
-                        &to_json(&Some(log_id))?,
+                        &encode_log_id(Some(log_id)),
                     )
                     .delete_range(
                         CF_RAFT_LOG,

@@ -1,18 +1,24 @@
 //! Raft on the node's RocksDB: one generic log store and one generic state
 //! machine, shared by the metadata group and the message partitions. Groups
 //! are told apart by a `u32` id that prefixes every key of their log and
-//! Raft state.
+//! Raft state. Entries and state are `raft.proto` records; each group's
+//! commands and responses are encoded by its [`Wire`] implementation.
 
 mod log_store;
 mod metrics;
 mod network;
 mod state_machine;
+pub mod wire;
 
 use std::sync::Arc;
 
+use crate::cluster::{Request, Response};
+use crate::protocol::peer_pb;
+
 pub use log_store::LogStore;
-pub use network::{PeerNetwork, group_payload, split_group_payload};
-pub use state_machine::{Apply, GroupStateMachine};
+pub use network::PeerNetwork;
+pub use state_machine::{Apply, GroupConfig, GroupStateMachine};
+pub use wire::{Wire, WireError};
 
 /// The metadata group's id.
 pub const META_GROUP: u32 = 0;
@@ -35,13 +41,13 @@ pub fn raft_config(cluster: &str) -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: cluster.to_string(),
         // A follower campaigns once its leader was silent for the lease
-        // (openraft takes the longest timeout) plus a random timeout:
-        // 1.5–1.8 s here, six heartbeats at least, so writes resume within
-        // about 2 s of a leader's loss. The heartbeat is also openraft's
+        // (openraft takes the longest timeout) plus its election timeout:
+        // 1.15–1.4 s here, five heartbeats at least, so writes resume about
+        // 1.5 s after a leader's loss. The heartbeat is also openraft's
         // timeout of an append: shorter ones fail on a busy machine.
-        heartbeat_interval: 250,
-        election_timeout_min: 600,
-        election_timeout_max: 900,
+        heartbeat_interval: 200,
+        election_timeout_min: 450,
+        election_timeout_max: 700,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
         max_in_snapshot_log_to_keep: 2_000,
         ..Default::default()
@@ -89,8 +95,8 @@ pub async fn start_group<C>(
     state_machine: impl openraft::storage::RaftStateMachine<C>,
 ) -> Result<openraft::Raft<C>, StartError>
 where
-    C: openraft::RaftTypeConfig<NodeId = u64, Node = openraft::BasicNode>,
-    C::Entry: serde::Serialize + serde::de::DeserializeOwned,
+    C: GroupConfig,
+    C::D: Wire,
 {
     let fatal = |e: &dyn std::fmt::Display| StartError::Fatal(e.to_string());
     let network = PeerNetwork::<C>::new(host.links.clone(), group);
@@ -150,20 +156,27 @@ pub enum Forwarded<R> {
     NotTaken(String),
 }
 
-/// Sends a command (a [`group_payload`]) to the node at `addr`, which
-/// proposes it if it leads the group.
-pub async fn forward<R: serde::de::DeserializeOwned>(
+/// Sends a command (its [`Wire`] bytes) for `group` to the node at
+/// `addr`, which proposes it if it leads the group.
+pub async fn forward<R: Wire>(
     links: &crate::cluster::PeerLinks,
     addr: &str,
-    payload: Vec<u8>,
+    group: u32,
+    command: Vec<u8>,
 ) -> Forwarded<R> {
-    match links
-        .call(addr, crate::cluster::PeerKind::Propose, payload)
-        .await
-    {
-        Ok(answer) => Forwarded::Applied(
-            serde_json::from_slice(&answer).map_err(|e| format!("undecodable answer: {e}")),
-        ),
+    let request = Request::Propose(peer_pb::Propose { group, command });
+    match links.call(addr, request).await {
+        Ok(Response::Proposed(answer)) => {
+            Forwarded::Applied(R::from_wire(&answer).map_err(|e| e.to_string()))
+        }
+        Ok(Response::NotLeader(hint)) => Forwarded::NotTaken(format!(
+            "{addr} does not lead group {group} (its leader: {:?})",
+            hint.leader_id
+        )),
+        Ok(other) => Forwarded::MaybeApplied(format!(
+            "unexpected {} answer from {addr}; the command may have been applied",
+            crate::cluster::response_label(&other)
+        )),
         Err(err @ crate::cluster::LinkError::Timeout(..)) => {
             Forwarded::MaybeApplied(format!("{err}; the command may have been applied"))
         }
@@ -186,8 +199,8 @@ where
             Node = openraft::BasicNode,
             Responder = openraft::impls::OneshotResponder<C>,
         >,
-    C::D: Clone + serde::Serialize,
-    C::R: serde::de::DeserializeOwned,
+    C::D: Clone + Wire,
+    C::R: Wire,
 {
     use openraft::error::{ClientWriteError, RaftError};
     let started = std::time::Instant::now();
@@ -198,12 +211,7 @@ where
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 match forward.leader_node {
                     Some(leader) => {
-                        let payload =
-                            group_payload(group, &command).map_err(|e| ProposeError::Failed {
-                                group,
-                                reason: e.to_string(),
-                            })?;
-                        match self::forward(links, &leader.addr, payload).await {
+                        match self::forward(links, &leader.addr, group, command.to_wire()).await {
                             Forwarded::Applied(answer) => {
                                 return answer
                                     .map_err(|reason| ProposeError::Failed { group, reason });

@@ -1,35 +1,19 @@
-//! Raft RPCs over the node's peer links. A request carries its group id
-//! (4 bytes) ahead of the JSON of openraft's request.
+//! Raft RPCs over the node's peer links, as the typed Raft messages of
+//! `peer.proto`, each naming the group it is meant for.
 
 use std::marker::PhantomData;
 
+use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, RaftTypeConfig};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::cluster::{LinkError, PeerKind, PeerLinks};
-
-/// Prefixes a JSON payload with the group id it is meant for.
-pub fn group_payload(group: u32, body: &impl Serialize) -> Result<Vec<u8>, serde_json::Error> {
-    let mut payload = group.to_be_bytes().to_vec();
-    serde_json::to_writer(&mut payload, body)?;
-    Ok(payload)
-}
-
-/// Splits a payload into its group id and JSON body.
-pub fn split_group_payload(payload: &[u8]) -> Result<(u32, &[u8]), String> {
-    if payload.len() < 4 {
-        return Err("payload shorter than its group id".to_string());
-    }
-    let group = u32::from_be_bytes(payload[..4].try_into().expect("4 bytes"));
-    Ok((group, &payload[4..]))
-}
+use super::state_machine::GroupConfig;
+use super::wire::{self, Answer, Wire};
+use crate::cluster::{PeerLinks, Request, Response};
 
 /// Builds the Raft clients of one group.
 pub struct PeerNetwork<C> {
@@ -59,7 +43,8 @@ pub struct PeerClient<C> {
 
 impl<C> RaftNetworkFactory<C> for PeerNetwork<C>
 where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+    C: GroupConfig,
+    C::D: Wire,
 {
     type Network = PeerClient<C>;
 
@@ -74,45 +59,56 @@ where
     }
 }
 
-impl<C> PeerClient<C>
-where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
-{
-    async fn rpc<Req, Resp, E>(
+fn unreachable<E: std::error::Error>(err: &dyn std::fmt::Display) -> RPCError<u64, BasicNode, E> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(err.to_string())))
+}
+
+impl<C: GroupConfig> PeerClient<C> {
+    async fn call<E: std::error::Error>(
         &self,
-        kind: PeerKind,
-        request: &Req,
-    ) -> Result<Resp, RPCError<u64, BasicNode, E>>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
-        let unreachable = |err: &dyn std::error::Error| {
-            RPCError::Unreachable(Unreachable::new(&std::io::Error::other(err.to_string())))
-        };
-        let payload = group_payload(self.group, request).map_err(|e| unreachable(&e))?;
-        let answer = self
-            .links
-            .call(&self.addr, kind, payload)
+        request: Request,
+    ) -> Result<Response, RPCError<u64, BasicNode, E>> {
+        self.links
+            .call(&self.addr, request)
             .await
-            .map_err(|e: LinkError| unreachable(&e))?;
-        let result: Result<Resp, E> =
-            serde_json::from_slice(&answer).map_err(|e| unreachable(&e))?;
-        result.map_err(|err| RPCError::RemoteError(RemoteError::new(self.target, err)))
+            .map_err(|e| unreachable(&e))
     }
+
+    /// Hands openraft the remote group's answer; an answer this node
+    /// cannot read counts as no answer.
+    #[allow(clippy::result_large_err)] // openraft's error type, as its trait returns it
+    fn answer<T, E: std::error::Error>(
+        &self,
+        answer: Answer<T, E>,
+    ) -> Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>> {
+        answer
+            .map_err(|e| unreachable(&e))?
+            .map_err(|err| RPCError::RemoteError(RemoteError::new(self.target, err)))
+    }
+}
+
+fn unexpected<E: std::error::Error>(response: &Response) -> RPCError<u64, BasicNode, E> {
+    unreachable(&format_args!(
+        "unexpected {} answer to a raft rpc",
+        crate::cluster::response_label(response)
+    ))
 }
 
 impl<C> RaftNetwork<C> for PeerClient<C>
 where
-    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+    C: GroupConfig,
+    C::D: Wire,
 {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<C>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.rpc(PeerKind::RaftAppend, &rpc).await
+        let request = Request::RaftAppend(wire::append_request(self.group, &rpc));
+        match self.call(request).await? {
+            Response::RaftAppend(answer) => self.answer(wire::append_response_from(answer)),
+            other => Err(unexpected(&other)),
+        }
     }
 
     async fn install_snapshot(
@@ -123,7 +119,11 @@ where
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.rpc(PeerKind::RaftSnapshot, &rpc).await
+        let request = Request::RaftSnapshot(wire::snapshot_request(self.group, &rpc));
+        match self.call(request).await? {
+            Response::RaftSnapshot(answer) => self.answer(wire::snapshot_response_from(answer)),
+            other => Err(unexpected(&other)),
+        }
     }
 
     async fn vote(
@@ -131,6 +131,10 @@ where
         rpc: VoteRequest<u64>,
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        self.rpc(PeerKind::RaftVote, &rpc).await
+        let request = Request::RaftVote(wire::vote_request(self.group, &rpc));
+        match self.call(request).await? {
+            Response::RaftVote(answer) => self.answer(wire::vote_response_from(answer)),
+            other => Err(unexpected(&other)),
+        }
     }
 }

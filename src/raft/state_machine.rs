@@ -6,11 +6,12 @@ use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftTypeConfig, StorageError,
     StorageIOError, StoredMembership,
 };
-use serde::{Deserialize, Serialize};
+use prost::Message as _;
 
 use super::metrics::{SnapshotAction, record_snapshot};
-use super::{io_error, state_key};
+use super::{io_error, state_key, wire};
 use crate::db::{self, Batch, CF_RAFT_STATE, Db, KeyValue, StorageError as DbError};
+use crate::protocol::raft_pb;
 
 const APPLIED: u8 = b'a';
 
@@ -43,7 +44,7 @@ pub trait Apply<C: RaftTypeConfig>: Send + Sync + 'static {
     fn key_spaces(&self) -> Vec<(&'static str, Vec<u8>)>;
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 struct AppliedState {
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
@@ -85,14 +86,22 @@ where
 }
 
 fn decode_state(bytes: &[u8]) -> Result<AppliedState, DbError> {
-    serde_json::from_slice(bytes).map_err(|e| DbError::Corrupt {
+    let state = raft_pb::AppliedState::decode(bytes).map_err(|e| DbError::Corrupt {
         cf: CF_RAFT_STATE,
         detail: e.to_string(),
+    })?;
+    Ok(AppliedState {
+        last_applied: state.last_applied.map(wire::log_id_from),
+        membership: wire::stored_membership_from(state.membership),
     })
 }
 
 fn encode_state(state: &AppliedState) -> Vec<u8> {
-    serde_json::to_vec(state).expect("applied state serialises")
+    raft_pb::AppliedState {
+        last_applied: state.last_applied.as_ref().map(wire::log_id),
+        membership: Some(wire::stored_membership(&state.membership)),
+    }
+    .encode_to_vec()
 }
 
 /// Lays out a snapshot: the applied state, then each key space's entries,

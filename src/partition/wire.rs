@@ -1,0 +1,144 @@
+//! The wire form of a partition's commands (already `store.proto`
+//! messages) and of what applying them produced ([`Applied`], as
+//! `store_pb::PartitionApplied`), for the log and for forwarded proposals.
+
+use prost::Message as _;
+
+use super::Applied;
+use crate::protocol::store_pb::{self, partition_applied as applied};
+use crate::raft::{Wire, WireError, wire::decode_pb};
+
+impl Wire for store_pb::PartitionCommand {
+    fn to_wire(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    fn from_wire(bytes: &[u8]) -> Result<Self, WireError> {
+        decode_pb("partition command", bytes)
+    }
+}
+
+impl From<&Applied> for store_pb::PartitionApplied {
+    fn from(outcome: &Applied) -> Self {
+        use applied::Applied as A;
+        let outcome = match outcome {
+            Applied::Nothing => A::Nothing(applied::Nothing {}),
+            Applied::Appended { message, duplicate } => A::Appended(applied::Appended {
+                message: Some(message.clone()),
+                duplicate: *duplicate,
+            }),
+            Applied::ReadCursor { read_seq, moved } => A::ReadCursor(applied::ReadCursor {
+                read_seq: *read_seq,
+                moved: *moved,
+            }),
+            Applied::Rejected(reason) => A::Rejected(reason.clone()),
+            Applied::Batch(applied) => A::Batch(applied::Batch {
+                applied: applied.iter().map(Into::into).collect(),
+            }),
+        };
+        store_pb::PartitionApplied {
+            applied: Some(outcome),
+        }
+    }
+}
+
+impl TryFrom<store_pb::PartitionApplied> for Applied {
+    type Error = WireError;
+
+    fn try_from(outcome: store_pb::PartitionApplied) -> Result<Self, WireError> {
+        use applied::Applied as A;
+        let missing = |field| WireError::missing("partition outcome", field);
+        Ok(match outcome.applied.ok_or(missing("outcome"))? {
+            A::Nothing(_) => Applied::Nothing,
+            A::Appended(a) => Applied::Appended {
+                message: a.message.ok_or(missing("message"))?,
+                duplicate: a.duplicate,
+            },
+            A::ReadCursor(c) => Applied::ReadCursor {
+                read_seq: c.read_seq,
+                moved: c.moved,
+            },
+            A::Rejected(reason) => Applied::Rejected(reason),
+            A::Batch(batch) => Applied::Batch(
+                batch
+                    .applied
+                    .into_iter()
+                    .map(Applied::try_from)
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+}
+
+impl Wire for Applied {
+    fn to_wire(&self) -> Vec<u8> {
+        store_pb::PartitionApplied::from(self).encode_to_vec()
+    }
+
+    fn from_wire(bytes: &[u8]) -> Result<Self, WireError> {
+        decode_pb::<store_pb::PartitionApplied>("partition outcome", bytes)?.try_into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::pb;
+
+    #[test]
+    fn outcomes_round_trip() {
+        let message = pb::Message {
+            conversation: "d:1:2".into(),
+            seq: 4,
+            message_id: "d:1:2:4".into(),
+            sender: 1,
+            client_msg_id: "c-1".into(),
+            server_time_ms: 17,
+            content: None,
+            read_count: 0,
+        };
+        for outcome in [
+            Applied::Nothing,
+            Applied::Appended {
+                message,
+                duplicate: true,
+            },
+            Applied::ReadCursor {
+                read_seq: 3,
+                moved: false,
+            },
+            Applied::Rejected("malformed conversation id".into()),
+            Applied::Batch(vec![
+                Applied::Nothing,
+                Applied::ReadCursor {
+                    read_seq: 2,
+                    moved: false,
+                },
+            ]),
+        ] {
+            assert_eq!(Applied::from_wire(&outcome.to_wire()).unwrap(), outcome);
+        }
+        assert!(Applied::from_wire(&[]).is_err());
+        assert!(Applied::from_wire(&[0xff]).is_err());
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        let command = store_pb::PartitionCommand {
+            command: Some(store_pb::partition_command::Command::Append(
+                store_pb::Append {
+                    conversation: "g:9".into(),
+                    sender: 5,
+                    client_msg_id: "x".into(),
+                    content: None,
+                    server_time_ms: 1,
+                    touch_users: vec![5],
+                },
+            )),
+        };
+        assert_eq!(
+            store_pb::PartitionCommand::from_wire(&command.to_wire()).unwrap(),
+            command
+        );
+    }
+}
