@@ -130,8 +130,18 @@ impl Messaging {
             let target = hint.take().or_else(|| self.target(partition, round));
             let outcome = match target {
                 Some(node) if node == self.inner.node_id => {
-                    self.call_here(conv, partition, request.clone(), origin)
-                        .await
+                    let patience = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::timeout(
+                        patience,
+                        self.call_here(conv, partition, request.clone(), origin),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Refusal::Failed(ProtocolError::new(
+                            ErrorCode::UnavailableRetry,
+                            "not committed in time",
+                        )))
+                    })
                 }
                 Some(node) => {
                     self.call_remote(node, conv, partition, &request, origin, deadline)
@@ -192,24 +202,23 @@ impl Messaging {
     }
 
     /// Returns the node to try: the leader this node's replica knows, or,
-    /// on a node without a replica, the placed replicas in turn.
+    /// when it knows none, the placed replicas in turn (this node may hold
+    /// no replica, or one that was moved away and hears from no leader).
     fn target(&self, partition: u16, round: usize) -> Option<u64> {
         let raft = &self.inner.partitions.rafts()[partition as usize];
-        let metrics = raft.metrics();
-        let metrics = metrics.borrow();
-        if let Some(leader) = metrics.current_leader {
+        if let Some(leader) = raft.metrics().borrow().current_leader {
             return Some(leader);
         }
-        let holds = metrics
-            .membership_config
-            .membership()
-            .get_node(&self.inner.node_id)
-            .is_some();
-        drop(metrics);
-        if holds {
-            return None;
-        }
-        let replicas = self.inner.meta.placement(partition).ok()?.replicas;
+        let me = self.inner.node_id;
+        let replicas: Vec<u64> = self
+            .inner
+            .meta
+            .placement(partition)
+            .ok()?
+            .replicas
+            .into_iter()
+            .filter(|r| *r != me)
+            .collect();
         if replicas.is_empty() {
             return None;
         }
@@ -331,7 +340,8 @@ impl Messaging {
             .map(|n| n.peer_addr)
     }
 
-    /// Answers a conversation call from another node.
+    /// Answers a conversation call from another node (which gives up on
+    /// it after [`ATTEMPT_PATIENCE`]).
     pub async fn serve_call(&self, call: peer_pb::ConversationCall) -> PeerResponse {
         let answer = match decode_call(call) {
             Ok((conv, partition, request, origin)) => {
@@ -342,7 +352,17 @@ impl Messaging {
                         "{conv} is not in partition {partition}"
                     ))))
                 } else {
-                    self.call_here(conv, partition, request, origin).await
+                    tokio::time::timeout(
+                        ATTEMPT_PATIENCE,
+                        self.call_here(conv, partition, request, origin),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Refusal::Failed(ProtocolError::new(
+                            ErrorCode::UnavailableRetry,
+                            "not committed in time",
+                        )))
+                    })
                 }
             }
             Err(err) => Err(Refusal::Failed(err)),

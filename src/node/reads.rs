@@ -13,6 +13,8 @@ use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb};
 
 const DEFAULT_PULL: u32 = 100;
 const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How long a read waits for its partition to have a leader.
+const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A read that a node without a replica asks a replica to do.
 #[derive(Debug, Clone)]
@@ -119,10 +121,38 @@ impl Services {
     }
 
     /// Runs a read on the leader of `partition`: here, or over a peer link.
+    /// While the partition has no leader that can confirm it leads (an
+    /// election, a hand-off), the read waits for one, up to
+    /// [`READ_PATIENCE`].
     async fn read_at(
         self: &std::sync::Arc<Self>,
         partition: u16,
         request: ReadRequest,
+    ) -> Result<ReadResponse, ProtocolError> {
+        let deadline = std::time::Instant::now() + READ_PATIENCE;
+        loop {
+            let outcome = self.read_once(partition, &request).await;
+            match outcome {
+                Err(err)
+                    if err.code == ErrorCode::UnavailableRetry
+                        && std::time::Instant::now() < deadline =>
+                {
+                    let raft = &self.partitions.rafts()[partition as usize];
+                    let known = raft.metrics().borrow().current_leader;
+                    let _ = raft
+                        .wait(Some(std::time::Duration::from_millis(100)))
+                        .metrics(|m| m.current_leader != known, "leader changed")
+                        .await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn read_once(
+        self: &std::sync::Arc<Self>,
+        partition: u16,
+        request: &ReadRequest,
     ) -> Result<ReadResponse, ProtocolError> {
         let mut response = None;
         if self.leads(partition) {
@@ -135,7 +165,7 @@ impl Services {
         }
         let response = match response {
             Some(response) => response,
-            None => self.read_remote(partition, &request).await?,
+            None => self.read_remote(partition, request).await?,
         };
         match response {
             ReadResponse::Failed { code, message } => Err(ProtocolError::new(
@@ -240,58 +270,62 @@ impl Services {
         }
     }
 
-    /// Returns every conversation of the user: its own replicas answer for
-    /// the partitions they hold, each other partition's leader for the rest
-    /// (one request per leader).
+    /// Returns every conversation of the user: each partition's leader
+    /// answers for its partitions (one request per leader, this node's own
+    /// replicas included). A leader that cannot confirm all of them (one
+    /// moved since) is skipped, and each of its partitions is read alone.
     pub async fn sync(
         self: &std::sync::Arc<Self>,
         user: u64,
     ) -> Result<pb::SyncResult, ProtocolError> {
-        let mut local = Vec::new();
         let mut leaders: BTreeMap<Option<u64>, Vec<u16>> = BTreeMap::new();
         for partition in 0..self.partitions.count() as u16 {
-            if self.leads(partition) {
-                local.push(partition);
-            } else {
-                let leader = self.partitions.rafts()[partition as usize]
-                    .metrics()
-                    .borrow()
-                    .current_leader;
-                leaders.entry(leader).or_default().push(partition);
-            }
+            let leader = self.partitions.rafts()[partition as usize]
+                .metrics()
+                .borrow()
+                .current_leader;
+            leaders.entry(leader).or_default().push(partition);
         }
+        let me = Some(self.config.node_id);
         let mut conversations = Vec::new();
-        match self
-            .read_here(ReadRequest::Sync {
+        for (leader, partitions) in leaders {
+            let request = ReadRequest::Sync {
                 user,
-                partitions: local,
-            })
-            .await
-        {
-            ReadResponse::Sync(states) => conversations.extend(states),
-            ReadResponse::Failed { code, message } => {
-                return Err(ProtocolError::new(
-                    ErrorCode::try_from(code).unwrap_or(ErrorCode::Internal),
-                    message,
-                ));
-            }
-            other => {
-                return Err(ProtocolError::internal(format!(
-                    "unexpected read response {other:?}"
-                )));
-            }
-        }
-        for (_, partitions) in leaders {
-            let first = partitions[0];
-            match self
-                .read_at(first, ReadRequest::Sync { user, partitions })
-                .await?
-            {
-                ReadResponse::Sync(states) => conversations.extend(states),
-                other => {
-                    return Err(ProtocolError::internal(format!(
-                        "unexpected read response {other:?}"
-                    )));
+                partitions: partitions.clone(),
+            };
+            let together = if leader == me {
+                match self.read_here(request).await {
+                    ReadResponse::Failed { code, message } => Err(ProtocolError::new(
+                        ErrorCode::try_from(code).unwrap_or(ErrorCode::Internal),
+                        message,
+                    )),
+                    answer => Ok(answer),
+                }
+            } else {
+                self.read_once(partitions[0], &request).await
+            };
+            let answers = match together {
+                Err(err) if err.code == ErrorCode::UnavailableRetry => {
+                    let mut answers = Vec::new();
+                    for partition in partitions {
+                        let one = ReadRequest::Sync {
+                            user,
+                            partitions: vec![partition],
+                        };
+                        answers.push(self.read_at(partition, one).await?);
+                    }
+                    answers
+                }
+                other => vec![other?],
+            };
+            for answer in answers {
+                match answer {
+                    ReadResponse::Sync(states) => conversations.extend(states),
+                    other => {
+                        return Err(ProtocolError::internal(format!(
+                            "unexpected read response {other:?}"
+                        )));
+                    }
                 }
             }
         }
