@@ -42,3 +42,17 @@ ensure_rust_tools() {
     done
     command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 }
+
+# openapi-spec-validator from PyPI, to check the REST API's OpenAPI document,
+# in a venv of its own (Debian's python3 needs python3-venv for one).
+ensure_openapi_validator() {
+    local venv="$HOME/.cache/chorus-venv"
+    [ -x "$venv/bin/openapi-spec-validator" ] && return
+    command -v python3 >/dev/null || ensure_debian_packages python3
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        rm -rf "$venv"
+        ensure_debian_packages python3-venv
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator==0.9.0
+}

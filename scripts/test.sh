@@ -5,9 +5,13 @@ source "$here/setup.sh"
 ensure_debian_packages
 ensure_promtool
 ensure_rust_tools
+ensure_openapi_validator
 cd "$here/.."
 promtool check config configs/prometheus.yml
 promtool check rules configs/alerts.yml
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# The OpenAPI document as the node serves it, checked against the OpenAPI schema.
+cargo run --quiet --all-features -- openapi >"$CARGO_TARGET_DIR/openapi.json"
+"$HOME/.cache/chorus-venv/bin/openapi-spec-validator" "$CARGO_TARGET_DIR/openapi.json"
 cargo nextest run --workspace --all-features --no-fail-fast "$@"

@@ -26,6 +26,14 @@ pub use logging::{LoggingError, init as init_logging};
 pub use node::{Node, NodeError};
 pub use protocol::{ConversationId, ErrorCode, FrameFormat, ProtocolError, pb};
 
+/// Returns the OpenAPI document of the REST API, as a node serves it at
+/// `/api/openapi.json`, in indented JSON.
+pub fn openapi_json() -> String {
+    api::http::document()
+        .to_pretty_json()
+        .expect("an OpenAPI document serialises")
+}
+
 /// Returns the partition of a conversation in a cluster of `partitions`.
 pub fn partition_of_conversation(conv: &ConversationId, partitions: u32) -> u16 {
     partition::partition_of(&conv.key(), partitions)

@@ -27,6 +27,8 @@ enum Command {
     /// The cluster's credentials: a CA, node certificates, the gossip secret.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Prints the OpenAPI document of the REST API (as served at /api/openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -163,8 +165,13 @@ fn reexec_with_fixed_mmap_threshold() {}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Cluster(command) = cli.command {
-        return cluster_command(command);
+    match cli.command {
+        Command::Cluster(command) => return cluster_command(command),
+        Command::Openapi => {
+            println!("{}", chorus::openapi_json());
+            return Ok(());
+        }
+        _ => {}
     }
     if matches!(cli.command, Command::Serve { .. }) {
         reexec_with_fixed_mmap_threshold();
@@ -180,7 +187,9 @@ fn main() -> anyhow::Result<()> {
                 chorus::init_logging("warn", false)?;
                 chorus::client::cli::run(args).await.map_err(Into::into)
             }
-            Command::Cluster(_) => unreachable!("handled before the runtime starts"),
+            Command::Cluster(_) | Command::Openapi => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     })
 }

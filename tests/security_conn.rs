@@ -584,9 +584,10 @@ impl NodeProcess {
             _dir: dir,
         };
         let client = reqwest::Client::new();
-        wait_for("the node process to answer /healthz", || async {
+        // /healthz answers while the node starts; /readyz only once it is up.
+        wait_for("the node process to be ready", || async {
             client
-                .get(format!("http://{http}/healthz"))
+                .get(format!("http://{http}/readyz"))
                 .send()
                 .await
                 .ok()

@@ -344,6 +344,9 @@ impl Node {
         };
         let (tcp, tcp_addr) = bind(config.listen.tcp).await?;
         let (http, http_addr) = bind(config.listen.http).await?;
+        // Health checks are answered (not ready) while the node joins and
+        // opens its partitions, which can take a minute.
+        let starting = api::http::Starting::serve(http, tls.clone(), &config);
         let (peer, peer_addr) = bind(config.listen.peer).await?;
         let me = NodeRecord {
             node_id: config.node_id,
@@ -491,6 +494,7 @@ impl Node {
             services.clone(),
             stop.clone(),
         ));
+        let http = starting.finish().await;
         tasks.spawn(api::http::serve(http, tls, services.clone(), stop.clone()));
         tasks.spawn(process::sample(stop.clone()));
         tasks.spawn(routing::run(services.clone(), stop.clone()));

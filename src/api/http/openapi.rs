@@ -1,468 +1,161 @@
-//! The OpenAPI 3 document of the REST router (`GET /api/openapi.json`),
-//! written by hand from one table of endpoints. `tests/directory.rs` checks
-//! that every route of the router appears here.
+//! The OpenAPI 3.1 document of the REST router (`GET /api/openapi.json`),
+//! generated from the handlers' `#[utoipa::path]` annotations and the view
+//! types' schemas: the route table in `mod.rs` builds both the router and
+//! this document, so neither lists a route the other lacks.
 
-use serde_json::{Value, json};
+use axum::extract::Extension;
+use axum::http::header;
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use serde::Serialize;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Response, ResponseBuilder,
+};
+use utoipa::{PartialSchema, ToSchema};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Auth {
-    Public,
-    User,
-    Admin,
+use super::ErrorBody;
+
+/// The closed set of error codes, each with its HTTP status.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(dead_code)]
+pub(super) enum ErrorCodeName {
+    /// 401
+    Unauthenticated,
+    /// 403
+    Forbidden,
+    /// 404
+    NotFound,
+    /// 400; also 405 for a method a path does not serve
+    Invalid,
+    /// 413
+    TooLarge,
+    /// 429
+    RateLimited,
+    /// 503
+    UnavailableRetry,
+    /// 409
+    Conflict,
+    /// 500
+    Internal,
 }
 
-/// One operation: method, path, who may call it, summary, query parameters,
-/// request body schema, success status and response schema.
-struct Endpoint {
-    method: &'static str,
-    path: &'static str,
-    auth: Auth,
-    summary: &'static str,
-    query: &'static [(&'static str, &'static str, &'static str)],
-    body: Option<&'static str>,
-    status: u16,
-    response: Option<Value>,
-}
+/// The OpenAPI document a router serves, serialised once.
+#[derive(Clone)]
+pub(super) struct Document(Bytes);
 
-fn schema(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
-
-fn array_of(name: &str) -> Value {
-    json!({ "type": "array", "items": schema(name) })
-}
-
-fn endpoints() -> Vec<Endpoint> {
-    use Auth::*;
-    let e = |method, path, auth, summary, body, status, response| Endpoint {
-        method,
-        path,
-        auth,
-        summary,
-        query: &[],
-        body,
-        status,
-        response,
-    };
-    let text = Some(json!({ "type": "string" }));
-    vec![
-        e(
-            "get",
-            "/healthz",
-            Public,
-            "Liveness: answers ok",
-            None,
-            200,
-            text.clone(),
-        ),
-        e(
-            "get",
-            "/readyz",
-            Public,
-            "Readiness: answers ready",
-            None,
-            200,
-            text.clone(),
-        ),
-        e(
-            "get",
-            "/metrics",
-            Public,
-            "Prometheus metrics (text format)",
-            None,
-            200,
-            text,
-        ),
-        e(
-            "get",
-            "/ws",
-            Public,
-            "WebSocket upgrade: binary frames are protobuf, text frames JSON",
-            None,
-            101,
-            None,
-        ),
-        e(
-            "post",
-            "/api/v1/login",
-            Public,
-            "Logs in; returns a bearer token",
-            Some("LoginRequest"),
-            200,
-            Some(schema("LoginReply")),
-        ),
-        e(
-            "post",
-            "/api/v1/logout",
-            User,
-            "Revokes the caller's token",
-            None,
-            204,
-            None,
-        ),
-        e(
-            "get",
-            "/api/v1/me",
-            User,
-            "The caller's user record",
-            None,
-            200,
-            Some(schema("User")),
-        ),
-        e(
-            "post",
-            "/api/v1/users",
-            Admin,
-            "Creates a user (departments are department ids)",
-            Some("CreateUser"),
-            201,
-            Some(schema("User")),
-        ),
-        e(
-            "get",
-            "/api/v1/users",
-            Admin,
-            "Lists every user",
-            None,
-            200,
-            Some(array_of("User")),
-        ),
-        e(
-            "patch",
-            "/api/v1/users/{id}",
-            Admin,
-            "Changes profile fields, disables or enables, replaces posts",
-            Some("UpdateUser"),
-            200,
-            Some(schema("User")),
-        ),
-        e(
-            "delete",
-            "/api/v1/users/{id}",
-            Admin,
-            "Deletes a user (CONFLICT while the user owns a group)",
-            None,
-            204,
-            None,
-        ),
-        e(
-            "post",
-            "/api/v1/departments",
-            Admin,
-            "Creates a department",
-            Some("CreateDepartment"),
-            201,
-            Some(schema("Department")),
-        ),
-        e(
-            "get",
-            "/api/v1/departments/tree",
-            User,
-            "The whole org tree with member counts",
-            None,
-            200,
-            Some(array_of("DepartmentNode")),
-        ),
-        e(
-            "patch",
-            "/api/v1/departments/{id}",
-            Admin,
-            "Renames or reorders a department",
-            Some("UpdateDepartment"),
-            200,
-            Some(schema("Department")),
-        ),
-        e(
-            "delete",
-            "/api/v1/departments/{id}",
-            Admin,
-            "Deletes a department (CONFLICT while it has sub-departments or members)",
-            None,
-            204,
-            None,
-        ),
-        e(
-            "post",
-            "/api/v1/departments/{id}/move",
-            Admin,
-            "Moves a department under a new parent (CONFLICT on a cycle)",
-            Some("MoveDepartment"),
-            200,
-            Some(schema("Department")),
-        ),
-        Endpoint {
-            query: &[
-                (
-                    "q",
-                    "string",
-                    "name substring, account prefix or pinyin initials",
-                ),
-                (
-                    "limit",
-                    "integer",
-                    "at most this many results (default 50, max 200)",
-                ),
-            ],
-            ..e(
-                "get",
-                "/api/v1/contacts",
-                User,
-                "Searches contacts",
-                None,
-                200,
-                Some(array_of("Contact")),
-            )
-        },
-        Endpoint {
-            query: &[
-                (
-                    "limit",
-                    "integer",
-                    "at most this many entries (default 100, max 1000)",
-                ),
-                ("before", "integer", "only entries with a smaller seq"),
-            ],
-            ..e(
-                "get",
-                "/api/v1/admin/audit",
-                Admin,
-                "The audit trail, newest first",
-                None,
-                200,
-                Some(array_of("AuditEntry")),
-            )
-        },
-        e(
-            "get",
-            "/api/openapi.json",
-            Public,
-            "This document",
-            None,
-            200,
-            Some(json!({ "type": "object" })),
-        ),
-        e(
-            "post",
-            "/api/v1/groups",
-            User,
-            "Creates a group owned by the caller",
-            Some("CreateGroup"),
-            201,
-            Some(schema("Group")),
-        ),
-        e(
-            "get",
-            "/api/v1/groups/{id}/members",
-            User,
-            "Member ids of a group (members and admins)",
-            None,
-            200,
-            Some(json!({ "type": "array", "items": { "type": "integer" } })),
-        ),
-        e(
-            "post",
-            "/api/v1/groups/{id}/members",
-            User,
-            "Adds and removes members (owner or admin)",
-            Some("ChangeMembers"),
-            200,
-            Some(schema("Group")),
-        ),
-        Endpoint {
-            query: &[
-                ("after_seq", "integer", "messages after this seq"),
-                ("limit", "integer", "at most this many messages"),
-            ],
-            ..e(
-                "get",
-                "/api/v1/conversations/{id}/messages",
-                User,
-                "Message history of a conversation",
-                None,
-                200,
-                Some(json!({ "type": "object" })),
-            )
-        },
-        e(
-            "put",
-            "/api/v1/admin/log-level",
-            Admin,
-            "Changes this node's log filter",
-            Some("LogLevel"),
-            200,
-            Some(json!({ "type": "object" })),
-        ),
-        e(
-            "get",
-            "/api/v1/admin/cluster",
-            Admin,
-            "Nodes, placement and Raft state as this node sees them",
-            None,
-            200,
-            Some(json!({ "type": "object" })),
-        ),
-        e(
-            "delete",
-            "/api/v1/admin/nodes/{id}",
-            Admin,
-            "Decommissions a node",
-            None,
-            204,
-            None,
-        ),
-    ]
-}
-
-fn operation(endpoint: &Endpoint) -> Value {
-    let mut parameters: Vec<Value> = Vec::new();
-    if endpoint.path.contains("{id}") {
-        parameters.push(json!({
-            "name": "id", "in": "path", "required": true,
-            "schema": { "type": "integer", "format": "uint64" }
-        }));
+impl Document {
+    pub(super) fn new(api: OpenApi) -> Self {
+        let json = serde_json::to_vec(&finish(api)).expect("an OpenAPI document serialises");
+        Document(Bytes::from(json))
     }
-    for (name, kind, description) in endpoint.query {
-        parameters.push(json!({
-            "name": name, "in": "query", "required": *name == "q",
-            "description": description, "schema": { "type": kind }
-        }));
-    }
-    let mut success = json!({ "description": "success" });
-    if let Some(response) = &endpoint.response {
-        success["content"] = json!({ "application/json": { "schema": response } });
-    }
-    let mut responses = serde_json::Map::new();
-    responses.insert(endpoint.status.to_string(), success);
-    responses.insert(
-        "default".into(),
-        json!({
-            "description": "an error: UNAUTHENTICATED 401, FORBIDDEN 403, NOT_FOUND 404, INVALID 400, CONFLICT 409, TOO_LARGE 413, RATE_LIMITED 429, UNAVAILABLE_RETRY 503, INTERNAL 500",
-            "content": { "application/json": { "schema": schema("Error") } }
-        }),
+}
+
+/// Returns the document's frame: info, the bearer scheme, the error schema.
+pub(super) fn base() -> OpenApi {
+    let mut api = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Chorus REST API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "JSON over HTTP: snake_case names, ids, seqs and `*_ms` times as numbers, \
+                     conversation ids as their canonical strings (`d:1:2`, `g:7`). Errors are \
+                     `{\"code\", \"message\"}` with the HTTP status of the code. See docs/protocol.md.",
+                ))
+                .build(),
+        )
+        .build();
+    let components = api.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("a token from POST /api/v1/login, Login or Resume"))
+                .build(),
+        ),
     );
-    let mut op = json!({
-        "summary": endpoint.summary,
-        "parameters": parameters,
-        "responses": responses,
-    });
-    match endpoint.auth {
-        Auth::Public => op["security"] = json!([]),
-        Auth::User => {}
-        Auth::Admin => op["description"] = json!("Admin only: FORBIDDEN for other users."),
-    }
-    if let Some(body) = endpoint.body {
-        op["requestBody"] = json!({
-            "required": true,
-            "content": { "application/json": { "schema": schema(body) } }
-        });
-    }
-    op
+    components
+        .schemas
+        .insert(ErrorBody::name().into_owned(), ErrorBody::schema());
+    components
+        .schemas
+        .insert(ErrorCodeName::name().into_owned(), ErrorCodeName::schema());
+    api
 }
 
-fn object(properties: Value, required: &[&str]) -> Value {
-    json!({ "type": "object", "properties": properties, "required": required })
-}
-
-fn schemas() -> Value {
-    let int = json!({ "type": "integer" });
-    let string = json!({ "type": "string" });
-    let boolean = json!({ "type": "boolean" });
-    let post = object(
-        json!({ "department_id": int, "title": string }),
-        &["department_id"],
-    );
-    json!({
-        "Error": object(json!({ "code": string, "message": string }), &["code", "message"]),
-        "LoginRequest": object(
-            json!({ "account": string, "password": string, "device_class": { "type": "string", "enum": ["pc", "mobile", "web"] } }),
-            &["account", "password", "device_class"],
-        ),
-        "LoginReply": object(json!({
-            "token": string, "user_id": int, "account": string, "device_class": string, "expires_at_ms": int
-        }), &[]),
-        "Post": post,
-        "User": object(json!({
-            "user_id": int, "account": string, "display_name": string, "admin": boolean,
-            "disabled": boolean, "title": string, "phone": string, "email": string, "mobile": string,
-            "departments": { "type": "array", "items": int },
-            "posts": array_of("Post"),
-        }), &[]),
-        "CreateUser": object(json!({
-            "account": string, "password": string, "display_name": string, "admin": boolean,
-            "departments": { "type": "array", "items": int },
-        }), &["account", "password"]),
-        "UpdateUser": object(json!({
-            "display_name": string, "title": string, "phone": string, "email": string,
-            "mobile": string, "disabled": boolean, "posts": array_of("Post"),
-        }), &[]),
-        "Department": object(json!({
-            "department_id": int, "parent_id": int, "name": string, "order": int, "created_at_ms": int
-        }), &[]),
-        "DepartmentNode": object(json!({
-            "department_id": int, "parent_id": int, "name": string, "order": int,
-            "member_count": int, "total_count": int, "online_count": int, "online_total": int, "children": array_of("DepartmentNode"),
-        }), &[]),
-        "CreateDepartment": object(json!({ "name": string, "parent_id": int, "order": int }), &["name"]),
-        "UpdateDepartment": object(json!({ "name": string, "order": int }), &[]),
-        "MoveDepartment": object(json!({ "parent_id": int }), &["parent_id"]),
-        "Contact": object(json!({
-            "user_id": int, "account": string, "display_name": string,
-            "departments": { "type": "array", "items": object(json!({ "department_id": int, "name": string, "title": string }), &[]) },
-        }), &[]),
-        "AuditEntry": object(json!({
-            "seq": int, "actor": int, "action": string, "target": string,
-            "detail": { "type": "object" }, "ip": string, "at_ms": int,
-        }), &[]),
-        "CreateGroup": object(json!({ "name": string, "members": { "type": "array", "items": int } }), &["name"]),
-        "ChangeMembers": object(json!({
-            "add": { "type": "array", "items": int }, "remove": { "type": "array", "items": int }
-        }), &[]),
-        "Group": object(json!({
-            "group_id": int, "conversation": string, "name": string, "owner": int,
-            "members": { "type": "array", "items": int },
-        }), &[]),
-        "LogLevel": object(json!({ "level": string }), &["level"]),
-    })
-}
-
-/// Returns the OpenAPI 3 document of every REST endpoint.
-pub fn document() -> Value {
-    let mut paths = serde_json::Map::new();
-    for endpoint in endpoints() {
-        let item = paths
-            .entry(endpoint.path.to_string())
-            .or_insert_with(|| json!({}));
-        item[endpoint.method] = operation(&endpoint);
-    }
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "Chorus REST API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "JSON over HTTP; errors are {\"code\", \"message\"}. See docs/protocol.md."
-        },
-        "paths": paths,
-        "components": {
-            "schemas": schemas(),
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } }
-        },
-        "security": [{ "bearer": [] }],
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_schema_reference_resolves() {
-        let doc = super::document();
-        let text = doc.to_string();
-        let schemas = doc["components"]["schemas"].as_object().unwrap();
-        for reference in text.split("#/components/schemas/").skip(1) {
-            let name: String = reference
-                .chars()
-                .take_while(|c| c.is_alphanumeric())
-                .collect();
-            assert!(schemas.contains_key(&name), "missing schema {name}");
+/// Adds the error answer every operation may give.
+fn finish(mut api: OpenApi) -> OpenApi {
+    let error: RefOr<Response> = ResponseBuilder::new()
+        .description(
+            "an error: the HTTP status of its code; 404 for a path that names no route, \
+             405 (code INVALID, with an Allow header) for a method the path does not serve",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                .build(),
+        )
+        .build()
+        .into();
+    for item in api.paths.paths.values_mut() {
+        let operations: [&mut Option<Operation>; 5] = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .entry("default".to_string())
+                .or_insert_with(|| error.clone());
         }
     }
+    api
+}
+
+/// Returns the document of every REST route, as `GET /api/openapi.json`
+/// serves it.
+pub fn document() -> OpenApi {
+    finish(super::routes().into_openapi())
+}
+
+/// Returns this document.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "health",
+    responses((status = 200, description = "the OpenAPI 3.1 document of this API", body = OpenApiDocument))
+)]
+pub(super) async fn serve_document(Extension(document): Extension<Document>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], document.0)
+}
+
+/// An OpenAPI 3.1 document (this one).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct OpenApiDocument {
+    #[schema(example = "3.1.0")]
+    openapi: String,
+    info: DocumentInfo,
+    /// Every route, by path and method.
+    #[schema(value_type = Object)]
+    paths: serde_json::Value,
+    #[schema(value_type = Object)]
+    components: serde_json::Value,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct DocumentInfo {
+    title: String,
+    version: String,
+    description: String,
 }

@@ -1,0 +1,176 @@
+//! Conversation history (`/api/v1/conversations/{id}/messages`), in REST's
+//! own JSON: snake_case names, ids and seqs as numbers, conversation ids as
+//! their canonical strings. The socket protocol's JSON text mapping of the
+//! same messages is a different thing and stays as it is.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiResult, AppState, path_param, principal, query_params};
+use crate::protocol::pb;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct HistoryQuery {
+    /// Messages with a larger seq (default 0: from the first).
+    #[serde(default)]
+    after_seq: u64,
+    /// At most this many messages (0 or absent: 100; capped at `max_pull`).
+    #[serde(default)]
+    limit: u32,
+}
+
+/// One page of a conversation's log, oldest first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = HistoryPage)]
+pub(super) struct HistoryPage {
+    #[schema(example = "g:7")]
+    conversation: String,
+    messages: Vec<MessageView>,
+    /// More messages follow: ask again with `after_seq` set to the last seq.
+    has_more: bool,
+    /// The conversation's newest seq when the page was read.
+    max_seq: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Message)]
+pub(super) struct MessageView {
+    #[schema(example = "d:1:2")]
+    conversation: String,
+    seq: u64,
+    /// Unique cluster-wide: the conversation id and the seq.
+    #[schema(example = "d:1:2:17")]
+    message_id: String,
+    /// The sender's user id.
+    sender: u64,
+    client_msg_id: String,
+    server_time_ms: i64,
+    /// Absent for a message stored without content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<ContentView>,
+    /// Members other than the sender whose read cursor has passed this message.
+    read_count: u32,
+}
+
+/// Exactly one kind of content.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Content)]
+pub(super) enum ContentView {
+    Text(TextView),
+    Emoji(EmojiView),
+    File(FileView),
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = TextContent)]
+pub(super) struct TextView {
+    text: String,
+    /// User ids mentioned (@name) in a group message.
+    mentions: Vec<u64>,
+    mention_all: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = EmojiContent)]
+pub(super) struct EmojiView {
+    code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = FileContent)]
+pub(super) struct FileView {
+    file_id: String,
+    name: String,
+    size: u64,
+    mime_type: String,
+    image: bool,
+    width: u32,
+    height: u32,
+}
+
+impl From<pb::PullResult> for HistoryPage {
+    fn from(result: pb::PullResult) -> Self {
+        HistoryPage {
+            conversation: result.conversation,
+            messages: result.messages.into_iter().map(MessageView::from).collect(),
+            has_more: result.has_more,
+            max_seq: result.max_seq,
+        }
+    }
+}
+
+impl From<pb::Message> for MessageView {
+    fn from(message: pb::Message) -> Self {
+        MessageView {
+            conversation: message.conversation,
+            seq: message.seq,
+            message_id: message.message_id,
+            sender: message.sender,
+            client_msg_id: message.client_msg_id,
+            server_time_ms: message.server_time_ms,
+            content: message.content.and_then(|c| c.kind).map(ContentView::from),
+            read_count: message.read_count,
+        }
+    }
+}
+
+impl From<pb::content::Kind> for ContentView {
+    fn from(kind: pb::content::Kind) -> Self {
+        use pb::content::Kind;
+        match kind {
+            Kind::Text(text) => ContentView::Text(TextView {
+                text: text.text,
+                mentions: text.mentions.into_iter().map(|m| m.user_id).collect(),
+                mention_all: text.mention_all,
+            }),
+            Kind::Emoji(emoji) => ContentView::Emoji(EmojiView { code: emoji.code }),
+            Kind::File(file) => ContentView::File(FileView {
+                file_id: file.file_id,
+                name: file.name,
+                size: file.size,
+                mime_type: file.mime_type,
+                image: file.image,
+                width: file.width,
+                height: file.height,
+            }),
+        }
+    }
+}
+
+/// Returns a page of a conversation's messages, as a `PullRequest` does,
+/// with the same defaults, caps and membership rule.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/messages",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "a conversation id: `d:<lo>:<hi>` for 1:1, `g:<group id>` for a group", example = "d:1:2"),
+        HistoryQuery,
+    ),
+    responses((status = 200, description = "a page of messages", body = HistoryPage))
+)]
+pub(super) async fn history(
+    State(services): State<AppState>,
+    headers: HeaderMap,
+    conversation: Result<Path<String>, PathRejection>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> ApiResult<HistoryPage> {
+    let conversation = path_param(conversation)?;
+    let query = query_params(query)?;
+    let user = principal(&services, &headers).await?.user.user_id;
+    let pull = pb::PullRequest {
+        conversation,
+        after_seq: query.after_seq,
+        limit: query.limit,
+    };
+    let result = services.pull(user, pull).await?;
+    Ok(Json(result.into()))
+}
