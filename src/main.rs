@@ -49,6 +49,9 @@ enum ClusterCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Prints the cluster as one node sees it: nodes, the metadata group,
+    /// partitions and their leaders (GET /api/v1/admin/cluster).
+    Status(chorus::client::status::StatusArgs),
 }
 
 fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
@@ -69,6 +72,7 @@ fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
             println!("wrote {}", files.cert.display());
             println!("wrote {}", files.key.display());
         }
+        ClusterCommand::Status(_) => unreachable!("runs on the tokio runtime"),
     }
     Ok(())
 }
@@ -164,7 +168,16 @@ fn reexec_with_fixed_mmap_threshold() {}
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Cluster(command) = cli.command {
-        return cluster_command(command);
+        let ClusterCommand::Status(args) = command else {
+            return cluster_command(command);
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("failed to start the tokio runtime")?;
+        return runtime
+            .block_on(chorus::client::status::run(args))
+            .map_err(Into::into);
     }
     if matches!(cli.command, Command::Serve { .. }) {
         reexec_with_fixed_mmap_threshold();
