@@ -45,6 +45,8 @@ pub struct FaultFigure {
     /// Errors clients saw in that window (failed or timed-out connects,
     /// logins and sends, and refusals), each followed by a retry.
     pub errors: usize,
+    /// From the fault's start until the step that undid it.
+    pub held: Duration,
 }
 
 /// The figures of every fault of one kind.
@@ -57,6 +59,8 @@ pub struct KindFigure {
     pub median_resumed: Duration,
     pub max_resumed: Duration,
     pub errors: usize,
+    /// Median of how long the faults were held.
+    pub median_held: Duration,
 }
 
 /// What a run did and found.
@@ -75,6 +79,7 @@ impl Report {
     pub fn by_kind(&self) -> Vec<KindFigure> {
         let mut kinds: Vec<KindFigure> = Vec::new();
         let mut resumed: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
+        let mut held: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
         for fault in &self.faults {
             let Some(kind) = fault.operation.kind() else {
                 continue;
@@ -87,12 +92,14 @@ impl Report {
                     median_resumed: Duration::ZERO,
                     max_resumed: Duration::ZERO,
                     errors: 0,
+                    median_held: Duration::ZERO,
                 });
             }
             let figure = kinds.iter_mut().find(|k| k.kind == kind).expect("added");
             figure.faults += 1;
             figure.clients_hit += fault.clients_hit;
             figure.errors += fault.errors;
+            held.entry(kind).or_default().push(fault.held);
             // A fault after which writes never resumed counts as the longest.
             resumed
                 .entry(kind)
@@ -104,6 +111,9 @@ impl Report {
             times.sort_unstable();
             figure.median_resumed = times.get(times.len() / 2).copied().unwrap_or_default();
             figure.max_resumed = times.last().copied().unwrap_or_default();
+            let mut times = held.remove(figure.kind).unwrap_or_default();
+            times.sort_unstable();
+            figure.median_held = times.get(times.len() / 2).copied().unwrap_or_default();
         }
         kinds
     }
@@ -360,12 +370,16 @@ fn report(
     anomalies: Vec<Anomaly>,
 ) -> Report {
     let count = |f: fn(&Event) -> bool| events.iter().filter(|(_, e)| f(e)).count();
-    let starts: Vec<(Duration, &Operation)> = events
+    let steps: Vec<(Duration, &Operation)> = events
         .iter()
         .filter_map(|(at, e)| match e {
             Event::Step { index, .. } => Some((*at, &operations[*index])),
             _ => None,
         })
+        .collect();
+    let starts: Vec<(Duration, &Operation)> = steps
+        .iter()
+        .copied()
         .filter(|(_, op)| op.is_fault())
         .collect();
     let run_end = events.last().map(|(at, _)| *at).unwrap_or_default();
@@ -395,6 +409,12 @@ fn report(
                 .collect::<Option<Vec<Duration>>>()
                 .map(|all| all.into_iter().max().unwrap_or_default()),
             errors,
+            // One fault at a time: the next step that is not a hold undoes it.
+            held: steps
+                .iter()
+                .find(|(at, op)| at > start && !matches!(op, Operation::Hold { .. }))
+                .map_or(end, |(at, _)| *at)
+                - *start,
         });
     }
     Report {

@@ -37,19 +37,24 @@ async fn run_faults(faults: usize) {
     );
     for fault in &report.faults {
         println!(
-            "{:?}: {} clients hit, longest write stop {:?}, {} client errors",
-            fault.operation, fault.clients_hit, fault.writes_resumed_after, fault.errors
+            "{:?} held {:?}: {} clients hit, longest write stop {:?}, {} client errors",
+            fault.operation,
+            fault.held,
+            fault.clients_hit,
+            fault.writes_resumed_after,
+            fault.errors
         );
     }
     println!(
-        "| fault | count | clients hit | writes resumed after (median) | (max) | client errors |"
+        "| fault | count | held (median) | clients hit | writes resumed after (median) | (max) | client errors |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for kind in report.by_kind() {
         println!(
-            "| {} | {} | {} | {:.1} s | {:.1} s | {} |",
+            "| {} | {} | {:.1} s | {} | {:.1} s | {:.1} s | {} |",
             kind.kind,
             kind.faults,
+            kind.median_held.as_secs_f64(),
             kind.clients_hit,
             kind.median_resumed.as_secs_f64(),
             kind.max_resumed.as_secs_f64(),
