@@ -20,20 +20,29 @@ async fn status(node: &TestNode, args: &[&str]) -> std::process::Output {
 async fn cluster_status_prints_nodes_groups_and_leaders() {
     let node = TestNode::start().await;
     let token = node.admin_token().await;
-    wait_for("every partition to have a leader", || async {
-        let status: serde_json::Value = node
-            .http()
-            .get(node.url("/api/v1/admin/cluster"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let parts = status["partitions"].as_array()?;
-        (parts.len() == 8 && parts.iter().all(|p| p["leader"].as_u64() == Some(1))).then_some(())
-    })
+    wait_for(
+        "every partition to have a leader and the node its view",
+        || async {
+            let status: serde_json::Value = node
+                .http()
+                .get(node.url("/api/v1/admin/cluster"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let parts = status["partitions"].as_array()?;
+            // Readiness reaches the node's own gossip view a moment after start.
+            let in_view = status["view"]
+                .as_array()?
+                .iter()
+                .any(|n| n["node_id"].as_u64() == Some(1));
+            (in_view && parts.len() == 8 && parts.iter().all(|p| p["leader"].as_u64() == Some(1)))
+                .then_some(())
+        },
+    )
     .await;
     // A login as pc: the web token above stays valid.
     let out = status(
