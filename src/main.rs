@@ -51,6 +51,9 @@ enum ClusterCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Prints the cluster as one node sees it: nodes, the metadata group,
+    /// partitions and their leaders (GET /api/v1/admin/cluster).
+    Status(chorus::client::status::StatusArgs),
 }
 
 fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
@@ -71,6 +74,7 @@ fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
             println!("wrote {}", files.cert.display());
             println!("wrote {}", files.key.display());
         }
+        ClusterCommand::Status(_) => unreachable!("runs on the tokio runtime"),
     }
     Ok(())
 }
@@ -166,6 +170,15 @@ fn reexec_with_fixed_mmap_threshold() {}
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Cluster(ClusterCommand::Status(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("failed to start the tokio runtime")?;
+            return runtime
+                .block_on(chorus::client::status::run(args))
+                .map_err(Into::into);
+        }
         Command::Cluster(command) => return cluster_command(command),
         Command::Openapi => {
             println!("{}", chorus::openapi_json());

@@ -32,7 +32,11 @@ pub enum Event {
         conv: String,
         read_seq: u64,
     },
-    /// A step of the scenario ran.
+    /// A client saw an error: a connect, login or send that failed or timed
+    /// out, or a refusal from the node (the client then retries).
+    Error { client: usize, error: String },
+    /// A step of the scenario ran (its node resolved, for a step that names
+    /// the busiest leader).
     Step { index: usize, operation: String },
 }
 

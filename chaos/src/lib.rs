@@ -13,5 +13,5 @@ mod workload;
 
 pub use history::{Event, History};
 pub use invariants::{Anomaly, FinalState, Stored};
-pub use runner::{FaultFigure, Report, RunSettings, run};
-pub use scenario::{Fault, Operation, Scenario};
+pub use runner::{FaultFigure, KindFigure, Report, RunSettings, run};
+pub use scenario::{Direction, Fault, Operation, Scenario, Target};

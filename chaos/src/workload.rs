@@ -53,6 +53,13 @@ impl Client {
         }
     }
 
+    fn error(&self, history: &History, error: String) {
+        history.record(Event::Error {
+            client: self.spec.index,
+            error,
+        });
+    }
+
     /// Drops the connection and moves on to the next node.
     fn move_on(&mut self) {
         self.conn = None;
@@ -61,7 +68,7 @@ impl Client {
 
     /// Returns a logged-in connection, resuming the session's token on a
     /// reconnect (as a real client does); `None` after a failed try.
-    async fn connected(&mut self) -> Option<&Connection> {
+    async fn connected(&mut self, history: &History) -> Option<&Connection> {
         if self.conn.is_none() {
             let addr = self.spec.addrs[self.node % self.spec.addrs.len()].clone();
             let mut options = ClientOptions::new(addr, Transport::Tcp);
@@ -69,7 +76,13 @@ impl Client {
             let conn =
                 match tokio::time::timeout(REQUEST_TIMEOUT, Connection::connect(&options)).await {
                     Ok(Ok(conn)) => conn,
-                    _ => {
+                    Ok(Err(err)) => {
+                        self.error(history, format!("connect: {err}"));
+                        self.move_on();
+                        return None;
+                    }
+                    Err(_) => {
+                        self.error(history, "connect: timed out".to_string());
                         self.move_on();
                         return None;
                     }
@@ -87,6 +100,7 @@ impl Client {
                     self.conn = Some(conn);
                 }
                 Err(err) => {
+                    self.error(history, format!("login: {err}"));
                     if !transport_failure(&err) {
                         // A refused token: log in again next time.
                         self.token = None;
@@ -118,7 +132,7 @@ impl Client {
                 });
                 return;
             }
-            let Some(conn) = self.connected().await else {
+            let Some(conn) = self.connected(history).await else {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             };
@@ -141,9 +155,15 @@ impl Client {
                     }
                     return;
                 }
-                Err(err) if transport_failure(&err) => self.move_on(),
-                // The node answered but could not take it now: try again.
-                Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+                Err(err) => {
+                    self.error(history, format!("send: {err}"));
+                    if transport_failure(&err) {
+                        self.move_on();
+                    } else {
+                        // The node answered but could not take it now: try again.
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                }
             }
         }
     }
@@ -182,8 +202,10 @@ impl Client {
     ) -> anyhow::Result<BTreeMap<String, Vec<Stored>>> {
         let mut last = String::new();
         let conversations = self.spec.conversations.clone();
+        // Errors of the final pull come after the faults: not part of the run.
+        let history = History::default();
         while tokio::time::Instant::now() < deadline {
-            let Some(conn) = self.connected().await else {
+            let Some(conn) = self.connected(&history).await else {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             };

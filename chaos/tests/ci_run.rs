@@ -1,9 +1,13 @@
-//! The CI-sized chaos run: three nodes, SIGKILL and SIGSTOP faults under a
-//! client workload, replayable by seed (CHAOS_SEED), zero anomalies. A long
-//! run: `CHAOS_FAULTS=400 cargo nextest run -p chorus-chaos --run-ignored
-//! ignored-only --no-capture` (30 to 40 minutes).
+//! The CI-sized chaos run: three nodes, SIGKILL, SIGSTOP, network
+//! partitions (the first isolates the node leading the most partitions) and
+//! delay with loss, under a client workload, replayable by seed
+//! (CHAOS_SEED), zero anomalies. A long run: `CHAOS_FAULTS=400 cargo nextest
+//! run -p chorus-chaos --run-ignored ignored-only --no-capture` (see
+//! docs/chaos.md).
 
-use chorus_chaos::{Fault, RunSettings, Scenario, run};
+use chorus_chaos::{Fault, Operation, RunSettings, Scenario, Target, run};
+
+const KINDS: [Fault; 4] = [Fault::Kill, Fault::Pause, Fault::Partition, Fault::Degrade];
 
 fn seed() -> u64 {
     std::env::var("CHAOS_SEED")
@@ -20,7 +24,7 @@ fn seed() -> u64 {
 async fn run_faults(faults: usize) {
     let seed = seed();
     println!("chaos seed {seed} (replay with CHAOS_SEED={seed})");
-    let scenario = Scenario::generate(seed, 3, faults, &[Fault::Kill, Fault::Pause]);
+    let scenario = Scenario::generate(seed, 3, faults, &KINDS);
     let settings = RunSettings {
         nodes: 3,
         clients: 6,
@@ -33,8 +37,28 @@ async fn run_faults(faults: usize) {
     );
     for fault in &report.faults {
         println!(
-            "{:?}: writes resumed for every client after {:?}",
-            fault.operation, fault.writes_resumed_after
+            "{:?} held {:?}: {} clients hit, longest write stop {:?}, {} client errors",
+            fault.operation,
+            fault.held,
+            fault.clients_hit,
+            fault.writes_resumed_after,
+            fault.errors
+        );
+    }
+    println!(
+        "| fault | count | held (median) | clients hit | writes resumed after (median) | (max) | client errors |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for kind in report.by_kind() {
+        println!(
+            "| {} | {} | {:.1} s | {} | {:.1} s | {:.1} s | {} |",
+            kind.kind,
+            kind.faults,
+            kind.median_held.as_secs_f64(),
+            kind.clients_hit,
+            kind.median_resumed.as_secs_f64(),
+            kind.max_resumed.as_secs_f64(),
+            kind.errors
         );
     }
     assert!(
@@ -43,6 +67,19 @@ async fn run_faults(faults: usize) {
         report.anomalies
     );
     assert!(report.acked > 100, "the workload made progress: {report:?}");
+    if faults >= KINDS.len() {
+        assert!(
+            report.faults.iter().any(|f| matches!(
+                f.operation,
+                Operation::Partition {
+                    node: Target::Node(_),
+                    ..
+                }
+            )),
+            "a partition ran: {:?}",
+            report.faults
+        );
+    }
     assert!(
         report
             .faults
@@ -54,7 +91,7 @@ async fn run_faults(faults: usize) {
 }
 
 #[tokio::test]
-async fn kills_and_pauses_under_traffic_keep_every_invariant() {
+async fn kills_pauses_and_partitions_under_traffic_keep_every_invariant() {
     run_faults(6).await;
 }
 

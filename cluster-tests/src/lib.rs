@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+mod proxy;
+
+pub use proxy::{FaultProxy, LinkFault};
+
 /// How long any wait in a cluster test may take.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 pub const ADMIN_PASSWORD: &str = "cluster-admin-password";
@@ -74,6 +78,8 @@ pub struct NodeProcess {
     pub tcp: String,
     pub http: String,
     pub peer: String,
+    /// The peer address the node publishes: `peer`, or its fault proxy's.
+    pub advertised_peer: String,
     config: PathBuf,
     child: Option<Child>,
 }
@@ -99,6 +105,7 @@ pub struct ClusterBuilder {
     nodes: usize,
     partitions: u32,
     rebalance_delay_secs: u64,
+    fault_proxy: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -107,6 +114,7 @@ impl Default for ClusterBuilder {
             nodes: 3,
             partitions: 8,
             rebalance_delay_secs: 1,
+            fault_proxy: false,
         }
     }
 }
@@ -119,6 +127,13 @@ impl ClusterBuilder {
 
     pub fn partitions(mut self, partitions: u32) -> Self {
         self.partitions = partitions;
+        self
+    }
+
+    /// Puts a [`FaultProxy`] between the nodes: each advertises a proxy
+    /// address for its peer links and gossip (clients still connect directly).
+    pub fn fault_proxy(mut self, on: bool) -> Self {
+        self.fault_proxy = on;
         self
     }
 
@@ -138,6 +153,7 @@ impl ClusterBuilder {
             rebalance_delay_secs: self.rebalance_delay_secs,
             http: reqwest::Client::new(),
             token: None,
+            proxy: self.fault_proxy.then(FaultProxy::default),
         };
         for _ in 0..self.nodes {
             cluster.add_node().await?;
@@ -178,11 +194,17 @@ pub struct Cluster {
     rebalance_delay_secs: u64,
     http: reqwest::Client,
     token: Option<String>,
+    proxy: Option<FaultProxy>,
 }
 
 impl Cluster {
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder::default()
+    }
+
+    /// Returns the fault proxy between the nodes, when the cluster has one.
+    pub fn proxy(&self) -> Option<&FaultProxy> {
+        self.proxy.as_ref()
     }
 
     pub fn partitions(&self) -> u32 {
@@ -238,23 +260,28 @@ impl Cluster {
         let seeds: Vec<String> = self
             .nodes
             .first()
-            .map(|first| first.peer.clone())
+            .map(|first| first.advertised_peer.clone())
             .into_iter()
             .collect();
+        let index = self.nodes.len();
+        let advertised_peer = match &mut self.proxy {
+            Some(proxy) => proxy.expose(index, peer.parse()?).await?.to_string(),
+            None => peer.clone(),
+        };
         let config = dir.join("node.toml");
         std::fs::write(
             &config,
-            self.node_config(id, &dir, [&tcp, &http, &peer], &seeds)?,
+            self.node_config(id, &dir, [&tcp, &http, &peer, &advertised_peer], &seeds)?,
         )?;
         self.nodes.push(NodeProcess {
             id,
             tcp,
             http,
             peer,
+            advertised_peer,
             config,
             child: None,
         });
-        let index = self.nodes.len() - 1;
         self.restart(index).await?;
         Ok(index)
     }
@@ -266,7 +293,7 @@ impl Cluster {
         &self,
         id: u64,
         dir: &Path,
-        [tcp, http, peer]: [&String; 3],
+        [tcp, http, peer, advertised_peer]: [&String; 4],
         seeds: &[String],
     ) -> anyhow::Result<String> {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
@@ -285,6 +312,11 @@ impl Cluster {
         listen.insert("tcp".into(), tcp.clone().into());
         listen.insert("http".into(), http.clone().into());
         listen.insert("peer".into(), peer.clone().into());
+        if advertised_peer != peer {
+            let mut advertise = table(&mut config, "advertise");
+            advertise.insert("peer".into(), advertised_peer.clone().into());
+            config.insert("advertise".into(), advertise.into());
+        }
         let mut cluster = table(&mut config, "cluster");
         cluster.insert(
             "seeds".into(),
@@ -339,6 +371,9 @@ impl Cluster {
             .kill_on_drop(true)
             .spawn()
             .context("spawning chorus")?;
+        if let Some(proxy) = &self.proxy {
+            proxy.set_pid(index, child.id());
+        }
         let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
         tokio::time::timeout(DEADLINE, async {
             while let Some(line) = lines.next_line().await? {

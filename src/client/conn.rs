@@ -119,7 +119,7 @@ pub enum Event {
 /// that a request made after the end fails at once instead of timing out.
 type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<pb::ServerFrame>>>>>;
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// One connection to a node. Requests are matched to answers by request id;
@@ -134,7 +134,7 @@ pub struct Connection {
 
 const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;
 
-async fn open_stream(options: &ClientOptions) -> Result<Box<dyn Io>, ClientError> {
+pub(super) async fn open_stream(options: &ClientOptions) -> Result<Box<dyn Io>, ClientError> {
     let tcp = TcpStream::connect(&options.addr)
         .await
         .map_err(|source| ClientError::Connect {

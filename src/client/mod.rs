@@ -4,5 +4,6 @@
 
 pub mod cli;
 mod conn;
+pub mod status;
 
 pub use conn::{ClientError, ClientOptions, Connection, Event, TlsClientConfig, Transport};

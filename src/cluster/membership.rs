@@ -135,7 +135,10 @@ fn view_id(ids: &[u64]) -> u64 {
 /// What gossip is started with.
 pub struct MembershipSettings {
     pub node_id: u64,
-    /// This node's peer address; gossip binds UDP on the same address.
+    /// The bound peer address: gossip binds UDP on the same address.
+    pub listen_addr: SocketAddr,
+    /// The peer address published to the other nodes (gossip's advertised
+    /// address too): the bound one, or what a proxy or NAT exposes of it.
     pub peer_addr: SocketAddr,
     pub tcp_addr: SocketAddr,
     pub http_addr: SocketAddr,
@@ -196,7 +199,7 @@ impl Membership {
             chitchat_id: id.clone(),
             cluster_id: "chorus".to_string(),
             gossip_interval: settings.gossip_interval,
-            listen_addr: settings.peer_addr,
+            listen_addr: settings.listen_addr,
             seed_nodes: settings.seeds.clone(),
             failure_detector_config,
             marked_for_deletion_grace_period: settings.dead_node_grace,
@@ -224,7 +227,7 @@ impl Membership {
         let handle = spawn_chitchat(config, initial, transport)
             .await
             .map_err(|e| MembershipError {
-                addr: settings.peer_addr,
+                addr: settings.listen_addr,
                 reason: e.to_string(),
             })?;
         let chitchat = handle.chitchat();
@@ -435,6 +438,7 @@ mod tests {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         MembershipSettings {
             node_id: u64::from(port),
+            listen_addr: addr,
             peer_addr: addr,
             tcp_addr: addr,
             http_addr: addr,
@@ -544,6 +548,41 @@ mod tests {
         stop.cancel();
         a.shutdown().await;
         intruder.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn gossip_binds_the_listen_address_and_publishes_the_advertised_one() {
+        let stop = CancellationToken::new();
+        let (p1, p2, advertised) = (free_udp_port(), free_udp_port(), free_udp_port());
+        let mut behind_proxy = settings(p1, vec![]);
+        behind_proxy.peer_addr = ([127, 0, 0, 1], advertised).into();
+        let a = Membership::start(behind_proxy, stop.clone()).await.unwrap();
+        // b reaches a at its bound port; a answers b where b's datagrams came from.
+        let b = Membership::start(settings(p2, vec![format!("127.0.0.1:{p1}")]), stop.clone())
+            .await
+            .unwrap();
+        a.set_ready(true).await;
+        wait_for("b sees a", || b.view().nodes.contains_key(&u64::from(p1))).await;
+        let expected = format!("127.0.0.1:{advertised}");
+        assert_eq!(b.view().peer_addr(u64::from(p1)), Some(expected.as_str()));
+        let ids = b
+            .chitchat
+            .lock()
+            .await
+            .node_states()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>();
+        let id = ids
+            .iter()
+            .find(|id| *id.node_id == *p1.to_string())
+            .unwrap();
+        assert_eq!(id.gossip_advertise_addr.port(), advertised);
+        // Nothing bound the advertised port.
+        std::net::UdpSocket::bind(("127.0.0.1", advertised)).expect("advertised port is free");
+        stop.cancel();
+        a.shutdown().await;
+        b.shutdown().await;
     }
 
     #[tokio::test]

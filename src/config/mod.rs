@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub listen: ListenConfig,
+    #[serde(default)]
+    pub advertise: AdvertiseConfig,
     /// Serves TLS on both client listeners when set.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -62,6 +64,44 @@ pub struct ListenConfig {
     /// Node-to-node links: Raft and forwarded requests.
     #[serde(default = "default_peer_addr")]
     pub peer: SocketAddr,
+}
+
+/// The addresses this node publishes (in gossip and in its metadata record)
+/// for other nodes and redirected clients to reach it, when they differ from
+/// the bound ones: behind NAT or a proxy, or when listening on `0.0.0.0`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvertiseConfig {
+    /// Unset: the bound `listen.tcp`.
+    #[serde(default = "default_advertise_addr")]
+    pub tcp: Option<SocketAddr>,
+    /// Unset: the bound `listen.http`.
+    #[serde(default = "default_advertise_addr")]
+    pub http: Option<SocketAddr>,
+    /// Node-to-node links and gossip (TCP and UDP on the same port).
+    /// Unset: the bound `listen.peer`.
+    #[serde(default = "default_advertise_addr")]
+    pub peer: Option<SocketAddr>,
+}
+
+/// The addresses a node publishes, once its listeners are bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advertised {
+    pub tcp: SocketAddr,
+    pub http: SocketAddr,
+    pub peer: SocketAddr,
+}
+
+impl AdvertiseConfig {
+    /// Returns the configured addresses, each falling back to the address its
+    /// listener is bound to (so a port bound to 0 is published resolved).
+    pub fn resolve(&self, tcp: SocketAddr, http: SocketAddr, peer: SocketAddr) -> Advertised {
+        Advertised {
+            tcp: self.tcp.unwrap_or(tcp),
+            http: self.http.unwrap_or(http),
+            peer: self.peer.unwrap_or(peer),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -288,6 +328,10 @@ fn default_http_addr() -> SocketAddr {
 fn default_peer_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7200))
 }
+/// Every advertised address defaults to its bound listener's.
+fn default_advertise_addr() -> Option<SocketAddr> {
+    None
+}
 fn default_replication_factor() -> usize {
     3
 }
@@ -404,6 +448,7 @@ macro_rules! section_default {
     };
 }
 section_default!(ListenConfig);
+section_default!(AdvertiseConfig);
 section_default!(LimitsConfig);
 section_default!(AuthConfig);
 section_default!(StorageConfig);
@@ -525,7 +570,29 @@ impl NodeConfig {
                 "auth.max_concurrent_hashes must be at most 1024 (0: one per core), hash_queue_timeout_ms positive",
             );
         }
+        let advertised = [
+            ("tcp", self.advertise.tcp),
+            ("http", self.advertise.http),
+            ("peer", self.advertise.peer),
+        ];
+        for (name, addr) in advertised {
+            if addr.is_some_and(|a| a.ip().is_unspecified() || a.port() == 0) {
+                return Err(ConfigError::Invalid(format!(
+                    "advertise.{name} must name a reachable address and port (not 0.0.0.0, :: or port 0)"
+                )));
+            }
+        }
         let c = &self.cluster;
+        // Other nodes would dial 0.0.0.0: they must be told where this one is.
+        if c.tls.is_some()
+            && self.advertise.peer.is_none()
+            && self.listen.peer.ip().is_unspecified()
+        {
+            return invalid(
+                "listen.peer is an unspecified address (0.0.0.0 or ::): set advertise.peer to the \
+                 address the other nodes reach this one at",
+            );
+        }
         if !c.seeds.is_empty() && c.tls.is_none() {
             return invalid(
                 "cluster.seeds is set but cluster.tls is not: the links of a cluster must be \
@@ -607,6 +674,41 @@ mod tests {
         let with_tls = "[cluster]\nseeds = [\"127.0.0.1:7201\"]\n[cluster.tls]\nca_path = \"ca.pem\"\n\
                         cert_path = \"n.pem\"\nkey_path = \"n-key.pem\"\nsecret_path = \"cluster.secret\"\n";
         NodeConfig::from_toml(with_tls).unwrap();
+    }
+
+    #[test]
+    fn advertised_addresses_default_to_the_bound_ones() {
+        let bound: [SocketAddr; 3] = [
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            "127.0.0.1:3".parse().unwrap(),
+        ];
+        let config = NodeConfig::from_toml("").unwrap();
+        let advertised = config.advertise.resolve(bound[0], bound[1], bound[2]);
+        assert_eq!([advertised.tcp, advertised.http, advertised.peer], bound);
+        let config = NodeConfig::from_toml("[advertise]\npeer = \"10.0.0.7:7200\"\n").unwrap();
+        let advertised = config.advertise.resolve(bound[0], bound[1], bound[2]);
+        assert_eq!(advertised.peer, "10.0.0.7:7200".parse().unwrap());
+        assert_eq!(advertised.tcp, bound[0]);
+    }
+
+    #[test]
+    fn unreachable_advertised_addresses_are_refused() {
+        for text in [
+            "[advertise]\npeer = \"0.0.0.0:7200\"\n",
+            "[advertise]\nhttp = \"10.0.0.7:0\"\n",
+            "[advertise]\nport = \"10.0.0.7:1\"\n",
+        ] {
+            assert!(NodeConfig::from_toml(text).is_err(), "{text}");
+        }
+        let wildcard = "[listen]\npeer = \"0.0.0.0:7200\"\n[cluster.tls]\nca_path = \"ca.pem\"\n\
+                        cert_path = \"n.pem\"\nkey_path = \"n-key.pem\"\nsecret_path = \"s\"\n";
+        let err = NodeConfig::from_toml(wildcard).unwrap_err();
+        assert!(err.to_string().contains("advertise.peer"), "{err}");
+        NodeConfig::from_toml(&format!(
+            "{wildcard}[advertise]\npeer = \"10.0.0.7:7200\"\n"
+        ))
+        .unwrap();
     }
 
     #[test]

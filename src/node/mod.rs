@@ -348,11 +348,12 @@ impl Node {
         // opens its partitions, which can take a minute.
         let starting = api::http::Starting::serve(http, tls.clone(), &config);
         let (peer, peer_addr) = bind(config.listen.peer).await?;
+        let advertised = config.advertise.resolve(tcp_addr, http_addr, peer_addr);
         let me = NodeRecord {
             node_id: config.node_id,
-            peer_addr: peer_addr.to_string(),
-            tcp_addr: tcp_addr.to_string(),
-            http_addr: http_addr.to_string(),
+            peer_addr: advertised.peer.to_string(),
+            tcp_addr: advertised.tcp.to_string(),
+            http_addr: advertised.http.to_string(),
         };
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -397,9 +398,10 @@ impl Node {
         let membership = Membership::start(
             MembershipSettings {
                 node_id: config.node_id,
-                peer_addr,
-                tcp_addr,
-                http_addr,
+                listen_addr: peer_addr,
+                peer_addr: advertised.peer,
+                tcp_addr: advertised.tcp,
+                http_addr: advertised.http,
                 seeds: config.cluster.seeds.clone(),
                 gossip_interval: Duration::from_millis(config.cluster.gossip_interval_ms),
                 dead_node_grace: Duration::from_secs(config.cluster.dead_node_grace_secs),
