@@ -211,6 +211,14 @@ impl Cluster {
         self.partitions
     }
 
+    /// Returns the index of the node with id `id`.
+    pub fn index_of(&self, id: u64) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .expect("known node")
+    }
+
     /// The folder of the cluster CA and secret (`chorus cluster init-ca`).
     pub fn ca_dir(&self) -> PathBuf {
         self.dir.path().join("ca")

@@ -12,15 +12,6 @@ use chorus::{ConversationId, partition_of_conversation};
 use chorus_cluster_tests::{Cluster, DEADLINE, leader_of, password};
 use serde_json::{Value, json};
 
-/// Returns the index of the node with id `id`.
-fn index_of(cluster: &Cluster, id: u64) -> usize {
-    cluster
-        .nodes
-        .iter()
-        .position(|n| n.id == id)
-        .expect("known node")
-}
-
 /// Sends until acked, reconnecting and resending under the same client_msg_id.
 async fn send_until_acked(
     cluster: &Cluster,
@@ -106,10 +97,7 @@ async fn a_partition_leader_killed_under_load_loses_no_acked_message() {
     let conv = conv_id.to_string();
     let partition = partition_of_conversation(&conv_id, cluster.partitions());
     let status = cluster.status(0).await.unwrap();
-    let leader = index_of(
-        &cluster,
-        leader_of(&status, partition).expect("partition has a leader"),
-    );
+    let leader = cluster.index_of(leader_of(&status, partition).expect("partition has a leader"));
     let entry = (leader + 1) % 3;
 
     // A client on another node than the partition's leader: its sends are forwarded.
@@ -179,7 +167,7 @@ async fn a_partition_leader_killed_under_load_loses_no_acked_message() {
         .await
         .unwrap();
     let status = cluster.status(entry).await.unwrap();
-    let new_leader = index_of(&cluster, leader_of(&status, partition).unwrap());
+    let new_leader = cluster.index_of(leader_of(&status, partition).unwrap());
     let history = history_on(&cluster, new_leader, &conv, SENT).await;
     check_history(&history, &acked, SENT);
     drop(conn);
@@ -193,7 +181,7 @@ fn cluster_leader_id(index: usize) -> u64 {
 async fn the_metadata_leader_killed_during_admin_writes_loses_no_acked_write() {
     let mut cluster = Cluster::builder().start().await.unwrap();
     let status = cluster.status(0).await.unwrap();
-    let meta_leader = index_of(&cluster, status["meta_leader"].as_u64().unwrap());
+    let meta_leader = cluster.index_of(status["meta_leader"].as_u64().unwrap());
     let entry = (meta_leader + 1) % 3;
     let (http, token) = cluster.rest().await.unwrap();
     let url = format!("http://{}/api/v1/users", cluster.nodes[entry].http);
@@ -386,7 +374,7 @@ async fn a_fourth_node_joins_and_takes_a_balanced_share_of_replicas() {
 
     // Decommissioning node 4 (on the metadata leader) moves its replicas back.
     let status = cluster.status(0).await.unwrap();
-    let meta_leader = index_of(&cluster, status["meta_leader"].as_u64().unwrap());
+    let meta_leader = cluster.index_of(status["meta_leader"].as_u64().unwrap());
     let (http, token) = cluster.rest().await.unwrap();
     let url = format!(
         "http://{}/api/v1/admin/nodes/4",

@@ -14,15 +14,6 @@ use chorus::{ConversationId, partition_of_conversation};
 use chorus_cluster_tests::{Cluster, DEADLINE, leader_of, password};
 use serde_json::Value;
 
-/// Returns the index of the node with id `id`.
-fn index_of(cluster: &Cluster, id: u64) -> usize {
-    cluster
-        .nodes
-        .iter()
-        .position(|n| n.id == id)
-        .expect("known node")
-}
-
 /// Returns the live conversation actors a node reports.
 fn conversation_actors(status: &Value) -> u64 {
     let actors = &status["actors"];
@@ -62,7 +53,7 @@ async fn sends_through_every_node_meet_one_actor_on_the_leader_which_moves_when_
     let conv = conv_id.to_string();
     let partition = partition_of_conversation(&conv_id, cluster.partitions());
     let leader_id = leader_of(&cluster.status(0).await.unwrap(), partition).unwrap();
-    let leader = index_of(&cluster, leader_id);
+    let leader = cluster.index_of(leader_id);
 
     let mut acked = Vec::new();
     for node in 0..3 {
@@ -109,7 +100,7 @@ async fn sends_through_every_node_meet_one_actor_on_the_leader_which_moves_when_
     }
     assert_eq!(seqs, (1..=7).collect::<Vec<u64>>());
     let status = cluster.status(survivors[0]).await.unwrap();
-    let new_leader = index_of(&cluster, leader_of(&status, partition).unwrap());
+    let new_leader = cluster.index_of(leader_of(&status, partition).unwrap());
     assert_ne!(new_leader, leader);
     for node in &survivors {
         let status = cluster.status(*node).await.unwrap();

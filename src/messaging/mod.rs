@@ -131,17 +131,11 @@ impl Messaging {
             let outcome = match target {
                 Some(node) if node == self.inner.node_id => {
                     let patience = deadline.saturating_duration_since(Instant::now());
-                    tokio::time::timeout(
+                    within(
                         patience,
                         self.call_here(conv, partition, request.clone(), origin),
                     )
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(Refusal::Failed(ProtocolError::new(
-                            ErrorCode::UnavailableRetry,
-                            "not committed in time",
-                        )))
-                    })
                 }
                 Some(node) => {
                     self.call_remote(node, conv, partition, &request, origin, deadline)
@@ -352,23 +346,32 @@ impl Messaging {
                         "{conv} is not in partition {partition}"
                     ))))
                 } else {
-                    tokio::time::timeout(
+                    within(
                         ATTEMPT_PATIENCE,
                         self.call_here(conv, partition, request, origin),
                     )
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(Refusal::Failed(ProtocolError::new(
-                            ErrorCode::UnavailableRetry,
-                            "not committed in time",
-                        )))
-                    })
                 }
             }
             Err(err) => Err(Refusal::Failed(err)),
         };
         encode_answer(answer)
     }
+}
+
+/// Bounds a local call: past `patience` the caller is told to resend.
+async fn within(
+    patience: Duration,
+    call: impl std::future::Future<Output = Result<Answer, Refusal>>,
+) -> Result<Answer, Refusal> {
+    tokio::time::timeout(patience, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Refusal::Failed(ProtocolError::new(
+                ErrorCode::UnavailableRetry,
+                "not committed in time",
+            )))
+        })
 }
 
 fn encode_call(
