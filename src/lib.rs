@@ -1,13 +1,15 @@
 //! Chorus: an enterprise instant-messaging platform that runs as a cluster of
 //! identical nodes. See `docs/` and the architecture contract for the planes.
 
-mod actors;
 mod admin;
 mod api;
 mod auth;
+mod authz;
 mod cluster;
 mod config;
 mod db;
+mod delivery;
+mod groups;
 mod logging;
 mod messaging;
 mod meta;
@@ -18,7 +20,7 @@ mod raft;
 
 pub mod client;
 
-pub use admin::{ADMIN_ACCOUNT, ADMIN_PASSWORD_ENV, DEMO_PASSWORD, seed_demo};
+pub use admin::{ADMIN_ACCOUNT, ADMIN_PASSWORD_ENV, DEMO_PASSWORD};
 pub use auth::{hash_password, verify_password};
 pub use cluster::pki;
 pub use config::{ConfigError, NodeConfig, TlsConfig};
@@ -42,20 +44,19 @@ pub fn partition_of_conversation(conv: &ConversationId, partitions: u32) -> u16 
 /// Test-only access to a node's internals: fault injection, direct setup.
 #[cfg(feature = "testsuite")]
 pub mod testsuite {
-    pub use crate::actors::ConversationMsg;
+    pub use crate::messaging::ConversationMsg;
     use crate::protocol::ConversationId;
     /// Node-to-node and storage messages, for tests that craft peer frames.
     pub use crate::protocol::{peer_pb, store_pb};
 
     /// Creates a user without going through REST; returns its id.
     pub async fn create_user(node: &crate::Node, account: &str, password: &str) -> u64 {
-        let services = node.services.clone();
         let new = crate::meta::NewUser {
             account: account.to_string(),
             password_hash: crate::auth::hash_password(password),
             ..Default::default()
         };
-        services
+        node.planes
             .meta
             .create_user(new)
             .await
@@ -78,9 +79,9 @@ pub mod testsuite {
     /// Makes the conversation actor of `conv` panic; returns once it is gone.
     pub async fn crash_conversation(node: &crate::Node, conv: ConversationId) {
         let actor = node
-            .services
-            .directory
-            .conversation(conv)
+            .planes
+            .messaging
+            .conversation_actor(conv)
             .await
             .expect("conversation actor");
         actor.cast(ConversationMsg::Crash).expect("actor alive");
@@ -90,7 +91,7 @@ pub mod testsuite {
     /// Loses the home of `user` on this node, as a crash would; returns
     /// whether it had one.
     pub fn lose_user_home(node: &crate::Node, user: u64) -> bool {
-        node.services.homes.lose(user)
+        node.planes.delivery.homes().lose(user)
     }
 
     /// Creates users that cannot log in (they have no password hash),
@@ -106,7 +107,7 @@ pub mod testsuite {
                 account: format!("{prefix}{i}"),
                 ..Default::default()
             };
-            let user = node.services.meta.create_user(new).await;
+            let user = node.planes.meta.create_user(new).await;
             ids.push(user.expect("create_user").user_id);
         }
         ids
@@ -121,12 +122,7 @@ pub mod testsuite {
     ) -> String {
         let token = crate::auth::Token::generate();
         let issued = crate::protocol::now_ms();
-        let ttl_ms = node
-            .services
-            .config
-            .auth
-            .token_ttl_secs
-            .saturating_mul(1000);
+        let ttl_ms = node.planes.config.auth.token_ttl_secs.saturating_mul(1000);
         let record = crate::meta::TokenRecord {
             user_id: user,
             device_class: class as i32,
@@ -134,7 +130,7 @@ pub mod testsuite {
             expires_at_ms: issued.saturating_add(ttl_ms as i64),
         };
         let digest = crate::auth::token_digest(token.as_str());
-        node.services
+        node.planes
             .meta
             .issue_token(&digest, &record)
             .await
@@ -144,15 +140,15 @@ pub mod testsuite {
 
     /// Returns how many sessions are registered on the node.
     pub fn session_count(node: &crate::Node) -> usize {
-        node.services.directory.session_count()
+        node.planes.delivery.sessions().session_count()
     }
 
     /// Returns how many users are homed on the node and how many
     /// conversation actors are live.
     pub fn actor_counts(node: &crate::Node) -> (usize, usize) {
         (
-            node.services.homes.len(),
-            node.services.directory.conversation_count(),
+            node.planes.delivery.homes().len(),
+            node.planes.messaging.conversation_count(),
         )
     }
 }

@@ -99,7 +99,8 @@ async fn serve(config: Option<PathBuf>, demo: bool) -> anyhow::Result<()> {
         );
     }
     if demo {
-        let created = chorus::seed_demo(&node.services)
+        let created = node
+            .seed_demo()
             .await
             .context("failed to seed the demo organisation")?;
         if !created.is_empty() {

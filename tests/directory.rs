@@ -436,13 +436,10 @@ async fn admin_writes_leave_an_audit_trail() {
 #[tokio::test]
 async fn demo_seed_builds_a_department_tree() {
     let node = TestNode::start().await;
-    let created = chorus::seed_demo(&node.node.services).await.unwrap();
+    let created = node.node.seed_demo().await.unwrap();
     assert_eq!(created.len(), 5);
     assert!(
-        chorus::seed_demo(&node.node.services)
-            .await
-            .unwrap()
-            .is_empty(),
+        node.node.seed_demo().await.unwrap().is_empty(),
         "seeding again changes nothing"
     );
     let api = admin_api(&node).await;

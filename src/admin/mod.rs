@@ -1,12 +1,15 @@
 //! Administration: the first admin account and the demo organisation.
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use rand::RngCore;
 
 use crate::meta::{Actor, MetaError, NewUser, Post};
-use crate::node::Services;
+mod cluster;
+
+pub use cluster::{ClusterAdmin, ClusterStatus, PartitionStatus};
+
+use crate::auth::Auth;
+use crate::meta::Meta;
 
 /// The account created on first start.
 pub const ADMIN_ACCOUNT: &str = "admin";
@@ -33,18 +36,16 @@ const DEMO_USERS: [(&str, &str, &[&str]); 5] = [
 ];
 
 /// Hashes through the node's hash slots, as logins do.
-async fn hash(services: &Services, password: &str) -> Result<String, MetaError> {
-    services
-        .auth
-        .hash_password(password)
+async fn hash(auth: &Auth, password: &str) -> Result<String, MetaError> {
+    auth.hash_password(password)
         .await
         .map_err(|e| MetaError::Unavailable(e.to_string()))
 }
 
 /// Creates the admin account on first start. Returns the password when it
 /// was generated (no `CHORUS_ADMIN_PASSWORD`), to be shown once.
-pub async fn ensure_admin(services: &Arc<Services>) -> Result<Option<String>, MetaError> {
-    if services.meta.user_by_account(ADMIN_ACCOUNT)?.is_some() {
+pub async fn ensure_admin(meta: &Meta, auth: &Auth) -> Result<Option<String>, MetaError> {
+    if meta.user_by_account(ADMIN_ACCOUNT)?.is_some() {
         return Ok(None);
     }
     let (password, generated) = match std::env::var(ADMIN_PASSWORD_ENV) {
@@ -58,12 +59,11 @@ pub async fn ensure_admin(services: &Arc<Services>) -> Result<Option<String>, Me
             )
         }
     };
-    let created = services
-        .meta
+    let created = meta
         .create_user(NewUser {
             account: ADMIN_ACCOUNT.to_string(),
             display_name: "Administrator".to_string(),
-            password_hash: hash(services, &password).await?,
+            password_hash: hash(auth, &password).await?,
             admin: true,
             posts: Vec::new(),
         })
@@ -89,27 +89,22 @@ fn system() -> Actor {
 
 /// Returns the id of the department at `path` ("A/B/C"), creating the
 /// missing ones.
-async fn ensure_department(services: &Arc<Services>, path: &str) -> Result<u64, MetaError> {
+async fn ensure_department(meta: &Meta, path: &str) -> Result<u64, MetaError> {
     let mut parent = 0;
     for name in path.split('/') {
-        let existing = |services: &Arc<Services>, parent: u64| -> Result<Option<u64>, MetaError> {
-            Ok(services
-                .meta
+        let existing = |meta: &Meta, parent: u64| -> Result<Option<u64>, MetaError> {
+            Ok(meta
                 .departments()?
                 .into_iter()
                 .find(|d| d.parent_id == parent && d.name == name)
                 .map(|d| d.department_id))
         };
-        parent = match existing(services, parent)? {
+        parent = match existing(meta, parent)? {
             Some(id) => id,
-            None => match services
-                .meta
-                .create_department(&system(), parent, name, 0)
-                .await
-            {
+            None => match meta.create_department(&system(), parent, name, 0).await {
                 Ok(department) => department.department_id,
                 // Another node of the cluster created it first.
-                Err(MetaError::Conflict(_)) => existing(services, parent)?.ok_or_else(|| {
+                Err(MetaError::Conflict(_)) => existing(meta, parent)?.ok_or_else(|| {
                     MetaError::Unavailable(format!("department {name:?} vanished"))
                 })?,
                 Err(err) => return Err(err),
@@ -121,41 +116,41 @@ async fn ensure_department(services: &Arc<Services>, path: &str) -> Result<u64, 
 
 /// Seeds the demo organisation (idempotent): five users with posts in a few
 /// departments, and one group holding them all.
-pub async fn seed_demo(services: &Arc<Services>) -> Result<Vec<String>, MetaError> {
+pub async fn seed_demo(
+    meta: &Meta,
+    auth: &Auth,
+    max_group_members: usize,
+) -> Result<Vec<String>, MetaError> {
     let mut ids = Vec::new();
     let mut created = Vec::new();
-    let password_hash = hash(services, DEMO_PASSWORD).await?;
+    let password_hash = hash(auth, DEMO_PASSWORD).await?;
     for (account, name, departments) in DEMO_USERS {
         let mut posts = Vec::new();
         for path in departments {
             posts.push(Post {
-                department_id: ensure_department(services, path).await?,
+                department_id: ensure_department(meta, path).await?,
                 title: String::new(),
             });
         }
-        let user = match services.meta.user_by_account(account)? {
+        let user = match meta.user_by_account(account)? {
             Some(user) => user,
             None => {
                 created.push(account.to_string());
-                services
-                    .meta
-                    .create_user(NewUser {
-                        account: account.to_string(),
-                        display_name: name.to_string(),
-                        password_hash: password_hash.clone(),
-                        admin: false,
-                        posts,
-                    })
-                    .await?
+                meta.create_user(NewUser {
+                    account: account.to_string(),
+                    display_name: name.to_string(),
+                    password_hash: password_hash.clone(),
+                    admin: false,
+                    posts,
+                })
+                .await?
             }
         };
         ids.push(user.user_id);
     }
     if !created.is_empty() {
-        let max = services.config.limits.max_group_members;
-        services
-            .meta
-            .create_group(ids[0], "Demo team", &ids, max, None)
+        let max = max_group_members;
+        meta.create_group(ids[0], "Demo team", &ids, max, None)
             .await?;
     }
     Ok(created)

@@ -15,8 +15,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics as m;
-use crate::actors::{Outbound, Outbox, OutboxReceiver, Received, Session};
-use crate::node::Services;
+use super::session::Session;
+use crate::api::Planes;
+use crate::delivery::{Outbound, Outbox, OutboxReceiver, Received};
 use crate::protocol::{ErrorCode, FrameFormat, ProtocolError, decode_client_frame};
 
 /// What the transport read next.
@@ -61,7 +62,7 @@ pub trait FrameWriter: Send + 'static {
 /// that no argument is stored twice in the task (an async fn keeps its
 /// arguments for its whole life, moved out or not).
 pub fn start<R: FrameReader, W: FrameWriter, G: Send + 'static>(
-    services: Arc<Services>,
+    planes: Arc<Planes>,
     peer: SocketAddr,
     transport: &'static str,
     reader: R,
@@ -69,7 +70,7 @@ pub fn start<R: FrameReader, W: FrameWriter, G: Send + 'static>(
     stop: CancellationToken,
     guard: G,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let limits = &services.config.limits;
+    let limits = &planes.config.limits;
     let (outbox, receiver) = Outbox::channel(
         limits.outbound_queue,
         limits.max_queued_bytes_per_connection,
@@ -81,15 +82,15 @@ pub fn start<R: FrameReader, W: FrameWriter, G: Send + 'static>(
         receiver,
         format.clone(),
         transport,
-        services.config.write_timeout(),
+        planes.config.write_timeout(),
     );
     // The session's requests are handled by the reader, one at a time, and
     // only while the outbox has room: a client that sends faster than it
     // reads its answers is slowed by TCP, not queued.
-    let session = Session::new(services.clone(), outbox.clone(), peer.ip());
+    let session = Session::new(planes.clone(), outbox.clone(), peer.ip());
     let read = read_loop(
         Connection {
-            services,
+            planes,
             transport,
             outbox,
             format,
@@ -112,7 +113,7 @@ pub fn start<R: FrameReader, W: FrameWriter, G: Send + 'static>(
 const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
 struct Connection<G> {
-    services: Arc<Services>,
+    planes: Arc<Planes>,
     transport: &'static str,
     outbox: Outbox,
     format: Arc<OnceLock<FrameFormat>>,
@@ -138,7 +139,7 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
     let transport = conn.transport;
     let _counted = Counted::new(transport);
     let outbox = &conn.outbox;
-    let handshake_deadline = Instant::now() + conn.services.config.handshake_timeout();
+    let handshake_deadline = Instant::now() + conn.planes.config.handshake_timeout();
     // The idle limit counts from the client's last frame, not from the
     // last answer this loop wrote.
     let mut heard_at = Instant::now();
@@ -165,7 +166,7 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
         }
         let authed = session.is_authenticated();
         let deadline = if authed {
-            heard_at + conn.services.config.idle_timeout()
+            heard_at + conn.planes.config.idle_timeout()
         } else {
             handshake_deadline
         };
@@ -188,7 +189,7 @@ async fn read_loop<R: FrameReader, G>(conn: Connection<G>, mut session: Session,
         }
         match incoming {
             Err(_elapsed) if expires.is_some_and(|at| at <= Instant::now()) => {
-                outbox.close(ErrorCode::Unauthenticated, crate::actors::TOKEN_EXPIRED);
+                outbox.close(ErrorCode::Unauthenticated, super::session::TOKEN_EXPIRED);
                 break;
             }
             Err(_elapsed) if authed => {
@@ -249,7 +250,7 @@ impl Counted {
     fn new(transport: &'static str) -> Counted {
         metrics::counter!(m::CONNECTIONS, "transport" => transport).increment(1);
         metrics::gauge!(m::SESSIONS, "transport" => transport).increment(1.0);
-        metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").increment(1.0);
+        metrics::gauge!(crate::delivery::metrics::LIVE_ACTORS, "kind" => "session").increment(1.0);
         Counted(transport)
     }
 }
@@ -257,7 +258,7 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         metrics::gauge!(m::SESSIONS, "transport" => self.0).decrement(1.0);
-        metrics::gauge!(crate::actors::metrics::LIVE_ACTORS, "kind" => "session").decrement(1.0);
+        metrics::gauge!(crate::delivery::metrics::LIVE_ACTORS, "kind" => "session").decrement(1.0);
     }
 }
 

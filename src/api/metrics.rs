@@ -10,16 +10,13 @@ pub const SESSIONS: &str = "chorus_sessions";
 pub const CONNECTIONS: &str = "chorus_connections_total";
 /// Connections refused before a session started, by reason.
 pub const CONNECTIONS_REFUSED: &str = "chorus_connections_refused_total";
-/// Connections ended by a limit or timeout after they started, by reason.
-pub const CONNECTIONS_CUT: &str = "chorus_connections_cut_total";
+pub use crate::delivery::metrics::CONNECTIONS_CUT;
 /// Client frames received, by transport.
 pub const FRAMES_IN: &str = "chorus_frames_in_total";
 /// Frames written to clients, by transport.
 pub const FRAMES_OUT: &str = "chorus_frames_out_total";
 /// Errors returned to clients, by code.
 pub const ERRORS: &str = "chorus_errors_total";
-/// Failed logins, by reason.
-pub const LOGIN_FAILURES: &str = "chorus_login_failures_total";
 /// REST requests, by status class.
 pub const HTTP_REQUESTS: &str = "chorus_http_requests_total";
 
@@ -38,10 +35,11 @@ pub fn install() -> PrometheusHandle {
                 .install_recorder()
                 .expect("the recorder is installed once per process");
             describe();
-            crate::actors::metrics::describe();
+            crate::delivery::metrics::describe();
             crate::auth::metrics::describe();
             crate::cluster::metrics::describe();
             crate::messaging::metrics::describe();
+            crate::groups::metrics::describe();
             handle
         })
         .clone()
@@ -54,13 +52,8 @@ fn describe() {
         CONNECTIONS_REFUSED,
         "Connections refused before a session started, by reason"
     );
-    metrics::describe_counter!(
-        CONNECTIONS_CUT,
-        "Connections ended by a limit or timeout after they started, by reason"
-    );
     metrics::describe_counter!(FRAMES_IN, "Client frames received, by transport");
     metrics::describe_counter!(FRAMES_OUT, "Frames written to clients, by transport");
     metrics::describe_counter!(ERRORS, "Errors returned to clients, by code");
-    metrics::describe_counter!(LOGIN_FAILURES, "Failed logins, by reason");
     metrics::describe_counter!(HTTP_REQUESTS, "REST requests, by status class");
 }

@@ -1,14 +1,41 @@
-//! The client plane: TCP and WebSocket long connections, REST over HTTP,
-//! TLS, per-IP limits and the client-facing metrics.
+//! The client plane: TCP and WebSocket long connections with a session
+//! each, REST over HTTP, TLS, per-IP limits and the client-facing metrics.
 
 mod conn;
 mod deadline;
 pub mod http;
 mod limiter;
 pub mod metrics;
+mod session;
 mod stream;
 pub mod tcp;
 pub mod tls;
 mod ws;
 
+use std::sync::Arc;
+
 pub use limiter::ConnLimiter;
+
+use crate::admin::ClusterAdmin;
+use crate::auth::Auth;
+use crate::config::NodeConfig;
+use crate::delivery::Delivery;
+use crate::groups::Groups;
+use crate::messaging::Messaging;
+use crate::meta::Meta;
+
+/// The handles of the planes that connections and REST handlers serve
+/// through. It holds no state and has no behaviour of its own: each
+/// request goes to the plane that owns it.
+#[derive(Clone)]
+pub struct Planes {
+    pub config: Arc<NodeConfig>,
+    pub meta: Meta,
+    pub auth: Auth,
+    pub delivery: Delivery,
+    pub messaging: Messaging,
+    pub groups: Groups,
+    pub cluster: ClusterAdmin,
+    pub limiter: ConnLimiter,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}

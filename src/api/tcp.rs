@@ -22,7 +22,7 @@ use super::conn::{self, FrameReader, FrameWriter, Incoming};
 use super::limiter::{ConnPermit, Refusal};
 use super::metrics as m;
 use super::stream::{RESERVE_AHEAD, ReadSide, read_more};
-use crate::node::Services;
+use crate::api::Planes;
 use crate::protocol::{ErrorCode, FrameFormat, ProtocolError, encode_server_frame, frame_codec};
 
 /// Largest frame the server writes (a page of history can exceed the client frame limit).
@@ -117,36 +117,36 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter for TcpWriter<W> {
 fn connection<R: ReadSide, W: AsyncWrite + Unpin + Send + 'static>(
     read: R,
     write: W,
-    services: Arc<Services>,
+    planes: Arc<Planes>,
     peer: SocketAddr,
     stop: CancellationToken,
     permit: ConnPermit,
 ) -> impl Future<Output = ()> + Send + 'static {
     let reader = TcpReader {
         inner: read,
-        max_bytes: services.config.limits.max_frame_bytes,
+        max_bytes: planes.config.limits.max_frame_bytes,
         buf: BytesMut::new(),
     };
     let mut writer = FramedWrite::with_capacity(write, frame_codec(MAX_SERVER_FRAME_BYTES), 0);
     writer.set_backpressure_boundary(WRITE_BACKPRESSURE_BYTES);
     let writer = TcpWriter { inner: writer };
-    conn::start(services, peer, "tcp", reader, writer, stop, permit)
+    conn::start(planes, peer, "tcp", reader, writer, stop, permit)
 }
 
 async fn run_tls(
     stream: TcpStream,
     acceptor: TlsAcceptor,
-    services: Arc<Services>,
+    planes: Arc<Planes>,
     peer: SocketAddr,
     stop: CancellationToken,
     permit: ConnPermit,
 ) {
     let handshake =
-        tokio::time::timeout(services.config.handshake_timeout(), acceptor.accept(stream)).await;
+        tokio::time::timeout(planes.config.handshake_timeout(), acceptor.accept(stream)).await;
     match handshake {
         Ok(Ok(tls_stream)) => {
             let (read, write) = tokio::io::split(tls_stream);
-            connection(read, write, services, peer, stop, permit).await;
+            connection(read, write, planes, peer, stop, permit).await;
         }
         Ok(Err(err)) => {
             metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "tls_handshake").increment(1);
@@ -162,7 +162,7 @@ async fn run_tls(
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    services: Arc<Services>,
+    planes: Arc<Planes>,
     stop: CancellationToken,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
@@ -183,7 +183,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let permit = match services.limiter.acquire(peer.ip()) {
+        let permit = match planes.limiter.acquire(peer.ip()) {
             Ok(permit) => permit,
             Err(refusal) => {
                 metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => refusal.label()).increment(1);
@@ -193,7 +193,7 @@ pub async fn serve(
                 };
                 // A few bytes, which the socket buffer takes; bounded all
                 // the same, as this descriptor is one the limit did not count.
-                let patience = services.config.handshake_timeout();
+                let patience = planes.config.handshake_timeout();
                 tokio::spawn(tokio::time::timeout(patience, async move {
                     let frame = ProtocolError::new(ErrorCode::RateLimited, reason).to_frame(0);
                     let mut framed =
@@ -205,17 +205,17 @@ pub async fn serve(
                 continue;
             }
         };
-        let services = services.clone();
+        let planes = planes.clone();
         let stop = stop.clone();
         match acceptor.clone() {
             None => {
                 let (read, write) = stream.into_split();
-                connections.spawn(connection(read, write, services, peer, stop, permit))
+                connections.spawn(connection(read, write, planes, peer, stop, permit))
             }
             // Boxed so that plain connections' tasks do not carry the
             // (larger) TLS handshake and stream.
             Some(acceptor) => connections.spawn(async move {
-                Box::pin(run_tls(stream, acceptor, services, peer, stop, permit)).await;
+                Box::pin(run_tls(stream, acceptor, planes, peer, stop, permit)).await;
             }),
         };
     }

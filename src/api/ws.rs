@@ -29,7 +29,7 @@ use super::deadline::WriteDeadline;
 use super::limiter::ConnPermit;
 use super::stream::{RESERVE_AHEAD, ReadSide, read_more};
 use super::tcp::WRITE_BACKPRESSURE_BYTES;
-use crate::node::Services;
+use crate::api::Planes;
 use crate::protocol::{ErrorCode, FrameFormat, ProtocolError};
 
 const OP_CONTINUATION: u8 = 0x0;
@@ -49,7 +49,7 @@ const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Protocols`, after which the connection runs on a task of its own.
 pub fn accept(
     mut request: Request,
-    services: Arc<Services>,
+    planes: Arc<Planes>,
     peer: SocketAddr,
     stop: CancellationToken,
     permit: Arc<ConnPermit>,
@@ -66,7 +66,7 @@ pub fn accept(
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => spawn_connection(upgraded, services, peer, stop, permit),
+            Ok(upgraded) => spawn_connection(upgraded, planes, peer, stop, permit),
             Err(err) => tracing::debug!(%peer, error = %err, "websocket upgrade failed"),
         }
     });
@@ -131,7 +131,7 @@ fn accept_key(key: &[u8]) -> String {
 /// split into its owned halves, whose reads need no buffer while quiet.
 fn spawn_connection(
     upgraded: Upgraded,
-    services: Arc<Services>,
+    planes: Arc<Planes>,
     peer: SocketAddr,
     stop: CancellationToken,
     permit: Arc<ConnPermit>,
@@ -142,7 +142,7 @@ fn spawn_connection(
             let (read, write) = parts.io.into_inner().into_inner().into_split();
             let read_ahead = read_ahead(parts.read_buf);
             tokio::spawn(connection(
-                read, write, read_ahead, services, peer, stop, permit,
+                read, write, read_ahead, planes, peer, stop, permit,
             ));
             return;
         }
@@ -155,7 +155,7 @@ fn spawn_connection(
             let (read, write) = tokio::io::split(parts.io.into_inner());
             let read_ahead = read_ahead(parts.read_buf);
             tokio::spawn(connection(
-                read, write, read_ahead, services, peer, stop, permit,
+                read, write, read_ahead, planes, peer, stop, permit,
             ));
         }
         Err(upgraded) => {
@@ -164,7 +164,7 @@ fn spawn_connection(
                 read,
                 write,
                 BytesMut::new(),
-                services,
+                planes,
                 peer,
                 stop,
                 permit,
@@ -186,7 +186,7 @@ fn connection<R: ReadSide, W: AsyncWrite + Unpin + Send + 'static>(
     read: R,
     write: W,
     read_ahead: BytesMut,
-    services: Arc<Services>,
+    planes: Arc<Planes>,
     peer: SocketAddr,
     stop: CancellationToken,
     permit: Arc<ConnPermit>,
@@ -195,13 +195,13 @@ fn connection<R: ReadSide, W: AsyncWrite + Unpin + Send + 'static>(
         inner: read,
         buf: read_ahead,
         message: None,
-        max_bytes: services.config.limits.max_frame_bytes,
+        max_bytes: planes.config.limits.max_frame_bytes,
     };
     let writer = WsWriter {
         inner: write,
         buf: BytesMut::new(),
     };
-    conn::start(services, peer, "ws", reader, writer, stop, permit)
+    conn::start(planes, peer, "ws", reader, writer, stop, permit)
 }
 
 /// One frame as the client sent it, unmasked.

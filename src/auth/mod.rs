@@ -30,6 +30,16 @@ pub struct Principal {
     pub expires_at_ms: i64,
 }
 
+impl Principal {
+    /// Returns who asks, for permission checks.
+    pub fn subject(&self) -> crate::authz::Subject {
+        crate::authz::Subject {
+            user_id: self.user.user_id,
+            admin: self.user.admin,
+        }
+    }
+}
+
 /// What a successful login produced.
 #[derive(Debug, Clone)]
 pub struct LoginOutcome {
@@ -111,8 +121,7 @@ impl Auth {
         crate::meta::validate_account(account)?;
         let attempt = self.throttle.reserve(account, ip).map_err(|refusal| {
             ::metrics::counter!(metrics::LOGINS_THROTTLED, "limit" => refusal.limit()).increment(1);
-            ::metrics::counter!(crate::api::metrics::LOGIN_FAILURES, "reason" => "throttled")
-                .increment(1);
+            ::metrics::counter!(metrics::LOGIN_FAILURES, "reason" => "throttled").increment(1);
             ProtocolError::new(ErrorCode::RateLimited, refusal.to_string())
         })?;
         // From here an early return drops `attempt` unsettled: released, as
@@ -149,7 +158,7 @@ impl Auth {
         .await
         .map_err(|e| ProtocolError::internal(e.to_string()))?;
         let Some(user) = user else {
-            ::metrics::counter!(crate::api::metrics::LOGIN_FAILURES, "reason" => "bad_credentials")
+            ::metrics::counter!(metrics::LOGIN_FAILURES, "reason" => "bad_credentials")
                 .increment(1);
             return Err(ProtocolError::unauthenticated("wrong account or password"));
         };

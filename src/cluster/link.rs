@@ -409,12 +409,17 @@ pub trait PeerHandler: Send + Sync + 'static {
     fn tell(&self, request: Request);
 }
 
+/// The handler a peer listener serves with: the node replaces it as it
+/// starts (a starting node serves less), and every request is handed to
+/// the one current when it arrives.
+pub type Handlers = tokio::sync::watch::Receiver<Arc<dyn PeerHandler>>;
+
 /// Accepts peer connections until `stop` fires; each call runs as its own
 /// task, each one-way request on the connection's reader.
 pub async fn serve(
     listener: TcpListener,
     tls: super::PeerTls,
-    handler: Arc<dyn PeerHandler>,
+    handlers: Handlers,
     stop: CancellationToken,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server);
@@ -436,7 +441,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
+        let handlers = handlers.clone();
         let stop = stop.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
@@ -519,11 +524,12 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let handler = handlers.borrow().clone();
                 if frame.request_id == 0 {
                     handler.tell(request);
                     continue;
                 }
-                let (handler, tx) = (handler.clone(), tx.clone());
+                let tx = tx.clone();
                 tokio::spawn(async move {
                     let response = handler.handle(request).await;
                     let _ = tx.send(response_frame(frame.request_id, response)).await;
@@ -585,12 +591,9 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let stop = CancellationToken::new();
         let (told, heard) = mpsc::unbounded_channel();
-        tokio::spawn(serve(
-            listener,
-            tls.clone(),
-            Arc::new(Echo(told)),
-            stop.clone(),
-        ));
+        let handler: Arc<dyn PeerHandler> = Arc::new(Echo(told));
+        let (_, handlers) = tokio::sync::watch::channel(handler);
+        tokio::spawn(serve(listener, tls.clone(), handlers, stop.clone()));
         (addr, stop, heard)
     }
 

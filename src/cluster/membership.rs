@@ -164,7 +164,6 @@ pub struct MembershipError {
 /// A handle on this node's gossip. Cheap to clone.
 #[derive(Clone)]
 pub struct Membership {
-    node_id: u64,
     chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
     handle: Arc<tokio::sync::Mutex<Option<ChitchatHandle>>>,
     live: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
@@ -244,7 +243,6 @@ impl Membership {
             stop,
         ));
         Ok(Membership {
-            node_id: settings.node_id,
             chitchat,
             handle: Arc::new(tokio::sync::Mutex::new(Some(handle))),
             live,
@@ -262,12 +260,6 @@ impl Membership {
     /// Returns a receiver that sees every new view.
     pub fn watch(&self) -> watch::Receiver<Arc<View>> {
         self.view.clone()
-    }
-
-    /// Returns the owner of `key`: its node in the current view, or this
-    /// node while the view is empty (alone, or still starting).
-    pub fn owner(&self, key: u64) -> u64 {
-        self.view.borrow().owner(key).unwrap_or(self.node_id)
     }
 
     /// Says whether this node takes clients and soft actors.

@@ -1,12 +1,11 @@
-//! The cluster plane: gossip membership, peer links between nodes,
-//! placement of partition replicas by rendezvous hashing, and the
-//! controller that applies it.
+//! The cluster plane: gossip membership, peer links between nodes, and
+//! rendezvous hashing (the controller that places partition replicas by it
+//! is `partition::placement`).
 
 mod link;
 mod membership;
 pub mod metrics;
 pub mod pki;
-pub mod placement;
 pub mod ring;
 mod tls;
 

@@ -13,7 +13,37 @@ pub const BATCH_COMMANDS: &str = "chorus_proposal_batch_commands";
 /// Leadership hand-offs tried by this node, by outcome (`moved`, `kept`).
 pub const LEADER_HAND_OFFS: &str = "chorus_leader_hand_offs_total";
 
+/// Actors that failed and were dropped for a rebuild, by kind.
+pub const ACTOR_RESTARTS: &str = "chorus_actor_restarts_total";
+/// Messages appended to a conversation log.
+pub const MESSAGES_ACCEPTED: &str = "chorus_messages_accepted_total";
+/// Resends answered with the original ack.
+pub const MESSAGES_DEDUPLICATED: &str = "chorus_messages_deduplicated_total";
+/// Time from receiving a send to queueing its ack, seconds.
+pub const SEND_ACK_SECONDS: &str = "chorus_send_ack_seconds";
+/// Time from commit to queueing the last push of a message, seconds.
+pub const COMMIT_PUSH_SECONDS: &str = "chorus_commit_push_seconds";
+
 pub fn describe() {
+    metrics::describe_counter!(
+        ACTOR_RESTARTS,
+        "Actors that failed and were dropped for a rebuild, by kind"
+    );
+    metrics::describe_counter!(MESSAGES_ACCEPTED, "Messages appended to a conversation log");
+    metrics::describe_counter!(
+        MESSAGES_DEDUPLICATED,
+        "Resends answered with the original ack"
+    );
+    metrics::describe_histogram!(
+        SEND_ACK_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from receiving a send to queueing its ack"
+    );
+    metrics::describe_histogram!(
+        COMMIT_PUSH_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from commit to queueing the last push of a message"
+    );
     metrics::describe_counter!(
         LEADER_HAND_OFFS,
         "Partition leadership hand-offs to the preferred voter, by outcome"

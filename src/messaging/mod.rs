@@ -6,9 +6,13 @@
 //! there (at most two hops). The actor hands its commands to the
 //! partition's proposer, which batches them into Raft entries.
 
+mod conversation;
 mod leadership;
 pub mod metrics;
 mod proposer;
+mod reads;
+mod registry;
+mod wire;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,11 +20,13 @@ use std::time::{Duration, Instant};
 use self::metrics as m;
 use tokio::sync::oneshot;
 
+pub use conversation::{ConversationMsg, members_for, members_of};
 pub use leadership::run as spread_leaders;
 pub use proposer::{Proposer, Refusal};
+pub use registry::Registry;
 
-use crate::actors::{ConversationMsg, Directory};
 use crate::cluster::{LinkError, PeerLinks, Request as PeerRequest, Response as PeerResponse};
+use crate::delivery::{Delivery, SessionRef};
 use crate::meta::Meta;
 use crate::partition::Partitions;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb, peer_pb};
@@ -32,13 +38,6 @@ const CALL_PATIENCE: Duration = Duration::from_secs(10);
 /// not hold a request past the election that replaces it. A resend is safe,
 /// the log deduplicates it.
 const ATTEMPT_PATIENCE: Duration = Duration::from_millis(1500);
-
-/// A session anywhere in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SessionRef {
-    pub node: u64,
-    pub session: u64,
-}
 
 /// What a session asks of a conversation.
 #[derive(Debug, Clone)]
@@ -63,6 +62,15 @@ pub enum Answer {
 /// Where a conversation actor sends its answer.
 pub type Port = oneshot::Sender<Result<Answer, Refusal>>;
 
+/// How much one read may return.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// Messages (or receipts) one pull returns at most.
+    pub max_pull: u32,
+    /// Bytes of messages one page holds at most (at least one message).
+    pub page_bytes: usize,
+}
+
 /// The message path's handle.
 #[derive(Clone)]
 pub struct Messaging {
@@ -74,7 +82,9 @@ struct Inner {
     partitions: Partitions,
     meta: Meta,
     links: PeerLinks,
-    directory: Directory,
+    delivery: Delivery,
+    registry: Registry,
+    limits: ReadLimits,
     proposers: Vec<OnceLock<Proposer>>,
 }
 
@@ -84,7 +94,9 @@ impl Messaging {
         partitions: Partitions,
         meta: Meta,
         links: PeerLinks,
-        directory: Directory,
+        delivery: Delivery,
+        registry: Registry,
+        limits: ReadLimits,
     ) -> Messaging {
         let proposers = (0..partitions.count()).map(|_| OnceLock::new()).collect();
         Messaging {
@@ -93,10 +105,39 @@ impl Messaging {
                 partitions,
                 meta,
                 links,
-                directory,
+                delivery,
+                registry,
+                limits,
                 proposers,
             }),
         }
+    }
+
+    /// Returns the conversation actor if one is live on this node.
+    pub fn live_conversation(
+        &self,
+        conv: ConversationId,
+    ) -> Option<ractor::ActorRef<ConversationMsg>> {
+        self.inner.registry.live(conv)
+    }
+
+    /// Returns the conversation actor on this node, spawning it if needed.
+    #[cfg(any(test, feature = "testsuite"))]
+    pub async fn conversation_actor(
+        &self,
+        conv: ConversationId,
+    ) -> Result<ractor::ActorRef<ConversationMsg>, ProtocolError> {
+        self.inner.registry.conversation(conv, self).await
+    }
+
+    /// Returns how many conversation actors are live on this node.
+    pub fn conversation_count(&self) -> usize {
+        self.inner.registry.count()
+    }
+
+    /// Returns the partition of a conversation.
+    pub fn partition_of(&self, conv: &ConversationId) -> u16 {
+        self.inner.partitions.partition_of(conv)
     }
 
     /// Returns the proposer of a partition this node leads.
@@ -246,8 +287,8 @@ impl Messaging {
         }
         let actor = self
             .inner
-            .directory
-            .conversation(conv)
+            .registry
+            .conversation(conv, self)
             .await
             .map_err(Refusal::Failed)?;
         let (port, answer) = oneshot::channel();

@@ -15,16 +15,8 @@ pub const RUNTIME_GLOBAL_QUEUE_DEPTH: &str = "chorus_runtime_global_queue_depth"
 /// Worker threads of the tokio runtime.
 pub const RUNTIME_WORKERS: &str = "chorus_runtime_workers";
 
-/// Group writes refused by a per-user quota, by quota (`groups_owned`,
-/// `groups_per_hour`, `member_additions`).
-pub const QUOTA_REFUSALS: &str = "chorus_quota_refusals_total";
-
 /// Registers help texts for the metrics above.
 pub fn describe() {
-    metrics::describe_counter!(
-        QUOTA_REFUSALS,
-        "Group writes refused by a per-user quota, by quota"
-    );
     metrics::describe_gauge!(
         RESIDENT_MEMORY_BYTES,
         metrics::Unit::Bytes,

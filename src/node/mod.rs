@@ -1,5 +1,7 @@
-//! The node runtime: opens storage, builds the services, starts the
-//! listeners, and shuts them down in order.
+//! The node runtime, the composition root: opens storage, builds the
+//! handle of every plane (each given the lower handles it needs), starts
+//! the listeners and background tasks, and shuts them down in order. It
+//! holds no behaviour of a plane itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,28 +10,22 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::actors::{ConversationMsg, Directory, Homes};
-use crate::api::{self, ConnLimiter};
+use crate::admin::ClusterAdmin;
+use crate::api::{self, ConnLimiter, Planes};
 use crate::auth::Auth;
-use crate::cluster::{self, Membership, MembershipSettings, PeerLinks};
+use crate::cluster::{self, Membership, MembershipSettings, PeerHandler, PeerLinks};
 use crate::config::NodeConfig;
 use crate::db::{self, Db, StorageError};
-use crate::messaging::Messaging;
-use crate::meta::{GroupRecord, Meta, NodeRecord};
-use crate::partition::Partitions;
-use crate::protocol::{ConversationId, ErrorCode, ProtocolError};
+use crate::delivery::{self, Delivery};
+use crate::groups::Groups;
+use crate::messaging::{Messaging, ReadLimits, Registry};
+use crate::meta::{Meta, NodeRecord};
+use crate::partition::{Partitions, placement};
 use crate::raft::RaftHost;
 
 mod metrics;
 mod peer;
 mod process;
-mod quotas;
-mod reads;
-mod routing;
-mod wire;
-
-pub use crate::messaging::SessionRef;
-pub use routing::HomeOp;
 
 /// Listen backlog: bursts of (re)connecting clients must not overflow it.
 const LISTEN_BACKLOG: u32 = 4096;
@@ -74,212 +70,6 @@ pub enum NodeError {
     Setup(String),
 }
 
-/// Everything the listeners and actors of a node share.
-pub struct Services {
-    pub config: Arc<NodeConfig>,
-    pub meta: Meta,
-    pub partitions: Partitions,
-    pub auth: Auth,
-    pub directory: Directory,
-    pub homes: Homes,
-    pub limiter: ConnLimiter,
-    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    pub links: PeerLinks,
-    pub membership: Membership,
-    pub quotas: quotas::GroupQuotas,
-    pub messaging: Messaging,
-}
-
-impl Services {
-    /// Creates a group owned by `actor` (user id, admin), within the
-    /// actor's quotas unless they are an admin.
-    pub async fn create_group(
-        &self,
-        actor: (u64, bool),
-        name: &str,
-        members: &[u64],
-    ) -> Result<GroupRecord, ProtocolError> {
-        let (actor_id, actor_admin) = actor;
-        let mut added: Vec<u64> = members.iter().copied().filter(|m| *m != actor_id).collect();
-        added.sort_unstable();
-        added.dedup();
-        self.quotas
-            .charge_additions(actor_id, actor_admin, added.len() as u64)?;
-        let max = self.config.limits.max_group_members;
-        let quota = self.quotas.group_quota(actor_admin);
-        self.meta
-            .create_group(actor_id, name, members, max, quota)
-            .await
-            .map_err(|err| {
-                let err = ProtocolError::from(err);
-                quotas::count_refusal(&err);
-                err
-            })
-    }
-
-    /// Changes a group's members on behalf of `actor` (user id, admin), who
-    /// must own the group or be an admin.
-    pub async fn change_members(
-        self: &Arc<Self>,
-        actor: (u64, bool),
-        group_id: u64,
-        add: &[u64],
-        remove: &[u64],
-    ) -> Result<GroupRecord, ProtocolError> {
-        let group = self
-            .meta
-            .group(group_id)?
-            .ok_or_else(|| ProtocolError::not_found(format!("group {group_id} does not exist")))?;
-        let (actor_id, actor_admin) = actor;
-        if group.owner != actor_id && !actor_admin {
-            return Err(ProtocolError::forbidden(
-                "only the group owner or an admin may change members",
-            ));
-        }
-        let mut added: Vec<u64> = add
-            .iter()
-            .copied()
-            .filter(|m| group.members.binary_search(m).is_err())
-            .collect();
-        added.sort_unstable();
-        added.dedup();
-        self.quotas
-            .charge_additions(actor_id, actor_admin, added.len() as u64)?;
-        let max = self.config.limits.max_group_members;
-        let group = self.meta.change_members(group_id, add, remove, max).await?;
-        // The actor here, if any; one on another node reloads within its
-        // members' time to live.
-        if let Some(conv) = self
-            .directory
-            .live_conversation(ConversationId::Group(group_id))
-        {
-            let _ = conv.cast(ConversationMsg::MembersChanged);
-        }
-        Ok(group)
-    }
-}
-
-/// The cluster as this node sees it (`GET /api/v1/admin/cluster`).
-#[derive(Debug, serde::Serialize)]
-pub struct ClusterStatus {
-    pub node_id: u64,
-    pub nodes: Vec<NodeRecord>,
-    pub meta_leader: Option<u64>,
-    pub meta_voters: Vec<u64>,
-    pub partitions: Vec<PartitionStatus>,
-    /// Users homed on this node, and live conversation actors.
-    pub actors: (usize, usize),
-    /// Authenticated sessions connected to this node.
-    pub sessions: usize,
-    /// The ready nodes in this node's gossip view, and the view's id.
-    pub view: Vec<cluster::Member>,
-    pub view_id: u64,
-    /// Online users by department, cluster-wide (0: everyone).
-    pub online: std::collections::BTreeMap<u64, u64>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct PartitionStatus {
-    pub partition: u16,
-    pub leader: Option<u64>,
-    pub voters: Vec<u64>,
-    /// The committed placement and its epoch.
-    pub placement: Vec<u64>,
-    pub epoch: u64,
-    pub last_applied: Option<u64>,
-}
-
-impl Services {
-    /// Returns the cluster as this node's replicas see it.
-    pub async fn cluster_status(&self) -> Result<ClusterStatus, ProtocolError> {
-        let meta_metrics = self.meta.raft().metrics().borrow().clone();
-        let view = self.membership.view();
-        let mut partitions = Vec::new();
-        for (index, raft) in self.partitions.rafts().iter().enumerate() {
-            let metrics = raft.metrics().borrow().clone();
-            let placement = self.meta.placement(index as u16)?;
-            partitions.push(PartitionStatus {
-                partition: index as u16,
-                leader: metrics.current_leader,
-                voters: metrics.membership_config.membership().voter_ids().collect(),
-                placement: placement.replicas,
-                epoch: placement.epoch,
-                last_applied: metrics.last_applied.map(|l| l.index),
-            });
-        }
-        Ok(ClusterStatus {
-            node_id: self.config.node_id,
-            nodes: self.meta.nodes()?,
-            meta_leader: meta_metrics.current_leader,
-            meta_voters: meta_metrics
-                .membership_config
-                .membership()
-                .voter_ids()
-                .collect(),
-            partitions,
-            actors: (self.homes.len(), self.directory.conversation_count()),
-            sessions: self.directory.session_count(),
-            view: view.nodes.values().cloned().collect(),
-            view_id: view.id,
-            online: self.online_counts().into_iter().collect(),
-        })
-    }
-
-    /// Forgets a node: the metadata group drops it from its voters (when it
-    /// was one) and placement moves its partition replicas elsewhere.
-    pub async fn remove_node(&self, node_id: u64) -> Result<(), ProtocolError> {
-        if node_id == self.config.node_id {
-            return Err(ProtocolError::invalid(
-                "a node cannot remove itself; ask another node",
-            ));
-        }
-        let raft = self.meta.raft();
-        let metrics = raft.metrics().borrow().clone();
-        if metrics.current_leader != Some(self.config.node_id) {
-            return Err(ProtocolError::new(
-                ErrorCode::UnavailableRetry,
-                format!(
-                    "ask the metadata leader (node {:?})",
-                    metrics.current_leader
-                ),
-            ));
-        }
-        let membership = metrics.membership_config.membership().clone();
-        let was_voter = membership.voter_ids().any(|v| v == node_id);
-        let mut voters: std::collections::BTreeSet<u64> =
-            membership.voter_ids().filter(|v| *v != node_id).collect();
-        // Keep three voters when learners can take the place.
-        for learner in membership.learner_ids().filter(|l| *l != node_id) {
-            if voters.len() >= 3 {
-                break;
-            }
-            voters.insert(learner);
-        }
-        if voters.is_empty() {
-            return Err(ProtocolError::invalid(
-                "cannot remove the last metadata voter",
-            ));
-        }
-        self.meta.remove_node(node_id).await?;
-        let change = if was_voter {
-            openraft::ChangeMembers::ReplaceAllVoters(voters)
-        } else {
-            openraft::ChangeMembers::RemoveNodes([node_id].into())
-        };
-        if was_voter || membership.get_node(&node_id).is_some() {
-            raft.change_membership(change, false)
-                .await
-                .map_err(|e| ProtocolError::new(ErrorCode::UnavailableRetry, e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    /// Returns the partition of a conversation.
-    pub fn partition_of(&self, conv: &ConversationId) -> u16 {
-        self.partitions.partition_of(conv)
-    }
-}
-
 /// Refuses to start a node without cluster credentials whose data folder
 /// says it belongs to a cluster of several nodes: its throwaway credentials
 /// would let no peer in, and no peer may come in without credentials.
@@ -315,7 +105,9 @@ async fn refuse_cluster_without_credentials(meta: &Meta, node_id: u64) -> Result
 
 /// A running node.
 pub struct Node {
-    pub services: Arc<Services>,
+    pub(crate) planes: Arc<Planes>,
+    membership: Membership,
+    partitions: Partitions,
     tcp_addr: SocketAddr,
     http_addr: SocketAddr,
     peer_addr: SocketAddr,
@@ -384,15 +176,13 @@ impl Node {
         if alone {
             refuse_cluster_without_credentials(&meta, config.node_id).await?;
         }
-        let peers = Arc::new(peer::PeerService::new(
-            config.node_id,
-            meta.clone(),
-            links.clone(),
-        ));
+        let peers = peer::PeerService::starting(config.node_id, meta.clone(), links.clone());
+        let (peer_handlers, handlers) =
+            tokio::sync::watch::channel(Arc::new(peers.clone()) as Arc<dyn PeerHandler>);
         tasks.spawn(cluster::serve(
             peer,
             peer_tls.clone(),
-            peers.clone(),
+            handlers,
             stop.clone(),
         ));
         let membership = Membership::start(
@@ -440,9 +230,15 @@ impl Node {
         let partitions = Partitions::open(&host, partition_count)
             .await
             .map_err(|e| setup(&e))?;
-        peers.set_partitions(partitions.clone());
 
-        let directory = Directory::start()
+        // The planes, each from the handles below it.
+        let delivery = Delivery::new(
+            config.node_id,
+            membership.clone(),
+            links.clone(),
+            meta.clone(),
+        );
+        let registry = Registry::start()
             .await
             .map_err(|e| NodeError::Actors(e.to_string()))?;
         let messaging = Messaging::new(
@@ -450,15 +246,52 @@ impl Node {
             partitions.clone(),
             meta.clone(),
             links.clone(),
-            directory.clone(),
+            delivery.clone(),
+            registry,
+            ReadLimits {
+                max_pull: config.limits.max_pull,
+                // A quarter of a connection's queue: the reader takes a
+                // request while under half of it, so a page fits with room
+                // left for pushes.
+                page_bytes: config.limits.max_queued_bytes_per_connection / 4,
+            },
         );
-        let services = Arc::new(Services {
-            messaging,
-            auth: Auth::new(meta.clone(), config.auth.clone()),
-            partitions,
-            meta,
-            directory: directory.clone(),
-            homes: Homes::default(),
+        let groups = Groups::new(
+            meta.clone(),
+            messaging.clone(),
+            config.quotas.clone(),
+            config.limits.max_group_members,
+        );
+        let cluster_admin = ClusterAdmin::new(
+            config.node_id,
+            meta.clone(),
+            partitions.clone(),
+            membership.clone(),
+            delivery.clone(),
+            messaging.clone(),
+        );
+        let serving = peers.serving(peer::PeerPlanes {
+            partitions: partitions.clone(),
+            messaging: messaging.clone(),
+            delivery: delivery.clone(),
+        });
+        peer_handlers.send_replace(Arc::new(serving));
+        let auth = Auth::new(meta.clone(), config.auth.clone());
+        let generated_admin_password = if bootstrap {
+            crate::admin::ensure_admin(&meta, &auth)
+                .await
+                .map_err(|e| setup(&e))?
+        } else {
+            None
+        };
+        let planes = Arc::new(Planes {
+            config: config.clone(),
+            meta: meta.clone(),
+            auth,
+            delivery: delivery.clone(),
+            messaging: messaging.clone(),
+            groups,
+            cluster: cluster_admin,
             // A quarter of the reserve answers health checks at the cap.
             limiter: ConnLimiter::new(
                 config.limits.max_connections_per_ip,
@@ -466,49 +299,44 @@ impl Node {
                 config.limits.reserved_fds / 4,
             ),
             metrics,
-            config: config.clone(),
-            links: links.clone(),
-            membership: membership.clone(),
-            quotas: quotas::GroupQuotas::new(config.quotas.clone()),
         });
-        peers.set_services(services.clone());
-        directory.bind(&services);
-        let generated_admin_password = if bootstrap {
-            crate::admin::ensure_admin(&services)
-                .await
-                .map_err(|e| setup(&e))?
-        } else {
-            None
-        };
-        let placement = cluster::placement::PlacementSettings {
+        let placement_settings = placement::PlacementSettings {
             interval: Duration::from_millis(config.cluster.placement_interval_ms),
             settle: Duration::from_secs(config.cluster.rebalance_delay_secs),
             replication_factor: config.cluster.replication_factor,
         };
-        tasks.spawn(cluster::placement::run(
-            services.clone(),
-            placement,
+        tasks.spawn(placement::run(
+            config.node_id,
+            meta.clone(),
+            partitions.clone(),
+            placement_settings,
             stop.clone(),
         ));
         tasks.spawn(api::tcp::serve(
             tcp,
             tls.clone(),
-            services.clone(),
+            planes.clone(),
             stop.clone(),
         ));
         let http = starting.finish().await;
-        tasks.spawn(api::http::serve(http, tls, services.clone(), stop.clone()));
+        tasks.spawn(api::http::serve(http, tls, planes.clone(), stop.clone()));
         tasks.spawn(process::sample(stop.clone()));
-        tasks.spawn(routing::run(services.clone(), stop.clone()));
+        let upkeep = delivery::Upkeep {
+            lease: Duration::from_secs(config.auth.session_lease_secs.max(1)),
+            gossip: Duration::from_millis(config.cluster.gossip_interval_ms),
+        };
+        tasks.spawn(delivery::run(delivery, upkeep, stop.clone()));
         tasks.spawn(crate::messaging::spread_leaders(
-            services.messaging.clone(),
+            messaging,
             membership.clone(),
             stop.clone(),
         ));
         membership.set_ready(true).await;
         tracing::info!(node = config.node_id, %tcp_addr, %http_addr, %peer_addr, tls = config.tls.is_some(), "node ready");
         Ok(Node {
-            services,
+            planes,
+            membership,
+            partitions,
             tcp_addr,
             http_addr,
             peer_addr,
@@ -516,6 +344,18 @@ impl Node {
             tasks,
             generated_admin_password,
         })
+    }
+
+    /// Seeds the demo organisation (idempotent); returns the accounts it
+    /// created.
+    pub async fn seed_demo(&self) -> Result<Vec<String>, crate::meta::MetaError> {
+        let planes = &self.planes;
+        crate::admin::seed_demo(
+            &planes.meta,
+            &planes.auth,
+            planes.config.limits.max_group_members,
+        )
+        .await
     }
 
     pub fn peer_addr(&self) -> SocketAddr {
@@ -539,14 +379,14 @@ impl Node {
     /// actors), stops accepting, closes live connections, and waits for the
     /// listeners.
     pub async fn shutdown(mut self) {
-        self.services.membership.leave().await;
+        self.membership.leave().await;
         self.stop.cancel();
-        self.services.membership.shutdown().await;
+        self.membership.shutdown().await;
         while self.tasks.join_next().await.is_some() {}
-        for raft in self.services.partitions.rafts() {
+        for raft in self.partitions.rafts() {
             let _ = raft.shutdown().await;
         }
-        let _ = self.services.meta.raft().shutdown().await;
+        let _ = self.planes.meta.raft().shutdown().await;
         tracing::info!("node stopped");
     }
 }

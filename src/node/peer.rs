@@ -1,19 +1,23 @@
 //! This node's side of the peer links: Raft RPCs for its groups, proposals
-//! forwarded from followers, joins of new nodes, reads, home operations,
-//! and the one-way deliveries, pushes and revocations.
+//! forwarded from followers, joins of new nodes, conversation calls, reads,
+//! home operations, and the one-way deliveries, pushes and revocations.
+//! Each request goes to the plane that owns it. A starting node serves
+//! only its metadata group and joins (its partitions do not exist yet); the
+//! node then hands the listener the service of every plane.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, RaftTypeConfig};
 
-use super::Services;
 use crate::cluster::{PeerHandler, PeerLinks, Request, Response, error_response, request_label};
+use crate::delivery::Delivery;
+use crate::messaging::Messaging;
 use crate::meta::{Meta, NodeRecord};
-use crate::partition::Partitions;
+use crate::partition::{PartitionRaft, Partitions};
 use crate::protocol::{ErrorCode, ProtocolError, peer_pb};
 use crate::raft::{GroupConfig, META_GROUP, Wire, wire};
 
@@ -29,8 +33,16 @@ pub struct PeerService {
     node_id: u64,
     meta: Meta,
     links: PeerLinks,
-    partitions: Arc<OnceLock<Partitions>>,
-    services: Arc<OnceLock<Arc<Services>>>,
+    /// The planes behind the partitions, once the node has them.
+    planes: Option<PeerPlanes>,
+}
+
+/// What a started node serves beyond its metadata group.
+#[derive(Clone)]
+pub struct PeerPlanes {
+    pub partitions: Partitions,
+    pub messaging: Messaging,
+    pub delivery: Delivery,
 }
 
 fn unavailable(err: impl std::fmt::Display) -> ProtocolError {
@@ -109,36 +121,33 @@ fn group_of(request: &Request) -> Option<u32> {
 }
 
 impl PeerService {
-    pub fn new(node_id: u64, meta: Meta, links: PeerLinks) -> Self {
+    /// Serves the metadata group and joins, while the node starts.
+    pub fn starting(node_id: u64, meta: Meta, links: PeerLinks) -> Self {
         PeerService {
             node_id,
             meta,
             links,
-            partitions: Arc::default(),
-            services: Arc::default(),
+            planes: None,
         }
     }
 
-    pub fn set_partitions(&self, partitions: Partitions) {
-        let _ = self.partitions.set(partitions);
+    /// Serves every plane too.
+    pub fn serving(&self, planes: PeerPlanes) -> Self {
+        PeerService {
+            planes: Some(planes),
+            ..self.clone()
+        }
     }
 
-    pub fn set_services(&self, services: Arc<Services>) {
-        let _ = self.services.set(services);
-    }
-
-    fn services(&self) -> Result<&Arc<Services>, ProtocolError> {
-        self.services
-            .get()
+    fn planes(&self) -> Result<&PeerPlanes, ProtocolError> {
+        self.planes
+            .as_ref()
             .ok_or_else(|| unavailable("node still starting"))
     }
 
-    fn partition_raft(&self, group: u32) -> Result<crate::partition::PartitionRaft, ProtocolError> {
-        let partitions = self
+    fn partition_raft(&self, group: u32) -> Result<PartitionRaft, ProtocolError> {
+        self.planes()?
             .partitions
-            .get()
-            .ok_or_else(|| unavailable("partitions not started yet"))?;
-        partitions
             .rafts()
             .get((group as usize).wrapping_sub(1))
             .cloned()
@@ -153,20 +162,15 @@ impl PeerService {
                 Ok(Response::Joined(peer_pb::Joined {}))
             }
             Request::Home(envelope) => {
-                let services = self.services()?.clone();
-                Ok(Response::Home(services.home_envelope(envelope).await?))
+                let delivery = &self.planes()?.delivery;
+                Ok(Response::Home(delivery.home_envelope(envelope).await?))
             }
-            Request::Converse(call) => {
-                let messaging = self.services()?.messaging.clone();
-                Ok(messaging.serve_call(call).await)
-            }
-            Request::Elect(request) => {
-                let messaging = self.services()?.messaging.clone();
-                Ok(Response::Elect(messaging.serve_elect(request).await))
-            }
+            Request::Converse(call) => Ok(self.planes()?.messaging.serve_call(call).await),
+            Request::Elect(request) => Ok(Response::Elect(
+                self.planes()?.messaging.serve_elect(request).await,
+            )),
             Request::Read(read) => {
-                let services = self.services()?.clone();
-                let answer = services.read_here(read.try_into()?).await;
+                let answer = self.planes()?.messaging.read_here(read.try_into()?).await;
                 Ok(Response::Read(answer.into()))
             }
             Request::Deliver(_) | Request::Push(_) | Request::Revoke(_) => Err(
@@ -185,14 +189,14 @@ impl PeerService {
     }
 
     fn take(&self, request: Request) -> Result<(), ProtocolError> {
-        let services = self.services()?;
+        let delivery = &self.planes()?.delivery;
         match request {
-            Request::Deliver(delivery) => services.delivery_envelope(false, delivery),
-            Request::Push(delivery) => services.delivery_envelope(true, delivery),
+            Request::Deliver(envelope) => delivery.delivery_envelope(false, envelope),
+            Request::Push(envelope) => delivery.delivery_envelope(true, envelope),
             Request::Revoke(revocation) => {
                 let code =
                     ErrorCode::try_from(revocation.code).unwrap_or(ErrorCode::Unauthenticated);
-                services.revoked_here(
+                delivery.revoked_here(
                     revocation.user,
                     &revocation.token_digest,
                     code,

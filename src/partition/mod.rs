@@ -4,6 +4,9 @@
 //! are commands applied in log order by `state_machine.rs`, with seqs
 //! assigned there. Reads come from the local replica.
 
+pub mod placement;
+#[cfg(test)]
+mod raft_wire_tests;
 mod state_machine;
 mod wire;
 
@@ -213,6 +216,7 @@ impl Partitions {
     }
 
     /// Returns the 1:1 conversations a user takes part in (one seek per partition).
+    #[cfg(test)]
     pub fn direct_conversations(&self, user: u64) -> Result<Vec<ConversationId>, StorageError> {
         let all: Vec<u16> = (0..self.keys.count as u16).collect();
         self.direct_conversations_in(user, &all)

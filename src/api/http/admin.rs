@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, ApiResult, AppState, admin, blocking, id_param, json_body, query_params};
-use crate::node::{ClusterStatus, PartitionStatus};
+use crate::admin::{ClusterStatus, PartitionStatus};
 
 const AUDIT_DEFAULT_LIMIT: usize = 100;
 const AUDIT_MAX_LIMIT: usize = 1000;
@@ -53,18 +53,18 @@ pub(super) struct AuditView {
     responses((status = 200, description = "audit entries, newest first", body = Vec<AuditView>))
 )]
 pub(super) async fn audit_log(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Vec<AuditView>> {
-    admin(&services, &headers).await?;
+    admin(&planes, &headers).await?;
     let query = query_params(query)?;
     let limit = query
         .limit
         .unwrap_or(AUDIT_DEFAULT_LIMIT)
         .clamp(1, AUDIT_MAX_LIMIT);
     let before = query.before.unwrap_or(0);
-    let entries = blocking(move || Ok(services.meta.audit(limit, before)?)).await?;
+    let entries = blocking(move || Ok(planes.meta.audit(limit, before)?)).await?;
     Ok(Json(
         entries
             .into_iter()
@@ -100,11 +100,11 @@ pub(super) struct LogLevel {
     responses((status = 200, description = "the filter now in force", body = LogLevel))
 )]
 pub(super) async fn set_log_level(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<LogLevel>, JsonRejection>,
 ) -> ApiResult<LogLevel> {
-    let principal = admin(&services, &headers).await?;
+    let principal = admin(&planes, &headers).await?;
     let level = crate::logging::set_level(&json_body(body)?.level)?;
     tracing::info!(admin = principal.user.user_id, %level, "log level changed");
     Ok(Json(LogLevel { level }))
@@ -222,11 +222,11 @@ impl From<ClusterStatus> for ClusterView {
     responses((status = 200, description = "the cluster as this node sees it", body = ClusterView))
 )]
 pub(super) async fn cluster_status(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<ClusterView> {
-    admin(&services, &headers).await?;
-    Ok(Json(services.cluster_status().await?.into()))
+    admin(&planes, &headers).await?;
+    Ok(Json(planes.cluster.cluster_status().await?.into()))
 }
 
 /// Decommissions a node: its partition replicas move to the other nodes and
@@ -240,12 +240,12 @@ pub(super) async fn cluster_status(
     responses((status = 204, description = "removed"))
 )]
 pub(super) async fn remove_node(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     headers: HeaderMap,
     node_id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    admin(&services, &headers).await?;
+    admin(&planes, &headers).await?;
     let node_id = id_param(node_id)?;
-    services.remove_node(node_id).await?;
+    planes.cluster.remove_node(node_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

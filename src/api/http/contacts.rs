@@ -53,11 +53,11 @@ pub(super) struct ContactView {
     responses((status = 200, description = "matching users, by id", body = Vec<ContactView>))
 )]
 pub(super) async fn search_contacts(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<ContactQuery>, QueryRejection>,
 ) -> ApiResult<Vec<ContactView>> {
-    principal(&services, &headers).await?;
+    principal(&planes, &headers).await?;
     let query = query_params(query)?;
     if query.q.trim().is_empty() || query.q.chars().count() > 64 {
         return Err(ApiError(ProtocolError::invalid(
@@ -69,8 +69,8 @@ pub(super) async fn search_contacts(
         .unwrap_or(CONTACTS_DEFAULT_LIMIT)
         .clamp(1, CONTACTS_MAX_LIMIT);
     let contacts = blocking(move || {
-        let users = services.meta.search_contacts(&query.q, limit)?;
-        let names: std::collections::HashMap<u64, String> = services
+        let users = planes.meta.search_contacts(&query.q, limit)?;
+        let names: std::collections::HashMap<u64, String> = planes
             .meta
             .departments()?
             .into_iter()

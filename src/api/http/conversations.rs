@@ -158,19 +158,19 @@ impl From<pb::content::Kind> for ContentView {
     responses((status = 200, description = "a page of messages", body = HistoryPage))
 )]
 pub(super) async fn history(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     headers: HeaderMap,
     conversation: Result<Path<String>, PathRejection>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> ApiResult<HistoryPage> {
     let conversation = path_param(conversation)?;
     let query = query_params(query)?;
-    let user = principal(&services, &headers).await?.user.user_id;
+    let user = principal(&planes, &headers).await?.user.user_id;
     let pull = pb::PullRequest {
         conversation,
         after_seq: query.after_seq,
         limit: query.limit,
     };
-    let result = services.pull(user, pull).await?;
+    let result = planes.messaging.pull(user, pull).await?;
     Ok(Json(result.into()))
 }

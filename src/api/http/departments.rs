@@ -94,14 +94,14 @@ pub(super) struct CreateDepartmentBody {
     responses((status = 201, description = "the new department", body = DepartmentView))
 )]
 pub(super) async fn create_department(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     body: Result<Json<CreateDepartmentBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<DepartmentView>), ApiError> {
-    let by = actor(&admin(&services, &headers).await?, peer);
+    let by = actor(&admin(&planes, &headers).await?, peer);
     let body = json_body(body)?;
-    let department = services
+    let department = planes
         .meta
         .create_department(&by, body.parent_id, &body.name, body.order)
         .await?;
@@ -127,16 +127,16 @@ pub(super) struct UpdateDepartmentBody {
     responses((status = 200, description = "the changed department", body = DepartmentView))
 )]
 pub(super) async fn update_department(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     department_id: Result<Path<String>, PathRejection>,
     body: Result<Json<UpdateDepartmentBody>, JsonRejection>,
 ) -> ApiResult<DepartmentView> {
-    let by = actor(&admin(&services, &headers).await?, peer);
+    let by = actor(&admin(&planes, &headers).await?, peer);
     let department_id = id_param(department_id)?;
     let body = json_body(body)?;
-    let department = services
+    let department = planes
         .meta
         .update_department(&by, department_id, body.name, body.order)
         .await?;
@@ -163,16 +163,16 @@ pub(super) struct MoveDepartmentBody {
     responses((status = 200, description = "the moved department", body = DepartmentView))
 )]
 pub(super) async fn move_department(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     department_id: Result<Path<String>, PathRejection>,
     body: Result<Json<MoveDepartmentBody>, JsonRejection>,
 ) -> ApiResult<DepartmentView> {
-    let by = actor(&admin(&services, &headers).await?, peer);
+    let by = actor(&admin(&planes, &headers).await?, peer);
     let department_id = id_param(department_id)?;
     let body = json_body(body)?;
-    let department = services
+    let department = planes
         .meta
         .move_department(&by, department_id, body.parent_id)
         .await?;
@@ -190,14 +190,14 @@ pub(super) async fn move_department(
     responses((status = 204, description = "deleted"))
 )]
 pub(super) async fn delete_department(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     department_id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let by = actor(&admin(&services, &headers).await?, peer);
+    let by = actor(&admin(&planes, &headers).await?, peer);
     let department_id = id_param(department_id)?;
-    services.meta.delete_department(&by, department_id).await?;
+    planes.meta.delete_department(&by, department_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -210,12 +210,12 @@ pub(super) async fn delete_department(
     responses((status = 200, description = "the top-level departments with their subtrees", body = Vec<DepartmentNodeView>))
 )]
 pub(super) async fn department_tree(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Vec<DepartmentNodeView>> {
-    principal(&services, &headers).await?;
-    let online = services.online_counts();
-    let mut tree = blocking(move || Ok(services.meta.department_tree()?)).await?;
+    principal(&planes, &headers).await?;
+    let online = planes.delivery.online_counts();
+    let mut tree = blocking(move || Ok(planes.meta.department_tree()?)).await?;
     crate::meta::fill_online(&mut tree, &online);
     Ok(Json(
         tree.into_iter().map(DepartmentNodeView::from).collect(),

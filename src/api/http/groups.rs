@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiResult, AppState, Peer, actor, blocking, id_param, json_body, principal};
-use crate::actors::members_of;
+use crate::api::Planes;
 use crate::auth::Principal;
+use crate::authz::{self, Action};
+use crate::messaging::members_of;
 use crate::meta::GroupRecord;
-use crate::node::Services;
-use crate::protocol::{ConversationId, ProtocolError};
+use crate::protocol::ConversationId;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -64,23 +65,20 @@ pub(super) struct MemberIds(Vec<u64>);
     responses((status = 201, description = "the new group", body = GroupView))
 )]
 pub(super) async fn create_group(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     body: Result<Json<CreateGroupBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<GroupView>), ApiError> {
-    let principal = principal(&services, &headers).await?;
+    let principal = principal(&planes, &headers).await?;
     let body = json_body(body)?;
-    let group = services
-        .create_group(
-            (principal.user.user_id, principal.user.admin),
-            &body.name,
-            &body.members,
-        )
+    let group = planes
+        .groups
+        .create_group(&principal.subject(), &body.name, &body.members)
         .await?;
-    if principal.user.admin {
+    if authz::allows(&principal.subject(), Action::BeAudited) {
         let detail = serde_json::json!({ "name": group.name, "members": group.members });
-        audit_group(&services, &principal, peer, "group.create", &group, detail).await;
+        audit_group(&planes, &principal, peer, "group.create", &group, detail).await;
     }
     Ok((StatusCode::CREATED, Json(group.into())))
 }
@@ -89,7 +87,7 @@ pub(super) async fn create_group(
 /// service, so the entry is a second command right after the change; a
 /// failure to record it is logged, the change stands.
 async fn audit_group(
-    services: &Services,
+    planes: &Planes,
     principal: &Principal,
     peer: Peer,
     action: &str,
@@ -97,7 +95,7 @@ async fn audit_group(
     detail: serde_json::Value,
 ) {
     let target = format!("group:{}", group.group_id);
-    if let Err(err) = services
+    if let Err(err) = planes
         .meta
         .record_audit(&actor(principal, peer), action, target, detail)
         .await
@@ -127,26 +125,22 @@ pub(super) struct ChangeMembersBody {
     responses((status = 200, description = "the changed group", body = GroupView))
 )]
 pub(super) async fn change_members(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     group_id: Result<Path<String>, PathRejection>,
     body: Result<Json<ChangeMembersBody>, JsonRejection>,
 ) -> ApiResult<GroupView> {
     let group_id = id_param(group_id)?;
-    let principal = principal(&services, &headers).await?;
+    let principal = principal(&planes, &headers).await?;
     let body = json_body(body)?;
-    let group = services
-        .change_members(
-            (principal.user.user_id, principal.user.admin),
-            group_id,
-            &body.add,
-            &body.remove,
-        )
+    let group = planes
+        .groups
+        .change_members(&principal.subject(), group_id, &body.add, &body.remove)
         .await?;
-    if principal.user.admin {
+    if authz::allows(&principal.subject(), Action::BeAudited) {
         let detail = serde_json::json!({ "add": body.add, "remove": body.remove });
-        audit_group(&services, &principal, peer, "group.members", &group, detail).await;
+        audit_group(&planes, &principal, peer, "group.members", &group, detail).await;
     }
     Ok(Json(group.into()))
 }
@@ -161,17 +155,20 @@ pub(super) async fn change_members(
     responses((status = 200, description = "the members' user ids", body = MemberIds))
 )]
 pub(super) async fn list_members(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     headers: HeaderMap,
     group_id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<MemberIds> {
     let group_id = id_param(group_id)?;
-    let principal = principal(&services, &headers).await?;
+    let principal = principal(&planes, &headers).await?;
     let members = blocking(move || {
-        let members = members_of(&services, &ConversationId::Group(group_id))?;
-        if !principal.user.admin && members.binary_search(&principal.user.user_id).is_err() {
-            return Err(ProtocolError::forbidden("not a member of this group"));
-        }
+        let conv = ConversationId::Group(group_id);
+        let members = members_of(&planes.meta, &conv)?;
+        let see = Action::SeeMembers {
+            conv: &conv,
+            members: &members,
+        };
+        authz::check(&principal.subject(), see)?;
         Ok(members)
     })
     .await?;

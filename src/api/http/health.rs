@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState, ConnSettings};
+use crate::api::Planes;
 use crate::config::NodeConfig;
-use crate::node::Services;
 use crate::protocol::{ErrorCode, ProtocolError};
 
 /// Whether this node's readiness holds, and what is missing when it does not.
@@ -81,18 +81,17 @@ pub(super) async fn healthz() -> &'static str {
     )
 )]
 pub(super) async fn readyz(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(caught_up): Extension<CaughtUp>,
 ) -> Readiness {
-    Readiness::from_missing(missing(&services, &caught_up))
+    Readiness::from_missing(missing(&planes, &caught_up))
 }
 
 /// Returns what keeps the node from being ready.
-fn missing(services: &Services, caught_up: &CaughtUp) -> Vec<String> {
+fn missing(planes: &Planes, caught_up: &CaughtUp) -> Vec<String> {
     let mut missing = Vec::new();
-    let me = services.config.node_id;
     {
-        let meta = services.meta.raft().metrics();
+        let meta = planes.meta.raft().metrics();
         let meta = meta.borrow();
         if meta.current_leader.is_none() {
             missing.push("the metadata replica knows no leader".to_string());
@@ -108,22 +107,11 @@ fn missing(services: &Services, caught_up: &CaughtUp) -> Vec<String> {
             ));
         }
     }
-    let leaderless: Vec<String> = services
-        .partitions
-        .rafts()
+    let leaderless: Vec<String> = planes
+        .cluster
+        .leaderless_partitions()
         .iter()
-        .enumerate()
-        .filter(|(_, raft)| {
-            let metrics = raft.metrics();
-            let metrics = metrics.borrow();
-            let held = metrics
-                .membership_config
-                .membership()
-                .nodes()
-                .any(|(id, _)| *id == me);
-            held && metrics.current_leader.is_none()
-        })
-        .map(|(index, _)| index.to_string())
+        .map(u16::to_string)
         .collect();
     if !leaderless.is_empty() {
         missing.push(format!(
@@ -141,10 +129,10 @@ fn missing(services: &Services, caught_up: &CaughtUp) -> Vec<String> {
     tag = "health",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
-pub(super) async fn metrics_text(State(services): State<AppState>) -> impl IntoResponse {
+pub(super) async fn metrics_text(State(planes): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        services.metrics.render(),
+        planes.metrics.render(),
     )
 }
 

@@ -39,9 +39,10 @@ pub use openapi::document;
 use super::deadline::WriteDeadline;
 use super::limiter::{ConnPermit, Refusal};
 use super::metrics as m;
+use crate::api::Planes;
 use crate::auth::Principal;
+use crate::authz::{self, Action};
 use crate::meta::Actor;
-use crate::node::Services;
 use crate::protocol::{ErrorCode, ProtocolError};
 
 /// A REST error: the protocol error with its HTTP status.
@@ -122,7 +123,7 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 #[derive(Clone, Copy)]
 struct Peer(SocketAddr);
 
-type AppState = Arc<Services>;
+type AppState = Arc<Planes>;
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     headers
@@ -137,10 +138,14 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
-async fn principal(services: &Services, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let principal = services.auth.resume(bearer(headers)?).await?;
+async fn principal(planes: &Planes, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let principal = planes.auth.resume(bearer(headers)?).await?;
     // This node's copy of the metadata may lag a revocation it heard of.
-    if services.directory.is_revoked(&principal.token_digest) {
+    if planes
+        .delivery
+        .sessions()
+        .is_revoked(&principal.token_digest)
+    {
         return Err(ApiError(ProtocolError::unauthenticated(
             "unknown or revoked token",
         )));
@@ -148,11 +153,9 @@ async fn principal(services: &Services, headers: &HeaderMap) -> Result<Principal
     Ok(principal)
 }
 
-async fn admin(services: &Services, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let principal = principal(services, headers).await?;
-    if !principal.user.admin {
-        return Err(ApiError(ProtocolError::forbidden("admin only")));
-    }
+async fn admin(planes: &Planes, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let principal = principal(planes, headers).await?;
+    authz::check(&principal.subject(), Action::Administer)?;
     Ok(principal)
 }
 
@@ -205,8 +208,8 @@ fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Builds the router of a node.
-pub fn router(services: Arc<Services>, stop: CancellationToken) -> axum::Router {
-    let body_limit = services.config.limits.max_frame_bytes;
+pub fn router(planes: Arc<Planes>, stop: CancellationToken) -> axum::Router {
+    let body_limit = planes.config.limits.max_frame_bytes;
     let (router, api) = routes().split_for_parts();
     let document = openapi::Document::new(api);
     router
@@ -214,14 +217,14 @@ pub fn router(services: Arc<Services>, stop: CancellationToken) -> axum::Router 
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
-            services.clone(),
+            planes.clone(),
             read_body_in_time,
         ))
         .layer(axum::middleware::from_fn(health_only_at_cap))
         .layer(Extension(stop))
         .layer(Extension(document))
         .layer(Extension(health::CaughtUp::default()))
-        .with_state(services)
+        .with_state(planes)
 }
 
 /// Answers a path that names no route.
@@ -258,11 +261,11 @@ async fn health_only_at_cap(request: axum::extract::Request, next: Next) -> Resp
 /// `http_body_timeout_secs` and `max_frame_bytes`: a body sent a byte at
 /// a time holds its connection no longer than that.
 async fn read_body_in_time(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     request: axum::extract::Request,
     next: Next,
 ) -> Response {
-    let limits = &services.config.limits;
+    let limits = &planes.config.limits;
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -337,11 +340,11 @@ impl ConnSettings {
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    services: Arc<Services>,
+    planes: Arc<Planes>,
     stop: CancellationToken,
 ) {
-    let settings = ConnSettings::new(tls, &services.config);
-    let app = router(services.clone(), stop.clone());
+    let settings = ConnSettings::new(tls, &planes.config);
+    let app = router(planes.clone(), stop.clone());
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -352,11 +355,11 @@ pub async fn serve(
         let Some((stream, peer)) = accepted_or_pause(accepted).await else {
             continue;
         };
-        let (permit, spare) = match services.limiter.acquire(peer.ip()) {
+        let (permit, spare) = match planes.limiter.acquire(peer.ip()) {
             Ok(permit) => (Some(Arc::new(permit)), None),
             Err(refusal) => {
                 metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => refusal.label()).increment(1);
-                match (refusal, services.limiter.acquire_spare()) {
+                match (refusal, planes.limiter.acquire_spare()) {
                     (Refusal::Total, Some(spare)) => (None, Some(spare)),
                     _ => continue,
                 }

@@ -53,18 +53,18 @@ fn parse_device_class(name: &str) -> Result<pb::DeviceClass, ApiError> {
     responses((status = 200, description = "logged in", body = LoginReply))
 )]
 pub(super) async fn login(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> ApiResult<LoginReply> {
     let body = json_body(body)?;
     let class = parse_device_class(&body.device_class)?;
-    let outcome = services
+    let outcome = planes
         .auth
         .login(&body.account, &body.password, class, peer.0.ip())
         .await?;
     if let Some(replaced) = outcome.replaced {
-        services.revoked(
+        planes.delivery.revoked(
             outcome.principal.user.user_id,
             replaced,
             ErrorCode::Conflict,
@@ -89,12 +89,12 @@ pub(super) async fn login(
     responses((status = 204, description = "logged out"))
 )]
 pub(super) async fn logout(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let principal = principal(&services, &headers).await?;
-    services.auth.revoke(principal.token_digest.clone()).await?;
-    services.revoked(
+    let principal = principal(&planes, &headers).await?;
+    planes.auth.revoke(principal.token_digest.clone()).await?;
+    planes.delivery.revoked(
         principal.user.user_id,
         principal.token_digest,
         ErrorCode::Unauthenticated,

@@ -86,11 +86,8 @@ impl From<UserRecord> for UserView {
     security(("bearer" = [])),
     responses((status = 200, description = "the caller", body = UserView))
 )]
-pub(super) async fn me(
-    State(services): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<UserView> {
-    Ok(Json(principal(&services, &headers).await?.user.into()))
+pub(super) async fn me(State(planes): State<AppState>, headers: HeaderMap) -> ApiResult<UserView> {
+    Ok(Json(principal(&planes, &headers).await?.user.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -118,12 +115,12 @@ pub(super) struct CreateUserBody {
     responses((status = 201, description = "the new user", body = UserView))
 )]
 pub(super) async fn create_user(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     body: Result<Json<CreateUserBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    let by = actor(&admin(&services, &headers).await?, peer);
+    let by = actor(&admin(&planes, &headers).await?, peer);
     let body = json_body(body)?;
     if body.password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(ApiError(ProtocolError::invalid(format!(
@@ -131,7 +128,7 @@ pub(super) async fn create_user(
         ))));
     }
     crate::meta::validate_account(&body.account)?;
-    let password_hash = services.auth.hash_password(&body.password).await?;
+    let password_hash = planes.auth.hash_password(&body.password).await?;
     let posts = body
         .departments
         .into_iter()
@@ -147,7 +144,7 @@ pub(super) async fn create_user(
         admin: body.admin,
         posts,
     };
-    let user = services.meta.create_user_by(&by, new).await?;
+    let user = planes.meta.create_user_by(&by, new).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -160,11 +157,11 @@ pub(super) async fn create_user(
     responses((status = 200, description = "every user", body = Vec<UserView>))
 )]
 pub(super) async fn list_users(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Vec<UserView>> {
-    admin(&services, &headers).await?;
-    let users = blocking(move || Ok(services.meta.users()?)).await?;
+    admin(&planes, &headers).await?;
+    let users = blocking(move || Ok(planes.meta.users()?)).await?;
     Ok(Json(users.into_iter().map(UserView::from).collect()))
 }
 
@@ -194,13 +191,13 @@ pub(super) struct UpdateUserBody {
     responses((status = 200, description = "the changed user", body = UserView))
 )]
 pub(super) async fn update_user(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     user_id: Result<Path<String>, PathRejection>,
     body: Result<Json<UpdateUserBody>, JsonRejection>,
 ) -> ApiResult<UserView> {
-    let by = actor(&admin(&services, &headers).await?, peer);
+    let by = actor(&admin(&planes, &headers).await?, peer);
     let user_id = id_param(user_id)?;
     let body = json_body(body)?;
     if body.disabled == Some(true) && user_id == by.user_id {
@@ -219,9 +216,9 @@ pub(super) async fn update_user(
             .posts
             .map(|posts| posts.into_iter().map(Post::from).collect()),
     };
-    let (user, revoked) = services.meta.update_user(&by, user_id, update).await?;
+    let (user, revoked) = planes.meta.update_user(&by, user_id, update).await?;
     for digest in revoked {
-        services.revoked(
+        planes.delivery.revoked(
             user_id,
             digest,
             ErrorCode::Unauthenticated,
@@ -241,21 +238,21 @@ pub(super) async fn update_user(
     responses((status = 204, description = "deleted"))
 )]
 pub(super) async fn delete_user(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
     user_id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let by = actor(&admin(&services, &headers).await?, peer);
+    let by = actor(&admin(&planes, &headers).await?, peer);
     let user_id = id_param(user_id)?;
     if user_id == by.user_id {
         return Err(ApiError(ProtocolError::invalid(
             "an admin cannot delete their own account",
         )));
     }
-    let (_, revoked) = services.meta.delete_user(&by, user_id).await?;
+    let (_, revoked) = planes.meta.delete_user(&by, user_id).await?;
     for digest in revoked {
-        services.revoked(
+        planes.delivery.revoked(
             user_id,
             digest,
             ErrorCode::Unauthenticated,

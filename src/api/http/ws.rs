@@ -33,13 +33,13 @@ pub(super) fn routes() -> UtoipaMethodRouter<AppState> {
     )
 )]
 pub(super) async fn websocket(
-    State(services): State<AppState>,
+    State(planes): State<AppState>,
     Extension(peer): Extension<Peer>,
     Extension(stop): Extension<CancellationToken>,
     Extension(permit): Extension<Arc<ConnPermit>>,
     request: axum::extract::Request,
 ) -> Response {
-    match crate::api::ws::accept(request, services, peer.0, stop, permit) {
+    match crate::api::ws::accept(request, planes, peer.0, stop, permit) {
         Ok(switching) => switching,
         Err(err) => {
             let mut refusal = ApiError(err).into_response();

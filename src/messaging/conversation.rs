@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::metrics as m;
-use crate::messaging::{Answer, Port, Refusal, SessionRef};
-use crate::node::Services;
+use super::{Answer, Messaging, Port, Refusal};
+use crate::authz;
+use crate::delivery::SessionRef;
+use crate::meta::Meta;
 use crate::partition::{Applied, Command};
 use crate::protocol::{ConversationId, ProtocolError, now_ms, pb, store_pb};
 
@@ -46,23 +48,21 @@ pub enum ConversationMsg {
 
 /// Returns the members of a conversation, or why `user` may not use it.
 pub fn members_for(
-    services: &Services,
+    meta: &Meta,
     conv: &ConversationId,
     user: u64,
 ) -> Result<Vec<u64>, ProtocolError> {
-    let members = members_of(services, conv)?;
-    if members.binary_search(&user).is_err() {
-        return Err(ProtocolError::forbidden(format!("not a member of {conv}")));
-    }
+    let members = members_of(meta, conv)?;
+    authz::check_member(user, conv, &members)?;
     Ok(members)
 }
 
 /// Returns the sorted members of a conversation; NOT_FOUND when it does not exist.
-pub fn members_of(services: &Services, conv: &ConversationId) -> Result<Vec<u64>, ProtocolError> {
+pub fn members_of(meta: &Meta, conv: &ConversationId) -> Result<Vec<u64>, ProtocolError> {
     match *conv {
         ConversationId::Direct { lo, hi } => {
             for user in [lo, hi] {
-                if services.meta.user(user)?.is_none() {
+                if meta.user(user)?.is_none() {
                     return Err(ProtocolError::not_found(format!(
                         "conversation {conv} does not exist"
                     )));
@@ -71,7 +71,7 @@ pub fn members_of(services: &Services, conv: &ConversationId) -> Result<Vec<u64>
             Ok(vec![lo, hi])
         }
         ConversationId::Group(id) => {
-            let group = services.meta.group(id)?.ok_or_else(|| {
+            let group = meta.group(id)?.ok_or_else(|| {
                 ProtocolError::not_found(format!("conversation {conv} does not exist"))
             })?;
             Ok(group.members)
@@ -97,7 +97,7 @@ type InFlight = Arc<Mutex<HashMap<(u64, String), Vec<Port>>>>;
 pub struct ConversationState {
     conv: ConversationId,
     partition: u16,
-    services: Arc<Services>,
+    messaging: Messaging,
     /// Sorted members and when they were loaded.
     members: Option<(Instant, Arc<Vec<u64>>)>,
     in_flight: InFlight,
@@ -120,8 +120,8 @@ impl ConversationState {
                 return Ok(members.clone());
             }
         }
-        let (services, conv) = (self.services.clone(), self.conv);
-        let members = tokio::task::spawn_blocking(move || members_of(&services, &conv))
+        let (meta, conv) = (self.messaging.inner.meta.clone(), self.conv);
+        let members = tokio::task::spawn_blocking(move || members_of(&meta, &conv))
             .await
             .map_err(|e| ProtocolError::internal(e.to_string()))??;
         let members = Arc::new(members);
@@ -131,12 +131,7 @@ impl ConversationState {
 
     async fn member(&mut self, user: u64) -> Result<Arc<Vec<u64>>, ProtocolError> {
         let members = self.members().await?;
-        if members.binary_search(&user).is_err() {
-            return Err(ProtocolError::forbidden(format!(
-                "not a member of {}",
-                self.conv
-            )));
-        }
+        authz::check_member(user, &self.conv, &members)?;
         Ok(members)
     }
 
@@ -174,7 +169,10 @@ impl ConversationState {
             server_time_ms: now_ms(),
             touch_users,
         });
-        let (in_flight, services) = (self.in_flight.clone(), self.services.clone());
+        let (in_flight, delivery) = (
+            self.in_flight.clone(),
+            self.messaging.inner.delivery.clone(),
+        );
         let then = Box::new(move |outcome: Result<Applied, Refusal>| {
             let ports = in_flight
                 .lock()
@@ -223,11 +221,10 @@ impl ConversationState {
                 request_id: 0,
                 body: Some(pb::server_frame::Body::Message(message)),
             };
-            services.deliver(push, members.to_vec(), Some(origin));
+            delivery.deliver(push, members.to_vec(), Some(origin));
             metrics::histogram!(m::COMMIT_PUSH_SECONDS).record(committed.elapsed().as_secs_f64());
         });
-        self.services
-            .messaging
+        self.messaging
             .proposer(self.partition)
             .propose(command, then);
     }
@@ -243,7 +240,7 @@ impl ConversationState {
             conversation: self.conv.to_string(),
             seq,
         });
-        let (conv, services) = (self.conv, self.services.clone());
+        let (conv, delivery) = (self.conv, self.messaging.inner.delivery.clone());
         let then = Box::new(move |outcome: Result<Applied, Refusal>| {
             let (read_seq, moved) = match outcome {
                 Ok(Applied::ReadCursor { read_seq, moved }) => (read_seq, moved),
@@ -274,7 +271,7 @@ impl ConversationState {
                     read_seq,
                 })),
             };
-            services.deliver(sync, vec![user], Some(origin));
+            delivery.deliver(sync, vec![user], Some(origin));
             if let Some(peer) = conv.peer_of(user) {
                 let receipt = pb::ServerFrame {
                     request_id: 0,
@@ -284,11 +281,10 @@ impl ConversationState {
                         read_seq,
                     })),
                 };
-                services.deliver(receipt, vec![peer], None);
+                delivery.deliver(receipt, vec![peer], None);
             }
         });
-        self.services
-            .messaging
+        self.messaging
             .proposer(self.partition)
             .propose(command, then);
     }
@@ -297,17 +293,17 @@ impl ConversationState {
 impl Actor for ConversationActor {
     type Msg = ConversationMsg;
     type State = ConversationState;
-    type Arguments = (ConversationId, Arc<Services>);
+    type Arguments = (ConversationId, Messaging);
 
     async fn pre_start(
         &self,
         myself: ActorRef<ConversationMsg>,
-        (conv, services): Self::Arguments,
+        (conv, messaging): Self::Arguments,
     ) -> Result<ConversationState, ActorProcessingErr> {
         Ok(ConversationState {
             conv,
-            partition: services.partitions.partition_of(&conv),
-            services,
+            partition: messaging.partition_of(&conv),
+            messaging,
             members: None,
             in_flight: InFlight::default(),
             last_active: Instant::now(),
@@ -354,7 +350,7 @@ impl Actor for ConversationActor {
             ConversationMsg::Tick if state.retiring => myself.stop(None),
             ConversationMsg::Tick => {
                 if state.last_active.elapsed() >= IDLE_AFTER {
-                    state.services.directory.forget(myself.get_id());
+                    state.messaging.inner.registry.forget(myself.get_id());
                     state.retiring = true;
                 }
             }

@@ -1,10 +1,18 @@
-//! Routing to user homes. A user's home is the node the ring picks over
-//! the membership view; sessions live where their
-//! connection landed. Pushes go conversation → each recipient's home (one
-//! envelope per home node) → the nodes holding their sessions (one envelope
-//! per node, the frame encoded once). Routed envelopes carry the sender's
-//! `(view_id, hops)`: a node that does not own a user forwards (at most
-//! twice), so views that briefly disagree still deliver.
+//! The delivery plane (the soft tier of DESIGN §2): the homes of online
+//! users, the registry of the sessions connected to this node, and the
+//! routes between them. A user's home is the node the ring picks over the
+//! membership view; sessions live where their connection landed. Pushes go
+//! conversation → each recipient's home (one envelope per home node) → the
+//! nodes holding their sessions (one envelope per node, the frame encoded
+//! once). Routed envelopes carry the sender's `(view_id, hops)`: a node that
+//! does not own a user forwards (at most twice), so views that briefly
+//! disagree still deliver.
+
+mod homes;
+pub mod metrics;
+mod outbox;
+mod sessions;
+mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,11 +20,20 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::wire;
-use super::{Services, SessionRef};
-use crate::actors::{Applied, Attachment, Notice};
-use crate::cluster::{Request, Response, metrics as cm};
+pub use homes::{Applied, Homes, Notice};
+pub use outbox::{Outbound, Outbox, OutboxReceiver, Received};
+pub use sessions::{Attachment, LocalSession, Sessions};
+
+use crate::cluster::{Membership, PeerLinks, Request, Response, metrics as cm};
+use crate::meta::Meta;
 use crate::protocol::{ErrorCode, FrameFormat, ProtocolError, SharedFrame, pb, peer_pb};
+
+/// A session anywhere in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRef {
+    pub node: u64,
+    pub session: u64,
+}
 
 /// Most times a routed envelope is forwarded before it is refused.
 const MAX_HOPS: u8 = 2;
@@ -64,14 +81,61 @@ fn hops_of(hops: u32) -> u8 {
     u8::try_from(hops).unwrap_or(MAX_HOPS)
 }
 
-impl Services {
+/// How often the upkeep re-attaches sessions and publishes online counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Upkeep {
+    /// Sessions re-attach to their homes once a lease.
+    pub lease: Duration,
+    /// Online counts are published once a gossip interval.
+    pub gossip: Duration,
+}
+
+/// The delivery plane's handle.
+#[derive(Clone)]
+pub struct Delivery {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node_id: u64,
+    membership: Membership,
+    links: PeerLinks,
+    meta: Meta,
+    homes: Homes,
+    sessions: Sessions,
+}
+
+impl Delivery {
+    pub fn new(node_id: u64, membership: Membership, links: PeerLinks, meta: Meta) -> Delivery {
+        Delivery {
+            inner: Arc::new(Inner {
+                node_id,
+                membership,
+                links,
+                meta,
+                homes: Homes::default(),
+                sessions: Sessions::new(),
+            }),
+        }
+    }
+
     fn node_id(&self) -> u64 {
-        self.config.node_id
+        self.inner.node_id
+    }
+
+    /// Returns the homes of the users homed on this node.
+    pub fn homes(&self) -> &Homes {
+        &self.inner.homes
+    }
+
+    /// Returns the registry of the sessions connected to this node.
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
     }
 
     /// Groups users by their home node in the current view.
     fn by_home(&self, users: impl IntoIterator<Item = u64>) -> HashMap<u64, Vec<u64>> {
-        let view = self.membership.view();
+        let view = self.inner.membership.view();
         let mut by_node: HashMap<u64, Vec<u64>> = HashMap::new();
         for user in users {
             let home = view.owner(user).unwrap_or(self.node_id());
@@ -81,23 +145,27 @@ impl Services {
     }
 
     fn peer_addr_of(&self, node: u64) -> Option<String> {
-        self.membership.view().peer_addr(node).map(str::to_string)
+        self.inner
+            .membership
+            .view()
+            .peer_addr(node)
+            .map(str::to_string)
     }
 
     /// Runs operations on the users' home actors, wherever they are; returns
     /// each user's presence in order (`None` where the home was unreachable).
-    pub async fn home(self: &Arc<Self>, ops: Vec<(u64, HomeOp)>) -> Vec<Option<i32>> {
-        let view_id = self.membership.view().id;
+    pub async fn home(&self, ops: Vec<(u64, HomeOp)>) -> Vec<Option<i32>> {
+        let view_id = self.inner.membership.view().id;
         self.route_home(ops, view_id, 0).await
     }
 
     async fn route_home(
-        self: &Arc<Self>,
+        &self,
         ops: Vec<(u64, HomeOp)>,
         view_id: u64,
         hops: u8,
     ) -> Vec<Option<i32>> {
-        let view = self.membership.view();
+        let view = self.inner.membership.view();
         let mut by_node: HashMap<u64, Vec<usize>> = HashMap::new();
         for (index, (user, _)) in ops.iter().enumerate() {
             let home = view.owner(*user).unwrap_or(self.node_id());
@@ -116,11 +184,11 @@ impl Services {
                 continue;
             }
             if hops >= MAX_HOPS {
-                metrics::counter!(cm::ROUTING_MISSES, "outcome" => "redirected").increment(1);
+                ::metrics::counter!(cm::ROUTING_MISSES, "outcome" => "redirected").increment(1);
                 continue;
             }
             if hops > 0 {
-                metrics::counter!(cm::ROUTING_MISSES, "outcome" => "forwarded").increment(1);
+                ::metrics::counter!(cm::ROUTING_MISSES, "outcome" => "forwarded").increment(1);
             }
             let Some(addr) = self.peer_addr_of(node) else {
                 continue;
@@ -133,7 +201,7 @@ impl Services {
                     .map(|(user, op)| wire::home_op(user, op))
                     .collect(),
             };
-            let links = self.links.clone();
+            let links = self.inner.links.clone();
             remote.push(async move {
                 let answers = match links.call(&addr, Request::Home(envelope)).await {
                     Ok(Response::Home(answers)) => wire::home_answers_from(answers),
@@ -164,18 +232,19 @@ impl Services {
             came_online,
             ..
         } = self
+            .inner
             .homes
             .apply(user, op, |notice| self.tell_watchers(notice));
         if came_online {
             let departments = self.departments(user).await;
-            self.homes.count_online(user, departments);
+            self.inner.homes.count_online(user, departments);
         }
         Some(presence as i32)
     }
 
     /// Returns the departments a user holds posts in.
     async fn departments(&self, user: u64) -> Vec<u64> {
-        let meta = self.meta.clone();
+        let meta = self.inner.meta.clone();
         let record = tokio::task::spawn_blocking(move || meta.user(user))
             .await
             .ok()
@@ -210,8 +279,8 @@ impl Services {
     }
 
     /// Handles a `Request::Home` envelope.
-    pub(super) async fn home_envelope(
-        self: &Arc<Self>,
+    pub async fn home_envelope(
+        &self,
         envelope: peer_pb::HomeRequest,
     ) -> Result<peer_pb::HomeAnswers, ProtocolError> {
         let ops = envelope
@@ -229,7 +298,7 @@ impl Services {
     /// but not to the session `except` (the one it came from). The frame is
     /// encoded once, for every node and session it goes to.
     pub fn deliver(&self, frame: pb::ServerFrame, to: Vec<u64>, except: Option<SessionRef>) {
-        let view_id = self.membership.view().id;
+        let view_id = self.inner.membership.view().id;
         self.route_delivery(Arc::new(SharedFrame::new(frame)), to, except, view_id, 0);
     }
 
@@ -245,13 +314,13 @@ impl Services {
             if home == self.node_id() || hops >= MAX_HOPS {
                 if home != self.node_id() {
                     // Our view is behind: the routes we hold are the best we have.
-                    metrics::counter!(cm::ROUTING_MISSES, "outcome" => "redirected").increment(1);
+                    ::metrics::counter!(cm::ROUTING_MISSES, "outcome" => "redirected").increment(1);
                 }
                 self.deliver_from_home(&frame, &users, except);
                 continue;
             }
             if hops > 0 {
-                metrics::counter!(cm::ROUTING_MISSES, "outcome" => "forwarded").increment(1);
+                ::metrics::counter!(cm::ROUTING_MISSES, "outcome" => "forwarded").increment(1);
             }
             let delivery = peer_pb::Delivery {
                 view_id,
@@ -271,7 +340,7 @@ impl Services {
         users: &[u64],
         except: Option<SessionRef>,
     ) {
-        for (node, users) in self.homes.routes(users) {
+        for (node, users) in self.inner.homes.routes(users) {
             self.push_to_node(node, frame.clone(), users, except);
         }
     }
@@ -308,17 +377,17 @@ impl Services {
             // Only the sessions that watch the user hear of it, not every
             // session of a watching user.
             Some(presence) => {
-                self.directory
+                self.inner
+                    .sessions
                     .push_presence(&frame, presence.user_id, presence.status, to)
             }
-            None => self.directory.push_local(&frame, to, except),
+            None => self.inner.sessions.push_local(&frame, to, except),
         };
-        metrics::counter!(crate::actors::metrics::PUSHES_DELIVERED, "kind" => kind)
-            .increment(pushed);
+        ::metrics::counter!(metrics::PUSHES_DELIVERED, "kind" => kind).increment(pushed);
     }
 
     /// Handles a `Request::Deliver` or (`push`) `Request::Push` envelope.
-    pub(super) fn delivery_envelope(
+    pub fn delivery_envelope(
         &self,
         push: bool,
         delivery: peer_pb::Delivery,
@@ -345,7 +414,7 @@ impl Services {
             tracing::debug!(node, "node left the view, dropping its envelope");
             return;
         };
-        self.links.tell(&addr, request);
+        self.inner.links.tell(&addr, request);
     }
 
     /// Ends the live sessions that hold a revoked token, on every node.
@@ -358,16 +427,19 @@ impl Services {
             reason: reason.to_string(),
         };
         // Sessions of a token may be on any node, so every node is told.
-        let Ok(nodes) = self.meta.nodes() else { return };
+        let Ok(nodes) = self.inner.meta.nodes() else {
+            return;
+        };
         for node in nodes.into_iter().filter(|n| n.node_id != self.node_id()) {
-            self.links
+            self.inner
+                .links
                 .tell(&node.peer_addr, Request::Revoke(revocation.clone()));
         }
     }
 
     /// Ends this node's sessions that hold a revoked token.
     pub fn revoked_here(&self, user: u64, token_digest: &[u8], code: ErrorCode, reason: &str) {
-        for session in self.directory.revoke_local(user, token_digest) {
+        for session in self.inner.sessions.revoke_local(user, token_digest) {
             tracing::info!(user, device = ?session.device_class, reason = %reason, "ending session");
             session.outbox.kick(code, reason);
         }
@@ -376,9 +448,9 @@ impl Services {
     /// Sends every session of this node (and its watches) to the users'
     /// homes: on every view change and on every lease. Returns the
     /// sessions, for the caller to re-check their tokens.
-    async fn reattach_all(self: &Arc<Self>) -> Vec<Attachment> {
+    async fn reattach_all(&self) -> Vec<Attachment> {
         let node = self.node_id();
-        let (sessions, watches) = self.directory.attachments();
+        let (sessions, watches) = self.inner.sessions.attachments();
         let attach = sessions.iter().map(|s| {
             let op = HomeOp::Attach {
                 node,
@@ -417,7 +489,7 @@ impl Services {
             .collect();
         tokens.sort_unstable();
         tokens.dedup();
-        let meta = self.meta.clone();
+        let meta = self.inner.meta.clone();
         let absent = tokio::task::spawn_blocking(move || {
             tokens.retain(|(_, digest)| matches!(meta.token(digest), Ok(None)));
             tokens
@@ -427,7 +499,7 @@ impl Services {
         let before = std::mem::take(missing);
         for (user, digest) in absent {
             if before.contains(&digest) {
-                for session in self.directory.sessions_of_token(user, &digest) {
+                for session in self.inner.sessions.sessions_of_token(user, &digest) {
                     tracing::info!(user, device = ?session.device_class, "ending session, its token is gone");
                     session
                         .outbox
@@ -442,7 +514,8 @@ impl Services {
     /// Returns the cluster-wide count of online users by department
     /// (department 0 counts every online user once).
     pub fn online_counts(&self) -> HashMap<u64, u64> {
-        self.membership
+        self.inner
+            .membership
             .sum(ONLINE_PREFIX)
             .into_iter()
             .filter_map(|(k, v)| Some((k.parse().ok()?, u64::try_from(v).ok()?)))
@@ -452,10 +525,9 @@ impl Services {
 
 /// Keeps the soft tier in shape: re-attaches sessions on every view change
 /// and lease, expires what was not renewed, and publishes online counts.
-pub(super) async fn run(services: Arc<Services>, stop: CancellationToken) {
-    let lease = Duration::from_secs(services.config.auth.session_lease_secs.max(1));
-    let gossip = Duration::from_millis(services.config.cluster.gossip_interval_ms);
-    let mut views = services.membership.watch();
+pub async fn run(delivery: Delivery, upkeep: Upkeep, stop: CancellationToken) {
+    let Upkeep { lease, gossip } = upkeep;
+    let mut views = delivery.inner.membership.watch();
     let mut lease_timer = tokio::time::interval(lease);
     let mut publish_timer = tokio::time::interval(gossip);
     let mut published = HashMap::new();
@@ -468,30 +540,32 @@ pub(super) async fn run(services: Arc<Services>, stop: CancellationToken) {
                     return;
                 }
                 let view = views.borrow_and_update().clone();
-                let hand_off = services
+                let hand_off = delivery
+                    .inner
                     .homes
-                    .view_changed(&view, services.node_id(), |n| services.tell_watchers(n));
+                    .view_changed(&view, delivery.node_id(), |n| delivery.tell_watchers(n));
                 if !hand_off.is_empty() {
-                    let services = services.clone();
-                    tokio::spawn(async move { services.home(hand_off).await });
+                    let delivery = delivery.clone();
+                    tokio::spawn(async move { delivery.home(hand_off).await });
                 }
-                services.reattach_all().await;
+                delivery.reattach_all().await;
             }
             _ = lease_timer.tick() => {
-                let sessions = services.reattach_all().await;
-                services.recheck_tokens(sessions, &mut missing_tokens).await;
+                let sessions = delivery.reattach_all().await;
+                delivery.recheck_tokens(sessions, &mut missing_tokens).await;
                 // Three leases without renewal: the session's node lost it.
-                services.homes.expire(lease * 3, |n| services.tell_watchers(n));
+                delivery.inner.homes.expire(lease * 3, |n| delivery.tell_watchers(n));
             }
             _ = publish_timer.tick() => {
-                let counts: HashMap<String, String> = services
+                let counts: HashMap<String, String> = delivery
+                    .inner
                     .homes
                     .online_counts()
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
                 if counts != published {
-                    services.membership.publish(ONLINE_PREFIX, &counts).await;
+                    delivery.inner.membership.publish(ONLINE_PREFIX, &counts).await;
                     published = counts;
                 }
             }

@@ -364,6 +364,7 @@ impl Outbox {
     }
 
     /// Returns the bytes queued for this connection and not yet written.
+    #[cfg(test)]
     pub fn queued_bytes(&self) -> usize {
         self.shared.lock().bytes
     }
@@ -372,8 +373,7 @@ impl Outbox {
     pub fn abort(&self, code: ErrorCode, reason: impl Into<String>) {
         let mut queue = self.shared.lock();
         if queue.abort_reason.is_none() && code == ErrorCode::RateLimited {
-            metrics::counter!(crate::api::metrics::CONNECTIONS_CUT, "reason" => "slow_consumer")
-                .increment(1);
+            metrics::counter!(m::CONNECTIONS_CUT, "reason" => "slow_consumer").increment(1);
         }
         queue.abort_reason.get_or_insert((code, reason.into()));
         // Dropped now rather than when the writer gets to it: a slow
@@ -387,6 +387,7 @@ impl Outbox {
         self.shared.room.notify_waiters();
     }
 
+    #[cfg(test)]
     pub fn is_closed(&self) -> bool {
         let queue = self.shared.lock();
         queue.abort_reason.is_some() || queue.receiver_gone

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Services;
-use crate::actors::members_for;
+use super::{Messaging, members_for};
 use crate::cluster::{Request, Response, response_label};
 use crate::db;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb};
@@ -41,25 +40,14 @@ pub enum ReadResponse {
     Failed { code: i32, message: String },
 }
 
-impl Services {
-    /// Tells whether this node leads a partition. Only the leader's replica
-    /// is sure to hold every acked write (acks follow its apply); a follower
-    /// may lag, so reads elsewhere go to the leader.
-    pub fn leads(&self, partition: u16) -> bool {
-        self.partitions.rafts()[partition as usize]
-            .metrics()
-            .borrow()
-            .current_leader
-            == Some(self.config.node_id)
-    }
-
+impl Messaging {
     /// Confirms that this node still leads the partitions, by a round of
     /// heartbeats to a quorum (Raft's read index), and waits until its
     /// replicas applied everything committed before: a read that follows
     /// holds every write acked before it began, wherever that was acked.
     async fn confirm_leadership(&self, partitions: &[u16]) -> Result<(), ProtocolError> {
         let checks = partitions.iter().map(|p| async move {
-            self.partitions.rafts()[*p as usize]
+            self.inner.partitions.rafts()[*p as usize]
                 .ensure_linearizable()
                 .await
                 .map(|_| ())
@@ -68,7 +56,7 @@ impl Services {
                         ErrorCode::UnavailableRetry,
                         format!(
                             "node {} cannot serve partition {p}: {e}",
-                            self.config.node_id
+                            self.inner.node_id
                         ),
                     )
                 })
@@ -78,7 +66,7 @@ impl Services {
 
     /// Runs a read on this node's replicas, once it confirmed it leads
     /// their partitions.
-    pub async fn read_here(self: &std::sync::Arc<Self>, request: ReadRequest) -> ReadResponse {
+    pub async fn read_here(&self, request: ReadRequest) -> ReadResponse {
         let partitions = match &request {
             ReadRequest::Pull { pull, .. } => pull
                 .conversation
@@ -100,16 +88,16 @@ impl Services {
                 message: err.message,
             };
         }
-        let services = self.clone();
+        let messaging = self.clone();
         let result = tokio::task::spawn_blocking(move || match request {
             ReadRequest::Pull { user, pull } => {
-                pull_messages(&services, user, pull).map(ReadResponse::Pull)
+                pull_messages(&messaging, user, pull).map(ReadResponse::Pull)
             }
             ReadRequest::Receipts { user, request } => {
-                receipts(&services, user, request).map(ReadResponse::Receipts)
+                receipts(&messaging, user, request).map(ReadResponse::Receipts)
             }
             ReadRequest::Sync { user, partitions } => {
-                sync_partitions(&services, user, &partitions).map(ReadResponse::Sync)
+                sync_partitions(&messaging, user, &partitions).map(ReadResponse::Sync)
             }
         })
         .await
@@ -125,7 +113,7 @@ impl Services {
     /// election, a hand-off), the read waits for one, up to
     /// [`READ_PATIENCE`].
     async fn read_at(
-        self: &std::sync::Arc<Self>,
+        &self,
         partition: u16,
         request: ReadRequest,
     ) -> Result<ReadResponse, ProtocolError> {
@@ -137,7 +125,7 @@ impl Services {
                     if err.code == ErrorCode::UnavailableRetry
                         && std::time::Instant::now() < deadline =>
                 {
-                    let raft = &self.partitions.rafts()[partition as usize];
+                    let raft = &self.inner.partitions.rafts()[partition as usize];
                     let known = raft.metrics().borrow().current_leader;
                     let _ = raft
                         .wait(Some(std::time::Duration::from_millis(100)))
@@ -150,7 +138,7 @@ impl Services {
     }
 
     async fn read_once(
-        self: &std::sync::Arc<Self>,
+        &self,
         partition: u16,
         request: &ReadRequest,
     ) -> Result<ReadResponse, ProtocolError> {
@@ -180,17 +168,16 @@ impl Services {
     /// committed placement in order, until one confirms it leads (a
     /// follower's answer could miss acked writes, so none is taken).
     async fn read_remote(
-        self: &std::sync::Arc<Self>,
+        &self,
         partition: u16,
         request: &ReadRequest,
     ) -> Result<ReadResponse, ProtocolError> {
-        let leader = self.partitions.rafts()[partition as usize]
+        let leader = self.inner.partitions.rafts()[partition as usize]
             .metrics()
             .borrow()
             .current_leader;
         let mut candidates: Vec<u64> = leader.into_iter().collect();
-        candidates.extend(self.meta.placement(partition)?.replicas);
-        let nodes = self.meta.nodes()?;
+        candidates.extend(self.inner.meta.placement(partition)?.replicas);
         let mut last = format!("partition {partition} has no replica to read from");
         let mut tried = Vec::new();
         for node in candidates {
@@ -198,17 +185,14 @@ impl Services {
                 continue;
             }
             tried.push(node);
-            if node == self.config.node_id {
+            if node == self.inner.node_id {
                 continue;
             }
-            let Some(addr) = nodes
-                .iter()
-                .find(|n| n.node_id == node)
-                .map(|n| n.peer_addr.clone())
-            else {
+            let Some(addr) = self.peer_addr(partition, node) else {
                 continue;
             };
             match self
+                .inner
                 .links
                 .call(&addr, Request::Read(request.clone().into()))
                 .await
@@ -233,7 +217,7 @@ impl Services {
 
     /// Pulls a page of a conversation for a member.
     pub async fn pull(
-        self: &std::sync::Arc<Self>,
+        &self,
         user: u64,
         pull: pb::PullRequest,
     ) -> Result<pb::PullResult, ProtocolError> {
@@ -251,7 +235,7 @@ impl Services {
 
     /// Returns read counts of messages of a conversation.
     pub async fn receipts(
-        self: &std::sync::Arc<Self>,
+        &self,
         user: u64,
         request: pb::ReceiptsRequest,
     ) -> Result<pb::ReceiptsResult, ProtocolError> {
@@ -274,19 +258,16 @@ impl Services {
     /// answers for its partitions (one request per leader, this node's own
     /// replicas included). A leader that cannot confirm all of them (one
     /// moved since) is skipped, and each of its partitions is read alone.
-    pub async fn sync(
-        self: &std::sync::Arc<Self>,
-        user: u64,
-    ) -> Result<pb::SyncResult, ProtocolError> {
+    pub async fn sync(&self, user: u64) -> Result<pb::SyncResult, ProtocolError> {
         let mut leaders: BTreeMap<Option<u64>, Vec<u16>> = BTreeMap::new();
-        for partition in 0..self.partitions.count() as u16 {
-            let leader = self.partitions.rafts()[partition as usize]
+        for partition in 0..self.inner.partitions.count() as u16 {
+            let leader = self.inner.partitions.rafts()[partition as usize]
                 .metrics()
                 .borrow()
                 .current_leader;
             leaders.entry(leader).or_default().push(partition);
         }
-        let me = Some(self.config.node_id);
+        let me = Some(self.inner.node_id);
         let mut conversations = Vec::new();
         for (leader, partitions) in leaders {
             let request = ReadRequest::Sync {
@@ -337,11 +318,11 @@ impl Services {
 /// Returns the state of the user's conversations whose partitions are in
 /// `partitions`, read from this node's replicas.
 fn sync_partitions(
-    services: &Services,
+    messaging: &Messaging,
     user: u64,
     partitions: &[u16],
 ) -> Result<Vec<pb::ConversationState>, ProtocolError> {
-    let parts = &services.partitions;
+    let parts = &messaging.inner.partitions;
     let mut conversations = Vec::new();
     let mut state =
         |conv: ConversationId, title: String, peer_read_seq: u64| -> Result<(), ProtocolError> {
@@ -359,7 +340,8 @@ fn sync_partitions(
         };
     for conv in parts.direct_conversations_in(user, partitions)? {
         let peer = conv.peer_of(user).unwrap_or(user);
-        let title = services
+        let title = messaging
+            .inner
             .meta
             .user(peer)?
             .map(|u| u.account)
@@ -367,12 +349,13 @@ fn sync_partitions(
         let peer_read_seq = parts.read_cursor(&conv, peer)?;
         state(conv, title, peer_read_seq)?;
     }
-    for group_id in services.meta.groups_of(user)? {
+    for group_id in messaging.inner.meta.groups_of(user)? {
         let conv = ConversationId::Group(group_id);
-        if !partitions.contains(&services.partition_of(&conv)) {
+        if !partitions.contains(&messaging.partition_of(&conv)) {
             continue;
         }
-        let title = services
+        let title = messaging
+            .inner
             .meta
             .group(group_id)?
             .map(|g| g.name)
@@ -385,12 +368,12 @@ fn sync_partitions(
 /// Counts, for each message, the members other than its sender whose read
 /// cursor has reached it: an aggregate over cursors, never a row per reader.
 fn fill_read_counts(
-    services: &Services,
+    messaging: &Messaging,
     conv: &ConversationId,
     members: &[u64],
     messages: &mut [pb::Message],
 ) -> Result<(), db::StorageError> {
-    let cursors = services.partitions.read_cursors(conv)?;
+    let cursors = messaging.inner.partitions.read_cursors(conv)?;
     let mut reached: Vec<(u64, u64)> = cursors
         .into_iter()
         .filter(|(user, _)| members.binary_search(user).is_ok())
@@ -410,19 +393,20 @@ fn fill_read_counts(
 
 /// Reads one page of a conversation for a member, with read counts.
 fn pull_messages(
-    services: &Services,
+    messaging: &Messaging,
     user: u64,
     pull: pb::PullRequest,
 ) -> Result<pb::PullResult, ProtocolError> {
     let conv: ConversationId = pull.conversation.parse()?;
-    let members = members_for(services, &conv, user)?;
-    let max = services.config.limits.max_pull;
+    let members = members_for(&messaging.inner.meta, &conv, user)?;
+    let max = messaging.inner.limits.max_pull;
     let limit = if pull.limit == 0 {
         DEFAULT_PULL.min(max)
     } else {
         pull.limit.min(max)
     } as usize;
-    let mut messages = services
+    let mut messages = messaging
+        .inner
         .partitions
         .read_range(&conv, pull.after_seq, limit + 1)?;
     let mut has_more = messages.len() > limit;
@@ -431,7 +415,7 @@ fn pull_messages(
     // within a quarter of a connection's queue budget: the reader takes a
     // request while under half of it, so the answer fits with room left for
     // pushes, and a client that syncs history is not taken for a slow one.
-    let page_bytes = MAX_PAGE_BYTES.min(services.config.limits.max_queued_bytes_per_connection / 4);
+    let page_bytes = MAX_PAGE_BYTES.min(messaging.inner.limits.page_bytes);
     let mut bytes = 0;
     if let Some(cut) = messages.iter().position(|m| {
         bytes += prost::Message::encoded_len(m);
@@ -440,23 +424,23 @@ fn pull_messages(
         messages.truncate(cut.max(1));
         has_more = true;
     }
-    fill_read_counts(services, &conv, &members, &mut messages)?;
+    fill_read_counts(messaging, &conv, &members, &mut messages)?;
     Ok(pb::PullResult {
         conversation: pull.conversation,
         messages,
         has_more,
-        max_seq: services.partitions.max_seq(&conv)?,
+        max_seq: messaging.inner.partitions.max_seq(&conv)?,
     })
 }
 
 fn receipts(
-    services: &Services,
+    messaging: &Messaging,
     user: u64,
     request: pb::ReceiptsRequest,
 ) -> Result<pb::ReceiptsResult, ProtocolError> {
     let conv: ConversationId = request.conversation.parse()?;
-    let members = members_for(services, &conv, user)?;
-    if request.seqs.len() > services.config.limits.max_pull as usize {
+    let members = members_for(&messaging.inner.meta, &conv, user)?;
+    if request.seqs.len() > messaging.inner.limits.max_pull as usize {
         return Err(ProtocolError::new(
             ErrorCode::TooLarge,
             "too many seqs in one receipts request",
@@ -464,12 +448,16 @@ fn receipts(
     }
     let mut messages = Vec::with_capacity(request.seqs.len());
     for seq in &request.seqs {
-        let message = services.partitions.message(&conv, *seq)?.ok_or_else(|| {
-            ProtocolError::not_found(format!("message {conv}:{seq} does not exist"))
-        })?;
+        let message = messaging
+            .inner
+            .partitions
+            .message(&conv, *seq)?
+            .ok_or_else(|| {
+                ProtocolError::not_found(format!("message {conv}:{seq} does not exist"))
+            })?;
         messages.push(message);
     }
-    fill_read_counts(services, &conv, &members, &mut messages)?;
+    fill_read_counts(messaging, &conv, &members, &mut messages)?;
     Ok(pb::ReceiptsResult {
         conversation: request.conversation,
         receipts: messages

@@ -1,6 +1,6 @@
 //! A client connection's session. It authenticates the connection,
 //! checks and routes each request, and answers reads from storage; writes
-//! go to the conversation actor, pushes arrive from the node's directory
+//! go to the conversation actor, pushes arrive from the node's session registry
 //! straight into this connection's outbox. The connection's task owns the
 //! session and hands it one frame at a time, so the session is a single
 //! owner of its state, as an actor is, without an actor's memory per
@@ -9,18 +9,26 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::conversation::members_for;
-use super::directory::LocalSession;
-use super::outbox::Outbox;
+use super::Planes;
 use crate::auth::Principal;
-use crate::messaging::{Answer, Request};
-use crate::node::{HomeOp, Services, SessionRef};
+use crate::authz::Subject;
+use crate::delivery::{HomeOp, LocalSession, Outbox, SessionRef};
+use crate::messaging::{Answer, Request, members_for};
 use crate::protocol::{
     ConversationId, ErrorCode, ProtocolError, check_name, check_text, now_ms, pb,
 };
 
 use pb::client_frame::Body as In;
 use pb::server_frame::Body as Out;
+
+impl Identity {
+    fn subject(&self) -> Subject {
+        Subject {
+            user_id: self.user_id,
+            admin: self.admin,
+        }
+    }
+}
 
 /// Who a session is authenticated as: what its requests need, and not the
 /// user's whole record (its password hash among it).
@@ -37,7 +45,7 @@ struct Identity {
 pub const TOKEN_EXPIRED: &str = "token expired";
 
 pub struct Session {
-    services: Arc<Services>,
+    planes: Arc<Planes>,
     outbox: Outbox,
     peer_ip: IpAddr,
     identity: Option<Identity>,
@@ -59,10 +67,10 @@ const MAX_CLIENT_MSG_ID: usize = 64;
 const MAX_WAITING: usize = 256;
 
 impl Session {
-    pub fn new(services: Arc<Services>, outbox: Outbox, peer_ip: IpAddr) -> Session {
+    pub fn new(planes: Arc<Planes>, outbox: Outbox, peer_ip: IpAddr) -> Session {
         Session {
-            id: services.directory.next_session_id(),
-            services,
+            id: planes.delivery.sessions().next_session_id(),
+            planes,
             outbox,
             peer_ip,
             identity: None,
@@ -97,9 +105,9 @@ impl Session {
     /// Sends a request to a conversation's actor, wherever it runs; the
     /// answer is queued when it comes (see [`Session::next_answer`]).
     fn converse(&mut self, conv: ConversationId, request: Request, request_id: u64) {
-        let messaging = self.services.messaging.clone();
+        let messaging = self.planes.messaging.clone();
         let origin = SessionRef {
-            node: self.services.config.node_id,
+            node: self.planes.config.node_id,
             session: self.id,
         };
         let answer = async move {
@@ -176,7 +184,7 @@ impl Session {
     /// which a revocation finds nothing to end and the session then starts.
     async fn attach(&mut self, identity: Identity, resumed: bool) -> Result<(), ProtocolError> {
         let user = identity.user_id;
-        let registered = self.services.directory.add_local(
+        let registered = self.planes.delivery.sessions().add_local(
             user,
             LocalSession {
                 id: self.id,
@@ -194,7 +202,7 @@ impl Session {
         // A token a login just issued is not read again: this node may not
         // have applied it yet, and nobody else knew it to revoke it.
         let live = if resumed {
-            self.services.auth.still_live(&identity.token_digest).await
+            self.planes.auth.still_live(&identity.token_digest).await
         } else {
             Ok(true)
         };
@@ -204,13 +212,13 @@ impl Session {
             return Err(ProtocolError::unauthenticated("unknown or revoked token"));
         }
         let attach = HomeOp::Attach {
-            node: self.services.config.node_id,
+            node: self.planes.config.node_id,
             session: self.id,
             device_class: identity.device_class as i32,
             status: (0, 0),
         };
         self.identity = Some(identity);
-        if self.services.home(vec![(user, attach)]).await[0].is_none() {
+        if self.planes.delivery.home(vec![(user, attach)]).await[0].is_none() {
             tracing::warn!(
                 user,
                 "user home unreachable, the next re-attach round retries"
@@ -229,16 +237,21 @@ impl Session {
                     .filter(|s| *s != pb::PresenceStatus::Offline)
                     .ok_or_else(|| ProtocolError::invalid("status must be online, busy or away"))?;
                 let at = now_ms().max(0) as u64;
-                self.services
-                    .directory
+                self.planes
+                    .delivery
+                    .sessions()
                     .set_status(me, self.id, (status as i32, at));
                 let op = HomeOp::SetStatus {
                     status: status as i32,
                     at,
                 };
-                let status = self.services.home(vec![(me, op)]).await[0].ok_or_else(|| {
-                    ProtocolError::new(ErrorCode::UnavailableRetry, "a user's home is unreachable")
-                })?;
+                let status =
+                    self.planes.delivery.home(vec![(me, op)]).await[0].ok_or_else(|| {
+                        ProtocolError::new(
+                            ErrorCode::UnavailableRetry,
+                            "a user's home is unreachable",
+                        )
+                    })?;
                 let list = vec![pb::Presence {
                     user_id: me,
                     status,
@@ -263,7 +276,7 @@ impl Session {
         watch: pb::WatchPresence,
         request_id: u64,
     ) -> Result<(), ProtocolError> {
-        let limit = self.services.config.limits.max_watched_users_per_session;
+        let limit = self.planes.config.limits.max_watched_users_per_session;
         // Checked before anything else, so that a huge request costs nothing.
         if watch.user_ids.len() > limit {
             return Err(ProtocolError::new(
@@ -277,7 +290,7 @@ impl Session {
         let mut users = watch.user_ids;
         users.sort_unstable();
         users.dedup();
-        let directory = &self.services.directory;
+        let directory = &self.planes.delivery.sessions();
         if !watch.unwatch {
             let (watched, fresh) = directory.unwatched(me, self.id, &users);
             if watched + fresh.len() > limit {
@@ -290,10 +303,10 @@ impl Session {
                 ));
             }
             // A watch of a user that does not exist would give it a home.
-            let services = self.services.clone();
+            let planes = self.planes.clone();
             let unknown = blocking(move || {
                 for user in fresh {
-                    if services.meta.user(user)?.is_none() {
+                    if planes.meta.user(user)?.is_none() {
                         return Ok(Some(user));
                     }
                 }
@@ -307,8 +320,9 @@ impl Session {
             }
         }
         let delta = directory.begin_watch(me, self.id, &users, !watch.unwatch);
-        metrics::counter!(super::metrics::PRESENCE_WATCH_OPS).increment(delta.homes.len() as u64);
-        let node = self.services.config.node_id;
+        metrics::counter!(crate::delivery::metrics::PRESENCE_WATCH_OPS)
+            .increment(delta.homes.len() as u64);
+        let node = self.planes.config.node_id;
         let ops = delta
             .homes
             .iter()
@@ -325,7 +339,7 @@ impl Session {
                 (*user, op)
             })
             .collect();
-        let answers = self.services.home(ops).await;
+        let answers = self.planes.delivery.home(ops).await;
         let reachable = answers.iter().all(Option::is_some);
         let told: Vec<(u64, i32)> = if watch.unwatch {
             Vec::new()
@@ -384,7 +398,7 @@ impl Session {
             account: principal.user.account.clone(),
             device_class: principal.device_class as i32,
             expires_at_ms: principal.expires_at_ms,
-            heartbeat_secs: self.services.config.limits.heartbeat_secs,
+            heartbeat_secs: self.planes.config.limits.heartbeat_secs,
         };
         let left_ms = principal.expires_at_ms.saturating_sub(now_ms()).max(0) as u64;
         let identity = Identity {
@@ -421,12 +435,12 @@ impl Session {
                 let class = pb::DeviceClass::try_from(login.device_class)
                     .unwrap_or(pb::DeviceClass::Unspecified);
                 let outcome = self
-                    .services
+                    .planes
                     .auth
                     .login(&login.account, &login.password, class, self.peer_ip)
                     .await?;
                 if let Some(replaced) = outcome.replaced {
-                    self.services.revoked(
+                    self.planes.delivery.revoked(
                         outcome.principal.user.user_id,
                         replaced,
                         ErrorCode::Conflict,
@@ -437,7 +451,7 @@ impl Session {
                     .await?;
             }
             In::Resume(resume) => {
-                let principal = self.services.auth.resume(&resume.token).await?;
+                let principal = self.planes.auth.resume(&resume.token).await?;
                 self.start_session(principal, resume.token, true, request_id)
                     .await?;
             }
@@ -446,7 +460,7 @@ impl Session {
                     .identity
                     .as_ref()
                     .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
-                self.services
+                self.planes
                     .auth
                     .revoke(identity.token_digest.clone())
                     .await?;
@@ -455,7 +469,7 @@ impl Session {
                 self.answer(request_id, Out::LoggedOut(pb::LoggedOut {}));
                 self.outbox.close(ErrorCode::Unauthenticated, "logged out");
                 // Every other connection holding the same token ends too.
-                self.services.revoked(
+                self.planes.delivery.revoked(
                     identity.user_id,
                     identity.token_digest.clone(),
                     ErrorCode::Unauthenticated,
@@ -480,23 +494,23 @@ impl Session {
             }
             In::Sync(_) => {
                 let user = self.user_id()?;
-                let result = self.services.sync(user).await?;
+                let result = self.planes.messaging.sync(user).await?;
                 self.answer(request_id, Out::Sync(result));
             }
             In::Pull(pull) => {
                 let user = self.user_id()?;
-                let result = self.services.pull(user, pull).await?;
+                let result = self.planes.messaging.pull(user, pull).await?;
                 self.answer(request_id, Out::Pull(result));
             }
             In::Receipts(request) => {
                 let user = self.user_id()?;
-                let result = self.services.receipts(user, request).await?;
+                let result = self.planes.messaging.receipts(user, request).await?;
                 self.answer(request_id, Out::Receipts(result));
             }
             In::LookupUser(lookup) => {
                 let me = self.user_id()?;
-                let services = self.services.clone();
-                let info = blocking(move || lookup_user(&services, me, lookup)).await?;
+                let planes = self.planes.clone();
+                let info = blocking(move || lookup_user(&planes, me, lookup)).await?;
                 self.answer(request_id, Out::User(info));
             }
             In::CreateGroup(create) => {
@@ -505,12 +519,9 @@ impl Session {
                     .as_ref()
                     .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
                 let group = self
-                    .services
-                    .create_group(
-                        (identity.user_id, identity.admin),
-                        &create.name,
-                        &create.members,
-                    )
+                    .planes
+                    .groups
+                    .create_group(&identity.subject(), &create.name, &create.members)
                     .await?;
                 self.answer(request_id, Out::Group(group_info(group)));
             }
@@ -520,9 +531,10 @@ impl Session {
                     .as_ref()
                     .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
                 let group = self
-                    .services
+                    .planes
+                    .groups
                     .change_members(
-                        (identity.user_id, identity.admin),
+                        &identity.subject(),
                         change.group_id,
                         &change.add,
                         &change.remove,
@@ -532,9 +544,9 @@ impl Session {
             }
             In::ListMembers(list) => {
                 let me = self.user_id()?;
-                let services = self.services.clone();
+                let planes = self.planes.clone();
                 let members = blocking(move || {
-                    members_for(&services, &ConversationId::Group(list.group_id), me)
+                    members_for(&planes.meta, &ConversationId::Group(list.group_id), me)
                 })
                 .await?;
                 self.answer(
@@ -551,7 +563,7 @@ impl Session {
 
     fn send(&mut self, send: pb::SendMessage, request_id: u64) -> Result<(), ProtocolError> {
         let sender = self.user_id()?;
-        validate_send(&send, self.services.config.limits.max_text_bytes)?;
+        validate_send(&send, self.planes.config.limits.max_text_bytes)?;
         let conv: ConversationId = send.conversation.parse()?;
         self.converse(
             conv,
@@ -627,14 +639,14 @@ fn group_info(group: crate::meta::GroupRecord) -> pb::GroupInfo {
 }
 
 fn lookup_user(
-    services: &Services,
+    planes: &Planes,
     me: u64,
     lookup: pb::LookupUser,
 ) -> Result<pb::UserInfo, ProtocolError> {
     let user = if lookup.account.is_empty() {
-        services.meta.user(lookup.user_id)?
+        planes.meta.user(lookup.user_id)?
     } else {
-        services.meta.user_by_account(&lookup.account)?
+        planes.meta.user_by_account(&lookup.account)?
     };
     let user = user.ok_or_else(|| ProtocolError::not_found("no such user"))?;
     let direct_conversation = if user.user_id == me {
@@ -657,8 +669,8 @@ impl Session {
         let Some(user) = self.registered.take() else {
             return;
         };
-        let node = self.services.config.node_id;
-        let unwatched = self.services.directory.remove_local(user, self.id);
+        let node = self.planes.config.node_id;
+        let unwatched = self.planes.delivery.sessions().remove_local(user, self.id);
         let detach = HomeOp::Detach {
             node,
             session: self.id,
@@ -671,9 +683,9 @@ impl Session {
             (watched, op)
         });
         let ops: Vec<(u64, HomeOp)> = std::iter::once((user, detach)).chain(unwatch).collect();
-        let services = self.services.clone();
+        let planes = self.planes.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { services.home(ops).await });
+            runtime.spawn(async move { planes.delivery.home(ops).await });
         }
     }
 }

@@ -1,16 +1,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-
-use super::conversation::{ConversationActor, ConversationMsg};
-use super::metrics as m;
 use super::outbox::Outbox;
-use crate::node::Services;
 use crate::protocol::pb::PresenceStatus;
-use crate::protocol::{ConversationId, ProtocolError, SharedFrame, pb};
+use crate::protocol::{SharedFrame, pb};
 
 /// A connection's session as this node's registry knows it.
 #[derive(Debug, Clone)]
@@ -94,8 +89,6 @@ type Held = (u64, i32, Arc<SharedFrame>);
 
 #[derive(Default)]
 struct Entries {
-    conversations: HashMap<ConversationId, ActorRef<ConversationMsg>>,
-    keys: HashMap<ActorId, ConversationId>,
     /// Sessions connected to this node, by user.
     local: HashMap<u64, Vec<LocalSession>>,
     /// Presence events for sessions answering a WatchPresence, by session
@@ -135,104 +128,24 @@ impl Entries {
     }
 }
 
-/// Finds the live conversation actors of this node and spawns them on first
-/// use, linked to the node's supervisor; keeps the registry of the sessions
-/// connected to this node. An actor that fails or stops is forgotten; the
-/// next message spawns a new one, which rebuilds its state from storage.
+/// The registry of the sessions connected to this node: what pushes,
+/// presence watches and revocations find them by.
 #[derive(Clone)]
-pub struct Directory {
+pub struct Sessions {
     entries: Arc<Mutex<Entries>>,
-    supervisor: ActorCell,
-    services: Arc<Mutex<Weak<Services>>>,
     next_session: Arc<AtomicU64>,
 }
 
-impl Directory {
-    /// Starts the supervisor that the directory's actors are linked to.
-    pub async fn start() -> Result<Directory, ractor::SpawnErr> {
-        let entries = Arc::new(Mutex::new(Entries::default()));
-        let (supervisor, _) = Actor::spawn(None, Supervisor, entries.clone()).await?;
-        Ok(Directory {
-            entries,
-            supervisor: supervisor.get_cell(),
-            services: Arc::new(Mutex::new(Weak::new())),
+impl Sessions {
+    pub fn new() -> Sessions {
+        Sessions {
+            entries: Arc::default(),
             next_session: Arc::new(AtomicU64::new(1)),
-        })
-    }
-
-    /// Gives the directory the services its actors are started with.
-    pub fn bind(&self, services: &Arc<Services>) {
-        *self.services.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(services);
+        }
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn services(&self) -> Result<Arc<Services>, ProtocolError> {
-        self.services
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .upgrade()
-            .ok_or_else(|| {
-                ProtocolError::new(
-                    crate::protocol::ErrorCode::UnavailableRetry,
-                    "node is shutting down",
-                )
-            })
-    }
-
-    /// Returns the conversation actor, spawning it if needed.
-    pub async fn conversation(
-        &self,
-        conv: ConversationId,
-    ) -> Result<ActorRef<ConversationMsg>, ProtocolError> {
-        if let Some(actor) = self.entries().conversations.get(&conv).cloned() {
-            return Ok(actor);
-        }
-        let services = self.services()?;
-        let (actor, _) = Actor::spawn_linked(
-            None,
-            ConversationActor,
-            (conv, services),
-            self.supervisor.clone(),
-        )
-        .await
-        .map_err(|e| ProtocolError::internal(format!("failed to start conversation actor: {e}")))?;
-        Ok(self.register(conv, actor))
-    }
-
-    /// Returns the conversation actor if one is live on this node.
-    pub fn live_conversation(&self, conv: ConversationId) -> Option<ActorRef<ConversationMsg>> {
-        self.entries().conversations.get(&conv).cloned()
-    }
-
-    /// Records a freshly spawned actor unless another spawn won the race, in
-    /// which case the newcomer is stopped and the winner returned.
-    fn register(
-        &self,
-        conv: ConversationId,
-        actor: ActorRef<ConversationMsg>,
-    ) -> ActorRef<ConversationMsg> {
-        let mut entries = self.entries();
-        if let Some(existing) = entries.conversations.get(&conv).cloned() {
-            actor.stop(None);
-            return existing;
-        }
-        entries.keys.insert(actor.get_id(), conv);
-        entries.conversations.insert(conv, actor.clone());
-        metrics::gauge!(m::LIVE_ACTORS, "kind" => "conversation").increment(1.0);
-        actor
-    }
-
-    /// Forgets an actor that turned out to be stopped.
-    pub fn forget(&self, id: ActorId) {
-        forget(&mut self.entries(), id);
-    }
-
-    /// Returns how many conversation actors are live.
-    pub fn conversation_count(&self) -> usize {
-        self.entries().conversations.len()
     }
 
     /// Returns how many sessions are connected to this node.
@@ -490,53 +403,8 @@ impl Directory {
     }
 }
 
-fn forget(entries: &mut Entries, id: ActorId) {
-    let Some(conv) = entries.keys.remove(&id) else {
-        return;
-    };
-    if entries
-        .conversations
-        .get(&conv)
-        .is_some_and(|a| a.get_id() == id)
-    {
-        entries.conversations.remove(&conv);
-        metrics::gauge!(m::LIVE_ACTORS, "kind" => "conversation").decrement(1.0);
-    }
-}
-
-/// The node's supervisor of conversation actors.
-struct Supervisor;
-
-impl Actor for Supervisor {
-    type Msg = ();
-    type State = Arc<Mutex<Entries>>;
-    type Arguments = Arc<Mutex<Entries>>;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<()>,
-        entries: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(entries)
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _myself: ActorRef<()>,
-        event: SupervisionEvent,
-        entries: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let mut entries = entries.lock().unwrap_or_else(|p| p.into_inner());
-        match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                let kind = "conversation";
-                tracing::warn!(actor = %cell.get_id(), kind, error = %err, "actor failed, state will be rebuilt on next use");
-                metrics::counter!(m::ACTOR_RESTARTS, "kind" => kind).increment(1);
-                forget(&mut entries, cell.get_id());
-            }
-            SupervisionEvent::ActorTerminated(cell, _, _) => forget(&mut entries, cell.get_id()),
-            _ => {}
-        }
-        Ok(())
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::new()
     }
 }

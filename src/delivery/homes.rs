@@ -17,9 +17,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::HomeOp;
 use super::metrics as m;
 use crate::cluster::View;
-use crate::node::HomeOp;
 use crate::protocol::pb::PresenceStatus;
 
 /// A live session of a user, as its home knows it.
@@ -171,6 +171,7 @@ pub struct Applied {
     /// The user's presence after the operation.
     pub presence: PresenceStatus,
     /// Watchers to tell (every watcher on a change, or a new watcher).
+    #[cfg(test)]
     pub notice: Option<Notice>,
     /// The user just came online: count it in its departments
     /// (`Homes::count_online`).
@@ -276,6 +277,7 @@ impl Homes {
         Homes::gauge(&table);
         Applied {
             presence,
+            #[cfg(test)]
             notice,
             came_online,
         }

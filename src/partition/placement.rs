@@ -5,15 +5,15 @@
 //! the committed set (learner first, then voter).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics as m;
-use super::ring;
-use crate::node::Services;
+use super::Partitions;
+use crate::cluster::metrics as m;
+use crate::cluster::ring;
+use crate::meta::Meta;
 
 /// Settings of the controller.
 #[derive(Debug, Clone)]
@@ -82,8 +82,13 @@ pub fn desired_placement(
 }
 
 /// Runs the controller until `stop` fires.
-pub async fn run(services: Arc<Services>, settings: PlacementSettings, stop: CancellationToken) {
-    let me = services.config.node_id;
+pub async fn run(
+    me: u64,
+    meta: Meta,
+    partitions: Partitions,
+    settings: PlacementSettings,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut known_nodes: Vec<u64> = Vec::new();
@@ -93,23 +98,30 @@ pub async fn run(services: Arc<Services>, settings: PlacementSettings, stop: Can
             _ = ticker.tick() => {}
             _ = stop.cancelled() => return,
         }
-        if let Err(err) =
-            commit_placement(&services, &settings, &mut known_nodes, &mut stable_since).await
+        if let Err(err) = commit_placement(
+            me,
+            &meta,
+            partitions.count() as u16,
+            &settings,
+            &mut known_nodes,
+            &mut stable_since,
+        )
+        .await
         {
             tracing::warn!(error = %err, "failed to commit partition placement");
         }
-        reconcile_partitions(&services, me).await;
+        reconcile_partitions(&meta, &partitions, me).await;
     }
 }
 
 async fn commit_placement(
-    services: &Services,
+    me: u64,
+    meta: &Meta,
+    partitions: u16,
     settings: &PlacementSettings,
     known_nodes: &mut Vec<u64>,
     stable_since: &mut Instant,
 ) -> Result<(), String> {
-    let meta = &services.meta;
-    let me = services.config.node_id;
     let leading_meta = meta.raft().current_leader().await == Some(me);
     if !leading_meta {
         return Ok(());
@@ -124,7 +136,6 @@ async fn commit_placement(
         *known_nodes = nodes.clone();
         *stable_since = Instant::now();
     }
-    let partitions = services.partitions.count() as u16;
     let first_placement = meta
         .placement(0)
         .map_err(|e| e.to_string())?
@@ -150,11 +161,11 @@ async fn commit_placement(
     Ok(())
 }
 
-async fn reconcile_partitions(services: &Services, me: u64) {
-    for (index, raft) in services.partitions.rafts().iter().enumerate() {
+async fn reconcile_partitions(meta: &Meta, partitions: &Partitions, me: u64) {
+    for (index, raft) in partitions.rafts().iter().enumerate() {
         let partition = index as u16;
         let metrics = raft.metrics().borrow().clone();
-        let Ok(placement) = services.meta.placement(partition) else {
+        let Ok(placement) = meta.placement(partition) else {
             continue;
         };
         if placement.replicas.is_empty() {
@@ -175,8 +186,7 @@ async fn reconcile_partitions(services: &Services, me: u64) {
             if membership.get_node(node).is_some() {
                 continue;
             }
-            let Some(record) = services
-                .meta
+            let Some(record) = meta
                 .nodes()
                 .ok()
                 .and_then(|nodes| nodes.into_iter().find(|n| n.node_id == *node))

@@ -44,25 +44,25 @@ impl GroupQuotas {
         }
     }
 
-    /// Returns the limits the state machine checks when `admin` is false.
-    pub fn group_quota(&self, admin: bool) -> Option<GroupQuota> {
-        (!admin).then_some(GroupQuota {
+    /// Returns the limits the state machine checks, none for an actor
+    /// `exempt` from quotas.
+    pub fn group_quota(&self, exempt: bool) -> Option<GroupQuota> {
+        (!exempt).then_some(GroupQuota {
             max_owned: self.config.max_groups_owned,
             per_hour: self.config.groups_per_hour,
         })
     }
 
-    /// Counts `count` member additions by `user` (an admin's are not
-    /// counted). Refused with RATE_LIMITED when they would take the user's
+    /// Counts `count` member additions by `user` (not when `exempt`). Refused with RATE_LIMITED when they would take the user's
     /// minute past the limit; a refused request counts nothing. Attempts
     /// that fail later (an unknown user, say) still count.
     pub fn charge_additions(
         &self,
         user: u64,
-        admin: bool,
+        exempt: bool,
         count: u64,
     ) -> Result<(), ProtocolError> {
-        if admin || count == 0 {
+        if exempt || count == 0 {
             return Ok(());
         }
         let limit = self.config.member_additions_per_minute;

@@ -1,0 +1,13 @@
+//! Metrics of groups.
+
+/// Group writes refused by a per-user quota, by quota (`groups_owned`,
+/// `groups_per_hour`, `member_additions`).
+pub const QUOTA_REFUSALS: &str = "chorus_quota_refusals_total";
+
+/// Registers help texts for the metrics above.
+pub fn describe() {
+    metrics::describe_counter!(
+        QUOTA_REFUSALS,
+        "Group writes refused by a per-user quota, by quota"
+    );
+}
