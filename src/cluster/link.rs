@@ -121,9 +121,67 @@ struct Link {
 /// One-way requests for peers being dialled, sent once the link is up.
 type Dialling = HashMap<String, Vec<PeerFrame>>;
 
-/// The client side of every peer link of this node.
+/// How requests reach other nodes: over mutual-TLS TCP links in a node, or
+/// in memory between the planes of one process in unit tests.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends a request to the node at `addr` and waits for its response.
+    fn call(
+        &self,
+        addr: &str,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, LinkError>> + Send + 'static>>;
+
+    /// Queues a one-way request, never waiting.
+    fn tell(&self, addr: &str, request: Request);
+}
+
+/// The client side of every peer link of this node, over its transport.
 #[derive(Clone)]
 pub struct PeerLinks {
+    transport: Arc<dyn Transport>,
+}
+
+impl PeerLinks {
+    /// Dials peers over mutual TLS with this node's credentials.
+    pub fn new(timeout: Duration, tls: &super::PeerTls) -> Self {
+        PeerLinks::over(Arc::new(TcpLinks::new(timeout, tls)))
+    }
+
+    /// Sends requests over another transport.
+    pub fn over(transport: Arc<dyn Transport>) -> Self {
+        PeerLinks { transport }
+    }
+
+    /// Sends a request and waits for its response. A response reporting a
+    /// failure is [`LinkError::Remote`].
+    pub async fn call(&self, addr: &str, request: Request) -> Result<Response, LinkError> {
+        self.transport.call(addr, request).await
+    }
+
+    /// Queues a one-way request, never waiting: no answer comes, and none
+    /// is awaited (see [`TcpLinks::tell`] for what is dropped when).
+    pub fn tell(&self, addr: &str, request: Request) {
+        self.transport.tell(addr, request)
+    }
+}
+
+/// Reads a response: one reporting a failure is [`LinkError::Remote`].
+pub fn answer_of(label: &str, response: Option<Response>) -> Result<Response, LinkError> {
+    match response {
+        Some(Response::Error(error)) => Err(LinkError::Remote {
+            code: ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal),
+            message: error.message,
+        }),
+        Some(response) => Ok(response),
+        None => Err(LinkError::Codec(format!(
+            "empty answer to a {label} request"
+        ))),
+    }
+}
+
+/// Peer links over TCP: one mutual-TLS connection per peer address.
+#[derive(Clone)]
+struct TcpLinks {
     links: Arc<Mutex<HashMap<String, Arc<Link>>>>,
     /// Peers that failed to answer a dial: when to try again, and the next wait.
     backoff: Arc<Mutex<HashMap<String, (std::time::Instant, Duration)>>>,
@@ -136,10 +194,24 @@ fn dropped(reason: &'static str, count: usize) {
     metrics::counter!(m::ENVELOPES_DROPPED, "reason" => reason).increment(count as u64);
 }
 
-impl PeerLinks {
-    /// Dials peers over mutual TLS with this node's credentials.
-    pub fn new(timeout: Duration, tls: &super::PeerTls) -> Self {
-        PeerLinks {
+impl Transport for TcpLinks {
+    fn call(
+        &self,
+        addr: &str,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, LinkError>> + Send + 'static>> {
+        let (links, addr) = (self.clone(), addr.to_string());
+        Box::pin(async move { links.call(&addr, request).await })
+    }
+
+    fn tell(&self, addr: &str, request: Request) {
+        TcpLinks::tell(self, addr, request)
+    }
+}
+
+impl TcpLinks {
+    fn new(timeout: Duration, tls: &super::PeerTls) -> Self {
+        TcpLinks {
             links: Arc::default(),
             backoff: Arc::default(),
             dialling: Arc::default(),
@@ -281,9 +353,7 @@ impl PeerLinks {
             .set((LINK_QUEUE - link.tx.capacity()) as f64);
     }
 
-    /// Sends a request and waits for its response. A response reporting a
-    /// failure is [`LinkError::Remote`].
-    pub async fn call(&self, addr: &str, request: Request) -> Result<Response, LinkError> {
+    async fn call(&self, addr: &str, request: Request) -> Result<Response, LinkError> {
         let started = std::time::Instant::now();
         let label = request_label(&request);
         let link = self.link(addr).await?;
@@ -325,16 +395,7 @@ impl PeerLinks {
         };
         metrics::histogram!(m::LINK_RPC_SECONDS, "kind" => label)
             .record(started.elapsed().as_secs_f64());
-        match answer.response {
-            Some(Response::Error(error)) => Err(LinkError::Remote {
-                code: ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal),
-                message: error.message,
-            }),
-            Some(response) => Ok(response),
-            None => Err(LinkError::Codec(format!(
-                "empty answer to a {label} request"
-            ))),
-        }
+        answer_of(label, answer.response)
     }
 
     /// Queues a one-way request, never waiting: no answer comes, and none
@@ -342,7 +403,7 @@ impl PeerLinks {
     /// request is dropped and counted in `chorus_peer_envelopes_dropped_total`.
     /// A peer not connected yet is dialled once for every request queued
     /// meanwhile, which are then sent in order.
-    pub fn tell(&self, addr: &str, request: Request) {
+    fn tell(&self, addr: &str, request: Request) {
         let frame = PeerFrame {
             request_id: 0,
             body: Some(peer_frame::Body::Request(PeerRequest {
@@ -618,12 +679,12 @@ mod tests {
         let rogue = PeerTls::alone().unwrap();
         let (addr, stop, _heard) = echo_server(&cluster).await;
 
-        let member = PeerLinks::new(Duration::from_secs(2), &cluster);
+        let member = TcpLinks::new(Duration::from_secs(2), &cluster);
         assert_eq!(
             member.call(&addr, propose(b"hello")).await.unwrap(),
             Response::Proposed(b"hello".to_vec())
         );
-        let outsider = PeerLinks::new(Duration::from_secs(2), &rogue);
+        let outsider = TcpLinks::new(Duration::from_secs(2), &rogue);
         assert!(outsider.call(&addr, propose(b"hello")).await.is_err());
         // A plain-TCP client sending a well-formed request gets no answer.
         let frame = PeerFrame {
@@ -675,7 +736,7 @@ mod tests {
     async fn one_way_requests_arrive_in_order_and_are_not_answered() {
         let tls = PeerTls::alone().unwrap();
         let (addr, stop, mut heard) = echo_server(&tls).await;
-        let links = PeerLinks::new(Duration::from_secs(2), &tls);
+        let links = TcpLinks::new(Duration::from_secs(2), &tls);
         // Sent before the link is up: queued while it is dialled.
         for i in 0..100u32 {
             links.tell(&addr, propose(&i.to_be_bytes()));
@@ -708,7 +769,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let links = PeerLinks::new(Duration::from_secs(2), &tls);
+        let links = TcpLinks::new(Duration::from_secs(2), &tls);
         let started = std::time::Instant::now();
         for _ in 0..(LINK_QUEUE + 10) {
             links.tell(&addr, propose(b"lost"));

@@ -102,6 +102,22 @@ pub struct View {
 }
 
 impl View {
+    /// Returns the view of these nodes.
+    #[cfg(test)]
+    pub fn of(nodes: &[(u64, &str)]) -> View {
+        let members = nodes.iter().map(|(id, addr)| {
+            let member = Member {
+                node_id: *id,
+                generation: 1,
+                peer_addr: addr.to_string(),
+                tcp_addr: String::new(),
+                http_addr: String::new(),
+            };
+            (*id, member)
+        });
+        View::new(members.collect())
+    }
+
     fn new(nodes: BTreeMap<u64, Member>) -> View {
         let ids: Vec<u64> = nodes.keys().copied().collect();
         View {
@@ -250,6 +266,16 @@ impl Membership {
             gossip_interval: settings.gossip_interval,
             signer,
         })
+    }
+
+    /// Takes its views from `views` instead of gossip, so that a test
+    /// decides what this node sees.
+    #[cfg(test)]
+    pub fn with_views(self, views: watch::Receiver<Arc<View>>) -> Membership {
+        Membership {
+            view: views,
+            ..self
+        }
     }
 
     /// Returns the current view of ready nodes.

@@ -4,6 +4,8 @@
 
 mod link;
 mod membership;
+#[cfg(test)]
+pub mod memory;
 pub mod metrics;
 pub mod pki;
 pub mod ring;

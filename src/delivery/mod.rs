@@ -12,6 +12,8 @@ mod homes;
 pub mod metrics;
 mod outbox;
 mod sessions;
+#[cfg(test)]
+mod tests;
 mod wire;
 
 use std::collections::{HashMap, HashSet};
