@@ -2,8 +2,9 @@
 # The whole gate: formatting, lints, and every test of the workspace.
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/setup.sh"
-# chromium and chromium-driver for the browser tests (tests/web_browser.rs).
-ensure_debian_packages chromium chromium-driver
+# chromium and chromium-driver for the browser tests (tests/web_browser.rs),
+# and a Chinese font for their screenshots.
+ensure_debian_packages chromium chromium-driver fonts-wqy-zenhei
 ensure_promtool
 ensure_rust_tools
 ensure_openapi_validator

@@ -85,7 +85,7 @@ export function Chat({ client, conversation }: Props) {
     if (m.sender !== me || !direct) return null;
     const read = (summary?.peerReadSeq ?? 0) >= m.seq;
     return (
-      <span class={read ? "receipt read" : "receipt"} data-test="receipt">
+      <span class={read ? "receipt read" : "receipt"} data-test="receipt" data-read={read ? "true" : "false"}>
         {read ? t("chat.read") : t("chat.unread")}
       </span>
     );

@@ -22,6 +22,8 @@ export function useClientVersion(client: ChorusClient): number {
       client.on("state", bump),
       client.on("receipt", bump),
     ];
+    // Changes between the first render and this subscription.
+    bump();
     return () => offs.forEach((off) => off());
   }, [client]);
   return version;
@@ -34,6 +36,7 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
   const [ended, setEnded] = useState<{ code: string; reason: string } | null>(null);
   useEffect(() => {
     const offs = [client.on("state", setState), client.on("ended", (e) => e.code !== "LOGGED_OUT" && setEnded(e))];
+    setState(client.state);
     return () => offs.forEach((off) => off());
   }, [client]);
 
