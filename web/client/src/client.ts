@@ -460,7 +460,6 @@ export class ChorusClient extends Emitter<ClientEvents> {
     c.messages.set(m.seq, m);
     c.cursor = m.seq;
     if (!c.lastMessage || m.seq > c.lastMessage.seq) c.lastMessage = m;
-    if (m.sender === this.sessionValue?.userId) c.readSeq = Math.max(c.readSeq, m.seq);
     this.emit("message", m);
     this.emit("conversation", this.summary(c));
   }
@@ -578,7 +577,9 @@ export class ChorusClient extends Emitter<ClientEvents> {
       this.emit("receipt", { conversation: c.id, reader: r.reader ?? "0", readSeq: c.peerReadSeq });
       this.emit("conversation", this.summary(c));
     } else if (frame.kicked) {
-      this.end("CONFLICT", frame.kicked.reason ?? "kicked");
+      // The close follows: 4409 for another login, 4401 for logout, disable, revocation.
+      const reason = frame.kicked.reason ?? "kicked";
+      this.end(reason === "logged in elsewhere" ? "CONFLICT" : "UNAUTHENTICATED", reason);
     }
   }
 

@@ -180,6 +180,18 @@ test("logged in elsewhere (close 4409) ends the session without reconnecting", a
   assert.equal(resumes, 0);
 });
 
+test("a Kicked push ends the session with its reason", async () => {
+  const server = new FakeServer(users);
+  const c = client(server);
+  const ended: string[] = [];
+  c.on("ended", (e) => ended.push(`${e.code}: ${e.reason}`));
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  for (const s of server.sockets) s.deliver({ kicked: { reason: "account disabled" } });
+  await until("ended", () => c.state === "ended");
+  assert.deepEqual(ended, ["UNAUTHENTICATED: account disabled"]);
+});
+
 test("read receipts and read cursors only move forward", async () => {
   const server = new FakeServer(users);
   const conv = "d:1:2";

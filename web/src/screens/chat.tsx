@@ -33,7 +33,8 @@ export function Chat({ client, conversation }: Props) {
   const newest = messages.length ? messages[messages.length - 1].seq : 0;
   const direct = peerOf(conversation, me) !== null;
 
-  // Reading the open conversation moves the read cursor (and clears the badge everywhere).
+  // Reading the open conversation moves the read cursor (and clears the badge
+  // everywhere), past one's own messages too: the server counts them as unread.
   useEffect(() => {
     if (newest > (summary?.readSeq ?? 0) && client.state === "online" && document.visibilityState !== "hidden") {
       void client.markRead(conversation, newest).catch(() => {});
