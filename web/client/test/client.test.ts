@@ -79,6 +79,23 @@ test("connect syncs and pulls; pushes during the pull are held and applied once,
   c.close();
 });
 
+test("the catch-up pulls page after page; a new conversation starts at its recent history", async () => {
+  const server = new FakeServer(users);
+  for (let i = 1; i <= 250; i++) server.append("d:1:2", "2", `m${i}`);
+  const c = new ChorusClient({ servers: ["ws://a/ws"], socket: server.factory, initialHistory: 220 });
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  const seqs = c.messages("d:1:2").map((m) => m.seq);
+  assert.equal(seqs.length, 220);
+  assert.deepEqual([seqs[0], seqs[219]], [31, 250]);
+  const pulls = server.received.filter((r) => r.frame.pull).map((r) => r.frame.pull!.afterSeq);
+  assert.deepEqual(pulls, ["30", "130", "230"]);
+  const older = await c.loadOlder("d:1:2", 20);
+  assert.deepEqual([older[0].seq, older.length], [11, 20]);
+  assert.equal(c.messages("d:1:2")[0].seq, 11);
+  c.close();
+});
+
 test("a push past a gap makes the client pull the missing messages first", async () => {
   const server = new FakeServer(users);
   const conv = "d:1:2";
