@@ -3,6 +3,7 @@
 set -euo pipefail
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chorus-target}"
+chorus_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mkdir -p "$CARGO_TARGET_DIR"
 
 as_root() {
@@ -55,4 +56,36 @@ ensure_openapi_validator() {
         python3 -m venv "$venv"
     fi
     "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator==0.9.0
+}
+
+# node and npm for web/ (any node ≥ 18; Debian 12's will do when none is there).
+ensure_node() {
+    command -v npm >/dev/null && command -v node >/dev/null && return
+    ensure_debian_packages nodejs npm
+}
+
+# The web client's npm packages, installed from web/package-lock.json when
+# node_modules is missing or older than the lock file.
+ensure_web_deps() {
+    local web="$chorus_root/web"
+    ensure_node
+    if [ ! -f "$web/node_modules/.package-lock.json" ] ||
+        [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+        echo "installing the web client's npm packages" >&2
+        (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
+
+# web/dist, rebuilt when the web client's sources changed since the last build
+# (a digest of them is kept in web/dist/.sources).
+ensure_web_client() {
+    local web="$chorus_root/web" digest
+    ensure_web_deps
+    digest="$(cd "$web" && find src client/src package.json package-lock.json build.mjs tsconfig.json \
+        -type f -not -name '*.test.ts' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$web/dist/.sources" 2>/dev/null)" != "$digest" ]; then
+        echo "building the web client" >&2
+        (cd "$web" && npm run --silent build)
+        echo "$digest" >"$web/dist/.sources"
+    fi
 }

@@ -50,6 +50,8 @@ pub struct NodeConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub quotas: QuotasConfig,
+    #[serde(default)]
+    pub web: WebConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -302,6 +304,21 @@ pub struct QuotasConfig {
     pub member_additions_per_minute: u64,
 }
 
+/// The web client the HTTP port serves at `/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Folder of the built web client (`npm run build` in `web/` writes
+    /// `web/dist`), read once at start; relative to the working directory.
+    /// A missing folder leaves `/` answering 404 with how to build it.
+    #[serde(default = "default_web_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_web_dir() -> PathBuf {
+    PathBuf::from("web/dist")
+}
+
 fn default_max_groups_owned() -> u64 {
     100
 }
@@ -455,6 +472,7 @@ section_default!(StorageConfig);
 section_default!(LogConfig);
 section_default!(ClusterConfig);
 section_default!(QuotasConfig);
+section_default!(WebConfig);
 section_default!(NodeConfig);
 
 impl AuthConfig {

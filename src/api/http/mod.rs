@@ -31,6 +31,7 @@ mod health;
 mod openapi;
 mod session;
 mod users;
+mod web;
 mod ws;
 
 pub use health::Starting;
@@ -212,7 +213,9 @@ pub fn router(planes: Arc<Planes>, stop: CancellationToken) -> axum::Router {
     let body_limit = planes.config.limits.max_frame_bytes;
     let (router, api) = routes().split_for_parts();
     let document = openapi::Document::new(api);
+    let assets = web::WebAssets::load(&planes.config.web.dir);
     router
+        .merge(web::routes(assets))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))

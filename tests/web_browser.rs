@@ -1,0 +1,168 @@
+//! The web client in a real browser: Debian's headless chromium, driven
+//! through chromedriver (WebDriver), against a real node serving web/dist.
+//! scripts/test.sh installs chromium and chromium-driver and builds web/dist
+//! first. Screenshots go to $CHORUS_SCREENSHOTS (docs/web/ to refresh the
+//! ones docs/web.md shows), or to a temporary folder.
+
+mod common;
+#[path = "common/webdriver.rs"]
+mod webdriver;
+
+use std::path::PathBuf;
+
+use common::{TestNode, password};
+use serde_json::json;
+use webdriver::{Browser, Driver};
+
+fn built_client() -> PathBuf {
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/dist");
+    assert!(
+        dist.join("index.html").exists(),
+        "web/dist is not built: run `npm ci && npm run build` in web/ (scripts/test.sh does)"
+    );
+    dist
+}
+
+fn screenshots() -> PathBuf {
+    let dir = std::env::var_os("CHORUS_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("chorus-web-screenshots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn log_in(browser: &Browser, node: &TestNode, account: &str, pass: &str) {
+    browser.goto(&node.url("/")).await;
+    browser.type_into("input[name=account]", account).await;
+    browser.type_into("input[name=password]", pass).await;
+    browser.click("[data-test=login-submit]").await;
+}
+
+/// Returns a script that finds the message of the open conversation whose
+/// text is `text`, and evaluates `then` on it as `m`.
+fn on_message(text: &str, then: &str) -> String {
+    format!(
+        "const m = [...document.querySelectorAll('[data-test=message]')].find(e => e.innerText.includes({text})); return m ? {then} : null;",
+        text = json!(text)
+    )
+}
+
+#[tokio::test]
+async fn two_browser_users_chat_one_to_one_and_see_the_read_receipt() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let shots = screenshots();
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    let bob = driver.browser(&profiles.path().join("bob")).await;
+
+    // A wrong password is refused plainly.
+    log_in(&alice, &node, "alice", "not-her-password").await;
+    let error = alice
+        .wait_until(
+            "the login error",
+            "return document.querySelector('[data-test=login-error]')?.innerText",
+        )
+        .await;
+    assert_eq!(error, "Wrong account or password.");
+    alice.screenshot(&shots.join("login-error.png")).await;
+
+    log_in(&alice, &node, "alice", &password("alice")).await;
+    alice
+        .wait_until(
+            "alice signed in and caught up (no banner)",
+            "return document.querySelector('[data-test=me]')?.innerText === 'alice' && !document.querySelector('.banner')",
+        )
+        .await;
+    // Bob switches the page to Chinese (kept across loads) before signing in.
+    bob.goto(&node.url("/")).await;
+    bob.click("[data-test=lang]").await;
+    bob.wait_until(
+        "the login page in Chinese",
+        "return document.querySelector('[data-test=login-submit]')?.innerText === '登录'",
+    )
+    .await;
+    bob.screenshot(&shots.join("login-zh.png")).await;
+    log_in(&bob, &node, "bob", &password("bob")).await;
+    bob.wait_until(
+        "bob signed in and caught up (no banner)",
+        "return document.querySelector('[data-test=me]')?.innerText === 'bob' && !document.querySelector('.banner')",
+    )
+    .await;
+
+    // Alice opens a chat with bob by account and writes.
+    alice.type_into("[data-test=new-chat]", "bob").await;
+    alice.click("[data-test=new-chat-go]").await;
+    alice
+        .type_into("[data-test=composer]", "hello bob 你好")
+        .await;
+    alice.click("[data-test=send]").await;
+    alice
+        .wait_until(
+            "alice's message acked, not yet read",
+            &on_message(
+                "hello bob 你好",
+                "m.querySelector('[data-test=receipt]')?.dataset.read === 'false'",
+            ),
+        )
+        .await;
+
+    // Bob sees the conversation with one unread message and its preview.
+    let conversation = format!("d:{}:{}", ids[0].min(ids[1]), ids[0].max(ids[1]));
+    let row = format!("[data-test=conversation][data-conversation='{conversation}']");
+    let badge = bob
+        .wait_until(
+            "bob's unread badge",
+            &format!("return document.querySelector(\"{row} [data-test=unread]\")?.innerText"),
+        )
+        .await;
+    assert_eq!(badge, "1");
+    let row_text = bob
+        .eval(
+            &format!("return document.querySelector(\"{row}\").innerText"),
+            json!([]),
+        )
+        .await;
+    assert!(
+        row_text.as_str().unwrap().contains("hello bob 你好"),
+        "{row_text}"
+    );
+    bob.screenshot(&shots.join("conversation-list.png")).await;
+
+    // Bob opens it: the message shows, and reading it reaches alice as a receipt.
+    bob.click(&row).await;
+    bob.wait_until(
+        "bob sees the message",
+        &on_message("hello bob 你好", "true"),
+    )
+    .await;
+    alice
+        .wait_until(
+            "alice sees the read receipt",
+            &on_message(
+                "hello bob 你好",
+                "m.querySelector('[data-test=receipt]')?.dataset.read === 'true'",
+            ),
+        )
+        .await;
+
+    bob.type_into("[data-test=composer]", "hi alice").await;
+    bob.click("[data-test=send]").await;
+    alice
+        .wait_until("alice sees bob's reply", &on_message("hi alice", "true"))
+        .await;
+    bob.wait_until(
+        "bob's reply read by alice, whose chat is open",
+        &on_message(
+            "hi alice",
+            "m.querySelector('[data-test=receipt]')?.dataset.read === 'true'",
+        ),
+    )
+    .await;
+    alice.screenshot(&shots.join("chat-alice.png")).await;
+    bob.screenshot(&shots.join("chat-bob.png")).await;
+
+    alice.close().await;
+    bob.close().await;
+}

@@ -1,0 +1,720 @@
+// A Chorus client over WebSocket JSON text frames: one logical session that
+// survives reconnects. It logs in or resumes, catches up from the log on
+// every connect (docs/protocol.md §6), resends unacked messages with their
+// client_msg_id until acked, and moves to the next server of its list with
+// backoff when a connection ends.
+
+import { Emitter } from "./emitter.js";
+import {
+  type Ack,
+  ChorusError,
+  type Content,
+  type Conversation,
+  type Message,
+  type Session,
+  contentToWire,
+  messageFromWire,
+} from "./model.js";
+import {
+  type ClientBody,
+  type DeviceClass,
+  type ErrorCode,
+  type ServerFrame,
+  type WireSession,
+  num,
+} from "./wire.js";
+
+/** The part of a WebSocket the client uses (the browser's and `ws`'s both fit). */
+export interface SocketLike {
+  readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+export type SocketFactory = (url: string) => SocketLike;
+
+export type ConnectionState =
+  /** No session yet, or after logout. */
+  | "idle"
+  | "connecting"
+  /** Authenticated and catching up from the log. */
+  | "syncing"
+  | "online"
+  /** Between connections; a reconnect is scheduled. */
+  | "offline"
+  /** Ended for good: logged in elsewhere, token refused, logged out. */
+  | "ended";
+
+export interface ClientEvents {
+  state: ConnectionState;
+  session: Session;
+  /** A new message, delivered once, in seq order per conversation. */
+  message: Message;
+  /** A conversation's summary changed (new message, cursor, receipts). */
+  conversation: Conversation;
+  /** The peer of a 1:1 conversation read up to readSeq. */
+  receipt: { conversation: string; reader: string; readSeq: number };
+  /** The session ended and will not come back by itself. */
+  ended: { code: ErrorCode | "LOGGED_OUT"; reason: string };
+  /** A connection attempt failed or a connection dropped. */
+  disconnected: { server: string; code: number; reason: string };
+}
+
+export interface ClientOptions {
+  /** WebSocket URLs of the nodes, tried in turn: `ws://host:7180/ws`. */
+  servers: string[];
+  /** Creates a socket; by default the global WebSocket. */
+  socket?: SocketFactory;
+  deviceClass?: DeviceClass;
+  /** First reconnect delay; doubled per failed attempt up to maxBackoffMs. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** How long a request waits for its answer. */
+  requestTimeoutMs?: number;
+  /** Messages pulled, at most, of a conversation the client has not seen. */
+  initialHistory?: number;
+  /** Returns a fresh client_msg_id. */
+  newId?: () => string;
+  random?: () => number;
+}
+
+interface Pending {
+  resolve: (frame: ServerFrame) => void;
+  reject: (err: ChorusError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+interface Outgoing {
+  clientMsgId: string;
+  conversation: string;
+  content: Content;
+  attempts: number;
+  inFlight: boolean;
+  resolve: (ack: Ack) => void;
+  reject: (err: ChorusError) => void;
+}
+
+interface ConversationState extends Conversation {
+  messages: Map<number, Message>;
+  /** Messages received past a gap, held until the gap is filled. */
+  held: Map<number, Message>;
+  pulling: boolean;
+}
+
+const OPEN = 1;
+const PULL_PAGE = 100;
+
+function defaultSocket(url: string): SocketLike {
+  const ctor = (globalThis as { WebSocket?: new (url: string) => SocketLike }).WebSocket;
+  if (!ctor) throw new Error("no global WebSocket: pass options.socket");
+  return new ctor(url);
+}
+
+function defaultId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
+}
+
+export class ChorusClient extends Emitter<ClientEvents> {
+  private readonly options: Required<ClientOptions>;
+  private socket: SocketLike | null = null;
+  private serverIndex = 0;
+  private attempt = 0;
+  private nextRequestId = 1;
+  private readonly pending = new Map<string, Pending>();
+  private readonly outbox: Outgoing[] = [];
+  private readonly conversations = new Map<string, ConversationState>();
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+  private stateValue: ConnectionState = "idle";
+  private sessionValue: Session | null = null;
+  /** Bumped on every new socket, so a late event of an old one is ignored. */
+  private generation = 0;
+
+  constructor(options: ClientOptions) {
+    super();
+    if (options.servers.length === 0) throw new Error("no servers given");
+    this.options = {
+      socket: defaultSocket,
+      deviceClass: "WEB",
+      initialBackoffMs: 500,
+      maxBackoffMs: 15_000,
+      requestTimeoutMs: 12_000,
+      initialHistory: 50,
+      newId: defaultId,
+      random: Math.random,
+      ...options,
+    };
+  }
+
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  get session(): Session | null {
+    return this.sessionValue;
+  }
+
+  /** Returns the conversations, newest activity first. */
+  conversationList(): Conversation[] {
+    return [...this.conversations.values()]
+      .map((c) => this.summary(c))
+      .sort((a, b) => (b.lastMessage?.serverTimeMs ?? 0) - (a.lastMessage?.serverTimeMs ?? 0) || a.id.localeCompare(b.id));
+  }
+
+  conversation(id: string): Conversation | undefined {
+    const c = this.conversations.get(id);
+    return c && this.summary(c);
+  }
+
+  /** Returns the messages held of a conversation, oldest first. */
+  messages(id: string): Message[] {
+    const c = this.conversations.get(id);
+    if (!c) return [];
+    return [...c.messages.values()].sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Logs in with a password; later reconnects resume with the token. */
+  async login(account: string, password: string): Promise<Session> {
+    return this.open({ login: { account, password, deviceClass: this.options.deviceClass } });
+  }
+
+  /** Resumes a session from a token kept from an earlier login. */
+  async resume(token: string): Promise<Session> {
+    return this.open({ resume: { token } });
+  }
+
+  /**
+   * Sends a message; resolves with its ack. A send that meets a lost
+   * connection, a timeout or UNAVAILABLE_RETRY is sent again, with the same
+   * client_msg_id, until the server acks or refuses it.
+   */
+  send(conversation: string, content: Content): Promise<Ack> {
+    contentToWire(content);
+    return new Promise((resolve, reject) => {
+      this.outbox.push({
+        clientMsgId: this.options.newId(),
+        conversation,
+        content,
+        attempts: 0,
+        inFlight: false,
+        resolve,
+        reject,
+      });
+      this.flushOutbox();
+    });
+  }
+
+  /** Number of sends not yet acked. */
+  get unacked(): number {
+    return this.outbox.length;
+  }
+
+  /** Moves the read cursor of a conversation to seq. */
+  async markRead(conversation: string, seq: number): Promise<number> {
+    const frame = await this.request({ read: { conversation, seq: String(seq) } });
+    const readSeq = num(frame.read?.readSeq);
+    this.updateRead(conversation, readSeq);
+    return readSeq;
+  }
+
+  /** Loads older messages of a conversation, before the oldest one held. */
+  async loadOlder(conversation: string, count = PULL_PAGE): Promise<Message[]> {
+    const c = this.conversations.get(conversation);
+    if (!c) return [];
+    const oldest = Math.min(c.cursor + 1, ...c.messages.keys());
+    const after = Math.max(0, oldest - 1 - count);
+    if (oldest <= 1) return [];
+    const frame = await this.request({ pull: { conversation, afterSeq: String(after), limit: oldest - 1 - after } });
+    const older = (frame.pull?.messages ?? []).map(messageFromWire).filter((m) => m.seq < oldest);
+    for (const m of older) c.messages.set(m.seq, m);
+    return older;
+  }
+
+  /** Finds a user by account; returns the 1:1 conversation id with them too. */
+  async lookupUser(account: string): Promise<{ userId: string; account: string; displayName: string; conversation: string }> {
+    const frame = await this.request({ lookupUser: { account } });
+    return {
+      userId: frame.user?.userId ?? "0",
+      account: frame.user?.account ?? "",
+      displayName: frame.user?.displayName ?? "",
+      conversation: frame.user?.directConversation ?? "",
+    };
+  }
+
+  /** Opens a 1:1 conversation locally (it exists on the server once it has a message). */
+  openDirect(conversation: string, title: string): Conversation {
+    const c = this.state_(conversation);
+    if (!c.title) c.title = title;
+    this.emit("conversation", this.summary(c));
+    return this.summary(c);
+  }
+
+  /** Logs out: revokes the token and ends the session. */
+  async logout(): Promise<void> {
+    try {
+      await this.request({ logout: {} });
+    } finally {
+      this.end("LOGGED_OUT", "logged out");
+    }
+  }
+
+  /** Closes the connection and stops reconnecting; the token stays valid. */
+  close(): void {
+    this.end("LOGGED_OUT", "closed");
+  }
+
+  /** Sends a request on the live connection and waits for its answer. */
+  request(body: ClientBody): Promise<ServerFrame> {
+    const socket = this.socket;
+    if (!socket || socket.readyState !== OPEN) {
+      return Promise.reject(new ChorusError("DISCONNECTED", "not connected"));
+    }
+    return this.requestOn(socket, body);
+  }
+
+  private requestOn(socket: SocketLike, body: ClientBody): Promise<ServerFrame> {
+    const requestId = String(this.nextRequestId++);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(requestId);
+        reject(new ChorusError("TIMEOUT", `no answer within ${this.options.requestTimeoutMs} ms`));
+      }, this.options.requestTimeoutMs);
+      this.pending.set(requestId, { resolve, reject, timer });
+      try {
+        socket.send(JSON.stringify({ requestId, ...body }));
+      } catch {
+        clearTimeout(timer);
+        this.pending.delete(requestId);
+        reject(new ChorusError("DISCONNECTED", "the connection is closed"));
+      }
+    });
+  }
+
+  private setState(state: ConnectionState): void {
+    if (this.stateValue === state) return;
+    this.stateValue = state;
+    this.emit("state", state);
+  }
+
+  /** The first connection: fails (no retry) when the server refuses the login. */
+  private async open(auth: ClientBody): Promise<Session> {
+    if (this.stateValue !== "idle" && this.stateValue !== "ended") {
+      throw new ChorusError("CONFLICT", "already logged in");
+    }
+    let lastError: ChorusError = new ChorusError("DISCONNECTED", "no server reachable");
+    for (let i = 0; i < this.options.servers.length; i++) {
+      try {
+        return await this.connect(auth);
+      } catch (err) {
+        lastError = err instanceof ChorusError ? err : new ChorusError("DISCONNECTED", String(err));
+        if (lastError.code !== "DISCONNECTED" && lastError.code !== "TIMEOUT") break;
+        this.serverIndex = (this.serverIndex + 1) % this.options.servers.length;
+      }
+    }
+    this.setState("idle");
+    throw lastError;
+  }
+
+  /** Opens a socket to the current server and authenticates on it. */
+  private connect(auth: ClientBody): Promise<Session> {
+    this.setState("connecting");
+    const generation = ++this.generation;
+    const server = this.options.servers[this.serverIndex];
+    return new Promise((resolve, reject) => {
+      let authenticated = false;
+      let socket: SocketLike;
+      try {
+        socket = this.options.socket(server);
+      } catch (err) {
+        reject(new ChorusError("DISCONNECTED", String(err)));
+        return;
+      }
+      this.socket = socket;
+      socket.onmessage = (ev) => {
+        if (generation === this.generation && typeof ev.data === "string") this.onFrame(ev.data);
+      };
+      socket.onerror = () => {};
+      socket.onclose = (ev) => {
+        if (generation !== this.generation) return;
+        this.onClosed(server, ev.code, ev.reason);
+        if (!authenticated) reject(new ChorusError("DISCONNECTED", `connection to ${server} closed (${ev.code})`));
+      };
+      socket.onopen = () => {
+        this.requestOn(socket, auth).then(
+          (frame) => {
+            if (frame.error || !frame.session) {
+              const err = errorOf(frame);
+              socket.close(1000, "authentication refused");
+              this.socket = null;
+              this.generation++;
+              reject(err);
+              return;
+            }
+            authenticated = true;
+            this.attempt = 0;
+            this.sessionValue = sessionFromWire(frame.session);
+            this.emit("session", this.sessionValue);
+            this.startHeartbeat(socket, this.sessionValue.heartbeatSecs);
+            resolve(this.sessionValue);
+            void this.catchUp(socket, generation);
+          },
+          (err: ChorusError) => {
+            socket.close(1000, "authentication failed");
+            reject(err);
+          },
+        );
+      };
+    });
+  }
+
+  private startHeartbeat(socket: SocketLike, secs: number): void {
+    this.stopHeartbeat();
+    const every = Math.max(5, secs || 30) * 1000;
+    this.heartbeat = setInterval(() => {
+      this.requestOn(socket, { ping: {} }).catch(() => {});
+    }, every);
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+  }
+
+  /** Syncs, pulls what is missing, then goes online and resends the outbox. */
+  private async catchUp(socket: SocketLike, generation: number): Promise<void> {
+    this.setState("syncing");
+    try {
+      const frame = await this.requestOn(socket, { sync: {} });
+      const states = frame.sync?.conversations ?? [];
+      for (const s of states) {
+        const c = this.state_(s.conversation ?? "");
+        c.title = s.title || c.title;
+        c.maxSeq = Math.max(c.maxSeq, num(s.maxSeq));
+        c.readSeq = Math.max(c.readSeq, num(s.readSeq));
+        c.peerReadSeq = Math.max(c.peerReadSeq, num(s.peerReadSeq));
+        if (c.cursor === 0 && c.messages.size === 0) {
+          // A conversation not seen before: only its recent history.
+          c.cursor = Math.max(0, c.maxSeq - this.options.initialHistory);
+        }
+      }
+      await Promise.all([...this.conversations.values()].filter((c) => c.maxSeq > c.cursor).map((c) => this.pullGap(c, socket)));
+      if (generation !== this.generation) return;
+      for (const c of this.conversations.values()) this.emit("conversation", this.summary(c));
+      this.setState("online");
+      for (const c of this.conversations.values()) if (c.held.size > 0) this.drainHeld(c);
+      this.flushOutbox();
+    } catch {
+      // The connection failed during the catch-up: the close handler reconnects.
+      if (generation === this.generation) socket.close(4000, "catch-up failed");
+    }
+  }
+
+  /** Pulls a conversation from its cursor until no page is left; pushes meanwhile are held. */
+  private async pullGap(c: ConversationState, socket: SocketLike): Promise<void> {
+    if (c.pulling) return;
+    c.pulling = true;
+    try {
+      for (;;) {
+        const frame = await this.requestOn(socket, {
+          pull: { conversation: c.id, afterSeq: String(c.cursor), limit: PULL_PAGE },
+        });
+        if (frame.error) throw errorOf(frame);
+        const page = frame.pull ?? {};
+        c.maxSeq = Math.max(c.maxSeq, num(page.maxSeq));
+        const before = c.cursor;
+        for (const m of (page.messages ?? []).map(messageFromWire)) this.ingest(c, m, true);
+        if (!page.hasMore || c.cursor === before) break;
+      }
+    } finally {
+      c.pulling = false;
+    }
+    this.drainHeld(c);
+  }
+
+  /** Takes in a message from a pull, a push or an ack; emits it once, in order. */
+  private ingest(c: ConversationState, m: Message, fromPull = false): void {
+    if (m.seq <= c.cursor || c.messages.has(m.seq)) {
+      const known = c.messages.get(m.seq);
+      if (known && m.readCount > known.readCount) known.readCount = m.readCount;
+      return;
+    }
+    c.maxSeq = Math.max(c.maxSeq, m.seq);
+    if (m.seq !== c.cursor + 1 || (c.pulling && !fromPull)) {
+      c.held.set(m.seq, m);
+      if (!c.pulling && this.socket && this.stateValue === "online") {
+        void this.pullGap(c, this.socket).catch(() => {});
+      }
+      return;
+    }
+    this.accept(c, m);
+    if (!c.pulling) this.drainHeld(c);
+  }
+
+  private accept(c: ConversationState, m: Message): void {
+    c.messages.set(m.seq, m);
+    c.cursor = m.seq;
+    if (!c.lastMessage || m.seq > c.lastMessage.seq) c.lastMessage = m;
+    this.emit("message", m);
+    this.emit("conversation", this.summary(c));
+  }
+
+  private drainHeld(c: ConversationState): void {
+    for (const seq of [...c.held.keys()].sort((a, b) => a - b)) {
+      if (seq <= c.cursor) c.held.delete(seq);
+    }
+    let next = c.held.get(c.cursor + 1);
+    while (next) {
+      c.held.delete(next.seq);
+      this.accept(c, next);
+      next = c.held.get(c.cursor + 1);
+    }
+    if (c.held.size > 0 && !c.pulling && this.socket && this.stateValue === "online") {
+      void this.pullGap(c, this.socket).catch(() => {});
+    }
+  }
+
+  private flushOutbox(): void {
+    const socket = this.socket;
+    if (!socket || this.stateValue !== "online") return;
+    for (const out of this.outbox) {
+      if (!out.inFlight) this.transmit(out, socket);
+    }
+  }
+
+  private transmit(out: Outgoing, socket: SocketLike): void {
+    out.inFlight = true;
+    out.attempts++;
+    this.requestOn(socket, {
+      send: { clientMsgId: out.clientMsgId, conversation: out.conversation, content: contentToWire(out.content) },
+    }).then(
+      (frame) => {
+        out.inFlight = false;
+        if (frame.ack) {
+          this.settle(out);
+          const ack = ackFromWire(frame.ack);
+          const c = this.state_(ack.conversation);
+          this.ingest(c, {
+            conversation: ack.conversation,
+            seq: ack.seq,
+            messageId: ack.messageId,
+            sender: this.sessionValue?.userId ?? "0",
+            clientMsgId: ack.clientMsgId,
+            serverTimeMs: ack.serverTimeMs,
+            content: out.content,
+            readCount: 0,
+          });
+          out.resolve(ack);
+          return;
+        }
+        const err = errorOf(frame);
+        if (err.retryable) this.retryLater(out);
+        else {
+          this.settle(out);
+          out.reject(err);
+        }
+      },
+      (err: ChorusError) => {
+        out.inFlight = false;
+        // A lost connection resends from the outbox after the next catch-up.
+        if (err.code === "TIMEOUT") this.retryLater(out);
+      },
+    );
+  }
+
+  private retryLater(out: Outgoing): void {
+    setTimeout(() => {
+      const socket = this.socket;
+      if (this.outbox.includes(out) && !out.inFlight && socket && this.stateValue === "online") {
+        this.transmit(out, socket);
+      }
+    }, this.backoff(out.attempts));
+  }
+
+  private settle(out: Outgoing): void {
+    const i = this.outbox.indexOf(out);
+    if (i >= 0) this.outbox.splice(i, 1);
+  }
+
+  private backoff(attempt: number): number {
+    const ceiling = Math.min(this.options.maxBackoffMs, this.options.initialBackoffMs * 2 ** Math.max(0, attempt - 1));
+    return Math.round(ceiling * (0.5 + this.options.random() / 2));
+  }
+
+  private onFrame(text: string): void {
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(text) as ServerFrame;
+    } catch {
+      return;
+    }
+    const id = frame.requestId ?? "0";
+    if (id !== "0") {
+      const p = this.pending.get(id);
+      if (p) {
+        this.pending.delete(id);
+        clearTimeout(p.timer);
+        p.resolve(frame);
+      }
+      return;
+    }
+    if (frame.message) {
+      const m = messageFromWire(frame.message);
+      const known = this.conversations.has(m.conversation);
+      this.ingest(this.state_(m.conversation), m);
+      if (!known) void this.refreshTitles();
+    } else if (frame.readSync) {
+      this.updateRead(frame.readSync.conversation ?? "", num(frame.readSync.readSeq));
+    } else if (frame.readReceipt) {
+      const r = frame.readReceipt;
+      const c = this.state_(r.conversation ?? "");
+      c.peerReadSeq = Math.max(c.peerReadSeq, num(r.readSeq));
+      this.emit("receipt", { conversation: c.id, reader: r.reader ?? "0", readSeq: c.peerReadSeq });
+      this.emit("conversation", this.summary(c));
+    } else if (frame.kicked) {
+      // The close follows: 4409 for another login, 4401 for logout, disable, revocation.
+      const reason = frame.kicked.reason ?? "kicked";
+      this.end(reason === "logged in elsewhere" ? "CONFLICT" : "UNAUTHENTICATED", reason);
+    }
+  }
+
+  /** A new conversation came by push: a sync fetches its title. */
+  private async refreshTitles(): Promise<void> {
+    try {
+      const frame = await this.request({ sync: {} });
+      for (const s of frame.sync?.conversations ?? []) {
+        const c = this.conversations.get(s.conversation ?? "");
+        if (c && s.title && c.title !== s.title) {
+          c.title = s.title;
+          this.emit("conversation", this.summary(c));
+        }
+      }
+    } catch {
+      // Titles come with the next sync.
+    }
+  }
+
+  private updateRead(conversation: string, readSeq: number): void {
+    const c = this.state_(conversation);
+    if (readSeq <= c.readSeq) return;
+    c.readSeq = readSeq;
+    this.emit("conversation", this.summary(c));
+  }
+
+  private onClosed(server: string, code: number, reason: string): void {
+    this.socket = null;
+    this.stopHeartbeat();
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new ChorusError("DISCONNECTED", "the connection closed"));
+      this.pending.delete(id);
+    }
+    for (const out of this.outbox) out.inFlight = false;
+    this.emit("disconnected", { server, code, reason });
+    if (this.stateValue === "ended" || !this.sessionValue) return;
+    // 4409: logged in elsewhere; 4401: the token is no longer valid.
+    if (code === 4409) return this.end("CONFLICT", reason || "logged in elsewhere");
+    if (code === 4401) return this.end("UNAUTHENTICATED", reason || "session ended");
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    this.setState("offline");
+    this.serverIndex = (this.serverIndex + 1) % this.options.servers.length;
+    this.attempt++;
+    const delay = this.backoff(this.attempt);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      const token = this.sessionValue?.token;
+      if (!token || this.stateValue === "ended") return;
+      this.connect({ resume: { token } }).catch((err: ChorusError) => {
+        if (err.code === "UNAUTHENTICATED" || err.code === "CONFLICT") this.end(err.code, err.message);
+        else if (this.stateValue !== "offline" && this.stateValue !== "ended") this.scheduleReconnect();
+      });
+    }, delay);
+  }
+
+  private end(code: ErrorCode | "LOGGED_OUT", reason: string): void {
+    if (this.stateValue === "ended") return;
+    this.setState("ended");
+    this.generation++;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.stopHeartbeat();
+    const socket = this.socket;
+    this.socket = null;
+    socket?.close(1000, reason);
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new ChorusError("DISCONNECTED", reason));
+      this.pending.delete(id);
+    }
+    for (const out of this.outbox.splice(0)) out.reject(new ChorusError("DISCONNECTED", reason));
+    this.emit("ended", { code, reason });
+  }
+
+  private state_(id: string): ConversationState {
+    let c = this.conversations.get(id);
+    if (!c) {
+      c = {
+        id,
+        title: "",
+        maxSeq: 0,
+        cursor: 0,
+        readSeq: 0,
+        peerReadSeq: 0,
+        unread: 0,
+        messages: new Map(),
+        held: new Map(),
+        pulling: false,
+      };
+      this.conversations.set(id, c);
+    }
+    return c;
+  }
+
+  private summary(c: ConversationState): Conversation {
+    return {
+      id: c.id,
+      title: c.title,
+      maxSeq: c.maxSeq,
+      cursor: c.cursor,
+      readSeq: c.readSeq,
+      peerReadSeq: c.peerReadSeq,
+      unread: Math.max(0, c.maxSeq - c.readSeq),
+      lastMessage: c.lastMessage,
+    };
+  }
+}
+
+function errorOf(frame: ServerFrame): ChorusError {
+  if (frame.error) return new ChorusError(frame.error.code ?? "INTERNAL", frame.error.message ?? "");
+  return new ChorusError("INTERNAL", "unexpected answer");
+}
+
+function sessionFromWire(s: WireSession): Session {
+  return {
+    token: s.token ?? "",
+    userId: s.userId ?? "0",
+    account: s.account ?? "",
+    deviceClass: s.deviceClass ?? "WEB",
+    expiresAtMs: num(s.expiresAtMs),
+    heartbeatSecs: s.heartbeatSecs ?? 30,
+  };
+}
+
+function ackFromWire(a: NonNullable<ServerFrame["ack"]>): Ack {
+  return {
+    clientMsgId: a.clientMsgId ?? "",
+    conversation: a.conversation ?? "",
+    seq: num(a.seq),
+    messageId: a.messageId ?? "",
+    serverTimeMs: num(a.serverTimeMs),
+    duplicate: a.duplicate ?? false,
+  };
+}

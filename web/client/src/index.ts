@@ -1,0 +1,7 @@
+// @chorus/client: a client of the Chorus WebSocket protocol (JSON text frames).
+export { ChorusClient } from "./client.js";
+export type { ClientEvents, ClientOptions, ConnectionState, SocketFactory, SocketLike } from "./client.js";
+export { ChorusError, preview } from "./model.js";
+export type { Ack, Content, Conversation, Message, Session } from "./model.js";
+export type { DeviceClass, ErrorCode } from "./wire.js";
+export { directConversation, peerOf } from "./ids.js";

@@ -1,0 +1,138 @@
+// The shapes the client gives its users, converted from the wire frames.
+
+import { type DeviceClass, type ErrorCode, type WireContent, type WireMessage, num } from "./wire.js";
+
+export interface Session {
+  token: string;
+  userId: string;
+  account: string;
+  deviceClass: DeviceClass;
+  expiresAtMs: number;
+  heartbeatSecs: number;
+}
+
+export type Content =
+  | { kind: "text"; text: string; mentions: string[]; mentionAll: boolean }
+  | { kind: "emoji"; code: string }
+  | { kind: "file"; fileId: string; name: string; size: number; mimeType: string }
+  | { kind: "unknown" };
+
+export interface Message {
+  conversation: string;
+  seq: number;
+  messageId: string;
+  sender: string;
+  clientMsgId: string;
+  serverTimeMs: number;
+  content: Content;
+  readCount: number;
+}
+
+/** One conversation as the client knows it. */
+export interface Conversation {
+  id: string;
+  title: string;
+  maxSeq: number;
+  /** The highest seq held with none missing below it. */
+  cursor: number;
+  readSeq: number;
+  /** The peer's read cursor in a 1:1 conversation; 0 for a group. */
+  peerReadSeq: number;
+  unread: number;
+  lastMessage?: Message;
+}
+
+export interface Ack {
+  clientMsgId: string;
+  conversation: string;
+  seq: number;
+  messageId: string;
+  serverTimeMs: number;
+  duplicate: boolean;
+}
+
+/** An error answered by the server, or one of the client's own. */
+export class ChorusError extends Error {
+  constructor(
+    readonly code: ErrorCode | "DISCONNECTED" | "TIMEOUT",
+    message: string,
+  ) {
+    super(message);
+    this.name = "ChorusError";
+  }
+
+  /** Whether the same request may succeed if sent again. */
+  get retryable(): boolean {
+    return this.code === "UNAVAILABLE_RETRY" || this.code === "DISCONNECTED" || this.code === "TIMEOUT";
+  }
+}
+
+export function contentFromWire(content: WireContent | undefined): Content {
+  if (content?.text) {
+    return {
+      kind: "text",
+      text: content.text.text ?? "",
+      mentions: (content.text.mentions ?? []).map((m) => m.userId ?? "0"),
+      mentionAll: content.text.mentionAll ?? false,
+    };
+  }
+  if (content?.emoji) return { kind: "emoji", code: content.emoji.code ?? "" };
+  if (content?.file) {
+    return {
+      kind: "file",
+      fileId: content.file.fileId ?? "",
+      name: content.file.name ?? "",
+      size: num(content.file.size),
+      mimeType: content.file.mimeType ?? "",
+    };
+  }
+  return { kind: "unknown" };
+}
+
+export function contentToWire(content: Content): WireContent {
+  switch (content.kind) {
+    case "text":
+      return {
+        text: {
+          text: content.text,
+          mentions: content.mentions.map((userId) => ({ userId })),
+          mentionAll: content.mentionAll,
+        },
+      };
+    case "emoji":
+      return { emoji: { code: content.code } };
+    case "file":
+      return {
+        file: { fileId: content.fileId, name: content.name, size: String(content.size), mimeType: content.mimeType },
+      };
+    case "unknown":
+      throw new ChorusError("INVALID", "a message needs content");
+  }
+}
+
+export function messageFromWire(m: WireMessage): Message {
+  return {
+    conversation: m.conversation ?? "",
+    seq: num(m.seq),
+    messageId: m.messageId ?? "",
+    sender: m.sender ?? "0",
+    clientMsgId: m.clientMsgId ?? "",
+    serverTimeMs: num(m.serverTimeMs),
+    content: contentFromWire(m.content),
+    readCount: m.readCount ?? 0,
+  };
+}
+
+/** Returns the text of a message as one line, for lists and notifications. */
+export function preview(content: Content): string {
+  switch (content.kind) {
+    case "text":
+      return content.text.replace(/\s+/g, " ");
+    case "emoji":
+      return content.code;
+    case "file":
+      return `[${content.name}]`;
+    case "unknown":
+      return "";
+  }
+}

@@ -1,0 +1,118 @@
+// The JSON text mapping of the client protocol (docs/protocol.md §1.2): field
+// names in lowerCamelCase, 64-bit integers as strings, fields holding their
+// default value left out. These types describe the frames as they travel;
+// `model.ts` holds the shapes the client hands to its users.
+
+export type DeviceClass = "PC" | "MOBILE" | "WEB";
+
+export type ErrorCode =
+  | "UNAUTHENTICATED"
+  | "FORBIDDEN"
+  | "NOT_FOUND"
+  | "INVALID"
+  | "TOO_LARGE"
+  | "RATE_LIMITED"
+  | "UNAVAILABLE_RETRY"
+  | "CONFLICT"
+  | "INTERNAL";
+
+/** A 64-bit integer as the server writes it (a string) or accepts it. */
+export type U64 = string;
+
+export interface WireMention {
+  userId?: U64;
+}
+
+export interface WireContent {
+  text?: { text?: string; mentions?: WireMention[]; mentionAll?: boolean };
+  emoji?: { code?: string };
+  file?: {
+    fileId?: string;
+    name?: string;
+    size?: U64;
+    mimeType?: string;
+    image?: boolean;
+    width?: number;
+    height?: number;
+  };
+}
+
+export interface WireMessage {
+  conversation?: string;
+  seq?: U64;
+  messageId?: string;
+  sender?: U64;
+  clientMsgId?: string;
+  serverTimeMs?: U64;
+  content?: WireContent;
+  readCount?: number;
+}
+
+export interface WireConversationState {
+  conversation?: string;
+  maxSeq?: U64;
+  readSeq?: U64;
+  unread?: U64;
+  title?: string;
+  peerReadSeq?: U64;
+}
+
+export interface WireSession {
+  token?: string;
+  userId?: U64;
+  account?: string;
+  deviceClass?: DeviceClass;
+  expiresAtMs?: U64;
+  heartbeatSecs?: number;
+}
+
+export interface ClientBody {
+  login?: { account: string; password: string; deviceClass: DeviceClass };
+  resume?: { token: string };
+  ping?: Record<string, never>;
+  send?: { clientMsgId: string; conversation: string; content: WireContent };
+  sync?: Record<string, never>;
+  pull?: { conversation: string; afterSeq: U64; limit?: number };
+  read?: { conversation: string; seq: U64 };
+  lookupUser?: { account?: string; userId?: U64 };
+  createGroup?: { name: string; members: U64[] };
+  receipts?: { conversation: string; seqs: U64[] };
+  logout?: Record<string, never>;
+}
+
+export type ClientFrame = ClientBody & { requestId: U64 };
+
+export interface ServerFrame {
+  requestId?: U64;
+  error?: { code?: ErrorCode; message?: string };
+  session?: WireSession;
+  pong?: { serverTimeMs?: U64 };
+  ack?: {
+    clientMsgId?: string;
+    conversation?: string;
+    seq?: U64;
+    messageId?: string;
+    serverTimeMs?: U64;
+    duplicate?: boolean;
+  };
+  sync?: { conversations?: WireConversationState[] };
+  pull?: { conversation?: string; messages?: WireMessage[]; hasMore?: boolean; maxSeq?: U64 };
+  read?: { conversation?: string; readSeq?: U64 };
+  user?: { userId?: U64; account?: string; displayName?: string; directConversation?: string };
+  group?: { groupId?: U64; conversation?: string; name?: string; owner?: U64; members?: U64[] };
+  receipts?: {
+    conversation?: string;
+    receipts?: { seq?: U64; readCount?: number; memberCount?: number }[];
+  };
+  loggedOut?: Record<string, never>;
+  message?: WireMessage;
+  readSync?: { conversation?: string; readSeq?: U64 };
+  readReceipt?: { conversation?: string; reader?: U64; readSeq?: U64 };
+  kicked?: { reason?: string };
+}
+
+/** Reads a 64-bit field as a number (seqs and times stay far below 2^53). */
+export function num(value: U64 | number | undefined): number {
+  if (value === undefined) return 0;
+  return typeof value === "number" ? value : Number(value);
+}

@@ -1,0 +1,233 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { ChorusClient, ChorusError, type Message, directConversation, peerOf } from "../src/index.js";
+import { FakeServer, FakeSocket, until } from "./fake-server.js";
+
+const users = {
+  alice: { id: "1", password: "alice-pass" },
+  bob: { id: "2", password: "bob-pass" },
+};
+
+function client(server: FakeServer, servers = ["ws://a/ws"]): ChorusClient {
+  let n = 0;
+  return new ChorusClient({
+    servers,
+    socket: server.factory,
+    initialBackoffMs: 1,
+    maxBackoffMs: 5,
+    requestTimeoutMs: 500,
+    newId: () => `id-${++n}`,
+  });
+}
+
+function textOf(m: Message): string {
+  return m.content.kind === "text" ? m.content.text : "";
+}
+
+test("login answers the session; a wrong password is refused plainly and nothing reconnects", async () => {
+  const server = new FakeServer(users);
+  const c = client(server);
+  await assert.rejects(c.login("alice", "nope"), (err: ChorusError) => {
+    assert.equal(err.code, "UNAUTHENTICATED");
+    assert.equal(err.message, "wrong account or password");
+    return true;
+  });
+  assert.equal(c.state, "idle");
+  const session = await c.login("alice", "alice-pass");
+  assert.equal(session.userId, "1");
+  await until("online", () => c.state === "online");
+  c.close();
+});
+
+test("resume logs in with a kept token", async () => {
+  const server = new FakeServer(users);
+  const first = client(server);
+  const { token } = await first.login("bob", "bob-pass");
+  first.close();
+  const second = client(server);
+  const session = await second.resume(token);
+  assert.equal(session.userId, "2");
+  await assert.rejects(client(server).resume("bogus"), (err: ChorusError) => err.code === "UNAUTHENTICATED");
+  second.close();
+});
+
+test("connect syncs and pulls; pushes during the pull are held and applied once, in order", async () => {
+  const server = new FakeServer(users);
+  const conv = directConversation("2", "1");
+  for (let i = 1; i <= 3; i++) server.append(conv, "2", `m${i}`);
+  server.holdPulls = true;
+  const c = client(server);
+  const seen: number[] = [];
+  c.on("message", (m) => seen.push(m.seq));
+  await c.login("alice", "alice-pass");
+  await until("the pull is asked", () => server.received.some((r) => r.frame.pull));
+  assert.equal(c.state, "syncing");
+  // Seq 4 and a repeat of 3 arrive while the pull is outstanding.
+  const fourth = server.append(conv, "2", "m4");
+  server.push("1", fourth);
+  server.push("1", server.logs.get(conv)![2]);
+  assert.deepEqual(seen, []);
+  server.releasePulls();
+  await until("online", () => c.state === "online");
+  await until("four messages", () => seen.length === 4);
+  assert.deepEqual(seen, [1, 2, 3, 4]);
+  assert.deepEqual(c.messages(conv).map(textOf), ["m1", "m2", "m3", "m4"]);
+  const summary = c.conversation(conv)!;
+  assert.equal(summary.unread, 4);
+  assert.equal(summary.lastMessage?.seq, 4);
+  c.close();
+});
+
+test("the catch-up pulls page after page; a new conversation starts at its recent history", async () => {
+  const server = new FakeServer(users);
+  for (let i = 1; i <= 250; i++) server.append("d:1:2", "2", `m${i}`);
+  const c = new ChorusClient({ servers: ["ws://a/ws"], socket: server.factory, initialHistory: 220 });
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  const seqs = c.messages("d:1:2").map((m) => m.seq);
+  assert.equal(seqs.length, 220);
+  assert.deepEqual([seqs[0], seqs[219]], [31, 250]);
+  const pulls = server.received.filter((r) => r.frame.pull).map((r) => r.frame.pull!.afterSeq);
+  assert.deepEqual(pulls, ["30", "130", "230"]);
+  const older = await c.loadOlder("d:1:2", 20);
+  assert.deepEqual([older[0].seq, older.length], [11, 20]);
+  assert.equal(c.messages("d:1:2")[0].seq, 11);
+  c.close();
+});
+
+test("a push past a gap makes the client pull the missing messages first", async () => {
+  const server = new FakeServer(users);
+  const conv = "d:1:2";
+  server.append(conv, "2", "m1");
+  const c = client(server);
+  const seen: number[] = [];
+  c.on("message", (m) => seen.push(m.seq));
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online" && seen.length === 1);
+  server.append(conv, "2", "m2");
+  const third = server.append(conv, "2", "m3");
+  server.push("1", third);
+  await until("the gap filled", () => seen.length === 3);
+  assert.deepEqual(seen, [1, 2, 3]);
+  c.close();
+});
+
+test("a send answered UNAVAILABLE_RETRY is resent with the same client_msg_id until acked", async () => {
+  const server = new FakeServer(users);
+  server.script.push({
+    kind: "send",
+    answer: (socket, frame) => {
+      socket.deliver({ requestId: frame.requestId, error: { code: "UNAVAILABLE_RETRY", message: "no leader" } });
+      return true;
+    },
+  });
+  const c = client(server);
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  const ack = await c.send("d:1:2", { kind: "text", text: "hello", mentions: [], mentionAll: false });
+  assert.equal(ack.seq, 1);
+  const sends = server.received.filter((r) => r.frame.send).map((r) => r.frame.send!.clientMsgId);
+  assert.deepEqual(sends, ["id-1", "id-1"]);
+  assert.deepEqual(c.messages("d:1:2").map(textOf), ["hello"]);
+  assert.equal(c.unacked, 0);
+  c.close();
+});
+
+test("a refused send rejects with the server's code", async () => {
+  const server = new FakeServer(users);
+  server.script.push({
+    kind: "send",
+    answer: (socket, frame) => {
+      socket.deliver({ requestId: frame.requestId, error: { code: "FORBIDDEN", message: "not a member of g:7" } });
+      return true;
+    },
+  });
+  const c = client(server);
+  await c.login("alice", "alice-pass");
+  await assert.rejects(c.send("g:7", { kind: "emoji", code: "👍" }), (err: ChorusError) => err.code === "FORBIDDEN");
+  c.close();
+});
+
+test("a lost connection moves to the next node, resumes, catches up and resends unacked sends once", async () => {
+  const server = new FakeServer(users);
+  const conv = "d:1:2";
+  // The first node takes the send and stores it but dies before acking.
+  server.script.push({
+    kind: "send",
+    answer: (socket, frame) => {
+      const throwaway = new FakeSocket(server, "x");
+      throwaway.userId = socket.userId;
+      server.handle(throwaway, frame);
+      socket.close(1006, "node died");
+      return true;
+    },
+  });
+  const c = client(server, ["ws://a/ws", "ws://b/ws"]);
+  const states: string[] = [];
+  c.on("state", (s) => states.push(s));
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  const sent = c.send(conv, { kind: "text", text: "survives", mentions: [], mentionAll: false });
+  server.down.add("ws://a/ws");
+  const ack = await sent;
+  assert.equal(ack.seq, 1);
+  assert.ok(states.includes("offline"), `states: ${states}`);
+  const urls = server.received.map((r) => r.url);
+  assert.ok(urls.includes("ws://b/ws"), "reconnected to the second node");
+  assert.ok(server.received.some((r) => r.url === "ws://b/ws" && r.frame.resume), "resumed with the token");
+  const sends = server.received.filter((r) => r.frame.send).map((r) => r.frame.send!.clientMsgId);
+  assert.ok(sends.every((id) => id === "id-1"));
+  assert.equal(server.logs.get(conv)?.length, 1, "stored once");
+  assert.deepEqual(c.messages(conv).map(textOf), ["survives"]);
+  c.close();
+});
+
+test("logged in elsewhere (close 4409) ends the session without reconnecting", async () => {
+  const server = new FakeServer(users);
+  const c = client(server);
+  const ended: string[] = [];
+  c.on("ended", (e) => ended.push(`${e.code}: ${e.reason}`));
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  server.kick("1", 4409, "logged in elsewhere");
+  await until("ended", () => c.state === "ended");
+  assert.deepEqual(ended, ["CONFLICT: logged in elsewhere"]);
+  const resumes = server.received.filter((r) => r.frame.resume).length;
+  assert.equal(resumes, 0);
+});
+
+test("a Kicked push ends the session with its reason", async () => {
+  const server = new FakeServer(users);
+  const c = client(server);
+  const ended: string[] = [];
+  c.on("ended", (e) => ended.push(`${e.code}: ${e.reason}`));
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  for (const s of server.sockets) s.deliver({ kicked: { reason: "account disabled" } });
+  await until("ended", () => c.state === "ended");
+  assert.deepEqual(ended, ["UNAUTHENTICATED: account disabled"]);
+});
+
+test("read receipts and read cursors only move forward", async () => {
+  const server = new FakeServer(users);
+  const conv = "d:1:2";
+  server.append(conv, "2", "m1");
+  server.append(conv, "2", "m2");
+  const c = client(server);
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  assert.equal(c.conversation(conv)?.unread, 2);
+  assert.equal(await c.markRead(conv, 2), 2);
+  assert.equal(c.conversation(conv)?.unread, 0);
+  for (const s of server.sockets) s.deliver({ readReceipt: { conversation: conv, reader: "2", readSeq: "2" } });
+  for (const s of server.sockets) s.deliver({ readReceipt: { conversation: conv, reader: "2", readSeq: "1" } });
+  assert.equal(c.conversation(conv)?.peerReadSeq, 2);
+  c.close();
+});
+
+test("conversation ids", () => {
+  assert.equal(directConversation("10", "9"), "d:9:10");
+  assert.equal(peerOf("d:9:10", "9"), "10");
+  assert.equal(peerOf("g:7", "9"), null);
+});

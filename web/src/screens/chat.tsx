@@ -1,0 +1,143 @@
+import { type ChorusClient, type Message, peerOf, preview } from "@chorus/client";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+
+import { useT } from "../context.js";
+import { useClientVersion } from "./main.js";
+
+interface Props {
+  client: ChorusClient;
+  conversation: string;
+}
+
+interface Outgoing {
+  key: string;
+  text: string;
+  error?: string;
+}
+
+function time(ms: number): string {
+  return ms ? new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+}
+
+export function Chat({ client, conversation }: Props) {
+  const t = useT();
+  useClientVersion(client);
+  const [draft, setDraft] = useState("");
+  const [outgoing, setOutgoing] = useState<Outgoing[]>([]);
+  const [loadingOlder, setLoadingOlder] = useState(false);
+  const list = useRef<HTMLOListElement>(null);
+  const stickToBottom = useRef(true);
+  const me = client.session?.userId ?? "";
+  const summary = client.conversation(conversation);
+  const messages = client.messages(conversation);
+  const newest = messages.length ? messages[messages.length - 1].seq : 0;
+  const direct = peerOf(conversation, me) !== null;
+
+  // Reading the open conversation moves the read cursor (and clears the badge
+  // everywhere), past one's own messages too: the server counts them as unread.
+  useEffect(() => {
+    if (newest > (summary?.readSeq ?? 0) && client.state === "online" && document.visibilityState !== "hidden") {
+      void client.markRead(conversation, newest).catch(() => {});
+    }
+  }, [newest, summary?.readSeq, client.state]);
+
+  useLayoutEffect(() => {
+    const el = list.current;
+    if (el && stickToBottom.current) el.scrollTop = el.scrollHeight;
+  });
+
+  const older = async () => {
+    if (loadingOlder) return;
+    setLoadingOlder(true);
+    const el = list.current;
+    const before = el ? el.scrollHeight - el.scrollTop : 0;
+    try {
+      await client.loadOlder(conversation);
+    } finally {
+      setLoadingOlder(false);
+      requestAnimationFrame(() => {
+        if (el) el.scrollTop = el.scrollHeight - before;
+      });
+    }
+  };
+
+  const onScroll = () => {
+    const el = list.current;
+    if (!el) return;
+    stickToBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+    if (el.scrollTop === 0 && (messages[0]?.seq ?? 1) > 1) void older();
+  };
+
+  const send = (ev: Event) => {
+    ev.preventDefault();
+    const text = draft.trim();
+    if (!text) return;
+    setDraft("");
+    stickToBottom.current = true;
+    const key = `${Date.now()}-${Math.random()}`;
+    setOutgoing((o) => [...o, { key, text }]);
+    client.send(conversation, { kind: "text", text, mentions: [], mentionAll: false }).then(
+      () => setOutgoing((o) => o.filter((x) => x.key !== key)),
+      (err: Error) => setOutgoing((o) => o.map((x) => (x.key === key ? { ...x, error: err.message } : x))),
+    );
+  };
+
+  const receipt = (m: Message) => {
+    if (m.sender !== me || !direct) return null;
+    const read = (summary?.peerReadSeq ?? 0) >= m.seq;
+    return (
+      <span class={read ? "receipt read" : "receipt"} data-test="receipt" data-read={read ? "true" : "false"}>
+        {read ? t("chat.read") : t("chat.unread")}
+      </span>
+    );
+  };
+
+  return (
+    <section class="chat" aria-label={summary?.title || conversation}>
+      <h2 class="chat-title">{summary?.title || conversation}</h2>
+      <ol class="messages" ref={list} onScroll={onScroll} data-test="messages">
+        {(messages[0]?.seq ?? 1) > 1 && (
+          <li class="older">
+            <button class="link" onClick={older} disabled={loadingOlder}>
+              {t("chat.older")}
+            </button>
+          </li>
+        )}
+        {messages.map((m) => (
+          <li key={m.seq} class={m.sender === me ? "msg mine" : "msg"} data-test="message" data-seq={m.seq}>
+            <div class="bubble">
+              <bdi class="text">{preview(m.content)}</bdi>
+            </div>
+            <div class="meta">
+              {m.sender === me ? t("chat.me") : summary?.title} · {time(m.serverTimeMs)} {receipt(m)}
+            </div>
+          </li>
+        ))}
+        {outgoing.map((o) => (
+          <li key={o.key} class="msg mine pending">
+            <div class="bubble">
+              <bdi class="text">{o.text}</bdi>
+            </div>
+            <div class="meta">{o.error ? t("chat.failed", { message: o.error }) : t("chat.sending")}</div>
+          </li>
+        ))}
+      </ol>
+      <form class="composer" onSubmit={send}>
+        <textarea
+          aria-label={t("chat.placeholder")}
+          placeholder={t("chat.placeholder")}
+          value={draft}
+          onInput={(e) => setDraft(e.currentTarget.value)}
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && !e.shiftKey && !e.isComposing) send(e);
+          }}
+          rows={2}
+          data-test="composer"
+        />
+        <button type="submit" data-test="send">
+          {t("chat.send")}
+        </button>
+      </form>
+    </section>
+  );
+}

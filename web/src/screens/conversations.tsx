@@ -1,0 +1,81 @@
+import { type ChorusClient, ChorusError, preview } from "@chorus/client";
+import { useState } from "preact/hooks";
+
+import { useT } from "../context.js";
+import { useClientVersion } from "./main.js";
+
+interface Props {
+  client: ChorusClient;
+  open: string | null;
+  onOpen: (conversation: string) => void;
+}
+
+export function ConversationList({ client, open, onOpen }: Props) {
+  const t = useT();
+  useClientVersion(client);
+  const [peer, setPeer] = useState("");
+  const [error, setError] = useState("");
+  const list = client.conversationList().filter((c) => c.maxSeq > 0 || c.id === open || c.id.startsWith("g:"));
+
+  const start = async (ev: Event) => {
+    ev.preventDefault();
+    const account = peer.trim();
+    if (!account) return;
+    setError("");
+    try {
+      const user = await client.lookupUser(account);
+      client.openDirect(user.conversation, user.account);
+      setPeer("");
+      onOpen(user.conversation);
+    } catch (err) {
+      const code = err instanceof ChorusError ? err.code : "";
+      setError(code === "NOT_FOUND" || code === "INVALID" ? t("list.new.notfound", { account }) : String((err as Error).message));
+    }
+  };
+
+  return (
+    <nav class="conversations" aria-label={t("list.heading")}>
+      <form class="new-chat" onSubmit={start}>
+        <input
+          aria-label={t("list.new")}
+          placeholder={t("list.new")}
+          value={peer}
+          onInput={(e) => setPeer(e.currentTarget.value)}
+          data-test="new-chat"
+        />
+        <button type="submit" data-test="new-chat-go">
+          {t("list.new.go")}
+        </button>
+      </form>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+      {list.length === 0 && <p class="quiet">{t("list.empty")}</p>}
+      <ul>
+        {list.map((c) => (
+          <li key={c.id}>
+            <button
+              class={c.id === open ? "conv current" : "conv"}
+              onClick={() => onOpen(c.id)}
+              data-test="conversation"
+              data-conversation={c.id}
+              aria-current={c.id === open ? "true" : undefined}
+            >
+              <span class="title">{c.title || c.id}</span>
+              {c.unread > 0 && c.id !== open && (
+                <span class="badge" aria-label={t("list.unread", { count: c.unread })} data-test="unread">
+                  {c.unread}
+                </span>
+              )}
+              <span class="last" dir="auto">
+                {c.lastMessage ? preview(c.lastMessage.content) : ""}
+              </span>
+            </button>
+          </li>
+        ))}
+      </ul>
+    </nav>
+  );
+}

@@ -1,0 +1,82 @@
+import type { ChorusClient, ConnectionState } from "@chorus/client";
+import { useEffect, useState } from "preact/hooks";
+
+import { useT } from "../context.js";
+import { Chat } from "./chat.js";
+import { ConversationList } from "./conversations.js";
+
+interface Props {
+  client: ChorusClient;
+  onLeave: (logout: boolean) => void;
+  onSwitchLang: () => void;
+}
+
+/** Re-renders the caller on every change the client reports. */
+export function useClientVersion(client: ChorusClient): number {
+  const [version, setVersion] = useState(0);
+  useEffect(() => {
+    const bump = () => setVersion((v) => v + 1);
+    const offs = [
+      client.on("conversation", bump),
+      client.on("message", bump),
+      client.on("state", bump),
+      client.on("receipt", bump),
+    ];
+    // Changes between the first render and this subscription.
+    bump();
+    return () => offs.forEach((off) => off());
+  }, [client]);
+  return version;
+}
+
+export function Main({ client, onLeave, onSwitchLang }: Props) {
+  const t = useT();
+  const [open, setOpen] = useState<string | null>(null);
+  const [state, setState] = useState<ConnectionState>(client.state);
+  const [ended, setEnded] = useState<{ code: string; reason: string } | null>(null);
+  useEffect(() => {
+    const offs = [client.on("state", setState), client.on("ended", (e) => e.code !== "LOGGED_OUT" && setEnded(e))];
+    setState(client.state);
+    return () => offs.forEach((off) => off());
+  }, [client]);
+
+  if (ended) {
+    return (
+      <main class="ended" data-test="ended">
+        <p role="alert">{ended.code === "CONFLICT" ? t("main.ended.CONFLICT") : t("main.ended.other", { reason: ended.reason })}</p>
+        <button onClick={() => onLeave(false)}>{t("main.ended.again")}</button>
+      </main>
+    );
+  }
+
+  return (
+    <div class="main">
+      <header class="bar">
+        <strong>{t("app.title")}</strong>
+        <span class="me" data-test="me">
+          {client.session?.account}
+        </span>
+        <span class="spacer" />
+        <button class="link" onClick={onSwitchLang}>
+          {t("lang.switch")}
+        </button>
+        <button class="link" onClick={() => onLeave(true)} data-test="logout">
+          {t("main.logout")}
+        </button>
+      </header>
+      {state === "offline" || state === "connecting" ? (
+        <div class="banner" role="status" data-test="offline">
+          {t("main.offline")}
+        </div>
+      ) : state === "syncing" ? (
+        <div class="banner quiet" role="status">
+          {t("main.syncing")}
+        </div>
+      ) : null}
+      <div class="panes">
+        <ConversationList client={client} open={open} onOpen={setOpen} />
+        {open ? <Chat key={open} client={client} conversation={open} /> : <section class="chat empty">{t("chat.none")}</section>}
+      </div>
+    </div>
+  );
+}
