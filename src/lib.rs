@@ -5,6 +5,7 @@ mod actors;
 mod admin;
 mod api;
 mod auth;
+mod backup;
 mod cluster;
 mod config;
 mod db;
@@ -20,6 +21,7 @@ pub mod client;
 
 pub use admin::{ADMIN_ACCOUNT, ADMIN_PASSWORD_ENV, DEMO_PASSWORD, seed_demo};
 pub use auth::{hash_password, verify_password};
+pub use backup::{BackupError, RestoreReport, restore_as as restore_backup};
 pub use cluster::pki;
 pub use config::{ConfigError, NodeConfig, TlsConfig};
 pub use logging::{LoggingError, init as init_logging};

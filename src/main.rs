@@ -29,6 +29,19 @@ enum Command {
     Cluster(ClusterCommand),
     /// Prints the OpenAPI document of the REST API (as served at /api/openapi.json).
     Openapi,
+    /// Takes an online backup of a running node (POST /api/v1/admin/backup),
+    /// written into the node's backup folder on its host.
+    Backup(chorus::client::backup::BackupArgs),
+    /// Restores a backup into an empty data folder as the first node of a
+    /// new cluster: the node of --config, which must have no seeds. Run
+    /// `chorus serve --config FILE` afterwards.
+    Restore {
+        /// The backup's folder (holding backup.json and db/).
+        #[arg(long, value_name = "DIR")]
+        backup: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +89,31 @@ fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
         }
         ClusterCommand::Status(_) => unreachable!("runs on the tokio runtime"),
     }
+    Ok(())
+}
+
+fn restore(backup: &std::path::Path, config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = chorus::NodeConfig::load(config_path)?;
+    let report = chorus::restore_backup(&config, backup)
+        .with_context(|| format!("failed to restore {}", backup.display()))?;
+    println!(
+        "restored the backup of node {} (chorus {}, {} partitions) into {} as node {}",
+        report.manifest.node_id,
+        report.manifest.chorus_version,
+        report.manifest.partitions,
+        report.db_dir.display(),
+        config.node_id
+    );
+    println!(
+        "{} raft groups rewritten with node {} as their only voter; {} unapplied log entries dropped",
+        report.groups.len(),
+        config.node_id,
+        report.dropped_entries
+    );
+    println!(
+        "start it with: chorus serve --config {}",
+        config_path.display()
+    );
     Ok(())
 }
 
@@ -184,6 +222,16 @@ fn main() -> anyhow::Result<()> {
             println!("{}", chorus::openapi_json());
             return Ok(());
         }
+        Command::Backup(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("failed to start the tokio runtime")?;
+            return runtime
+                .block_on(chorus::client::backup::run(args))
+                .map_err(Into::into);
+        }
+        Command::Restore { backup, config } => return restore(&backup, &config),
         _ => {}
     }
     if matches!(cli.command, Command::Serve { .. }) {
@@ -200,7 +248,10 @@ fn main() -> anyhow::Result<()> {
                 chorus::init_logging("warn", false)?;
                 chorus::client::cli::run(args).await.map_err(Into::into)
             }
-            Command::Cluster(_) | Command::Openapi => {
+            Command::Cluster(_)
+            | Command::Openapi
+            | Command::Backup(_)
+            | Command::Restore { .. } => {
                 unreachable!("handled before the runtime starts")
             }
         }

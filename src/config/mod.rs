@@ -225,6 +225,10 @@ pub struct StorageConfig {
     /// Message partitions, fixed when the data folder is created.
     #[serde(default = "default_partitions")]
     pub partitions: u32,
+    /// Folder that online backups are written into (`POST
+    /// /api/v1/admin/backup`); unset: `backups` in the data folder.
+    #[serde(default)]
+    pub backup_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

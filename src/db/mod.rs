@@ -1,6 +1,7 @@
 //! The node's one RocksDB: column families, synced writes (shared between
 //! concurrent writers by group commit), and the error type of every storage call.
 
+mod checkpoint;
 mod metrics;
 
 use std::path::Path;

@@ -23,6 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod admin;
+mod backup;
 mod contacts;
 mod conversations;
 mod departments;
@@ -202,6 +203,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::set_log_level))
         .routes(routes!(admin::cluster_status))
         .routes(routes!(admin::remove_node))
+        .routes(routes!(backup::take_backup))
 }
 
 /// Builds the router of a node.
