@@ -21,6 +21,15 @@ enum Command {
         /// Seeds a small demo organisation (users alice, bob, carol, dave, erin).
         #[arg(long)]
         demo: bool,
+        /// Log filter, instead of the config's log.level: a level (info,
+        /// debug …: chorus at that level, other crates at warn) and
+        /// target=level directives. RUST_LOG, when set, wins over both.
+        #[arg(long, env = "CHORUS_LOG", value_name = "FILTER")]
+        log_level: Option<String>,
+        /// One JSON object per log line (true or false), instead of the
+        /// config's log.json.
+        #[arg(long, env = "CHORUS_LOG_JSON", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        log_json: Option<bool>,
     },
     /// The terminal client (interactive without a subcommand).
     Client(chorus::client::cli::ClientArgs),
@@ -117,12 +126,21 @@ fn restore(backup: &std::path::Path, config_path: &std::path::Path) -> anyhow::R
     Ok(())
 }
 
-async fn serve(config: Option<PathBuf>, demo: bool) -> anyhow::Result<()> {
+/// How `serve` was asked to log, over the config's `[log]`.
+struct LogOverrides {
+    level: Option<String>,
+    json: Option<bool>,
+}
+
+async fn serve(config: Option<PathBuf>, demo: bool, log: LogOverrides) -> anyhow::Result<()> {
     let config = match &config {
         Some(path) => chorus::NodeConfig::load(path)?,
         None => chorus::NodeConfig::default().validate()?,
     };
-    chorus::init_logging(&config.log.level, config.log.json)?;
+    chorus::init_logging(
+        log.level.as_deref().unwrap_or(&config.log.level),
+        log.json.unwrap_or(config.log.json),
+    )?;
     let node = chorus::Node::start(config)
         .await
         .context("failed to start the node")?;
@@ -243,7 +261,18 @@ fn main() -> anyhow::Result<()> {
         .context("failed to start the tokio runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { config, demo } => serve(config, demo).await,
+            Command::Serve {
+                config,
+                demo,
+                log_level,
+                log_json,
+            } => {
+                let log = LogOverrides {
+                    level: log_level,
+                    json: log_json,
+                };
+                serve(config, demo, log).await
+            }
             Command::Client(args) => {
                 chorus::init_logging("warn", false)?;
                 chorus::client::cli::run(args).await.map_err(Into::into)
