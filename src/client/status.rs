@@ -156,7 +156,21 @@ pub(super) async fn request(
         .read_to_end(&mut answer)
         .await
         .map_err(io)?;
-    split_response(&answer)
+    split_response(&answer).map_err(|err| match err {
+        StatusError::Malformed(_) if !answer.starts_with(b"HTTP/") => {
+            StatusError::Malformed(format!(
+                "{} gave no HTTP answer: is it the node's HTTP port (listen.http, 7180 by \
+                 default; 7100 is the TCP client port)?{}",
+                options.addr,
+                if options.tls.is_some() {
+                    ""
+                } else {
+                    " If the node speaks TLS, pass --tls-ca"
+                }
+            ))
+        }
+        other => other,
+    })
 }
 
 /// Splits a whole HTTP/1.1 answer (the server closed after it) into its
