@@ -398,7 +398,7 @@ async fn the_log_level_endpoint_is_admin_only_and_needs_the_chorus_logger() {
 }
 
 #[tokio::test]
-async fn http_requests_are_counted_by_route_template_and_the_build_is_published() {
+async fn http_requests_build_info_and_process_metrics_are_exported() {
     let node = TestNode::start().await;
     let token = node.admin_token().await;
     for _ in 0..2 {

@@ -42,6 +42,7 @@ pub fn install() -> PrometheusHandle {
                 .install_recorder()
                 .expect("the recorder is installed once per process");
             describe();
+            super::process_metrics::describe();
             metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             crate::actors::metrics::describe();
             crate::auth::metrics::describe();
@@ -50,6 +51,12 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Renders the metrics for a scrape, with the `process_*` ones read now.
+pub async fn render(handle: &PrometheusHandle) -> String {
+    let _ = tokio::task::spawn_blocking(super::process_metrics::publish).await;
+    handle.render()
 }
 
 fn describe() {

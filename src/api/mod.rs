@@ -6,6 +6,7 @@ mod deadline;
 pub mod http;
 mod limiter;
 pub mod metrics;
+mod process_metrics;
 mod stream;
 pub mod tcp;
 pub mod tls;

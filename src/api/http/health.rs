@@ -144,7 +144,7 @@ fn missing(services: &Services, caught_up: &CaughtUp) -> Vec<String> {
 pub(super) async fn metrics_text(State(services): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        services.metrics.render(),
+        crate::api::metrics::render(&services.metrics).await,
     )
 }
 
