@@ -224,7 +224,8 @@ impl Cluster {
         self.dir.path().join("ca")
     }
 
-    /// Adds a node: the first bootstraps, the others join through the first.
+    /// Adds a node: the first bootstraps, the others join through the first
+    /// that runs.
     /// A start that fails (a port taken between choosing and binding it) is
     /// retried on fresh ports and a fresh data folder.
     pub async fn add_node(&mut self) -> anyhow::Result<usize> {
@@ -265,9 +266,11 @@ impl Cluster {
             format!("127.0.0.1:{}", free_port()),
             format!("127.0.0.1:{}", free_port()),
         );
+        // The first running node: after a restore, the first ones may be gone.
         let seeds: Vec<String> = self
             .nodes
-            .first()
+            .iter()
+            .find(|n| n.is_running())
             .map(|first| first.advertised_peer.clone())
             .into_iter()
             .collect();

@@ -120,4 +120,34 @@ async fn a_backup_restored_as_a_new_cluster_holds_every_acked_message() {
         .await
         .unwrap();
     assert_eq!(ack.seq, acked[&direct].keys().max().unwrap() + 1);
+
+    // The new cluster grows as any does: a node joins through it and gets
+    // a replica of every partition (from snapshots: the restored logs start
+    // where the backup ended).
+    let grown = cluster.add_node().await.unwrap();
+    let mut both = vec![restored_id, cluster.nodes[grown].id];
+    both.sort_unstable();
+    cluster
+        .wait_for("every partition on both nodes", |status| {
+            let ids = |v: &Value| {
+                let mut ids: Vec<u64> = v
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
+                ids.sort_unstable();
+                ids
+            };
+            status["partitions"].as_array().is_some_and(|parts| {
+                parts.iter().all(|p| {
+                    ids(&p["voters"]) == both
+                        && ids(&p["placement"]) == both
+                        && !p["leader"].is_null()
+                })
+            })
+        })
+        .await
+        .unwrap();
+    let conn = cluster.login(grown, "bob", DeviceClass::Pc).await.unwrap();
+    let history = conn.pull_all(&direct, 0).await.unwrap();
+    assert_eq!(history.len(), acked[&direct].len() + 1);
 }
