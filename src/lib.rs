@@ -5,6 +5,7 @@ mod admin;
 mod api;
 mod auth;
 mod authz;
+mod backup;
 mod cluster;
 mod config;
 mod db;
@@ -22,6 +23,7 @@ pub mod client;
 
 pub use admin::{ADMIN_ACCOUNT, ADMIN_PASSWORD_ENV, DEMO_PASSWORD};
 pub use auth::{hash_password, verify_password};
+pub use backup::{BackupError, RestoreReport, restore_as as restore_backup};
 pub use cluster::pki;
 pub use config::{ConfigError, NodeConfig, TlsConfig};
 pub use logging::{LoggingError, init as init_logging};

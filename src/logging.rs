@@ -18,6 +18,10 @@ static FILTER: OnceLock<FilterHandle> = OnceLock::new();
 /// Levels accepted as a bare directive.
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
+/// The crates whose events a bare level applies to; every other crate
+/// (openraft, chitchat, hyper …) stays at `warn` unless a directive names it.
+const OWN_TARGETS: [&str; 2] = ["chorus", "chorus_bench"];
+
 /// Why logging could not be set up or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
@@ -41,8 +45,9 @@ impl From<LoggingError> for ProtocolError {
 }
 
 /// Installs the process-wide subscriber writing to stderr, one JSON object per
-/// line when `json`. The filter is `RUST_LOG` when set (tracing's own syntax),
-/// else `level`.
+/// line when `json`. The filter is `RUST_LOG` when set (tracing's own syntax,
+/// taken as it is), else `level`, whose bare level applies to chorus itself
+/// while other crates stay at `warn` unless named (`info,openraft=info`).
 pub fn init(level: &str, json: bool) -> Result<(), LoggingError> {
     let filter = match std::env::var(EnvFilter::DEFAULT_ENV) {
         Ok(env) if !env.trim().is_empty() => {
@@ -123,8 +128,27 @@ fn parse_filter(filter: &str) -> Result<EnvFilter, LoggingError> {
     }
     EnvFilter::builder()
         .with_regex(false)
-        .parse(directives.join(","))
+        .parse(scoped(&directives).join(","))
         .map_err(|e| invalid(e.to_string()))
+}
+
+/// Narrows a bare level more verbose than `warn` to our own crates, with
+/// `warn` for the rest: `info` would otherwise print openraft's internals
+/// by the thousand around the lines an operator needs.
+fn scoped(directives: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for directive in directives {
+        let level = directive.to_ascii_lowercase();
+        if matches!(level.as_str(), "trace" | "debug" | "info") {
+            out.push("warn".to_string());
+            out.extend(OWN_TARGETS.iter().map(|t| format!("{t}={level}")));
+        } else {
+            out.push(directive.to_string());
+        }
+    }
+    // Named targets come after, so that `info,openraft=debug` keeps openraft's.
+    out.sort_by_key(|d| d.contains('='));
+    out
 }
 
 #[cfg(test)]
@@ -151,6 +175,30 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_level_keeps_dependencies_at_warn() {
+        let subscriber = tracing_subscriber::registry().with(parse_filter("info").unwrap());
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(tracing::enabled!(target: "chorus::node", Level::INFO));
+            assert!(!tracing::enabled!(target: "openraft::engine", Level::INFO));
+            assert!(tracing::enabled!(target: "openraft::engine", Level::WARN));
+        });
+        let named = parse_filter("debug,openraft=info").unwrap();
+        let subscriber = tracing_subscriber::registry().with(named);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(tracing::enabled!(target: "chorus", Level::DEBUG));
+            assert!(tracing::enabled!(target: "openraft::core", Level::INFO));
+            assert!(!tracing::enabled!(target: "openraft::core", Level::DEBUG));
+            assert!(!tracing::enabled!(target: "hyper", Level::INFO));
+        });
+        let quiet = parse_filter("error").unwrap();
+        let subscriber = tracing_subscriber::registry().with(quiet);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!tracing::enabled!(target: "chorus", Level::WARN));
+            assert!(!tracing::enabled!(target: "openraft", Level::WARN));
+        });
+    }
+
+    #[test]
     fn a_reload_changes_what_is_enabled() {
         let (layer, handle) = reload::Layer::new(parse_filter("info").unwrap());
         let subscriber = tracing_subscriber::registry().with(layer);
@@ -158,7 +206,7 @@ mod tests {
             assert!(tracing::enabled!(Level::INFO));
             assert!(!tracing::enabled!(Level::DEBUG));
             let shown = reload_filter(&handle, parse_filter("debug").unwrap()).unwrap();
-            assert_eq!(shown, "debug");
+            assert!(shown.contains("chorus=debug"), "{shown}");
             assert!(tracing::enabled!(Level::DEBUG));
             reload_filter(&handle, parse_filter("warn").unwrap()).unwrap();
             assert!(!tracing::enabled!(Level::INFO));

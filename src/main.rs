@@ -21,6 +21,15 @@ enum Command {
         /// Seeds a small demo organisation (users alice, bob, carol, dave, erin).
         #[arg(long)]
         demo: bool,
+        /// Log filter, instead of the config's log.level: a level (info,
+        /// debug …: chorus at that level, other crates at warn) and
+        /// target=level directives. RUST_LOG, when set, wins over both.
+        #[arg(long, env = "CHORUS_LOG", value_name = "FILTER")]
+        log_level: Option<String>,
+        /// One JSON object per log line (true or false), instead of the
+        /// config's log.json.
+        #[arg(long, env = "CHORUS_LOG_JSON", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        log_json: Option<bool>,
     },
     /// The terminal client (interactive without a subcommand).
     Client(chorus::client::cli::ClientArgs),
@@ -29,6 +38,19 @@ enum Command {
     Cluster(ClusterCommand),
     /// Prints the OpenAPI document of the REST API (as served at /api/openapi.json).
     Openapi,
+    /// Takes an online backup of a running node (POST /api/v1/admin/backup),
+    /// written into the node's backup folder on its host.
+    Backup(chorus::client::backup::BackupArgs),
+    /// Restores a backup into an empty data folder as the first node of a
+    /// new cluster: the node of --config, which must have no seeds. Run
+    /// `chorus serve --config FILE` afterwards.
+    Restore {
+        /// The backup's folder (holding backup.json and db/).
+        #[arg(long, value_name = "DIR")]
+        backup: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -79,12 +101,46 @@ fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(config: Option<PathBuf>, demo: bool) -> anyhow::Result<()> {
+fn restore(backup: &std::path::Path, config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = chorus::NodeConfig::load(config_path)?;
+    let report = chorus::restore_backup(&config, backup)
+        .with_context(|| format!("failed to restore {}", backup.display()))?;
+    println!(
+        "restored the backup of node {} (chorus {}, {} partitions) into {} as node {}",
+        report.manifest.node_id,
+        report.manifest.chorus_version,
+        report.manifest.partitions,
+        report.db_dir.display(),
+        config.node_id
+    );
+    println!(
+        "{} raft groups rewritten with node {} as their only voter; {} unapplied log entries dropped",
+        report.groups.len(),
+        config.node_id,
+        report.dropped_entries
+    );
+    println!(
+        "start it with: chorus serve --config {}",
+        config_path.display()
+    );
+    Ok(())
+}
+
+/// How `serve` was asked to log, over the config's `[log]`.
+struct LogOverrides {
+    level: Option<String>,
+    json: Option<bool>,
+}
+
+async fn serve(config: Option<PathBuf>, demo: bool, log: LogOverrides) -> anyhow::Result<()> {
     let config = match &config {
         Some(path) => chorus::NodeConfig::load(path)?,
         None => chorus::NodeConfig::default().validate()?,
     };
-    chorus::init_logging(&config.log.level, config.log.json)?;
+    chorus::init_logging(
+        log.level.as_deref().unwrap_or(&config.log.level),
+        log.json.unwrap_or(config.log.json),
+    )?;
     let node = chorus::Node::start(config)
         .await
         .context("failed to start the node")?;
@@ -185,6 +241,16 @@ fn main() -> anyhow::Result<()> {
             println!("{}", chorus::openapi_json());
             return Ok(());
         }
+        Command::Backup(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("failed to start the tokio runtime")?;
+            return runtime
+                .block_on(chorus::client::backup::run(args))
+                .map_err(Into::into);
+        }
+        Command::Restore { backup, config } => return restore(&backup, &config),
         _ => {}
     }
     if matches!(cli.command, Command::Serve { .. }) {
@@ -196,12 +262,26 @@ fn main() -> anyhow::Result<()> {
         .context("failed to start the tokio runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { config, demo } => serve(config, demo).await,
+            Command::Serve {
+                config,
+                demo,
+                log_level,
+                log_json,
+            } => {
+                let log = LogOverrides {
+                    level: log_level,
+                    json: log_json,
+                };
+                serve(config, demo, log).await
+            }
             Command::Client(args) => {
                 chorus::init_logging("warn", false)?;
                 chorus::client::cli::run(args).await.map_err(Into::into)
             }
-            Command::Cluster(_) | Command::Openapi => {
+            Command::Cluster(_)
+            | Command::Openapi
+            | Command::Backup(_)
+            | Command::Restore { .. } => {
                 unreachable!("handled before the runtime starts")
             }
         }

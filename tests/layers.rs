@@ -19,6 +19,7 @@ const RANKS: &[(&str, u8)] = &[
     ("auth", 5),
     ("partition", 5),
     ("delivery", 6),
+    ("backup", 6),
     ("messaging", 7),
     ("groups", 8),
     ("admin", 9),

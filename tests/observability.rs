@@ -396,3 +396,70 @@ async fn the_log_level_endpoint_is_admin_only_and_needs_the_chorus_logger() {
         (503, "UNAVAILABLE_RETRY".into())
     );
 }
+
+#[tokio::test]
+async fn http_requests_build_info_and_process_metrics_are_exported() {
+    let node = TestNode::start().await;
+    let token = node.admin_token().await;
+    for _ in 0..2 {
+        let response = node
+            .http()
+            .get(node.url("/api/v1/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let unauthenticated = node
+        .http()
+        .get(node.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let missing = node
+        .http()
+        .get(node.url("/api/v1/users/12345/nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    node.http()
+        .patch(node.url("/api/v1/users/7"))
+        .bearer_auth(&token)
+        .json(&json!({"display_name": "x"}))
+        .send()
+        .await
+        .unwrap();
+
+    let text = scrape(&node).await;
+    let value = |series: &str| Exposition::get(&text, series);
+    assert_eq!(
+        value("chorus_http_requests_total{method=\"GET\",route=\"/api/v1/me\",class=\"2xx\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("chorus_http_requests_total{method=\"GET\",route=\"/api/v1/me\",class=\"4xx\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("chorus_http_requests_total{method=\"GET\",route=\"unmatched\",class=\"4xx\"}"),
+        Some(1.0)
+    );
+    // A path's ids never become labels: the route template does.
+    assert!(text.contains("route=\"/api/v1/users/{id}\""), "{text}");
+    assert!(!text.contains("/api/v1/users/7"), "{text}");
+    assert!(
+        text.contains(
+            "chorus_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/me\""
+        ),
+        "{text}"
+    );
+    let build = format!(
+        "chorus_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(value(&build), Some(1.0), "{text}");
+}

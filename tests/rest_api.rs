@@ -38,6 +38,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/admin/log-level"),
     ("get", "/api/v1/admin/cluster"),
     ("delete", "/api/v1/admin/nodes/{id}"),
+    ("post", "/api/v1/admin/backup"),
 ];
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];

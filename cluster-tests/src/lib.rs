@@ -224,7 +224,8 @@ impl Cluster {
         self.dir.path().join("ca")
     }
 
-    /// Adds a node: the first bootstraps, the others join through the first.
+    /// Adds a node: the first bootstraps, the others join through the first
+    /// that runs.
     /// A start that fails (a port taken between choosing and binding it) is
     /// retried on fresh ports and a fresh data folder.
     pub async fn add_node(&mut self) -> anyhow::Result<usize> {
@@ -265,9 +266,11 @@ impl Cluster {
             format!("127.0.0.1:{}", free_port()),
             format!("127.0.0.1:{}", free_port()),
         );
+        // The first running node: after a restore, the first ones may be gone.
         let seeds: Vec<String> = self
             .nodes
-            .first()
+            .iter()
+            .find(|n| n.is_running())
             .map(|first| first.advertised_peer.clone())
             .into_iter()
             .collect();
@@ -290,6 +293,85 @@ impl Cluster {
             config,
             child: None,
         });
+        self.restart(index).await?;
+        Ok(index)
+    }
+
+    /// Takes an online backup of node `index` with `chorus backup`, named
+    /// `name`; returns the backup's folder (on this host: the sandbox's).
+    pub async fn backup(&mut self, index: usize, name: &str) -> anyhow::Result<PathBuf> {
+        let token = self.token().await?;
+        let output = Command::new(chorus_binary())
+            .args(["backup", "--json", "--http"])
+            .arg(&self.nodes[index].http)
+            .args(["--name", name])
+            .env("CHORUS_TOKEN", token)
+            .output()
+            .await
+            .context("running chorus backup")?;
+        if !output.status.success() {
+            bail!(
+                "chorus backup failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let reply: Value = serde_json::from_slice(&output.stdout)?;
+        Ok(PathBuf::from(reply["path"].as_str().context("path")?))
+    }
+
+    /// Restores `backup` with `chorus restore` as a new node (the next id,
+    /// fresh ports and data folder, no seeds: the first node of a new
+    /// cluster) and starts it; returns its index.
+    pub async fn add_restored_node(&mut self, backup: &Path) -> anyhow::Result<usize> {
+        let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let dir = self.dir.path().join(format!("node{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let name = format!("node{id}");
+        chorus_cluster(&[
+            "issue-cert".as_ref(),
+            "--ca".as_ref(),
+            self.ca_dir().as_os_str(),
+            "--name".as_ref(),
+            name.as_ref(),
+            "--out".as_ref(),
+            dir.as_os_str(),
+        ])?;
+        let (tcp, http, peer) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        let config = dir.join("node.toml");
+        std::fs::write(
+            &config,
+            self.node_config(id, &dir, [&tcp, &http, &peer, &peer], &[])?,
+        )?;
+        let output = Command::new(chorus_binary())
+            .arg("restore")
+            .arg("--backup")
+            .arg(backup)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .await
+            .context("running chorus restore")?;
+        if !output.status.success() {
+            bail!(
+                "chorus restore failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        eprint!("{}", String::from_utf8_lossy(&output.stdout));
+        self.nodes.push(NodeProcess {
+            id,
+            tcp,
+            http,
+            advertised_peer: peer.clone(),
+            peer,
+            config,
+            child: None,
+        });
+        let index = self.nodes.len() - 1;
         self.restart(index).await?;
         Ok(index)
     }

@@ -17,8 +17,12 @@ pub const FRAMES_IN: &str = "chorus_frames_in_total";
 pub const FRAMES_OUT: &str = "chorus_frames_out_total";
 /// Errors returned to clients, by code.
 pub const ERRORS: &str = "chorus_errors_total";
-/// REST requests, by status class.
+/// HTTP requests answered, by method, route (the path template) and status class.
 pub const HTTP_REQUESTS: &str = "chorus_http_requests_total";
+/// Time from a request's arrival to its answer's head, by method and route.
+pub const HTTP_REQUEST_SECONDS: &str = "chorus_http_request_duration_seconds";
+/// Always 1, labelled with the version that runs.
+pub const BUILD_INFO: &str = "chorus_build_info";
 
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -35,6 +39,8 @@ pub fn install() -> PrometheusHandle {
                 .install_recorder()
                 .expect("the recorder is installed once per process");
             describe();
+            super::process_metrics::describe();
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             crate::delivery::metrics::describe();
             crate::auth::metrics::describe();
             crate::cluster::metrics::describe();
@@ -43,6 +49,12 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Renders the metrics for a scrape, with the `process_*` ones read now.
+pub async fn render(handle: &PrometheusHandle) -> String {
+    let _ = tokio::task::spawn_blocking(super::process_metrics::publish).await;
+    handle.render()
 }
 
 fn describe() {
@@ -55,5 +67,14 @@ fn describe() {
     metrics::describe_counter!(FRAMES_IN, "Client frames received, by transport");
     metrics::describe_counter!(FRAMES_OUT, "Frames written to clients, by transport");
     metrics::describe_counter!(ERRORS, "Errors returned to clients, by code");
-    metrics::describe_counter!(HTTP_REQUESTS, "REST requests, by status class");
+    metrics::describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by method, route and status class"
+    );
+    metrics::describe_histogram!(
+        HTTP_REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from an HTTP request's arrival to its answer, by method and route"
+    );
+    metrics::describe_gauge!(BUILD_INFO, "Always 1, labelled with the running version");
 }

@@ -6,6 +6,7 @@ mod deadline;
 pub mod http;
 mod limiter;
 pub mod metrics;
+mod process_metrics;
 mod session;
 mod stream;
 pub mod tcp;
@@ -18,6 +19,7 @@ pub use limiter::ConnLimiter;
 
 use crate::admin::ClusterAdmin;
 use crate::auth::Auth;
+use crate::backup::Backups;
 use crate::config::NodeConfig;
 use crate::delivery::Delivery;
 use crate::groups::Groups;
@@ -36,6 +38,7 @@ pub struct Planes {
     pub messaging: Messaging,
     pub groups: Groups,
     pub cluster: ClusterAdmin,
+    pub backups: Backups,
     pub limiter: ConnLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -73,10 +73,22 @@ impl ClientOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("failed to connect to {addr}: {source}")]
+    #[error("failed to connect to {addr}: {source}{}", connect_hint(.source))]
     Connect {
         addr: String,
         source: std::io::Error,
+    },
+    /// The TLS handshake failed: most often TLS on one side only, or a
+    /// certificate the client's CA did not sign.
+    #[error("TLS handshake with {addr} failed: {reason}; {}", tls_hint(.reason))]
+    TlsHandshake { addr: String, reason: String },
+    /// The node closed or went silent before answering the first request:
+    /// most often a port of another kind, or TLS expected by the node.
+    #[error("{addr} closed the connection without answering{}; {hint}", if *.timed_out { " in time" } else { "" })]
+    NoAnswer {
+        addr: String,
+        timed_out: bool,
+        hint: String,
     },
     #[error("tls: {0}")]
     Tls(String),
@@ -91,6 +103,31 @@ pub enum ClientError {
     Timeout(Duration),
     #[error("unexpected answer: {}", terminal_safe(.0))]
     Unexpected(String),
+}
+
+/// Says what to try after a failed connect.
+fn connect_hint(err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::ConnectionRefused => {
+            ": no node listens there; start one (chorus serve) or check the address and port \
+             (defaults: 7100 for --transport tcp, 7180 for ws and the admin commands)"
+        }
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::HostUnreachable => {
+            ": the host does not answer; check the address and that a firewall lets the port through"
+        }
+        _ => "",
+    }
+}
+
+/// Says what to try after a failed TLS handshake.
+fn tls_hint(reason: &str) -> &'static str {
+    let reason = reason.to_ascii_lowercase();
+    if reason.contains("certificate") || reason.contains("unknownissuer") {
+        "the node's certificate is not signed by the CA of --tls-ca, or does not name --tls-name"
+    } else {
+        "is TLS on at that port? A node speaks TLS only with [tls] in its config: for a node \
+         without it, leave out --tls-ca"
+    }
 }
 
 impl ClientError {
@@ -130,6 +167,10 @@ pub struct Connection {
     events: mpsc::UnboundedReceiver<Event>,
     next_id: AtomicU64,
     timeout: Duration,
+    /// Where and how it connected, to explain a connection that never answers.
+    addr: String,
+    transport: Transport,
+    tls: bool,
 }
 
 const MAX_SERVER_FRAME: usize = 16 * 1024 * 1024;
@@ -162,7 +203,10 @@ pub(super) async fn open_stream(options: &ClientOptions) -> Result<Box<dyn Io>, 
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| ClientError::Tls(e.to_string()))?;
+        .map_err(|e| ClientError::TlsHandshake {
+            addr: options.addr.clone(),
+            reason: e.to_string(),
+        })?;
     Ok(Box::new(stream))
 }
 
@@ -226,7 +270,18 @@ impl Connection {
                 let (ws, _) =
                     tokio_tungstenite::client_async_with_config(url, stream, Some(config))
                         .await
-                        .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+                        .map_err(|e| {
+                            ClientError::WebSocket(format!(
+                                "handshake with {} failed: {e}; is it the node's HTTP port \
+                                 (listen.http, 7180 by default; 7100 is for --transport tcp)?{}",
+                                options.addr,
+                                if options.tls.is_some() {
+                                    ""
+                                } else {
+                                    " If the node speaks TLS, pass --tls-ca"
+                                }
+                            ))
+                        })?;
                 let (mut sink, mut source) = ws.split();
                 let json = options.transport == Transport::WsJson;
                 tokio::spawn(async move {
@@ -285,6 +340,9 @@ impl Connection {
             events,
             next_id: AtomicU64::new(1),
             timeout: options.request_timeout,
+            addr: options.addr.clone(),
+            transport: options.transport,
+            tls: options.tls.is_some(),
         })
     }
 
@@ -367,16 +425,41 @@ impl Connection {
         password: &str,
         class: pb::DeviceClass,
     ) -> Result<pb::Session, ClientError> {
-        match self
+        let answer = self
             .request(Req::Login(pb::Login {
                 account: account.to_string(),
                 password: password.to_string(),
                 device_class: class as i32,
             }))
-            .await?
-        {
+            .await
+            .map_err(|err| self.first_answer_missing(err))?;
+        match answer {
             Resp::Session(session) => Ok(session),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Explains a first request that got no answer at all.
+    fn first_answer_missing(&self, err: ClientError) -> ClientError {
+        let timed_out = match err {
+            ClientError::Closed => false,
+            ClientError::Timeout(_) => true,
+            other => return other,
+        };
+        let hint = match (self.transport, self.tls) {
+            (Transport::Tcp, false) => {
+                "is it the node's TCP client port (listen.tcp, 7100 by default; 7180 is HTTP, \
+                 for --transport ws)? If the node speaks TLS, pass --tls-ca"
+            }
+            (Transport::Tcp, true) => {
+                "is it the node's TCP client port (listen.tcp, 7100 by default)?"
+            }
+            (_, _) => "is it a chorus node's HTTP port (listen.http, 7180 by default)?",
+        };
+        ClientError::NoAnswer {
+            addr: self.addr.clone(),
+            timed_out,
+            hint: hint.to_string(),
         }
     }
 

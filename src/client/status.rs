@@ -66,6 +66,22 @@ pub enum StatusError {
 
 /// Fetches the status and prints it.
 pub async fn run(args: StatusArgs) -> Result<(), StatusError> {
+    let (options, token) = admin_session(&args).await?;
+    let reply = request(&options, "GET", "/api/v1/admin/cluster", Some(&token), None).await?;
+    let status = expect_ok("cluster status", reply)?;
+    if args.json {
+        println!("{status:#}");
+    } else {
+        print!("{}", render(&parse(&status)));
+    }
+    Ok(())
+}
+
+/// Returns the node's options and an admin token: `--token`, or a login
+/// with `--user` and `--password`.
+pub(super) async fn admin_session(
+    args: &StatusArgs,
+) -> Result<(ClientOptions, String), StatusError> {
     let mut options = ClientOptions::new(args.http.clone(), Transport::WsBinary);
     if let Some(ca) = &args.tls_ca {
         options.tls = Some(TlsClientConfig::from_pem_file(ca, &args.tls_name)?);
@@ -84,17 +100,13 @@ pub async fn run(args: StatusArgs) -> Result<(), StatusError> {
         }
         (None, None) => return Err(StatusError::NoCredentials),
     };
-    let reply = request(&options, "GET", "/api/v1/admin/cluster", Some(&token), None).await?;
-    let status = expect_ok("cluster status", reply)?;
-    if args.json {
-        println!("{status:#}");
-    } else {
-        print!("{}", render(&parse(&status)));
-    }
-    Ok(())
+    Ok((options, token))
 }
 
-fn expect_ok(what: &'static str, (status, body): (u16, Vec<u8>)) -> Result<Value, StatusError> {
+pub(super) fn expect_ok(
+    what: &'static str,
+    (status, body): (u16, Vec<u8>),
+) -> Result<Value, StatusError> {
     let text = String::from_utf8_lossy(&body).into_owned();
     if !(200..300).contains(&status) {
         return Err(StatusError::Http {
@@ -108,7 +120,7 @@ fn expect_ok(what: &'static str, (status, body): (u16, Vec<u8>)) -> Result<Value
 
 /// Sends one HTTP/1.1 request on a connection of its own and returns the
 /// status and body of the answer.
-async fn request(
+pub(super) async fn request(
     options: &ClientOptions,
     method: &str,
     path: &str,
@@ -144,7 +156,21 @@ async fn request(
         .read_to_end(&mut answer)
         .await
         .map_err(io)?;
-    split_response(&answer)
+    split_response(&answer).map_err(|err| match err {
+        StatusError::Malformed(_) if !answer.starts_with(b"HTTP/") => {
+            StatusError::Malformed(format!(
+                "{} gave no HTTP answer: is it the node's HTTP port (listen.http, 7180 by \
+                 default; 7100 is the TCP client port)?{}",
+                options.addr,
+                if options.tls.is_some() {
+                    ""
+                } else {
+                    " If the node speaks TLS, pass --tls-ca"
+                }
+            ))
+        }
+        other => other,
+    })
 }
 
 /// Splits a whole HTTP/1.1 answer (the server closed after it) into its

@@ -19,6 +19,13 @@ pub enum ConfigError {
     Parse(#[from] toml::de::Error),
     #[error("invalid config: {0}")]
     Invalid(String),
+    /// An error of the config file `path`.
+    #[error("config file {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: Box<ConfigError>,
+    },
 }
 
 /// A validated node configuration.
@@ -58,13 +65,13 @@ pub struct NodeConfig {
 #[serde(deny_unknown_fields)]
 pub struct ListenConfig {
     /// Long connections over TCP: length-prefixed protobuf frames.
-    #[serde(default = "default_tcp_addr")]
+    #[serde(default = "default_tcp_addr", deserialize_with = "socket_addr")]
     pub tcp: SocketAddr,
     /// REST, WebSocket (`/ws`) and `/metrics`.
-    #[serde(default = "default_http_addr")]
+    #[serde(default = "default_http_addr", deserialize_with = "socket_addr")]
     pub http: SocketAddr,
     /// Node-to-node links: Raft and forwarded requests.
-    #[serde(default = "default_peer_addr")]
+    #[serde(default = "default_peer_addr", deserialize_with = "socket_addr")]
     pub peer: SocketAddr,
 }
 
@@ -75,15 +82,44 @@ pub struct ListenConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdvertiseConfig {
     /// Unset: the bound `listen.tcp`.
-    #[serde(default = "default_advertise_addr")]
+    #[serde(
+        default = "default_advertise_addr",
+        deserialize_with = "optional_socket_addr"
+    )]
     pub tcp: Option<SocketAddr>,
     /// Unset: the bound `listen.http`.
-    #[serde(default = "default_advertise_addr")]
+    #[serde(
+        default = "default_advertise_addr",
+        deserialize_with = "optional_socket_addr"
+    )]
     pub http: Option<SocketAddr>,
     /// Node-to-node links and gossip (TCP and UDP on the same port).
     /// Unset: the bound `listen.peer`.
-    #[serde(default = "default_advertise_addr")]
+    #[serde(
+        default = "default_advertise_addr",
+        deserialize_with = "optional_socket_addr"
+    )]
     pub peer: Option<SocketAddr>,
+}
+
+/// Reads an IP address and port, saying what is expected when it is not one
+/// (a host name, most often: nodes bind and publish addresses, not names).
+fn socket_addr<'de, D: serde::Deserializer<'de>>(de: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(de)?;
+    text.parse().map_err(|_| {
+        let hint = if text.contains(':') && !text.starts_with('[') {
+            "a host name is not accepted: use the IP address, e.g. 127.0.0.1:7100 for localhost"
+        } else {
+            "e.g. 10.0.0.1:7100, or [::1]:7100 for IPv6"
+        };
+        serde::de::Error::custom(format!("{text:?} is not an IP address and port ({hint})"))
+    })
+}
+
+fn optional_socket_addr<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    socket_addr(de).map(Some)
 }
 
 /// The addresses a node publishes, once its listeners are bound.
@@ -227,6 +263,10 @@ pub struct StorageConfig {
     /// Message partitions, fixed when the data folder is created.
     #[serde(default = "default_partitions")]
     pub partitions: u32,
+    /// Folder that online backups are written into (`POST
+    /// /api/v1/admin/backup`); unset: `backups` in the data folder.
+    #[serde(default)]
+    pub backup_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -500,7 +540,10 @@ impl NodeConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text)
+        Self::from_toml(&text).map_err(|source| ConfigError::File {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
     }
 
     /// Checks the relations between options; called once at start.
@@ -669,6 +712,25 @@ mod tests {
         let err = NodeConfig::from_toml("[limits]\nmax_frame_byte = 10\n").unwrap_err();
         assert!(err.to_string().contains("max_frame_byte"), "{err}");
         assert!(NodeConfig::from_toml("colour = 1").is_err());
+    }
+
+    #[test]
+    fn a_config_file_error_names_the_file_and_what_is_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "[listen]\ntcp = \"localhost:7100\"\n").unwrap();
+        let message = NodeConfig::load(&path).unwrap_err().to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("not an IP address and port"), "{message}");
+        assert!(message.contains("host name is not accepted"), "{message}");
+        assert!(message.contains("tcp"), "{message}");
+        std::fs::write(&path, "[advertise]\npeer = \"10.0.0.1\"\n").unwrap();
+        let message = NodeConfig::load(&path).unwrap_err().to_string();
+        assert!(message.contains("e.g. 10.0.0.1:7100"), "{message}");
+        std::fs::write(&path, "node_id = 0\n").unwrap();
+        let message = NodeConfig::load(&path).unwrap_err().to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("node_id must be positive"), "{message}");
     }
 
     #[test]

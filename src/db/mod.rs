@@ -1,6 +1,7 @@
 //! The node's one RocksDB: column families, synced writes (shared between
 //! concurrent writers by group commit), and the error type of every storage call.
 
+mod checkpoint;
 mod metrics;
 
 use std::path::Path;
@@ -105,6 +106,12 @@ pub enum StorageError {
     /// The data folder was written in a format this version cannot read.
     #[error("{0}")]
     Format(String),
+    /// Another process (or another open in this one) holds the database.
+    #[error(
+        "data folder {0} is in use by another chorus node (it holds the database's LOCK file): \
+         stop that node first, or give this one its own data_dir"
+    )]
+    Locked(String),
 }
 
 impl From<StorageError> for ProtocolError {
@@ -157,6 +164,12 @@ fn check_format(db: &Rocks, dir: &Path) -> Result<(), StorageError> {
             Ok(())
         }
     }
+}
+
+/// Tells whether opening failed because the database's `LOCK` file is held.
+fn is_lock_error(err: &rocksdb::Error) -> bool {
+    let message = err.to_string();
+    message.contains("LOCK") && (message.contains("lock") || message.contains("Lock"))
 }
 
 /// A state value and the entries of several key spaces, read at one point in time.
@@ -393,7 +406,13 @@ impl Db {
             cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
             ColumnFamilyDescriptor::new(name, cf_opts)
         });
-        let inner = Arc::new(Rocks::open_cf_descriptors(&opts, dir, cfs)?);
+        let inner = Arc::new(Rocks::open_cf_descriptors(&opts, dir, cfs).map_err(|err| {
+            if is_lock_error(&err) {
+                StorageError::Locked(dir.display().to_string())
+            } else {
+                StorageError::Rocks(err)
+            }
+        })?);
         check_format(&inner, dir)?;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(metrics::sample(Arc::downgrade(&inner), dir.to_path_buf()));
@@ -758,6 +777,23 @@ mod tests {
     fn raw(dir: &Path) -> Rocks {
         let cfs: Vec<&str> = all_cfs().collect();
         Rocks::open_cf(&Options::default(), dir, cfs).unwrap()
+    }
+
+    #[test]
+    fn a_data_folder_in_use_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let _open = Db::open(dir.path()).unwrap();
+        let err = Db::open(dir.path()).err().expect("refused");
+        let message = err.to_string();
+        assert!(matches!(err, StorageError::Locked(_)), "{message}");
+        assert!(
+            message.contains("in use by another chorus node"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
     }
 
     #[test]

@@ -258,6 +258,11 @@ impl Meta {
         &self.raft
     }
 
+    /// Returns the node's database (which every group of the node shares).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     async fn write(&self, command: MetaCommand) -> Result<MetaResponse, MetaError> {
         raft::propose(&self.raft, &self.links, META_GROUP, command)
             .await

@@ -292,6 +292,11 @@ impl Node {
             messaging: messaging.clone(),
             groups,
             cluster: cluster_admin,
+            backups: crate::backup::Backups {
+                config: config.clone(),
+                meta: meta.clone(),
+                partitions: partitions.clone(),
+            },
             // A quarter of the reserve answers health checks at the cap.
             limiter: ConnLimiter::new(
                 config.limits.max_connections_per_ip,

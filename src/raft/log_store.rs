@@ -15,9 +15,9 @@ use super::{io_error, state_key};
 use crate::db::{self, CF_RAFT_LOG, CF_RAFT_STATE, Db, StorageError as DbError};
 use crate::protocol::raft_pb;
 
-const VOTE: u8 = b'v';
-const COMMITTED: u8 = b'c';
-const PURGED: u8 = b'p';
+pub(crate) const VOTE: u8 = b'v';
+pub(crate) const COMMITTED: u8 = b'c';
+pub(crate) const PURGED: u8 = b'p';
 
 /// The Raft log of one group on the shared RocksDB. Appends are synced
 /// before openraft is told they are durable.
@@ -37,7 +37,7 @@ impl<C> Clone for LogStore<C> {
     }
 }
 
-fn log_key(group: u32, index: u64) -> [u8; 12] {
+pub(crate) fn log_key(group: u32, index: u64) -> [u8; 12] {
     let mut key = [0u8; 12];
     key[..4].copy_from_slice(&group.to_be_bytes());
     key[4..].copy_from_slice(&index.to_be_bytes());

@@ -13,7 +13,7 @@ use super::{io_error, state_key, wire};
 use crate::db::{self, Batch, CF_RAFT_STATE, Db, KeyValue, StorageError as DbError};
 use crate::protocol::raft_pb;
 
-const APPLIED: u8 = b'a';
+pub(crate) const APPLIED: u8 = b'a';
 
 /// The Raft types every group of ours uses: u64 node ids, basic nodes,
 /// openraft's entries, snapshots in memory.

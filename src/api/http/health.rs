@@ -132,7 +132,7 @@ fn missing(planes: &Planes, caught_up: &CaughtUp) -> Vec<String> {
 pub(super) async fn metrics_text(State(planes): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        planes.metrics.render(),
+        crate::api::metrics::render(&planes.metrics).await,
     )
 }
 

@@ -23,6 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod admin;
+mod backup;
 mod contacts;
 mod conversations;
 mod departments;
@@ -206,6 +207,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::set_log_level))
         .routes(routes!(admin::cluster_status))
         .routes(routes!(admin::remove_node))
+        .routes(routes!(backup::take_backup))
 }
 
 /// Builds the router of a node.
@@ -224,10 +226,45 @@ pub fn router(planes: Arc<Planes>, stop: CancellationToken) -> axum::Router {
             read_body_in_time,
         ))
         .layer(axum::middleware::from_fn(health_only_at_cap))
+        .layer(axum::middleware::from_fn(record_request))
         .layer(Extension(stop))
         .layer(Extension(document))
         .layer(Extension(health::CaughtUp::default()))
         .with_state(planes)
+}
+
+/// Counts every answered request and times it, by method, route template
+/// (never the concrete path: ids would make a series per user) and status
+/// class.
+async fn record_request(request: axum::extract::Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(request).await;
+    let class = match response.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::counter!(m::HTTP_REQUESTS, "method" => method, "route" => route.clone(), "class" => class)
+        .increment(1);
+    metrics::histogram!(m::HTTP_REQUEST_SECONDS, "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Answers a path that names no route.
