@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{self, StorageError};
 use crate::config::NodeConfig;
+use crate::db::{self, StorageError};
 use crate::meta::Meta;
 use crate::partition::Partitions;
 use crate::protocol::{ErrorCode, ProtocolError};
