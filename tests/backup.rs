@@ -24,23 +24,15 @@ async fn post_backup(node: &TestNode, token: Option<&str>, body: Value) -> (u16,
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Writes a node config with fixed free ports into `dir`; returns its path.
 fn write_config(dir: &Path, node_id: u64, extra: &str) -> PathBuf {
     let config = dir.join("node.toml");
     let data = dir.join("data");
     let text = format!(
         "node_id = {node_id}\ndata_dir = {data:?}\n[listen]\ntcp = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\n{extra}",
-        free_port(),
-        free_port(),
-        free_port()
+        common::free_port(),
+        common::free_port(),
+        common::free_port()
     );
     std::fs::write(&config, text).unwrap();
     config

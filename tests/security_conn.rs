@@ -534,15 +534,6 @@ async fn at_the_node_connection_limit_health_checks_are_still_answered() {
     .await;
 }
 
-/// Returns a free loopback port (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A node in a process of its own, whose open-file limit is `max_fds`.
 struct NodeProcess {
     child: tokio::process::Child,
@@ -554,9 +545,9 @@ struct NodeProcess {
 impl NodeProcess {
     async fn start(max_fds: u32, admin_password: &str) -> NodeProcess {
         let dir = tempfile::tempdir().unwrap();
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let peer = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let http = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+        let tcp = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+        let peer = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
         // The attacker connects from 127.0.0.2 to the same listener.
         let config = format!(
             "data_dir = {:?}\n[listen]\ntcp = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\npeer = \"{peer}\"\n[storage]\npartitions = 8\n[log]\nlevel = \"warn\"\n",

@@ -162,14 +162,7 @@ impl ClusterBuilder {
         cluster
             .wait_for("every partition to be fully replicated", |status| {
                 let me = status["node_id"].as_u64();
-                let ids = |v: &Value| -> Vec<u64> {
-                    let mut ids: Vec<u64> = v
-                        .as_array()
-                        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                        .unwrap_or_default();
-                    ids.sort_unstable();
-                    ids
-                };
+                let ids = sorted_ids;
                 status["partitions"].as_array().is_some_and(|parts| {
                     parts.len() == self.partitions as usize
                         && parts.iter().all(|p| {
@@ -185,6 +178,16 @@ impl ClusterBuilder {
         cluster.wait_for_view().await?;
         Ok(cluster)
     }
+}
+
+/// Returns the node ids of a JSON array (voters, placement), sorted.
+pub fn sorted_ids(value: &Value) -> Vec<u64> {
+    let mut ids: Vec<u64> = value
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    ids.sort_unstable();
+    ids
 }
 
 pub struct Cluster {
@@ -244,8 +247,9 @@ impl Cluster {
         }
     }
 
-    async fn try_add_node(&mut self) -> anyhow::Result<usize> {
-        let id = self.nodes.len() as u64 + 1;
+    /// Makes an empty folder for node `id` with its certificate, and picks
+    /// its free ports (tcp, http, peer).
+    fn fresh_node_dir(&self, id: u64) -> anyhow::Result<(PathBuf, [String; 3])> {
         let dir = self.dir.path().join(format!("node{id}"));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
@@ -261,11 +265,13 @@ impl Cluster {
             "--out".as_ref(),
             dir.as_os_str(),
         ])?;
-        let (tcp, http, peer) = (
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-        );
+        let port = || format!("127.0.0.1:{}", free_port());
+        Ok((dir, [port(), port(), port()]))
+    }
+
+    async fn try_add_node(&mut self) -> anyhow::Result<usize> {
+        let id = self.nodes.len() as u64 + 1;
+        let (dir, [tcp, http, peer]) = self.fresh_node_dir(id)?;
         // The first running node: after a restore, the first ones may be gone.
         let seeds: Vec<String> = self
             .nodes
@@ -324,23 +330,7 @@ impl Cluster {
     /// cluster) and starts it; returns its index.
     pub async fn add_restored_node(&mut self, backup: &Path) -> anyhow::Result<usize> {
         let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
-        let dir = self.dir.path().join(format!("node{id}"));
-        std::fs::create_dir_all(&dir)?;
-        let name = format!("node{id}");
-        chorus_cluster(&[
-            "issue-cert".as_ref(),
-            "--ca".as_ref(),
-            self.ca_dir().as_os_str(),
-            "--name".as_ref(),
-            name.as_ref(),
-            "--out".as_ref(),
-            dir.as_os_str(),
-        ])?;
-        let (tcp, http, peer) = (
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-        );
+        let (dir, [tcp, http, peer]) = self.fresh_node_dir(id)?;
         let config = dir.join("node.toml");
         std::fs::write(
             &config,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chorus::pb::DeviceClass;
-use chorus_cluster_tests::Cluster;
+use chorus_cluster_tests::{Cluster, sorted_ids};
 use serde_json::Value;
 
 #[tokio::test]
@@ -129,14 +129,7 @@ async fn a_backup_restored_as_a_new_cluster_holds_every_acked_message() {
     both.sort_unstable();
     cluster
         .wait_for("every partition on both nodes", |status| {
-            let ids = |v: &Value| {
-                let mut ids: Vec<u64> = v
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                    .unwrap_or_default();
-                ids.sort_unstable();
-                ids
-            };
+            let ids = sorted_ids;
             status["partitions"].as_array().is_some_and(|parts| {
                 parts.iter().all(|p| {
                     ids(&p["voters"]) == both

@@ -159,11 +159,15 @@ impl Session {
         }
     }
 
-    fn user_id(&self) -> Result<u64, ProtocolError> {
+    fn subject(&self) -> Result<Subject, ProtocolError> {
         self.identity
             .as_ref()
-            .map(|i| i.user_id)
+            .map(Identity::subject)
             .ok_or_else(|| ProtocolError::unauthenticated("log in or resume first"))
+    }
+
+    fn user_id(&self) -> Result<u64, ProtocolError> {
+        self.subject().map(|s| s.user_id)
     }
 
     /// Queues the answer to the request in hand (paced by the reader).
@@ -514,31 +518,20 @@ impl Session {
                 self.answer(request_id, Out::User(info));
             }
             In::CreateGroup(create) => {
-                let identity = self
-                    .identity
-                    .as_ref()
-                    .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
+                let subject = self.subject()?;
                 let group = self
                     .planes
                     .groups
-                    .create_group(&identity.subject(), &create.name, &create.members)
+                    .create_group(&subject, &create.name, &create.members)
                     .await?;
                 self.answer(request_id, Out::Group(group_info(group)));
             }
             In::ChangeMembers(change) => {
-                let identity = self
-                    .identity
-                    .as_ref()
-                    .ok_or_else(|| ProtocolError::unauthenticated("not logged in"))?;
+                let subject = self.subject()?;
                 let group = self
                     .planes
                     .groups
-                    .change_members(
-                        &identity.subject(),
-                        change.group_id,
-                        &change.add,
-                        &change.remove,
-                    )
+                    .change_members(&subject, change.group_id, &change.add, &change.remove)
                     .await?;
                 self.answer(request_id, Out::Group(group_info(group)));
             }

@@ -140,6 +140,15 @@ impl TestNode {
 }
 
 /// The password the helpers give every test user.
+/// Returns a free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn password(account: &str) -> String {
     format!("password-of-{account}")
 }
