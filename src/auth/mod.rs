@@ -21,6 +21,11 @@ use crate::db::{self, StorageError};
 use crate::meta::{Meta, TokenRecord, UserRecord};
 use crate::protocol::{ErrorCode, ProtocolError, now_ms, pb};
 
+/// How long a resume waits for this node's metadata replica to apply a
+/// token it does not hold yet (issued through another node a moment ago):
+/// a few heartbeats. An unknown token is refused after it.
+const UNSEEN_TOKEN_PATIENCE: Duration = Duration::from_millis(1500);
+
 /// An authenticated session's identity.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -193,17 +198,25 @@ impl Auth {
     /// Returns the principal of a live, unexpired token.
     pub async fn resume(&self, token: &str) -> Result<Principal, ProtocolError> {
         let digest = token_digest(token);
-        let meta = self.meta.clone();
-        let lookup_digest = digest.clone();
-        let found = db::blocking(move || -> Result<_, StorageError> {
-            let Some(record) = meta.token(&lookup_digest)? else {
-                return Ok(None);
-            };
-            Ok(meta.user(record.user_id)?.map(|user| (record, user)))
-        })
-        .await?;
-        let Some((record, user)) = found else {
-            return Err(ProtocolError::unauthenticated("unknown or revoked token"));
+        let deadline = tokio::time::Instant::now() + UNSEEN_TOKEN_PATIENCE;
+        let (record, user) = loop {
+            // A token issued through another node a moment ago may not be
+            // applied here yet: a miss waits for this replica to apply more
+            // of the log, then looks again, until the deadline.
+            let applied = self.meta.raft().metrics().borrow().last_applied;
+            if let Some(found) = self.lookup(&digest).await? {
+                break found;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(ProtocolError::unauthenticated("unknown or revoked token"));
+            }
+            let _ = self
+                .meta
+                .raft()
+                .wait(Some(left))
+                .metrics(|m| m.last_applied > applied, "metadata applied more")
+                .await;
         };
         if record.expires_at_ms <= now_ms() {
             return Err(ProtocolError::unauthenticated("token expired"));
@@ -218,6 +231,23 @@ impl Auth {
             token_digest: digest,
             expires_at_ms: record.expires_at_ms,
         })
+    }
+
+    /// Returns a token's record and its user, as this node's replica has them.
+    async fn lookup(
+        &self,
+        digest: &[u8],
+    ) -> Result<Option<(TokenRecord, UserRecord)>, ProtocolError> {
+        let meta = self.meta.clone();
+        let digest = digest.to_vec();
+        let found = db::blocking(move || -> Result<_, StorageError> {
+            let Some(record) = meta.token(&digest)? else {
+                return Ok(None);
+            };
+            Ok(meta.user(record.user_id)?.map(|user| (record, user)))
+        })
+        .await?;
+        Ok(found)
     }
 
     /// Returns whether a token is still live in the applied metadata: what a
