@@ -26,6 +26,8 @@ pub struct Carried {
 struct State {
     handlers: HashMap<String, Arc<dyn PeerHandler>>,
     carried: Vec<Carried>,
+    /// Nodes cut off from every other: nothing reaches them or leaves them.
+    isolated: std::collections::HashSet<String>,
 }
 
 /// The nodes of one process, by address.
@@ -52,6 +54,16 @@ impl MemoryNetwork {
         })
     }
 
+    /// Cuts the node at `addr` off from every other, both ways.
+    pub fn isolate(&self, addr: &str) {
+        self.state().isolated.insert(addr.to_string());
+    }
+
+    /// Joins an isolated node back.
+    pub fn heal(&self, addr: &str) {
+        self.state().isolated.remove(addr);
+    }
+
     /// Returns (and forgets) what the network carried so far.
     pub fn take_carried(&self) -> Vec<Carried> {
         std::mem::take(&mut self.state().carried)
@@ -66,6 +78,9 @@ impl MemoryNetwork {
         request: &Request,
     ) -> Result<Arc<dyn PeerHandler>, LinkError> {
         let mut state = self.state();
+        if state.isolated.contains(from) || state.isolated.contains(to) {
+            return Err(LinkError::Unreachable(to.to_string(), "isolated".into()));
+        }
         let handler = state
             .handlers
             .get(to)

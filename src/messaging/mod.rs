@@ -7,6 +7,8 @@
 //! partition's proposer, which batches them into Raft entries.
 
 mod conversation;
+#[cfg(test)]
+mod fencing_tests;
 mod leadership;
 pub mod metrics;
 mod proposer;

@@ -19,7 +19,7 @@ use crate::messaging::Messaging;
 use crate::meta::{Meta, NodeRecord};
 use crate::partition::{PartitionRaft, Partitions};
 use crate::protocol::{ErrorCode, ProtocolError, peer_pb};
-use crate::raft::{GroupConfig, META_GROUP, Wire, wire};
+use crate::raft::{self, GroupConfig, META_GROUP, Wire};
 
 /// How long a joining node keeps asking its seeds.
 const JOIN_PATIENCE: Duration = Duration::from_secs(60);
@@ -58,36 +58,6 @@ fn current_membership<C: RaftTypeConfig<NodeId = u64, Node = BasicNode>>(
         .membership_config
         .membership()
         .clone()
-}
-
-/// Runs one Raft RPC against a local group.
-async fn raft_rpc<C>(raft: Raft<C>, request: Request) -> Result<Response, ProtocolError>
-where
-    C: GroupConfig,
-    C::D: Wire,
-{
-    Ok(match request {
-        Request::RaftAppend(rpc) => {
-            let answer = raft.append_entries(wire::append_request_from(rpc)?).await;
-            Response::RaftAppend(wire::append_response(&answer))
-        }
-        Request::RaftVote(rpc) => {
-            let answer = raft.vote(wire::vote_request_from(rpc)?).await;
-            Response::RaftVote(wire::vote_response(&answer))
-        }
-        Request::RaftSnapshot(rpc) => {
-            let answer = raft
-                .install_snapshot(wire::snapshot_request_from(rpc)?)
-                .await;
-            Response::RaftSnapshot(wire::snapshot_response(&answer))
-        }
-        other => {
-            return Err(ProtocolError::invalid(format!(
-                "{} is not a raft rpc",
-                request_label(&other)
-            )));
-        }
-    })
 }
 
 /// Proposes a forwarded command on a local group, which must lead.
@@ -181,8 +151,8 @@ impl PeerService {
                 group => propose_here(self.partition_raft(group)?, &proposal.command).await,
             },
             rpc => match group {
-                Some(META_GROUP) => raft_rpc(self.meta.raft().clone(), rpc).await,
-                Some(group) => raft_rpc(self.partition_raft(group)?, rpc).await,
+                Some(META_GROUP) => raft::answer_rpc(self.meta.raft().clone(), rpc).await,
+                Some(group) => raft::answer_rpc(self.partition_raft(group)?, rpc).await,
                 None => Err(ProtocolError::invalid("a raft rpc without a group")),
             },
         }

@@ -138,3 +138,37 @@ where
         }
     }
 }
+
+/// Answers one Raft RPC that a peer sent to a local group: the far side of
+/// [`PeerClient`].
+pub async fn answer_rpc<C>(
+    raft: openraft::Raft<C>,
+    request: Request,
+) -> Result<Response, crate::protocol::ProtocolError>
+where
+    C: GroupConfig,
+    C::D: Wire,
+{
+    Ok(match request {
+        Request::RaftAppend(rpc) => {
+            let answer = raft.append_entries(wire::append_request_from(rpc)?).await;
+            Response::RaftAppend(wire::append_response(&answer))
+        }
+        Request::RaftVote(rpc) => {
+            let answer = raft.vote(wire::vote_request_from(rpc)?).await;
+            Response::RaftVote(wire::vote_response(&answer))
+        }
+        Request::RaftSnapshot(rpc) => {
+            let answer = raft
+                .install_snapshot(wire::snapshot_request_from(rpc)?)
+                .await;
+            Response::RaftSnapshot(wire::snapshot_response(&answer))
+        }
+        other => {
+            return Err(crate::protocol::ProtocolError::invalid(format!(
+                "{} is not a raft rpc",
+                crate::cluster::request_label(&other)
+            )));
+        }
+    })
+}
