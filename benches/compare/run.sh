@@ -8,10 +8,12 @@
 #   bash benches/compare/run.sh
 #
 # Sizes can be changed through the environment (defaults in brackets):
-# IDLE_CONNS [5000], PAIRS [500], RATES [250,500,1000,2000,3000,4000,5000,6000,8000,12000,16000],
+# IDLE_CONNS [5000], PAIRS [500],
+# RATES [250,500,1000,2000,3000,4000,5000,6000,8000,12000,16000,20000,24000,32000],
 # STEP [5s], GROUP_MEMBERS [5000], GROUP_RATE [10], GROUP_DURATION [10s],
 # CHURN_POOL [1000], CHURN_RATE [200], CHURN_DURATION [10s], MASS [2000],
-# MASS_WINDOW [1s], TARGETS ["chorus ejabberd nats"], OUT [docs/benchmarks.md],
+# MASS_WINDOW [1s], TARGETS ["chorus ejabberd nats chorus-cluster"], OUT [docs/benchmarks.md],
+# CLUSTER_NODES [3]: nodes of the chorus-cluster target (one-to-one only),
 # RESULTS_DIR [a temporary folder]: where the JSON results are kept.
 set -euo pipefail
 
@@ -21,7 +23,7 @@ source "$root/scripts/setup.sh"
 
 IDLE_CONNS="${IDLE_CONNS:-5000}"
 PAIRS="${PAIRS:-500}"
-RATES="${RATES:-250,500,1000,2000,3000,4000,5000,6000,8000,12000,16000}"
+RATES="${RATES:-250,500,1000,2000,3000,4000,5000,6000,8000,12000,16000,20000,24000,32000}"
 STEP="${STEP:-5s}"
 GROUP_MEMBERS="${GROUP_MEMBERS:-5000}"
 GROUP_RATE="${GROUP_RATE:-10}"
@@ -31,7 +33,8 @@ CHURN_RATE="${CHURN_RATE:-200}"
 CHURN_DURATION="${CHURN_DURATION:-10s}"
 MASS="${MASS:-2000}"
 MASS_WINDOW="${MASS_WINDOW:-1s}"
-TARGETS="${TARGETS:-chorus ejabberd nats}"
+TARGETS="${TARGETS:-chorus ejabberd nats chorus-cluster}"
+CLUSTER_NODES="${CLUSTER_NODES:-3}"
 OUT="${OUT:-$root/docs/benchmarks.md}"
 
 # Ports away from the defaults, so that a node or service already running
@@ -46,8 +49,9 @@ ADMIN_PASSWORD="bench-admin-$RANDOM$RANDOM"
 work="$(mktemp -d /tmp/chorus-compare.XXXXXX)"
 chmod 755 "$work"
 results="${RESULTS_DIR:-$work/results}"
-mkdir -p "$results"
+mkdir -p "$results" "$results/cluster"
 server_pid=""
+cluster_pids=()
 epmd_was_running=no
 pgrep -x epmd >/dev/null && epmd_was_running=yes
 
@@ -65,6 +69,7 @@ stop_server() {
 
 cleanup() {
     stop_server
+    stop_cluster
     if [ -n "${ejabberd_launcher:-}" ]; then
         kill -TERM "$ejabberd_launcher" 2>/dev/null || true
     fi
@@ -139,6 +144,79 @@ stop_ejabberd() {
     ejabberd_launcher=""
 }
 
+# The chorus-cluster target: CLUSTER_NODES nodes on loopback, peer links
+# with a CA made for the run, replication factor CLUSTER_NODES.
+cluster_tcp() { echo "127.0.0.1:$((17300 + $1))"; }
+cluster_http() { echo "127.0.0.1:$((17400 + $1))"; }
+cluster_peer() { echo "127.0.0.1:$((17500 + $1))"; }
+
+start_cluster() {
+    local certs="$work/certs" n
+    "$chorus" cluster init-ca --out "$certs" >/dev/null
+    for n in $(seq 1 "$CLUSTER_NODES"); do
+        "$chorus" cluster issue-cert --ca "$certs" --name "node$n" --out "$certs" >/dev/null
+        {
+            echo "node_id = $n"
+            echo "data_dir = \"$work/cluster-data/node$n\""
+            echo "[listen]"
+            echo "tcp = \"$(cluster_tcp "$n")\""
+            echo "http = \"$(cluster_http "$n")\""
+            echo "peer = \"$(cluster_peer "$n")\""
+            echo "[limits]"
+            echo "max_connections_per_ip = 20000"
+            echo "[log]"
+            echo "level = \"warn\""
+            echo "[cluster]"
+            if [ "$n" = 1 ]; then echo "seeds = []"; else echo "seeds = [\"$(cluster_peer 1)\"]"; fi
+            echo "replication_factor = $CLUSTER_NODES"
+            echo "rebalance_delay_secs = 2"
+            echo "[cluster.tls]"
+            echo "ca_path = \"$certs/ca.pem\""
+            echo "secret_path = \"$certs/cluster.secret\""
+            echo "cert_path = \"$certs/node$n.pem\""
+            echo "key_path = \"$certs/node$n-key.pem\""
+        } >"$work/node$n.toml"
+    done
+    for n in $(seq 1 "$CLUSTER_NODES"); do
+        CHORUS_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$chorus" serve --config "$work/node$n.toml" \
+            >>"$work/node$n.out" 2>>"$work/node$n.err" &
+        cluster_pids+=($!)
+        wait_port "$(cluster_http "$n")" 120
+    done
+    wait_replicated
+}
+
+# Waits (at most 180 s) until every partition has a leader and a voter on
+# every node, as node 1's cluster status reports it.
+wait_replicated() {
+    local token deadline=$((SECONDS + 180))
+    token="$(curl -sf -H 'content-type: application/json' \
+        -d "{\"account\":\"admin\",\"password\":\"$ADMIN_PASSWORD\",\"device_class\":\"pc\"}" \
+        "http://$(cluster_http 1)/api/v1/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+    until curl -sf -H "authorization: Bearer $token" "http://$(cluster_http 1)/api/v1/admin/cluster" |
+        python3 -c '
+import json, sys
+status, nodes = json.load(sys.stdin), int(sys.argv[1])
+sys.exit(0 if all(p["leader"] is not None and len(p["voters"]) == nodes
+                  for p in status["partitions"]) else 1)' "$CLUSTER_NODES"; do
+        [ $SECONDS -lt $deadline ] || { echo "the cluster did not replicate every partition" >&2; return 1; }
+        sleep 1
+    done
+}
+
+stop_cluster() {
+    local pid
+    for pid in "${cluster_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${cluster_pids[@]}"; do
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    cluster_pids=()
+}
+
 # Runs the four workloads against one target.
 suite() {
     local target="$1" server="$2" label="$3"
@@ -208,6 +286,20 @@ for target in $TARGETS; do
         suite nats "$NATS" "nats-server $nats_version (Debian 12, default config, no JetStream)"
         stop_server
         ;;
+    chorus-cluster)
+        phase "chorus $chorus_rev, $CLUSTER_NODES nodes"
+        start_cluster
+        servers="$(for n in $(seq 1 "$CLUSTER_NODES"); do cluster_tcp "$n"; done | paste -sd,)"
+        pids="$(IFS=,; echo "${cluster_pids[*]}")"
+        cluster_args=(--target chorus --server "$servers" --http "$(cluster_http 1)"
+            --admin-password "$ADMIN_PASSWORD" --token-cache "$work/cluster-tokens.json")
+        run setup "${cluster_args[@]}" --accounts $((2 * PAIRS))
+        run one-to-one "${cluster_args[@]}" --server-pid "$pids" \
+            --label "Chorus $chorus_rev (release, $CLUSTER_NODES nodes, replication factor $CLUSTER_NODES)" \
+            --pairs "$PAIRS" --rate "$RATES" --duration "$STEP" --max-p99-ms 200 \
+            --json "$results/cluster/chorus-one-to-one.json"
+        stop_cluster
+        ;;
     *)
         echo "unknown target $target" >&2
         exit 2
@@ -216,5 +308,5 @@ for target in $TARGETS; do
 done
 
 phase report
-run report --results "$results" --out "$OUT" --notes "$here/NOTES.md" \
+run report --results "$results" --cluster-results "$results/cluster" --out "$OUT" --notes "$here/NOTES.md" \
     --fsync-probe "$work" --command "bash benches/compare/run.sh"

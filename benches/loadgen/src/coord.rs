@@ -40,6 +40,35 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_SECOND)
 }
 
+/// Returns the context switches (voluntary and not) of every live thread of
+/// a process. Threads that already exited are not counted; a server's
+/// runtime threads live as long as it does.
+pub fn context_switches(pid: &str) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(status) = std::fs::read_to_string(task.ok()?.path().join("status")) else {
+            continue; // the thread exited meanwhile
+        };
+        for line in status.lines() {
+            if line.starts_with("voluntary_ctxt_switches:")
+                || line.starts_with("nonvoluntary_ctxt_switches:")
+            {
+                total += line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+            }
+        }
+    }
+    Some(total)
+}
+
+/// Sums one figure over the server's processes (the nodes of a cluster);
+/// None when there are none or one could not be read.
+fn sum_over<T: std::iter::Sum>(pids: &[u32], read: impl Fn(&str) -> Option<T>) -> Option<T> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|pid| read(&pid.to_string())).sum()
+}
+
 /// Returns the machine's one-minute load average.
 pub fn load_average() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
@@ -72,6 +101,9 @@ pub struct Mark {
     pub at_ns: u64,
     pub server_rss_kb: Option<u64>,
     pub server_cpu_s: Option<f64>,
+    /// Context switches of the server's threads so far.
+    #[serde(default)]
+    pub server_switches: Option<u64>,
     /// The machine's one-minute load average (other work shares the cores).
     #[serde(default)]
     pub load_1m: Option<f64>,
@@ -80,28 +112,30 @@ pub struct Mark {
     pub machine_busy_s: Option<f64>,
 }
 
-/// Server figures taken at each barrier (when a server pid was given).
+/// Server figures taken at each barrier (when server pids were given),
+/// summed over the server's processes.
 #[derive(Debug, Default)]
 pub struct Marks {
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
     pub list: Vec<Mark>,
 }
 
 impl Marks {
-    pub fn new(server_pid: Option<u32>) -> Self {
+    pub fn new(server_pids: Vec<u32>) -> Self {
         Marks {
-            server_pid,
+            server_pids,
             list: Vec::new(),
         }
     }
 
     fn mark(&mut self, name: &str) {
-        let pid = self.server_pid.map(|p| p.to_string());
+        let pids = &self.server_pids;
         self.list.push(Mark {
             name: name.to_string(),
             at_ns: now_ns(),
-            server_rss_kb: pid.as_deref().and_then(rss_kb),
-            server_cpu_s: pid.as_deref().and_then(cpu_seconds),
+            server_rss_kb: sum_over(pids, rss_kb),
+            server_cpu_s: sum_over(pids, cpu_seconds),
+            server_switches: sum_over(pids, context_switches),
             load_1m: load_average(),
             machine_busy_s: machine_busy_seconds(),
         });

@@ -87,9 +87,11 @@ struct Common {
     /// Prefix of the account names (accounts are <prefix><n>, reused across runs).
     #[arg(long, default_value = "bench")]
     user_prefix: String,
-    /// Process id of the server: its memory and CPU are read from /proc at each phase.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Process id of the server: its memory, CPU and context switches are
+    /// read from /proc at each phase. Several, comma-separated, are summed
+    /// (the nodes of a cluster).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Load-generator processes (default: one per 18,000 connections).
     #[arg(long)]
     procs: Option<usize>,
@@ -218,6 +220,9 @@ struct ReportArgs {
     /// The document to write.
     #[arg(long)]
     out: PathBuf,
+    /// Folder of the results of a multi-node Chorus run, for its own section.
+    #[arg(long)]
+    cluster_results: Option<PathBuf>,
     /// A Markdown file appended as the analysis section.
     #[arg(long)]
     notes: Option<PathBuf>,
@@ -438,10 +443,10 @@ async fn run_workload(workload: Workload) -> anyhow::Result<()> {
 
     let started = clock::now_ns();
     let plan = setup(&common, workload.accounts(), workload.group_members()).await?;
-    if let Some(pid) = common.server_pid {
-        wait_server_idle(pid).await;
+    for pid in &common.server_pid {
+        wait_server_idle(*pid).await;
     }
-    let marks = Marks::new(common.server_pid);
+    let marks = Marks::new(common.server_pid.clone());
     eprintln!(
         "running {} on {} with {} account(s) in {procs} process(es)",
         workload.name(),
@@ -542,6 +547,12 @@ fn fsync_probe(dir: &std::path::Path) -> anyhow::Result<f64> {
 
 fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
     let inputs = Inputs::load(&args.results)?;
+    let cluster = args
+        .cluster_results
+        .as_deref()
+        .filter(|dir| dir.is_dir())
+        .map(Inputs::load)
+        .transpose()?;
     let notes = args
         .notes
         .as_ref()
@@ -554,8 +565,11 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         notes,
         fsync_ms,
     };
-    std::fs::write(&args.out, report::document(&inputs, &text))
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    std::fs::write(
+        &args.out,
+        report::document(&inputs, cluster.as_ref(), &text),
+    )
+    .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

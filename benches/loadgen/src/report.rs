@@ -80,6 +80,14 @@ pub struct StepSummary {
     /// the same span: other work on the machine that disturbed the step.
     #[serde(default)]
     pub other_cores: Option<f64>,
+    /// Server CPU per message sent in the step, in ms (the span includes
+    /// the drain after the step, so the work of every message is in it).
+    #[serde(default)]
+    pub server_cpu_ms_per_msg: Option<f64>,
+    /// Context switches of the server's threads per message sent, over
+    /// the same span.
+    #[serde(default)]
+    pub server_switches_per_msg: Option<f64>,
     pub extra: BTreeMap<String, f64>,
 }
 
@@ -143,6 +151,10 @@ pub fn summarise(raw: &StepRaw, marks: &[Mark]) -> anyhow::Result<StepSummary> {
         let wall = wall_s.filter(|w| *w > 0.0)?;
         Some(((machine - server_cpu_s.unwrap_or(0.0) - loadgen) / wall).max(0.0))
     });
+    let per_msg = |total: Option<f64>| total.filter(|_| raw.sent > 0).map(|t| t / raw.sent as f64);
+    let server_switches = span.and_then(|(start, end)| {
+        Some(end.server_switches?.saturating_sub(start.server_switches?) as f64)
+    });
     let mut extra = raw.sums.clone();
     extra.extend(raw.maxes.clone());
     Ok(StepSummary {
@@ -168,6 +180,8 @@ pub fn summarise(raw: &StepRaw, marks: &[Mark]) -> anyhow::Result<StepSummary> {
         server_cpu_s,
         server_cores,
         other_cores,
+        server_cpu_ms_per_msg: per_msg(server_cpu_s.map(|s| s * 1000.0)),
+        server_switches_per_msg: per_msg(server_switches),
         extra,
     })
 }
@@ -220,7 +234,7 @@ pub fn table(report: &RunReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:>9} {:>8} {:>9} {:>8} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+        "{:<16} {:>9} {:>8} {:>9} {:>8} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>6} {:>6}",
         "step",
         "offered/s",
         "sent",
@@ -238,12 +252,14 @@ pub fn table(report: &RunReport) -> String {
         "conn99",
         "last99",
         "srvcpu",
+        "cpu/msg",
+        "cs/msg",
         "other"
     );
     for s in &report.steps {
         let _ = writeln!(
             out,
-            "{:<16} {:>9.0} {:>8} {:>9} {:>8} {:>5} {:>5} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+            "{:<16} {:>9.0} {:>8} {:>9} {:>8} {:>5} {:>5} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>6} {:>6}",
             s.name,
             s.offered_rate,
             s.sent,
@@ -261,13 +277,18 @@ pub fn table(report: &RunReport) -> String {
             ms(&s.connect_ms, |p| p.p99),
             ms(&s.last_member_ms, |p| p.p99),
             s.server_cores.map_or("-".into(), |c| format!("{c:.2}")),
+            s.server_cpu_ms_per_msg
+                .map_or("-".into(), |c| format!("{c:.3}")),
+            s.server_switches_per_msg
+                .map_or("-".into(), |c| format!("{c:.1}")),
             s.other_cores.map_or("-".into(), |c| format!("{c:.2}")),
         );
     }
     let _ = writeln!(
         out,
         "(latencies in ms, from the scheduled send or connect; srvcpu: cores the server used, \
-         other: cores used by other work on the machine, both from the step's start to the next phase)"
+         cpu/msg: server CPU ms per message sent, cs/msg: server context switches per message sent, \
+         other: cores used by other work on the machine, all from the step's start to the next phase)"
     );
     let loads: Vec<String> = report
         .marks
@@ -358,6 +379,11 @@ struct Headline {
     churn_rate: Option<f64>,
     mass_p99: Option<f64>,
     mass_all_back: Option<f64>,
+    cpu_at_250: Option<f64>,
+    cpu_at_4000: Option<f64>,
+    cpu_at_12000: Option<f64>,
+    switches_at_4000: Option<f64>,
+    push_p99_at_1000: Option<f64>,
 }
 
 /// Picks one figure of a headline.
@@ -369,8 +395,21 @@ const P99_BOUND_MS: f64 = 10.0;
 /// A looser bound: where the server saturates, less sensitive to other work.
 const LOOSE_P99_BOUND_MS: f64 = 100.0;
 
+/// Returns the one-to-one step offered at `rate` msg/s.
+fn step_at(run: Option<&RunReport>, rate: f64) -> Option<&StepSummary> {
+    run?.steps
+        .iter()
+        .find(|s| (s.offered_rate - rate).abs() < 0.5)
+}
+
 fn headline(inputs: &Inputs, target: TargetKind) -> Headline {
     let mut h = Headline::default();
+    let one = inputs.run(target, "one-to-one");
+    h.cpu_at_250 = step_at(one, 250.0).and_then(|s| s.server_cpu_ms_per_msg);
+    h.cpu_at_4000 = step_at(one, 4000.0).and_then(|s| s.server_cpu_ms_per_msg);
+    h.cpu_at_12000 = step_at(one, 12000.0).and_then(|s| s.server_cpu_ms_per_msg);
+    h.switches_at_4000 = step_at(one, 4000.0).and_then(|s| s.server_switches_per_msg);
+    h.push_p99_at_1000 = step_at(one, 1000.0).and_then(|s| s.push_ms.map(|p| p.p99));
     if let Some(run) = inputs.run(target, "idle") {
         h.kib_per_conn = run.idle.as_ref().and_then(|i| i.server_kib_per_conn);
     }
@@ -463,8 +502,50 @@ fn other_cores(inputs: &Inputs, target: TargetKind) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
-/// Writes the comparison document.
-pub fn document(inputs: &Inputs, text: &DocText) -> String {
+/// The three-node row: the one-to-one sweep against a cluster whose
+/// clients are spread over every node, CPU summed over the nodes.
+fn cluster_section(out: &mut String, cluster: &Inputs) {
+    let Some(run) = cluster.run(TargetKind::Chorus, "one-to-one") else {
+        return;
+    };
+    let nodes = run.server.split(',').count().max(1);
+    let h = headline(cluster, TargetKind::Chorus);
+    let best = run
+        .steps
+        .iter()
+        .find(|s| Some(s.throughput_per_s) == h.best_rate);
+    let _ = writeln!(
+        out,
+        "\n## {nodes} nodes\n\n\
+         One-to-one against {nodes} Chorus nodes on this machine (replication factor {nodes}:\n\
+         every append is fsynced on a majority before the ack), the pairs' users spread\n\
+         over all nodes, so most messages cross a peer link to their partition's leader\n\
+         and again to the receiver's node. The nodes and the load generator share the\n\
+         same two cores.\n\n\
+         | figure | {nodes} nodes |\n|---|---:|\n\
+         | one-to-one throughput with push p99 < {P99_BOUND_MS} ms (msg/s) | {} |\n\
+         | one-to-one throughput with push p99 < {LOOSE_P99_BOUND_MS} ms (msg/s) | {} |\n\
+         |   push p99 at that rate (ms) | {} |\n\
+         |   server CPU per message at that rate, all nodes (ms) | {} |\n\
+         |   server CPU per message at that rate, per node (ms) | {} |\n\
+         |   server CPU per message at 4,000 msg/s, per node (ms) | {} |",
+        cell(h.best_rate, 0),
+        cell(h.loose_rate, 0),
+        cell(h.best_push_p99, 2),
+        cell(best.and_then(|s| s.server_cpu_ms_per_msg), 3),
+        cell(
+            best.and_then(|s| s.server_cpu_ms_per_msg)
+                .map(|c| c / nodes as f64),
+            3
+        ),
+        cell(h.cpu_at_4000.map(|c| c / nodes as f64), 3),
+    );
+    let _ = writeln!(out, "\n```text\n{}```", table(run));
+}
+
+/// Writes the comparison document; `cluster`, when given, holds the
+/// results of the multi-node run.
+pub fn document(inputs: &Inputs, cluster: Option<&Inputs>, text: &DocText) -> String {
     let heads: Vec<Headline> = TARGETS.iter().map(|t| headline(inputs, *t)).collect();
     let any = inputs.runs.values().next();
     let mut out = String::new();
@@ -594,6 +675,31 @@ pub fn document(inputs: &Inputs, text: &DocText) -> String {
             2,
         ),
         (
+            "  push p99 at 1,000 msg/s (ms)".into(),
+            |h| h.push_p99_at_1000,
+            2,
+        ),
+        (
+            "  server CPU per message at 250 msg/s (ms)".into(),
+            |h| h.cpu_at_250,
+            3,
+        ),
+        (
+            "  server CPU per message at 4,000 msg/s (ms)".into(),
+            |h| h.cpu_at_4000,
+            3,
+        ),
+        (
+            "  server CPU per message at 12,000 msg/s (ms)".into(),
+            |h| h.cpu_at_12000,
+            3,
+        ),
+        (
+            "  server context switches per message at 4,000 msg/s".into(),
+            |h| h.switches_at_4000,
+            1,
+        ),
+        (
             format!("group fan-out, time to the last of {members} members, p50 (ms)"),
             |h| h.group_last_p50,
             2,
@@ -632,6 +738,9 @@ pub fn document(inputs: &Inputs, text: &DocText) -> String {
             ratio(values[0], values[1]),
             ratio(values[0], values[2]),
         );
+    }
+    if let Some(cluster) = cluster {
+        cluster_section(&mut out, cluster);
     }
     if let Some(notes) = &text.notes {
         let _ = writeln!(out, "\n{}", notes.trim_end());
