@@ -67,6 +67,7 @@ async fn node(net: &MemoryNetwork, id: u64, stop: &CancellationToken) -> TestNod
         config: raft_config("test"),
         links: links.clone(),
         db,
+        heartbeats: crate::raft::Heartbeats::default(),
     };
     let meta = Meta::open(&host).await.unwrap();
     let local: std::net::SocketAddr = addr(id).parse().unwrap();

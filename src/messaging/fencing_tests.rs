@@ -34,7 +34,7 @@ impl PeerHandler for RaftPeer {
     fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + 'static>> {
         let raft = self.0.rafts()[0].clone();
         Box::pin(async move {
-            raft::answer_rpc(raft, request)
+            raft::answer_rpc(raft, 1, &raft::Heartbeats::default(), request)
                 .await
                 .unwrap_or_else(|err| error_response(&err))
         })
@@ -57,6 +57,7 @@ async fn node(net: &MemoryNetwork, id: u64) -> TestNode {
         config: raft_config("test"),
         links: PeerLinks::over(net.transport(&addr(id))),
         db: Db::open(&dir.path().join("db")).unwrap(),
+        heartbeats: raft::Heartbeats::default(),
     };
     let partitions = Partitions::open(&host, 1).await.unwrap();
     net.serve(&addr(id), Arc::new(RaftPeer(partitions.clone())));

@@ -21,7 +21,7 @@ use crate::groups::Groups;
 use crate::messaging::{Messaging, ReadLimits, Registry};
 use crate::meta::{Meta, NodeRecord};
 use crate::partition::{Partitions, placement};
-use crate::raft::RaftHost;
+use crate::raft::{Heartbeats, META_GROUP, RaftHost, partition_group, succession};
 
 mod metrics;
 mod peer;
@@ -171,12 +171,18 @@ impl Node {
             config: raft_config,
             links: links.clone(),
             db: database,
+            heartbeats: Heartbeats::default(),
         };
         let meta = Meta::open(&host).await.map_err(|e| setup(&e))?;
         if alone {
             refuse_cluster_without_credentials(&meta, config.node_id).await?;
         }
-        let peers = peer::PeerService::starting(config.node_id, meta.clone(), links.clone());
+        let peers = peer::PeerService::starting(
+            config.node_id,
+            meta.clone(),
+            links.clone(),
+            host.heartbeats.clone(),
+        );
         let (peer_handlers, handlers) =
             tokio::sync::watch::channel(Arc::new(peers.clone()) as Arc<dyn PeerHandler>);
         tasks.spawn(cluster::serve(
@@ -331,6 +337,25 @@ impl Node {
             gossip: Duration::from_millis(config.cluster.gossip_interval_ms),
         };
         tasks.spawn(delivery::run(delivery, upkeep, stop.clone()));
+        // A silent leader's successor campaigns first, the others after it.
+        tasks.spawn(succession::run(
+            vec![(META_GROUP, meta.raft().clone())],
+            host.heartbeats.clone(),
+            stop.clone(),
+        ));
+        let partition_groups = (0..partitions.count() as u16)
+            .map(|p| {
+                (
+                    partition_group(p),
+                    partitions.rafts()[usize::from(p)].clone(),
+                )
+            })
+            .collect();
+        tasks.spawn(succession::run(
+            partition_groups,
+            host.heartbeats.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(crate::messaging::spread_leaders(
             messaging,
             membership.clone(),

@@ -19,7 +19,7 @@ use crate::messaging::Messaging;
 use crate::meta::{Meta, NodeRecord};
 use crate::partition::{PartitionRaft, Partitions};
 use crate::protocol::{ErrorCode, ProtocolError, peer_pb};
-use crate::raft::{self, GroupConfig, META_GROUP, Wire};
+use crate::raft::{self, GroupConfig, Heartbeats, META_GROUP, Wire};
 
 /// How long a joining node keeps asking its seeds.
 const JOIN_PATIENCE: Duration = Duration::from_secs(60);
@@ -33,6 +33,8 @@ pub struct PeerService {
     node_id: u64,
     meta: Meta,
     links: PeerLinks,
+    /// When each local group last heard from its leader.
+    heartbeats: Heartbeats,
     /// The planes behind the partitions, once the node has them.
     planes: Option<PeerPlanes>,
 }
@@ -92,11 +94,12 @@ fn group_of(request: &Request) -> Option<u32> {
 
 impl PeerService {
     /// Serves the metadata group and joins, while the node starts.
-    pub fn starting(node_id: u64, meta: Meta, links: PeerLinks) -> Self {
+    pub fn starting(node_id: u64, meta: Meta, links: PeerLinks, heartbeats: Heartbeats) -> Self {
         PeerService {
             node_id,
             meta,
             links,
+            heartbeats,
             planes: None,
         }
     }
@@ -151,8 +154,14 @@ impl PeerService {
                 group => propose_here(self.partition_raft(group)?, &proposal.command).await,
             },
             rpc => match group {
-                Some(META_GROUP) => raft::answer_rpc(self.meta.raft().clone(), rpc).await,
-                Some(group) => raft::answer_rpc(self.partition_raft(group)?, rpc).await,
+                Some(META_GROUP) => {
+                    let raft = self.meta.raft().clone();
+                    raft::answer_rpc(raft, META_GROUP, &self.heartbeats, rpc).await
+                }
+                Some(group) => {
+                    let raft = self.partition_raft(group)?;
+                    raft::answer_rpc(raft, group, &self.heartbeats, rpc).await
+                }
                 None => Err(ProtocolError::invalid("a raft rpc without a group")),
             },
         }

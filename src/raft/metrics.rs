@@ -73,6 +73,7 @@ pub fn describe() {
         SNAPSHOTS,
         "Raft snapshots built or installed, by kind of group and action"
     );
+    super::succession::describe();
 }
 
 /// The kind of a Raft group: the only group-related label value.

@@ -140,9 +140,12 @@ where
 }
 
 /// Answers one Raft RPC that a peer sent to a local group: the far side of
-/// [`PeerClient`].
+/// [`PeerClient`]. An append (entries or a heartbeat) is recorded in
+/// `heartbeats`, which [`super::succession`] watches.
 pub async fn answer_rpc<C>(
     raft: openraft::Raft<C>,
+    group: u32,
+    heartbeats: &super::Heartbeats,
     request: Request,
 ) -> Result<Response, crate::protocol::ProtocolError>
 where
@@ -151,6 +154,7 @@ where
 {
     Ok(match request {
         Request::RaftAppend(rpc) => {
+            heartbeats.heard(group);
             let answer = raft.append_entries(wire::append_request_from(rpc)?).await;
             Response::RaftAppend(wire::append_response(&answer))
         }
