@@ -136,6 +136,7 @@ fn register() {
         for kind in Kind::ALL {
             let group = kind.label();
             metrics::counter!(LEADER_CHANGES, "group" => group).increment(0);
+            metrics::counter!(super::succession::CAMPAIGNS, "group" => group).increment(0);
             for action in [SnapshotAction::Build, SnapshotAction::Install] {
                 metrics::counter!(SNAPSHOTS, "group" => group, "action" => action.label())
                     .increment(0);
