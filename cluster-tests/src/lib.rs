@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 mod proxy;
+pub mod traffic;
 
 pub use proxy::{FaultProxy, LinkFault};
 
@@ -470,6 +471,31 @@ impl Cluster {
         Ok(())
     }
 
+    /// Stops node `index` as an operator would, with SIGTERM, and waits
+    /// until it exited; fails if it did not exit cleanly in time.
+    pub async fn stop(&mut self, index: usize) -> anyhow::Result<()> {
+        let Some(mut child) = self.nodes[index].child.take() else {
+            return Ok(());
+        };
+        let pid = child.id().context("a running node has a pid")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let status = tokio::time::timeout(DEADLINE, child.wait())
+            .await
+            .with_context(|| {
+                format!(
+                    "node {} did not exit within {DEADLINE:?}",
+                    self.nodes[index].id
+                )
+            })??;
+        if !status.success() {
+            bail!("node {} exited with {status}", self.nodes[index].id);
+        }
+        Ok(())
+    }
+
     /// Kills node `index` with SIGKILL and reaps it.
     pub async fn kill(&mut self, index: usize) -> anyhow::Result<()> {
         if let Some(mut child) = self.nodes[index].child.take() {
@@ -659,4 +685,27 @@ impl Cluster {
 /// Returns the leader of `partition` in a status document.
 pub fn leader_of(status: &Value, partition: u16) -> Option<u64> {
     status["partitions"][partition as usize]["leader"].as_u64()
+}
+
+/// Returns how many partitions each node id leads, as `status` sees it.
+pub fn leaders_per_node(status: &Value) -> std::collections::BTreeMap<u64, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for partition in status["partitions"].as_array().into_iter().flatten() {
+        if let Some(leader) = partition["leader"].as_u64() {
+            *counts.entry(leader).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// True when every partition has a leader and each of `nodes` leads
+/// within ±2 of the mean.
+pub fn leaders_spread(status: &Value, nodes: &[u64], partitions: usize) -> bool {
+    let counts = leaders_per_node(status);
+    let mean = partitions as f64 / nodes.len() as f64;
+    counts.values().sum::<usize>() == partitions
+        && nodes.iter().all(|n| {
+            let c = *counts.get(n).unwrap_or(&0) as f64;
+            (c - mean).abs() <= 2.0
+        })
 }

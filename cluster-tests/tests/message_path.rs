@@ -4,14 +4,12 @@
 //! client reads less than it was acked.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chorus::client::{ClientOptions, Connection, Transport};
 use chorus::pb::DeviceClass;
 use chorus::{ConversationId, partition_of_conversation};
-use chorus_cluster_tests::{Cluster, DEADLINE, leader_of, password};
+use chorus_cluster_tests::traffic::{Sender, Traffic};
+use chorus_cluster_tests::{Cluster, DEADLINE, leader_of, leaders_spread};
 use serde_json::Value;
 
 /// Returns the live conversation actors a node reports.
@@ -21,28 +19,6 @@ fn conversation_actors(status: &Value) -> u64 {
         .as_u64()
         .or_else(|| actors["conversations"].as_u64())
         .unwrap_or(0)
-}
-
-/// Returns how many partitions each node id leads, as `status` sees it.
-fn leaders_per_node(status: &Value) -> BTreeMap<u64, usize> {
-    let mut counts = BTreeMap::new();
-    for partition in status["partitions"].as_array().into_iter().flatten() {
-        if let Some(leader) = partition["leader"].as_u64() {
-            *counts.entry(leader).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
-/// True when every one of `nodes` leads within ±2 of the mean.
-fn spread(status: &Value, nodes: &[u64], partitions: usize) -> bool {
-    let counts = leaders_per_node(status);
-    let mean = partitions as f64 / nodes.len() as f64;
-    counts.values().sum::<usize>() == partitions
-        && nodes.iter().all(|n| {
-            let c = *counts.get(n).unwrap_or(&0) as f64;
-            (c - mean).abs() <= 2.0
-        })
 }
 
 #[tokio::test]
@@ -115,17 +91,6 @@ async fn sends_through_every_node_meet_one_actor_on_the_leader_which_moves_when_
     assert_eq!(got, (1..=7).collect::<Vec<u64>>());
 }
 
-/// One client sending to one conversation, one message at a time, reading
-/// each acked message back.
-struct Sender {
-    conv: String,
-    partition: u16,
-    /// When each ack arrived.
-    acks: Arc<Mutex<Vec<Instant>>>,
-    /// Reads that returned less than was acked.
-    stale: Arc<Mutex<Vec<String>>>,
-}
-
 #[tokio::test]
 async fn leaders_spread_and_writes_resume_within_three_seconds_of_each_of_ten_leader_kills() {
     const PARTITIONS: u32 = 64;
@@ -139,7 +104,7 @@ async fn leaders_spread_and_writes_resume_within_three_seconds_of_each_of_ten_le
     let node_ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
     cluster
         .wait_for("leaders spread over the nodes", |s| {
-            spread(s, &node_ids, PARTITIONS as usize)
+            leaders_spread(s, &node_ids, PARTITIONS as usize)
         })
         .await
         .unwrap();
@@ -148,91 +113,26 @@ async fn leaders_spread_and_writes_resume_within_three_seconds_of_each_of_ten_le
     let refs: Vec<&str> = accounts.iter().map(String::as_str).collect();
     let ids = cluster.create_users(&refs).await.unwrap();
     let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.tcp.clone()).collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut senders = Vec::new();
-    let mut tasks = Vec::new();
-    for c in 0..CONVERSATIONS {
-        let conv_id = ConversationId::direct(ids[2 * c], ids[2 * c + 1]);
-        let sender = Sender {
-            conv: conv_id.to_string(),
-            partition: partition_of_conversation(&conv_id, PARTITIONS),
-            acks: Arc::default(),
-            stale: Arc::default(),
-        };
-        let (account, conv) = (accounts[2 * c].clone(), sender.conv.clone());
-        let (acks, stale) = (sender.acks.clone(), sender.stale.clone());
-        let (addrs, stop) = (addrs.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn: Option<Connection> = None;
-            let mut home = c % addrs.len();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                if conn.is_none() {
-                    let options = ClientOptions::new(addrs[home].clone(), Transport::Tcp);
-                    if let Ok(Ok(c)) =
-                        tokio::time::timeout(Duration::from_secs(2), Connection::connect(&options))
-                            .await
-                        && c.login(&account, &password(&account), DeviceClass::Pc)
-                            .await
-                            .is_ok()
-                    {
-                        conn = Some(c);
-                    } else {
-                        home = (home + 1) % addrs.len();
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                }
-                let c = conn.as_ref().expect("connected");
-                let id = format!("m{n}");
-                match tokio::time::timeout(Duration::from_secs(12), c.send_text(&conv, &id, "x"))
-                    .await
-                {
-                    Ok(Ok(ack)) => {
-                        acks.lock().unwrap().push(Instant::now());
-                        n += 1;
-                        // Read back what was acked: it must be there.
-                        let after = ack.seq - 1;
-                        match c.pull(&conv, after, 1).await {
-                            Ok(page) if page.messages.first().map(|m| m.seq) != Some(ack.seq) => {
-                                stale.lock().unwrap().push(format!(
-                                    "{conv}: acked seq {} but a pull after {after} returned {:?}",
-                                    ack.seq,
-                                    page.messages.iter().map(|m| m.seq).collect::<Vec<_>>()
-                                ));
-                            }
-                            _ => {}
-                        }
-                    }
-                    Ok(Err(chorus::client::ClientError::Server(_))) => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    _ => conn = None,
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }));
-        senders.push(sender);
-    }
+    let conversations: Vec<(String, ConversationId)> = (0..CONVERSATIONS)
+        .map(|c| {
+            let conv = ConversationId::direct(ids[2 * c], ids[2 * c + 1]);
+            (accounts[2 * c].clone(), conv)
+        })
+        .collect();
+    let traffic = Traffic::start(&addrs, &conversations, PARTITIONS);
 
     let mut resumed = Vec::new();
     for kill in 0..KILLS {
         let victim = kill % 3;
         let observer = (victim + 1) % 3;
         let status = cluster.status(observer).await.unwrap();
-        let hit: Vec<&Sender> = senders
+        let hit: Vec<&Sender> = traffic
+            .senders
             .iter()
             .filter(|s| leader_of(&status, s.partition) == Some(node_ids[victim]))
             .collect();
         // Traffic is flowing before the kill.
-        let warm = Instant::now() + DEADLINE;
-        while senders
-            .iter()
-            .any(|s| s.acks.lock().unwrap().len() < 2 * (kill + 1))
-        {
-            assert!(Instant::now() < warm, "traffic did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        traffic.wait_for_acks(2 * (kill + 1)).await;
         let killed_at = Instant::now();
         cluster.kill(victim).await.unwrap();
         // Until every hit conversation took a write again, watch when the
@@ -258,13 +158,7 @@ async fn leaders_spread_and_writes_resume_within_three_seconds_of_each_of_ten_le
             }
             for (sender, first) in hit.iter().zip(first_ack.iter_mut()) {
                 if first.is_none() {
-                    *first = sender
-                        .acks
-                        .lock()
-                        .unwrap()
-                        .iter()
-                        .copied()
-                        .find(|at| *at > killed_at);
+                    *first = sender.first_ack_after(killed_at);
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -279,18 +173,15 @@ async fn leaders_spread_and_writes_resume_within_three_seconds_of_each_of_ten_le
         cluster.wait_for_view().await.unwrap();
         cluster
             .wait_for("leaders spread again", |s| {
-                spread(s, &node_ids, PARTITIONS as usize)
+                leaders_spread(s, &node_ids, PARTITIONS as usize)
             })
             .await
             .unwrap();
     }
-    stop.store(true, Ordering::Release);
-    for task in tasks {
-        task.await.unwrap();
-    }
+    let senders = traffic.stop().await;
     let stale: Vec<String> = senders
         .iter()
-        .flat_map(|s| s.stale.lock().unwrap().clone())
+        .flat_map(|s| s.seen.lock().unwrap().stale.clone())
         .collect();
     assert!(stale.is_empty(), "reads below acked seqs: {stale:?}");
     resumed.sort();

@@ -118,6 +118,43 @@ impl Messaging {
         (last.saturating_sub(matched) <= CLOSE_ENOUGH).then_some(target)
     }
 
+    /// Hands every partition this node leads to another voter before the
+    /// node stops: to its first successor (docs/decisions/0014) that
+    /// `in_view` admits and that takes it, all partitions at once. Returns
+    /// how many partitions moved and how many stayed.
+    pub async fn hand_off_all(&self, in_view: impl Fn(u64) -> bool) -> (usize, usize) {
+        let me = self.inner.node_id;
+        let led: Vec<u16> = (0..self.inner.partitions.count() as u16)
+            .filter(|p| self.leads(*p))
+            .collect();
+        let moves = led.into_iter().map(|partition| {
+            let voters: Vec<u64> = self.inner.partitions.rafts()[usize::from(partition)]
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect();
+            let targets: Vec<u64> = crate::raft::succession::successors(Some(me), &voters)
+                .into_iter()
+                .filter(|v| in_view(*v))
+                .collect();
+            async move {
+                for target in targets {
+                    if self.hand_off(partition, target).await {
+                        metrics::counter!(m::LEADER_HAND_OFFS, "outcome" => "moved").increment(1);
+                        return true;
+                    }
+                }
+                metrics::counter!(m::LEADER_HAND_OFFS, "outcome" => "kept").increment(1);
+                false
+            }
+        });
+        let outcomes = futures::future::join_all(moves).await;
+        let moved = outcomes.iter().filter(|m| **m).count();
+        (moved, outcomes.len() - moved)
+    }
+
     /// Hands the leadership of a partition to `target` with its proposals
     /// held; returns whether it moved.
     async fn hand_off(&self, partition: u16, target: u64) -> bool {

@@ -29,6 +29,10 @@ mod process;
 
 /// Listen backlog: bursts of (re)connecting clients must not overflow it.
 const LISTEN_BACKLOG: u32 = 4096;
+/// How long a stopping node waits for its partitions' leadership to move:
+/// each hand-off waits at most 0.5 s for its target to catch up and 2 s
+/// for it to win, and they run at once.
+const HAND_OFF_PATIENCE: Duration = Duration::from_secs(5);
 
 async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), NodeError> {
     let bind_error = |source| NodeError::Bind { addr, source };
@@ -406,10 +410,23 @@ impl Node {
     }
 
     /// Leaves the membership view (peers take over this node's user
-    /// actors), stops accepting, closes live connections, and waits for the
-    /// listeners.
+    /// actors), hands the partitions it leads to other voters, stops
+    /// accepting, closes live connections, and waits for the listeners.
     pub async fn shutdown(mut self) {
+        // Out of the view first, so that no peer hands a partition back.
         self.membership.leave().await;
+        let view = self.membership.view();
+        let handing = self
+            .planes
+            .messaging
+            .hand_off_all(|node| view.nodes.contains_key(&node));
+        match tokio::time::timeout(HAND_OFF_PATIENCE, handing).await {
+            Ok((0, 0)) => {}
+            Ok((moved, kept)) => tracing::info!(moved, kept, "partition leadership handed off"),
+            Err(_) => tracing::warn!(
+                "partition leadership not handed off within {HAND_OFF_PATIENCE:?}, stopping anyway"
+            ),
+        }
         self.stop.cancel();
         self.membership.shutdown().await;
         while self.tasks.join_next().await.is_some() {}

@@ -77,6 +77,12 @@ impl Heartbeats {
 /// `me` is not a voter or is the leader. With no known leader, the order
 /// starts from the lowest id.
 pub fn rank(me: u64, leader: Option<u64>, voters: &[u64]) -> Option<usize> {
+    successors(leader, voters).iter().position(|v| *v == me)
+}
+
+/// Returns the voters in order of succession after `leader`: sorted by id,
+/// starting after it and wrapping around, without it.
+pub fn successors(leader: Option<u64>, voters: &[u64]) -> Vec<u64> {
     let mut order: Vec<u64> = voters.to_vec();
     order.sort_unstable();
     order.dedup();
@@ -86,7 +92,7 @@ pub fn rank(me: u64, leader: Option<u64>, voters: &[u64]) -> Option<usize> {
     };
     order.rotate_left(start);
     order.retain(|v| Some(*v) != leader);
-    order.iter().position(|v| *v == me)
+    order
 }
 
 /// What the watcher remembers of one group.
@@ -217,5 +223,7 @@ mod tests {
         // A leader that is no voter any more: the order starts after its id.
         assert_eq!(rank(1, Some(9), &voters), Some(0));
         assert_eq!(rank(3, None, &voters), Some(2));
+        assert_eq!(successors(Some(2), &voters), [3, 1]);
+        assert_eq!(successors(Some(3), &[3]), Vec::<u64>::new());
     }
 }
