@@ -121,7 +121,8 @@ impl Messaging {
     /// Hands every partition this node leads to another voter before the
     /// node stops: to its first successor (docs/decisions/0014) that
     /// `in_view` admits and that takes it, all partitions at once. Returns
-    /// how many partitions moved and how many stayed.
+    /// how many partitions moved and how many stayed although another
+    /// voter was in view.
     pub async fn hand_off_all(&self, in_view: impl Fn(u64) -> bool) -> (usize, usize) {
         let me = self.inner.node_id;
         let led: Vec<u16> = (0..self.inner.partitions.count() as u16)
@@ -140,19 +141,24 @@ impl Messaging {
                 .filter(|v| in_view(*v))
                 .collect();
             async move {
+                if targets.is_empty() {
+                    // The only voter (a single node), or none other in view.
+                    return None;
+                }
                 for target in targets {
                     if self.hand_off(partition, target).await {
                         metrics::counter!(m::LEADER_HAND_OFFS, "outcome" => "moved").increment(1);
-                        return true;
+                        return Some(true);
                     }
                 }
                 metrics::counter!(m::LEADER_HAND_OFFS, "outcome" => "kept").increment(1);
-                false
+                Some(false)
             }
         });
         let outcomes = futures::future::join_all(moves).await;
-        let moved = outcomes.iter().filter(|m| **m).count();
-        (moved, outcomes.len() - moved)
+        let moved = outcomes.iter().filter(|m| **m == Some(true)).count();
+        let kept = outcomes.iter().filter(|m| **m == Some(false)).count();
+        (moved, kept)
     }
 
     /// Hands the leadership of a partition to `target` with its proposals
