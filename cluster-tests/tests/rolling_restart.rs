@@ -1,9 +1,10 @@
 //! A rolling restart of a three-node cluster under traffic: each node in
 //! turn is stopped with SIGTERM (as an operator or systemd would), started
 //! again on its data, and the cluster settles before the next. A stopping
-//! node hands the partitions it leads to other voters first, so writes to
-//! them barely pause; every error a client sees is recovered by its retry,
-//! and every conversation's log holds exactly what was acked, in order.
+//! node hands the partitions and the metadata group it leads to other
+//! voters first, so writes to them barely pause; every error a client sees
+//! is recovered by its retry, and every conversation's log holds exactly
+//! what was acked, in order.
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,7 @@ async fn every_node_restarted_in_turn_under_traffic_loses_nothing_and_leadership
     let traffic = Traffic::start(&addrs, &conversations, PARTITIONS);
 
     let mut pauses = Vec::new();
+    let mut metadata_writes = Vec::new();
     for (round, node) in (0..cluster.nodes.len()).enumerate() {
         traffic.wait_for_acks(3 * (round + 1)).await;
         let observer = (node + 1) % cluster.nodes.len();
@@ -53,9 +55,18 @@ async fn every_node_restarted_in_turn_under_traffic_loses_nothing_and_leadership
         let led: Vec<usize> = (0..traffic.senders.len())
             .filter(|s| leader_of(&status, traffic.senders[*s].partition) == Some(node_ids[node]))
             .collect();
+        let led_metadata = status["meta_leader"].as_u64() == Some(node_ids[node]);
         let stopping = Instant::now();
         cluster.stop(node).await.unwrap();
         let stopped = stopping.elapsed();
+        // A metadata write right after the stop: no election to wait for
+        // when the stopped node handed the metadata group off.
+        let writing = Instant::now();
+        cluster
+            .create_users(&[format!("late{round}").as_str()])
+            .await
+            .unwrap();
+        metadata_writes.push((writing.elapsed(), node, led_metadata));
         // Every conversation the node led took a write again.
         let deadline = Instant::now() + chorus_cluster_tests::DEADLINE;
         for s in &led {
@@ -145,6 +156,19 @@ async fn every_node_restarted_in_turn_under_traffic_loses_nothing_and_leadership
         );
         assert_eq!(got[..acked.len()], acked[..], "{}: the log", sender.conv);
     }
+    println!(
+        "metadata write after each stop (took, node index, it led metadata): {metadata_writes:?}"
+    );
+    assert!(
+        metadata_writes.iter().any(|(_, _, led)| *led),
+        "no stopped node led the metadata group: {metadata_writes:?}"
+    );
+    assert!(
+        metadata_writes
+            .iter()
+            .all(|(took, _, _)| *took <= HANDED_OFF_PAUSE),
+        "a metadata write waited for an election: {metadata_writes:?}"
+    );
     pauses.sort();
     println!("longest write pause of a conversation the stopped node led: {pauses:?}");
     println!("client errors, all retried: {errors:?}");

@@ -19,16 +19,13 @@ use super::Messaging;
 use super::metrics as m;
 use crate::cluster::{Membership, Request as PeerRequest, Response as PeerResponse};
 use crate::protocol::peer_pb;
+use crate::raft::succession;
 
 /// How often a node looks for partitions to hand over.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// A voter at most this many entries behind is close enough to catch up
 /// while the proposer holds.
 const CLOSE_ENOUGH: u64 = 256;
-/// How long the proposer holds while the voter catches up.
-const CATCH_UP: Duration = Duration::from_millis(500);
-/// How long the proposer holds while the voter campaigns.
-const CAMPAIGN: Duration = Duration::from_secs(2);
 
 /// Returns the voter a partition prefers as its leader.
 pub fn preferred(partition: u16, voters: &[u64]) -> Option<u64> {
@@ -165,48 +162,25 @@ impl Messaging {
     /// held; returns whether it moved.
     async fn hand_off(&self, partition: u16, target: u64) -> bool {
         let raft = self.inner.partitions.rafts()[partition as usize].clone();
-        let me = self.inner.node_id;
         let Some(addr) = self.peer_addr(partition, target) else {
             return false;
         };
         let links = self.inner.links.clone();
         let (done, moved) = tokio::sync::oneshot::channel();
         let work = async move {
-            let caught_up = raft
-                .wait(Some(CATCH_UP))
-                .metrics(
-                    |m| {
-                        let matched = m
-                            .replication
-                            .as_ref()
-                            .and_then(|r| r.get(&target).cloned().flatten())
-                            .map(|l| l.index);
-                        matched.is_some() && matched == m.last_log_index
-                    },
-                    "hand-off target caught up",
+            let ask = async {
+                let request = peer_pb::ElectRequest {
+                    partition: u32::from(partition),
+                    metadata: false,
+                };
+                matches!(
+                    links.call(&addr, PeerRequest::Elect(request)).await,
+                    Ok(PeerResponse::Elect(peer_pb::ElectAnswer {
+                        campaigning: true
+                    }))
                 )
-                .await
-                .is_ok();
-            if !caught_up {
-                let _ = done.send(false);
-                return;
-            }
-            let request = peer_pb::ElectRequest {
-                partition: u32::from(partition),
             };
-            let asked = matches!(
-                links.call(&addr, PeerRequest::Elect(request)).await,
-                Ok(PeerResponse::Elect(peer_pb::ElectAnswer {
-                    campaigning: true
-                }))
-            );
-            let moved = asked
-                && raft
-                    .wait(Some(CAMPAIGN))
-                    .metrics(|m| m.current_leader != Some(me), "leadership moved")
-                    .await
-                    .is_ok();
-            let _ = done.send(moved);
+            let _ = done.send(succession::hand_over(&raft, target, ask).await);
         };
         if !self.proposer(partition).when_quiet(Box::pin(work)) {
             return false;
@@ -214,24 +188,15 @@ impl Messaging {
         moved.await.unwrap_or(false)
     }
 
-    /// Answers an elect request: campaigns for the partition at once if
-    /// this node holds a voting replica of it.
+    /// Answers an elect request for a partition: campaigns for it at once
+    /// if this node holds a voting replica of it.
     pub async fn serve_elect(&self, request: peer_pb::ElectRequest) -> peer_pb::ElectAnswer {
-        let me = self.inner.node_id;
         let raft = u16::try_from(request.partition)
             .ok()
             .and_then(|p| self.inner.partitions.rafts().get(p as usize));
-        let voter = raft.is_some_and(|raft| {
-            raft.metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == me)
-        });
         let campaigning = match raft {
-            Some(raft) if voter => raft.trigger().elect().await.is_ok(),
-            _ => false,
+            Some(raft) => succession::campaign(raft).await,
+            None => false,
         };
         peer_pb::ElectAnswer { campaigning }
     }

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::PeerLinks;
+use crate::cluster::{PeerLinks, Request, Response};
 use crate::db::{
     self, CF_META_AUDIT, CF_META_DEPARTMENT_MEMBERS, CF_META_DEPARTMENTS, CF_META_GROUPS,
     CF_META_NODES, CF_META_PLACEMENT, CF_META_SETTINGS, CF_META_TOKENS, CF_META_USER_GROUPS,
     CF_META_USERS, Db, KeyValue, StorageError,
 };
-use crate::protocol::{ErrorCode, ProtocolError, now_ms, store_pb};
+use crate::protocol::{ErrorCode, ProtocolError, now_ms, peer_pb, store_pb};
 use crate::raft::{self, GroupStateMachine, META_GROUP, RaftHost};
 
 pub use directory::{DepartmentNode, fill_online};
@@ -256,6 +256,55 @@ impl Meta {
 
     pub fn raft(&self) -> &MetaRaft {
         &self.raft
+    }
+
+    /// Hands the metadata group's leadership, if this node holds it, to
+    /// its first successor that `in_view` admits and that takes it, before
+    /// this node stops. Writes are not held meanwhile: one that lands
+    /// between the catch-up and the campaign makes the hand-over fail, and
+    /// the group then elects after this node stops. Returns whether it
+    /// moved, or `None` when there was nothing to hand over.
+    pub async fn hand_off_leadership(&self, in_view: impl Fn(u64) -> bool) -> Option<bool> {
+        let (me, voters) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            if metrics.current_leader != Some(metrics.id) {
+                return None;
+            }
+            let membership = metrics.membership_config.membership().clone();
+            let voters: Vec<(u64, String)> = membership
+                .voter_ids()
+                .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
+                .collect();
+            (metrics.id, voters)
+        };
+        let ids: Vec<u64> = voters.iter().map(|(id, _)| *id).collect();
+        let targets: Vec<u64> = raft::succession::successors(Some(me), &ids)
+            .into_iter()
+            .filter(|id| in_view(*id))
+            .collect();
+        if targets.is_empty() {
+            return None;
+        }
+        for target in targets {
+            let Some((_, addr)) = voters.iter().find(|(id, _)| *id == target) else {
+                continue;
+            };
+            let ask = async {
+                let request = peer_pb::ElectRequest {
+                    partition: 0,
+                    metadata: true,
+                };
+                matches!(
+                    self.links.call(addr, Request::Elect(request)).await,
+                    Ok(Response::Elect(peer_pb::ElectAnswer { campaigning: true }))
+                )
+            };
+            if raft::succession::hand_over(&self.raft, target, ask).await {
+                return Some(true);
+            }
+        }
+        Some(false)
     }
 
     /// Returns the node's database (which every group of the node shares).

@@ -410,7 +410,7 @@ impl Node {
     }
 
     /// Leaves the membership view (peers take over this node's user
-    /// actors), hands the partitions it leads to other voters, stops
+    /// actors), hands the groups it leads to other voters, stops
     /// accepting, closes live connections, and waits for the listeners.
     pub async fn shutdown(mut self) {
         // Out of the view first, so that no peer hands a partition back.
@@ -420,11 +420,19 @@ impl Node {
             .planes
             .messaging
             .hand_off_all(|node| view.nodes.contains_key(&node));
-        match tokio::time::timeout(HAND_OFF_PATIENCE, handing).await {
-            Ok((0, 0)) => {}
-            Ok((moved, kept)) => tracing::info!(moved, kept, "partition leadership handed off"),
+        let metadata = self
+            .planes
+            .meta
+            .hand_off_leadership(|node| view.nodes.contains_key(&node));
+        match tokio::time::timeout(HAND_OFF_PATIENCE, futures::future::join(handing, metadata))
+            .await
+        {
+            Ok(((0, 0), None)) => {}
+            Ok(((moved, kept), metadata)) => {
+                tracing::info!(moved, kept, ?metadata, "leadership handed off")
+            }
             Err(_) => tracing::warn!(
-                "partition leadership not handed off within {HAND_OFF_PATIENCE:?}, stopping anyway"
+                "leadership not handed off within {HAND_OFF_PATIENCE:?}, stopping anyway"
             ),
         }
         self.stop.cancel();

@@ -139,6 +139,10 @@ impl PeerService {
                 Ok(Response::Home(delivery.home_envelope(envelope).await?))
             }
             Request::Converse(call) => Ok(self.planes()?.messaging.serve_call(call).await),
+            Request::Elect(request) if request.metadata => {
+                let campaigning = raft::succession::campaign(self.meta.raft()).await;
+                Ok(Response::Elect(peer_pb::ElectAnswer { campaigning }))
+            }
             Request::Elect(request) => Ok(Response::Elect(
                 self.planes()?.messaging.serve_elect(request).await,
             )),

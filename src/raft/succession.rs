@@ -95,6 +95,65 @@ pub fn successors(leader: Option<u64>, voters: &[u64]) -> Vec<u64> {
     order
 }
 
+/// How long a hand-over waits for its target to hold every entry.
+const CATCH_UP: Duration = Duration::from_millis(500);
+/// How long a hand-over waits for its target to win.
+const CAMPAIGN: Duration = Duration::from_secs(2);
+
+/// Hands the leadership of a group this node leads to `target`: waits
+/// until the target holds every entry, runs `ask` (which asks the target
+/// to campaign, and tells whether it does), and waits until this node no
+/// longer leads. The caller holds new writes meanwhile, or accepts that
+/// one arriving between the catch-up and the campaign makes the target's
+/// log too short to win. The voters grant the vote because the leader's
+/// own lease ran out long ago (it counts from its election) and the
+/// target's log is as long as any. Returns whether leadership moved.
+pub async fn hand_over<C: GroupConfig>(
+    raft: &openraft::Raft<C>,
+    target: u64,
+    ask: impl std::future::Future<Output = bool>,
+) -> bool {
+    let me = raft.metrics().borrow().id;
+    let caught_up = raft
+        .wait(Some(CATCH_UP))
+        .metrics(
+            |m| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&target).cloned().flatten())
+                    .map(|l| l.index);
+                matched.is_some() && matched == m.last_log_index
+            },
+            "hand-over target caught up",
+        )
+        .await
+        .is_ok();
+    caught_up
+        && ask.await
+        && raft
+            .wait(Some(CAMPAIGN))
+            .metrics(|m| m.current_leader != Some(me), "leadership moved")
+            .await
+            .is_ok()
+}
+
+/// Campaigns for a group at once if this node is one of its voters (the
+/// far side of [`hand_over`]); tells whether it does.
+pub async fn campaign<C: GroupConfig>(raft: &openraft::Raft<C>) -> bool {
+    let voter = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        let me = metrics.id;
+        metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == me)
+    };
+    voter && raft.trigger().elect().await.is_ok()
+}
+
 /// What the watcher remembers of one group.
 #[derive(Default)]
 struct Watch {
