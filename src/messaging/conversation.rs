@@ -1,6 +1,7 @@
 //! The conversation actor: one per active conversation (1:1 or group), on
 //! the node that leads the conversation's partition, so that every request
-//! of the conversation meets it. It checks membership, keeps one proposal
+//! of the conversation meets it. It checks membership (and, for a recall,
+//! gathers what the partition's `apply` decides it with), keeps one proposal
 //! per `(sender, client_msg_id)` in flight (a resend joins it), and hands
 //! its commands to the partition's proposer; once a command is applied it
 //! answers the caller's port and fans the message out to the members,
@@ -16,7 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::metrics as m;
 use super::{Answer, Messaging, Port, Refusal};
-use crate::authz;
+use crate::authz::{self, Action, Subject};
 use crate::delivery::SessionRef;
 use crate::meta::Meta;
 use crate::partition::{Applied, Command};
@@ -33,6 +34,12 @@ pub enum ConversationMsg {
     },
     Read {
         user: u64,
+        seq: u64,
+        origin: SessionRef,
+        port: Port,
+    },
+    Recall {
+        subject: Subject,
         seq: u64,
         origin: SessionRef,
         port: Port,
@@ -290,6 +297,91 @@ impl ConversationState {
     }
 }
 
+impl ConversationState {
+    /// Proposes a recall. Whether the message may be recalled is decided
+    /// when it is applied, against the stored message: this actor's replica
+    /// may not have applied the message yet, and every replica must agree.
+    /// The window and the moderator flag are read here, once, and carried.
+    async fn recall(&mut self, subject: Subject, seq: u64, origin: SessionRef, port: Port) {
+        let members = match self.members().await {
+            Ok(members) => members,
+            Err(err) => return refuse(port, err),
+        };
+        let conv = self.conv;
+        let asking = Action::RecallIn {
+            conv: &conv,
+            members: members.as_slice(),
+        };
+        if let Err(err) = authz::check(&subject, asking) {
+            return refuse(port, err);
+        }
+        let meta = self.messaging.inner.meta.clone();
+        let facts = tokio::task::spawn_blocking(move || -> Result<_, ProtocolError> {
+            let owner = match conv {
+                ConversationId::Group(id) => meta.group(id)?.map(|g| g.owner),
+                ConversationId::Direct { .. } => None,
+            };
+            Ok((owner, meta.messaging_policy()?.recall_window_secs))
+        })
+        .await
+        .map_err(|e| ProtocolError::internal(e.to_string()))
+        .and_then(|facts| facts);
+        let (owner, window_secs) = match facts {
+            Ok(facts) => facts,
+            Err(err) => return refuse(port, err),
+        };
+        let command = Command::Recall(store_pb::Recall {
+            conversation: conv.to_string(),
+            seq,
+            by: subject.user_id,
+            admin: subject.admin,
+            moderator: authz::allows(&subject, Action::Moderate { owner }),
+            window_secs,
+            at_ms: now_ms(),
+        });
+        let delivery = self.messaging.inner.delivery.clone();
+        let then = Box::new(move |outcome: Result<Applied, Refusal>| {
+            let (notice, duplicate) = match outcome {
+                Ok(Applied::Recalled { notice, duplicate }) => (notice, duplicate),
+                Ok(Applied::Refused { code, message }) => {
+                    return refuse(port, ProtocolError::new(code, message));
+                }
+                Ok(Applied::Rejected(reason)) => {
+                    return refuse(port, ProtocolError::invalid(reason));
+                }
+                Ok(other) => {
+                    let err = ProtocolError::internal(format!("recall applied as {other:?}"));
+                    return refuse(port, err);
+                }
+                Err(refusal) => {
+                    let _ = port.send(Err(refusal));
+                    return;
+                }
+            };
+            let at_ms = notice.server_time_ms;
+            let _ = port.send(Ok(Answer::Recall(pb::RecallAck {
+                conversation: notice.conversation.clone(),
+                seq,
+                notice_seq: notice.seq,
+                at_ms,
+                duplicate,
+            })));
+            if duplicate {
+                return;
+            }
+            metrics::counter!(m::MESSAGES_RECALLED).increment(1);
+            let push = pb::ServerFrame {
+                request_id: 0,
+                body: Some(pb::server_frame::Body::Message(notice)),
+            };
+            delivery.deliver(push, members.to_vec(), Some(origin));
+        });
+        self.messaging
+            .proposer(self.partition)
+            .propose(command, then);
+    }
+}
+
 impl Actor for ConversationActor {
     type Msg = ConversationMsg;
     type State = ConversationState;
@@ -346,6 +438,12 @@ impl Actor for ConversationActor {
                 origin,
                 port,
             } => state.read(user, seq, origin, port).await,
+            ConversationMsg::Recall {
+                subject,
+                seq,
+                origin,
+                port,
+            } => state.recall(subject, seq, origin, port).await,
             ConversationMsg::MembersChanged => state.members = None,
             ConversationMsg::Tick if state.retiring => myself.stop(None),
             ConversationMsg::Tick => {
