@@ -43,6 +43,19 @@ async fn set_window(node: &TestNode, token: &str, secs: u64) -> reqwest::Respons
         .unwrap()
 }
 
+/// Calls a REST route without a body and returns its JSON answer.
+async fn rest(node: &TestNode, method: reqwest::Method, path: &str, token: &str) -> Value {
+    node.http()
+        .request(method, node.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_recall_reaches_every_device_at_once_or_at_its_next_sync_and_reads_show_no_content() {
     let node = TestNode::start().await;
@@ -121,16 +134,8 @@ async fn a_recall_reaches_every_device_at_once_or_at_its_next_sync_and_reads_sho
 
     // REST history shows it too, in REST's JSON.
     let token = node.rest_token("bob", &password("bob"), "web").await;
-    let history: Value = node
-        .http()
-        .get(node.url(&format!("/api/v1/conversations/{conv}/messages")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = format!("/api/v1/conversations/{conv}/messages");
+    let history = rest(&node, reqwest::Method::GET, &path, &token).await;
     assert_eq!(history["messages"][0]["content"]["recalled"]["by"], ids[0]);
     assert_eq!(
         history["messages"][0]["content"]["recalled"]["notice_seq"],
@@ -187,19 +192,8 @@ async fn after_the_window_or_with_recall_disabled_only_an_admin_recalls() {
     assert_eq!(text_of(&page.messages[0]), "too late");
 
     // An admin, not a member, recalls at any time, through REST.
-    let recalled: Value = node
-        .http()
-        .post(node.url(&format!(
-            "/api/v1/conversations/{conv}/messages/{}/recall",
-            sent.seq
-        )))
-        .bearer_auth(&admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = format!("/api/v1/conversations/{conv}/messages/{}/recall", sent.seq);
+    let recalled = rest(&node, reqwest::Method::POST, &path, &admin_token).await;
     assert_eq!(recalled["seq"], 1);
     assert_eq!(recalled["notice_seq"], 3);
     assert_eq!(recalled["duplicate"], false);

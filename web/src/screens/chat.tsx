@@ -30,9 +30,11 @@ export function Chat({ client, conversation }: Props) {
   const stickToBottom = useRef(true);
   const me = client.session?.userId ?? "";
   const summary = client.conversation(conversation);
+  const held = client.messages(conversation);
+  // Read up to the newest seq held, a recall's notice included: it counts as unread.
+  const newest = held.length ? held[held.length - 1].seq : 0;
   // A recall's notice is shown where it acts: on the message it recalled.
-  const messages = client.messages(conversation).filter((m) => m.content.kind !== "recallNotice");
-  const newest = messages.length ? messages[messages.length - 1].seq : 0;
+  const messages = held.filter((m) => m.content.kind !== "recallNotice");
   const direct = peerOf(conversation, me) !== null;
 
   // Reading the open conversation moves the read cursor (and clears the badge
