@@ -325,3 +325,46 @@ async fn the_messaging_policy_is_read_by_users_and_set_by_admins_only() {
         .unwrap();
     assert_eq!(bad_seq.status(), 400);
 }
+
+#[tokio::test]
+async fn the_terminal_client_recalls_and_says_why_it_cannot() {
+    let node = TestNode::start().await;
+    node.create_users(&["alice", "bob"]).await;
+    let (alice, _) = node
+        .login("alice", DeviceClass::Mobile, Transport::Tcp)
+        .await;
+    let conv = alice.lookup("bob").await.unwrap().direct_conversation;
+    let sent = alice
+        .send_text(&conv, "c1", "from the shell")
+        .await
+        .unwrap();
+    let tcp = node.node.tcp_addr().to_string();
+    let recall = |user: &'static str, seq: u64| {
+        let (tcp, conv) = (tcp.clone(), conv.clone());
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+                .args(["client", "--server", &tcp, "--user", user])
+                .args(["--password", &password(user), "recall", &conv])
+                .arg(seq.to_string())
+                .env_remove("CHORUS_SERVER")
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let refused = recall("bob", sent.seq).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("only its sender"), "{stderr}");
+    let done = recall("alice", sent.seq).await;
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("recalled {conv} #1 notice=#2")),
+        "{stdout}"
+    );
+}
