@@ -119,6 +119,18 @@ fn refuse(port: Port, err: ProtocolError) {
     let _ = port.send(Err(Refusal::Failed(err)));
 }
 
+/// Returns what `apply` refused (a malformed command, or a refusal of the
+/// closed set) as the caller's refusal, and anything else as it is.
+fn refusals(outcome: Result<Applied, Refusal>) -> Result<Applied, Refusal> {
+    match outcome {
+        Ok(Applied::Rejected(reason)) => Err(Refusal::Failed(ProtocolError::invalid(reason))),
+        Ok(Applied::Refused { code, message }) => {
+            Err(Refusal::Failed(ProtocolError::new(code, message)))
+        }
+        other => other,
+    }
+}
+
 impl ConversationState {
     async fn members(&mut self) -> Result<Arc<Vec<u64>>, ProtocolError> {
         if let Some((loaded, members)) = &self.members {
@@ -186,12 +198,8 @@ impl ConversationState {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key)
                 .unwrap_or_default();
-            let (message, duplicate) = match outcome {
+            let (message, duplicate) = match refusals(outcome) {
                 Ok(Applied::Appended { message, duplicate }) => (message, duplicate),
-                Ok(Applied::Rejected(reason)) => {
-                    let err = ProtocolError::invalid(reason);
-                    return ports.into_iter().for_each(|p| refuse(p, err.clone()));
-                }
                 Ok(other) => {
                     let err = ProtocolError::internal(format!("append applied as {other:?}"));
                     return ports.into_iter().for_each(|p| refuse(p, err.clone()));
@@ -249,11 +257,8 @@ impl ConversationState {
         });
         let (conv, delivery) = (self.conv, self.messaging.inner.delivery.clone());
         let then = Box::new(move |outcome: Result<Applied, Refusal>| {
-            let (read_seq, moved) = match outcome {
+            let (read_seq, moved) = match refusals(outcome) {
                 Ok(Applied::ReadCursor { read_seq, moved }) => (read_seq, moved),
-                Ok(Applied::Rejected(reason)) => {
-                    return refuse(port, ProtocolError::invalid(reason));
-                }
                 Ok(other) => {
                     let err = ProtocolError::internal(format!("read cursor applied as {other:?}"));
                     return refuse(port, err);
@@ -341,14 +346,8 @@ impl ConversationState {
         });
         let delivery = self.messaging.inner.delivery.clone();
         let then = Box::new(move |outcome: Result<Applied, Refusal>| {
-            let (notice, duplicate) = match outcome {
+            let (notice, duplicate) = match refusals(outcome) {
                 Ok(Applied::Recalled { notice, duplicate }) => (notice, duplicate),
-                Ok(Applied::Refused { code, message }) => {
-                    return refuse(port, ProtocolError::new(code, message));
-                }
-                Ok(Applied::Rejected(reason)) => {
-                    return refuse(port, ProtocolError::invalid(reason));
-                }
                 Ok(other) => {
                     let err = ProtocolError::internal(format!("recall applied as {other:?}"));
                     return refuse(port, err);
