@@ -616,6 +616,11 @@ impl Interactive {
                     .and_then(|w| w.trim_start_matches('#').parse::<u64>().ok())
                     .ok_or_else(|| ClientError::Unexpected("/recall <seq>".into()))?;
                 let ack = self.conn.recall(&conversation, seq).await?;
+                // No push of the notice comes to this connection, as for a send.
+                let cursor = self.cursors.entry(conversation).or_insert(0);
+                if ack.notice_seq == *cursor + 1 {
+                    *cursor = ack.notice_seq;
+                }
                 say!("  (recalled #{}, notice #{})", ack.seq, ack.notice_seq);
             }
             Some("/receipts") => {
