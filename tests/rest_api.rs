@@ -34,6 +34,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/groups/{id}/members"),
     ("post", "/api/v1/groups/{id}/members"),
     ("get", "/api/v1/conversations/{id}/messages"),
+    ("post", "/api/v1/conversations/{id}/messages/{seq}/recall"),
+    ("get", "/api/v1/policies/messaging"),
+    ("put", "/api/v1/policies/messaging"),
     ("get", "/api/v1/admin/audit"),
     ("put", "/api/v1/admin/log-level"),
     ("get", "/api/v1/admin/cluster"),
@@ -45,7 +48,7 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 fn concrete(path: &str) -> String {
     if path.starts_with("/api/v1/conversations/") {
-        path.replace("{id}", "d:1:2")
+        path.replace("{id}", "d:1:2").replace("{seq}", "1")
     } else {
         path.replace("{id}", "1")
     }

@@ -166,3 +166,117 @@ async fn two_browser_users_chat_one_to_one_and_see_the_read_receipt() {
     alice.close().await;
     bob.close().await;
 }
+
+#[tokio::test]
+async fn a_message_recalled_in_the_browser_turns_into_the_placeholder_on_both_sides() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    let bob = driver.browser(&profiles.path().join("bob")).await;
+    for (browser, account) in [(&alice, "alice"), (&bob, "bob")] {
+        log_in(browser, &node, account, &password(account)).await;
+        browser
+            .wait_until(
+                "signed in and caught up (no banner)",
+                &format!("return document.querySelector('[data-test=me]')?.innerText === '{account}' && !document.querySelector('.banner')"),
+            )
+            .await;
+    }
+    alice.type_into("[data-test=new-chat]", "bob").await;
+    alice.click("[data-test=new-chat-go]").await;
+    alice
+        .type_into("[data-test=composer]", "oops, wrong chat")
+        .await;
+    alice.click("[data-test=send]").await;
+    alice
+        .wait_until(
+            "alice's message acked",
+            &on_message(
+                "oops, wrong chat",
+                "!!m.querySelector('[data-test=recall]')",
+            ),
+        )
+        .await;
+    let conversation = format!("d:{}:{}", ids[0].min(ids[1]), ids[0].max(ids[1]));
+    bob.click(&format!(
+        "[data-test=conversation][data-conversation='{conversation}']"
+    ))
+    .await;
+    bob.wait_until(
+        "bob sees the message",
+        &on_message("oops, wrong chat", "true"),
+    )
+    .await;
+
+    alice
+        .eval(
+            &on_message(
+                "oops, wrong chat",
+                "(m.querySelector('[data-test=recall]').click(), true)",
+            ),
+            json!([]),
+        )
+        .await;
+    let placeholder = "return [...document.querySelectorAll('[data-test=recalled]')].map(e => e.innerText).join('|') || null";
+    let mine = alice.wait_until("alice's placeholder", placeholder).await;
+    assert_eq!(mine, "You recalled a message");
+    let theirs = bob.wait_until("bob's placeholder", placeholder).await;
+    assert_eq!(theirs, "alice recalled a message");
+    for browser in [&alice, &bob] {
+        let page = browser
+            .eval("return document.body.innerText", json!([]))
+            .await;
+        assert!(!page.as_str().unwrap().contains("oops"), "{page}");
+    }
+
+    // With recall disabled, the refusal is shown under the message.
+    let admin = node.admin_token().await;
+    let disabled = node
+        .http()
+        .put(node.url("/api/v1/policies/messaging"))
+        .bearer_auth(&admin)
+        .json(&json!({ "recall_window_secs": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 200);
+    alice
+        .type_into("[data-test=composer]", "this one stays")
+        .await;
+    alice.click("[data-test=send]").await;
+    alice
+        .wait_until(
+            "the second message acked",
+            &on_message("this one stays", "!!m.querySelector('[data-test=recall]')"),
+        )
+        .await;
+    alice
+        .eval(
+            &on_message(
+                "this one stays",
+                "(m.querySelector('[data-test=recall]').click(), true)",
+            ),
+            json!([]),
+        )
+        .await;
+    let refusal = alice
+        .wait_until(
+            "the refusal",
+            &on_message(
+                "this one stays",
+                "m.querySelector('[data-test=recall-error]')?.innerText ?? null",
+            ),
+        )
+        .await;
+    assert!(
+        refusal
+            .as_str()
+            .unwrap()
+            .starts_with("Not recalled: recall is disabled"),
+        "{refusal}"
+    );
+    alice.close().await;
+    bob.close().await;
+}

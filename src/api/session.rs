@@ -114,6 +114,7 @@ impl Session {
             let body = match messaging.call(conv, request, origin).await {
                 Ok(Answer::Ack(ack)) => Out::Ack(ack),
                 Ok(Answer::Read(read)) => Out::Read(read),
+                Ok(Answer::Recall(recall)) => Out::Recall(recall),
                 Err(err) => return err.to_frame(request_id),
             };
             pb::ServerFrame {
@@ -496,6 +497,15 @@ impl Session {
                     request_id,
                 );
             }
+            In::Recall(recall) => {
+                let subject = self.subject()?;
+                let conv: ConversationId = recall.conversation.parse()?;
+                let request = Request::Recall {
+                    subject,
+                    seq: recall.seq,
+                };
+                self.converse(conv, request, request_id);
+            }
             In::Sync(_) => {
                 let user = self.user_id()?;
                 let result = self.planes.messaging.sync(user).await?;
@@ -581,6 +591,10 @@ fn validate_send(send: &pb::SendMessage, max_text_bytes: usize) -> Result<(), Pr
     check_name("client_msg_id", &send.client_msg_id)?;
     match send.content.as_ref().and_then(|c| c.kind.as_ref()) {
         None => Err(ProtocolError::invalid("message has no content")),
+        // Written by a recall only: a client may not forge one.
+        Some(Kind::Recalled(_) | Kind::RecallNotice(_)) => Err(ProtocolError::invalid(
+            "recalled and recall_notice contents are written by the server; send RecallMessage to recall",
+        )),
         Some(Kind::Text(text)) if text.text.trim().is_empty() => {
             Err(ProtocolError::invalid("text is empty"))
         }

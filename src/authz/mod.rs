@@ -31,6 +31,26 @@ pub enum Action<'a> {
         conv: &'a ConversationId,
         members: &'a [u64],
     },
+    /// Moderate a conversation (recall its members' messages): a group's
+    /// owner (`owner`, absent in 1:1) and admins.
+    Moderate { owner: Option<u64> },
+    /// Ask a conversation to recall one of its messages: its members and
+    /// admins. Whether the message itself may be recalled is [`Action::Recall`].
+    RecallIn {
+        conv: &'a ConversationId,
+        members: &'a [u64],
+    },
+    /// Recall a stored message sent by `sender` at `sent_ms`, at `at_ms`:
+    /// its sender, or a moderator, within `window_secs` of the messaging
+    /// policy (0: never); admins at any time. Decided when the partition
+    /// applies the recall, so every replica decides alike.
+    Recall {
+        sender: u64,
+        moderator: bool,
+        sent_ms: i64,
+        at_ms: i64,
+        window_secs: u64,
+    },
     /// Go past the per-user group quotas.
     ExceedQuotas,
     /// Have admin writes recorded in the audit trail as an admin's.
@@ -43,10 +63,28 @@ pub fn allows(subject: &Subject, action: Action<'_>) -> bool {
         Action::Administer | Action::ExceedQuotas | Action::BeAudited => subject.admin,
         Action::ChangeGroup { owner } => subject.admin || owner == subject.user_id,
         Action::UseConversation { members, .. } => members.binary_search(&subject.user_id).is_ok(),
-        Action::SeeMembers { members, .. } => {
+        Action::SeeMembers { members, .. } | Action::RecallIn { members, .. } => {
             subject.admin || members.binary_search(&subject.user_id).is_ok()
         }
+        Action::Moderate { owner } => subject.admin || owner == Some(subject.user_id),
+        Action::Recall {
+            sender,
+            moderator,
+            sent_ms,
+            at_ms,
+            window_secs,
+        } => {
+            subject.admin
+                || ((sender == subject.user_id || moderator)
+                    && window_secs > 0
+                    && within_window(sent_ms, at_ms, window_secs))
+        }
     }
+}
+
+fn within_window(sent_ms: i64, at_ms: i64, window_secs: u64) -> bool {
+    let window_ms = i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    at_ms.saturating_sub(sent_ms) <= window_ms
 }
 
 /// Returns `FORBIDDEN`, saying what is missing, unless `subject` may do
@@ -60,9 +98,29 @@ pub fn check(subject: &Subject, action: Action<'_>) -> Result<(), ProtocolError>
         Action::ChangeGroup { .. } => {
             "only the group owner or an admin may change members".to_string()
         }
-        Action::UseConversation { conv, .. } | Action::SeeMembers { conv, .. } => {
+        Action::UseConversation { conv, .. }
+        | Action::SeeMembers { conv, .. }
+        | Action::RecallIn { conv, .. } => {
             format!("not a member of {conv}")
         }
+        Action::Moderate { .. } => "only the group owner or an admin may moderate".to_string(),
+        Action::Recall {
+            sender, moderator, ..
+        } if sender != subject.user_id && !moderator => {
+            "only its sender, the group owner or an admin may recall a message".to_string()
+        }
+        Action::Recall { window_secs: 0, .. } => {
+            "recall is disabled by the messaging policy (recall_window_secs 0)".to_string()
+        }
+        Action::Recall {
+            sent_ms,
+            at_ms,
+            window_secs,
+            ..
+        } => format!(
+            "the recall window of {window_secs} s has passed: the message was sent {} s ago",
+            at_ms.saturating_sub(sent_ms) / 1000
+        ),
         Action::ExceedQuotas | Action::BeAudited => "admin only".to_string(),
     }))
 }
@@ -144,5 +202,36 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn recall_by_the_sender_or_a_moderator_within_the_window_and_by_admins_always() {
+        let recall = |sender, moderator, age_ms, window_secs| Action::Recall {
+            sender,
+            moderator,
+            sent_ms: 1_000,
+            at_ms: 1_000 + age_ms,
+            window_secs,
+        };
+        assert!(allows(&ALICE, recall(2, false, 120_000, 120)));
+        assert!(allows(&ALICE, recall(9, true, 1_000, 120)));
+        let late = check(&ALICE, recall(2, false, 120_001, 120)).unwrap_err();
+        assert_eq!(late.code, ErrorCode::Forbidden);
+        assert_eq!(
+            late.message,
+            "the recall window of 120 s has passed: the message was sent 120 s ago"
+        );
+        let off = check(&ALICE, recall(2, false, 0, 0)).unwrap_err();
+        assert!(off.message.contains("disabled"), "{}", off.message);
+        let other = check(&ALICE, recall(9, false, 0, 120)).unwrap_err();
+        assert!(
+            other.message.contains("only its sender"),
+            "{}",
+            other.message
+        );
+        assert!(allows(&ADMIN, recall(9, false, i64::MAX / 2, 0)));
+        assert!(allows(&ALICE, Action::Moderate { owner: Some(2) }));
+        assert!(!allows(&ALICE, Action::Moderate { owner: None }));
+        assert!(allows(&ADMIN, Action::Moderate { owner: None }));
     }
 }

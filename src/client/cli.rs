@@ -95,6 +95,8 @@ pub enum ClientCommand {
         #[arg(long)]
         seq: Option<u64>,
     },
+    /// Recalls a message of a conversation by its seq.
+    Recall { conversation: String, seq: u64 },
     /// Creates a group with the given member accounts.
     CreateGroup { name: String, members: Vec<String> },
     /// Prints pushes as they arrive, until `count` have arrived.
@@ -200,6 +202,17 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
             };
             let ack = conn.mark_read(&conversation, seq).await?;
             say!("read {} up to {}", ack.conversation, ack.read_seq);
+            Ok(())
+        }
+        Some(ClientCommand::Recall { conversation, seq }) => {
+            let ack = conn.recall(&conversation, seq).await?;
+            say!(
+                "recalled {} #{} notice=#{} duplicate={}",
+                ack.conversation,
+                ack.seq,
+                ack.notice_seq,
+                ack.duplicate
+            );
             Ok(())
         }
         Some(ClientCommand::CreateGroup { name, members }) => {
@@ -328,6 +341,10 @@ fn message_line(sender: &str, message: &pb::Message) -> String {
         Some(pb::content::Kind::File(file)) => {
             format!("[file {} {} bytes]", file.name, file.size)
         }
+        Some(pb::content::Kind::Recalled(_)) => "[recalled]".to_string(),
+        Some(pb::content::Kind::RecallNotice(notice)) => {
+            format!("[recalled #{}]", notice.seq)
+        }
         None => String::new(),
     };
     let reads = if message.read_count > 0 {
@@ -344,7 +361,7 @@ fn message_line(sender: &str, message: &pb::Message) -> String {
 
 const HELP: &str =
     "commands: /list  /open <account|conversation>  /history  /group <name> <account>...  /receipts
-          /status <online|busy|away>  /watch <account>...  /help  /quit
+          /recall <seq>  /status <online|busy|away>  /watch <account>...  /help  /quit
 anything else is sent to the open conversation";
 
 /// The interactive client: keeps a cursor per conversation, prints pushes,
@@ -588,6 +605,23 @@ impl Interactive {
                 for message in self.conn.pull_all(&conversation, 0).await? {
                     println!("{}", self.names.render(&self.conn, &message).await);
                 }
+            }
+            Some("/recall") => {
+                let conversation = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let seq = words
+                    .next()
+                    .and_then(|w| w.trim_start_matches('#').parse::<u64>().ok())
+                    .ok_or_else(|| ClientError::Unexpected("/recall <seq>".into()))?;
+                let ack = self.conn.recall(&conversation, seq).await?;
+                // No push of the notice comes to this connection, as for a send.
+                let cursor = self.cursors.entry(conversation).or_insert(0);
+                if ack.notice_seq == *cursor + 1 {
+                    *cursor = ack.notice_seq;
+                }
+                say!("  (recalled #{}, notice #{})", ack.seq, ack.notice_seq);
             }
             Some("/receipts") => {
                 let conversation = self

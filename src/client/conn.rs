@@ -567,6 +567,19 @@ impl Connection {
         }
     }
 
+    /// Recalls a message (its sender within the policy's window, a group's
+    /// owner, or an admin); the answer names the seq of the appended notice.
+    pub async fn recall(&self, conversation: &str, seq: u64) -> Result<pb::RecallAck, ClientError> {
+        let recall = pb::RecallMessage {
+            conversation: conversation.to_string(),
+            seq,
+        };
+        match self.request(Req::Recall(recall)).await? {
+            Resp::Recall(ack) => Ok(ack),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     pub async fn lookup(&self, account: &str) -> Result<pb::UserInfo, ClientError> {
         let lookup = pb::LookupUser {
             account: account.to_string(),

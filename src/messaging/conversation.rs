@@ -1,6 +1,7 @@
 //! The conversation actor: one per active conversation (1:1 or group), on
 //! the node that leads the conversation's partition, so that every request
-//! of the conversation meets it. It checks membership, keeps one proposal
+//! of the conversation meets it. It checks membership (and, for a recall,
+//! gathers what the partition's `apply` decides it with), keeps one proposal
 //! per `(sender, client_msg_id)` in flight (a resend joins it), and hands
 //! its commands to the partition's proposer; once a command is applied it
 //! answers the caller's port and fans the message out to the members,
@@ -16,7 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::metrics as m;
 use super::{Answer, Messaging, Port, Refusal};
-use crate::authz;
+use crate::authz::{self, Action, Subject};
 use crate::delivery::SessionRef;
 use crate::meta::Meta;
 use crate::partition::{Applied, Command};
@@ -33,6 +34,12 @@ pub enum ConversationMsg {
     },
     Read {
         user: u64,
+        seq: u64,
+        origin: SessionRef,
+        port: Port,
+    },
+    Recall {
+        subject: Subject,
         seq: u64,
         origin: SessionRef,
         port: Port,
@@ -112,6 +119,18 @@ fn refuse(port: Port, err: ProtocolError) {
     let _ = port.send(Err(Refusal::Failed(err)));
 }
 
+/// Returns what `apply` refused (a malformed command, or a refusal of the
+/// closed set) as the caller's refusal, and anything else as it is.
+fn refusals(outcome: Result<Applied, Refusal>) -> Result<Applied, Refusal> {
+    match outcome {
+        Ok(Applied::Rejected(reason)) => Err(Refusal::Failed(ProtocolError::invalid(reason))),
+        Ok(Applied::Refused { code, message }) => {
+            Err(Refusal::Failed(ProtocolError::new(code, message)))
+        }
+        other => other,
+    }
+}
+
 impl ConversationState {
     async fn members(&mut self) -> Result<Arc<Vec<u64>>, ProtocolError> {
         if let Some((loaded, members)) = &self.members {
@@ -179,12 +198,8 @@ impl ConversationState {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key)
                 .unwrap_or_default();
-            let (message, duplicate) = match outcome {
+            let (message, duplicate) = match refusals(outcome) {
                 Ok(Applied::Appended { message, duplicate }) => (message, duplicate),
-                Ok(Applied::Rejected(reason)) => {
-                    let err = ProtocolError::invalid(reason);
-                    return ports.into_iter().for_each(|p| refuse(p, err.clone()));
-                }
                 Ok(other) => {
                     let err = ProtocolError::internal(format!("append applied as {other:?}"));
                     return ports.into_iter().for_each(|p| refuse(p, err.clone()));
@@ -242,11 +257,8 @@ impl ConversationState {
         });
         let (conv, delivery) = (self.conv, self.messaging.inner.delivery.clone());
         let then = Box::new(move |outcome: Result<Applied, Refusal>| {
-            let (read_seq, moved) = match outcome {
+            let (read_seq, moved) = match refusals(outcome) {
                 Ok(Applied::ReadCursor { read_seq, moved }) => (read_seq, moved),
-                Ok(Applied::Rejected(reason)) => {
-                    return refuse(port, ProtocolError::invalid(reason));
-                }
                 Ok(other) => {
                     let err = ProtocolError::internal(format!("read cursor applied as {other:?}"));
                     return refuse(port, err);
@@ -283,6 +295,85 @@ impl ConversationState {
                 };
                 delivery.deliver(receipt, vec![peer], None);
             }
+        });
+        self.messaging
+            .proposer(self.partition)
+            .propose(command, then);
+    }
+}
+
+impl ConversationState {
+    /// Proposes a recall. Whether the message may be recalled is decided
+    /// when it is applied, against the stored message: this actor's replica
+    /// may not have applied the message yet, and every replica must agree.
+    /// The window and the moderator flag are read here, once, and carried.
+    async fn recall(&mut self, subject: Subject, seq: u64, origin: SessionRef, port: Port) {
+        let members = match self.members().await {
+            Ok(members) => members,
+            Err(err) => return refuse(port, err),
+        };
+        let conv = self.conv;
+        let asking = Action::RecallIn {
+            conv: &conv,
+            members: members.as_slice(),
+        };
+        if let Err(err) = authz::check(&subject, asking) {
+            return refuse(port, err);
+        }
+        let meta = self.messaging.inner.meta.clone();
+        let facts = tokio::task::spawn_blocking(move || -> Result<_, ProtocolError> {
+            let owner = match conv {
+                ConversationId::Group(id) => meta.group(id)?.map(|g| g.owner),
+                ConversationId::Direct { .. } => None,
+            };
+            Ok((owner, meta.messaging_policy()?.recall_window_secs))
+        })
+        .await
+        .map_err(|e| ProtocolError::internal(e.to_string()))
+        .and_then(|facts| facts);
+        let (owner, window_secs) = match facts {
+            Ok(facts) => facts,
+            Err(err) => return refuse(port, err),
+        };
+        let command = Command::Recall(store_pb::Recall {
+            conversation: conv.to_string(),
+            seq,
+            by: subject.user_id,
+            admin: subject.admin,
+            moderator: authz::allows(&subject, Action::Moderate { owner }),
+            window_secs,
+            at_ms: now_ms(),
+        });
+        let delivery = self.messaging.inner.delivery.clone();
+        let then = Box::new(move |outcome: Result<Applied, Refusal>| {
+            let (notice, duplicate) = match refusals(outcome) {
+                Ok(Applied::Recalled { notice, duplicate }) => (notice, duplicate),
+                Ok(other) => {
+                    let err = ProtocolError::internal(format!("recall applied as {other:?}"));
+                    return refuse(port, err);
+                }
+                Err(refusal) => {
+                    let _ = port.send(Err(refusal));
+                    return;
+                }
+            };
+            let at_ms = notice.server_time_ms;
+            let _ = port.send(Ok(Answer::Recall(pb::RecallAck {
+                conversation: notice.conversation.clone(),
+                seq,
+                notice_seq: notice.seq,
+                at_ms,
+                duplicate,
+            })));
+            if duplicate {
+                return;
+            }
+            metrics::counter!(m::MESSAGES_RECALLED).increment(1);
+            let push = pb::ServerFrame {
+                request_id: 0,
+                body: Some(pb::server_frame::Body::Message(notice)),
+            };
+            delivery.deliver(push, members.to_vec(), Some(origin));
         });
         self.messaging
             .proposer(self.partition)
@@ -346,6 +437,12 @@ impl Actor for ConversationActor {
                 origin,
                 port,
             } => state.read(user, seq, origin, port).await,
+            ConversationMsg::Recall {
+                subject,
+                seq,
+                origin,
+                port,
+            } => state.recall(subject, seq, origin, port).await,
             ConversationMsg::MembersChanged => state.members = None,
             ConversationMsg::Tick if state.retiring => myself.stop(None),
             ConversationMsg::Tick => {

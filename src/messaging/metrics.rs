@@ -19,6 +19,8 @@ pub const ACTOR_RESTARTS: &str = "chorus_actor_restarts_total";
 pub const MESSAGES_ACCEPTED: &str = "chorus_messages_accepted_total";
 /// Resends answered with the original ack.
 pub const MESSAGES_DEDUPLICATED: &str = "chorus_messages_deduplicated_total";
+/// Messages recalled (each appends a notice).
+pub const MESSAGES_RECALLED: &str = "chorus_messages_recalled_total";
 /// Time from receiving a send to queueing its ack, seconds.
 pub const SEND_ACK_SECONDS: &str = "chorus_send_ack_seconds";
 /// Time from commit to queueing the last push of a message, seconds.
@@ -33,6 +35,10 @@ pub fn describe() {
     metrics::describe_counter!(
         MESSAGES_DEDUPLICATED,
         "Resends answered with the original ack"
+    );
+    metrics::describe_counter!(
+        MESSAGES_RECALLED,
+        "Messages recalled (each appends a notice)"
     );
     metrics::describe_histogram!(
         SEND_ACK_SECONDS,

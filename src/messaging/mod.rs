@@ -1,4 +1,4 @@
-//! The message path. A conversation's requests (sends, read marks) go to its
+//! The message path. A conversation's requests (sends, read marks, recalls) go to its
 //! actor on the node that leads the conversation's partition, so every
 //! request of a conversation, from any node, meets the same actor. The
 //! partition is computed once, where the request arrived; a node that
@@ -27,6 +27,7 @@ pub use leadership::run as spread_leaders;
 pub use proposer::{Proposer, Refusal};
 pub use registry::Registry;
 
+use crate::authz::Subject;
 use crate::cluster::{LinkError, PeerLinks, Request as PeerRequest, Response as PeerResponse};
 use crate::delivery::{Delivery, SessionRef};
 use crate::meta::Meta;
@@ -52,6 +53,10 @@ pub enum Request {
         user: u64,
         seq: u64,
     },
+    Recall {
+        subject: Subject,
+        seq: u64,
+    },
 }
 
 /// What the conversation answered.
@@ -59,6 +64,7 @@ pub enum Request {
 pub enum Answer {
     Ack(pb::SendAck),
     Read(pb::ReadAck),
+    Recall(pb::RecallAck),
 }
 
 /// Where a conversation actor sends its answer.
@@ -308,6 +314,12 @@ impl Messaging {
                 origin,
                 port,
             },
+            Request::Recall { subject, seq } => ConversationMsg::Recall {
+                subject,
+                seq,
+                origin,
+                port,
+            },
         };
         actor.cast(msg).map_err(|_| {
             Refusal::Failed(ProtocolError::new(
@@ -440,6 +452,11 @@ fn encode_call(
                 user: *user,
                 seq: *seq,
             }),
+            Request::Recall { subject, seq } => R::Recall(peer_pb::ConversationRecall {
+                user: subject.user_id,
+                admin: subject.admin,
+                seq: *seq,
+            }),
         }),
     }
 }
@@ -469,6 +486,13 @@ fn decode_call(
             user: read.user,
             seq: read.seq,
         },
+        Some(R::Recall(recall)) => Request::Recall {
+            subject: Subject {
+                user_id: recall.user,
+                admin: recall.admin,
+            },
+            seq: recall.seq,
+        },
         None => return Err(ProtocolError::invalid("conversation call without request")),
     };
     Ok((conv, partition, request, origin))
@@ -479,6 +503,7 @@ fn encode_answer(answer: Result<Answer, Refusal>) -> PeerResponse {
     let answer = match answer {
         Ok(Answer::Ack(ack)) => A::Ack(ack),
         Ok(Answer::Read(read)) => A::Read(read),
+        Ok(Answer::Recall(recall)) => A::Recall(recall),
         Err(Refusal::NotLeader(leader_id)) => {
             return PeerResponse::NotLeader(peer_pb::NotLeader {
                 leader_id,
@@ -513,6 +538,7 @@ fn decode_answer(response: PeerResponse) -> Result<Answer, Refusal> {
     match answer {
         Some(A::Ack(ack)) => Ok(Answer::Ack(ack)),
         Some(A::Read(read)) => Ok(Answer::Read(read)),
+        Some(A::Recall(recall)) => Ok(Answer::Recall(recall)),
         None => Err(Refusal::Failed(ProtocolError::internal(
             "unexpected answer to a conversation call",
         ))),
@@ -551,6 +577,25 @@ mod tests {
         let mut bad = encode_call(conv, 5, &request, origin);
         bad.request = None;
         assert!(decode_call(bad).is_err());
+        let recall = Request::Recall {
+            subject: Subject {
+                user_id: 4,
+                admin: true,
+            },
+            seq: 7,
+        };
+        let call = encode_call(conv, 5, &recall, origin);
+        let (_, _, back, _) = decode_call(call).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{recall:?}"));
+        let ack = pb::RecallAck {
+            conversation: "d:1:2".into(),
+            seq: 7,
+            notice_seq: 9,
+            at_ms: 5,
+            duplicate: false,
+        };
+        let answer = decode_answer(encode_answer(Ok(Answer::Recall(ack.clone()))));
+        assert_eq!(answer.unwrap(), Answer::Recall(ack));
         let failed = decode_answer(encode_answer(Err(Refusal::Failed(
             ProtocolError::forbidden("no"),
         ))));

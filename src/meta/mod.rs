@@ -25,7 +25,12 @@ pub use state_machine::{
     GroupQuota, MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement,
     Refusal,
 };
-pub use store_pb::{AuditRecord, DepartmentRecord, GroupRecord, Post, TokenRecord, UserRecord};
+pub use store_pb::{
+    AuditRecord, DepartmentRecord, GroupRecord, MessagingPolicy, Post, TokenRecord, UserRecord,
+};
+
+/// The recall window until an admin sets one: two minutes.
+pub const DEFAULT_RECALL_WINDOW_SECS: u64 = 120;
 
 /// The metadata Raft group's handle.
 pub type MetaRaft = openraft::Raft<MetaRaftConfig>;
@@ -640,6 +645,29 @@ impl Meta {
         }
     }
 
+    /// Returns the messaging policy, as this replica applied it (the
+    /// default until an admin sets one).
+    pub fn messaging_policy(&self) -> Result<MessagingPolicy, StorageError> {
+        Ok(self
+            .db
+            .get_pb(CF_META_SETTINGS, state_machine::MESSAGING_POLICY_SETTING)?
+            .unwrap_or(MessagingPolicy {
+                recall_window_secs: DEFAULT_RECALL_WINDOW_SECS,
+            }))
+    }
+
+    /// Replaces the messaging policy, with an audit entry.
+    pub async fn set_messaging_policy(
+        &self,
+        by: &Actor,
+        policy: MessagingPolicy,
+    ) -> Result<MessagingPolicy, MetaError> {
+        let detail = serde_json::json!({ "recall_window_secs": policy.recall_window_secs });
+        let audit = by.record("policy.messaging", "policy:messaging".to_string(), detail);
+        let command = MetaCommand::SetMessagingPolicy { policy };
+        expect_response!(self.write_audited(command, audit).await?, MessagingPolicy)
+    }
+
     pub fn department(&self, id: u64) -> Result<Option<DepartmentRecord>, StorageError> {
         self.db.get_pb(CF_META_DEPARTMENTS, &id.to_be_bytes())
     }
@@ -985,6 +1013,30 @@ mod tests {
         let older = meta.audit(2, audit[2].seq).unwrap();
         assert_eq!(older.len(), 2);
         assert_eq!(older[0].action, "department.move");
+    }
+
+    #[tokio::test]
+    async fn the_messaging_policy_defaults_to_two_minutes_and_refuses_a_window_past_a_week() {
+        let (_dir, meta) = meta().await;
+        let by = Actor {
+            user_id: 1,
+            ip: "10.0.0.1".into(),
+        };
+        assert_eq!(meta.messaging_policy().unwrap().recall_window_secs, 120);
+        let set = |secs| MessagingPolicy {
+            recall_window_secs: secs,
+        };
+        assert_eq!(
+            meta.set_messaging_policy(&by, set(0)).await.unwrap(),
+            set(0)
+        );
+        assert_eq!(meta.messaging_policy().unwrap(), set(0));
+        let refused = meta
+            .set_messaging_policy(&by, set(state_machine::MAX_RECALL_WINDOW_SECS + 1))
+            .await;
+        assert!(matches!(refused, Err(MetaError::Invalid(_))), "{refused:?}");
+        assert_eq!(meta.messaging_policy().unwrap(), set(0));
+        assert_eq!(meta.audit(10, 0).unwrap()[0].action, "policy.messaging");
     }
 
     #[tokio::test]

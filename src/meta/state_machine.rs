@@ -31,6 +31,9 @@ pub(super) const GROUP_ID_COUNTER: &[u8] = b"next_group_id";
 pub(super) const PARTITIONS_SETTING: &[u8] = b"partitions";
 pub(super) const DEPARTMENT_ID_COUNTER: &[u8] = b"next_department_id";
 pub(super) const AUDIT_SEQ_COUNTER: &[u8] = b"next_audit_seq";
+pub(super) const MESSAGING_POLICY_SETTING: &[u8] = b"messaging_policy";
+/// The longest recall window a policy may set: a week.
+pub(super) const MAX_RECALL_WINDOW_SECS: u64 = 7 * 24 * 3600;
 
 /// A metadata write.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +111,10 @@ pub enum MetaCommand {
     },
     /// Changes nothing: the command of an audit entry recorded on its own.
     Noop,
+    /// Replaces the messaging policy (the recall window).
+    SetMessagingPolicy {
+        policy: store_pb::MessagingPolicy,
+    },
     /// Applies `command` and, unless it is refused, records `audit` in the
     /// same write, so that a change and its audit entry cannot diverge. An
     /// empty `audit.target` is filled from the response (`user:7`).
@@ -179,6 +186,7 @@ pub enum MetaResponse {
         revoked: Vec<Vec<u8>>,
     },
     Refused(Refusal),
+    MessagingPolicy(store_pb::MessagingPolicy),
 }
 
 fn refused<T>(refusal: Refusal) -> Result<MetaResponse, T> {
@@ -889,6 +897,15 @@ impl Apply<MetaRaftConfig> for MetaApply {
             }
             MetaCommand::DeleteUser { user_id } => self.delete_user(batch, *user_id),
             MetaCommand::Noop => Ok(MetaResponse::Done),
+            MetaCommand::SetMessagingPolicy { policy } => {
+                if policy.recall_window_secs > MAX_RECALL_WINDOW_SECS {
+                    return refused(Refusal::Invalid(format!(
+                        "recall_window_secs must be at most {MAX_RECALL_WINDOW_SECS} (a week)"
+                    )));
+                }
+                batch.put_pb(CF_META_SETTINGS, MESSAGING_POLICY_SETTING, policy);
+                Ok(MetaResponse::MessagingPolicy(*policy))
+            }
             MetaCommand::Audited { command, audit } => self.audited(batch, command, audit),
         }
     }

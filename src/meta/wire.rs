@@ -153,6 +153,7 @@ impl From<&MetaCommand> for store_pb::MetaCommand {
             }
             MetaCommand::DeleteUser { user_id } => Command::DeleteUser(*user_id),
             MetaCommand::Noop => Command::Noop(command::Noop {}),
+            MetaCommand::SetMessagingPolicy { policy } => Command::SetMessagingPolicy(*policy),
             MetaCommand::Audited { command, audit } => {
                 Command::Audited(Box::new(command::Audited {
                     command: Some(Box::new(command.as_ref().into())),
@@ -218,6 +219,7 @@ impl TryFrom<store_pb::MetaCommand> for MetaCommand {
             },
             Command::DeleteUser(user_id) => MetaCommand::DeleteUser { user_id },
             Command::Noop(_) => MetaCommand::Noop,
+            Command::SetMessagingPolicy(policy) => MetaCommand::SetMessagingPolicy { policy },
             Command::Audited(c) => MetaCommand::Audited {
                 command: Box::new(MetaCommand::try_from(
                     *c.command.ok_or(missing("command"))?,
@@ -286,6 +288,7 @@ impl From<&MetaResponse> for store_pb::MetaResponse {
                 })
             }
             MetaResponse::Refused(refusal) => Response::Refused(refusal.into()),
+            MetaResponse::MessagingPolicy(policy) => Response::MessagingPolicy(*policy),
         };
         store_pb::MetaResponse {
             response: Some(response),
@@ -311,6 +314,7 @@ impl TryFrom<store_pb::MetaResponse> for MetaResponse {
                 revoked: r.revoked,
             },
             Response::Refused(refusal) => MetaResponse::Refused(refusal.try_into()?),
+            Response::MessagingPolicy(policy) => MetaResponse::MessagingPolicy(policy),
         })
     }
 }
@@ -447,6 +451,11 @@ mod tests {
             },
             MetaCommand::DeleteUser { user_id: 7 },
             MetaCommand::Noop,
+            MetaCommand::SetMessagingPolicy {
+                policy: store_pb::MessagingPolicy {
+                    recall_window_secs: 0,
+                },
+            },
             MetaCommand::Audited {
                 command: Box::new(MetaCommand::DeleteUser { user_id: 7 }),
                 audit: AuditRecord {

@@ -397,6 +397,98 @@ mod tests {
         assert_eq!(seq_of(after), (3, false));
     }
 
+    fn recall(conv: &str, seq: u64, by: u64, at_ms: i64) -> Command {
+        Command::Recall(store_pb::Recall {
+            conversation: conv.to_string(),
+            seq,
+            by,
+            admin: false,
+            moderator: false,
+            window_secs: 120,
+            at_ms,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_recall_is_decided_in_apply_keeps_the_seq_and_appends_a_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = partitions(dir.path()).await;
+        let conv = ConversationId::Group(9);
+        // server_time_ms of `append` is 1: the window runs from there.
+        let batch = Command::Batch(store_pb::Batch {
+            commands: [
+                append("g:9", 5, "a"),
+                // Within the same entry: the recall sees the append.
+                recall("g:9", 1, 5, 1_000),
+                // Recalled already, by another: refused, nothing written.
+                recall("g:9", 1, 6, 1_000),
+                append("g:9", 5, "b"),
+                // Past the window of 120 s.
+                recall("g:9", 3, 5, 121_002),
+                recall("g:9", 7, 5, 1_000),
+                // A resend of the recalled message is still a duplicate.
+                append("g:9", 5, "a"),
+            ]
+            .into_iter()
+            .map(|c| store_pb::PartitionCommand { command: Some(c) })
+            .collect(),
+        });
+        let Applied::Batch(applied) = parts.propose(&conv, batch).await.unwrap() else {
+            panic!("a batch applies as a batch");
+        };
+        assert_eq!(seq_of(applied[0].clone()), (1, false));
+        let Applied::Recalled { notice, duplicate } = &applied[1] else {
+            panic!("recalled: {:?}", applied[1]);
+        };
+        assert_eq!((notice.seq, *duplicate), (2, false));
+        assert!(
+            matches!(&applied[2], Applied::Refused { code, .. } if *code == ErrorCode::Conflict)
+        );
+        assert_eq!(seq_of(applied[3].clone()), (3, false));
+        assert!(matches!(&applied[4], Applied::Refused { code, message }
+            if *code == ErrorCode::Forbidden && message.contains("window")));
+        assert!(
+            matches!(&applied[5], Applied::Refused { code, .. } if *code == ErrorCode::NotFound)
+        );
+        assert_eq!(seq_of(applied[6].clone()), (1, true));
+        let stored = parts.read_range(&conv, 0, 10).unwrap();
+        let kinds: Vec<_> = stored
+            .iter()
+            .map(|m| m.content.as_ref().and_then(|c| c.kind.clone()))
+            .collect();
+        assert!(
+            matches!(&kinds[0], Some(pb::content::Kind::Recalled(r)) if r.notice_seq == 2 && r.by == 5)
+        );
+        assert!(matches!(&kinds[1], Some(pb::content::Kind::RecallNotice(n)) if n.seq == 1));
+        assert_eq!(kinds[2], None);
+        assert_eq!(parts.max_seq(&conv).unwrap(), 3);
+        // Again by the same user: the first recall's answer, nothing new.
+        let again = parts
+            .propose(&conv, recall("g:9", 1, 5, 2_000))
+            .await
+            .unwrap();
+        assert!(matches!(again, Applied::Recalled { notice, duplicate: true } if notice.seq == 2));
+        // An admin recalls past the window; a notice cannot be recalled.
+        let admin = Command::Recall(store_pb::Recall {
+            admin: true,
+            window_secs: 0,
+            ..match recall("g:9", 3, 1, 10_000_000) {
+                Command::Recall(r) => r,
+                _ => unreachable!(),
+            }
+        });
+        assert!(matches!(
+            parts.propose(&conv, admin).await.unwrap(),
+            Applied::Recalled { .. }
+        ));
+        let notice = parts
+            .propose(&conv, recall("g:9", 2, 5, 1_000))
+            .await
+            .unwrap();
+        assert!(matches!(notice, Applied::Refused { code, .. } if code == ErrorCode::Invalid));
+        assert_eq!(parts.max_seq(&conv).unwrap(), 4);
+    }
+
     #[test]
     fn conversations_of_consecutive_users_spread_over_partitions() {
         let mut counts = [0u32; 64];

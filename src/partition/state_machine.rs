@@ -1,15 +1,18 @@
-//! The partition state machine: appends and read cursors, applied in log
-//! order. Seqs are assigned here, strictly +1 per conversation; a resend of
-//! `(sender, client_msg_id)` returns the stored message.
+//! The partition state machine: appends, recalls and read cursors, applied
+//! in log order. Seqs are assigned here, strictly +1 per conversation; a
+//! resend of `(sender, client_msg_id)` returns the stored message. A recall
+//! is decided here too (`authz::Action::Recall`), against the stored
+//! message and the time the recall was proposed.
 
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Command, Keys};
+use crate::authz::{self, Action, Subject};
 use crate::db::PARTITION_CFS;
 use crate::db::{Batch, CF_CONV_META, CF_CURSORS, CF_DEDUP, CF_INBOX, CF_MSGS, Db, StorageError};
-use crate::protocol::{ConversationId, pb, store_pb};
+use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb, store_pb};
 use crate::raft::Apply;
 
 openraft::declare_raft_types!(
@@ -36,6 +39,23 @@ pub enum Applied {
     Rejected(String),
     /// What each command of a batch produced, in order.
     Batch(Vec<Applied>),
+    /// A message was recalled and `notice` appended; `duplicate` when the
+    /// same user had recalled it already and nothing new was written.
+    Recalled {
+        notice: pb::Message,
+        duplicate: bool,
+    },
+    /// The command was refused (`code` of the closed set); nothing was written.
+    Refused { code: ErrorCode, message: String },
+}
+
+impl Applied {
+    fn refused(err: ProtocolError) -> Applied {
+        Applied::Refused {
+            code: err.code,
+            message: err.message,
+        }
+    }
 }
 
 /// Writes of the entry being applied that its later commands must see: a
@@ -44,8 +64,10 @@ pub enum Applied {
 struct Pending {
     /// Newest seq per conversation prefix.
     seqs: std::collections::HashMap<Vec<u8>, u64>,
-    /// Messages appended, by dedup key.
-    appended: std::collections::HashMap<Vec<u8>, pb::Message>,
+    /// Seqs of the messages appended, by dedup key.
+    appended: std::collections::HashMap<Vec<u8>, u64>,
+    /// Messages written (appended or recalled), by message key.
+    messages: std::collections::HashMap<Vec<u8>, pb::Message>,
     /// Read cursors, by cursor key.
     cursors: std::collections::HashMap<Vec<u8>, u64>,
 }
@@ -66,12 +88,30 @@ impl PartitionApply {
         }
     }
 
+    /// Returns a stored message as the entry being applied left it.
     fn message(
         &self,
+        pending: &Pending,
         conv: &ConversationId,
         seq: u64,
     ) -> Result<Option<pb::Message>, StorageError> {
-        self.db.get_pb(CF_MSGS, &self.keys.msg_key(conv, seq))
+        let key = self.keys.msg_key(conv, seq);
+        match pending.messages.get(&key) {
+            Some(message) => Ok(Some(message.clone())),
+            None => self.db.get_pb(CF_MSGS, &key),
+        }
+    }
+
+    fn put_message(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        conv: &ConversationId,
+        message: pb::Message,
+    ) {
+        let key = self.keys.msg_key(conv, message.seq);
+        batch.put_pb(CF_MSGS, &key, &message);
+        pending.messages.insert(key, message);
     }
 
     fn newest(&self, pending: &Pending, prefix: &[u8]) -> Result<u64, StorageError> {
@@ -92,19 +132,17 @@ impl PartitionApply {
         let mut dedup_key = prefix.clone();
         dedup_key.extend_from_slice(&append.sender.to_be_bytes());
         dedup_key.extend_from_slice(append.client_msg_id.as_bytes());
-        if let Some(message) = pending.appended.get(&dedup_key) {
-            return Ok(Applied::Appended {
-                message: message.clone(),
-                duplicate: true,
-            });
-        }
-        if let Some(seq) = self.db.get_u64(CF_DEDUP, &dedup_key)? {
-            let message = self
-                .message(&conv, seq)?
-                .ok_or_else(|| StorageError::Corrupt {
-                    cf: CF_DEDUP,
-                    detail: format!("dedup record points at missing message {conv}/{seq}"),
-                })?;
+        let seen = match pending.appended.get(&dedup_key) {
+            Some(seq) => Some(*seq),
+            None => self.db.get_u64(CF_DEDUP, &dedup_key)?,
+        };
+        if let Some(seq) = seen {
+            let message =
+                self.message(pending, &conv, seq)?
+                    .ok_or_else(|| StorageError::Corrupt {
+                        cf: CF_DEDUP,
+                        detail: format!("dedup record points at missing message {conv}/{seq}"),
+                    })?;
             return Ok(Applied::Appended {
                 message,
                 duplicate: true,
@@ -121,17 +159,114 @@ impl PartitionApply {
             content: append.content.clone(),
             read_count: 0,
         };
-        batch
-            .put_pb(CF_MSGS, &self.keys.msg_key(&conv, seq), &message)
-            .put(CF_CONV_META, &prefix, &seq.to_be_bytes())
-            .put(CF_DEDUP, &dedup_key, &seq.to_be_bytes());
+        batch.put(CF_CONV_META, &prefix, &seq.to_be_bytes()).put(
+            CF_DEDUP,
+            &dedup_key,
+            &seq.to_be_bytes(),
+        );
         for user in &append.touch_users {
             batch.put(CF_INBOX, &self.keys.inbox_key(&conv, *user), &[]);
         }
+        self.put_message(batch, pending, &conv, message.clone());
         pending.seqs.insert(prefix, seq);
-        pending.appended.insert(dedup_key, message.clone());
+        pending.appended.insert(dedup_key, seq);
         Ok(Applied::Appended {
             message,
+            duplicate: false,
+        })
+    }
+
+    /// Recalls a message: its content is replaced by a `RecalledContent` and
+    /// a message holding a `RecallNotice` is appended at the next seq, so
+    /// that a device that was offline learns of it by pulling. Refused,
+    /// writing nothing, for an unknown seq, a notice, a message someone
+    /// else recalled, or when `authz` says no.
+    fn recall(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        conv: ConversationId,
+        recall: &store_pb::Recall,
+    ) -> Result<Applied, StorageError> {
+        use pb::content::Kind;
+        let Some(mut message) = self.message(pending, &conv, recall.seq)? else {
+            return Ok(Applied::refused(ProtocolError::not_found(format!(
+                "message {conv}:{} does not exist",
+                recall.seq
+            ))));
+        };
+        match message.content.as_ref().and_then(|c| c.kind.as_ref()) {
+            Some(Kind::Recalled(recalled)) if recalled.by == recall.by => {
+                let notice = self
+                    .message(pending, &conv, recalled.notice_seq)?
+                    .ok_or_else(|| StorageError::Corrupt {
+                        cf: CF_MSGS,
+                        detail: format!("recalled message {conv}:{} has no notice", recall.seq),
+                    })?;
+                return Ok(Applied::Recalled {
+                    notice,
+                    duplicate: true,
+                });
+            }
+            Some(Kind::Recalled(_)) => {
+                return Ok(Applied::refused(ProtocolError::new(
+                    ErrorCode::Conflict,
+                    format!("message {conv}:{} was already recalled", recall.seq),
+                )));
+            }
+            Some(Kind::RecallNotice(_)) => {
+                return Ok(Applied::refused(ProtocolError::invalid(format!(
+                    "message {conv}:{} is a recall notice and cannot be recalled",
+                    recall.seq
+                ))));
+            }
+            _ => {}
+        }
+        let subject = Subject {
+            user_id: recall.by,
+            admin: recall.admin,
+        };
+        let action = Action::Recall {
+            sender: message.sender,
+            moderator: recall.moderator,
+            sent_ms: message.server_time_ms,
+            at_ms: recall.at_ms,
+            window_secs: recall.window_secs,
+        };
+        if let Err(err) = authz::check(&subject, action) {
+            return Ok(Applied::refused(err));
+        }
+        let prefix = self.keys.conv_prefix(&conv);
+        let notice_seq = self.newest(pending, &prefix)? + 1;
+        let notice = pb::Message {
+            conversation: message.conversation.clone(),
+            seq: notice_seq,
+            message_id: format!("{}:{notice_seq}", message.conversation),
+            sender: recall.by,
+            client_msg_id: String::new(),
+            server_time_ms: recall.at_ms,
+            content: Some(pb::Content {
+                kind: Some(Kind::RecallNotice(pb::RecallNotice {
+                    seq: recall.seq,
+                    by: recall.by,
+                    at_ms: recall.at_ms,
+                })),
+            }),
+            read_count: 0,
+        };
+        message.content = Some(pb::Content {
+            kind: Some(Kind::Recalled(pb::RecalledContent {
+                by: recall.by,
+                at_ms: recall.at_ms,
+                notice_seq,
+            })),
+        });
+        batch.put(CF_CONV_META, &prefix, &notice_seq.to_be_bytes());
+        self.put_message(batch, pending, &conv, message);
+        self.put_message(batch, pending, &conv, notice.clone());
+        pending.seqs.insert(prefix, notice_seq);
+        Ok(Applied::Recalled {
+            notice,
             duplicate: false,
         })
     }
@@ -183,6 +318,7 @@ impl PartitionApply {
         let conversation = match &command.command {
             Some(Command::Append(append)) => &append.conversation,
             Some(Command::SetReadCursor(set)) => &set.conversation,
+            Some(Command::Recall(recall)) => &recall.conversation,
             Some(Command::Batch(commands)) => {
                 let mut applied = Vec::with_capacity(commands.commands.len());
                 for command in &commands.commands {
@@ -213,6 +349,7 @@ impl PartitionApply {
         match &command.command {
             Some(Command::Append(append)) => self.append(batch, pending, conv, append),
             Some(Command::SetReadCursor(set)) => self.read_cursor(batch, pending, conv, set),
+            Some(Command::Recall(recall)) => self.recall(batch, pending, conv, recall),
             Some(Command::Batch(_)) | None => Ok(Applied::Nothing),
         }
     }

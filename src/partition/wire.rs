@@ -5,7 +5,8 @@
 use prost::Message as _;
 
 use super::Applied;
-use crate::protocol::store_pb::{self, partition_applied as applied};
+use crate::protocol::ErrorCode;
+use crate::protocol::store_pb::{self, meta_response, partition_applied as applied};
 use crate::raft::{Wire, WireError, wire::decode_pb};
 
 impl Wire for store_pb::PartitionCommand {
@@ -34,6 +35,14 @@ impl From<&Applied> for store_pb::PartitionApplied {
             Applied::Rejected(reason) => A::Rejected(reason.clone()),
             Applied::Batch(applied) => A::Batch(applied::Batch {
                 applied: applied.iter().map(Into::into).collect(),
+            }),
+            Applied::Recalled { notice, duplicate } => A::Recalled(applied::Recalled {
+                notice: Some(notice.clone()),
+                duplicate: *duplicate,
+            }),
+            Applied::Refused { code, message } => A::Refused(meta_response::Refusal {
+                code: *code as i32,
+                message: message.clone(),
             }),
         };
         store_pb::PartitionApplied {
@@ -66,6 +75,14 @@ impl TryFrom<store_pb::PartitionApplied> for Applied {
                     .map(Applied::try_from)
                     .collect::<Result<_, _>>()?,
             ),
+            A::Recalled(r) => Applied::Recalled {
+                notice: r.notice.ok_or(missing("notice"))?,
+                duplicate: r.duplicate,
+            },
+            A::Refused(r) => Applied::Refused {
+                code: ErrorCode::try_from(r.code).unwrap_or(ErrorCode::Internal),
+                message: r.message,
+            },
         })
     }
 }
@@ -108,6 +125,14 @@ mod tests {
                 moved: false,
             },
             Applied::Rejected("malformed conversation id".into()),
+            Applied::Recalled {
+                notice: pb::Message::default(),
+                duplicate: false,
+            },
+            Applied::Refused {
+                code: ErrorCode::Forbidden,
+                message: "the recall window of 120 s has passed".into(),
+            },
             Applied::Batch(vec![
                 Applied::Nothing,
                 Applied::ReadCursor {

@@ -38,6 +38,10 @@ const en = {
   "chat.sending": "Sending…",
   "chat.failed": "Not sent: {message}",
   "chat.me": "Me",
+  "chat.recall": "Recall",
+  "chat.recalled.me": "You recalled a message",
+  "chat.recalled.other": "{name} recalled a message",
+  "chat.recall.failed": "Not recalled: {message}",
 };
 
 export type Key = keyof typeof en;
@@ -77,6 +81,10 @@ const zh: Record<Key, string> = {
   "chat.sending": "发送中…",
   "chat.failed": "发送失败：{message}",
   "chat.me": "我",
+  "chat.recall": "撤回",
+  "chat.recalled.me": "你撤回了一条消息",
+  "chat.recalled.other": "{name} 撤回了一条消息",
+  "chat.recall.failed": "撤回失败：{message}",
 };
 
 const tables: Record<Lang, Record<Key, string>> = { en, "zh-CN": zh };

@@ -1,5 +1,5 @@
-//! Conversation history (`/api/v1/conversations/{id}/messages`), in REST's
-//! own JSON: snake_case names, ids and seqs as numbers, conversation ids as
+//! Conversation history (`/api/v1/conversations/{id}/messages`) and the
+//! recall of a message (`…/messages/{seq}/recall`), in REST's own JSON: snake_case names, ids and seqs as numbers, conversation ids as
 //! their canonical strings. The socket protocol's JSON text mapping of the
 //! same messages is a different thing and stays as it is.
 
@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiResult, AppState, path_param, principal, query_params};
-use crate::protocol::pb;
+use crate::delivery::SessionRef;
+use crate::messaging::{Answer, Request};
+use crate::protocol::{ConversationId, ProtocolError, parse_id, pb};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +68,43 @@ pub(super) enum ContentView {
     Text(TextView),
     Emoji(EmojiView),
     File(FileView),
+    /// What a recalled message holds instead of its content.
+    Recalled(RecalledView),
+    /// The message a recall appended: `seq` names the message recalled.
+    RecallNotice(RecallNoticeView),
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecalledContent)]
+pub(super) struct RecalledView {
+    /// Who recalled it.
+    by: u64,
+    at_ms: i64,
+    /// The seq of the notice the recall appended.
+    notice_seq: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecallNotice)]
+pub(super) struct RecallNoticeView {
+    seq: u64,
+    by: u64,
+    at_ms: i64,
+}
+
+/// A recall's outcome.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Recall)]
+pub(super) struct RecallView {
+    #[schema(example = "g:7")]
+    conversation: String,
+    /// The seq recalled.
+    seq: u64,
+    /// The seq of the notice appended to the conversation.
+    notice_seq: u64,
+    at_ms: i64,
+    /// The same user had recalled it already; nothing changed.
+    duplicate: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -140,6 +179,16 @@ impl From<pb::content::Kind> for ContentView {
                 width: file.width,
                 height: file.height,
             }),
+            Kind::Recalled(recalled) => ContentView::Recalled(RecalledView {
+                by: recalled.by,
+                at_ms: recalled.at_ms,
+                notice_seq: recalled.notice_seq,
+            }),
+            Kind::RecallNotice(notice) => ContentView::RecallNotice(RecallNoticeView {
+                seq: notice.seq,
+                by: notice.by,
+                at_ms: notice.at_ms,
+            }),
         }
     }
 }
@@ -173,4 +222,49 @@ pub(super) async fn history(
     };
     let result = planes.messaging.pull(user, pull).await?;
     Ok(Json(result.into()))
+}
+
+/// Recalls a message, as a `RecallMessage` does: its sender within the
+/// messaging policy's window, the group's owner within it, or an admin at
+/// any time. Every member's devices get the notice.
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/messages/{seq}/recall",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "a conversation id: `d:<lo>:<hi>` for 1:1, `g:<group id>` for a group", example = "d:1:2"),
+        ("seq" = u64, Path, description = "the seq of the message to recall", example = 17),
+    ),
+    responses((status = 200, description = "the message is recalled", body = RecallView))
+)]
+pub(super) async fn recall(
+    State(planes): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<RecallView> {
+    let (conversation, seq) = path_param(path)?;
+    let conv: ConversationId = conversation.parse()?;
+    let seq = parse_id(&seq).ok_or_else(|| {
+        ProtocolError::invalid(format!(
+            "malformed seq {seq:?}: a positive decimal number without sign or leading zero"
+        ))
+    })?;
+    let subject = principal(&planes, &headers).await?.subject();
+    // No session of this node asked: every device of every member is told.
+    let origin = SessionRef {
+        node: planes.config.node_id,
+        session: 0,
+    };
+    let request = Request::Recall { subject, seq };
+    match planes.messaging.call(conv, request, origin).await? {
+        Answer::Recall(ack) => Ok(Json(RecallView {
+            conversation: ack.conversation,
+            seq: ack.seq,
+            notice_seq: ack.notice_seq,
+            at_ms: ack.at_ms,
+            duplicate: ack.duplicate,
+        })),
+        other => Err(ProtocolError::internal(format!("recall answered {other:?}")).into()),
+    }
 }

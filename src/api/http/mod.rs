@@ -30,6 +30,7 @@ mod departments;
 mod groups;
 mod health;
 mod openapi;
+mod policies;
 mod session;
 mod users;
 mod web;
@@ -203,6 +204,11 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::create_group))
         .routes(routes!(groups::list_members, groups::change_members))
         .routes(routes!(conversations::history))
+        .routes(routes!(conversations::recall))
+        .routes(routes!(
+            policies::messaging_policy,
+            policies::set_messaging_policy
+        ))
         .routes(routes!(admin::audit_log))
         .routes(routes!(admin::set_log_level))
         .routes(routes!(admin::cluster_status))

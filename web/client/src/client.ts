@@ -11,6 +11,7 @@ import {
   type Content,
   type Conversation,
   type Message,
+  type RecallAck,
   type Session,
   contentToWire,
   messageFromWire,
@@ -56,6 +57,8 @@ export interface ClientEvents {
   message: Message;
   /** A conversation's summary changed (new message, cursor, receipts). */
   conversation: Conversation;
+  /** A message held was recalled: its content is now the placeholder. */
+  recalled: { conversation: string; seq: number; by: string };
   /** The peer of a 1:1 conversation read up to readSeq. */
   receipt: { conversation: string; reader: string; readSeq: number };
   /** The session ended and will not come back by itself. */
@@ -221,6 +224,37 @@ export class ChorusClient extends Emitter<ClientEvents> {
     const readSeq = num(frame.read?.readSeq);
     this.updateRead(conversation, readSeq);
     return readSeq;
+  }
+
+  /**
+   * Recalls a message (one's own within the policy's window; a group owner's
+   * or admin's any). The message held becomes the placeholder at once; the
+   * other devices hear of it by the notice the server appends.
+   */
+  async recall(conversation: string, seq: number): Promise<RecallAck> {
+    const frame = await this.request({ recall: { conversation, seq: String(seq) } });
+    const r = frame.recall;
+    if (!r) throw errorOf(frame);
+    const ack: RecallAck = {
+      conversation: r.conversation ?? conversation,
+      seq: num(r.seq),
+      noticeSeq: num(r.noticeSeq),
+      atMs: num(r.atMs),
+      duplicate: r.duplicate ?? false,
+    };
+    // This connection gets no push of the notice: take it in from the ack.
+    const by = this.sessionValue?.userId ?? "0";
+    this.ingest(this.state_(ack.conversation), {
+      conversation: ack.conversation,
+      seq: ack.noticeSeq,
+      messageId: `${ack.conversation}:${ack.noticeSeq}`,
+      sender: by,
+      clientMsgId: "",
+      serverTimeMs: ack.atMs,
+      content: { kind: "recallNotice", seq: ack.seq, by, atMs: ack.atMs },
+      readCount: 0,
+    });
+    return ack;
   }
 
   /** Loads older messages of a conversation, before the oldest one held. */
@@ -461,7 +495,17 @@ export class ChorusClient extends Emitter<ClientEvents> {
     c.cursor = m.seq;
     if (!c.lastMessage || m.seq > c.lastMessage.seq) c.lastMessage = m;
     this.emit("message", m);
+    if (m.content.kind === "recallNotice") this.applyRecall(c, m.content.seq, m.content.by, m.content.atMs);
     this.emit("conversation", this.summary(c));
+  }
+
+  /** Replaces a held message by the recalled placeholder (pulled later, it holds it already). */
+  private applyRecall(c: ConversationState, seq: number, by: string, atMs: number): void {
+    const recalled: Message["content"] = { kind: "recalled", by, atMs };
+    for (const held of [c.messages.get(seq), c.held.get(seq)]) {
+      if (held) held.content = recalled;
+    }
+    this.emit("recalled", { conversation: c.id, seq, by });
   }
 
   private drainHeld(c: ConversationState): void {

@@ -15,6 +15,10 @@ export type Content =
   | { kind: "text"; text: string; mentions: string[]; mentionAll: boolean }
   | { kind: "emoji"; code: string }
   | { kind: "file"; fileId: string; name: string; size: number; mimeType: string }
+  /** A message recalled by `by`: its content is gone from the server. */
+  | { kind: "recalled"; by: string; atMs: number }
+  /** The notice a recall appended; `seq` is the message recalled. */
+  | { kind: "recallNotice"; seq: number; by: string; atMs: number }
   | { kind: "unknown" };
 
 export interface Message {
@@ -48,6 +52,14 @@ export interface Ack {
   seq: number;
   messageId: string;
   serverTimeMs: number;
+  duplicate: boolean;
+}
+
+export interface RecallAck {
+  conversation: string;
+  seq: number;
+  noticeSeq: number;
+  atMs: number;
   duplicate: boolean;
 }
 
@@ -86,6 +98,13 @@ export function contentFromWire(content: WireContent | undefined): Content {
       mimeType: content.file.mimeType ?? "",
     };
   }
+  if (content?.recalled) {
+    return { kind: "recalled", by: content.recalled.by ?? "0", atMs: num(content.recalled.atMs) };
+  }
+  if (content?.recallNotice) {
+    const n = content.recallNotice;
+    return { kind: "recallNotice", seq: num(n.seq), by: n.by ?? "0", atMs: num(n.atMs) };
+  }
   return { kind: "unknown" };
 }
 
@@ -105,6 +124,9 @@ export function contentToWire(content: Content): WireContent {
       return {
         file: { fileId: content.fileId, name: content.name, size: String(content.size), mimeType: content.mimeType },
       };
+    case "recalled":
+    case "recallNotice":
+      throw new ChorusError("INVALID", "recalls are made with recall(), not sent");
     case "unknown":
       throw new ChorusError("INVALID", "a message needs content");
   }
@@ -132,6 +154,9 @@ export function preview(content: Content): string {
       return content.code;
     case "file":
       return `[${content.name}]`;
+    case "recalled":
+    case "recallNotice":
+      return "[recalled]";
     case "unknown":
       return "";
   }

@@ -35,6 +35,10 @@ export interface WireContent {
     width?: number;
     height?: number;
   };
+  /** What a recalled message holds instead of its content (server-written). */
+  recalled?: { by?: U64; atMs?: U64; noticeSeq?: U64 };
+  /** The message a recall appends: seq names the message recalled. */
+  recallNotice?: { seq?: U64; by?: U64; atMs?: U64 };
 }
 
 export interface WireMessage {
@@ -78,6 +82,7 @@ export interface ClientBody {
   createGroup?: { name: string; members: U64[] };
   receipts?: { conversation: string; seqs: U64[] };
   logout?: Record<string, never>;
+  recall?: { conversation: string; seq: U64 };
 }
 
 export type ClientFrame = ClientBody & { requestId: U64 };
@@ -105,6 +110,7 @@ export interface ServerFrame {
     receipts?: { seq?: U64; readCount?: number; memberCount?: number }[];
   };
   loggedOut?: Record<string, never>;
+  recall?: { conversation?: string; seq?: U64; noticeSeq?: U64; atMs?: U64; duplicate?: boolean };
   message?: WireMessage;
   readSync?: { conversation?: string; readSeq?: U64 };
   readReceipt?: { conversation?: string; reader?: U64; readSeq?: U64 };

@@ -231,3 +231,55 @@ test("conversation ids", () => {
   assert.equal(peerOf("d:9:10", "9"), "10");
   assert.equal(peerOf("g:7", "9"), null);
 });
+
+test("a recall notice, pushed or pulled, turns the message held into the placeholder", async () => {
+  const server = new FakeServer(users);
+  const conv = "d:1:2";
+  server.append(conv, "2", "oops");
+  const c = client(server);
+  const recalled: number[] = [];
+  c.on("recalled", (r) => recalled.push(r.seq));
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online" && c.messages(conv).length === 1);
+  const notice = server.append(conv, "2", "");
+  notice.content = { recallNotice: { seq: "1", by: "2", atMs: "5000" } };
+  server.push("1", notice);
+  await until("the recall applied", () => recalled.length === 1);
+  const [first, second] = c.messages(conv);
+  assert.deepEqual(first.content, { kind: "recalled", by: "2", atMs: 5000 });
+  assert.equal(second.content.kind, "recallNotice");
+  assert.equal(c.conversation(conv)?.lastMessage?.seq, 2);
+  c.close();
+});
+
+test("recall() asks the server and applies the ack locally; a refusal keeps the message", async () => {
+  const server = new FakeServer(users);
+  const conv = "d:1:2";
+  const c = client(server);
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  await c.send(conv, { kind: "text", text: "mine", mentions: [], mentionAll: false });
+  server.script.push({
+    kind: "recall",
+    answer: (socket, frame) => {
+      socket.deliver({ requestId: frame.requestId, error: { code: "FORBIDDEN", message: "the recall window of 120 s has passed" } });
+      return true;
+    },
+  });
+  await assert.rejects(c.recall(conv, 1), (err: ChorusError) => err.code === "FORBIDDEN" && err.message.includes("window"));
+  assert.equal(textOf(c.messages(conv)[0]), "mine");
+  server.script.push({
+    kind: "recall",
+    answer: (socket, frame) => {
+      socket.deliver({ requestId: frame.requestId, recall: { conversation: conv, seq: "1", noticeSeq: "2", atMs: "7000" } });
+      return true;
+    },
+  });
+  const ack = await c.recall(conv, 1);
+  assert.deepEqual([ack.seq, ack.noticeSeq, ack.duplicate], [1, 2, false]);
+  const held = c.messages(conv);
+  assert.deepEqual(held[0].content, { kind: "recalled", by: "1", atMs: 7000 });
+  assert.deepEqual(held.map((m) => m.seq), [1, 2]);
+  assert.throws(() => c.send(conv, { kind: "recalled", by: "1", atMs: 0 }), (err: ChorusError) => err.code === "INVALID");
+  c.close();
+});

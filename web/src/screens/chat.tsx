@@ -25,12 +25,16 @@ export function Chat({ client, conversation }: Props) {
   const [draft, setDraft] = useState("");
   const [outgoing, setOutgoing] = useState<Outgoing[]>([]);
   const [loadingOlder, setLoadingOlder] = useState(false);
+  const [recallError, setRecallError] = useState<{ seq: number; message: string } | null>(null);
   const list = useRef<HTMLOListElement>(null);
   const stickToBottom = useRef(true);
   const me = client.session?.userId ?? "";
   const summary = client.conversation(conversation);
-  const messages = client.messages(conversation);
-  const newest = messages.length ? messages[messages.length - 1].seq : 0;
+  const held = client.messages(conversation);
+  // Read up to the newest seq held, a recall's notice included: it counts as unread.
+  const newest = held.length ? held[held.length - 1].seq : 0;
+  // A recall's notice is shown where it acts: on the message it recalled.
+  const messages = held.filter((m) => m.content.kind !== "recallNotice");
   const direct = peerOf(conversation, me) !== null;
 
   // Reading the open conversation moves the read cursor (and clears the badge
@@ -82,6 +86,23 @@ export function Chat({ client, conversation }: Props) {
     );
   };
 
+  const recall = (m: Message) => {
+    setRecallError(null);
+    client.recall(conversation, m.seq).catch((err: Error) => setRecallError({ seq: m.seq, message: err.message }));
+  };
+
+  const body = (m: Message) => {
+    if (m.content.kind !== "recalled") return <bdi class="text">{preview(m.content)}</bdi>;
+    const by = m.content.by === me ? t("chat.recalled.me") : t("chat.recalled.other", { name: summary?.title ?? m.content.by });
+    return (
+      <span class="recalled" data-test="recalled">
+        {by}
+      </span>
+    );
+  };
+
+  const recallable = (m: Message) => m.sender === me && ["text", "emoji", "file"].includes(m.content.kind);
+
   const receipt = (m: Message) => {
     if (m.sender !== me || !direct) return null;
     const read = (summary?.peerReadSeq ?? 0) >= m.seq;
@@ -105,11 +126,19 @@ export function Chat({ client, conversation }: Props) {
         )}
         {messages.map((m) => (
           <li key={m.seq} class={m.sender === me ? "msg mine" : "msg"} data-test="message" data-seq={m.seq}>
-            <div class="bubble">
-              <bdi class="text">{preview(m.content)}</bdi>
-            </div>
+            <div class={m.content.kind === "recalled" ? "bubble recalled-bubble" : "bubble"}>{body(m)}</div>
             <div class="meta">
               {m.sender === me ? t("chat.me") : summary?.title} · {time(m.serverTimeMs)} {receipt(m)}
+              {recallable(m) && (
+                <button class="link recall" onClick={() => recall(m)} data-test="recall">
+                  {t("chat.recall")}
+                </button>
+              )}
+              {recallError?.seq === m.seq && (
+                <span class="error" data-test="recall-error">
+                  {t("chat.recall.failed", { message: recallError.message })}
+                </span>
+              )}
             </div>
           </li>
         ))}

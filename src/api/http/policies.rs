@@ -1,0 +1,77 @@
+//! Cluster-wide policies (`/api/v1/policies`): the messaging policy (the
+//! recall window), which every user may read and admins set.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiResult, AppState, Peer, actor, admin, blocking, json_body, principal};
+use crate::meta::MessagingPolicy;
+
+/// The messaging policy.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = MessagingPolicy)]
+pub(super) struct MessagingPolicyView {
+    /// How long after sending its sender (or the group owner) may recall a
+    /// message, in seconds; 0: never. Admins may recall at any time. At
+    /// most 604800 (a week); 120 until an admin sets it.
+    #[schema(example = 120)]
+    recall_window_secs: u64,
+}
+
+impl From<MessagingPolicy> for MessagingPolicyView {
+    fn from(policy: MessagingPolicy) -> Self {
+        MessagingPolicyView {
+            recall_window_secs: policy.recall_window_secs,
+        }
+    }
+}
+
+/// Returns the messaging policy.
+#[utoipa::path(
+    get,
+    path = "/api/v1/policies/messaging",
+    tag = "policies",
+    security(("bearer" = [])),
+    responses((status = 200, description = "the messaging policy", body = MessagingPolicyView))
+)]
+pub(super) async fn messaging_policy(
+    State(planes): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<MessagingPolicyView> {
+    principal(&planes, &headers).await?;
+    let policy = blocking(move || Ok(planes.meta.messaging_policy()?)).await?;
+    Ok(Json(policy.into()))
+}
+
+/// Replaces the messaging policy (admins only; audited). A recall decides
+/// with the window in force when it is proposed.
+#[utoipa::path(
+    put,
+    path = "/api/v1/policies/messaging",
+    tag = "policies",
+    security(("bearer" = [])),
+    request_body = MessagingPolicyView,
+    responses((status = 200, description = "the policy now in force", body = MessagingPolicyView))
+)]
+pub(super) async fn set_messaging_policy(
+    State(planes): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Result<Json<MessagingPolicyView>, JsonRejection>,
+) -> ApiResult<MessagingPolicyView> {
+    let principal = admin(&planes, &headers).await?;
+    let body = json_body(body)?;
+    let policy = MessagingPolicy {
+        recall_window_secs: body.recall_window_secs,
+    };
+    let policy = planes
+        .meta
+        .set_messaging_policy(&actor(&principal, peer), policy)
+        .await?;
+    Ok(Json(policy.into()))
+}
