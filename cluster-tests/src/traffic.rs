@@ -87,6 +87,29 @@ impl Traffic {
         }
     }
 
+    /// Creates `2 × count` users `{prefix}0`, `{prefix}1`, …, pairs them
+    /// into direct conversations (user 2c sends to user 2c + 1) and starts
+    /// one sender per conversation over every node of `cluster`. Returns
+    /// the traffic and the accounts.
+    pub async fn one_to_one(
+        cluster: &mut crate::Cluster,
+        prefix: &str,
+        count: usize,
+    ) -> anyhow::Result<(Traffic, Vec<String>)> {
+        let accounts: Vec<String> = (0..count * 2).map(|i| format!("{prefix}{i}")).collect();
+        let refs: Vec<&str> = accounts.iter().map(String::as_str).collect();
+        let ids = cluster.create_users(&refs).await?;
+        let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.tcp.clone()).collect();
+        let conversations: Vec<(String, ConversationId)> = (0..count)
+            .map(|c| {
+                let conv = ConversationId::direct(ids[2 * c], ids[2 * c + 1]);
+                (accounts[2 * c].clone(), conv)
+            })
+            .collect();
+        let traffic = Traffic::start(&addrs, &conversations, cluster.partitions());
+        Ok((traffic, accounts))
+    }
+
     /// Waits until every sender has at least `acks` acks.
     pub async fn wait_for_acks(&self, acks: usize) {
         let deadline = Instant::now() + crate::DEADLINE;

@@ -109,17 +109,9 @@ async fn leaders_spread_and_writes_resume_within_three_seconds_of_each_of_ten_le
         .await
         .unwrap();
 
-    let accounts: Vec<String> = (0..CONVERSATIONS * 2).map(|i| format!("u{i}")).collect();
-    let refs: Vec<&str> = accounts.iter().map(String::as_str).collect();
-    let ids = cluster.create_users(&refs).await.unwrap();
-    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.tcp.clone()).collect();
-    let conversations: Vec<(String, ConversationId)> = (0..CONVERSATIONS)
-        .map(|c| {
-            let conv = ConversationId::direct(ids[2 * c], ids[2 * c + 1]);
-            (accounts[2 * c].clone(), conv)
-        })
-        .collect();
-    let traffic = Traffic::start(&addrs, &conversations, PARTITIONS);
+    let (traffic, _) = Traffic::one_to_one(&mut cluster, "u", CONVERSATIONS)
+        .await
+        .unwrap();
 
     let mut resumed = Vec::new();
     for kill in 0..KILLS {

@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use chorus::ConversationId;
 use chorus::pb::DeviceClass;
 use chorus_cluster_tests::traffic::Traffic;
 use chorus_cluster_tests::{Cluster, leader_of, leaders_spread};
@@ -34,17 +33,9 @@ async fn every_node_restarted_in_turn_under_traffic_loses_nothing_and_leadership
         .wait_for("leaders spread over the nodes", settled)
         .await
         .unwrap();
-    let accounts: Vec<String> = (0..CONVERSATIONS * 2).map(|i| format!("r{i}")).collect();
-    let refs: Vec<&str> = accounts.iter().map(String::as_str).collect();
-    let ids = cluster.create_users(&refs).await.unwrap();
-    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.tcp.clone()).collect();
-    let conversations: Vec<(String, ConversationId)> = (0..CONVERSATIONS)
-        .map(|c| {
-            let conv = ConversationId::direct(ids[2 * c], ids[2 * c + 1]);
-            (accounts[2 * c].clone(), conv)
-        })
-        .collect();
-    let traffic = Traffic::start(&addrs, &conversations, PARTITIONS);
+    let (traffic, accounts) = Traffic::one_to_one(&mut cluster, "r", CONVERSATIONS)
+        .await
+        .unwrap();
 
     let mut pauses = Vec::new();
     let mut metadata_writes = Vec::new();
