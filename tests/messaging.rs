@@ -180,6 +180,16 @@ async fn an_offline_user_pulls_1500_messages_in_pages_without_gap_or_duplicate()
         (N + 1, 0, N + 1)
     );
     assert_eq!(state.title, "alice");
+    // The sender has read what it wrote: nothing is unread for alice, and
+    // bob sees that she read up to her last message.
+    assert_eq!(state.peer_read_seq, N + 1);
+    let sync = alice.sync().await.unwrap();
+    let mine = sync
+        .conversations
+        .iter()
+        .find(|c| c.conversation == conv)
+        .expect("conversation listed for the sender");
+    assert_eq!((mine.read_seq, mine.unread), (N + 1, 0));
 
     let mut cursor = 0;
     let mut pages = 0;

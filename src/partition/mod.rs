@@ -72,6 +72,13 @@ impl Keys {
         key
     }
 
+    /// A user's read cursor in a conversation.
+    pub fn cursor_key(&self, conv: &ConversationId, user: u64) -> Vec<u8> {
+        let mut key = self.conv_prefix(conv);
+        key.extend_from_slice(&user.to_be_bytes());
+        key
+    }
+
     /// Inbox rows live in the conversation's partition, so that each group
     /// owns exactly the keys it writes.
     pub fn inbox_key(&self, conv: &ConversationId, user: u64) -> Vec<u8> {
@@ -197,8 +204,7 @@ impl Partitions {
 
     /// Returns a user's read cursor in a conversation (0 when unread).
     pub fn read_cursor(&self, conv: &ConversationId, user: u64) -> Result<u64, StorageError> {
-        let mut key = self.keys.conv_prefix(conv);
-        key.extend_from_slice(&user.to_be_bytes());
+        let key = self.keys.cursor_key(conv, user);
         Ok(self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0))
     }
 
@@ -325,7 +331,7 @@ mod tests {
             Applied::Rejected("seq 1 is beyond the newest message 0".to_string())
         );
         for id in ["a", "b", "c", "d"] {
-            parts.propose(&conv, append("g:9", 5, id)).await.unwrap();
+            parts.propose(&conv, append("g:9", 7, id)).await.unwrap();
         }
         assert_eq!(
             parts.propose(&conv, set(4)).await.unwrap(),
@@ -341,7 +347,8 @@ mod tests {
                 moved: false
             }
         );
-        assert_eq!(parts.read_cursors(&conv).unwrap(), vec![(5, 4)]);
+        // The author has read up to what it wrote.
+        assert_eq!(parts.read_cursors(&conv).unwrap(), vec![(5, 4), (7, 4)]);
     }
 
     #[tokio::test]
@@ -356,12 +363,12 @@ mod tests {
                 // A resend within the same entry is the first one's message.
                 append("g:9", 5, "a"),
                 Command::SetReadCursor(store_pb::SetReadCursor {
-                    user_id: 6,
+                    user_id: 7,
                     conversation: "g:9".to_string(),
                     seq: 2,
                 }),
                 Command::SetReadCursor(store_pb::SetReadCursor {
-                    user_id: 6,
+                    user_id: 7,
                     conversation: "g:9".to_string(),
                     seq: 1,
                 }),
@@ -392,9 +399,14 @@ mod tests {
             }
         );
         assert_eq!(parts.max_seq(&conv).unwrap(), 2);
-        assert_eq!(parts.read_cursors(&conv).unwrap(), vec![(6, 2)]);
+        // Each author has read up to its own message, within the entry too.
+        assert_eq!(
+            parts.read_cursors(&conv).unwrap(),
+            vec![(5, 1), (6, 2), (7, 2)]
+        );
         let after = parts.propose(&conv, append("g:9", 5, "c")).await.unwrap();
         assert_eq!(seq_of(after), (3, false));
+        assert_eq!(parts.read_cursor(&conv, 5).unwrap(), 3);
     }
 
     fn recall(conv: &str, seq: u64, by: u64, at_ms: i64) -> Command {

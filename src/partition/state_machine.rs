@@ -168,6 +168,7 @@ impl PartitionApply {
             batch.put(CF_INBOX, &self.keys.inbox_key(&conv, *user), &[]);
         }
         self.put_message(batch, pending, &conv, message.clone());
+        self.read_own(batch, pending, &conv, append.sender, seq);
         pending.seqs.insert(prefix, seq);
         pending.appended.insert(dedup_key, seq);
         Ok(Applied::Appended {
@@ -264,11 +265,30 @@ impl PartitionApply {
         batch.put(CF_CONV_META, &prefix, &notice_seq.to_be_bytes());
         self.put_message(batch, pending, &conv, message);
         self.put_message(batch, pending, &conv, notice.clone());
+        self.read_own(batch, pending, &conv, recall.by, notice_seq);
         pending.seqs.insert(prefix, notice_seq);
         Ok(Applied::Recalled {
             notice,
             duplicate: false,
         })
+    }
+
+    /// Moves the read cursor of a message's author to it: one has read
+    /// the conversation up to what one just wrote, so one's own messages
+    /// never count as unread. `seq` is the conversation's newest, so the
+    /// cursor only moves forward. No receipt is pushed for it; the other
+    /// members see it in `peer_read_seq` and read counts.
+    fn read_own(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        conv: &ConversationId,
+        author: u64,
+        seq: u64,
+    ) {
+        let key = self.keys.cursor_key(conv, author);
+        batch.put(CF_CURSORS, &key, &seq.to_be_bytes());
+        pending.cursors.insert(key, seq);
     }
 
     fn read_cursor(
@@ -287,8 +307,7 @@ impl PartitionApply {
                 set.seq
             )));
         }
-        let mut key = self.keys.conv_prefix(&conv);
-        key.extend_from_slice(&set.user_id.to_be_bytes());
+        let key = self.keys.cursor_key(&conv, set.user_id);
         let current = match pending.cursors.get(&key) {
             Some(seq) => *seq,
             None => self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0),
