@@ -138,17 +138,30 @@ async fn send_until(
     stop: Arc<AtomicBool>,
 ) {
     let mut conn: Option<Connection> = None;
+    // After the first login a reconnect resumes the session's token, as a
+    // client does: no password hash and no metadata write per reconnect.
+    let mut token: Option<String> = None;
     let mut n = 0u64;
     let error = |what: String| seen.lock().unwrap().errors.push(what);
     while !stop.load(Ordering::Acquire) {
         if conn.is_none() {
             let options = ClientOptions::new(addrs[home].clone(), Transport::Tcp);
-            if let Ok(Ok(c)) =
-                tokio::time::timeout(Duration::from_secs(2), Connection::connect(&options)).await
-                && c.login(&account, &password(&account), DeviceClass::Pc)
+            let connected =
+                tokio::time::timeout(Duration::from_secs(2), Connection::connect(&options)).await;
+            let session = match (&connected, &token) {
+                (Ok(Ok(c)), Some(token)) => c.resume(token).await.ok(),
+                (Ok(Ok(c)), None) => c
+                    .login(&account, &password(&account), DeviceClass::Pc)
                     .await
-                    .is_ok()
-            {
+                    .ok(),
+                _ => None,
+            };
+            if connected.as_ref().is_ok_and(Result::is_ok) && session.is_none() {
+                // Refused: log in again next time.
+                token = None;
+            }
+            if let (Ok(Ok(c)), Some(session)) = (connected, session) {
+                token = Some(session.token);
                 conn = Some(c);
             } else {
                 home = (home + 1) % addrs.len();
