@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Messaging;
 use super::metrics as m;
-use crate::cluster::{Membership, Request as PeerRequest, Response as PeerResponse};
+use crate::cluster::Membership;
 use crate::protocol::peer_pb;
 use crate::raft::succession;
 
@@ -168,19 +168,12 @@ impl Messaging {
         let links = self.inner.links.clone();
         let (done, moved) = tokio::sync::oneshot::channel();
         let work = async move {
-            let ask = async {
-                let request = peer_pb::ElectRequest {
-                    partition: u32::from(partition),
-                    metadata: false,
-                };
-                matches!(
-                    links.call(&addr, PeerRequest::Elect(request)).await,
-                    Ok(PeerResponse::Elect(peer_pb::ElectAnswer {
-                        campaigning: true
-                    }))
-                )
+            let request = peer_pb::ElectRequest {
+                partition: u32::from(partition),
+                metadata: false,
             };
-            let _ = done.send(succession::hand_over(&raft, target, ask).await);
+            let moved = succession::hand_over(&raft, target, &links, &addr, request).await;
+            let _ = done.send(moved);
         };
         if !self.proposer(partition).when_quiet(Box::pin(work)) {
             return false;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{PeerLinks, Request, Response};
+use crate::cluster::PeerLinks;
 use crate::db::{
     self, CF_META_AUDIT, CF_META_DEPARTMENT_MEMBERS, CF_META_DEPARTMENTS, CF_META_GROUPS,
     CF_META_NODES, CF_META_PLACEMENT, CF_META_SETTINGS, CF_META_TOKENS, CF_META_USER_GROUPS,
@@ -295,17 +295,11 @@ impl Meta {
             let Some((_, addr)) = voters.iter().find(|(id, _)| *id == target) else {
                 continue;
             };
-            let ask = async {
-                let request = peer_pb::ElectRequest {
-                    partition: 0,
-                    metadata: true,
-                };
-                matches!(
-                    self.links.call(addr, Request::Elect(request)).await,
-                    Ok(Response::Elect(peer_pb::ElectAnswer { campaigning: true }))
-                )
+            let request = peer_pb::ElectRequest {
+                partition: 0,
+                metadata: true,
             };
-            if raft::succession::hand_over(&self.raft, target, ask).await {
+            if raft::succession::hand_over(&self.raft, target, &self.links, addr, request).await {
                 return Some(true);
             }
         }

@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::GroupConfig;
 use super::metrics::Kind;
+use crate::cluster::{PeerLinks, Request, Response};
+use crate::protocol::peer_pb;
 
 /// How much later each further successor campaigns than the one before it.
 pub const STAGGER: Duration = Duration::from_millis(250);
@@ -105,9 +107,9 @@ const CATCH_UP: Duration = Duration::from_millis(500);
 /// How long a hand-over waits for its target to win.
 const CAMPAIGN: Duration = Duration::from_secs(2);
 
-/// Hands the leadership of a group this node leads to `target`: waits
-/// until the target holds every entry, runs `ask` (which asks the target
-/// to campaign, and tells whether it does), and waits until this node no
+/// Hands the leadership of a group this node leads to `target` (at
+/// `addr`): waits until the target holds every entry, sends it `request`
+/// (an `ElectRequest` naming the group), and waits until this node no
 /// longer leads. The caller holds new writes meanwhile, or accepts that
 /// one arriving between the catch-up and the campaign makes the target's
 /// log too short to win. The voters grant the vote because the leader's
@@ -116,7 +118,9 @@ const CAMPAIGN: Duration = Duration::from_secs(2);
 pub async fn hand_over<C: GroupConfig>(
     raft: &openraft::Raft<C>,
     target: u64,
-    ask: impl std::future::Future<Output = bool>,
+    links: &PeerLinks,
+    addr: &str,
+    request: peer_pb::ElectRequest,
 ) -> bool {
     let me = raft.metrics().borrow().id;
     let caught_up = raft
@@ -134,6 +138,12 @@ pub async fn hand_over<C: GroupConfig>(
         )
         .await
         .is_ok();
+    let ask = async {
+        matches!(
+            links.call(addr, Request::Elect(request)).await,
+            Ok(Response::Elect(peer_pb::ElectAnswer { campaigning: true }))
+        )
+    };
     caught_up
         && ask.await
         && raft
