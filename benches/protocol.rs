@@ -28,6 +28,7 @@ fn message_push() -> pb::ServerFrame {
                 })),
             }),
             read_count: 0,
+            ..Default::default()
         })),
     }
 }
@@ -44,6 +45,7 @@ fn send_frame() -> pb::ClientFrame {
                     ..Default::default()
                 })),
             }),
+            ..Default::default()
         })),
     }
 }

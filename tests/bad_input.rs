@@ -314,6 +314,7 @@ async fn bad_requests_get_their_codes_and_write_nothing() {
         client_msg_id: "empty".into(),
         conversation: conv.clone(),
         content: None,
+        ..Default::default()
     };
     let err = alice
         .request(pb::client_frame::Body::Send(no_content))

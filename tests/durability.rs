@@ -51,6 +51,7 @@ fn send(conv: &str, i: usize) -> pb::client_frame::Body {
                 ..Default::default()
             })),
         }),
+        ..Default::default()
     })
 }
 

@@ -118,6 +118,7 @@ async fn pipelined_sends_keep_their_order() {
                     ..Default::default()
                 })),
             }),
+            ..Default::default()
         };
         alice
             .send_frame(pb::client_frame::Body::Send(send))
@@ -156,6 +157,7 @@ async fn an_offline_user_pulls_1500_messages_in_pages_without_gap_or_duplicate()
                     ..Default::default()
                 })),
             }),
+            ..Default::default()
         };
         alice
             .send_frame(pb::client_frame::Body::Send(send))

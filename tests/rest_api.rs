@@ -35,6 +35,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/groups/{id}/members"),
     ("get", "/api/v1/conversations/{id}/messages"),
     ("post", "/api/v1/conversations/{id}/messages/{seq}/recall"),
+    ("post", "/api/v1/conversations/{id}/messages/{seq}/sign"),
+    (
+        "get",
+        "/api/v1/conversations/{id}/messages/{seq}/sign-status",
+    ),
+    ("post", "/api/v1/conversations/{id}/messages/{seq}/remind"),
     ("get", "/api/v1/policies/messaging"),
     ("put", "/api/v1/policies/messaging"),
     ("get", "/api/v1/admin/audit"),

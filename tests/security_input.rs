@@ -207,6 +207,7 @@ async fn send(
         content: Some(pb::Content {
             kind: Some(content),
         }),
+        ..Default::default()
     };
     match conn.request(Req::Send(send)).await? {
         pb::server_frame::Body::Ack(ack) => Ok(ack),
@@ -556,6 +557,7 @@ async fn non_canonical_conversation_ids_are_refused_over_the_socket() {
             content: Some(pb::Content {
                 kind: Some(text("hi")),
             }),
+            ..Default::default()
         };
         let err = bob.request(Req::Send(send)).await.unwrap_err();
         assert_eq!(

@@ -115,6 +115,12 @@ impl Session {
                 Ok(Answer::Ack(ack)) => Out::Ack(ack),
                 Ok(Answer::Read(read)) => Out::Read(read),
                 Ok(Answer::Recall(recall)) => Out::Recall(recall),
+                Ok(Answer::Sign(sign)) => Out::Sign(sign),
+                Ok(Answer::Reminded(reminded)) => Out::Reminded(reminded),
+                Ok(other) => {
+                    return ProtocolError::internal(format!("unexpected answer {other:?}"))
+                        .to_frame(request_id);
+                }
                 Err(err) => return err.to_frame(request_id),
             };
             pb::ServerFrame {
@@ -506,6 +512,39 @@ impl Session {
                 };
                 self.converse(conv, request, request_id);
             }
+            In::Sign(sign) => {
+                let user = self.user_id()?;
+                let conv: ConversationId = sign.conversation.parse()?;
+                let password_verified = if sign.password.is_empty() {
+                    false
+                } else {
+                    self.planes
+                        .auth
+                        .confirm_password(user, &sign.password, self.peer_ip)
+                        .await?;
+                    true
+                };
+                let request = Request::Sign {
+                    user,
+                    seq: sign.seq,
+                    password_verified,
+                };
+                self.converse(conv, request, request_id);
+            }
+            In::SignStatus(request) => {
+                let subject = self.subject()?;
+                let status = self.planes.messaging.sign_status(subject, request).await?;
+                self.answer(request_id, Out::SignStatus(status));
+            }
+            In::Remind(remind) => {
+                let subject = self.subject()?;
+                let conv: ConversationId = remind.conversation.parse()?;
+                let request = Request::Remind {
+                    subject,
+                    seq: remind.seq,
+                };
+                self.converse(conv, request, request_id);
+            }
             In::Sync(_) => {
                 let user = self.user_id()?;
                 let result = self.planes.messaging.sync(user).await?;
@@ -514,6 +553,7 @@ impl Session {
             In::Pull(pull) => {
                 let user = self.user_id()?;
                 let result = self.planes.messaging.pull(user, pull).await?;
+                self.planes.messaging.pulled(user, &result);
                 self.answer(request_id, Out::Pull(result));
             }
             In::Receipts(request) => {
@@ -589,6 +629,12 @@ fn validate_send(send: &pb::SendMessage, max_text_bytes: usize) -> Result<(), Pr
         )));
     }
     check_name("client_msg_id", &send.client_msg_id)?;
+    if pb::SignOff::try_from(send.sign_off).is_err() {
+        return Err(ProtocolError::invalid(format!(
+            "sign_off {} is none of NONE, CONFIRM and PASSWORD",
+            send.sign_off
+        )));
+    }
     match send.content.as_ref().and_then(|c| c.kind.as_ref()) {
         None => Err(ProtocolError::invalid("message has no content")),
         // Written by a recall only: a client may not forge one.

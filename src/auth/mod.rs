@@ -103,12 +103,8 @@ impl Auth {
         .map_err(|e| ProtocolError::internal(e.to_string()))
     }
 
-    /// Checks a password and issues a token for the device class.
-    ///
-    /// The attempt is reserved in the throttle before anything else, so that
-    /// parallel attempts count against the limits before any is checked; past
-    /// a limit the answer is RATE_LIMITED whether or not the password is right.
-    /// The check then waits for a hash slot, at most the queue deadline.
+    /// Checks a password (see [`Auth::check_password`]) and issues a token
+    /// for the device class.
     pub async fn login(
         &self,
         account: &str,
@@ -121,6 +117,52 @@ impl Auth {
                 "device_class must be pc, mobile or web",
             ));
         }
+        let Some(user) = self.check_password(account, password, ip).await? else {
+            ::metrics::counter!(metrics::LOGIN_FAILURES, "reason" => "bad_credentials")
+                .increment(1);
+            return Err(ProtocolError::unauthenticated("wrong account or password"));
+        };
+        let token = Token::generate();
+        let digest = token_digest(token.as_str());
+        let issued = now_ms();
+        let record = TokenRecord {
+            user_id: user.user_id,
+            device_class: device_class as i32,
+            issued_at_ms: issued,
+            expires_at_ms: issued.saturating_add((self.config.token_ttl_secs * 1000) as i64),
+        };
+        let replaced = match self.meta.issue_token(&digest, &record).await {
+            Ok(replaced) => replaced,
+            Err(crate::meta::MetaError::Forbidden(_)) => {
+                return Err(ProtocolError::unauthenticated("wrong account or password"));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        Ok(LoginOutcome {
+            token: token.as_str().to_string(),
+            principal: Principal {
+                user,
+                device_class,
+                token_digest: digest,
+                expires_at_ms: record.expires_at_ms,
+            },
+            replaced,
+        })
+    }
+
+    /// Checks an account's password within the login throttle: `None` for
+    /// a wrong password, an unknown or a disabled account.
+    ///
+    /// The attempt is reserved in the throttle before anything else, so that
+    /// parallel attempts count against the limits before any is checked; past
+    /// a limit the answer is RATE_LIMITED whether or not the password is right.
+    /// The check then waits for a hash slot, at most the queue deadline.
+    async fn check_password(
+        &self,
+        account: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<Option<UserRecord>, ProtocolError> {
         // No account has another form; refusing it here keeps junk (up to a
         // whole frame of it) out of the throttle's keys and costs no hash.
         crate::meta::validate_account(account)?;
@@ -162,37 +204,29 @@ impl Auth {
         })
         .await
         .map_err(|e| ProtocolError::internal(e.to_string()))?;
-        let Some(user) = user else {
-            ::metrics::counter!(metrics::LOGIN_FAILURES, "reason" => "bad_credentials")
-                .increment(1);
-            return Err(ProtocolError::unauthenticated("wrong account or password"));
-        };
-        let token = Token::generate();
-        let digest = token_digest(token.as_str());
-        let issued = now_ms();
-        let record = TokenRecord {
-            user_id: user.user_id,
-            device_class: device_class as i32,
-            issued_at_ms: issued,
-            expires_at_ms: issued.saturating_add((self.config.token_ttl_secs * 1000) as i64),
-        };
-        let replaced = match self.meta.issue_token(&digest, &record).await {
-            Ok(replaced) => replaced,
-            Err(crate::meta::MetaError::Forbidden(_)) => {
-                return Err(ProtocolError::unauthenticated("wrong account or password"));
+        Ok(user)
+    }
+
+    /// Checks a signed-in user's password again (a sign-off with password),
+    /// within the same throttle as logins: FORBIDDEN when it is wrong.
+    pub async fn confirm_password(
+        &self,
+        user_id: u64,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<(), ProtocolError> {
+        let meta = self.meta.clone();
+        let user = db::blocking(move || meta.user(user_id))
+            .await?
+            .ok_or_else(|| ProtocolError::unauthenticated("the user no longer exists"))?;
+        match self.check_password(&user.account, password, ip).await? {
+            Some(checked) if checked.user_id == user_id => Ok(()),
+            _ => {
+                ::metrics::counter!(metrics::LOGIN_FAILURES, "reason" => "bad_credentials")
+                    .increment(1);
+                Err(ProtocolError::forbidden("wrong password"))
             }
-            Err(err) => return Err(err.into()),
-        };
-        Ok(LoginOutcome {
-            token: token.as_str().to_string(),
-            principal: Principal {
-                user,
-                device_class,
-                token_digest: digest,
-                expires_at_ms: record.expires_at_ms,
-            },
-            replaced,
-        })
+        }
     }
 
     /// Returns the principal of a live, unexpired token.

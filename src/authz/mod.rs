@@ -55,6 +55,20 @@ pub enum Action<'a> {
     ExceedQuotas,
     /// Have admin writes recorded in the audit trail as an admin's.
     BeAudited,
+    /// Sign a message that requires sign-off: one of its `recipients`
+    /// (sorted), with their password re-entered when it asks for it.
+    /// Decided when the partition applies the signature.
+    Sign {
+        recipients: &'a [u64],
+        password_needed: bool,
+        password_verified: bool,
+    },
+    /// See who received, read and signed a message sent by `sender`: its
+    /// sender, a moderator of the conversation, or an admin.
+    SeeSignOff { sender: u64, moderator: bool },
+    /// Remind the recipients of a message sent by `sender` to sign it: its
+    /// sender or an admin.
+    RemindSigners { sender: u64 },
 }
 
 /// Says whether `subject` may do `action`.
@@ -67,6 +81,18 @@ pub fn allows(subject: &Subject, action: Action<'_>) -> bool {
             subject.admin || members.binary_search(&subject.user_id).is_ok()
         }
         Action::Moderate { owner } => subject.admin || owner == Some(subject.user_id),
+        Action::Sign {
+            recipients,
+            password_needed,
+            password_verified,
+        } => {
+            recipients.binary_search(&subject.user_id).is_ok()
+                && (password_verified || !password_needed)
+        }
+        Action::SeeSignOff { sender, moderator } => {
+            subject.admin || moderator || sender == subject.user_id
+        }
+        Action::RemindSigners { sender } => subject.admin || sender == subject.user_id,
         Action::Recall {
             sender,
             moderator,
@@ -122,6 +148,18 @@ pub fn check(subject: &Subject, action: Action<'_>) -> Result<(), ProtocolError>
             at_ms.saturating_sub(sent_ms) / 1000
         ),
         Action::ExceedQuotas | Action::BeAudited => "admin only".to_string(),
+        Action::Sign { recipients, .. } if recipients.binary_search(&subject.user_id).is_err() => {
+            "only the message's recipients sign it (its sender does not)".to_string()
+        }
+        Action::Sign { .. } => {
+            "this message is signed with your password: send it in the password field".to_string()
+        }
+        Action::SeeSignOff { .. } => {
+            "only its sender, the group owner or an admin may see who signed a message".to_string()
+        }
+        Action::RemindSigners { .. } => {
+            "only its sender or an admin may remind its recipients".to_string()
+        }
     }))
 }
 

@@ -63,6 +63,22 @@ pub struct ClientArgs {
     pub command: Option<ClientCommand>,
 }
 
+/// What a sent message asks of its recipients.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SignArg {
+    Confirm,
+    Password,
+}
+
+impl From<SignArg> for pb::SignOff {
+    fn from(arg: SignArg) -> Self {
+        match arg {
+            SignArg::Confirm => pb::SignOff::Confirm,
+            SignArg::Password => pb::SignOff::Password,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Sends one text message and prints its ack.
@@ -76,6 +92,10 @@ pub enum ClientCommand {
         /// Client message id; a resend with the same id is stored once.
         #[arg(long)]
         id: Option<String>,
+        /// Every recipient must sign the message: with a confirmation, or
+        /// by re-entering their password.
+        #[arg(long, value_enum)]
+        sign: Option<SignArg>,
         text: String,
     },
     /// Prints the history of a conversation, oldest first.
@@ -97,6 +117,18 @@ pub enum ClientCommand {
     },
     /// Recalls a message of a conversation by its seq.
     Recall { conversation: String, seq: u64 },
+    /// Signs a message that requires sign-off.
+    Sign {
+        conversation: String,
+        seq: u64,
+        /// Sign with the login password (for a message that asks for it).
+        #[arg(long)]
+        with_password: bool,
+    },
+    /// Prints who received, read and signed a message.
+    SignStatus { conversation: String, seq: u64 },
+    /// Reminds the recipients of a message who have not signed it.
+    Remind { conversation: String, seq: u64 },
     /// Creates a group with the given member accounts.
     CreateGroup { name: String, members: Vec<String> },
     /// Prints pushes as they arrive, until `count` have arrived.
@@ -158,11 +190,19 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
             to,
             conversation,
             id,
+            sign,
             text,
         }) => {
             let conversation = resolve(&conn, to.as_deref(), conversation).await?;
             let id = id.unwrap_or_else(new_client_msg_id);
-            let ack = conn.send_text(&conversation, &id, &text).await?;
+            let content = pb::content::Kind::Text(pb::TextContent {
+                text,
+                ..Default::default()
+            });
+            let sign_off = sign.map_or(pb::SignOff::None, pb::SignOff::from);
+            let ack = conn
+                .send_message_with(&conversation, &id, content, sign_off)
+                .await?;
             say!(
                 "sent {} seq={} id={} duplicate={}",
                 ack.conversation,
@@ -212,6 +252,43 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
                 ack.seq,
                 ack.notice_seq,
                 ack.duplicate
+            );
+            Ok(())
+        }
+        Some(ClientCommand::Sign {
+            conversation,
+            seq,
+            with_password,
+        }) => {
+            let password = if with_password {
+                args.password.as_str()
+            } else {
+                ""
+            };
+            let ack = conn.sign(&conversation, seq, password).await?;
+            say!(
+                "signed {} #{} at={} duplicate={}",
+                ack.conversation,
+                ack.seq,
+                ack.signed_at_ms,
+                ack.duplicate
+            );
+            Ok(())
+        }
+        Some(ClientCommand::SignStatus { conversation, seq }) => {
+            let status = conn.sign_status(&conversation, seq).await?;
+            for line in sign_status_lines(&mut names, &conn, &status).await {
+                say!("{line}");
+            }
+            Ok(())
+        }
+        Some(ClientCommand::Remind { conversation, seq }) => {
+            let reminded = conn.remind(&conversation, seq).await?;
+            say!(
+                "reminded {} of {} #{}",
+                reminded.user_ids.len(),
+                reminded.conversation,
+                reminded.seq
             );
             Ok(())
         }
@@ -352,16 +429,55 @@ fn message_line(sender: &str, message: &pb::Message) -> String {
     } else {
         String::new()
     };
+    let sign = match pb::SignOff::try_from(message.sign_off) {
+        Ok(pb::SignOff::None) | Err(_) => "",
+        _ if message.signed_at_ms > 0 => " [signed]",
+        Ok(pb::SignOff::Confirm) => " [to sign: /sign]",
+        Ok(pb::SignOff::Password) => " [to sign with password: /sign <seq> <password>]",
+    };
     let line = format!(
-        "[{} #{}] {}: {}{}",
-        message.conversation, message.seq, sender, body, reads
+        "[{} #{}] {}: {}{}{}",
+        message.conversation, message.seq, sender, body, reads, sign
     );
     crate::protocol::terminal_safe(&line).into_owned()
 }
 
+/// Returns the lines that show a message's sign-off status: the counts,
+/// then one line per recipient.
+async fn sign_status_lines(
+    names: &mut Names,
+    conn: &Connection,
+    status: &pb::SignStatus,
+) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{} #{}: {} recipients, {} delivered, {} read, {} signed",
+        status.conversation,
+        status.seq,
+        status.recipient_count,
+        status.delivered_count,
+        status.read_count,
+        status.signed_count
+    )];
+    for recipient in &status.recipients {
+        let name = names.name(conn, recipient.user_id).await;
+        let state = if recipient.signed {
+            format!("signed at {}", recipient.signed_at_ms)
+        } else if recipient.read {
+            "read".to_string()
+        } else if recipient.delivered {
+            "delivered".to_string()
+        } else {
+            "not delivered".to_string()
+        };
+        lines.push(crate::protocol::terminal_safe(&format!("  {name}: {state}")).into_owned());
+    }
+    lines
+}
+
 const HELP: &str =
     "commands: /list  /open <account|conversation>  /history  /group <name> <account>...  /receipts
-          /recall <seq>  /status <online|busy|away>  /watch <account>...  /help  /quit
+          /recall <seq>  /must <text>  /sign <seq> [password]  /signs <seq>  /remind <seq>
+          /status <online|busy|away>  /watch <account>...  /help  /quit
 anything else is sent to the open conversation";
 
 /// The interactive client: keeps a cursor per conversation, prints pushes,
@@ -533,6 +649,19 @@ impl Interactive {
                 self.show_presence(&event.presence.into_iter().collect::<Vec<_>>())
                     .await
             }
+            Some(Resp::Signed(event)) => {
+                let signer = self.names.name(&self.conn, event.user_id).await;
+                say!("  ({signer} signed {} #{})", event.conversation, event.seq);
+            }
+            Some(Resp::SignReminder(reminder)) => {
+                let from = self.names.name(&self.conn, reminder.from).await;
+                say!(
+                    "  ({from} asks you to sign {} #{}: /sign {})",
+                    reminder.conversation,
+                    reminder.seq,
+                    reminder.seq
+                );
+            }
             Some(Resp::Error(err)) => say!("server error: {}", err.message),
             _ => {}
         }
@@ -622,6 +751,61 @@ impl Interactive {
                     *cursor = ack.notice_seq;
                 }
                 say!("  (recalled #{}, notice #{})", ack.seq, ack.notice_seq);
+            }
+            Some(cmd @ ("/sign" | "/signs" | "/remind")) => {
+                let conversation = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let seq = words
+                    .next()
+                    .and_then(|w| w.trim_start_matches('#').parse::<u64>().ok())
+                    .ok_or_else(|| ClientError::Unexpected(format!("{cmd} <seq>")))?;
+                match cmd {
+                    "/sign" => {
+                        let password = words.next().unwrap_or("");
+                        let ack = self.conn.sign(&conversation, seq, password).await?;
+                        say!("  (signed #{} at {})", ack.seq, ack.signed_at_ms);
+                    }
+                    "/signs" => {
+                        let status = self.conn.sign_status(&conversation, seq).await?;
+                        for line in sign_status_lines(&mut self.names, &self.conn, &status).await {
+                            say!("{line}");
+                        }
+                    }
+                    _ => {
+                        let reminded = self.conn.remind(&conversation, seq).await?;
+                        say!("  (reminded {} to sign #{seq})", reminded.user_ids.len());
+                    }
+                }
+            }
+            Some("/must") => {
+                let conversation = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let text = line.trim_start_matches("/must").trim();
+                if text.is_empty() {
+                    return Err(ClientError::Unexpected("/must <text>".into()));
+                }
+                let content = pb::content::Kind::Text(pb::TextContent {
+                    text: text.to_string(),
+                    ..Default::default()
+                });
+                let ack = self
+                    .conn
+                    .send_message_with(
+                        &conversation,
+                        &new_client_msg_id(),
+                        content,
+                        pb::SignOff::Confirm,
+                    )
+                    .await?;
+                let cursor = self.cursors.entry(conversation).or_insert(0);
+                if ack.seq == *cursor + 1 {
+                    *cursor = ack.seq;
+                }
+                say!("  (sent #{}, to be signed by every recipient)", ack.seq);
             }
             Some("/receipts") => {
                 let conversation = self

@@ -482,12 +482,26 @@ impl Connection {
         client_msg_id: &str,
         content: pb::content::Kind,
     ) -> Result<pb::SendAck, ClientError> {
+        self.send_message_with(conversation, client_msg_id, content, pb::SignOff::None)
+            .await
+    }
+
+    /// Sends a message that its recipients must sign (or not, with
+    /// `SignOff::None`).
+    pub async fn send_message_with(
+        &self,
+        conversation: &str,
+        client_msg_id: &str,
+        content: pb::content::Kind,
+        sign_off: pb::SignOff,
+    ) -> Result<pb::SendAck, ClientError> {
         let send = pb::SendMessage {
             client_msg_id: client_msg_id.to_string(),
             conversation: conversation.to_string(),
             content: Some(pb::Content {
                 kind: Some(content),
             }),
+            sign_off: sign_off as i32,
         };
         match self.request(Req::Send(send)).await? {
             Resp::Ack(ack) => Ok(ack),
@@ -576,6 +590,54 @@ impl Connection {
         };
         match self.request(Req::Recall(recall)).await? {
             Resp::Recall(ack) => Ok(ack),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Signs a message that requires sign-off; `password` is needed for
+    /// one with `SignOff::Password` (empty otherwise).
+    pub async fn sign(
+        &self,
+        conversation: &str,
+        seq: u64,
+        password: &str,
+    ) -> Result<pb::SignAck, ClientError> {
+        let sign = pb::SignMessage {
+            conversation: conversation.to_string(),
+            seq,
+            password: password.to_string(),
+        };
+        match self.request(Req::Sign(sign)).await? {
+            Resp::Sign(ack) => Ok(ack),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Returns who received, read and signed a message (its sender, a
+    /// group's owner or an admin may ask).
+    pub async fn sign_status(
+        &self,
+        conversation: &str,
+        seq: u64,
+    ) -> Result<pb::SignStatus, ClientError> {
+        let request = pb::SignStatusRequest {
+            conversation: conversation.to_string(),
+            seq,
+        };
+        match self.request(Req::SignStatus(request)).await? {
+            Resp::SignStatus(status) => Ok(status),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Reminds the recipients of a message who have not signed it.
+    pub async fn remind(&self, conversation: &str, seq: u64) -> Result<pb::Reminded, ClientError> {
+        let remind = pb::RemindSigners {
+            conversation: conversation.to_string(),
+            seq,
+        };
+        match self.request(Req::Remind(remind)).await? {
+            Resp::Reminded(reminded) => Ok(reminded),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }

@@ -47,6 +47,10 @@ pub const CF_CURSORS: &str = "cursors";
 /// The 1:1 conversations a user takes part in, kept by the conversation's
 /// partition: partition | user | conversation → empty.
 pub const CF_INBOX: &str = "inbox";
+/// Sign-off of messages that require it: partition | conversation | seq →
+/// `SignRequirement`, and partition | conversation | seq | user →
+/// `SignProgress` of each recipient who received or signed it.
+pub const CF_SIGNS: &str = "signs";
 /// Raft logs of every group: group id | index → entry.
 pub const CF_RAFT_LOG: &str = "raft_log";
 /// Raft state of every group: group id | tag → vote, committed, purged, applied.
@@ -78,7 +82,14 @@ pub const FORMAT_VERSION: u32 = 2;
 const FORMAT_KEY: &[u8] = b"chorus_storage_format";
 
 /// Every column family of a message partition (keys prefixed by the partition).
-pub const PARTITION_CFS: [&str; 5] = [CF_MSGS, CF_CONV_META, CF_DEDUP, CF_CURSORS, CF_INBOX];
+pub const PARTITION_CFS: [&str; 6] = [
+    CF_MSGS,
+    CF_CONV_META,
+    CF_DEDUP,
+    CF_CURSORS,
+    CF_INBOX,
+    CF_SIGNS,
+];
 
 const RAFT_CFS: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_STATE];
 

@@ -105,7 +105,23 @@ struct Inner {
     meta: Meta,
     homes: Homes,
     sessions: Sessions,
+    /// Where pushes of messages that require sign-off report the users
+    /// whose sessions took them (see [`Delivery::deliveries`]).
+    deliveries: std::sync::OnceLock<tokio::sync::mpsc::Sender<SignOffDelivery>>,
 }
+
+/// Sessions of `users` on this node took the push of a message that
+/// requires sign-off: the message path records its delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignOffDelivery {
+    pub conversation: String,
+    pub seq: u64,
+    pub users: Vec<u64>,
+}
+
+/// Reports of sign-off deliveries waiting to be recorded; past it, a
+/// report is dropped (the recipient's pull or read records it later).
+const DELIVERIES_QUEUED: usize = 4096;
 
 impl Delivery {
     pub fn new(node_id: u64, membership: Membership, links: PeerLinks, meta: Meta) -> Delivery {
@@ -117,8 +133,17 @@ impl Delivery {
                 meta,
                 homes: Homes::default(),
                 sessions: Sessions::new(),
+                deliveries: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Returns the reports of pushes of messages that require sign-off
+    /// taken by sessions of this node, for the message path to record
+    /// (called once, by the node; before it is, nothing is reported).
+    pub fn deliveries(&self) -> Option<tokio::sync::mpsc::Receiver<SignOffDelivery>> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(DELIVERIES_QUEUED);
+        self.inner.deliveries.set(sender).ok().map(|()| receiver)
     }
 
     fn node_id(&self) -> u64 {
@@ -383,9 +408,36 @@ impl Delivery {
                     .sessions
                     .push_presence(&frame, presence.user_id, presence.status, to)
             }
-            None => self.inner.sessions.push_local(&frame, to, except),
+            None => match sign_off_of(frame.frame()) {
+                Some(message) => {
+                    let (pushed, users) =
+                        self.inner
+                            .sessions
+                            .push_local_to(&frame, to, except, message.sender);
+                    self.report_delivery(message, users);
+                    pushed
+                }
+                None => self.inner.sessions.push_local(&frame, to, except),
+            },
         };
         ::metrics::counter!(metrics::PUSHES_DELIVERED, "kind" => kind).increment(pushed);
+    }
+
+    fn report_delivery(&self, message: &pb::Message, users: Vec<u64>) {
+        let Some(reports) = self.inner.deliveries.get() else {
+            return;
+        };
+        if users.is_empty() {
+            return;
+        }
+        let report = SignOffDelivery {
+            conversation: message.conversation.clone(),
+            seq: message.seq,
+            users,
+        };
+        if reports.try_send(report).is_err() {
+            tracing::debug!("sign-off delivery reports queue full, dropping one");
+        }
     }
 
     /// Handles a `Request::Deliver` or (`push`) `Request::Push` envelope.
@@ -578,6 +630,18 @@ pub async fn run(delivery: Delivery, upkeep: Upkeep, stop: CancellationToken) {
 fn presence_of(frame: &pb::ServerFrame) -> Option<&pb::Presence> {
     match &frame.body {
         Some(pb::server_frame::Body::Presence(event)) => event.presence.as_ref(),
+        _ => None,
+    }
+}
+
+/// Returns the message a frame pushes if it requires sign-off.
+fn sign_off_of(frame: &pb::ServerFrame) -> Option<&pb::Message> {
+    match &frame.body {
+        Some(pb::server_frame::Body::Message(message))
+            if message.sign_off != pb::SignOff::None as i32 =>
+        {
+            Some(message)
+        }
         _ => None,
     }
 }

@@ -401,6 +401,33 @@ impl Sessions {
         }
         pushed
     }
+
+    /// Pushes like [`Sessions::push_local`] and also returns the users
+    /// other than `sender` of whom at least one session took the frame.
+    pub fn push_local_to(
+        &self,
+        frame: &Arc<SharedFrame>,
+        users: &[u64],
+        except: Option<u64>,
+        sender: u64,
+    ) -> (u64, Vec<u64>) {
+        let entries = self.entries();
+        let mut pushed = 0;
+        let mut reached = Vec::new();
+        for user in users {
+            let mut took = false;
+            for session in entries.local.get(user).into_iter().flatten() {
+                if Some(session.id) != except && session.outbox.push(frame.clone()) {
+                    pushed += 1;
+                    took = true;
+                }
+            }
+            if took && *user != sender {
+                reached.push(*user);
+            }
+        }
+        (pushed, reached)
+    }
 }
 
 impl Default for Sessions {

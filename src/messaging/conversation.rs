@@ -21,7 +21,7 @@ use crate::authz::{self, Action, Subject};
 use crate::delivery::SessionRef;
 use crate::meta::Meta;
 use crate::partition::{Applied, Command};
-use crate::protocol::{ConversationId, ProtocolError, now_ms, pb, store_pb};
+use crate::protocol::{ConversationId, ErrorCode, ProtocolError, now_ms, pb, store_pb};
 
 pub enum ConversationMsg {
     Send {
@@ -42,6 +42,23 @@ pub enum ConversationMsg {
         subject: Subject,
         seq: u64,
         origin: SessionRef,
+        port: Port,
+    },
+    Sign {
+        user: u64,
+        seq: u64,
+        password_verified: bool,
+        origin: SessionRef,
+        port: Port,
+    },
+    Delivered {
+        users: Vec<u64>,
+        seq: u64,
+        port: Port,
+    },
+    Remind {
+        subject: Subject,
+        seq: u64,
         port: Port,
     },
     /// The group's membership changed: reload it before the next request.
@@ -95,6 +112,8 @@ const IDLE_AFTER: Duration = Duration::from_secs(300);
 /// How long a group's member list is trusted: a change applied through
 /// another node reaches this actor's cache within this time.
 const MEMBERS_TTL: Duration = Duration::from_secs(1);
+/// How often the recipients of one message may be reminded to sign it.
+pub const REMIND_EVERY: Duration = Duration::from_secs(60);
 
 /// Sends proposed and not yet applied, by `(sender, client_msg_id)`, with
 /// the ports waiting for each: a resend joins the first instead of queueing
@@ -108,6 +127,8 @@ pub struct ConversationState {
     /// Sorted members and when they were loaded.
     members: Option<(Instant, Arc<Vec<u64>>)>,
     in_flight: InFlight,
+    /// When each message's unsigned recipients were last reminded, by seq.
+    reminded: HashMap<u64, Instant>,
     last_active: Instant,
     /// Set once the directory forgot this actor: it stops at the next tick,
     /// after requests sent through stale references have drained.
@@ -180,6 +201,12 @@ impl ConversationState {
             ConversationId::Direct { lo, hi } => vec![lo, hi],
             ConversationId::Group(_) => Vec::new(),
         };
+        // Who must sign is fixed when it is sent: the members then.
+        let recipients = if message.sign_off == pb::SignOff::None as i32 {
+            Vec::new()
+        } else {
+            members.iter().copied().filter(|m| *m != sender).collect()
+        };
         let command = Command::Append(store_pb::Append {
             conversation: self.conv.to_string(),
             sender,
@@ -187,6 +214,8 @@ impl ConversationState {
             content: message.content,
             server_time_ms: now_ms(),
             touch_users,
+            sign_off: message.sign_off,
+            recipients,
         });
         let (in_flight, delivery) = (
             self.in_flight.clone(),
@@ -381,6 +410,165 @@ impl ConversationState {
     }
 }
 
+impl ConversationState {
+    /// Proposes a recipient's signature; whether they may sign is decided
+    /// when it is applied. Once signed, the sender's devices and the
+    /// signer's others hear of it.
+    fn sign(
+        &mut self,
+        user: u64,
+        seq: u64,
+        password_verified: bool,
+        origin: SessionRef,
+        port: Port,
+    ) {
+        let command = Command::Sign(store_pb::Sign {
+            conversation: self.conv.to_string(),
+            seq,
+            user_id: user,
+            password_verified,
+            at_ms: now_ms(),
+        });
+        let (conv, delivery) = (self.conv, self.messaging.inner.delivery.clone());
+        let then = Box::new(move |outcome: Result<Applied, Refusal>| {
+            let (sender, signed_at_ms, duplicate) = match refusals(outcome) {
+                Ok(Applied::Signed {
+                    sender,
+                    signed_at_ms,
+                    duplicate,
+                }) => (sender, signed_at_ms, duplicate),
+                Ok(other) => {
+                    let err = ProtocolError::internal(format!("sign applied as {other:?}"));
+                    return refuse(port, err);
+                }
+                Err(refusal) => {
+                    let _ = port.send(Err(refusal));
+                    return;
+                }
+            };
+            let conversation = conv.to_string();
+            let _ = port.send(Ok(Answer::Sign(pb::SignAck {
+                conversation: conversation.clone(),
+                seq,
+                signed_at_ms,
+                duplicate,
+            })));
+            if duplicate {
+                return;
+            }
+            metrics::counter!(m::MESSAGES_SIGNED).increment(1);
+            let event = pb::ServerFrame {
+                request_id: 0,
+                body: Some(pb::server_frame::Body::Signed(pb::SignEvent {
+                    conversation,
+                    seq,
+                    user_id: user,
+                    signed_at_ms,
+                })),
+            };
+            delivery.deliver(event, vec![sender, user], Some(origin));
+        });
+        self.messaging
+            .proposer(self.partition)
+            .propose(command, then);
+    }
+
+    /// Records the first delivery of a message that requires sign-off to
+    /// each of `users`.
+    fn delivered(&mut self, users: Vec<u64>, seq: u64, port: Port) {
+        let command = Command::MarkDelivered(store_pb::MarkDelivered {
+            conversation: self.conv.to_string(),
+            seq,
+            user_ids: users,
+            at_ms: now_ms(),
+        });
+        let then = Box::new(move |outcome: Result<Applied, Refusal>| {
+            let _ = port.send(match refusals(outcome) {
+                Ok(Applied::Delivered { users }) => Ok(Answer::Delivered(users)),
+                Ok(other) => Err(Refusal::Failed(ProtocolError::internal(format!(
+                    "delivery applied as {other:?}"
+                )))),
+                Err(refusal) => Err(refusal),
+            });
+        });
+        self.messaging
+            .proposer(self.partition)
+            .propose(command, then);
+    }
+
+    /// Pushes a `SignReminder` to every recipient of a message who has not
+    /// signed it, at most once per [`REMIND_EVERY`] for one message. Read
+    /// from this leader's replica, which holds every signature acked.
+    async fn remind(&mut self, subject: Subject, seq: u64, port: Port) {
+        let (partitions, conv) = (self.messaging.inner.partitions.clone(), self.conv);
+        let status = tokio::task::spawn_blocking(move || -> Result<_, ProtocolError> {
+            match partitions.sign_status(&conv, seq)? {
+                Some(status) => Ok(status),
+                None if partitions.message(&conv, seq)?.is_none() => Err(ProtocolError::not_found(
+                    format!("message {conv}:{seq} does not exist"),
+                )),
+                None => Err(ProtocolError::invalid(format!(
+                    "message {conv}:{seq} does not ask to be signed"
+                ))),
+            }
+        })
+        .await
+        .map_err(|e| ProtocolError::internal(e.to_string()))
+        .and_then(|status| status);
+        let status = match status {
+            Ok(status) => status,
+            Err(err) => return refuse(port, err),
+        };
+        let asking = Action::RemindSigners {
+            sender: status.sender,
+        };
+        if let Err(err) = authz::check(&subject, asking) {
+            return refuse(port, err);
+        }
+        if let Some(at) = self.reminded.get(&seq)
+            && at.elapsed() < REMIND_EVERY
+        {
+            return refuse(
+                port,
+                ProtocolError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "its recipients were reminded {} s ago; remind again after {} s",
+                        at.elapsed().as_secs(),
+                        REMIND_EVERY.as_secs()
+                    ),
+                ),
+            );
+        }
+        let unsigned: Vec<u64> = status
+            .recipients
+            .iter()
+            .filter(|r| !r.signed)
+            .map(|r| r.user_id)
+            .collect();
+        self.reminded.insert(seq, Instant::now());
+        if !unsigned.is_empty() {
+            let reminder = pb::ServerFrame {
+                request_id: 0,
+                body: Some(pb::server_frame::Body::SignReminder(pb::SignReminder {
+                    conversation: conv.to_string(),
+                    seq,
+                    from: subject.user_id,
+                })),
+            };
+            self.messaging
+                .inner
+                .delivery
+                .deliver(reminder, unsigned.clone(), None);
+        }
+        let _ = port.send(Ok(Answer::Reminded(pb::Reminded {
+            conversation: conv.to_string(),
+            seq,
+            user_ids: unsigned,
+        })));
+    }
+}
+
 impl Actor for ConversationActor {
     type Msg = ConversationMsg;
     type State = ConversationState;
@@ -397,6 +585,7 @@ impl Actor for ConversationActor {
             messaging,
             members: None,
             in_flight: InFlight::default(),
+            reminded: HashMap::new(),
             last_active: Instant::now(),
             retiring: false,
             ticker: Some(myself.send_interval(IDLE_CHECK, || ConversationMsg::Tick)),
@@ -443,6 +632,17 @@ impl Actor for ConversationActor {
                 origin,
                 port,
             } => state.recall(subject, seq, origin, port).await,
+            ConversationMsg::Sign {
+                user,
+                seq,
+                password_verified,
+                origin,
+                port,
+            } => state.sign(user, seq, password_verified, origin, port),
+            ConversationMsg::Delivered { users, seq, port } => state.delivered(users, seq, port),
+            ConversationMsg::Remind { subject, seq, port } => {
+                state.remind(subject, seq, port).await
+            }
             ConversationMsg::MembersChanged => state.members = None,
             ConversationMsg::Tick if state.retiring => myself.stop(None),
             ConversationMsg::Tick => {

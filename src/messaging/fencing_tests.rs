@@ -80,6 +80,7 @@ fn append(client_msg_id: &str, text: &str) -> Command {
         }),
         server_time_ms: 1,
         touch_users: vec![1, 2],
+        ..Default::default()
     })
 }
 

@@ -21,6 +21,8 @@ pub const MESSAGES_ACCEPTED: &str = "chorus_messages_accepted_total";
 pub const MESSAGES_DEDUPLICATED: &str = "chorus_messages_deduplicated_total";
 /// Messages recalled (each appends a notice).
 pub const MESSAGES_RECALLED: &str = "chorus_messages_recalled_total";
+/// Signatures on messages that require sign-off (a repeat is not counted).
+pub const MESSAGES_SIGNED: &str = "chorus_messages_signed_total";
 /// Time from receiving a send to queueing its ack, seconds.
 pub const SEND_ACK_SECONDS: &str = "chorus_send_ack_seconds";
 /// Time from commit to queueing the last push of a message, seconds.
@@ -39,6 +41,10 @@ pub fn describe() {
     metrics::describe_counter!(
         MESSAGES_RECALLED,
         "Messages recalled (each appends a notice)"
+    );
+    metrics::describe_counter!(
+        MESSAGES_SIGNED,
+        "Signatures on messages that require sign-off"
     );
     metrics::describe_histogram!(
         SEND_ACK_SECONDS,

@@ -1,4 +1,5 @@
-//! The message path. A conversation's requests (sends, read marks, recalls) go to its
+//! The message path. A conversation's requests (sends, read marks, recalls,
+//! sign-offs) go to its
 //! actor on the node that leads the conversation's partition, so every
 //! request of a conversation, from any node, meets the same actor. The
 //! partition is computed once, where the request arrived; a node that
@@ -57,6 +58,23 @@ pub enum Request {
         subject: Subject,
         seq: u64,
     },
+    /// A recipient signs a message that requires sign-off; the node the
+    /// request arrived on checked their password if they gave one.
+    Sign {
+        user: u64,
+        seq: u64,
+        password_verified: bool,
+    },
+    /// Devices of these users received a message that requires sign-off.
+    Delivered {
+        users: Vec<u64>,
+        seq: u64,
+    },
+    /// The sender (or an admin) reminds the recipients who have not signed.
+    Remind {
+        subject: Subject,
+        seq: u64,
+    },
 }
 
 /// What the conversation answered.
@@ -65,6 +83,10 @@ pub enum Answer {
     Ack(pb::SendAck),
     Read(pb::ReadAck),
     Recall(pb::RecallAck),
+    Sign(pb::SignAck),
+    /// The recipients whose first delivery this recorded.
+    Delivered(Vec<u64>),
+    Reminded(pb::Reminded),
 }
 
 /// Where a conversation actor sends its answer.
@@ -320,6 +342,19 @@ impl Messaging {
                 origin,
                 port,
             },
+            Request::Sign {
+                user,
+                seq,
+                password_verified,
+            } => ConversationMsg::Sign {
+                user,
+                seq,
+                password_verified,
+                origin,
+                port,
+            },
+            Request::Delivered { users, seq } => ConversationMsg::Delivered { users, seq, port },
+            Request::Remind { subject, seq } => ConversationMsg::Remind { subject, seq, port },
         };
         actor.cast(msg).map_err(|_| {
             Refusal::Failed(ProtocolError::new(
@@ -389,6 +424,37 @@ impl Messaging {
             .map(|n| n.peer_addr)
     }
 
+    /// Records that `user`'s device was given the messages of a pull that
+    /// require sign-off and are not signed yet (in the background: the
+    /// pull's answer does not wait for it).
+    pub fn pulled(&self, user: u64, result: &pb::PullResult) {
+        let Ok(conv) = result.conversation.parse::<ConversationId>() else {
+            return;
+        };
+        for message in &result.messages {
+            if message.sign_off != pb::SignOff::None as i32
+                && message.sender != user
+                && message.signed_at_ms == 0
+            {
+                self.record_delivery(conv, vec![user], message.seq);
+            }
+        }
+    }
+
+    fn record_delivery(&self, conv: ConversationId, users: Vec<u64>, seq: u64) {
+        let messaging = self.clone();
+        let origin = SessionRef {
+            node: self.inner.node_id,
+            session: 0,
+        };
+        tokio::spawn(async move {
+            let request = Request::Delivered { users, seq };
+            if let Err(err) = messaging.call(conv, request, origin).await {
+                tracing::debug!(%conv, seq, error = %err, "sign-off delivery not recorded");
+            }
+        });
+    }
+
     /// Answers a conversation call from another node (which gives up on
     /// it after [`ATTEMPT_PATIENCE`]).
     pub async fn serve_call(&self, call: peer_pb::ConversationCall) -> PeerResponse {
@@ -411,6 +477,27 @@ impl Messaging {
             Err(err) => Err(Refusal::Failed(err)),
         };
         encode_answer(answer)
+    }
+}
+
+/// Records the deliveries of messages that require sign-off that this
+/// node's sessions took (reported by the delivery plane), until `stop`.
+pub async fn record_deliveries(
+    messaging: Messaging,
+    mut deliveries: tokio::sync::mpsc::Receiver<crate::delivery::SignOffDelivery>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let report = tokio::select! {
+            () = stop.cancelled() => return,
+            report = deliveries.recv() => match report {
+                Some(report) => report,
+                None => return,
+            },
+        };
+        if let Ok(conv) = report.conversation.parse::<ConversationId>() {
+            messaging.record_delivery(conv, report.users, report.seq);
+        }
     }
 }
 
@@ -457,6 +544,24 @@ fn encode_call(
                 admin: subject.admin,
                 seq: *seq,
             }),
+            Request::Sign {
+                user,
+                seq,
+                password_verified,
+            } => R::Sign(peer_pb::ConversationSign {
+                user: *user,
+                seq: *seq,
+                password_verified: *password_verified,
+            }),
+            Request::Delivered { users, seq } => R::Delivered(peer_pb::ConversationDelivered {
+                users: users.clone(),
+                seq: *seq,
+            }),
+            Request::Remind { subject, seq } => R::Remind(peer_pb::ConversationRemind {
+                user: subject.user_id,
+                admin: subject.admin,
+                seq: *seq,
+            }),
         }),
     }
 }
@@ -493,6 +598,22 @@ fn decode_call(
             },
             seq: recall.seq,
         },
+        Some(R::Sign(sign)) => Request::Sign {
+            user: sign.user,
+            seq: sign.seq,
+            password_verified: sign.password_verified,
+        },
+        Some(R::Delivered(delivered)) => Request::Delivered {
+            users: delivered.users,
+            seq: delivered.seq,
+        },
+        Some(R::Remind(remind)) => Request::Remind {
+            subject: Subject {
+                user_id: remind.user,
+                admin: remind.admin,
+            },
+            seq: remind.seq,
+        },
         None => return Err(ProtocolError::invalid("conversation call without request")),
     };
     Ok((conv, partition, request, origin))
@@ -504,6 +625,11 @@ fn encode_answer(answer: Result<Answer, Refusal>) -> PeerResponse {
         Ok(Answer::Ack(ack)) => A::Ack(ack),
         Ok(Answer::Read(read)) => A::Read(read),
         Ok(Answer::Recall(recall)) => A::Recall(recall),
+        Ok(Answer::Sign(sign)) => A::Sign(sign),
+        Ok(Answer::Reminded(reminded)) => A::Reminded(reminded),
+        Ok(Answer::Delivered(users)) => {
+            A::Delivered(peer_pb::ConversationDelivered { users, seq: 0 })
+        }
         Err(Refusal::NotLeader(leader_id)) => {
             return PeerResponse::NotLeader(peer_pb::NotLeader {
                 leader_id,
@@ -539,6 +665,9 @@ fn decode_answer(response: PeerResponse) -> Result<Answer, Refusal> {
         Some(A::Ack(ack)) => Ok(Answer::Ack(ack)),
         Some(A::Read(read)) => Ok(Answer::Read(read)),
         Some(A::Recall(recall)) => Ok(Answer::Recall(recall)),
+        Some(A::Sign(sign)) => Ok(Answer::Sign(sign)),
+        Some(A::Reminded(reminded)) => Ok(Answer::Reminded(reminded)),
+        Some(A::Delivered(delivered)) => Ok(Answer::Delivered(delivered.users)),
         None => Err(Refusal::Failed(ProtocolError::internal(
             "unexpected answer to a conversation call",
         ))),
@@ -563,6 +692,7 @@ mod tests {
                 conversation: "d:1:2".to_string(),
                 client_msg_id: "m1".to_string(),
                 content: None,
+                ..Default::default()
             },
         };
         let bytes = encode_call(conv, 5, &request, origin).encode_to_vec();
@@ -596,6 +726,46 @@ mod tests {
         };
         let answer = decode_answer(encode_answer(Ok(Answer::Recall(ack.clone()))));
         assert_eq!(answer.unwrap(), Answer::Recall(ack));
+        for request in [
+            Request::Sign {
+                user: 4,
+                seq: 7,
+                password_verified: true,
+            },
+            Request::Delivered {
+                users: vec![4, 5],
+                seq: 7,
+            },
+            Request::Remind {
+                subject: Subject {
+                    user_id: 4,
+                    admin: false,
+                },
+                seq: 7,
+            },
+        ] {
+            let (_, _, back, _) = decode_call(encode_call(conv, 5, &request, origin)).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{request:?}"));
+        }
+        for answer in [
+            Answer::Sign(pb::SignAck {
+                conversation: "d:1:2".into(),
+                seq: 7,
+                signed_at_ms: 9,
+                duplicate: true,
+            }),
+            Answer::Delivered(vec![4]),
+            Answer::Reminded(pb::Reminded {
+                conversation: "d:1:2".into(),
+                seq: 7,
+                user_ids: vec![2],
+            }),
+        ] {
+            assert_eq!(
+                decode_answer(encode_answer(Ok(answer.clone()))).unwrap(),
+                answer
+            );
+        }
         let failed = decode_answer(encode_answer(Err(Refusal::Failed(
             ProtocolError::forbidden("no"),
         ))));

@@ -1,11 +1,13 @@
-//! Reads of partition data for a user: pulls, receipts and sync. A node
+//! Reads of partition data for a user: pulls, receipts, sign-off status
+//! and sync. A node
 //! answers from its own replica when it leads the partition; otherwise it
 //! asks the partition's leader over a peer link, which answers from its
 //! replica, so a client reads every write it was acked.
 
 use std::collections::BTreeMap;
 
-use super::{Messaging, members_for};
+use super::{Messaging, members_for, members_of};
+use crate::authz::{self, Action, Subject};
 use crate::cluster::{Request, Response, response_label};
 use crate::db;
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb};
@@ -30,12 +32,17 @@ pub enum ReadRequest {
         user: u64,
         partitions: Vec<u16>,
     },
+    SignStatus {
+        subject: Subject,
+        request: pb::SignStatusRequest,
+    },
 }
 
 #[derive(Debug)]
 pub enum ReadResponse {
     Pull(pb::PullResult),
     Receipts(pb::ReceiptsResult),
+    SignStatus(pb::SignStatus),
     Sync(Vec<pb::ConversationState>),
     Failed { code: i32, message: String },
 }
@@ -76,6 +83,10 @@ impl Messaging {
                 .conversation
                 .parse()
                 .map(|c| vec![self.partition_of(&c)]),
+            ReadRequest::SignStatus { request, .. } => request
+                .conversation
+                .parse()
+                .map(|c| vec![self.partition_of(&c)]),
             ReadRequest::Sync { partitions, .. } => Ok(partitions.clone()),
         };
         let confirmed = match partitions {
@@ -98,6 +109,9 @@ impl Messaging {
             }
             ReadRequest::Sync { user, partitions } => {
                 sync_partitions(&messaging, user, &partitions).map(ReadResponse::Sync)
+            }
+            ReadRequest::SignStatus { subject, request } => {
+                sign_status(&messaging, &subject, request).map(ReadResponse::SignStatus)
             }
         })
         .await
@@ -248,6 +262,28 @@ impl Messaging {
             .await?
         {
             ReadResponse::Receipts(result) => Ok(result),
+            other => Err(ProtocolError::internal(format!(
+                "unexpected read response {other:?}"
+            ))),
+        }
+    }
+
+    /// Returns who received, read and signed a message that requires
+    /// sign-off, for its sender, a moderator or an admin.
+    pub async fn sign_status(
+        &self,
+        subject: Subject,
+        request: pb::SignStatusRequest,
+    ) -> Result<pb::SignStatus, ProtocolError> {
+        let conv: ConversationId = request.conversation.parse()?;
+        match self
+            .read_at(
+                self.partition_of(&conv),
+                ReadRequest::SignStatus { subject, request },
+            )
+            .await?
+        {
+            ReadResponse::SignStatus(status) => Ok(status),
             other => Err(ProtocolError::internal(format!(
                 "unexpected read response {other:?}"
             ))),
@@ -425,6 +461,15 @@ fn pull_messages(
         has_more = true;
     }
     fill_read_counts(messaging, &conv, &members, &mut messages)?;
+    for message in &mut messages {
+        if message.sign_off != pb::SignOff::None as i32 && message.sender != user {
+            message.signed_at_ms =
+                messaging
+                    .inner
+                    .partitions
+                    .signed_at(&conv, message.seq, user)?;
+        }
+    }
     Ok(pb::PullResult {
         conversation: pull.conversation,
         messages,
@@ -469,4 +514,50 @@ fn receipts(
             })
             .collect(),
     })
+}
+
+/// Reads a message's sign-off status, for those `authz` lets see it.
+pub(super) fn sign_status(
+    messaging: &Messaging,
+    subject: &Subject,
+    request: pb::SignStatusRequest,
+) -> Result<pb::SignStatus, ProtocolError> {
+    let conv: ConversationId = request.conversation.parse()?;
+    let members = members_of(&messaging.inner.meta, &conv)?;
+    authz::check(
+        subject,
+        Action::SeeMembers {
+            conv: &conv,
+            members: &members,
+        },
+    )?;
+    let partitions = &messaging.inner.partitions;
+    let status = match partitions.sign_status(&conv, request.seq)? {
+        Some(status) => status,
+        None if partitions.message(&conv, request.seq)?.is_none() => {
+            return Err(ProtocolError::not_found(format!(
+                "message {conv}:{} does not exist",
+                request.seq
+            )));
+        }
+        None => {
+            return Err(ProtocolError::invalid(format!(
+                "message {conv}:{} does not ask to be signed",
+                request.seq
+            )));
+        }
+    };
+    let owner = match conv {
+        ConversationId::Group(id) => messaging.inner.meta.group(id)?.map(|g| g.owner),
+        ConversationId::Direct { .. } => None,
+    };
+    let moderator = authz::allows(subject, Action::Moderate { owner });
+    authz::check(
+        subject,
+        Action::SeeSignOff {
+            sender: status.sender,
+            moderator,
+        },
+    )?;
+    Ok(status)
 }

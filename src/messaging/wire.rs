@@ -22,6 +22,13 @@ impl From<ReadRequest> for peer_pb::ReadRequest {
                 user,
                 partitions: partitions.into_iter().map(u32::from).collect(),
             }),
+            ReadRequest::SignStatus { subject, request } => {
+                Read::SignStatus(read_request::SignStatus {
+                    user: subject.user_id,
+                    admin: subject.admin,
+                    request: Some(request),
+                })
+            }
         };
         peer_pb::ReadRequest { read: Some(read) }
     }
@@ -53,6 +60,13 @@ impl TryFrom<peer_pb::ReadRequest> for ReadRequest {
                     })
                     .collect::<Result<_, _>>()?,
             },
+            Read::SignStatus(s) => ReadRequest::SignStatus {
+                subject: crate::authz::Subject {
+                    user_id: s.user,
+                    admin: s.admin,
+                },
+                request: s.request.ok_or(missing("request"))?,
+            },
         })
     }
 }
@@ -63,6 +77,7 @@ impl From<ReadResponse> for peer_pb::ReadResponse {
         let answer = match response {
             ReadResponse::Pull(result) => Answer::Pull(result),
             ReadResponse::Receipts(result) => Answer::Receipts(result),
+            ReadResponse::SignStatus(status) => Answer::SignStatus(status),
             ReadResponse::Sync(conversations) => {
                 Answer::Sync(read_response::Conversations { conversations })
             }
@@ -88,6 +103,7 @@ impl TryFrom<peer_pb::ReadResponse> for ReadResponse {
             {
                 Answer::Pull(result) => ReadResponse::Pull(result),
                 Answer::Receipts(result) => ReadResponse::Receipts(result),
+                Answer::SignStatus(status) => ReadResponse::SignStatus(status),
                 Answer::Sync(s) => ReadResponse::Sync(s.conversations),
                 Answer::Failed(e) => ReadResponse::Failed {
                     code: e.code,
@@ -124,6 +140,16 @@ mod tests {
                 user: 1,
                 partitions: vec![0, 63],
             },
+            ReadRequest::SignStatus {
+                subject: crate::authz::Subject {
+                    user_id: 2,
+                    admin: true,
+                },
+                request: pb::SignStatusRequest {
+                    conversation: "g:1".into(),
+                    seq: 4,
+                },
+            },
         ];
         for request in requests {
             let back = ReadRequest::try_from(peer_pb::ReadRequest::from(request.clone())).unwrap();
@@ -132,6 +158,7 @@ mod tests {
         let responses = [
             ReadResponse::Pull(pb::PullResult::default()),
             ReadResponse::Receipts(pb::ReceiptsResult::default()),
+            ReadResponse::SignStatus(pb::SignStatus::default()),
             ReadResponse::Sync(vec![pb::ConversationState::default()]),
             ReadResponse::Failed {
                 code: crate::protocol::ErrorCode::Forbidden as i32,

@@ -248,6 +248,8 @@ impl Node {
             links.clone(),
             meta.clone(),
         );
+        // Taken before any session connects; recorded once messaging runs.
+        let sign_off_deliveries = delivery.deliveries();
         let registry = Registry::start()
             .await
             .map_err(|e| NodeError::Actors(e.to_string()))?;
@@ -340,6 +342,13 @@ impl Node {
             lease: Duration::from_secs(config.auth.session_lease_secs.max(1)),
             gossip: Duration::from_millis(config.cluster.gossip_interval_ms),
         };
+        if let Some(deliveries) = sign_off_deliveries {
+            tasks.spawn(crate::messaging::record_deliveries(
+                messaging.clone(),
+                deliveries,
+                stop.clone(),
+            ));
+        }
         tasks.spawn(delivery::run(delivery, upkeep, stop.clone()));
         // A silent leader's successor campaigns first, the others after it.
         tasks.spawn(succession::run(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 #[cfg(test)]
 use crate::cluster::PeerLinks;
-use crate::db::{self, CF_CONV_META, CF_CURSORS, CF_INBOX, CF_MSGS, Db, StorageError};
+use crate::db::{self, CF_CONV_META, CF_CURSORS, CF_INBOX, CF_MSGS, CF_SIGNS, Db, StorageError};
 use crate::protocol::{ConversationId, pb, store_pb};
 #[cfg(test)]
 use crate::protocol::{ErrorCode, ProtocolError};
@@ -77,6 +77,13 @@ impl Keys {
         let mut key = self.conv_prefix(conv);
         key.extend_from_slice(&user.to_be_bytes());
         key
+    }
+
+    /// A recipient's sign-off progress on a message, beside the message's
+    /// `SignRequirement` (kept at the message's key in `CF_SIGNS`).
+    pub fn progress_key(mut msg_key: Vec<u8>, user: u64) -> Vec<u8> {
+        msg_key.extend_from_slice(&user.to_be_bytes());
+        msg_key
     }
 
     /// Inbox rows live in the conversation's partition, so that each group
@@ -221,6 +228,83 @@ impl Partitions {
             .collect()
     }
 
+    /// Returns what a message that requires sign-off asks (`None` when it
+    /// asks for none).
+    pub fn sign_requirement(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+    ) -> Result<Option<store_pb::SignRequirement>, StorageError> {
+        self.db.get_pb(CF_SIGNS, &self.keys.msg_key(conv, seq))
+    }
+
+    /// Returns when `user` signed a message (0 when they have not).
+    pub fn signed_at(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+        user: u64,
+    ) -> Result<i64, StorageError> {
+        let key = Keys::progress_key(self.keys.msg_key(conv, seq), user);
+        let progress: Option<store_pb::SignProgress> = self.db.get_pb(CF_SIGNS, &key)?;
+        Ok(progress.map_or(0, |p| p.signed_at_ms))
+    }
+
+    /// Returns the sign-off status of a message, per recipient: delivered
+    /// and signed from the progress records, read from the read cursors
+    /// (no row per reader). `None` when the message asks for no sign-off.
+    pub fn sign_status(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+    ) -> Result<Option<pb::SignStatus>, StorageError> {
+        let prefix = self.keys.msg_key(conv, seq);
+        let Some(requirement) = self.sign_requirement(conv, seq)? else {
+            return Ok(None);
+        };
+        let mut progress = std::collections::HashMap::new();
+        for (key, value) in self.db.scan(CF_SIGNS, &prefix, &prefix, usize::MAX)? {
+            if key.len() != prefix.len() + 8 {
+                continue;
+            }
+            let user = db::decode_u64(CF_SIGNS, &key[prefix.len()..])?;
+            let record: store_pb::SignProgress =
+                prost::Message::decode(&*value).map_err(|e| StorageError::Corrupt {
+                    cf: CF_SIGNS,
+                    detail: e.to_string(),
+                })?;
+            progress.insert(user, record);
+        }
+        let cursors: std::collections::HashMap<u64, u64> =
+            self.read_cursors(conv)?.into_iter().collect();
+        let mut status = pb::SignStatus {
+            conversation: conv.to_string(),
+            seq,
+            sign_off: requirement.sign_off,
+            sender: requirement.sender,
+            recipient_count: requirement.recipients.len() as u32,
+            ..Default::default()
+        };
+        for user in &requirement.recipients {
+            let record = progress.get(user).copied().unwrap_or_default();
+            let signed = record.signed_at_ms > 0;
+            let read = signed || cursors.get(user).is_some_and(|c| *c >= seq);
+            let delivered = read || record.delivered_at_ms > 0;
+            status.delivered_count += u32::from(delivered);
+            status.read_count += u32::from(read);
+            status.signed_count += u32::from(signed);
+            status.recipients.push(pb::RecipientSignStatus {
+                user_id: *user,
+                delivered,
+                delivered_at_ms: record.delivered_at_ms,
+                read,
+                signed,
+                signed_at_ms: record.signed_at_ms,
+            });
+        }
+        Ok(Some(status))
+    }
+
     /// Returns the 1:1 conversations a user takes part in (one seek per partition).
     #[cfg(test)]
     pub fn direct_conversations(&self, user: u64) -> Result<Vec<ConversationId>, StorageError> {
@@ -263,6 +347,7 @@ mod tests {
             content: None,
             server_time_ms: 1,
             touch_users: vec![1, 2],
+            ..Default::default()
         })
     }
 

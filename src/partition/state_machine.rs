@@ -2,7 +2,9 @@
 //! in log order. Seqs are assigned here, strictly +1 per conversation; a
 //! resend of `(sender, client_msg_id)` returns the stored message. A recall
 //! is decided here too (`authz::Action::Recall`), against the stored
-//! message and the time the recall was proposed.
+//! message and the time the recall was proposed. So is a signature on a
+//! message that requires sign-off, against the `SignRequirement` its
+//! append wrote beside it.
 
 use std::io::Cursor;
 
@@ -11,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::{Command, Keys};
 use crate::authz::{self, Action, Subject};
 use crate::db::PARTITION_CFS;
-use crate::db::{Batch, CF_CONV_META, CF_CURSORS, CF_DEDUP, CF_INBOX, CF_MSGS, Db, StorageError};
+use crate::db::{
+    Batch, CF_CONV_META, CF_CURSORS, CF_DEDUP, CF_INBOX, CF_MSGS, CF_SIGNS, Db, StorageError,
+};
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb, store_pb};
 use crate::raft::Apply;
 
@@ -47,6 +51,15 @@ pub enum Applied {
     },
     /// The command was refused (`code` of the closed set); nothing was written.
     Refused { code: ErrorCode, message: String },
+    /// A recipient signed a message of `sender`; `duplicate` when they had
+    /// signed it already (at `signed_at_ms`) and nothing new was written.
+    Signed {
+        sender: u64,
+        signed_at_ms: i64,
+        duplicate: bool,
+    },
+    /// The recipients whose first delivery of a message was recorded.
+    Delivered { users: Vec<u64> },
 }
 
 impl Applied {
@@ -70,6 +83,9 @@ struct Pending {
     messages: std::collections::HashMap<Vec<u8>, pb::Message>,
     /// Read cursors, by cursor key.
     cursors: std::collections::HashMap<Vec<u8>, u64>,
+    /// Sign-off requirements and progress records, by their keys.
+    requirements: std::collections::HashMap<Vec<u8>, store_pb::SignRequirement>,
+    progress: std::collections::HashMap<Vec<u8>, store_pb::SignProgress>,
 }
 
 /// Applies the commands of one partition.
@@ -158,7 +174,28 @@ impl PartitionApply {
             server_time_ms: append.server_time_ms,
             content: append.content.clone(),
             read_count: 0,
+            sign_off: append.sign_off,
+            signed_at_ms: 0,
         };
+        if append.sign_off != pb::SignOff::None as i32 {
+            let mut recipients: Vec<u64> = append
+                .recipients
+                .iter()
+                .copied()
+                .filter(|r| *r != append.sender)
+                .collect();
+            recipients.sort_unstable();
+            recipients.dedup();
+            let requirement = store_pb::SignRequirement {
+                sender: append.sender,
+                sign_off: append.sign_off,
+                recipients,
+                sent_at_ms: append.server_time_ms,
+            };
+            let key = self.keys.msg_key(&conv, seq);
+            batch.put_pb(CF_SIGNS, &key, &requirement);
+            pending.requirements.insert(key, requirement);
+        }
         batch.put(CF_CONV_META, &prefix, &seq.to_be_bytes()).put(
             CF_DEDUP,
             &dedup_key,
@@ -254,6 +291,8 @@ impl PartitionApply {
                 })),
             }),
             read_count: 0,
+            sign_off: 0,
+            signed_at_ms: 0,
         };
         message.content = Some(pb::Content {
             kind: Some(Kind::Recalled(pb::RecalledContent {
@@ -271,6 +310,136 @@ impl PartitionApply {
             notice,
             duplicate: false,
         })
+    }
+
+    fn requirement(
+        &self,
+        pending: &Pending,
+        key: &[u8],
+    ) -> Result<Option<store_pb::SignRequirement>, StorageError> {
+        match pending.requirements.get(key) {
+            Some(requirement) => Ok(Some(requirement.clone())),
+            None => self.db.get_pb(CF_SIGNS, key),
+        }
+    }
+
+    fn progress(
+        &self,
+        pending: &Pending,
+        key: &[u8],
+    ) -> Result<store_pb::SignProgress, StorageError> {
+        match pending.progress.get(key) {
+            Some(progress) => Ok(*progress),
+            None => Ok(self.db.get_pb(CF_SIGNS, key)?.unwrap_or_default()),
+        }
+    }
+
+    fn put_progress(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        key: Vec<u8>,
+        progress: store_pb::SignProgress,
+    ) {
+        batch.put_pb(CF_SIGNS, &key, &progress);
+        pending.progress.insert(key, progress);
+    }
+
+    /// Records a recipient's signature on a message that requires
+    /// sign-off. Refused, writing nothing, for an unknown seq, a recalled
+    /// message, one that asks for no sign-off, or when `authz` says no
+    /// (not a recipient, or the password was needed and not verified).
+    fn sign(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        conv: ConversationId,
+        sign: &store_pb::Sign,
+    ) -> Result<Applied, StorageError> {
+        let Some(message) = self.message(pending, &conv, sign.seq)? else {
+            return Ok(Applied::refused(ProtocolError::not_found(format!(
+                "message {conv}:{} does not exist",
+                sign.seq
+            ))));
+        };
+        if matches!(
+            message.content.as_ref().and_then(|c| c.kind.as_ref()),
+            Some(pb::content::Kind::Recalled(_))
+        ) {
+            return Ok(Applied::refused(ProtocolError::new(
+                ErrorCode::Conflict,
+                format!("message {conv}:{} was recalled", sign.seq),
+            )));
+        }
+        let key = self.keys.msg_key(&conv, sign.seq);
+        let Some(requirement) = self.requirement(pending, &key)? else {
+            return Ok(Applied::refused(ProtocolError::invalid(format!(
+                "message {conv}:{} does not ask to be signed",
+                sign.seq
+            ))));
+        };
+        let subject = Subject {
+            user_id: sign.user_id,
+            admin: false,
+        };
+        let action = Action::Sign {
+            recipients: &requirement.recipients,
+            password_needed: requirement.sign_off == pb::SignOff::Password as i32,
+            password_verified: sign.password_verified,
+        };
+        if let Err(err) = authz::check(&subject, action) {
+            return Ok(Applied::refused(err));
+        }
+        let key = Keys::progress_key(key, sign.user_id);
+        let mut progress = self.progress(pending, &key)?;
+        if progress.signed_at_ms > 0 {
+            return Ok(Applied::Signed {
+                sender: requirement.sender,
+                signed_at_ms: progress.signed_at_ms,
+                duplicate: true,
+            });
+        }
+        progress.signed_at_ms = sign.at_ms.max(1);
+        if progress.delivered_at_ms == 0 {
+            progress.delivered_at_ms = progress.signed_at_ms;
+        }
+        self.put_progress(batch, pending, key, progress);
+        Ok(Applied::Signed {
+            sender: requirement.sender,
+            signed_at_ms: progress.signed_at_ms,
+            duplicate: false,
+        })
+    }
+
+    /// Records the first delivery of a message that requires sign-off to
+    /// each of the given recipients; anyone else, and a message that asks
+    /// for no sign-off, is passed over.
+    fn delivered(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        conv: ConversationId,
+        delivered: &store_pb::MarkDelivered,
+    ) -> Result<Applied, StorageError> {
+        let key = self.keys.msg_key(&conv, delivered.seq);
+        let Some(requirement) = self.requirement(pending, &key)? else {
+            return Ok(Applied::Delivered { users: Vec::new() });
+        };
+        let mut users = Vec::new();
+        for user in &delivered.user_ids {
+            if requirement.recipients.binary_search(user).is_err() || users.contains(user) {
+                continue;
+            }
+            let progress_key = Keys::progress_key(key.clone(), *user);
+            let mut progress = self.progress(pending, &progress_key)?;
+            if progress.delivered_at_ms > 0 {
+                continue;
+            }
+            progress.delivered_at_ms = delivered.at_ms.max(1);
+            self.put_progress(batch, pending, progress_key, progress);
+            users.push(*user);
+        }
+        Ok(Applied::Delivered { users })
     }
 
     /// Moves the read cursor of a message's author to it: one has read
@@ -338,6 +507,8 @@ impl PartitionApply {
             Some(Command::Append(append)) => &append.conversation,
             Some(Command::SetReadCursor(set)) => &set.conversation,
             Some(Command::Recall(recall)) => &recall.conversation,
+            Some(Command::Sign(sign)) => &sign.conversation,
+            Some(Command::MarkDelivered(delivered)) => &delivered.conversation,
             Some(Command::Batch(commands)) => {
                 let mut applied = Vec::with_capacity(commands.commands.len());
                 for command in &commands.commands {
@@ -369,6 +540,10 @@ impl PartitionApply {
             Some(Command::Append(append)) => self.append(batch, pending, conv, append),
             Some(Command::SetReadCursor(set)) => self.read_cursor(batch, pending, conv, set),
             Some(Command::Recall(recall)) => self.recall(batch, pending, conv, recall),
+            Some(Command::Sign(sign)) => self.sign(batch, pending, conv, sign),
+            Some(Command::MarkDelivered(delivered)) => {
+                self.delivered(batch, pending, conv, delivered)
+            }
             Some(Command::Batch(_)) | None => Ok(Applied::Nothing),
         }
     }

@@ -44,6 +44,18 @@ impl From<&Applied> for store_pb::PartitionApplied {
                 code: *code as i32,
                 message: message.clone(),
             }),
+            Applied::Signed {
+                sender,
+                signed_at_ms,
+                duplicate,
+            } => A::Signed(applied::Signed {
+                sender: *sender,
+                signed_at_ms: *signed_at_ms,
+                duplicate: *duplicate,
+            }),
+            Applied::Delivered { users } => A::Delivered(applied::Delivered {
+                users: users.clone(),
+            }),
         };
         store_pb::PartitionApplied {
             applied: Some(outcome),
@@ -83,6 +95,12 @@ impl TryFrom<store_pb::PartitionApplied> for Applied {
                 code: ErrorCode::try_from(r.code).unwrap_or(ErrorCode::Internal),
                 message: r.message,
             },
+            A::Signed(s) => Applied::Signed {
+                sender: s.sender,
+                signed_at_ms: s.signed_at_ms,
+                duplicate: s.duplicate,
+            },
+            A::Delivered(d) => Applied::Delivered { users: d.users },
         })
     }
 }
@@ -113,6 +131,8 @@ mod tests {
             server_time_ms: 17,
             content: None,
             read_count: 0,
+            sign_off: pb::SignOff::Password as i32,
+            signed_at_ms: 0,
         };
         for outcome in [
             Applied::Nothing,
@@ -133,6 +153,12 @@ mod tests {
                 code: ErrorCode::Forbidden,
                 message: "the recall window of 120 s has passed".into(),
             },
+            Applied::Signed {
+                sender: 3,
+                signed_at_ms: 99,
+                duplicate: true,
+            },
+            Applied::Delivered { users: vec![2, 7] },
             Applied::Batch(vec![
                 Applied::Nothing,
                 Applied::ReadCursor {
@@ -158,6 +184,8 @@ mod tests {
                     content: None,
                     server_time_ms: 1,
                     touch_users: vec![5],
+                    sign_off: pb::SignOff::Confirm as i32,
+                    recipients: vec![6, 7],
                 },
             )),
         };

@@ -58,6 +58,11 @@ pub(super) struct MessageView {
     content: Option<ContentView>,
     /// Members other than the sender whose read cursor has passed this message.
     read_count: u32,
+    /// What the message asks of its recipients: `none`, `confirm` or `password`.
+    #[schema(example = "none")]
+    sign_off: &'static str,
+    /// When the caller signed it (Unix ms), 0 if not or if it asks for no sign-off.
+    signed_at_ms: i64,
 }
 
 /// Exactly one kind of content.
@@ -156,6 +161,8 @@ impl From<pb::Message> for MessageView {
             server_time_ms: message.server_time_ms,
             content: message.content.and_then(|c| c.kind).map(ContentView::from),
             read_count: message.read_count,
+            sign_off: super::sign_off::sign_off_name(message.sign_off),
+            signed_at_ms: message.signed_at_ms,
         }
     }
 }
@@ -221,7 +228,21 @@ pub(super) async fn history(
         limit: query.limit,
     };
     let result = planes.messaging.pull(user, pull).await?;
+    planes.messaging.pulled(user, &result);
     Ok(Json(result.into()))
+}
+
+/// Parses the `{id}/messages/{seq}` of a message's path.
+pub(super) fn message_path(
+    (conversation, seq): (String, String),
+) -> Result<(ConversationId, u64), ProtocolError> {
+    let conv: ConversationId = conversation.parse()?;
+    let seq = parse_id(&seq).ok_or_else(|| {
+        ProtocolError::invalid(format!(
+            "malformed seq {seq:?}: a positive decimal number without sign or leading zero"
+        ))
+    })?;
+    Ok((conv, seq))
 }
 
 /// Recalls a message, as a `RecallMessage` does: its sender within the
@@ -243,13 +264,7 @@ pub(super) async fn recall(
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<RecallView> {
-    let (conversation, seq) = path_param(path)?;
-    let conv: ConversationId = conversation.parse()?;
-    let seq = parse_id(&seq).ok_or_else(|| {
-        ProtocolError::invalid(format!(
-            "malformed seq {seq:?}: a positive decimal number without sign or leading zero"
-        ))
-    })?;
+    let (conv, seq) = message_path(path_param(path)?)?;
     let subject = principal(&planes, &headers).await?.subject();
     // No session of this node asked: every device of every member is told.
     let origin = SessionRef {

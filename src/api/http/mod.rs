@@ -32,6 +32,7 @@ mod health;
 mod openapi;
 mod policies;
 mod session;
+mod sign_off;
 mod users;
 mod web;
 mod ws;
@@ -205,6 +206,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::list_members, groups::change_members))
         .routes(routes!(conversations::history))
         .routes(routes!(conversations::recall))
+        .routes(routes!(sign_off::sign))
+        .routes(routes!(sign_off::sign_status))
+        .routes(routes!(sign_off::remind))
         .routes(routes!(
             policies::messaging_policy,
             policies::set_messaging_policy

@@ -265,6 +265,7 @@ pub fn encode_send(state: &mut State, step: u32, k: u64, sent_ns: u64, out: &mut
                 ..Default::default()
             })),
         }),
+        ..Default::default()
     };
     let id = request_id(state);
     encode(state.transport, id, Req::Send(send), out);
