@@ -24,6 +24,8 @@ export function GroupPanel({ client, conversation }: Props) {
   const me = client.session?.userId ?? "";
   const dnd = client.conversation(conversation)?.dnd ?? false;
 
+  const [opened, setOpened] = useState(0);
+
   useEffect(() => {
     setGroup(null);
     setError("");
@@ -42,7 +44,7 @@ export function GroupPanel({ client, conversation }: Props) {
       live = false;
       off();
     };
-  }, [conversation, client.state]);
+  }, [conversation, client.state, opened]);
 
   const change = (c: GroupChange) => {
     if (!groupId) return;
@@ -77,7 +79,8 @@ export function GroupPanel({ client, conversation }: Props) {
           {group?.muteAll ? t("group.muted.all") : t("group.muted.me")}
         </p>
       )}
-      <details class="group-settings" data-test="group-settings">
+      {/* Opening the settings reads the group again: the read count moves without a push. */}
+      <details class="group-settings" data-test="group-settings" onToggle={() => setOpened((n) => n + 1)}>
         <summary>{groupId ? t("group.settings") : t("group.conversation.settings")}</summary>
         <label>
           <input type="checkbox" checked={dnd} onChange={toggleDnd} data-test="dnd" /> {t("group.dnd")}
