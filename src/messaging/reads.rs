@@ -335,6 +335,8 @@ fn sync_partitions(
                 unread: max_seq.saturating_sub(read_seq),
                 title,
                 peer_read_seq,
+                dnd: messaging.inner.meta.dnd(user, &conv)?,
+                mentioned: parts.mentioned_at(&conv, user)? > read_seq,
             });
             Ok(())
         };

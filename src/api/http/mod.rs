@@ -203,6 +203,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(contacts::search_contacts))
         .routes(routes!(groups::create_group))
         .routes(routes!(groups::list_members, groups::change_members))
+        .routes(routes!(groups::get_group))
+        .routes(routes!(groups::change_group))
+        .routes(routes!(groups::conversation_settings))
         .routes(routes!(conversations::history))
         .routes(routes!(conversations::recall))
         .routes(routes!(
