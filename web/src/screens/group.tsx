@@ -29,6 +29,10 @@ export function GroupPanel({ client, conversation }: Props) {
   useEffect(() => {
     setGroup(null);
     setError("");
+  }, [conversation]);
+
+  // Reloads keep the group shown until the new one comes.
+  useEffect(() => {
     if (!groupId) return;
     let live = true;
     const load = () =>
