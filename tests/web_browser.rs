@@ -280,3 +280,140 @@ async fn a_message_recalled_in_the_browser_turns_into_the_placeholder_on_both_si
     alice.close().await;
     bob.close().await;
 }
+
+#[tokio::test]
+async fn a_group_is_managed_in_the_chat_screen_and_its_members_see_it() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let (owner, _) = node
+        .login(
+            "alice",
+            chorus::pb::DeviceClass::Pc,
+            chorus::client::Transport::Tcp,
+        )
+        .await;
+    let group = owner.create_group("team", &[ids[1]]).await.unwrap();
+    let conv = group.conversation.clone();
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    let bob = driver.browser(&profiles.path().join("bob")).await;
+    let entry = format!("[data-test=conversation][data-conversation='{conv}']");
+    for (browser, account) in [(&alice, "alice"), (&bob, "bob")] {
+        log_in(browser, &node, account, &password(account)).await;
+        browser
+            .wait_until(
+                "signed in and caught up (no banner)",
+                &format!("return document.querySelector('[data-test=me]')?.innerText === '{account}' && !document.querySelector('.banner')"),
+            )
+            .await;
+        browser.click(&entry).await;
+        browser
+            .wait_until(
+                "the group's panel",
+                "return !!document.querySelector('[data-test=group-members]') || null",
+            )
+            .await;
+    }
+    alice.click("[data-test=group-settings] summary").await;
+
+    // Rename: the title changes in both browsers.
+    alice.type_into("[data-test=group-name]", "Core team").await;
+    alice.click("[data-test=group-rename]").await;
+    let title = format!(
+        "return document.querySelector(\"{entry} .title\")?.innerText === 'Core team' || null"
+    );
+    alice.wait_until("alice's title", &title).await;
+    bob.wait_until("bob's title, by the group event", &title)
+        .await;
+
+    // An announcement is pinned for bob; bob has read it, alice sees the count.
+    alice
+        .type_into("[data-test=group-announcement]", "Release on Friday")
+        .await;
+    alice.click("[data-test=group-announce]").await;
+    bob.wait_until(
+        "bob sees the announcement",
+        "return document.querySelector('[data-test=announcement]')?.innerText.includes('Release on Friday') || null",
+    )
+    .await;
+    let reads = "return document.querySelector('[data-test=announcement-reads]')?.innerText === 'read by 1'";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Opening the settings again reads the group again.
+        alice.click("[data-test=group-settings] summary").await;
+        alice.click("[data-test=group-settings] summary").await;
+        alice
+            .wait_until(
+                "the panel reloaded",
+                "return !!document.querySelector('[data-test=group-members]') || null",
+            )
+            .await;
+        if alice.eval(reads, json!([])).await == json!(true) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the read count never reached 1"
+        );
+    }
+
+    // Mute all: bob is told, and his send is refused with the reason.
+    alice
+        .wait_until(
+            "the settings reloaded",
+            "return !!document.querySelector('[data-test=mute-all]') || null",
+        )
+        .await;
+    alice.click("[data-test=mute-all]").await;
+    bob.wait_until(
+        "bob's muted notice",
+        "return document.querySelector('[data-test=muted-notice]')?.innerText || null",
+    )
+    .await;
+    bob.type_into("[data-test=composer]", "can I speak?").await;
+    bob.click("[data-test=send]").await;
+    let refusal = bob
+        .wait_until(
+            "the refusal",
+            "return document.querySelector('.msg.pending .meta')?.innerText.includes('the group is muted') || null",
+        )
+        .await;
+    assert_eq!(refusal, json!(true));
+
+    // Alice makes bob an admin: he may speak again.
+    alice
+        .click(&format!(
+            "[data-test=group-member][data-user='{}'] [data-test=toggle-admin]",
+            ids[1]
+        ))
+        .await;
+    bob.wait_until(
+        "bob's notice gone",
+        "return !document.querySelector('[data-test=muted-notice]') || null",
+    )
+    .await;
+
+    // Do not disturb, set in bob's chat screen, shows in his list.
+    bob.click("[data-test=group-settings] summary").await;
+    bob.click("[data-test=dnd]").await;
+    bob.wait_until(
+        "the DND mark",
+        &format!("return !!document.querySelector(\"{entry} [data-test=dnd-mark]\") || null"),
+    )
+    .await;
+    let page = node
+        .http()
+        .get(node.url(&format!("/api/v1/groups/{}", group.group_id)))
+        .bearer_auth(node.rest_token("alice", &password("alice"), "mobile").await)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(page["mute_all"], true);
+    assert_eq!(page["admins"], json!([ids[1]]));
+    alice.close().await;
+    bob.close().await;
+}

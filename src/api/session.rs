@@ -13,6 +13,7 @@ use super::Planes;
 use crate::auth::Principal;
 use crate::authz::Subject;
 use crate::delivery::{HomeOp, LocalSession, Outbox, SessionRef};
+use crate::groups::group_info;
 use crate::messaging::{Answer, Request, members_for};
 use crate::protocol::{
     ConversationId, ErrorCode, ProtocolError, check_name, check_text, now_ms, pb,
@@ -62,6 +63,8 @@ type Waiting =
     futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, pb::ServerFrame>>;
 
 const MAX_CLIENT_MSG_ID: usize = 64;
+/// Users one message mentions by name at most (each is a row for sync).
+const MAX_MENTIONS: usize = 100;
 /// Requests a session awaits at once; past it, the connection reads no
 /// further request until one is answered.
 const MAX_WAITING: usize = 256;
@@ -99,6 +102,14 @@ impl Session {
                 metrics::counter!(crate::api::metrics::ERRORS, "code" => code.label()).increment(1);
             }
             self.outbox.send(frame);
+        }
+    }
+
+    /// Returns this session as pushes name it (to skip it).
+    fn origin(&self) -> SessionRef {
+        SessionRef {
+            node: self.planes.config.node_id,
+            session: self.id,
         }
     }
 
@@ -585,6 +596,33 @@ impl Session {
                     .await?;
                 self.answer(request_id, Out::Group(group_info(group)));
             }
+            In::UpdateGroup(update) => {
+                let subject = self.subject()?;
+                let change = update
+                    .change
+                    .ok_or_else(|| ProtocolError::invalid("update_group names no change"))?;
+                let group = self
+                    .planes
+                    .groups
+                    .update_group(&subject, update.group_id, change, self.origin())
+                    .await?;
+                self.answer(request_id, Out::Group(group_info(group)));
+            }
+            In::GetGroup(get) => {
+                let subject = self.subject()?;
+                let info = self.planes.groups.get_group(&subject, get.group_id).await?;
+                self.answer(request_id, Out::Group(info));
+            }
+            In::ConversationSettings(settings) => {
+                let user = self.user_id()?;
+                let origin = self.origin();
+                let answer = self
+                    .planes
+                    .groups
+                    .set_conversation_settings(user, settings, origin)
+                    .await?;
+                self.answer(request_id, Out::ConversationSettings(answer));
+            }
             In::ListMembers(list) => {
                 let me = self.user_id()?;
                 let planes = self.planes.clone();
@@ -644,6 +682,11 @@ fn validate_send(send: &pb::SendMessage, max_text_bytes: usize) -> Result<(), Pr
         Some(Kind::Text(text)) if text.text.trim().is_empty() => {
             Err(ProtocolError::invalid("text is empty"))
         }
+        Some(Kind::Text(text)) if text.mentions.len() > MAX_MENTIONS => {
+            Err(ProtocolError::invalid(format!(
+                "a message mentions at most {MAX_MENTIONS} users; use mention_all"
+            )))
+        }
         Some(Kind::Text(text)) if text.text.len() > max_text_bytes => Err(ProtocolError::new(
             ErrorCode::TooLarge,
             format!(
@@ -679,16 +722,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ProtocolError::internal(format!("task failed: {e}")))?
-}
-
-fn group_info(group: crate::meta::GroupRecord) -> pb::GroupInfo {
-    pb::GroupInfo {
-        group_id: group.group_id,
-        conversation: ConversationId::Group(group.group_id).to_string(),
-        name: group.name,
-        owner: group.owner,
-        members: group.members,
-    }
 }
 
 fn lookup_user(

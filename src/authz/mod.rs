@@ -32,8 +32,29 @@ pub enum Action<'a> {
         members: &'a [u64],
     },
     /// Moderate a conversation (recall its members' messages): a group's
-    /// owner (`owner`, absent in 1:1) and admins.
-    Moderate { owner: Option<u64> },
+    /// owner (`owner`, absent in 1:1), its group admins (`group_admins`,
+    /// sorted) and admins of the organisation.
+    Moderate {
+        owner: Option<u64>,
+        group_admins: &'a [u64],
+    },
+    /// Manage a group: rename it, set its avatar and announcement, mute
+    /// members or the whole group. Its owner, its group admins and admins.
+    ManageGroup { owner: u64, group_admins: &'a [u64] },
+    /// Govern a group: transfer its ownership, name its admins, dissolve
+    /// it. Its owner and admins.
+    OwnGroup { owner: u64 },
+    /// Send to a group whose owner is `owner` and admins `group_admins`,
+    /// while the subject is `muted` and the group is muted as a whole
+    /// (`mute_all`) or not: the owner and group admins always speak.
+    Speak {
+        owner: u64,
+        group_admins: &'a [u64],
+        muted: bool,
+        mute_all: bool,
+    },
+    /// Mention everyone of a group (@all): its owner and group admins.
+    MentionAll { owner: u64, group_admins: &'a [u64] },
     /// Ask a conversation to recall one of its messages: its members and
     /// admins. Whether the message itself may be recalled is [`Action::Recall`].
     RecallIn {
@@ -80,7 +101,29 @@ pub fn allows(subject: &Subject, action: Action<'_>) -> bool {
         Action::SeeMembers { members, .. } | Action::RecallIn { members, .. } => {
             subject.admin || members.binary_search(&subject.user_id).is_ok()
         }
-        Action::Moderate { owner } => subject.admin || owner == Some(subject.user_id),
+        Action::Moderate {
+            owner,
+            group_admins,
+        } => {
+            subject.admin
+                || owner == Some(subject.user_id)
+                || group_admins.binary_search(&subject.user_id).is_ok()
+        }
+        Action::ManageGroup {
+            owner,
+            group_admins,
+        } => subject.admin || leads(subject.user_id, owner, group_admins),
+        Action::OwnGroup { owner } => subject.admin || owner == subject.user_id,
+        Action::Speak {
+            owner,
+            group_admins,
+            muted,
+            mute_all,
+        } => !(muted || mute_all) || leads(subject.user_id, owner, group_admins),
+        Action::MentionAll {
+            owner,
+            group_admins,
+        } => leads(subject.user_id, owner, group_admins),
         Action::Sign {
             recipients,
             password_needed,
@@ -108,6 +151,11 @@ pub fn allows(subject: &Subject, action: Action<'_>) -> bool {
     }
 }
 
+/// Tells whether `user` is a group's owner or one of its admins.
+fn leads(user: u64, owner: u64, group_admins: &[u64]) -> bool {
+    user == owner || group_admins.binary_search(&user).is_ok()
+}
+
 fn within_window(sent_ms: i64, at_ms: i64, window_secs: u64) -> bool {
     let window_ms = i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     at_ms.saturating_sub(sent_ms) <= window_ms
@@ -129,11 +177,28 @@ pub fn check(subject: &Subject, action: Action<'_>) -> Result<(), ProtocolError>
         | Action::RecallIn { conv, .. } => {
             format!("not a member of {conv}")
         }
-        Action::Moderate { .. } => "only the group owner or an admin may moderate".to_string(),
+        Action::Moderate { .. } => {
+            "only the group owner, a group admin or an admin may moderate".to_string()
+        }
+        Action::ManageGroup { .. } => {
+            "only the group owner, a group admin or an admin may manage the group".to_string()
+        }
+        Action::OwnGroup { .. } => {
+            "only the group owner or an admin may transfer, name admins or dissolve the group"
+                .to_string()
+        }
+        Action::Speak { muted: true, .. } => "you are muted in this group".to_string(),
+        Action::Speak { .. } => {
+            "the group is muted: only its owner and admins may send".to_string()
+        }
+        Action::MentionAll { .. } => {
+            "only the group owner or a group admin may mention all (@all)".to_string()
+        }
         Action::Recall {
             sender, moderator, ..
         } if sender != subject.user_id && !moderator => {
-            "only its sender, the group owner or an admin may recall a message".to_string()
+            "only its sender, the group owner, a group admin or an admin may recall a message"
+                .to_string()
         }
         Action::Recall { window_secs: 0, .. } => {
             "recall is disabled by the messaging policy (recall_window_secs 0)".to_string()
@@ -155,7 +220,8 @@ pub fn check(subject: &Subject, action: Action<'_>) -> Result<(), ProtocolError>
             "this message is signed with your password: send it in the password field".to_string()
         }
         Action::SeeSignOff { .. } => {
-            "only its sender, the group owner or an admin may see who signed a message".to_string()
+            "only its sender, the group's owner or admins, or an admin may see who signed a message"
+                .to_string()
         }
         Action::RemindSigners { .. } => {
             "only its sender or an admin may remind its recipients".to_string()
@@ -268,8 +334,73 @@ mod tests {
             other.message
         );
         assert!(allows(&ADMIN, recall(9, false, i64::MAX / 2, 0)));
-        assert!(allows(&ALICE, Action::Moderate { owner: Some(2) }));
-        assert!(!allows(&ALICE, Action::Moderate { owner: None }));
-        assert!(allows(&ADMIN, Action::Moderate { owner: None }));
+        let moderate = |owner, group_admins| Action::Moderate {
+            owner,
+            group_admins,
+        };
+        assert!(allows(&ALICE, moderate(Some(2), &[])));
+        assert!(allows(&ALICE, moderate(Some(9), &[2, 4])));
+        assert!(!allows(&ALICE, moderate(None, &[])));
+        assert!(allows(&ADMIN, moderate(None, &[])));
+    }
+
+    #[test]
+    fn groups_are_managed_by_their_owner_and_admins_and_governed_by_their_owner() {
+        let bob = Subject {
+            user_id: 3,
+            admin: false,
+        };
+        let manage = Action::ManageGroup {
+            owner: 2,
+            group_admins: &[3],
+        };
+        assert!(allows(&ALICE, manage) && allows(&bob, manage) && allows(&ADMIN, manage));
+        let carol = Subject {
+            user_id: 4,
+            admin: false,
+        };
+        let refused = check(&carol, manage).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden);
+        assert!(
+            refused.message.contains("group admin"),
+            "{}",
+            refused.message
+        );
+        let own = Action::OwnGroup { owner: 2 };
+        assert!(allows(&ALICE, own) && allows(&ADMIN, own) && !allows(&bob, own));
+    }
+
+    #[test]
+    fn in_a_muted_group_only_its_owner_and_admins_speak_and_mention_all() {
+        let speak = |muted, mute_all| Action::Speak {
+            owner: 2,
+            group_admins: &[3],
+            muted,
+            mute_all,
+        };
+        let (bob, carol) = (
+            Subject {
+                user_id: 3,
+                admin: false,
+            },
+            Subject {
+                user_id: 4,
+                admin: false,
+            },
+        );
+        assert!(allows(&carol, speak(false, false)));
+        assert_eq!(
+            check(&carol, speak(true, false)).unwrap_err().message,
+            "you are muted in this group"
+        );
+        assert!(check(&carol, speak(false, true)).is_err());
+        assert!(allows(&ALICE, speak(false, true)) && allows(&bob, speak(true, true)));
+        let all = Action::MentionAll {
+            owner: 2,
+            group_admins: &[3],
+        };
+        assert!(allows(&ALICE, all) && allows(&bob, all));
+        let refused = check(&carol, all).unwrap_err();
+        assert!(refused.message.contains("@all"), "{}", refused.message);
     }
 }

@@ -131,11 +131,123 @@ pub enum ClientCommand {
     Remind { conversation: String, seq: u64 },
     /// Creates a group with the given member accounts.
     CreateGroup { name: String, members: Vec<String> },
+    /// Manages a group: its name, avatar, announcement, owner, admins,
+    /// mutes, or dissolves it (prints the group after the change).
+    Group {
+        group_id: u64,
+        #[command(subcommand)]
+        action: GroupAction,
+    },
+    /// Sets do-not-disturb for a conversation (`--off` clears it).
+    Dnd {
+        conversation: String,
+        #[arg(long)]
+        off: bool,
+    },
     /// Prints pushes as they arrive, until `count` have arrived.
     Watch {
         #[arg(long)]
         count: Option<usize>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupAction {
+    /// Prints the group, with its announcement's read count.
+    Show,
+    Rename {
+        name: String,
+    },
+    /// Sets the avatar's file id (empty removes it).
+    Avatar {
+        file_id: String,
+    },
+    /// Pins an announcement (empty removes it).
+    Announce {
+        text: String,
+    },
+    /// Makes a member (by account) the owner.
+    Transfer {
+        account: String,
+    },
+    /// Names a member (by account) an admin, or with `--off` no longer.
+    Admin {
+        account: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Mutes a member (by account), or with `--off` lets them speak.
+    Mute {
+        account: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Mutes the whole group but its owner and admins (`--off` ends it).
+    MuteAll {
+        #[arg(long)]
+        off: bool,
+    },
+    /// Dissolves the group.
+    Dissolve {
+        /// Members keep reading its history.
+        #[arg(long)]
+        keep_history: bool,
+    },
+}
+
+impl GroupAction {
+    /// Returns the protocol's change, looking accounts up; `None` for `Show`.
+    async fn change(
+        self,
+        conn: &Connection,
+    ) -> Result<Option<pb::group_change::Change>, ClientError> {
+        use pb::group_change::Change;
+        let flag = |user_id, off: bool| pb::MemberFlag { user_id, on: !off };
+        Ok(Some(match self {
+            GroupAction::Show => return Ok(None),
+            GroupAction::Rename { name } => Change::Rename(name),
+            GroupAction::Avatar { file_id } => Change::Avatar(file_id),
+            GroupAction::Announce { text } => Change::Announcement(text),
+            GroupAction::Transfer { account } => {
+                Change::TransferOwner(conn.lookup(&account).await?.user_id)
+            }
+            GroupAction::Admin { account, off } => {
+                Change::SetAdmin(flag(conn.lookup(&account).await?.user_id, off))
+            }
+            GroupAction::Mute { account, off } => {
+                Change::MuteMember(flag(conn.lookup(&account).await?.user_id, off))
+            }
+            GroupAction::MuteAll { off } => Change::MuteAll(!off),
+            GroupAction::Dissolve { keep_history } => {
+                Change::Dissolve(pb::Dissolve { keep_history })
+            }
+        }))
+    }
+}
+
+/// Prints a group: one `key=value` line, then its announcement if any.
+fn print_group(group: &pb::GroupInfo) {
+    say!(
+        "group {} {:?} owner={} admins={:?} members={:?} muted={:?} mute_all={} avatar={:?} dissolved={}",
+        group.conversation,
+        group.name,
+        group.owner,
+        group.admins,
+        group.members,
+        group.muted,
+        group.mute_all,
+        group.avatar,
+        group.dissolved_at_ms != 0
+    );
+    if let Some(a) = &group.announcement {
+        say!(
+            "announcement #{} by {} read_count={}: {}",
+            a.seq,
+            a.by,
+            a.read_count,
+            a.text
+        );
+    }
 }
 
 impl ClientArgs {
@@ -226,13 +338,28 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
         Some(ClientCommand::Conversations) => {
             for state in conn.sync().await?.conversations {
                 say!(
-                    "{}\t{}\tunread={}\tmax_seq={}",
+                    "{}\t{}\tunread={}\tmax_seq={}\tdnd={}\tmentioned={}",
                     state.conversation,
                     state.title,
                     state.unread,
-                    state.max_seq
+                    state.max_seq,
+                    state.dnd,
+                    state.mentioned
                 );
             }
+            Ok(())
+        }
+        Some(ClientCommand::Group { group_id, action }) => {
+            let group = match action.change(&conn).await? {
+                Some(change) => conn.update_group(group_id, change).await?,
+                None => conn.get_group(group_id).await?,
+            };
+            print_group(&group);
+            Ok(())
+        }
+        Some(ClientCommand::Dnd { conversation, off }) => {
+            let settings = conn.set_dnd(&conversation, !off).await?;
+            say!("{} dnd={}", settings.conversation, settings.dnd);
             Ok(())
         }
         Some(ClientCommand::Read { conversation, seq }) => {
@@ -478,7 +605,9 @@ const HELP: &str =
     "commands: /list  /open <account|conversation>  /history  /group <name> <account>...  /receipts
           /recall <seq>  /must <text>  /sign <seq> [password]  /signs <seq>  /remind <seq>
           /status <online|busy|away>  /watch <account>...  /help  /quit
-anything else is sent to the open conversation";
+  groups: /info  /rename <name>  /announce <text>  /admin <account> [off]  /transfer <account>
+          /mute <account> [off]  /muteall [off]  /dissolve [keep]   any conversation: /dnd [off]
+anything else is sent to the open conversation (\"@all\" in it mentions everyone)";
 
 /// The interactive client: keeps a cursor per conversation, prints pushes,
 /// and on a lost connection resumes its session and pulls what it missed.
@@ -662,6 +791,20 @@ impl Interactive {
                     reminder.seq
                 );
             }
+            Some(Resp::GroupEvent(event)) => {
+                let by = self.names.name(&self.conn, event.by).await;
+                let name = event
+                    .group
+                    .as_ref()
+                    .map(|g| g.name.clone())
+                    .unwrap_or_default();
+                say!("  ({by} changed group {name:?}: {})", event.change);
+            }
+            Some(Resp::ConversationSettings(settings)) => say!(
+                "  ({} dnd={} set on another device)",
+                settings.conversation,
+                settings.dnd
+            ),
             Some(Resp::Error(err)) => say!("server error: {}", err.message),
             _ => {}
         }
@@ -688,10 +831,12 @@ impl Interactive {
         }
         for state in sync.conversations {
             say!(
-                "  {:<16} {:<24} unread {}",
+                "  {:<16} {:<24} unread {}{}{}",
                 state.conversation,
                 state.title,
-                state.unread
+                state.unread,
+                if state.mentioned { "  [@you]" } else { "" },
+                if state.dnd { "  [dnd]" } else { "" }
             );
         }
         Ok(())
@@ -863,6 +1008,60 @@ impl Interactive {
                 self.watching.dedup();
                 self.show_presence(&list.users).await;
             }
+            Some("/dnd") => {
+                let conversation = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let on = words.next() != Some("off");
+                let settings = self.conn.set_dnd(&conversation, on).await?;
+                say!("  ({} dnd={})", settings.conversation, settings.dnd);
+            }
+            Some(
+                cmd @ ("/info" | "/rename" | "/announce" | "/admin" | "/transfer" | "/mute"
+                | "/muteall" | "/dissolve"),
+            ) => {
+                let group_id = match self.current.as_deref().map(str::parse::<ConversationId>) {
+                    Some(Ok(ConversationId::Group(id))) => id,
+                    _ => {
+                        return Err(ClientError::Unexpected("/open a group first".into()));
+                    }
+                };
+                let rest: Vec<&str> = words.collect();
+                let off = rest.get(1) == Some(&"off");
+                let account = rest.first().copied().unwrap_or_default();
+                let action = match cmd {
+                    "/info" => GroupAction::Show,
+                    "/rename" => GroupAction::Rename {
+                        name: rest.join(" "),
+                    },
+                    "/announce" => GroupAction::Announce {
+                        text: rest.join(" "),
+                    },
+                    "/admin" => GroupAction::Admin {
+                        account: account.to_string(),
+                        off,
+                    },
+                    "/transfer" => GroupAction::Transfer {
+                        account: account.to_string(),
+                    },
+                    "/mute" => GroupAction::Mute {
+                        account: account.to_string(),
+                        off,
+                    },
+                    "/muteall" => GroupAction::MuteAll {
+                        off: rest.first() == Some(&"off"),
+                    },
+                    _ => GroupAction::Dissolve {
+                        keep_history: rest.first() == Some(&"keep"),
+                    },
+                };
+                let group = match action.change(&self.conn).await? {
+                    Some(change) => self.conn.update_group(group_id, change).await?,
+                    None => self.conn.get_group(group_id).await?,
+                };
+                print_group(&group);
+            }
             Some(cmd) if cmd.starts_with('/') => {
                 say!("unknown command {cmd}.");
                 println!("{HELP}");
@@ -872,9 +1071,14 @@ impl Interactive {
                     .current
                     .clone()
                     .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let content = pb::content::Kind::Text(pb::TextContent {
+                    text: line.to_string(),
+                    mentions: Vec::new(),
+                    mention_all: line.split_whitespace().any(|w| w == "@all"),
+                });
                 let ack = self
                     .conn
-                    .send_text(&conversation, &new_client_msg_id(), line)
+                    .send_message(&conversation, &new_client_msg_id(), content)
                     .await?;
                 let cursor = self.cursors.entry(conversation).or_insert(0);
                 // Our own message: shown as typed, so only move the cursor if contiguous.

@@ -141,6 +141,9 @@ impl ClientError {
 }
 
 /// What arrives from the server besides answers to requests.
+// A frame (a group's GroupInfo in it) is larger than a close; each event is
+// moved once, from the reader to its consumer, so boxing it buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A push (message, read sync, receipt, kick) or an error not tied to a request.
@@ -664,6 +667,51 @@ impl Connection {
         };
         match self.request(Req::CreateGroup(create)).await? {
             Resp::Group(group) => Ok(group),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Changes a group (docs/decisions/0016); returns the group as it is now.
+    pub async fn update_group(
+        &self,
+        group_id: u64,
+        change: pb::group_change::Change,
+    ) -> Result<pb::GroupInfo, ClientError> {
+        let update = pb::UpdateGroup {
+            group_id,
+            change: Some(pb::GroupChange {
+                change: Some(change),
+            }),
+        };
+        match self.request(Req::UpdateGroup(update)).await? {
+            Resp::Group(group) => Ok(group),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Returns a group with its announcement's read count.
+    pub async fn get_group(&self, group_id: u64) -> Result<pb::GroupInfo, ClientError> {
+        match self
+            .request(Req::GetGroup(pb::GetGroup { group_id }))
+            .await?
+        {
+            Resp::Group(group) => Ok(group),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sets this user's do-not-disturb flag of a conversation.
+    pub async fn set_dnd(
+        &self,
+        conversation: &str,
+        dnd: bool,
+    ) -> Result<pb::ConversationSettings, ClientError> {
+        let settings = pb::SetConversationSettings {
+            conversation: conversation.to_string(),
+            dnd,
+        };
+        match self.request(Req::ConversationSettings(settings)).await? {
+            Resp::ConversationSettings(answer) => Ok(answer),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }

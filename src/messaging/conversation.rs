@@ -19,7 +19,7 @@ use super::metrics as m;
 use super::{Answer, Messaging, Port, Refusal};
 use crate::authz::{self, Action, Subject};
 use crate::delivery::SessionRef;
-use crate::meta::Meta;
+use crate::meta::{GroupRecord, Meta};
 use crate::partition::{Applied, Command};
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, now_ms, pb, store_pb};
 
@@ -95,9 +95,13 @@ pub fn members_of(meta: &Meta, conv: &ConversationId) -> Result<Vec<u64>, Protoc
             Ok(vec![lo, hi])
         }
         ConversationId::Group(id) => {
-            let group = meta.group(id)?.ok_or_else(|| {
-                ProtocolError::not_found(format!("conversation {conv} does not exist"))
-            })?;
+            let group = meta
+                .group(id)?
+                // Dissolved without its history: no one reads it any more.
+                .filter(|g| g.dissolved_at_ms == 0 || g.history_kept)
+                .ok_or_else(|| {
+                    ProtocolError::not_found(format!("conversation {conv} does not exist"))
+                })?;
             Ok(group.members)
         }
     }
@@ -126,6 +130,9 @@ pub struct ConversationState {
     messaging: Messaging,
     /// Sorted members and when they were loaded.
     members: Option<(Instant, Arc<Vec<u64>>)>,
+    /// A group's record (owner, admins, mutes) and the metadata index it
+    /// was read at: what a send is checked against (docs/decisions/0016).
+    group: Option<(u64, Arc<GroupRecord>)>,
     in_flight: InFlight,
     /// When each message's unsigned recipients were last reminded, by seq.
     reminded: HashMap<u64, Instant>,
@@ -175,6 +182,73 @@ impl ConversationState {
         Ok(members)
     }
 
+    /// Returns the group's record as this node's metadata replica holds it
+    /// now: reloaded whenever the replica applied another entry, so that a
+    /// mute is in force here as soon as this replica knows of it.
+    async fn group(&mut self, group_id: u64) -> Result<Arc<GroupRecord>, ProtocolError> {
+        let meta = self.messaging.inner.meta.clone();
+        let applied = meta.applied_index();
+        if let Some((at, group)) = &self.group {
+            if *at == applied {
+                return Ok(group.clone());
+            }
+        }
+        let group = tokio::task::spawn_blocking(move || meta.group(group_id))
+            .await
+            .map_err(|e| ProtocolError::internal(e.to_string()))??
+            .ok_or_else(|| ProtocolError::not_found(format!("group {group_id} does not exist")))?;
+        let group = Arc::new(group);
+        self.group = Some((applied, group.clone()));
+        Ok(group)
+    }
+
+    /// Refuses a send to a dissolved group, from a muted member or into a
+    /// muted group (but from its owner and admins), and an @all from anyone
+    /// but the owner and admins.
+    async fn may_send(
+        &mut self,
+        sender: u64,
+        message: &pb::SendMessage,
+    ) -> Result<(), ProtocolError> {
+        let ConversationId::Group(group_id) = self.conv else {
+            return Ok(());
+        };
+        let group = self.group(group_id).await?;
+        if group.dissolved_at_ms != 0 {
+            return Err(ProtocolError::new(
+                crate::protocol::ErrorCode::Conflict,
+                format!("group {group_id} was dissolved"),
+            ));
+        }
+        let subject = Subject {
+            user_id: sender,
+            admin: false,
+        };
+        authz::check(
+            &subject,
+            Action::Speak {
+                owner: group.owner,
+                group_admins: &group.admins,
+                muted: group.muted.binary_search(&sender).is_ok(),
+                mute_all: group.mute_all,
+            },
+        )?;
+        let mention_all = match message.content.as_ref().and_then(|c| c.kind.as_ref()) {
+            Some(pb::content::Kind::Text(text)) => text.mention_all,
+            _ => false,
+        };
+        if mention_all {
+            authz::check(
+                &subject,
+                Action::MentionAll {
+                    owner: group.owner,
+                    group_admins: &group.admins,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
     async fn send(
         &mut self,
         sender: u64,
@@ -187,6 +261,9 @@ impl ConversationState {
             Ok(members) => members,
             Err(err) => return refuse(port, err),
         };
+        if let Err(err) = self.may_send(sender, &message).await {
+            return refuse(port, err);
+        }
         let key = (sender, message.client_msg_id.clone());
         {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -351,16 +428,20 @@ impl ConversationState {
         }
         let meta = self.messaging.inner.meta.clone();
         let facts = tokio::task::spawn_blocking(move || -> Result<_, ProtocolError> {
-            let owner = match conv {
-                ConversationId::Group(id) => meta.group(id)?.map(|g| g.owner),
-                ConversationId::Direct { .. } => None,
+            let (owner, group_admins) = match conv {
+                ConversationId::Group(id) => meta
+                    .group(id)?
+                    .map(|g| (Some(g.owner), g.admins))
+                    .unwrap_or_default(),
+                ConversationId::Direct { .. } => (None, Vec::new()),
             };
-            Ok((owner, meta.messaging_policy()?.recall_window_secs))
+            let window = meta.messaging_policy()?.recall_window_secs;
+            Ok((owner, group_admins, window))
         })
         .await
         .map_err(|e| ProtocolError::internal(e.to_string()))
         .and_then(|facts| facts);
-        let (owner, window_secs) = match facts {
+        let (owner, group_admins, window_secs) = match facts {
             Ok(facts) => facts,
             Err(err) => return refuse(port, err),
         };
@@ -369,7 +450,13 @@ impl ConversationState {
             seq,
             by: subject.user_id,
             admin: subject.admin,
-            moderator: authz::allows(&subject, Action::Moderate { owner }),
+            moderator: authz::allows(
+                &subject,
+                Action::Moderate {
+                    owner,
+                    group_admins: &group_admins,
+                },
+            ),
             window_secs,
             at_ms: now_ms(),
         });
@@ -584,6 +671,7 @@ impl Actor for ConversationActor {
             partition: messaging.partition_of(&conv),
             messaging,
             members: None,
+            group: None,
             in_flight: InFlight::default(),
             reminded: HashMap::new(),
             last_active: Instant::now(),
@@ -643,7 +731,10 @@ impl Actor for ConversationActor {
             ConversationMsg::Remind { subject, seq, port } => {
                 state.remind(subject, seq, port).await
             }
-            ConversationMsg::MembersChanged => state.members = None,
+            ConversationMsg::MembersChanged => {
+                state.members = None;
+                state.group = None;
+            }
             ConversationMsg::Tick if state.retiring => myself.stop(None),
             ConversationMsg::Tick => {
                 if state.last_active.elapsed() >= IDLE_AFTER {

@@ -371,6 +371,8 @@ fn sync_partitions(
                 unread: max_seq.saturating_sub(read_seq),
                 title,
                 peer_read_seq,
+                dnd: messaging.inner.meta.dnd(user, &conv)?,
+                mentioned: parts.mentioned_at(&conv, user)? > read_seq,
             });
             Ok(())
         };
@@ -547,11 +549,20 @@ pub(super) fn sign_status(
             )));
         }
     };
-    let owner = match conv {
-        ConversationId::Group(id) => messaging.inner.meta.group(id)?.map(|g| g.owner),
-        ConversationId::Direct { .. } => None,
+    let (owner, group_admins) = match conv {
+        ConversationId::Group(id) => match messaging.inner.meta.group(id)? {
+            Some(group) => (Some(group.owner), group.admins),
+            None => (None, Vec::new()),
+        },
+        ConversationId::Direct { .. } => (None, Vec::new()),
     };
-    let moderator = authz::allows(subject, Action::Moderate { owner });
+    let moderator = authz::allows(
+        subject,
+        Action::Moderate {
+            owner,
+            group_admins: &group_admins,
+        },
+    );
     authz::check(
         subject,
         Action::SeeSignOff {

@@ -17,7 +17,7 @@ use crate::db::{
     CF_META_NODES, CF_META_PLACEMENT, CF_META_SETTINGS, CF_META_TOKENS, CF_META_USER_GROUPS,
     CF_META_USERS, Db, KeyValue, StorageError,
 };
-use crate::protocol::{ErrorCode, ProtocolError, now_ms, peer_pb, store_pb};
+use crate::protocol::{ConversationId, ErrorCode, ProtocolError, now_ms, pb, peer_pb, store_pb};
 use crate::raft::{self, GroupStateMachine, META_GROUP, RaftHost};
 
 pub use directory::{DepartmentNode, fill_online};
@@ -28,6 +28,9 @@ pub use state_machine::{
 pub use store_pb::{
     AuditRecord, DepartmentRecord, GroupRecord, MessagingPolicy, Post, TokenRecord, UserRecord,
 };
+
+/// The longest group announcement, in bytes.
+pub const MAX_ANNOUNCEMENT_BYTES: usize = 4096;
 
 /// The recall window until an admin sets one: two minutes.
 pub const DEFAULT_RECALL_WINDOW_SECS: u64 = 120;
@@ -149,6 +152,43 @@ impl UserUpdate {
 /// this check existed must apply it as the others did.
 fn check_name(field: &str, value: &str) -> Result<(), MetaError> {
     crate::protocol::check_name(field, value).map_err(|err| MetaError::Invalid(err.message))
+}
+
+/// Refuses a group change whose values are out of bounds (name, avatar
+/// reference, announcement), before anything is written.
+pub fn validate_group_change(change: &pb::GroupChange) -> Result<(), MetaError> {
+    use pb::group_change::Change;
+    match &change.change {
+        Some(Change::Rename(name)) => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 128 {
+                return Err(MetaError::Invalid(
+                    "group name must be 1 to 128 characters".into(),
+                ));
+            }
+            check_name("group name", name)?;
+        }
+        Some(Change::Avatar(avatar)) => {
+            if avatar.len() > 128 {
+                return Err(MetaError::Invalid(
+                    "an avatar reference is at most 128 bytes".into(),
+                ));
+            }
+            check_name("avatar", avatar)?;
+        }
+        Some(Change::Announcement(text)) => {
+            if text.len() > MAX_ANNOUNCEMENT_BYTES {
+                return Err(MetaError::Invalid(format!(
+                    "an announcement is at most {MAX_ANNOUNCEMENT_BYTES} bytes"
+                )));
+            }
+            crate::protocol::check_text("announcement", text)
+                .map_err(|err| MetaError::Invalid(err.message))?;
+        }
+        None => return Err(MetaError::Invalid("group change names no change".into())),
+        _ => {}
+    }
+    Ok(())
 }
 
 fn check_post_titles(posts: &[Post]) -> Result<(), MetaError> {
@@ -759,6 +799,7 @@ impl Meta {
             owner,
             members: members.to_vec(),
             created_at_ms: now_ms(),
+            ..GroupRecord::default()
         };
         expect_response!(
             self.write(MetaCommand::CreateGroup {
@@ -769,6 +810,16 @@ impl Meta {
             .await?,
             Group
         )
+    }
+
+    /// Returns the index of the last entry this node's replica applied:
+    /// a cache of metadata is fresh while it has not moved.
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |id| id.index)
     }
 
     pub fn group(&self, group_id: u64) -> Result<Option<GroupRecord>, StorageError> {
@@ -790,6 +841,57 @@ impl Meta {
             max_members,
         };
         expect_response!(self.write(command).await?, Group)
+    }
+
+    /// Changes a group on behalf of `by` (`admin`: an admin of the
+    /// organisation); the state machine decides whether they may.
+    pub async fn update_group(
+        &self,
+        group_id: u64,
+        by: u64,
+        admin: bool,
+        change: pb::GroupChange,
+        announcement_seq: u64,
+    ) -> Result<GroupRecord, MetaError> {
+        validate_group_change(&change)?;
+        let command = MetaCommand::UpdateGroup {
+            group_id,
+            by,
+            admin,
+            change,
+            at_ms: now_ms(),
+            announcement_seq,
+        };
+        expect_response!(self.write(command).await?, Group)
+    }
+
+    /// Sets a user's do-not-disturb flag of a conversation.
+    pub async fn set_dnd(
+        &self,
+        user_id: u64,
+        conv: &ConversationId,
+        dnd: bool,
+    ) -> Result<(), MetaError> {
+        let command = MetaCommand::SetConversationSettings {
+            user_id,
+            conversation: conv.to_string(),
+            dnd,
+        };
+        match self.write(command).await? {
+            MetaResponse::Done => Ok(()),
+            MetaResponse::Refused(refusal) => Err(refusal.into()),
+            other => Err(MetaError::Unavailable(format!(
+                "unexpected metadata response {other:?}"
+            ))),
+        }
+    }
+
+    /// Tells whether a user asked for no notifications of a conversation.
+    pub fn dnd(&self, user_id: u64, conv: &ConversationId) -> Result<bool, StorageError> {
+        Ok(self
+            .db
+            .get(CF_META_SETTINGS, &state_machine::dnd_key(user_id, conv))?
+            .is_some())
     }
 
     /// Returns the ids of the groups a user belongs to.

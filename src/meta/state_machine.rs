@@ -11,13 +11,14 @@ use super::{
     AuditRecord, DepartmentRecord, GroupRecord, Post, TokenRecord, UserRecord, UserUpdate,
     audit_key, pair_key, validate_account,
 };
+use crate::authz::{self, Action, Subject};
 use crate::db::META_CFS;
 use crate::db::{
     Batch, CF_META_ACCOUNTS, CF_META_AUDIT, CF_META_DEPARTMENT_MEMBERS, CF_META_DEPARTMENTS,
     CF_META_DEVICE_TOKENS, CF_META_GROUPS, CF_META_NODES, CF_META_PLACEMENT, CF_META_SETTINGS,
     CF_META_TOKENS, CF_META_USER_GROUPS, CF_META_USERS, Db, StorageError,
 };
-use crate::protocol::store_pb;
+use crate::protocol::{ConversationId, pb, store_pb};
 use crate::raft::Apply;
 
 openraft::declare_raft_types!(
@@ -32,6 +33,9 @@ pub(super) const PARTITIONS_SETTING: &[u8] = b"partitions";
 pub(super) const DEPARTMENT_ID_COUNTER: &[u8] = b"next_department_id";
 pub(super) const AUDIT_SEQ_COUNTER: &[u8] = b"next_audit_seq";
 pub(super) const MESSAGING_POLICY_SETTING: &[u8] = b"messaging_policy";
+/// Prefix of the do-not-disturb flags in `meta_settings`:
+/// `dnd/` | user | conversation key → empty.
+pub(super) const DND_PREFIX: &[u8] = b"dnd/";
 /// The longest recall window a policy may set: a week.
 pub(super) const MAX_RECALL_WINDOW_SECS: u64 = 7 * 24 * 3600;
 
@@ -114,6 +118,24 @@ pub enum MetaCommand {
     /// Replaces the messaging policy (the recall window).
     SetMessagingPolicy {
         policy: store_pb::MessagingPolicy,
+    },
+    /// Changes a group on behalf of `by`: whether they may is decided
+    /// here, in log order, against the stored group (two transfers that
+    /// cross cannot both pass).
+    UpdateGroup {
+        group_id: u64,
+        by: u64,
+        admin: bool,
+        change: pb::GroupChange,
+        at_ms: i64,
+        /// For an announcement: the seq of the message carrying it.
+        announcement_seq: u64,
+    },
+    /// Sets a user's do-not-disturb flag of a conversation.
+    SetConversationSettings {
+        user_id: u64,
+        conversation: String,
+        dnd: bool,
     },
     /// Applies `command` and, unless it is refused, records `audit` in the
     /// same write, so that a change and its audit entry cannot diverge. An
@@ -203,6 +225,26 @@ fn check_department_name(name: &str) -> Result<(), Refusal> {
         )));
     }
     Ok(())
+}
+
+/// Adds `user` to (on) or removes them from (off) a sorted list.
+fn set_flag(list: &mut Vec<u64>, user: u64, on: bool) {
+    match (list.binary_search(&user), on) {
+        (Err(at), true) => list.insert(at, user),
+        (Ok(at), false) => {
+            list.remove(at);
+        }
+        _ => {}
+    }
+}
+
+/// Returns the key of a user's do-not-disturb flag of a conversation.
+pub(super) fn dnd_key(user: u64, conv: &ConversationId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(DND_PREFIX.len() + 8 + 17);
+    key.extend_from_slice(DND_PREFIX);
+    key.extend_from_slice(&user.to_be_bytes());
+    key.extend_from_slice(&conv.key());
+    key
 }
 
 /// Applies metadata commands to the `meta_*` column families.
@@ -373,6 +415,9 @@ impl MetaApply {
                 "group {group_id} does not exist"
             ))));
         };
+        if group.dissolved_at_ms != 0 {
+            return refused(Refusal::Conflict(format!("group {group_id} was dissolved")));
+        }
         if remove.contains(&group.owner) {
             return Ok(MetaResponse::Refused(Refusal::Invalid(
                 "the owner cannot be removed from the group".into(),
@@ -387,6 +432,8 @@ impl MetaApply {
         group.members.sort_unstable();
         group.members.dedup();
         group.members.retain(|m| !remove.contains(m));
+        group.admins.retain(|m| !remove.contains(m));
+        group.muted.retain(|m| !remove.contains(m));
         if group.members.len() > max_members {
             return Ok(MetaResponse::Refused(Refusal::Invalid(format!(
                 "a group holds at most {max_members} members"
@@ -399,6 +446,139 @@ impl MetaApply {
         for member in remove {
             batch.delete(CF_META_USER_GROUPS, &pair_key(*member, group_id));
         }
+        Ok(MetaResponse::Group(group))
+    }
+
+    /// Applies a group change once `by` is found allowed to make it; a
+    /// refusal changes nothing.
+    fn update_group(
+        &self,
+        batch: &mut Batch<'_>,
+        command: &MetaCommand,
+    ) -> Result<MetaResponse, StorageError> {
+        use pb::group_change::Change;
+        let MetaCommand::UpdateGroup {
+            group_id,
+            by,
+            admin,
+            change,
+            at_ms,
+            announcement_seq,
+        } = command
+        else {
+            return Ok(MetaResponse::Done);
+        };
+        let Some(mut group) = self
+            .db
+            .get_pb::<GroupRecord>(CF_META_GROUPS, &group_id.to_be_bytes())?
+        else {
+            return refused(Refusal::NotFound(format!(
+                "group {group_id} does not exist"
+            )));
+        };
+        if group.dissolved_at_ms != 0 {
+            return refused(Refusal::Conflict(format!("group {group_id} was dissolved")));
+        }
+        let subject = Subject {
+            user_id: *by,
+            admin: *admin,
+        };
+        let Some(change) = &change.change else {
+            return refused(Refusal::Invalid("group change names no change".into()));
+        };
+        let action = match change {
+            Change::TransferOwner(_) | Change::SetAdmin(_) | Change::Dissolve(_) => {
+                Action::OwnGroup { owner: group.owner }
+            }
+            _ => Action::ManageGroup {
+                owner: group.owner,
+                group_admins: &group.admins,
+            },
+        };
+        if let Err(err) = authz::check(&subject, action) {
+            return refused(Refusal::Forbidden(err.message));
+        }
+        let member = |user: u64| -> Result<(), Refusal> {
+            if group.members.binary_search(&user).is_err() {
+                return Err(Refusal::NotFound(format!(
+                    "user {user} is not a member of group {group_id}"
+                )));
+            }
+            Ok(())
+        };
+        let mut dissolved_members = None;
+        match change {
+            Change::Rename(name) => group.name = name.trim().to_string(),
+            Change::Avatar(avatar) => group.avatar = avatar.clone(),
+            Change::Announcement(text) if text.is_empty() => group.announcement = None,
+            Change::Announcement(text) => {
+                group.announcement = Some(pb::Announcement {
+                    text: text.clone(),
+                    by: *by,
+                    at_ms: *at_ms,
+                    seq: *announcement_seq,
+                    read_count: 0,
+                })
+            }
+            Change::TransferOwner(user) => {
+                if let Err(refusal) = member(*user) {
+                    return refused(refusal);
+                }
+                let former = group.owner;
+                group.owner = *user;
+                group.admins.retain(|a| a != user);
+                if former != *user {
+                    group.admins.push(former);
+                    group.admins.sort_unstable();
+                    group.admins.dedup();
+                }
+                group.muted.retain(|m| m != user);
+            }
+            Change::SetAdmin(flag) => {
+                if let Err(refusal) = member(flag.user_id) {
+                    return refused(refusal);
+                }
+                if flag.user_id == group.owner {
+                    return refused(Refusal::Invalid(
+                        "the owner is not one of the group's admins".into(),
+                    ));
+                }
+                set_flag(&mut group.admins, flag.user_id, flag.on);
+                if flag.on {
+                    group.muted.retain(|m| *m != flag.user_id);
+                }
+            }
+            Change::MuteMember(flag) => {
+                if let Err(refusal) = member(flag.user_id) {
+                    return refused(refusal);
+                }
+                let leader = flag.user_id == group.owner
+                    || group.admins.binary_search(&flag.user_id).is_ok();
+                if flag.on && leader {
+                    return refused(Refusal::Invalid(
+                        "the owner and the group's admins cannot be muted".into(),
+                    ));
+                }
+                set_flag(&mut group.muted, flag.user_id, flag.on);
+            }
+            Change::MuteAll(on) => group.mute_all = *on,
+            Change::Dissolve(dissolve) => {
+                group.dissolved_at_ms = (*at_ms).max(1);
+                group.history_kept = dissolve.keep_history;
+                if !dissolve.keep_history {
+                    dissolved_members = Some(group.members.clone());
+                }
+            }
+        }
+        // A member list is kept on the record either way: it says whom the
+        // dissolution was told to; without history the members lose the
+        // group from their lists (and so from sync).
+        if let Some(members) = dissolved_members {
+            for member in members {
+                batch.delete(CF_META_USER_GROUPS, &pair_key(member, *group_id));
+            }
+        }
+        batch.put_pb(CF_META_GROUPS, &group_id.to_be_bytes(), &group);
         Ok(MetaResponse::Group(group))
     }
 
@@ -712,6 +892,8 @@ impl MetaApply {
         }
         for mut group in groups {
             group.members.retain(|m| *m != user_id);
+            group.admins.retain(|m| *m != user_id);
+            group.muted.retain(|m| *m != user_id);
             batch.put_pb(CF_META_GROUPS, &group.group_id.to_be_bytes(), &group);
             batch.delete(CF_META_USER_GROUPS, &pair_key(user_id, group.group_id));
         }
@@ -905,6 +1087,25 @@ impl Apply<MetaRaftConfig> for MetaApply {
                 }
                 batch.put_pb(CF_META_SETTINGS, MESSAGING_POLICY_SETTING, policy);
                 Ok(MetaResponse::MessagingPolicy(*policy))
+            }
+            MetaCommand::UpdateGroup { .. } => self.update_group(batch, command),
+            MetaCommand::SetConversationSettings {
+                user_id,
+                conversation,
+                dnd,
+            } => {
+                let Ok(conv) = conversation.parse::<ConversationId>() else {
+                    return refused(Refusal::Invalid(format!(
+                        "malformed conversation id {conversation:?}"
+                    )));
+                };
+                let key = dnd_key(*user_id, &conv);
+                if *dnd {
+                    batch.put(CF_META_SETTINGS, &key, &[]);
+                } else {
+                    batch.delete(CF_META_SETTINGS, &key);
+                }
+                Ok(MetaResponse::Done)
             }
             MetaCommand::Audited { command, audit } => self.audited(batch, command, audit),
         }

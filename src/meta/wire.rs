@@ -154,6 +154,30 @@ impl From<&MetaCommand> for store_pb::MetaCommand {
             MetaCommand::DeleteUser { user_id } => Command::DeleteUser(*user_id),
             MetaCommand::Noop => Command::Noop(command::Noop {}),
             MetaCommand::SetMessagingPolicy { policy } => Command::SetMessagingPolicy(*policy),
+            MetaCommand::UpdateGroup {
+                group_id,
+                by,
+                admin,
+                change,
+                at_ms,
+                announcement_seq,
+            } => Command::UpdateGroup(command::UpdateGroup {
+                group_id: *group_id,
+                by: *by,
+                admin: *admin,
+                change: Some(change.clone()),
+                at_ms: *at_ms,
+                announcement_seq: *announcement_seq,
+            }),
+            MetaCommand::SetConversationSettings {
+                user_id,
+                conversation,
+                dnd,
+            } => Command::SetConversationSettings(command::SetConversationSettings {
+                user_id: *user_id,
+                conversation: conversation.clone(),
+                dnd: *dnd,
+            }),
             MetaCommand::Audited { command, audit } => {
                 Command::Audited(Box::new(command::Audited {
                     command: Some(Box::new(command.as_ref().into())),
@@ -220,6 +244,19 @@ impl TryFrom<store_pb::MetaCommand> for MetaCommand {
             Command::DeleteUser(user_id) => MetaCommand::DeleteUser { user_id },
             Command::Noop(_) => MetaCommand::Noop,
             Command::SetMessagingPolicy(policy) => MetaCommand::SetMessagingPolicy { policy },
+            Command::UpdateGroup(c) => MetaCommand::UpdateGroup {
+                group_id: c.group_id,
+                by: c.by,
+                admin: c.admin,
+                change: c.change.ok_or(missing("change"))?,
+                at_ms: c.at_ms,
+                announcement_seq: c.announcement_seq,
+            },
+            Command::SetConversationSettings(c) => MetaCommand::SetConversationSettings {
+                user_id: c.user_id,
+                conversation: c.conversation,
+                dnd: c.dnd,
+            },
             Command::Audited(c) => MetaCommand::Audited {
                 command: Box::new(MetaCommand::try_from(
                     *c.command.ok_or(missing("command"))?,
@@ -371,6 +408,7 @@ mod tests {
             owner: 7,
             members: vec![7, 8],
             created_at_ms: 5,
+            ..GroupRecord::default()
         };
         vec![
             MetaCommand::SetPartitions { count: 64 },
@@ -455,6 +493,26 @@ mod tests {
                 policy: store_pb::MessagingPolicy {
                     recall_window_secs: 0,
                 },
+            },
+            MetaCommand::UpdateGroup {
+                group_id: 4,
+                by: 7,
+                admin: false,
+                change: crate::protocol::pb::GroupChange {
+                    change: Some(crate::protocol::pb::group_change::Change::MuteMember(
+                        crate::protocol::pb::MemberFlag {
+                            user_id: 8,
+                            on: true,
+                        },
+                    )),
+                },
+                at_ms: 9,
+                announcement_seq: 3,
+            },
+            MetaCommand::SetConversationSettings {
+                user_id: 7,
+                conversation: "g:4".into(),
+                dnd: true,
             },
             MetaCommand::Audited {
                 command: Box::new(MetaCommand::DeleteUser { user_id: 7 }),

@@ -271,6 +271,7 @@ impl Node {
         let groups = Groups::new(
             meta.clone(),
             messaging.clone(),
+            delivery.clone(),
             config.quotas.clone(),
             config.limits.max_group_members,
         );

@@ -86,6 +86,21 @@ impl Keys {
         msg_key
     }
 
+    /// The seq of the newest message that mentioned `user` by name (in
+    /// `conv_meta`, after the conversation's newest seq).
+    pub fn mention_key(&self, conv: &ConversationId, user: u64) -> Vec<u8> {
+        let mut key = self.mention_all_key(conv);
+        key.extend_from_slice(&user.to_be_bytes());
+        key
+    }
+
+    /// The seq of the newest message that mentioned everyone (@all).
+    pub fn mention_all_key(&self, conv: &ConversationId) -> Vec<u8> {
+        let mut key = self.conv_prefix(conv);
+        key.push(b'@');
+        key
+    }
+
     /// Inbox rows live in the conversation's partition, so that each group
     /// owns exactly the keys it writes.
     pub fn inbox_key(&self, conv: &ConversationId, user: u64) -> Vec<u8> {
@@ -170,6 +185,18 @@ impl Partitions {
         )
         .await
         .map_err(|e| ProtocolError::new(ErrorCode::UnavailableRetry, e.to_string()))
+    }
+
+    /// Returns the seq of the newest message that mentioned `user`, by name
+    /// or with @all (0 when none did).
+    pub fn mentioned_at(&self, conv: &ConversationId, user: u64) -> Result<u64, StorageError> {
+        let by_name = self
+            .db
+            .get_u64(CF_CONV_META, &self.keys.mention_key(conv, user))?;
+        let all = self
+            .db
+            .get_u64(CF_CONV_META, &self.keys.mention_all_key(conv))?;
+        Ok(by_name.unwrap_or(0).max(all.unwrap_or(0)))
     }
 
     /// Returns the newest seq of a conversation (0 when it has none).

@@ -204,6 +204,26 @@ impl PartitionApply {
         for user in &append.touch_users {
             batch.put(CF_INBOX, &self.keys.inbox_key(&conv, *user), &[]);
         }
+        if let Some(pb::content::Kind::Text(text)) =
+            append.content.as_ref().and_then(|c| c.kind.as_ref())
+        {
+            // One row per mentioned user and one for @all, whatever the
+            // group's size: sync compares them with the user's cursor.
+            if text.mention_all {
+                batch.put(
+                    CF_CONV_META,
+                    &self.keys.mention_all_key(&conv),
+                    &seq.to_be_bytes(),
+                );
+            }
+            for mention in &text.mentions {
+                batch.put(
+                    CF_CONV_META,
+                    &self.keys.mention_key(&conv, mention.user_id),
+                    &seq.to_be_bytes(),
+                );
+            }
+        }
         self.put_message(batch, pending, &conv, message.clone());
         self.read_own(batch, pending, &conv, append.sender, seq);
         pending.seqs.insert(prefix, seq);

@@ -1,4 +1,5 @@
-//! Groups (`/api/v1/groups`): creation and membership.
+//! Groups (`/api/v1/groups`): creation, membership and management
+//! (docs/decisions/0016), and a user's settings of a conversation.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -7,13 +8,18 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiResult, AppState, Peer, actor, blocking, id_param, json_body, principal};
+use super::{
+    ApiError, ApiResult, AppState, Peer, actor, blocking, id_param, json_body, path_param,
+    principal,
+};
 use crate::api::Planes;
 use crate::auth::Principal;
 use crate::authz::{self, Action};
+use crate::delivery::SessionRef;
+use crate::groups::group_info;
 use crate::messaging::members_of;
 use crate::meta::GroupRecord;
-use crate::protocol::ConversationId;
+use crate::protocol::{ConversationId, pb};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,17 +41,62 @@ pub(super) struct GroupView {
     name: String,
     owner: u64,
     members: Vec<u64>,
+
+    /// The group's admins besides its owner.
+    admins: Vec<u64>,
+    /// Members who may not send.
+    muted: Vec<u64>,
+    /// Only the owner and admins may send.
+    mute_all: bool,
+    /// A file id; empty: none.
+    avatar: String,
+    /// The pinned announcement, if any.
+    announcement: Option<AnnouncementView>,
+    /// Unix milliseconds when the group was dissolved; 0: it was not.
+    dissolved_at_ms: i64,
 }
 
-impl From<GroupRecord> for GroupView {
-    fn from(group: GroupRecord) -> Self {
+/// A group's pinned announcement (群公告).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Announcement)]
+pub(super) struct AnnouncementView {
+    text: String,
+    by: u64,
+    at_ms: i64,
+    /// The seq of the message that carries it in the group's conversation.
+    seq: u64,
+    /// Members other than its author whose read cursor reached `seq`
+    /// (filled by `GET /api/v1/groups/{id}`).
+    read_count: u32,
+}
+
+impl From<pb::GroupInfo> for GroupView {
+    fn from(group: pb::GroupInfo) -> Self {
         GroupView {
-            conversation: ConversationId::Group(group.group_id).to_string(),
+            conversation: group.conversation,
             group_id: group.group_id,
             name: group.name,
             owner: group.owner,
             members: group.members,
+            admins: group.admins,
+            muted: group.muted,
+            mute_all: group.mute_all,
+            avatar: group.avatar,
+            announcement: group.announcement.map(|a| AnnouncementView {
+                text: a.text,
+                by: a.by,
+                at_ms: a.at_ms,
+                seq: a.seq,
+                read_count: a.read_count,
+            }),
+            dissolved_at_ms: group.dissolved_at_ms,
         }
+    }
+}
+
+impl From<GroupRecord> for GroupView {
+    fn from(group: GroupRecord) -> Self {
+        group_info(group).into()
     }
 }
 
@@ -173,4 +224,185 @@ pub(super) async fn list_members(
     })
     .await?;
     Ok(Json(MemberIds(members)))
+}
+
+/// Returns a group with its announcement's read count; members and admins.
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{id}",
+    tag = "groups",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "group id")),
+    responses((status = 200, description = "the group", body = GroupView))
+)]
+pub(super) async fn get_group(
+    State(planes): State<AppState>,
+    headers: HeaderMap,
+    group_id: Result<Path<String>, PathRejection>,
+) -> ApiResult<GroupView> {
+    let group_id = id_param(group_id)?;
+    let principal = principal(&planes, &headers).await?;
+    let info = planes
+        .groups
+        .get_group(&principal.subject(), group_id)
+        .await?;
+    Ok(Json(info.into()))
+}
+
+/// One change to a group, as `GroupChange` of the client protocol: exactly
+/// one key.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = GroupChange)]
+pub(super) enum GroupChangeBody {
+    /// A new name (owner, group admins).
+    Rename(String),
+    /// A file id; empty removes the avatar (owner, group admins).
+    Avatar(String),
+    /// A new pinned announcement; empty removes it (owner, group admins).
+    Announcement(String),
+    /// Makes a member the owner; the former owner becomes an admin (owner).
+    TransferOwner(u64),
+    /// Names or unnames a group admin (owner).
+    SetAdmin(MemberFlagBody),
+    /// Mutes a member or lets them speak again (owner, group admins).
+    MuteMember(MemberFlagBody),
+    /// Mutes the whole group but its owner and admins (owner, group admins).
+    MuteAll(bool),
+    /// Dissolves the group, keeping its history for its members or not (owner).
+    Dissolve(DissolveBody),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = MemberFlag)]
+pub(super) struct MemberFlagBody {
+    user_id: u64,
+    on: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Dissolve)]
+pub(super) struct DissolveBody {
+    #[serde(default)]
+    keep_history: bool,
+}
+
+impl From<GroupChangeBody> for pb::GroupChange {
+    fn from(body: GroupChangeBody) -> Self {
+        use pb::group_change::Change;
+        let flag = |f: MemberFlagBody| pb::MemberFlag {
+            user_id: f.user_id,
+            on: f.on,
+        };
+        let change = match body {
+            GroupChangeBody::Rename(name) => Change::Rename(name),
+            GroupChangeBody::Avatar(avatar) => Change::Avatar(avatar),
+            GroupChangeBody::Announcement(text) => Change::Announcement(text),
+            GroupChangeBody::TransferOwner(user) => Change::TransferOwner(user),
+            GroupChangeBody::SetAdmin(f) => Change::SetAdmin(flag(f)),
+            GroupChangeBody::MuteMember(f) => Change::MuteMember(flag(f)),
+            GroupChangeBody::MuteAll(on) => Change::MuteAll(on),
+            GroupChangeBody::Dissolve(d) => Change::Dissolve(pb::Dissolve {
+                keep_history: d.keep_history,
+            }),
+        };
+        pb::GroupChange {
+            change: Some(change),
+        }
+    }
+}
+
+/// Changes a group, as `UpdateGroup` does: the members are told by a
+/// `GroupEvent` push.
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups/{id}/changes",
+    tag = "groups",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "group id")),
+    request_body = GroupChangeBody,
+    responses((status = 200, description = "the changed group", body = GroupView))
+)]
+pub(super) async fn change_group(
+    State(planes): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    group_id: Result<Path<String>, PathRejection>,
+    body: Result<Json<GroupChangeBody>, JsonRejection>,
+) -> ApiResult<GroupView> {
+    let group_id = id_param(group_id)?;
+    let principal = principal(&planes, &headers).await?;
+    let change = pb::GroupChange::from(json_body(body)?);
+    let name = crate::groups::change_name(&change);
+    // No session of this node asked: every device of every member is told.
+    let origin = SessionRef {
+        node: planes.config.node_id,
+        session: 0,
+    };
+    let group = planes
+        .groups
+        .update_group(&principal.subject(), group_id, change, origin)
+        .await?;
+    if authz::allows(&principal.subject(), Action::BeAudited) {
+        let detail = serde_json::json!({ "change": name });
+        audit_group(&planes, &principal, peer, "group.change", &group, detail).await;
+    }
+    Ok(Json(group.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ConversationSettingsBody)]
+pub(super) struct SettingsBody {
+    /// Do not disturb: no notification of new messages; they are still
+    /// pushed and synced.
+    dnd: bool,
+}
+
+/// A user's settings of one conversation.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ConversationSettings)]
+pub(super) struct SettingsView {
+    #[schema(example = "g:7")]
+    conversation: String,
+    dnd: bool,
+}
+
+/// Sets the caller's settings of a conversation they are a member of.
+#[utoipa::path(
+    put,
+    path = "/api/v1/conversations/{id}/settings",
+    tag = "conversations",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "a conversation id: `d:<lo>:<hi>` for 1:1, `g:<group id>` for a group", example = "g:7")),
+    request_body = SettingsBody,
+    responses((status = 200, description = "the settings now", body = SettingsView))
+)]
+pub(super) async fn conversation_settings(
+    State(planes): State<AppState>,
+    headers: HeaderMap,
+    conversation: Result<Path<String>, PathRejection>,
+    body: Result<Json<SettingsBody>, JsonRejection>,
+) -> ApiResult<SettingsView> {
+    let conversation = path_param(conversation)?;
+    let user = principal(&planes, &headers).await?.user.user_id;
+    let body = json_body(body)?;
+    let origin = SessionRef {
+        node: planes.config.node_id,
+        session: 0,
+    };
+    let settings = pb::SetConversationSettings {
+        conversation,
+        dnd: body.dnd,
+    };
+    let answer = planes
+        .groups
+        .set_conversation_settings(user, settings, origin)
+        .await?;
+    Ok(Json(SettingsView {
+        conversation: answer.conversation,
+        dnd: answer.dnd,
+    }))
 }

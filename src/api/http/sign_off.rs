@@ -147,8 +147,8 @@ pub(super) async fn sign(
 }
 
 /// Lists who received, read and signed a message that requires sign-off,
-/// as a `SignStatusRequest` does: for its sender, the group's owner or an
-/// admin.
+/// as a `SignStatusRequest` does: for its sender, the group's owner or
+/// admins, or an admin.
 #[utoipa::path(
     get,
     path = "/api/v1/conversations/{id}/messages/{seq}/sign-status",

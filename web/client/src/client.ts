@@ -10,10 +10,12 @@ import {
   ChorusError,
   type Content,
   type Conversation,
+  type Group,
   type Message,
   type RecallAck,
   type Session,
   contentToWire,
+  groupFromWire,
   messageFromWire,
 } from "./model.js";
 import {
@@ -21,6 +23,7 @@ import {
   type DeviceClass,
   type ErrorCode,
   type ServerFrame,
+  type WireGroupChange,
   type WireSession,
   num,
 } from "./wire.js";
@@ -59,6 +62,8 @@ export interface ClientEvents {
   conversation: Conversation;
   /** A message held was recalled: its content is now the placeholder. */
   recalled: { conversation: string; seq: number; by: string };
+  /** A group changed (by anyone, this user included): the group as it is now. */
+  group: { group: Group; change: string; by: string };
   /** The peer of a 1:1 conversation read up to readSeq. */
   receipt: { conversation: string; reader: string; readSeq: number };
   /** The session ended and will not come back by itself. */
@@ -257,6 +262,42 @@ export class ChorusClient extends Emitter<ClientEvents> {
     return ack;
   }
 
+  /** Returns a group with its announcement's read count. */
+  async getGroup(groupId: string): Promise<Group> {
+    const frame = await this.request({ getGroup: { groupId } });
+    if (!frame.group) throw errorOf(frame);
+    return groupFromWire(frame.group);
+  }
+
+  /**
+   * Changes a group (rename, avatar, announcement, owner, admins, mutes,
+   * dissolve); resolves with the group as it is now.
+   */
+  async updateGroup(groupId: string, change: WireGroupChange): Promise<Group> {
+    const frame = await this.request({ updateGroup: { groupId, change } });
+    if (!frame.group) throw errorOf(frame);
+    const group = groupFromWire(frame.group);
+    this.applyGroup(group, Object.keys(change)[0] ?? "", this.sessionValue?.userId ?? "0");
+    return group;
+  }
+
+  /** Sets do-not-disturb for a conversation, on all of this user's devices. */
+  async setDnd(conversation: string, dnd: boolean): Promise<boolean> {
+    const frame = await this.request({ conversationSettings: { conversation, dnd } });
+    if (!frame.conversationSettings) throw errorOf(frame);
+    const c = this.state_(conversation);
+    c.dnd = frame.conversationSettings.dnd ?? false;
+    this.emit("conversation", this.summary(c));
+    return c.dnd;
+  }
+
+  private applyGroup(group: Group, change: string, by: string): void {
+    const c = this.state_(group.conversation);
+    if (group.name && c.title !== group.name) c.title = group.name;
+    this.emit("group", { group, change, by });
+    this.emit("conversation", this.summary(c));
+  }
+
   /** Loads older messages of a conversation, before the oldest one held. */
   async loadOlder(conversation: string, count = PULL_PAGE): Promise<Message[]> {
     const c = this.conversations.get(conversation);
@@ -432,6 +473,8 @@ export class ChorusClient extends Emitter<ClientEvents> {
         c.maxSeq = Math.max(c.maxSeq, num(s.maxSeq));
         c.readSeq = Math.max(c.readSeq, num(s.readSeq));
         c.peerReadSeq = Math.max(c.peerReadSeq, num(s.peerReadSeq));
+        c.dnd = s.dnd ?? false;
+        c.mentioned = s.mentioned ?? false;
         if (c.cursor === 0 && c.messages.size === 0) {
           // A conversation not seen before: only its recent history.
           c.cursor = Math.max(0, c.maxSeq - this.options.initialHistory);
@@ -494,6 +537,10 @@ export class ChorusClient extends Emitter<ClientEvents> {
     c.messages.set(m.seq, m);
     c.cursor = m.seq;
     if (!c.lastMessage || m.seq > c.lastMessage.seq) c.lastMessage = m;
+    const me = this.sessionValue?.userId ?? "0";
+    if (m.content.kind === "text" && m.sender !== me && m.seq > c.readSeq) {
+      if (m.content.mentionAll || m.content.mentions.includes(me)) c.mentioned = true;
+    }
     this.emit("message", m);
     if (m.content.kind === "recallNotice") this.applyRecall(c, m.content.seq, m.content.by, m.content.atMs);
     this.emit("conversation", this.summary(c));
@@ -620,6 +667,12 @@ export class ChorusClient extends Emitter<ClientEvents> {
       c.peerReadSeq = Math.max(c.peerReadSeq, num(r.readSeq));
       this.emit("receipt", { conversation: c.id, reader: r.reader ?? "0", readSeq: c.peerReadSeq });
       this.emit("conversation", this.summary(c));
+    } else if (frame.conversationSettings) {
+      const c = this.state_(frame.conversationSettings.conversation ?? "");
+      c.dnd = frame.conversationSettings.dnd ?? false;
+      this.emit("conversation", this.summary(c));
+    } else if (frame.groupEvent?.group) {
+      this.applyGroup(groupFromWire(frame.groupEvent.group), frame.groupEvent.change ?? "", frame.groupEvent.by ?? "0");
     } else if (frame.kicked) {
       // The close follows: 4409 for another login, 4401 for logout, disable, revocation.
       const reason = frame.kicked.reason ?? "kicked";
@@ -647,6 +700,7 @@ export class ChorusClient extends Emitter<ClientEvents> {
     const c = this.state_(conversation);
     if (readSeq <= c.readSeq) return;
     c.readSeq = readSeq;
+    if (readSeq >= c.maxSeq) c.mentioned = false;
     this.emit("conversation", this.summary(c));
   }
 
@@ -713,6 +767,8 @@ export class ChorusClient extends Emitter<ClientEvents> {
         readSeq: 0,
         peerReadSeq: 0,
         unread: 0,
+        dnd: false,
+        mentioned: false,
         messages: new Map(),
         held: new Map(),
         pulling: false,
@@ -732,6 +788,8 @@ export class ChorusClient extends Emitter<ClientEvents> {
       peerReadSeq: c.peerReadSeq,
       unread: Math.max(0, c.maxSeq - c.readSeq),
       lastMessage: c.lastMessage,
+      dnd: c.dnd,
+      mentioned: c.mentioned,
     };
   }
 }

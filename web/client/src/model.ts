@@ -1,6 +1,6 @@
 // The shapes the client gives its users, converted from the wire frames.
 
-import { type DeviceClass, type ErrorCode, type WireContent, type WireMessage, num } from "./wire.js";
+import { type DeviceClass, type ErrorCode, type WireContent, type WireGroup, type WireMessage, num } from "./wire.js";
 
 export interface Session {
   token: string;
@@ -44,6 +44,44 @@ export interface Conversation {
   peerReadSeq: number;
   unread: number;
   lastMessage?: Message;
+  /** Do not disturb: the user wants no notification of new messages here. */
+  dnd: boolean;
+  /** Someone mentioned the user (by name or @all) in an unread message. */
+  mentioned: boolean;
+}
+
+/** A group, with its management state (docs/decisions/0016). */
+export interface Group {
+  groupId: string;
+  conversation: string;
+  name: string;
+  owner: string;
+  members: string[];
+  admins: string[];
+  muted: string[];
+  muteAll: boolean;
+  avatar: string;
+  announcement?: { text: string; by: string; atMs: number; seq: number; readCount: number };
+  dissolvedAtMs: number;
+}
+
+export function groupFromWire(g: WireGroup): Group {
+  const a = g.announcement;
+  return {
+    groupId: g.groupId ?? "0",
+    conversation: g.conversation ?? "",
+    name: g.name ?? "",
+    owner: g.owner ?? "0",
+    members: g.members ?? [],
+    admins: g.admins ?? [],
+    muted: g.muted ?? [],
+    muteAll: g.muteAll ?? false,
+    avatar: g.avatar ?? "",
+    announcement: a
+      ? { text: a.text ?? "", by: a.by ?? "0", atMs: num(a.atMs), seq: num(a.seq), readCount: a.readCount ?? 0 }
+      : undefined,
+    dissolvedAtMs: num(g.dissolvedAtMs),
+  };
 }
 
 export interface Ack {

@@ -59,6 +59,34 @@ export interface WireConversationState {
   unread?: U64;
   title?: string;
   peerReadSeq?: U64;
+  dnd?: boolean;
+  mentioned?: boolean;
+}
+
+export interface WireGroup {
+  groupId?: U64;
+  conversation?: string;
+  name?: string;
+  owner?: U64;
+  members?: U64[];
+  admins?: U64[];
+  muted?: U64[];
+  muteAll?: boolean;
+  avatar?: string;
+  announcement?: { text?: string; by?: U64; atMs?: U64; seq?: U64; readCount?: number };
+  dissolvedAtMs?: U64;
+}
+
+/** One change of a group: exactly one key (docs/protocol.md, UpdateGroup). */
+export interface WireGroupChange {
+  rename?: string;
+  avatar?: string;
+  announcement?: string;
+  transferOwner?: U64;
+  setAdmin?: { userId: U64; on: boolean };
+  muteMember?: { userId: U64; on: boolean };
+  muteAll?: boolean;
+  dissolve?: { keepHistory: boolean };
 }
 
 export interface WireSession {
@@ -83,6 +111,9 @@ export interface ClientBody {
   receipts?: { conversation: string; seqs: U64[] };
   logout?: Record<string, never>;
   recall?: { conversation: string; seq: U64 };
+  updateGroup?: { groupId: U64; change: WireGroupChange };
+  getGroup?: { groupId: U64 };
+  conversationSettings?: { conversation: string; dnd: boolean };
 }
 
 export type ClientFrame = ClientBody & { requestId: U64 };
@@ -104,7 +135,7 @@ export interface ServerFrame {
   pull?: { conversation?: string; messages?: WireMessage[]; hasMore?: boolean; maxSeq?: U64 };
   read?: { conversation?: string; readSeq?: U64 };
   user?: { userId?: U64; account?: string; displayName?: string; directConversation?: string };
-  group?: { groupId?: U64; conversation?: string; name?: string; owner?: U64; members?: U64[] };
+  group?: WireGroup;
   receipts?: {
     conversation?: string;
     receipts?: { seq?: U64; readCount?: number; memberCount?: number }[];
@@ -115,6 +146,8 @@ export interface ServerFrame {
   readSync?: { conversation?: string; readSeq?: U64 };
   readReceipt?: { conversation?: string; reader?: U64; readSeq?: U64 };
   kicked?: { reason?: string };
+  conversationSettings?: { conversation?: string; dnd?: boolean };
+  groupEvent?: { group?: WireGroup; change?: string; by?: U64 };
 }
 
 /** Reads a 64-bit field as a number (seqs and times stay far below 2^53). */

@@ -283,3 +283,70 @@ test("recall() asks the server and applies the ack locally; a refusal keeps the 
   assert.throws(() => c.send(conv, { kind: "recalled", by: "1", atMs: 0 }), (err: ChorusError) => err.code === "INVALID");
   c.close();
 });
+
+test("group management: sync's dnd and mention flags, a group event renames, setDnd and updateGroup answer", async () => {
+  const server = new FakeServer(users);
+  const conv = "g:7";
+  server.append(conv, "2", "hello");
+  server.titles.set(conv, "team");
+  server.script.push({
+    kind: "sync",
+    answer: (socket, frame) => {
+      socket.deliver({
+        requestId: frame.requestId,
+        sync: { conversations: [{ conversation: conv, maxSeq: "1", title: "team", dnd: true, mentioned: true }] },
+      });
+      return true;
+    },
+  });
+  const c = client(server);
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  assert.deepEqual([c.conversation(conv)?.dnd, c.conversation(conv)?.mentioned], [true, true]);
+  await c.markRead(conv, 1);
+  assert.equal(c.conversation(conv)?.mentioned, false, "read past the mention");
+
+  const events: string[] = [];
+  c.on("group", (e) => events.push(`${e.change}:${e.group.name}`));
+  for (const s of server.sockets) {
+    s.deliver({ groupEvent: { group: { groupId: "7", conversation: conv, name: "core", owner: "2" }, change: "rename", by: "2" } });
+  }
+  await until("the event applied", () => events.length === 1);
+  assert.deepEqual(events, ["rename:core"]);
+  assert.equal(c.conversation(conv)?.title, "core");
+
+  // A mention of me in a new message flags the conversation again.
+  const m = server.append(conv, "2", "@all");
+  m.content = { text: { text: "@all", mentionAll: true } };
+  server.push("1", m);
+  await until("flagged", () => c.conversation(conv)?.mentioned === true);
+
+  server.script.push({
+    kind: "conversationSettings",
+    answer: (socket, frame) => {
+      socket.deliver({ requestId: frame.requestId, conversationSettings: { conversation: conv } });
+      return true;
+    },
+  });
+  assert.equal(await c.setDnd(conv, false), false);
+  assert.equal(c.conversation(conv)?.dnd, false);
+  server.script.push({
+    kind: "updateGroup",
+    answer: (socket, frame) => {
+      assert.deepEqual(frame.updateGroup, { groupId: "7", change: { muteAll: true } });
+      socket.deliver({ requestId: frame.requestId, group: { groupId: "7", conversation: conv, name: "core", owner: "1", muteAll: true } });
+      return true;
+    },
+  });
+  const group = await c.updateGroup("7", { muteAll: true });
+  assert.equal(group.muteAll, true);
+  server.script.push({
+    kind: "updateGroup",
+    answer: (socket, frame) => {
+      socket.deliver({ requestId: frame.requestId, error: { code: "FORBIDDEN", message: "only the group owner, a group admin or an admin may manage the group" } });
+      return true;
+    },
+  });
+  await assert.rejects(c.updateGroup("7", { rename: "x" }), (err: ChorusError) => err.code === "FORBIDDEN");
+  c.close();
+});

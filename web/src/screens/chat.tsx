@@ -2,6 +2,7 @@ import { type ChorusClient, type Message, peerOf, preview } from "@chorus/client
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import { useT } from "../context.js";
+import { GroupPanel } from "./group.js";
 import { useClientVersion } from "./main.js";
 
 interface Props {
@@ -80,7 +81,9 @@ export function Chat({ client, conversation }: Props) {
     stickToBottom.current = true;
     const key = `${Date.now()}-${Math.random()}`;
     setOutgoing((o) => [...o, { key, text }]);
-    client.send(conversation, { kind: "text", text, mentions: [], mentionAll: false }).then(
+    // "@all" as a word mentions everyone; the server allows it to the owner and admins only.
+    const mentionAll = text.split(/\s+/).includes("@all");
+    client.send(conversation, { kind: "text", text, mentions: [], mentionAll }).then(
       () => setOutgoing((o) => o.filter((x) => x.key !== key)),
       (err: Error) => setOutgoing((o) => o.map((x) => (x.key === key ? { ...x, error: err.message } : x))),
     );
@@ -115,7 +118,16 @@ export function Chat({ client, conversation }: Props) {
 
   return (
     <section class="chat" aria-label={summary?.title || conversation}>
-      <h2 class="chat-title">{summary?.title || conversation}</h2>
+      <h2 class="chat-title">
+        {summary?.title || conversation}
+        {summary?.dnd && (
+          <span class="dnd" data-test="chat-dnd" title={t("group.dnd")}>
+            {" "}
+            🔕
+          </span>
+        )}
+      </h2>
+      <GroupPanel client={client} conversation={conversation} />
       <ol class="messages" ref={list} onScroll={onScroll} data-test="messages">
         {(messages[0]?.seq ?? 1) > 1 && (
           <li class="older">

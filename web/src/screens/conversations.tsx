@@ -64,6 +64,16 @@ export function ConversationList({ client, open, onOpen }: Props) {
               aria-current={c.id === open ? "true" : undefined}
             >
               <span class="title">{c.title || c.id}</span>
+              {c.mentioned && c.id !== open && (
+                <span class="mention" data-test="mentioned">
+                  {t("list.mentioned")}
+                </span>
+              )}
+              {c.dnd && (
+                <span class="dnd" aria-label={t("group.dnd")} data-test="dnd-mark">
+                  🔕
+                </span>
+              )}
               {c.unread > 0 && c.id !== open && (
                 <span class="badge" aria-label={t("list.unread", { count: c.unread })} data-test="unread">
                   {c.unread}
