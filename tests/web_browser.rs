@@ -417,3 +417,91 @@ async fn a_group_is_managed_in_the_chat_screen_and_its_members_see_it() {
     alice.close().await;
     bob.close().await;
 }
+
+#[tokio::test]
+async fn a_message_to_sign_is_signed_in_one_browser_and_its_sender_sees_who_signed() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    let bob = driver.browser(&profiles.path().join("bob")).await;
+    for (browser, account) in [(&alice, "alice"), (&bob, "bob")] {
+        log_in(browser, &node, account, &password(account)).await;
+        browser
+            .wait_until(
+                "signed in and caught up (no banner)",
+                &format!("return document.querySelector('[data-test=me]')?.innerText === '{account}' && !document.querySelector('.banner')"),
+            )
+            .await;
+    }
+    alice.type_into("[data-test=new-chat]", "bob").await;
+    alice.click("[data-test=new-chat-go]").await;
+    alice.click("[data-test=must-sign]").await;
+    alice
+        .type_into("[data-test=composer]", "please sign the plan")
+        .await;
+    alice.click("[data-test=send]").await;
+    alice
+        .wait_until(
+            "alice's message acked, with the sender's sign-off controls",
+            &on_message(
+                "please sign the plan",
+                "!!m.querySelector('[data-test=sign-status]')",
+            ),
+        )
+        .await;
+    let conversation = format!("d:{}:{}", ids[0].min(ids[1]), ids[0].max(ids[1]));
+    bob.click(&format!(
+        "[data-test=conversation][data-conversation='{conversation}']"
+    ))
+    .await;
+    bob.wait_until(
+        "bob sees it pending",
+        &on_message(
+            "please sign the plan",
+            "!!m.querySelector('[data-test=sign-pending]')",
+        ),
+    )
+    .await;
+    bob.eval(
+        &on_message(
+            "please sign the plan",
+            "(m.querySelector('[data-test=sign]').click(), true)",
+        ),
+        json!([]),
+    )
+    .await;
+    let signed = bob
+        .wait_until(
+            "bob's message shows signed",
+            &on_message(
+                "please sign the plan",
+                "m.querySelector('[data-test=signed]')?.innerText ?? null",
+            ),
+        )
+        .await;
+    assert_eq!(signed, "Signed");
+    alice
+        .eval(
+            &on_message(
+                "please sign the plan",
+                "(m.querySelector('[data-test=sign-status]').click(), true)",
+            ),
+            json!([]),
+        )
+        .await;
+    let status = alice
+        .wait_until(
+            "alice sees who signed",
+            &on_message(
+                "please sign the plan",
+                "m.querySelector('[data-test=sign-note]')?.innerText ?? null",
+            ),
+        )
+        .await;
+    assert_eq!(status, "Signed by 1 of 1");
+    bob.screenshot(&screenshots().join("sign-off.png")).await;
+    alice.close().await;
+    bob.close().await;
+}

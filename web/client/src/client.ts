@@ -14,9 +14,13 @@ import {
   type Message,
   type RecallAck,
   type Session,
+  type SignOff,
+  type SignStatus,
   contentToWire,
   groupFromWire,
   messageFromWire,
+  signOffToWire,
+  signStatusFromWire,
 } from "./model.js";
 import {
   type ClientBody,
@@ -64,6 +68,10 @@ export interface ClientEvents {
   recalled: { conversation: string; seq: number; by: string };
   /** A group changed (by anyone, this user included): the group as it is now. */
   group: { group: Group; change: string; by: string };
+  /** A recipient signed a message (pushed to its sender and the signer's devices). */
+  signed: { conversation: string; seq: number; userId: string };
+  /** The sender of a message asks this user to sign it. */
+  signReminder: { conversation: string; seq: number; from: string };
   /** The peer of a 1:1 conversation read up to readSeq. */
   receipt: { conversation: string; reader: string; readSeq: number };
   /** The session ended and will not come back by itself. */
@@ -100,6 +108,7 @@ interface Outgoing {
   clientMsgId: string;
   conversation: string;
   content: Content;
+  signOff: SignOff;
   attempts: number;
   inFlight: boolean;
   resolve: (ack: Ack) => void;
@@ -202,13 +211,14 @@ export class ChorusClient extends Emitter<ClientEvents> {
    * connection, a timeout or UNAVAILABLE_RETRY is sent again, with the same
    * client_msg_id, until the server acks or refuses it.
    */
-  send(conversation: string, content: Content): Promise<Ack> {
+  send(conversation: string, content: Content, signOff: SignOff = "none"): Promise<Ack> {
     contentToWire(content);
     return new Promise((resolve, reject) => {
       this.outbox.push({
         clientMsgId: this.options.newId(),
         conversation,
         content,
+        signOff,
         attempts: 0,
         inFlight: false,
         resolve,
@@ -258,6 +268,8 @@ export class ChorusClient extends Emitter<ClientEvents> {
       serverTimeMs: ack.atMs,
       content: { kind: "recallNotice", seq: ack.seq, by, atMs: ack.atMs },
       readCount: 0,
+      signOff: "none",
+      signedAtMs: 0,
     });
     return ack;
   }
@@ -295,6 +307,41 @@ export class ChorusClient extends Emitter<ClientEvents> {
     const c = this.state_(group.conversation);
     if (group.name && c.title !== group.name) c.title = group.name;
     this.emit("group", { group, change, by });
+    this.emit("conversation", this.summary(c));
+  }
+
+  /**
+   * Signs a message that asks for it (消息签收); `password` for one that is
+   * signed with the password. The message held shows it signed at once.
+   */
+  async sign(conversation: string, seq: number, password = ""): Promise<number> {
+    const frame = await this.request({ sign: { conversation, seq: String(seq), password } });
+    if (!frame.sign) throw errorOf(frame);
+    const at = num(frame.sign.signedAtMs);
+    this.applySigned(conversation, seq, at);
+    return at;
+  }
+
+  /** Who received, read and signed a message (its sender, a group's owner or admins, an admin). */
+  async signStatus(conversation: string, seq: number): Promise<SignStatus> {
+    const frame = await this.request({ signStatus: { conversation, seq: String(seq) } });
+    if (!frame.signStatus) throw errorOf(frame);
+    return signStatusFromWire(frame.signStatus);
+  }
+
+  /** Reminds the recipients who have not signed; resolves with their ids. */
+  async remind(conversation: string, seq: number): Promise<string[]> {
+    const frame = await this.request({ remind: { conversation, seq: String(seq) } });
+    if (!frame.reminded) throw errorOf(frame);
+    return frame.reminded.userIds ?? [];
+  }
+
+  private applySigned(conversation: string, seq: number, at: number): void {
+    const c = this.conversations.get(conversation);
+    if (!c) return;
+    for (const held of [c.messages.get(seq), c.held.get(seq)]) {
+      if (held) held.signedAtMs = at;
+    }
     this.emit("conversation", this.summary(c));
   }
 
@@ -582,7 +629,12 @@ export class ChorusClient extends Emitter<ClientEvents> {
     out.inFlight = true;
     out.attempts++;
     this.requestOn(socket, {
-      send: { clientMsgId: out.clientMsgId, conversation: out.conversation, content: contentToWire(out.content) },
+      send: {
+        clientMsgId: out.clientMsgId,
+        conversation: out.conversation,
+        content: contentToWire(out.content),
+        signOff: signOffToWire(out.signOff),
+      },
     }).then(
       (frame) => {
         out.inFlight = false;
@@ -599,6 +651,8 @@ export class ChorusClient extends Emitter<ClientEvents> {
             serverTimeMs: ack.serverTimeMs,
             content: out.content,
             readCount: 0,
+            signOff: out.signOff,
+            signedAtMs: 0,
           });
           out.resolve(ack);
           return;
@@ -673,6 +727,16 @@ export class ChorusClient extends Emitter<ClientEvents> {
       this.emit("conversation", this.summary(c));
     } else if (frame.groupEvent?.group) {
       this.applyGroup(groupFromWire(frame.groupEvent.group), frame.groupEvent.change ?? "", frame.groupEvent.by ?? "0");
+    } else if (frame.signed) {
+      const s = frame.signed;
+      const conversation = s.conversation ?? "";
+      const seq = num(s.seq);
+      // Signed on another device of this user: the message is no longer pending.
+      if ((s.userId ?? "0") === this.sessionValue?.userId) this.applySigned(conversation, seq, num(s.signedAtMs));
+      this.emit("signed", { conversation, seq, userId: s.userId ?? "0" });
+    } else if (frame.signReminder) {
+      const r = frame.signReminder;
+      this.emit("signReminder", { conversation: r.conversation ?? "", seq: num(r.seq), from: r.from ?? "0" });
     } else if (frame.kicked) {
       // The close follows: 4409 for another login, 4401 for logout, disable, revocation.
       const reason = frame.kicked.reason ?? "kicked";

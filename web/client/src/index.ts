@@ -2,6 +2,6 @@
 export { ChorusClient } from "./client.js";
 export type { ClientEvents, ClientOptions, ConnectionState, SocketFactory, SocketLike } from "./client.js";
 export { ChorusError, preview } from "./model.js";
-export type { Ack, Content, Conversation, Group, Message, RecallAck, Session } from "./model.js";
+export type { Ack, Content, Conversation, Group, Message, RecallAck, Session, SignOff, SignStatus } from "./model.js";
 export type { DeviceClass, ErrorCode, WireGroupChange as GroupChange } from "./wire.js";
 export { directConversation, peerOf } from "./ids.js";

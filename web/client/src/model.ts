@@ -1,6 +1,15 @@
 // The shapes the client gives its users, converted from the wire frames.
 
-import { type DeviceClass, type ErrorCode, type WireContent, type WireGroup, type WireMessage, num } from "./wire.js";
+import {
+  type DeviceClass,
+  type ErrorCode,
+  type WireContent,
+  type WireGroup,
+  type WireMessage,
+  type WireSignOff,
+  type WireSignStatus,
+  num,
+} from "./wire.js";
 
 export interface Session {
   token: string;
@@ -30,6 +39,57 @@ export interface Message {
   serverTimeMs: number;
   content: Content;
   readCount: number;
+  /** What the message asks of its recipients (消息签收). */
+  signOff: SignOff;
+  /** When this user signed it (0: not signed, or nothing to sign). */
+  signedAtMs: number;
+}
+
+export type SignOff = "none" | "confirm" | "password";
+
+export function signOffFromWire(wire: WireSignOff | undefined): SignOff {
+  if (wire === "SIGN_OFF_CONFIRM") return "confirm";
+  if (wire === "SIGN_OFF_PASSWORD") return "password";
+  return "none";
+}
+
+export function signOffToWire(signOff: SignOff): WireSignOff {
+  if (signOff === "confirm") return "SIGN_OFF_CONFIRM";
+  if (signOff === "password") return "SIGN_OFF_PASSWORD";
+  return "SIGN_OFF_NONE";
+}
+
+/** Who received, read and signed a message, for its sender. */
+export interface SignStatus {
+  conversation: string;
+  seq: number;
+  signOff: SignOff;
+  sender: string;
+  recipients: { userId: string; delivered: boolean; read: boolean; signed: boolean; signedAtMs: number }[];
+  recipientCount: number;
+  deliveredCount: number;
+  readCount: number;
+  signedCount: number;
+}
+
+export function signStatusFromWire(s: WireSignStatus): SignStatus {
+  return {
+    conversation: s.conversation ?? "",
+    seq: num(s.seq),
+    signOff: signOffFromWire(s.signOff),
+    sender: s.sender ?? "0",
+    recipients: (s.recipients ?? []).map((r) => ({
+      userId: r.userId ?? "0",
+      delivered: r.delivered ?? false,
+      read: r.read ?? false,
+      signed: r.signed ?? false,
+      signedAtMs: num(r.signedAtMs),
+    })),
+    recipientCount: s.recipientCount ?? 0,
+    deliveredCount: s.deliveredCount ?? 0,
+    readCount: s.readCount ?? 0,
+    signedCount: s.signedCount ?? 0,
+  };
 }
 
 /** One conversation as the client knows it. */
@@ -180,6 +240,8 @@ export function messageFromWire(m: WireMessage): Message {
     serverTimeMs: num(m.serverTimeMs),
     content: contentFromWire(m.content),
     readCount: m.readCount ?? 0,
+    signOff: signOffFromWire(m.signOff),
+    signedAtMs: num(m.signedAtMs),
   };
 }
 

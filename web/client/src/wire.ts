@@ -50,6 +50,29 @@ export interface WireMessage {
   serverTimeMs?: U64;
   content?: WireContent;
   readCount?: number;
+  signOff?: WireSignOff;
+  signedAtMs?: U64;
+}
+
+export type WireSignOff = "SIGN_OFF_NONE" | "SIGN_OFF_CONFIRM" | "SIGN_OFF_PASSWORD";
+
+export interface WireSignStatus {
+  conversation?: string;
+  seq?: U64;
+  signOff?: WireSignOff;
+  sender?: U64;
+  recipients?: {
+    userId?: U64;
+    delivered?: boolean;
+    deliveredAtMs?: U64;
+    read?: boolean;
+    signed?: boolean;
+    signedAtMs?: U64;
+  }[];
+  recipientCount?: number;
+  deliveredCount?: number;
+  readCount?: number;
+  signedCount?: number;
 }
 
 export interface WireConversationState {
@@ -102,7 +125,10 @@ export interface ClientBody {
   login?: { account: string; password: string; deviceClass: DeviceClass };
   resume?: { token: string };
   ping?: Record<string, never>;
-  send?: { clientMsgId: string; conversation: string; content: WireContent };
+  send?: { clientMsgId: string; conversation: string; content: WireContent; signOff?: WireSignOff };
+  sign?: { conversation: string; seq: U64; password?: string };
+  signStatus?: { conversation: string; seq: U64 };
+  remind?: { conversation: string; seq: U64 };
   sync?: Record<string, never>;
   pull?: { conversation: string; afterSeq: U64; limit?: number };
   read?: { conversation: string; seq: U64 };
@@ -146,6 +172,11 @@ export interface ServerFrame {
   readSync?: { conversation?: string; readSeq?: U64 };
   readReceipt?: { conversation?: string; reader?: U64; readSeq?: U64 };
   kicked?: { reason?: string };
+  sign?: { conversation?: string; seq?: U64; signedAtMs?: U64; duplicate?: boolean };
+  signStatus?: WireSignStatus;
+  reminded?: { conversation?: string; seq?: U64; userIds?: U64[] };
+  signed?: { conversation?: string; seq?: U64; userId?: U64; signedAtMs?: U64 };
+  signReminder?: { conversation?: string; seq?: U64; from?: U64 };
   conversationSettings?: { conversation?: string; dnd?: boolean };
   groupEvent?: { group?: WireGroup; change?: string; by?: U64 };
 }

@@ -27,6 +27,11 @@ export function Chat({ client, conversation }: Props) {
   const [outgoing, setOutgoing] = useState<Outgoing[]>([]);
   const [loadingOlder, setLoadingOlder] = useState(false);
   const [recallError, setRecallError] = useState<{ seq: number; message: string } | null>(null);
+  // Must-acknowledge messages (消息签收): the composer's flag, passwords
+  // typed for signing, and what the sender last learnt of each message.
+  const [mustSign, setMustSign] = useState(false);
+  const [passwords, setPasswords] = useState<Record<number, string>>({});
+  const [signNote, setSignNote] = useState<Record<number, string>>({});
   const list = useRef<HTMLOListElement>(null);
   const stickToBottom = useRef(true);
   const me = client.session?.userId ?? "";
@@ -83,7 +88,9 @@ export function Chat({ client, conversation }: Props) {
     setOutgoing((o) => [...o, { key, text }]);
     // "@all" as a word mentions everyone; the server allows it to the owner and admins only.
     const mentionAll = text.split(/\s+/).includes("@all");
-    client.send(conversation, { kind: "text", text, mentions: [], mentionAll }).then(
+    const signOff = mustSign ? "confirm" : "none";
+    setMustSign(false);
+    client.send(conversation, { kind: "text", text, mentions: [], mentionAll }, signOff).then(
       () => setOutgoing((o) => o.filter((x) => x.key !== key)),
       (err: Error) => setOutgoing((o) => o.map((x) => (x.key === key ? { ...x, error: err.message } : x))),
     );
@@ -100,6 +107,80 @@ export function Chat({ client, conversation }: Props) {
     return (
       <span class="recalled" data-test="recalled">
         {by}
+      </span>
+    );
+  };
+
+  const note = (seq: number, text: string) => setSignNote((n) => ({ ...n, [seq]: text }));
+
+  const sign = (m: Message) => {
+    client.sign(conversation, m.seq, passwords[m.seq] ?? "").then(
+      () => note(m.seq, ""),
+      (err: Error) => note(m.seq, t("sign.failed", { message: err.message })),
+    );
+  };
+
+  const showStatus = (m: Message) => {
+    client.signStatus(conversation, m.seq).then(
+      (s) => note(m.seq, t("sign.status", { signed: String(s.signedCount), count: String(s.recipientCount) })),
+      (err: Error) => note(m.seq, err.message),
+    );
+  };
+
+  const remind = (m: Message) => {
+    client.remind(conversation, m.seq).then(
+      (users) => note(m.seq, t("sign.reminded", { count: String(users.length) })),
+      (err: Error) => note(m.seq, err.message),
+    );
+  };
+
+  const signControls = (m: Message) => {
+    if (m.signOff === "none" || m.content.kind === "recalled") return null;
+    const noteOf = signNote[m.seq] ? (
+      <span class="sign-note" data-test="sign-note">
+        {signNote[m.seq]}
+      </span>
+    ) : null;
+    if (m.sender === me) {
+      return (
+        <span class="sign" data-test="sign-sender">
+          <button class="link" onClick={() => showStatus(m)} data-test="sign-status">
+            {t("sign.refresh")}
+          </button>
+          <button class="link" onClick={() => remind(m)} data-test="sign-remind">
+            {t("sign.remind")}
+          </button>
+          {noteOf}
+        </span>
+      );
+    }
+    if (m.signedAtMs) {
+      return (
+        <span class="sign signed" data-test="signed">
+          {t("sign.signed")}
+        </span>
+      );
+    }
+    return (
+      <span class="sign pending" data-test="sign-pending">
+        {t("sign.pending")}
+        {m.signOff === "password" && (
+          <input
+            type="password"
+            aria-label={t("sign.password")}
+            placeholder={t("sign.password")}
+            value={passwords[m.seq] ?? ""}
+            onInput={(e) => {
+              const value = e.currentTarget.value;
+              setPasswords((p) => ({ ...p, [m.seq]: value }));
+            }}
+            data-test="sign-password"
+          />
+        )}
+        <button class="link" onClick={() => sign(m)} data-test="sign">
+          {t("sign.sign")}
+        </button>
+        {noteOf}
       </span>
     );
   };
@@ -151,6 +232,7 @@ export function Chat({ client, conversation }: Props) {
                   {t("chat.recall.failed", { message: recallError.message })}
                 </span>
               )}
+              {signControls(m)}
             </div>
           </li>
         ))}
@@ -175,6 +257,15 @@ export function Chat({ client, conversation }: Props) {
           rows={2}
           data-test="composer"
         />
+        <label class="must-sign">
+          <input
+            type="checkbox"
+            checked={mustSign}
+            onChange={(e) => setMustSign(e.currentTarget.checked)}
+            data-test="must-sign"
+          />
+          {t("sign.must")}
+        </label>
         <button type="submit" data-test="send">
           {t("chat.send")}
         </button>
