@@ -588,20 +588,10 @@ impl ConversationState {
     /// from this leader's replica, which holds every signature acked.
     async fn remind(&mut self, subject: Subject, seq: u64, port: Port) {
         let (partitions, conv) = (self.messaging.inner.partitions.clone(), self.conv);
-        let status = tokio::task::spawn_blocking(move || -> Result<_, ProtocolError> {
-            match partitions.sign_status(&conv, seq)? {
-                Some(status) => Ok(status),
-                None if partitions.message(&conv, seq)?.is_none() => Err(ProtocolError::not_found(
-                    format!("message {conv}:{seq} does not exist"),
-                )),
-                None => Err(ProtocolError::invalid(format!(
-                    "message {conv}:{seq} does not ask to be signed"
-                ))),
-            }
-        })
-        .await
-        .map_err(|e| ProtocolError::internal(e.to_string()))
-        .and_then(|status| status);
+        let status = tokio::task::spawn_blocking(move || partitions.sign_status(&conv, seq))
+            .await
+            .map_err(|e| ProtocolError::internal(e.to_string()))
+            .and_then(|status| status);
         let status = match status {
             Ok(status) => status,
             Err(err) => return refuse(port, err),

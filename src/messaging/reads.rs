@@ -533,22 +533,7 @@ pub(super) fn sign_status(
             members: &members,
         },
     )?;
-    let partitions = &messaging.inner.partitions;
-    let status = match partitions.sign_status(&conv, request.seq)? {
-        Some(status) => status,
-        None if partitions.message(&conv, request.seq)?.is_none() => {
-            return Err(ProtocolError::not_found(format!(
-                "message {conv}:{} does not exist",
-                request.seq
-            )));
-        }
-        None => {
-            return Err(ProtocolError::invalid(format!(
-                "message {conv}:{} does not ask to be signed",
-                request.seq
-            )));
-        }
-    };
+    let status = messaging.inner.partitions.sign_status(&conv, request.seq)?;
     let (owner, group_admins) = match conv {
         ConversationId::Group(id) => match messaging.inner.meta.group(id)? {
             Some(group) => (Some(group.owner), group.admins),

@@ -15,9 +15,10 @@ use std::sync::Arc;
 #[cfg(test)]
 use crate::cluster::PeerLinks;
 use crate::db::{self, CF_CONV_META, CF_CURSORS, CF_INBOX, CF_MSGS, CF_SIGNS, Db, StorageError};
-use crate::protocol::{ConversationId, pb, store_pb};
 #[cfg(test)]
-use crate::protocol::{ErrorCode, ProtocolError};
+use crate::protocol::ErrorCode;
+use crate::protocol::ProtocolError;
+use crate::protocol::{ConversationId, pb, store_pb};
 use crate::raft::{self, GroupStateMachine, RaftHost, partition_group};
 
 pub use state_machine::{Applied, PartitionRaftConfig};
@@ -279,15 +280,23 @@ impl Partitions {
 
     /// Returns the sign-off status of a message, per recipient: delivered
     /// and signed from the progress records, read from the read cursors
-    /// (no row per reader). `None` when the message asks for no sign-off.
+    /// (no row per reader). `NOT_FOUND` for no message at `seq`, `INVALID`
+    /// for one that asks for no sign-off.
     pub fn sign_status(
         &self,
         conv: &ConversationId,
         seq: u64,
-    ) -> Result<Option<pb::SignStatus>, StorageError> {
+    ) -> Result<pb::SignStatus, ProtocolError> {
         let prefix = self.keys.msg_key(conv, seq);
         let Some(requirement) = self.sign_requirement(conv, seq)? else {
-            return Ok(None);
+            if self.message(conv, seq)?.is_none() {
+                return Err(ProtocolError::not_found(format!(
+                    "message {conv}:{seq} does not exist"
+                )));
+            }
+            return Err(ProtocolError::invalid(format!(
+                "message {conv}:{seq} does not ask to be signed"
+            )));
         };
         let mut progress = std::collections::HashMap::new();
         for (key, value) in self.db.scan(CF_SIGNS, &prefix, &prefix, usize::MAX)? {
@@ -329,7 +338,7 @@ impl Partitions {
                 signed_at_ms: record.signed_at_ms,
             });
         }
-        Ok(Some(status))
+        Ok(status)
     }
 
     /// Returns the 1:1 conversations a user takes part in (one seek per partition).
