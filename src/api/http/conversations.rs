@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiResult, AppState, path_param, principal, query_params};
-use crate::delivery::SessionRef;
 use crate::messaging::{Answer, Request};
 use crate::protocol::{ConversationId, ProtocolError, parse_id, pb};
 
@@ -266,11 +265,7 @@ pub(super) async fn recall(
 ) -> ApiResult<RecallView> {
     let (conv, seq) = message_path(path_param(path)?)?;
     let subject = principal(&planes, &headers).await?.subject();
-    // No session of this node asked: every device of every member is told.
-    let origin = SessionRef {
-        node: planes.config.node_id,
-        session: 0,
-    };
+    let origin = super::rest_origin(&planes);
     let request = Request::Recall { subject, seq };
     match planes.messaging.call(conv, request, origin).await? {
         Answer::Recall(ack) => Ok(Json(RecallView {

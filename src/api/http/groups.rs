@@ -15,7 +15,6 @@ use super::{
 use crate::api::Planes;
 use crate::auth::Principal;
 use crate::authz::{self, Action};
-use crate::delivery::SessionRef;
 use crate::groups::group_info;
 use crate::messaging::members_of;
 use crate::meta::GroupRecord;
@@ -336,11 +335,7 @@ pub(super) async fn change_group(
     let principal = principal(&planes, &headers).await?;
     let change = pb::GroupChange::from(json_body(body)?);
     let name = crate::groups::change_name(&change);
-    // No session of this node asked: every device of every member is told.
-    let origin = SessionRef {
-        node: planes.config.node_id,
-        session: 0,
-    };
+    let origin = super::rest_origin(&planes);
     let group = planes
         .groups
         .update_group(&principal.subject(), group_id, change, origin)
@@ -389,10 +384,7 @@ pub(super) async fn conversation_settings(
     let conversation = path_param(conversation)?;
     let user = principal(&planes, &headers).await?.user.user_id;
     let body = json_body(body)?;
-    let origin = SessionRef {
-        node: planes.config.node_id,
-        session: 0,
-    };
+    let origin = super::rest_origin(&planes);
     let settings = pb::SetConversationSettings {
         conversation,
         dnd: body.dnd,

@@ -142,6 +142,15 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
+/// The origin of a write made through REST: no session of this node asked,
+/// so every device of every member is told.
+fn rest_origin(planes: &Planes) -> crate::delivery::SessionRef {
+    crate::delivery::SessionRef {
+        node: planes.config.node_id,
+        session: 0,
+    }
+}
+
 async fn principal(planes: &Planes, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let principal = planes.auth.resume(bearer(headers)?).await?;
     // This node's copy of the metadata may lag a revocation it heard of.

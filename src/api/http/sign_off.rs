@@ -12,7 +12,6 @@ use utoipa::ToSchema;
 
 use super::conversations::message_path;
 use super::{ApiResult, AppState, Peer, json_body, path_param, principal};
-use crate::delivery::SessionRef;
 use crate::messaging::{Answer, Request};
 use crate::protocol::{ProtocolError, pb};
 
@@ -133,7 +132,7 @@ pub(super) async fn sign(
     };
     match planes
         .messaging
-        .call(conv, request, origin(&planes))
+        .call(conv, request, super::rest_origin(&planes))
         .await?
     {
         Answer::Sign(ack) => Ok(Json(SignView {
@@ -220,7 +219,7 @@ pub(super) async fn remind(
     let request = Request::Remind { subject, seq };
     match planes
         .messaging
-        .call(conv, request, origin(&planes))
+        .call(conv, request, super::rest_origin(&planes))
         .await?
     {
         Answer::Reminded(reminded) => Ok(Json(RemindedView {
@@ -229,13 +228,5 @@ pub(super) async fn remind(
             user_ids: reminded.user_ids,
         })),
         other => Err(ProtocolError::internal(format!("remind answered {other:?}")).into()),
-    }
-}
-
-/// No session of this node asked: every device is told.
-fn origin(planes: &AppState) -> SessionRef {
-    SessionRef {
-        node: planes.config.node_id,
-        session: 0,
     }
 }
