@@ -66,6 +66,29 @@ pub mod testsuite {
             .user_id
     }
 
+    /// Returns the files under `dir` (a data folder) that hold `needle`:
+    /// how the tests of burn after reading look for a trace of a text.
+    pub fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        let mut folders = vec![dir.to_path_buf()];
+        while let Some(folder) = folders.pop() {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if std::fs::read(&path)
+                    .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    }
+
     /// Waits (at most ten seconds) until an actor has stopped.
     async fn wait_stopped(actor: ractor::ActorCell) {
         let gone = async {

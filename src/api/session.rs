@@ -673,11 +673,29 @@ fn validate_send(send: &pb::SendMessage, max_text_bytes: usize) -> Result<(), Pr
             send.sign_off
         )));
     }
+    if send.burn_after_secs > 0 {
+        if !matches!(
+            send.conversation.parse::<ConversationId>(),
+            Ok(ConversationId::Direct { .. })
+        ) {
+            return Err(ProtocolError::invalid(
+                "burn after reading (burn_after_secs) is for 1:1 conversations only",
+            ));
+        }
+        if send.sign_off != pb::SignOff::None as i32 {
+            return Err(ProtocolError::invalid(
+                "a burn-after-reading message cannot also ask for sign-off",
+            ));
+        }
+    }
     match send.content.as_ref().and_then(|c| c.kind.as_ref()) {
         None => Err(ProtocolError::invalid("message has no content")),
         // Written by a recall only: a client may not forge one.
         Some(Kind::Recalled(_) | Kind::RecallNotice(_)) => Err(ProtocolError::invalid(
             "recalled and recall_notice contents are written by the server; send RecallMessage to recall",
+        )),
+        Some(Kind::Burned(_) | Kind::BurnNotice(_)) => Err(ProtocolError::invalid(
+            "burned and burn_notice contents are written by the server; send with burn_after_secs",
         )),
         Some(Kind::Text(text)) if text.text.trim().is_empty() => {
             Err(ProtocolError::invalid("text is empty"))

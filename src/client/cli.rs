@@ -96,6 +96,10 @@ pub enum ClientCommand {
         /// by re-entering their password.
         #[arg(long, value_enum)]
         sign: Option<SignArg>,
+        /// Burn after reading (1:1 only): the server deletes the message
+        /// once its recipient read it, or this many seconds after sending.
+        #[arg(long, value_name = "SECS", conflicts_with = "sign")]
+        burn: Option<u64>,
         text: String,
     },
     /// Prints the history of a conversation, oldest first.
@@ -303,6 +307,7 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
             conversation,
             id,
             sign,
+            burn,
             text,
         }) => {
             let conversation = resolve(&conn, to.as_deref(), conversation).await?;
@@ -311,10 +316,14 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
                 text,
                 ..Default::default()
             });
-            let sign_off = sign.map_or(pb::SignOff::None, pb::SignOff::from);
-            let ack = conn
-                .send_message_with(&conversation, &id, content, sign_off)
-                .await?;
+            let ack = match burn {
+                Some(secs) => conn.send_burning(&conversation, &id, content, secs).await?,
+                None => {
+                    let sign_off = sign.map_or(pb::SignOff::None, pb::SignOff::from);
+                    conn.send_message_with(&conversation, &id, content, sign_off)
+                        .await?
+                }
+            };
             say!(
                 "sent {} seq={} id={} duplicate={}",
                 ack.conversation,
@@ -549,7 +558,24 @@ fn message_line(sender: &str, message: &pb::Message) -> String {
         Some(pb::content::Kind::RecallNotice(notice)) => {
             format!("[recalled #{}]", notice.seq)
         }
+        Some(pb::content::Kind::Burned(_)) => "[burned]".to_string(),
+        Some(pb::content::Kind::BurnNotice(notice)) => {
+            let seqs: Vec<String> = notice.seqs.iter().map(|s| format!("#{s}")).collect();
+            format!("[burned {}]", seqs.join(" "))
+        }
         None => String::new(),
+    };
+    let burn = if message.burn_after_secs > 0
+        && !matches!(
+            message.content.as_ref().and_then(|c| c.kind.as_ref()),
+            Some(pb::content::Kind::Burned(_))
+        ) {
+        format!(
+            " [burns after reading, or in {} s]",
+            message.burn_after_secs
+        )
+    } else {
+        String::new()
     };
     let reads = if message.read_count > 0 {
         format!(" ({} read)", message.read_count)
@@ -563,8 +589,8 @@ fn message_line(sender: &str, message: &pb::Message) -> String {
         Ok(pb::SignOff::Password) => " [to sign with password: /sign <seq> <password>]",
     };
     let line = format!(
-        "[{} #{}] {}: {}{}{}",
-        message.conversation, message.seq, sender, body, reads, sign
+        "[{} #{}] {}: {}{}{}{}",
+        message.conversation, message.seq, sender, body, reads, sign, burn
     );
     crate::protocol::terminal_safe(&line).into_owned()
 }
@@ -604,6 +630,7 @@ async fn sign_status_lines(
 const HELP: &str =
     "commands: /list  /open <account|conversation>  /history  /group <name> <account>...  /receipts
           /recall <seq>  /must <text>  /sign <seq> [password]  /signs <seq>  /remind <seq>
+          /burn <secs> <text> (1:1: burns after reading, or in secs)
           /status <online|busy|away>  /watch <account>...  /help  /quit
   groups: /info  /rename <name>  /announce <text>  /admin <account> [off]  /transfer <account>
           /mute <account> [off]  /muteall [off]  /dissolve [keep]   any conversation: /dnd [off]
@@ -951,6 +978,33 @@ impl Interactive {
                     *cursor = ack.seq;
                 }
                 say!("  (sent #{}, to be signed by every recipient)", ack.seq);
+            }
+            Some("/burn") => {
+                let conversation = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let usage = || ClientError::Unexpected("/burn <secs> <text>".into());
+                let rest = line.trim_start_matches("/burn").trim();
+                let (secs, text) = rest.split_once(' ').ok_or_else(usage)?;
+                let secs: u64 = secs.parse().map_err(|_| usage())?;
+                let text = text.trim();
+                if text.is_empty() {
+                    return Err(usage());
+                }
+                let content = pb::content::Kind::Text(pb::TextContent {
+                    text: text.to_string(),
+                    ..Default::default()
+                });
+                let ack = self
+                    .conn
+                    .send_burning(&conversation, &new_client_msg_id(), content, secs)
+                    .await?;
+                let cursor = self.cursors.entry(conversation).or_insert(0);
+                if ack.seq == *cursor + 1 {
+                    *cursor = ack.seq;
+                }
+                say!("  (sent #{}, burns once read or in {secs} s)", ack.seq);
             }
             Some("/receipts") => {
                 let conversation = self

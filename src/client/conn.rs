@@ -498,14 +498,41 @@ impl Connection {
         content: pb::content::Kind,
         sign_off: pb::SignOff,
     ) -> Result<pb::SendAck, ClientError> {
-        let send = pb::SendMessage {
+        self.send(pb::SendMessage {
             client_msg_id: client_msg_id.to_string(),
             conversation: conversation.to_string(),
             content: Some(pb::Content {
                 kind: Some(content),
             }),
             sign_off: sign_off as i32,
-        };
+            burn_after_secs: 0,
+        })
+        .await
+    }
+
+    /// Sends a burn-after-reading message (1:1 only): the server deletes
+    /// it once its recipient read it, or `burn_after_secs` after sending.
+    pub async fn send_burning(
+        &self,
+        conversation: &str,
+        client_msg_id: &str,
+        content: pb::content::Kind,
+        burn_after_secs: u64,
+    ) -> Result<pb::SendAck, ClientError> {
+        self.send(pb::SendMessage {
+            client_msg_id: client_msg_id.to_string(),
+            conversation: conversation.to_string(),
+            content: Some(pb::Content {
+                kind: Some(content),
+            }),
+            sign_off: 0,
+            burn_after_secs,
+        })
+        .await
+    }
+
+    /// Sends a `SendMessage` as it is and returns its ack.
+    pub async fn send(&self, send: pb::SendMessage) -> Result<pb::SendAck, ClientError> {
         match self.request(Req::Send(send)).await? {
             Resp::Ack(ack) => Ok(ack),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),

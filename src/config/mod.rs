@@ -267,6 +267,23 @@ pub struct StorageConfig {
     /// /api/v1/admin/backup`); unset: `backups` in the data folder.
     #[serde(default)]
     pub backup_dir: Option<PathBuf>,
+    /// How often the partition leaders burn the burn-after-reading messages
+    /// whose time to live ran out (docs/decisions/0017).
+    #[serde(default = "default_burn_sweep_ms")]
+    pub burn_sweep_ms: u64,
+    /// How often burned messages' old values are compacted off the disk:
+    /// with `burn_sweep_ms`, the bound on how long a burned text stays in
+    /// any file of the data folder.
+    #[serde(default = "default_scrub_ms")]
+    pub scrub_ms: u64,
+}
+
+fn default_burn_sweep_ms() -> u64 {
+    1000
+}
+
+fn default_scrub_ms() -> u64 {
+    30_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

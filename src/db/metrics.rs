@@ -28,12 +28,19 @@ pub const WAL_SYNC_SECONDS: &str = "chorus_storage_wal_sync_seconds";
 /// Durable writes that waited on a group-commit WAL sync.
 pub const DURABLE_WRITES: &str = "chorus_storage_durable_writes_total";
 
+/// Keys whose earlier values were compacted off the disk (`db::scrub`).
+pub const KEYS_SCRUBBED: &str = "chorus_db_keys_scrubbed_total";
+
 /// How often disk use and compaction state are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// Registers help texts for the metrics above.
 pub fn describe() {
     metrics::describe_counter!(WAL_SYNCS, "WAL syncs (fdatasync) made by group commit");
+    metrics::describe_counter!(
+        KEYS_SCRUBBED,
+        "Keys whose earlier values were compacted off the disk after a burn after reading"
+    );
     metrics::describe_histogram!(
         WAL_SYNC_SECONDS,
         metrics::Unit::Seconds,

@@ -3,6 +3,9 @@
 
 mod checkpoint;
 mod metrics;
+mod scrub;
+
+pub use scrub::run as run_scrubber;
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -51,6 +54,16 @@ pub const CF_INBOX: &str = "inbox";
 /// `SignRequirement`, and partition | conversation | seq | user →
 /// `SignProgress` of each recipient who received or signed it.
 pub const CF_SIGNS: &str = "signs";
+/// Burn-after-reading messages not burned yet: partition | conversation |
+/// seq → `BurnRecord`.
+pub const CF_BURNS: &str = "burns";
+/// Their deadlines: partition | deadline ms | conversation | seq → `BurnDue`.
+pub const CF_BURN_DUE: &str = "burn_due";
+/// Keys whose earlier values must leave the disk (burned messages, the log
+/// entries that held them): column family | 0 | key → empty. Node-local:
+/// each replica writes it in the batch that burns and clears it once
+/// [`Db::scrub`] has compacted the key (docs/decisions/0017).
+pub const CF_SCRUB: &str = "scrub";
 /// Raft logs of every group: group id | index → entry.
 pub const CF_RAFT_LOG: &str = "raft_log";
 /// Raft state of every group: group id | tag → vote, committed, purged, applied.
@@ -82,16 +95,21 @@ pub const FORMAT_VERSION: u32 = 2;
 const FORMAT_KEY: &[u8] = b"chorus_storage_format";
 
 /// Every column family of a message partition (keys prefixed by the partition).
-pub const PARTITION_CFS: [&str; 6] = [
+pub const PARTITION_CFS: [&str; 8] = [
     CF_MSGS,
     CF_CONV_META,
     CF_DEDUP,
     CF_CURSORS,
     CF_INBOX,
     CF_SIGNS,
+    CF_BURNS,
+    CF_BURN_DUE,
 ];
 
 const RAFT_CFS: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_STATE];
+
+/// Column families of this node alone: no group's key space covers them.
+const NODE_CFS: [&str; 1] = [CF_SCRUB];
 
 /// Every column family the database opens.
 fn all_cfs() -> impl Iterator<Item = &'static str> {
@@ -99,6 +117,7 @@ fn all_cfs() -> impl Iterator<Item = &'static str> {
         .iter()
         .chain(&PARTITION_CFS)
         .chain(&RAFT_CFS)
+        .chain(&NODE_CFS)
         .copied()
 }
 
@@ -487,6 +506,31 @@ impl Db {
         for item in iter {
             let (key, value) = item?;
             if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// Returns up to `limit` entries with keys from `start` to `end`, both
+    /// inclusive.
+    pub fn range(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StorageError> {
+        let handle = self.cf(cf)?;
+        let iter = self.inner.iterator_cf(
+            &handle,
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (key, value) = item?;
+            if &key[..] > end || out.len() >= limit {
                 break;
             }
             out.push((key, value));

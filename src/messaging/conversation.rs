@@ -249,6 +249,30 @@ impl ConversationState {
         Ok(())
     }
 
+    /// Refuses a burn-after-reading time to live the messaging policy does
+    /// not allow (docs/decisions/0017).
+    async fn may_burn(&self, burn_after_secs: u64) -> Result<(), ProtocolError> {
+        let meta = self.messaging.inner.meta.clone();
+        let policy = tokio::task::spawn_blocking(move || meta.messaging_policy())
+            .await
+            .map_err(|e| ProtocolError::internal(e.to_string()))??;
+        let limit = policy
+            .burn_max_secs
+            .unwrap_or(crate::meta::DEFAULT_BURN_MAX_SECS);
+        if limit == 0 {
+            return Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                "burn after reading is off (the messaging policy's burn_max_secs is 0)",
+            ));
+        }
+        if burn_after_secs > limit {
+            return Err(ProtocolError::invalid(format!(
+                "burn_after_secs {burn_after_secs} is over the messaging policy's burn_max_secs {limit}"
+            )));
+        }
+        Ok(())
+    }
+
     async fn send(
         &mut self,
         sender: u64,
@@ -263,6 +287,11 @@ impl ConversationState {
         };
         if let Err(err) = self.may_send(sender, &message).await {
             return refuse(port, err);
+        }
+        if message.burn_after_secs > 0 {
+            if let Err(err) = self.may_burn(message.burn_after_secs).await {
+                return refuse(port, err);
+            }
         }
         let key = (sender, message.client_msg_id.clone());
         {
@@ -293,10 +322,12 @@ impl ConversationState {
             touch_users,
             sign_off: message.sign_off,
             recipients,
+            burn_after_secs: message.burn_after_secs,
         });
-        let (in_flight, delivery) = (
+        let (in_flight, delivery, conv) = (
             self.in_flight.clone(),
             self.messaging.inner.delivery.clone(),
+            self.conv,
         );
         let then = Box::new(move |outcome: Result<Applied, Refusal>| {
             let ports = in_flight
@@ -304,8 +335,12 @@ impl ConversationState {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key)
                 .unwrap_or_default();
-            let (message, duplicate) = match refusals(outcome) {
-                Ok(Applied::Appended { message, duplicate }) => (message, duplicate),
+            let (message, duplicate, burned) = match refusals(outcome) {
+                Ok(Applied::Appended {
+                    message,
+                    duplicate,
+                    burned,
+                }) => (message, duplicate, burned),
                 Ok(other) => {
                     let err = ProtocolError::internal(format!("append applied as {other:?}"));
                     return ports.into_iter().for_each(|p| refuse(p, err.clone()));
@@ -343,6 +378,9 @@ impl ConversationState {
                 body: Some(pb::server_frame::Body::Message(message)),
             };
             delivery.deliver(push, members.to_vec(), Some(origin));
+            if let Some(notice) = burned {
+                super::burn::announce(&delivery, conv, notice);
+            }
             metrics::histogram!(m::COMMIT_PUSH_SECONDS).record(committed.elapsed().as_secs_f64());
         });
         self.messaging
@@ -360,11 +398,16 @@ impl ConversationState {
             user_id: user,
             conversation: self.conv.to_string(),
             seq,
+            at_ms: now_ms(),
         });
         let (conv, delivery) = (self.conv, self.messaging.inner.delivery.clone());
         let then = Box::new(move |outcome: Result<Applied, Refusal>| {
-            let (read_seq, moved) = match refusals(outcome) {
-                Ok(Applied::ReadCursor { read_seq, moved }) => (read_seq, moved),
+            let (read_seq, moved, burned) = match refusals(outcome) {
+                Ok(Applied::ReadCursor {
+                    read_seq,
+                    moved,
+                    burned,
+                }) => (read_seq, moved, burned),
                 Ok(other) => {
                     let err = ProtocolError::internal(format!("read cursor applied as {other:?}"));
                     return refuse(port, err);
@@ -400,6 +443,9 @@ impl ConversationState {
                     })),
                 };
                 delivery.deliver(receipt, vec![peer], None);
+            }
+            if let Some(notice) = burned {
+                super::burn::announce(&delivery, conv, notice);
             }
         });
         self.messaging
@@ -462,8 +508,12 @@ impl ConversationState {
         });
         let delivery = self.messaging.inner.delivery.clone();
         let then = Box::new(move |outcome: Result<Applied, Refusal>| {
-            let (notice, duplicate) = match refusals(outcome) {
-                Ok(Applied::Recalled { notice, duplicate }) => (notice, duplicate),
+            let (notice, duplicate, burned) = match refusals(outcome) {
+                Ok(Applied::Recalled {
+                    notice,
+                    duplicate,
+                    burned,
+                }) => (notice, duplicate, burned),
                 Ok(other) => {
                     let err = ProtocolError::internal(format!("recall applied as {other:?}"));
                     return refuse(port, err);
@@ -490,6 +540,9 @@ impl ConversationState {
                 body: Some(pb::server_frame::Body::Message(notice)),
             };
             delivery.deliver(push, members.to_vec(), Some(origin));
+            if let Some(notice) = burned {
+                super::burn::announce(&delivery, conv, notice);
+            }
         });
         self.messaging
             .proposer(self.partition)

@@ -105,7 +105,9 @@ async fn outcome(rx: oneshot::Receiver<Result<Applied, Refusal>>) -> Result<Appl
 
 fn seq_of(outcome: Result<Applied, Refusal>) -> u64 {
     match outcome {
-        Ok(Applied::Appended { message, duplicate }) => {
+        Ok(Applied::Appended {
+            message, duplicate, ..
+        }) => {
             assert!(!duplicate);
             message.seq
         }

@@ -21,6 +21,8 @@ pub const MESSAGES_ACCEPTED: &str = "chorus_messages_accepted_total";
 pub const MESSAGES_DEDUPLICATED: &str = "chorus_messages_deduplicated_total";
 /// Messages recalled (each appends a notice).
 pub const MESSAGES_RECALLED: &str = "chorus_messages_recalled_total";
+/// Burn-after-reading messages burned, by `reason` (`read`, `expired`).
+pub const MESSAGES_BURNED: &str = "chorus_messages_burned_total";
 /// Signatures on messages that require sign-off (a repeat is not counted).
 pub const MESSAGES_SIGNED: &str = "chorus_messages_signed_total";
 /// Time from receiving a send to queueing its ack, seconds.
@@ -41,6 +43,10 @@ pub fn describe() {
     metrics::describe_counter!(
         MESSAGES_RECALLED,
         "Messages recalled (each appends a notice)"
+    );
+    metrics::describe_counter!(
+        MESSAGES_BURNED,
+        "Burn-after-reading messages burned, by reason"
     );
     metrics::describe_counter!(
         MESSAGES_SIGNED,

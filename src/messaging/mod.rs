@@ -7,6 +7,7 @@
 //! there (at most two hops). The actor hands its commands to the
 //! partition's proposer, which batches them into Raft entries.
 
+mod burn;
 mod conversation;
 #[cfg(test)]
 mod fencing_tests;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use self::metrics as m;
 use tokio::sync::oneshot;
 
+pub use burn::sweep as sweep_burns;
 pub use conversation::{ConversationMsg, members_for, members_of};
 pub use leadership::run as spread_leaders;
 pub use proposer::{Proposer, Refusal};

@@ -35,6 +35,10 @@ pub const MAX_ANNOUNCEMENT_BYTES: usize = 4096;
 /// The recall window until an admin sets one: two minutes.
 pub const DEFAULT_RECALL_WINDOW_SECS: u64 = 120;
 
+/// The longest time to live of a burn-after-reading message until an
+/// admin sets one, and at most: a week.
+pub const DEFAULT_BURN_MAX_SECS: u64 = 7 * 24 * 3600;
+
 /// The metadata Raft group's handle.
 pub type MetaRaft = openraft::Raft<MetaRaftConfig>;
 
@@ -685,8 +689,13 @@ impl Meta {
         Ok(self
             .db
             .get_pb(CF_META_SETTINGS, state_machine::MESSAGING_POLICY_SETTING)?
+            .map(|policy: MessagingPolicy| MessagingPolicy {
+                burn_max_secs: Some(policy.burn_max_secs.unwrap_or(DEFAULT_BURN_MAX_SECS)),
+                ..policy
+            })
             .unwrap_or(MessagingPolicy {
                 recall_window_secs: DEFAULT_RECALL_WINDOW_SECS,
+                burn_max_secs: Some(DEFAULT_BURN_MAX_SECS),
             }))
     }
 
@@ -696,7 +705,10 @@ impl Meta {
         by: &Actor,
         policy: MessagingPolicy,
     ) -> Result<MessagingPolicy, MetaError> {
-        let detail = serde_json::json!({ "recall_window_secs": policy.recall_window_secs });
+        let detail = serde_json::json!({
+            "recall_window_secs": policy.recall_window_secs,
+            "burn_max_secs": policy.burn_max_secs,
+        });
         let audit = by.record("policy.messaging", "policy:messaging".to_string(), detail);
         let command = MetaCommand::SetMessagingPolicy { policy };
         expect_response!(self.write_audited(command, audit).await?, MessagingPolicy)
@@ -1121,6 +1133,7 @@ mod tests {
         assert_eq!(meta.messaging_policy().unwrap().recall_window_secs, 120);
         let set = |secs| MessagingPolicy {
             recall_window_secs: secs,
+            burn_max_secs: Some(DEFAULT_BURN_MAX_SECS),
         };
         assert_eq!(
             meta.set_messaging_policy(&by, set(0)).await.unwrap(),

@@ -919,7 +919,7 @@ impl MetaApply {
         if matches!(command, MetaCommand::Audited { .. }) {
             return refused(Refusal::Invalid("nested audited command".into()));
         }
-        let response = self.apply(batch, command)?;
+        let response = self.apply(batch, command, 0)?;
         if matches!(response, MetaResponse::Refused(_)) {
             return Ok(response);
         }
@@ -994,6 +994,7 @@ impl Apply<MetaRaftConfig> for MetaApply {
         &self,
         batch: &mut Batch<'_>,
         command: &MetaCommand,
+        _index: u64,
     ) -> Result<MetaResponse, StorageError> {
         match command {
             MetaCommand::SetPartitions { count } => {
@@ -1085,8 +1086,19 @@ impl Apply<MetaRaftConfig> for MetaApply {
                         "recall_window_secs must be at most {MAX_RECALL_WINDOW_SECS} (a week)"
                     )));
                 }
-                batch.put_pb(CF_META_SETTINGS, MESSAGING_POLICY_SETTING, policy);
-                Ok(MetaResponse::MessagingPolicy(*policy))
+                let burn_max_secs = policy.burn_max_secs.unwrap_or(super::DEFAULT_BURN_MAX_SECS);
+                if burn_max_secs > super::DEFAULT_BURN_MAX_SECS {
+                    return refused(Refusal::Invalid(format!(
+                        "burn_max_secs must be at most {} (a week)",
+                        super::DEFAULT_BURN_MAX_SECS
+                    )));
+                }
+                let policy = store_pb::MessagingPolicy {
+                    burn_max_secs: Some(burn_max_secs),
+                    ..*policy
+                };
+                batch.put_pb(CF_META_SETTINGS, MESSAGING_POLICY_SETTING, &policy);
+                Ok(MetaResponse::MessagingPolicy(policy))
             }
             MetaCommand::UpdateGroup { .. } => self.update_group(batch, command),
             MetaCommand::SetConversationSettings {

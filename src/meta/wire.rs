@@ -492,6 +492,7 @@ mod tests {
             MetaCommand::SetMessagingPolicy {
                 policy: store_pb::MessagingPolicy {
                     recall_window_secs: 0,
+                    burn_max_secs: Some(30),
                 },
             },
             MetaCommand::UpdateGroup {

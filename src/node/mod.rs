@@ -370,6 +370,16 @@ impl Node {
             host.heartbeats.clone(),
             stop.clone(),
         ));
+        tasks.spawn(crate::messaging::sweep_burns(
+            messaging.clone(),
+            Duration::from_millis(config.storage.burn_sweep_ms.max(10)),
+            stop.clone(),
+        ));
+        tasks.spawn(db::run_scrubber(
+            host.db.clone(),
+            Duration::from_millis(config.storage.scrub_ms.max(10)),
+            stop.clone(),
+        ));
         tasks.spawn(crate::messaging::spread_leaders(
             messaging,
             membership.clone(),

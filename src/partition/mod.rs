@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 #[cfg(test)]
 use crate::cluster::PeerLinks;
-use crate::db::{self, CF_CONV_META, CF_CURSORS, CF_INBOX, CF_MSGS, CF_SIGNS, Db, StorageError};
+use crate::db::{
+    self, CF_BURN_DUE, CF_CONV_META, CF_CURSORS, CF_INBOX, CF_MSGS, CF_SIGNS, Db, StorageError,
+};
 #[cfg(test)]
 use crate::protocol::ErrorCode;
 use crate::protocol::ProtocolError;
@@ -110,6 +112,16 @@ impl Keys {
         key
     }
 
+    /// When a burn-after-reading message expires: partition | deadline |
+    /// the message's key, so that the partition's due messages come first.
+    pub fn burn_due_key(msg_key: &[u8], deadline_ms: i64) -> Vec<u8> {
+        let mut key = Vec::with_capacity(10 + msg_key.len());
+        key.extend_from_slice(&msg_key[..2]);
+        key.extend_from_slice(&(deadline_ms.max(0) as u64).to_be_bytes());
+        key.extend_from_slice(msg_key);
+        key
+    }
+
     pub fn inbox_prefix(partition: u16, user: u64) -> Vec<u8> {
         let mut key = Vec::with_capacity(2 + 8 + 17);
         key.extend_from_slice(&partition.to_be_bytes());
@@ -198,6 +210,32 @@ impl Partitions {
             .db
             .get_u64(CF_CONV_META, &self.keys.mention_all_key(conv))?;
         Ok(by_name.unwrap_or(0).max(all.unwrap_or(0)))
+    }
+
+    /// Returns up to `limit` burn-after-reading messages of a partition
+    /// whose time to live ran out by `now_ms`, soonest first.
+    pub fn due_burns(
+        &self,
+        partition: u16,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(ConversationId, u64)>, StorageError> {
+        let start = partition.to_be_bytes();
+        let mut end = start.to_vec();
+        end.extend_from_slice(&(now_ms.max(0) as u64).to_be_bytes());
+        end.extend_from_slice(&[0xff; 40]);
+        let mut due = Vec::new();
+        for (_, value) in self.db.range(CF_BURN_DUE, &start, &end, limit)? {
+            let record: store_pb::BurnDue =
+                prost::Message::decode(&value[..]).map_err(|e| StorageError::Corrupt {
+                    cf: CF_BURN_DUE,
+                    detail: e.to_string(),
+                })?;
+            if let Ok(conv) = record.conversation.parse() {
+                due.push((conv, record.seq));
+            }
+        }
+        Ok(due)
     }
 
     /// Returns the newest seq of a conversation (0 when it has none).
@@ -389,7 +427,9 @@ mod tests {
 
     fn seq_of(applied: Applied) -> (u64, bool) {
         match applied {
-            Applied::Appended { message, duplicate } => (message.seq, duplicate),
+            Applied::Appended {
+                message, duplicate, ..
+            } => (message.seq, duplicate),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -444,6 +484,7 @@ mod tests {
                 user_id: 5,
                 conversation: "g:9".to_string(),
                 seq,
+                at_ms: 0,
             })
         };
         // Refused in the log's order, wherever the request came from.
@@ -458,14 +499,16 @@ mod tests {
             parts.propose(&conv, set(4)).await.unwrap(),
             Applied::ReadCursor {
                 read_seq: 4,
-                moved: true
+                moved: true,
+                burned: None
             }
         );
         assert_eq!(
             parts.propose(&conv, set(2)).await.unwrap(),
             Applied::ReadCursor {
                 read_seq: 4,
-                moved: false
+                moved: false,
+                burned: None
             }
         );
         // The author has read up to what it wrote.
@@ -487,11 +530,13 @@ mod tests {
                     user_id: 7,
                     conversation: "g:9".to_string(),
                     seq: 2,
+                    at_ms: 0,
                 }),
                 Command::SetReadCursor(store_pb::SetReadCursor {
                     user_id: 7,
                     conversation: "g:9".to_string(),
                     seq: 1,
+                    at_ms: 0,
                 }),
             ]
             .into_iter()
@@ -509,14 +554,16 @@ mod tests {
             applied.next().unwrap(),
             Applied::ReadCursor {
                 read_seq: 2,
-                moved: true
+                moved: true,
+                burned: None
             }
         );
         assert_eq!(
             applied.next().unwrap(),
             Applied::ReadCursor {
                 read_seq: 2,
-                moved: false
+                moved: false,
+                burned: None
             }
         );
         assert_eq!(parts.max_seq(&conv).unwrap(), 2);
@@ -570,7 +617,10 @@ mod tests {
             panic!("a batch applies as a batch");
         };
         assert_eq!(seq_of(applied[0].clone()), (1, false));
-        let Applied::Recalled { notice, duplicate } = &applied[1] else {
+        let Applied::Recalled {
+            notice, duplicate, ..
+        } = &applied[1]
+        else {
             panic!("recalled: {:?}", applied[1]);
         };
         assert_eq!((notice.seq, *duplicate), (2, false));
@@ -600,7 +650,9 @@ mod tests {
             .propose(&conv, recall("g:9", 1, 5, 2_000))
             .await
             .unwrap();
-        assert!(matches!(again, Applied::Recalled { notice, duplicate: true } if notice.seq == 2));
+        assert!(
+            matches!(again, Applied::Recalled { notice, duplicate: true, .. } if notice.seq == 2)
+        );
         // An admin recalls past the window; a notice cannot be recalled.
         let admin = Command::Recall(store_pb::Recall {
             admin: true,
@@ -620,6 +672,207 @@ mod tests {
             .unwrap();
         assert!(matches!(notice, Applied::Refused { code, .. } if code == ErrorCode::Invalid));
         assert_eq!(parts.max_seq(&conv).unwrap(), 4);
+    }
+
+    fn burning(conv: &str, sender: u64, id: &str, text: &str, secs: u64) -> Command {
+        Command::Append(store_pb::Append {
+            conversation: conv.to_string(),
+            sender,
+            client_msg_id: id.to_string(),
+            content: Some(pb::Content {
+                kind: Some(pb::content::Kind::Text(pb::TextContent {
+                    text: text.to_string(),
+                    ..Default::default()
+                })),
+            }),
+            server_time_ms: 1_000,
+            touch_users: vec![1, 2],
+            burn_after_secs: secs,
+            ..Default::default()
+        })
+    }
+
+    /// Returns the texts of the appends the partition's Raft log holds.
+    fn logged_texts(db: &Db, partition: u16) -> Vec<String> {
+        use prost::Message as _;
+        fn texts(command: &store_pb::PartitionCommand, out: &mut Vec<String>) {
+            match &command.command {
+                Some(Command::Append(append)) => {
+                    if let Some(pb::content::Kind::Text(text)) =
+                        append.content.as_ref().and_then(|c| c.kind.as_ref())
+                    {
+                        out.push(text.text.clone());
+                    }
+                }
+                Some(Command::Batch(batch)) => {
+                    batch.commands.iter().for_each(|c| texts(c, out));
+                }
+                _ => {}
+            }
+        }
+        let group = partition_group(partition).to_be_bytes();
+        let mut out = Vec::new();
+        for (_, value) in db
+            .scan(db::CF_RAFT_LOG, &group, &group, usize::MAX)
+            .unwrap()
+        {
+            let entry = crate::protocol::raft_pb::Entry::decode(&value[..]).unwrap();
+            if let Some(crate::protocol::raft_pb::entry::Payload::Normal(bytes)) = entry.payload {
+                texts(
+                    &store_pb::PartitionCommand::decode(&bytes[..]).unwrap(),
+                    &mut out,
+                );
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_read_or_an_expiry_burns_a_message_and_takes_it_out_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let parts = Partitions::open(&raft::test_host(db.clone()), 8)
+            .await
+            .unwrap();
+        let conv = ConversationId::direct(1, 2);
+        let id = conv.to_string();
+        let partition = parts.partition_of(&conv);
+        let read = |user, seq| {
+            Command::SetReadCursor(store_pb::SetReadCursor {
+                user_id: user,
+                conversation: id.clone(),
+                seq,
+                at_ms: 5_000,
+            })
+        };
+        let sent = parts
+            .propose(&conv, burning(&id, 1, "a", "first secret", 60))
+            .await
+            .unwrap();
+        let Applied::Appended { message, .. } = sent else {
+            panic!("appended: {sent:?}");
+        };
+        assert_eq!((message.burn_after_secs, message.burn_at_ms), (60, 61_000));
+        // A resend and a plain message in one entry.
+        let batch = Command::Batch(store_pb::Batch {
+            commands: [
+                burning(&id, 1, "a", "first secret", 60),
+                burning(&id, 1, "b", "plain", 0),
+            ]
+            .into_iter()
+            .map(|c| store_pb::PartitionCommand { command: Some(c) })
+            .collect(),
+        });
+        parts.propose(&conv, batch).await.unwrap();
+        assert_eq!(
+            logged_texts(&db, partition)
+                .iter()
+                .filter(|t| *t == "first secret")
+                .count(),
+            2
+        );
+        // The sender's own read burns nothing; the reader's does.
+        let own = parts.propose(&conv, read(1, 2)).await.unwrap();
+        assert!(
+            matches!(own, Applied::ReadCursor { burned: None, .. }),
+            "{own:?}"
+        );
+        let burned = parts.propose(&conv, read(2, 2)).await.unwrap();
+        let Applied::ReadCursor {
+            read_seq,
+            burned: Some(notice),
+            ..
+        } = burned
+        else {
+            panic!("burned: {burned:?}");
+        };
+        assert_eq!((read_seq, notice.seq), (3, 3));
+        assert!(matches!(
+            notice.content.and_then(|c| c.kind),
+            Some(pb::content::Kind::BurnNotice(n)) if n.seqs == vec![1]
+        ));
+        // Both members had read everything: neither counts the notice unread.
+        assert_eq!(parts.read_cursor(&conv, 1).unwrap(), 3);
+        let texts = logged_texts(&db, partition);
+        assert!(!texts.iter().any(|t| t == "first secret"), "{texts:?}");
+        assert!(texts.iter().any(|t| t == "plain"), "{texts:?}");
+        assert!(matches!(
+            parts.message(&conv, 1).unwrap().unwrap().content.and_then(|c| c.kind),
+            Some(pb::content::Kind::Burned(b)) if b.notice_seq == 3
+        ));
+
+        // Expiry: only what is due by the burn's time burns.
+        parts
+            .propose(&conv, burning(&id, 2, "c", "second secret", 10))
+            .await
+            .unwrap();
+        let burn = |at_ms| {
+            Command::Burn(store_pb::Burn {
+                conversation: id.clone(),
+                seqs: vec![4, 1, 2],
+                at_ms,
+            })
+        };
+        let early = parts.propose(&conv, burn(10_999)).await.unwrap();
+        assert_eq!(early, Applied::Burned { notice: None });
+        assert_eq!(parts.due_burns(partition, 10_999, 10).unwrap(), vec![]);
+        assert_eq!(
+            parts.due_burns(partition, 11_000, 10).unwrap(),
+            vec![(conv, 4)]
+        );
+        let due = parts.propose(&conv, burn(11_000)).await.unwrap();
+        let Applied::Burned {
+            notice: Some(notice),
+        } = due
+        else {
+            panic!("burned: {due:?}");
+        };
+        assert_eq!(notice.seq, 5);
+        assert!(matches!(
+            notice.content.and_then(|c| c.kind),
+            Some(pb::content::Kind::BurnNotice(n))
+                if n.seqs == vec![4] && n.reason == pb::BurnReason::Expired as i32
+        ));
+        assert_eq!(parts.due_burns(partition, i64::MAX, 10).unwrap(), vec![]);
+        assert!(
+            !logged_texts(&db, partition)
+                .iter()
+                .any(|t| t.contains("secret"))
+        );
+        assert_eq!(
+            parts.propose(&conv, burn(20_000)).await.unwrap(),
+            Applied::Burned { notice: None },
+            "a burned message burns once"
+        );
+
+        // A reply reads the conversation up to it: what it passes burns.
+        parts
+            .propose(&conv, burning(&id, 1, "d", "third secret", 60))
+            .await
+            .unwrap();
+        let reply = parts
+            .propose(&conv, burning(&id, 2, "e", "a reply", 0))
+            .await
+            .unwrap();
+        let Applied::Appended {
+            message,
+            burned: Some(notice),
+            ..
+        } = reply
+        else {
+            panic!("burned by the reply: {reply:?}");
+        };
+        assert_eq!((message.seq, notice.seq), (7, 8));
+        assert!(matches!(
+            notice.content.and_then(|c| c.kind),
+            Some(pb::content::Kind::BurnNotice(n)) if n.seqs == vec![6]
+        ));
+        assert_eq!(parts.read_cursor(&conv, 2).unwrap(), 8);
+        assert!(
+            !logged_texts(&db, partition)
+                .iter()
+                .any(|t| t.contains("secret"))
+        );
     }
 
     #[test]

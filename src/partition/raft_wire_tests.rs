@@ -46,6 +46,7 @@ fn entries() -> Vec<Entry<C>> {
                 user_id: 7,
                 conversation: "g:9".into(),
                 seq: 3,
+                at_ms: 12,
             },
         )),
     };

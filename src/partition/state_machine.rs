@@ -4,7 +4,10 @@
 //! is decided here too (`authz::Action::Recall`), against the stored
 //! message and the time the recall was proposed. So is a signature on a
 //! message that requires sign-off, against the `SignRequirement` its
-//! append wrote beside it.
+//! append wrote beside it. And a burn after reading (docs/decisions/0017):
+//! when the recipient's read cursor passes the message, or its time to
+//! live ran out (`Burn`), its content is replaced, a notice appended, and
+//! the Raft log entries that held it rewritten and marked for scrubbing.
 
 use std::io::Cursor;
 
@@ -14,10 +17,11 @@ use super::{Command, Keys};
 use crate::authz::{self, Action, Subject};
 use crate::db::PARTITION_CFS;
 use crate::db::{
-    Batch, CF_CONV_META, CF_CURSORS, CF_DEDUP, CF_INBOX, CF_MSGS, CF_SIGNS, Db, StorageError,
+    Batch, CF_BURN_DUE, CF_BURNS, CF_CONV_META, CF_CURSORS, CF_DEDUP, CF_INBOX, CF_MSGS, CF_SIGNS,
+    Db, StorageError,
 };
 use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb, store_pb};
-use crate::raft::Apply;
+use crate::raft::{Apply, Rewrites, partition_group};
 
 openraft::declare_raft_types!(
     pub PartitionRaftConfig:
@@ -32,13 +36,21 @@ pub enum Applied {
     #[default]
     Nothing,
     /// The stored message; `duplicate` when the command repeated an earlier
-    /// `(sender, client_msg_id)` and nothing new was written.
+    /// `(sender, client_msg_id)` and nothing new was written. `burned`: the
+    /// notice appended after it when its sender, having read the
+    /// conversation up to it, burned messages addressed to them.
     Appended {
         message: pb::Message,
         duplicate: bool,
+        burned: Option<pb::Message>,
     },
-    /// The cursor after the command; `moved` when it advanced.
-    ReadCursor { read_seq: u64, moved: bool },
+    /// The cursor after the command; `moved` when it advanced. `burned`:
+    /// the notice appended when the read burned messages.
+    ReadCursor {
+        read_seq: u64,
+        moved: bool,
+        burned: Option<pb::Message>,
+    },
     /// The command named a malformed conversation; nothing was written.
     Rejected(String),
     /// What each command of a batch produced, in order.
@@ -48,6 +60,7 @@ pub enum Applied {
     Recalled {
         notice: pb::Message,
         duplicate: bool,
+        burned: Option<pb::Message>,
     },
     /// The command was refused (`code` of the closed set); nothing was written.
     Refused { code: ErrorCode, message: String },
@@ -60,6 +73,9 @@ pub enum Applied {
     },
     /// The recipients whose first delivery of a message was recorded.
     Delivered { users: Vec<u64> },
+    /// Burn-after-reading messages whose time ran out were burned and
+    /// `notice` appended; `None` when none of them was due.
+    Burned { notice: Option<pb::Message> },
 }
 
 impl Applied {
@@ -73,8 +89,13 @@ impl Applied {
 
 /// Writes of the entry being applied that its later commands must see: a
 /// batch's writes reach the database only once the whole entry is applied.
-#[derive(Default)]
 struct Pending {
+    /// The entry's log index.
+    index: u64,
+    /// Log entries rewritten to take burned content out.
+    rewrites: Rewrites<store_pb::PartitionCommand>,
+    /// Burn records written (`Some`) or removed (`None`), by message key.
+    burns: std::collections::HashMap<Vec<u8>, Option<store_pb::BurnRecord>>,
     /// Newest seq per conversation prefix.
     seqs: std::collections::HashMap<Vec<u8>, u64>,
     /// Seqs of the messages appended, by dedup key.
@@ -86,6 +107,63 @@ struct Pending {
     /// Sign-off requirements and progress records, by their keys.
     requirements: std::collections::HashMap<Vec<u8>, store_pb::SignRequirement>,
     progress: std::collections::HashMap<Vec<u8>, store_pb::SignProgress>,
+}
+
+impl Pending {
+    fn new(partition: u16, index: u64) -> Self {
+        Pending {
+            index,
+            rewrites: Rewrites::new(partition_group(partition)),
+            burns: Default::default(),
+            seqs: Default::default(),
+            appended: Default::default(),
+            messages: Default::default(),
+            cursors: Default::default(),
+            requirements: Default::default(),
+            progress: Default::default(),
+        }
+    }
+}
+
+/// What a log entry keeps of a burned message's content: nothing, but the
+/// mentions of a text (so that replaying the entry writes what it wrote).
+fn scrubbed(content: Option<pb::Content>) -> Option<pb::Content> {
+    match content?.kind? {
+        pb::content::Kind::Text(text) => Some(pb::Content {
+            kind: Some(pb::content::Kind::Text(pb::TextContent {
+                text: String::new(),
+                ..text
+            })),
+        }),
+        _ => None,
+    }
+}
+
+/// Takes the content out of the append of `(conversation, sender,
+/// client_msg_id)` in a logged command (at its top or in its batch).
+fn scrub_append(command: &mut store_pb::PartitionCommand, conv: &str, sender: u64, id: &str) {
+    match &mut command.command {
+        Some(Command::Append(append))
+            if append.conversation == conv
+                && append.sender == sender
+                && append.client_msg_id == id =>
+        {
+            append.content = scrubbed(append.content.take());
+        }
+        Some(Command::Batch(batch)) => {
+            for command in &mut batch.commands {
+                scrub_append(command, conv, sender, id);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn seq_of_key(key: &[u8]) -> u64 {
+    let tail: [u8; 8] = key[key.len() - 8..]
+        .try_into()
+        .expect("message keys end in a seq");
+    u64::from_be_bytes(tail)
 }
 
 /// Applies the commands of one partition.
@@ -159,9 +237,13 @@ impl PartitionApply {
                         cf: CF_DEDUP,
                         detail: format!("dedup record points at missing message {conv}/{seq}"),
                     })?;
+            if message.burn_after_secs > 0 {
+                self.resent_burn(batch, pending, &conv, &message)?;
+            }
             return Ok(Applied::Appended {
                 message,
                 duplicate: true,
+                burned: None,
             });
         }
         let seq = self.newest(pending, &prefix)? + 1;
@@ -176,7 +258,30 @@ impl PartitionApply {
             read_count: 0,
             sign_off: append.sign_off,
             signed_at_ms: 0,
+            burn_after_secs: 0,
+            burn_at_ms: 0,
         };
+        let mut message = message;
+        if append.burn_after_secs > 0 {
+            let key = self.keys.msg_key(&conv, seq);
+            let deadline_ms = append
+                .server_time_ms
+                .saturating_add((append.burn_after_secs.min(i64::MAX as u64 / 1000) * 1000) as i64);
+            message.burn_after_secs = append.burn_after_secs;
+            message.burn_at_ms = deadline_ms;
+            let record = store_pb::BurnRecord {
+                sender: append.sender,
+                reader: conv.peer_of(append.sender).unwrap_or(append.sender),
+                deadline_ms,
+                log_indexes: vec![pending.index],
+            };
+            let due = store_pb::BurnDue {
+                conversation: append.conversation.clone(),
+                seq,
+            };
+            batch.put_pb(CF_BURN_DUE, &Keys::burn_due_key(&key, deadline_ms), &due);
+            self.put_burn(batch, pending, key, record);
+        }
         if append.sign_off != pb::SignOff::None as i32 {
             let mut recipients: Vec<u64> = append
                 .recipients
@@ -225,12 +330,20 @@ impl PartitionApply {
             }
         }
         self.put_message(batch, pending, &conv, message.clone());
-        self.read_own(batch, pending, &conv, append.sender, seq);
         pending.seqs.insert(prefix, seq);
         pending.appended.insert(dedup_key, seq);
+        let burned = self.read_own(
+            batch,
+            pending,
+            &conv,
+            append.sender,
+            seq,
+            append.server_time_ms,
+        )?;
         Ok(Applied::Appended {
             message,
             duplicate: false,
+            burned,
         })
     }
 
@@ -264,6 +377,7 @@ impl PartitionApply {
                 return Ok(Applied::Recalled {
                     notice,
                     duplicate: true,
+                    burned: None,
                 });
             }
             Some(Kind::Recalled(_)) => {
@@ -313,7 +427,14 @@ impl PartitionApply {
             read_count: 0,
             sign_off: 0,
             signed_at_ms: 0,
+            burn_after_secs: 0,
+            burn_at_ms: 0,
         };
+        let key = self.keys.msg_key(&conv, recall.seq);
+        if let Some(record) = self.burn_record(pending, &key)? {
+            // Recalled before it burned: it leaves no trace either.
+            self.forget_burn(batch, pending, &conv, &message, key, &record)?;
+        }
         message.content = Some(pb::Content {
             kind: Some(Kind::Recalled(pb::RecalledContent {
                 by: recall.by,
@@ -324,11 +445,12 @@ impl PartitionApply {
         batch.put(CF_CONV_META, &prefix, &notice_seq.to_be_bytes());
         self.put_message(batch, pending, &conv, message);
         self.put_message(batch, pending, &conv, notice.clone());
-        self.read_own(batch, pending, &conv, recall.by, notice_seq);
         pending.seqs.insert(prefix, notice_seq);
+        let burned = self.read_own(batch, pending, &conv, recall.by, notice_seq, recall.at_ms)?;
         Ok(Applied::Recalled {
             notice,
             duplicate: false,
+            burned,
         })
     }
 
@@ -466,7 +588,9 @@ impl PartitionApply {
     /// the conversation up to what one just wrote, so one's own messages
     /// never count as unread. `seq` is the conversation's newest, so the
     /// cursor only moves forward. No receipt is pushed for it; the other
-    /// members see it in `peer_read_seq` and read counts.
+    /// members see it in `peer_read_seq` and read counts. Having read
+    /// them, the author burns the burn-after-reading messages addressed to
+    /// them that the cursor passes; returns the burn's notice (after `seq`).
     fn read_own(
         &self,
         batch: &mut Batch<'_>,
@@ -474,10 +598,29 @@ impl PartitionApply {
         conv: &ConversationId,
         author: u64,
         seq: u64,
-    ) {
+        at_ms: i64,
+    ) -> Result<Option<pb::Message>, StorageError> {
         let key = self.keys.cursor_key(conv, author);
+        let burning = if matches!(conv, ConversationId::Direct { .. }) {
+            let current = match pending.cursors.get(&key) {
+                Some(seq) => *seq,
+                None => self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0),
+            };
+            self.burns_between(pending, conv, current + 1, seq)?
+                .into_iter()
+                .filter(|(_, record)| record.reader == author)
+                .collect()
+        } else {
+            Vec::new()
+        };
         batch.put(CF_CURSORS, &key, &seq.to_be_bytes());
         pending.cursors.insert(key, seq);
+        if burning.is_empty() {
+            return Ok(None);
+        }
+        let notice =
+            self.burn_messages(batch, pending, conv, burning, at_ms, pb::BurnReason::Read)?;
+        Ok(Some(notice))
     }
 
     fn read_cursor(
@@ -505,13 +648,271 @@ impl PartitionApply {
             return Ok(Applied::ReadCursor {
                 read_seq: current,
                 moved: false,
+                burned: None,
             });
         }
         batch.put(CF_CURSORS, &key, &set.seq.to_be_bytes());
         pending.cursors.insert(key, set.seq);
+        let burning: Vec<_> = self
+            .burns_between(pending, &conv, current + 1, set.seq)?
+            .into_iter()
+            .filter(|(_, record)| record.reader == set.user_id)
+            .collect();
+        let burned = if burning.is_empty() {
+            None
+        } else {
+            Some(self.burn_messages(
+                batch,
+                pending,
+                &conv,
+                burning,
+                set.at_ms,
+                pb::BurnReason::Read,
+            )?)
+        };
+        let read_seq = match pending
+            .cursors
+            .get(&self.keys.cursor_key(&conv, set.user_id))
+        {
+            Some(seq) => *seq,
+            None => set.seq,
+        };
         Ok(Applied::ReadCursor {
-            read_seq: set.seq,
+            read_seq,
             moved: true,
+            burned,
+        })
+    }
+}
+
+impl PartitionApply {
+    fn burn_record(
+        &self,
+        pending: &Pending,
+        key: &[u8],
+    ) -> Result<Option<store_pb::BurnRecord>, StorageError> {
+        match pending.burns.get(key) {
+            Some(record) => Ok(record.clone()),
+            None => self.db.get_pb(CF_BURNS, key),
+        }
+    }
+
+    fn put_burn(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        key: Vec<u8>,
+        record: store_pb::BurnRecord,
+    ) {
+        batch.put_pb(CF_BURNS, &key, &record);
+        pending.burns.insert(key, Some(record));
+    }
+
+    /// Returns the burn records of a conversation's messages `from..=to`,
+    /// with their keys.
+    fn burns_between(
+        &self,
+        pending: &Pending,
+        conv: &ConversationId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(Vec<u8>, store_pb::BurnRecord)>, StorageError> {
+        if from > to || !matches!(conv, ConversationId::Direct { .. }) {
+            return Ok(Vec::new());
+        }
+        let (start, end) = (self.keys.msg_key(conv, from), self.keys.msg_key(conv, to));
+        let mut found = std::collections::BTreeMap::new();
+        for (key, value) in self.db.range(CF_BURNS, &start, &end, usize::MAX)? {
+            let record: store_pb::BurnRecord =
+                prost::Message::decode(&value[..]).map_err(|e| StorageError::Corrupt {
+                    cf: CF_BURNS,
+                    detail: e.to_string(),
+                })?;
+            found.insert(key.to_vec(), record);
+        }
+        for (key, record) in &pending.burns {
+            if key[..] < start[..] || key[..] > end[..] {
+                continue;
+            }
+            match record {
+                Some(record) => found.insert(key.clone(), record.clone()),
+                None => found.remove(key),
+            };
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    /// Forgets a burn-after-reading message's record and deadline, and
+    /// takes its content out of the log entries that hold it; the caller
+    /// replaces the stored content.
+    fn forget_burn(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        conv: &ConversationId,
+        message: &pb::Message,
+        key: Vec<u8>,
+        record: &store_pb::BurnRecord,
+    ) -> Result<(), StorageError> {
+        let conversation = conv.to_string();
+        for index in &record.log_indexes {
+            pending.rewrites.edit(&self.db, *index, |command| {
+                scrub_append(
+                    command,
+                    &conversation,
+                    message.sender,
+                    &message.client_msg_id,
+                )
+            })?;
+        }
+        batch
+            .delete(CF_BURNS, &key)
+            .delete(CF_BURN_DUE, &Keys::burn_due_key(&key, record.deadline_ms))
+            .mark_scrub(CF_MSGS, &key);
+        pending.burns.insert(key, None);
+        Ok(())
+    }
+
+    /// A resend of a burn-after-reading message: its entry holds the
+    /// content too. Rewritten with the others when it burns, or now if it
+    /// has burned (or was recalled) already.
+    fn resent_burn(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        conv: &ConversationId,
+        message: &pb::Message,
+    ) -> Result<(), StorageError> {
+        let key = self.keys.msg_key(conv, message.seq);
+        match self.burn_record(pending, &key)? {
+            Some(mut record) => {
+                if !record.log_indexes.contains(&pending.index) {
+                    record.log_indexes.push(pending.index);
+                    self.put_burn(batch, pending, key, record);
+                }
+            }
+            None => {
+                let conversation = conv.to_string();
+                pending.rewrites.edit(&self.db, pending.index, |command| {
+                    scrub_append(
+                        command,
+                        &conversation,
+                        message.sender,
+                        &message.client_msg_id,
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Burns messages of a conversation: each one's content becomes a
+    /// `BurnedContent`, a `BurnNotice` is appended at the next seq, and the
+    /// members whose cursor was at the newest message read the notice too
+    /// (it is no news to anyone who had read everything). Returns the notice.
+    fn burn_messages(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        conv: &ConversationId,
+        burning: Vec<(Vec<u8>, store_pb::BurnRecord)>,
+        at_ms: i64,
+        reason: pb::BurnReason,
+    ) -> Result<pb::Message, StorageError> {
+        use pb::content::Kind;
+        let prefix = self.keys.conv_prefix(conv);
+        let newest = self.newest(pending, &prefix)?;
+        let notice_seq = newest + 1;
+        let mut seqs = Vec::with_capacity(burning.len());
+        let mut author = 0;
+        for (key, record) in burning {
+            let seq = seq_of_key(&key);
+            let Some(mut message) = self.message(pending, conv, seq)? else {
+                return Err(StorageError::Corrupt {
+                    cf: CF_BURNS,
+                    detail: format!("burn record of missing message {conv}:{seq}"),
+                });
+            };
+            self.forget_burn(batch, pending, conv, &message, key, &record)?;
+            message.content = Some(pb::Content {
+                kind: Some(Kind::Burned(pb::BurnedContent {
+                    at_ms,
+                    notice_seq,
+                    reason: reason as i32,
+                })),
+            });
+            self.put_message(batch, pending, conv, message);
+            author = record.sender;
+            seqs.push(seq);
+        }
+        let conversation = conv.to_string();
+        let notice = pb::Message {
+            message_id: format!("{conversation}:{notice_seq}"),
+            conversation,
+            seq: notice_seq,
+            sender: author,
+            server_time_ms: at_ms,
+            content: Some(pb::Content {
+                kind: Some(Kind::BurnNotice(pb::BurnNotice {
+                    seqs,
+                    at_ms,
+                    reason: reason as i32,
+                })),
+            }),
+            ..Default::default()
+        };
+        batch.put(CF_CONV_META, &prefix, &notice_seq.to_be_bytes());
+        self.put_message(batch, pending, conv, notice.clone());
+        pending.seqs.insert(prefix, notice_seq);
+        if let ConversationId::Direct { lo, hi } = *conv {
+            for user in [lo, hi] {
+                let key = self.keys.cursor_key(conv, user);
+                let cursor = match pending.cursors.get(&key) {
+                    Some(seq) => *seq,
+                    None => self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0),
+                };
+                if cursor == newest {
+                    batch.put(CF_CURSORS, &key, &notice_seq.to_be_bytes());
+                    pending.cursors.insert(key, notice_seq);
+                }
+            }
+        }
+        Ok(notice)
+    }
+
+    /// Burns the given messages whose time to live ran out by `at_ms`.
+    fn burn(
+        &self,
+        batch: &mut Batch<'_>,
+        pending: &mut Pending,
+        conv: ConversationId,
+        burn: &store_pb::Burn,
+    ) -> Result<Applied, StorageError> {
+        let mut due = Vec::new();
+        for seq in &burn.seqs {
+            let key = self.keys.msg_key(&conv, *seq);
+            if due.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            if let Some(record) = self.burn_record(pending, &key)? {
+                if record.deadline_ms <= burn.at_ms {
+                    due.push((key, record));
+                }
+            }
+        }
+        if due.is_empty() {
+            return Ok(Applied::Burned { notice: None });
+        }
+        let notice = self.burn_messages(
+            batch,
+            pending,
+            &conv,
+            due,
+            burn.at_ms,
+            pb::BurnReason::Expired,
+        )?;
+        Ok(Applied::Burned {
+            notice: Some(notice),
         })
     }
 }
@@ -529,6 +930,7 @@ impl PartitionApply {
             Some(Command::Recall(recall)) => &recall.conversation,
             Some(Command::Sign(sign)) => &sign.conversation,
             Some(Command::MarkDelivered(delivered)) => &delivered.conversation,
+            Some(Command::Burn(burn)) => &burn.conversation,
             Some(Command::Batch(commands)) => {
                 let mut applied = Vec::with_capacity(commands.commands.len());
                 for command in &commands.commands {
@@ -564,6 +966,7 @@ impl PartitionApply {
             Some(Command::MarkDelivered(delivered)) => {
                 self.delivered(batch, pending, conv, delivered)
             }
+            Some(Command::Burn(burn)) => self.burn(batch, pending, conv, burn),
             Some(Command::Batch(_)) | None => Ok(Applied::Nothing),
         }
     }
@@ -574,8 +977,12 @@ impl Apply<PartitionRaftConfig> for PartitionApply {
         &self,
         batch: &mut Batch<'_>,
         command: &store_pb::PartitionCommand,
+        index: u64,
     ) -> Result<Applied, StorageError> {
-        self.apply_one(batch, &mut Pending::default(), command)
+        let mut pending = Pending::new(self.partition, index);
+        let applied = self.apply_one(batch, &mut pending, command)?;
+        pending.rewrites.write(batch);
+        Ok(applied)
     }
 
     fn key_spaces(&self) -> Vec<(&'static str, Vec<u8>)> {

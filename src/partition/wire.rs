@@ -24,21 +24,36 @@ impl From<&Applied> for store_pb::PartitionApplied {
         use applied::Applied as A;
         let outcome = match outcome {
             Applied::Nothing => A::Nothing(applied::Nothing {}),
-            Applied::Appended { message, duplicate } => A::Appended(applied::Appended {
+            Applied::Appended {
+                message,
+                duplicate,
+                burned,
+            } => A::Appended(applied::Appended {
                 message: Some(message.clone()),
                 duplicate: *duplicate,
+                burned: burned.clone(),
             }),
-            Applied::ReadCursor { read_seq, moved } => A::ReadCursor(applied::ReadCursor {
+            Applied::ReadCursor {
+                read_seq,
+                moved,
+                burned,
+            } => A::ReadCursor(applied::ReadCursor {
                 read_seq: *read_seq,
                 moved: *moved,
+                notice: burned.clone(),
             }),
             Applied::Rejected(reason) => A::Rejected(reason.clone()),
             Applied::Batch(applied) => A::Batch(applied::Batch {
                 applied: applied.iter().map(Into::into).collect(),
             }),
-            Applied::Recalled { notice, duplicate } => A::Recalled(applied::Recalled {
+            Applied::Recalled {
+                notice,
+                duplicate,
+                burned,
+            } => A::Recalled(applied::Recalled {
                 notice: Some(notice.clone()),
                 duplicate: *duplicate,
+                burned: burned.clone(),
             }),
             Applied::Refused { code, message } => A::Refused(meta_response::Refusal {
                 code: *code as i32,
@@ -55,6 +70,9 @@ impl From<&Applied> for store_pb::PartitionApplied {
             }),
             Applied::Delivered { users } => A::Delivered(applied::Delivered {
                 users: users.clone(),
+            }),
+            Applied::Burned { notice } => A::Burned(applied::Burned {
+                notice: notice.clone(),
             }),
         };
         store_pb::PartitionApplied {
@@ -74,10 +92,12 @@ impl TryFrom<store_pb::PartitionApplied> for Applied {
             A::Appended(a) => Applied::Appended {
                 message: a.message.ok_or(missing("message"))?,
                 duplicate: a.duplicate,
+                burned: a.burned,
             },
             A::ReadCursor(c) => Applied::ReadCursor {
                 read_seq: c.read_seq,
                 moved: c.moved,
+                burned: c.notice,
             },
             A::Rejected(reason) => Applied::Rejected(reason),
             A::Batch(batch) => Applied::Batch(
@@ -90,6 +110,7 @@ impl TryFrom<store_pb::PartitionApplied> for Applied {
             A::Recalled(r) => Applied::Recalled {
                 notice: r.notice.ok_or(missing("notice"))?,
                 duplicate: r.duplicate,
+                burned: r.burned,
             },
             A::Refused(r) => Applied::Refused {
                 code: ErrorCode::try_from(r.code).unwrap_or(ErrorCode::Internal),
@@ -101,6 +122,7 @@ impl TryFrom<store_pb::PartitionApplied> for Applied {
                 duplicate: s.duplicate,
             },
             A::Delivered(d) => Applied::Delivered { users: d.users },
+            A::Burned(b) => Applied::Burned { notice: b.notice },
         })
     }
 }
@@ -133,21 +155,35 @@ mod tests {
             read_count: 0,
             sign_off: pb::SignOff::Password as i32,
             signed_at_ms: 0,
+            burn_after_secs: 30,
+            burn_at_ms: 30_017,
         };
         for outcome in [
             Applied::Nothing,
             Applied::Appended {
                 message,
                 duplicate: true,
+                burned: Some(pb::Message::default()),
             },
             Applied::ReadCursor {
                 read_seq: 3,
                 moved: false,
+                burned: None,
+            },
+            Applied::ReadCursor {
+                read_seq: 5,
+                moved: true,
+                burned: Some(pb::Message::default()),
+            },
+            Applied::Burned { notice: None },
+            Applied::Burned {
+                notice: Some(pb::Message::default()),
             },
             Applied::Rejected("malformed conversation id".into()),
             Applied::Recalled {
                 notice: pb::Message::default(),
                 duplicate: false,
+                burned: None,
             },
             Applied::Refused {
                 code: ErrorCode::Forbidden,
@@ -164,6 +200,7 @@ mod tests {
                 Applied::ReadCursor {
                     read_seq: 2,
                     moved: false,
+                    burned: None,
                 },
             ]),
         ] {
@@ -186,6 +223,7 @@ mod tests {
                     touch_users: vec![5],
                     sign_off: pb::SignOff::Confirm as i32,
                     recipients: vec![6, 7],
+                    burn_after_secs: 0,
                 },
             )),
         };

@@ -309,3 +309,82 @@ where
         .await
     }
 }
+
+/// Committed entries of one group that an apply rewrites in place, read
+/// once and written with the apply's batch. Used to take a burned message's
+/// content out of the log (docs/decisions/0017): every replica rewrites its
+/// own copy when it applies the burn, so they stay alike. An entry already
+/// purged is left purged; either way its key is marked for scrubbing.
+pub(crate) struct Rewrites<D> {
+    group: u32,
+    entries: std::collections::BTreeMap<u64, Option<(raft_pb::LogId, D)>>,
+}
+
+impl<D: Wire> Rewrites<D> {
+    pub(crate) fn new(group: u32) -> Self {
+        Rewrites {
+            group,
+            entries: Default::default(),
+        }
+    }
+
+    /// Edits the command of the entry at `index`, as earlier edits of this
+    /// apply left it; does nothing if the entry is purged, absent or holds
+    /// no command.
+    pub(crate) fn edit(
+        &mut self,
+        db: &Db,
+        index: u64,
+        edit: impl FnOnce(&mut D),
+    ) -> Result<(), DbError> {
+        if !self.entries.contains_key(&index) {
+            let loaded = self.load(db, index)?;
+            self.entries.insert(index, loaded);
+        }
+        if let Some(Some((_, command))) = self.entries.get_mut(&index) {
+            edit(command);
+        }
+        Ok(())
+    }
+
+    fn load(&self, db: &Db, index: u64) -> Result<Option<(raft_pb::LogId, D)>, DbError> {
+        let purged: raft_pb::OptionalLogId =
+            match db.get(CF_RAFT_STATE, &state_key(self.group, PURGED))? {
+                Some(bytes) => decode(CF_RAFT_STATE, &bytes)?,
+                None => raft_pb::OptionalLogId::default(),
+            };
+        if purged.log_id.is_some_and(|p| index <= p.index) {
+            return Ok(None);
+        }
+        let Some(bytes) = db.get(CF_RAFT_LOG, &log_key(self.group, index))? else {
+            return Ok(None);
+        };
+        let entry: raft_pb::Entry = decode(CF_RAFT_LOG, &bytes)?;
+        let (Some(log_id), Some(raft_pb::entry::Payload::Normal(command))) =
+            (entry.log_id, entry.payload)
+        else {
+            return Ok(None);
+        };
+        let command = D::from_wire(&command).map_err(|e| DbError::Corrupt {
+            cf: CF_RAFT_LOG,
+            detail: e.to_string(),
+        })?;
+        Ok(Some((log_id, command)))
+    }
+
+    /// Writes the edited entries into `batch` and marks every entry edited
+    /// (written or found purged) for scrubbing.
+    pub(crate) fn write(self, batch: &mut db::Batch<'_>) {
+        for (index, entry) in self.entries {
+            let key = log_key(self.group, index);
+            if let Some((log_id, command)) = entry {
+                let entry = raft_pb::Entry {
+                    log_id: Some(log_id),
+                    payload: Some(raft_pb::entry::Payload::Normal(command.to_wire())),
+                };
+                batch.put(CF_RAFT_LOG, &key, &entry.encode_to_vec());
+            }
+            batch.mark_scrub(CF_RAFT_LOG, &key);
+        }
+    }
+}

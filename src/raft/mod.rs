@@ -18,7 +18,7 @@ use crate::protocol::peer_pb;
 
 pub use log_store::LogStore;
 /// Raft state tags and log keys, for `backup` to rewrite a restored group.
-pub(crate) use log_store::{COMMITTED, PURGED, VOTE, log_key};
+pub(crate) use log_store::{COMMITTED, PURGED, Rewrites, VOTE, log_key};
 pub use network::{PeerNetwork, answer_rpc};
 pub(crate) use state_machine::APPLIED;
 pub use state_machine::{Apply, GroupConfig, GroupStateMachine};

@@ -35,9 +35,10 @@ impl<C> GroupConfig for C where
 /// What a group's state machine does with its commands; the generic
 /// [`GroupStateMachine`] adds applied-state bookkeeping and snapshots.
 pub trait Apply<C: RaftTypeConfig>: Send + Sync + 'static {
-    /// Applies one committed command: its writes go into `batch`, which is
-    /// written (with the applied log id) before the next command is applied.
-    fn apply(&self, batch: &mut Batch<'_>, command: &C::D) -> Result<C::R, DbError>;
+    /// Applies one committed command, the entry at log `index`: its writes
+    /// go into `batch`, which is written (with the applied log id) before
+    /// the next command is applied.
+    fn apply(&self, batch: &mut Batch<'_>, command: &C::D, index: u64) -> Result<C::R, DbError>;
 
     /// The `(column family, key prefix)` spaces this group owns; a snapshot
     /// carries exactly these.
@@ -244,7 +245,9 @@ where
                 let mut batch = db.batch();
                 let response = match &entry.payload {
                     EntryPayload::Blank => C::R::default(),
-                    EntryPayload::Normal(command) => apply.apply(&mut batch, command)?,
+                    EntryPayload::Normal(command) => {
+                        apply.apply(&mut batch, command, entry.log_id.index)?
+                    }
                     EntryPayload::Membership(membership) => {
                         state.membership =
                             StoredMembership::new(Some(entry.log_id), membership.clone());

@@ -62,6 +62,11 @@ pub(super) struct MessageView {
     sign_off: &'static str,
     /// When the caller signed it (Unix ms), 0 if not or if it asks for no sign-off.
     signed_at_ms: i64,
+    /// Burn after reading: its time to live in seconds (0: an ordinary
+    /// message), and when it burns at the latest if its recipient has not
+    /// read it (Unix ms).
+    burn_after_secs: u64,
+    burn_at_ms: i64,
 }
 
 /// Exactly one kind of content.
@@ -76,6 +81,37 @@ pub(super) enum ContentView {
     Recalled(RecalledView),
     /// The message a recall appended: `seq` names the message recalled.
     RecallNotice(RecallNoticeView),
+    /// What a burn-after-reading message holds once burned.
+    Burned(BurnedView),
+    /// The message a burn appended: `seqs` name the messages burned.
+    BurnNotice(BurnNoticeView),
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = BurnedContent)]
+pub(super) struct BurnedView {
+    at_ms: i64,
+    /// The seq of the notice the burn appended.
+    notice_seq: u64,
+    /// `read` (its recipient read it) or `expired` (its time ran out).
+    #[schema(example = "read")]
+    reason: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = BurnNotice)]
+pub(super) struct BurnNoticeView {
+    seqs: Vec<u64>,
+    at_ms: i64,
+    #[schema(example = "expired")]
+    reason: &'static str,
+}
+
+fn burn_reason_name(reason: i32) -> &'static str {
+    match pb::BurnReason::try_from(reason) {
+        Ok(pb::BurnReason::Expired) => "expired",
+        _ => "read",
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -162,6 +198,8 @@ impl From<pb::Message> for MessageView {
             read_count: message.read_count,
             sign_off: super::sign_off::sign_off_name(message.sign_off),
             signed_at_ms: message.signed_at_ms,
+            burn_after_secs: message.burn_after_secs,
+            burn_at_ms: message.burn_at_ms,
         }
     }
 }
@@ -194,6 +232,16 @@ impl From<pb::content::Kind> for ContentView {
                 seq: notice.seq,
                 by: notice.by,
                 at_ms: notice.at_ms,
+            }),
+            Kind::Burned(burned) => ContentView::Burned(BurnedView {
+                at_ms: burned.at_ms,
+                notice_seq: burned.notice_seq,
+                reason: burn_reason_name(burned.reason),
+            }),
+            Kind::BurnNotice(notice) => ContentView::BurnNotice(BurnNoticeView {
+                seqs: notice.seqs,
+                at_ms: notice.at_ms,
+                reason: burn_reason_name(notice.reason),
             }),
         }
     }

@@ -1,5 +1,6 @@
 //! Cluster-wide policies (`/api/v1/policies`): the messaging policy (the
-//! recall window), which every user may read and admins set.
+//! recall window, the longest burn-after-reading time to live), which every
+//! user may read and admins set.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -21,12 +22,19 @@ pub(super) struct MessagingPolicyView {
     /// most 604800 (a week); 120 until an admin sets it.
     #[schema(example = 120)]
     recall_window_secs: u64,
+    /// The longest time to live a burn-after-reading message may ask for,
+    /// in seconds; 0: burn after reading is off. At most 604800 (a week),
+    /// which it is until an admin sets it (and when a PUT leaves it out).
+    #[serde(default)]
+    #[schema(example = 86400)]
+    burn_max_secs: Option<u64>,
 }
 
 impl From<MessagingPolicy> for MessagingPolicyView {
     fn from(policy: MessagingPolicy) -> Self {
         MessagingPolicyView {
             recall_window_secs: policy.recall_window_secs,
+            burn_max_secs: policy.burn_max_secs,
         }
     }
 }
@@ -68,6 +76,7 @@ pub(super) async fn set_messaging_policy(
     let body = json_body(body)?;
     let policy = MessagingPolicy {
         recall_window_secs: body.recall_window_secs,
+        burn_max_secs: body.burn_max_secs,
     };
     let policy = planes
         .meta
