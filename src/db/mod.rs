@@ -497,6 +497,17 @@ impl Db {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<KeyValue>, StorageError> {
+        self.forward(cf, start, limit, |key| key.starts_with(prefix))
+    }
+
+    /// Returns up to `limit` entries from `start` on, while `within` holds.
+    fn forward(
+        &self,
+        cf: &'static str,
+        start: &[u8],
+        limit: usize,
+        within: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<KeyValue>, StorageError> {
         let handle = self.cf(cf)?;
         let iter = self.inner.iterator_cf(
             &handle,
@@ -505,7 +516,7 @@ impl Db {
         let mut out = Vec::new();
         for item in iter {
             let (key, value) = item?;
-            if !key.starts_with(prefix) || out.len() >= limit {
+            if !within(&key) || out.len() >= limit {
                 break;
             }
             out.push((key, value));
@@ -522,20 +533,7 @@ impl Db {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<KeyValue>, StorageError> {
-        let handle = self.cf(cf)?;
-        let iter = self.inner.iterator_cf(
-            &handle,
-            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter {
-            let (key, value) = item?;
-            if &key[..] > end || out.len() >= limit {
-                break;
-            }
-            out.push((key, value));
-        }
-        Ok(out)
+        self.forward(cf, start, limit, |key| key <= end)
     }
 
     /// Returns the last entry whose key starts with `prefix`.

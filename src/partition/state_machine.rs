@@ -584,6 +584,14 @@ impl PartitionApply {
         Ok(Applied::Delivered { users })
     }
 
+    /// Returns a read cursor as the entry being applied left it.
+    fn cursor(&self, pending: &Pending, key: &[u8]) -> Result<u64, StorageError> {
+        match pending.cursors.get(key) {
+            Some(seq) => Ok(*seq),
+            None => Ok(self.db.get_u64(CF_CURSORS, key)?.unwrap_or(0)),
+        }
+    }
+
     /// Moves the read cursor of a message's author to it: one has read
     /// the conversation up to what one just wrote, so one's own messages
     /// never count as unread. `seq` is the conversation's newest, so the
@@ -602,10 +610,7 @@ impl PartitionApply {
     ) -> Result<Option<pb::Message>, StorageError> {
         let key = self.keys.cursor_key(conv, author);
         let burning = if matches!(conv, ConversationId::Direct { .. }) {
-            let current = match pending.cursors.get(&key) {
-                Some(seq) => *seq,
-                None => self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0),
-            };
+            let current = self.cursor(pending, &key)?;
             self.burns_between(pending, conv, current + 1, seq)?
                 .into_iter()
                 .filter(|(_, record)| record.reader == author)
@@ -640,10 +645,7 @@ impl PartitionApply {
             )));
         }
         let key = self.keys.cursor_key(&conv, set.user_id);
-        let current = match pending.cursors.get(&key) {
-            Some(seq) => *seq,
-            None => self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0),
-        };
+        let current = self.cursor(pending, &key)?;
         if set.seq <= current {
             return Ok(Applied::ReadCursor {
                 read_seq: current,
@@ -867,10 +869,7 @@ impl PartitionApply {
         if let ConversationId::Direct { lo, hi } = *conv {
             for user in [lo, hi] {
                 let key = self.keys.cursor_key(conv, user);
-                let cursor = match pending.cursors.get(&key) {
-                    Some(seq) => *seq,
-                    None => self.db.get_u64(CF_CURSORS, &key)?.unwrap_or(0),
-                };
+                let cursor = self.cursor(pending, &key)?;
                 if cursor == newest {
                     batch.put(CF_CURSORS, &key, &notice_seq.to_be_bytes());
                     pending.cursors.insert(key, notice_seq);
