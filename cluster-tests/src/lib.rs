@@ -29,6 +29,18 @@ pub fn password(account: &str) -> String {
     format!("password-of-{account}")
 }
 
+/// Waits until `check` holds, polling it, up to [`DEADLINE`].
+pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check() {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// Returns a port that was free a moment ago (bound to 0 by the OS).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -99,6 +111,11 @@ impl NodeProcess {
     pub fn config_path(&self) -> &Path {
         &self.config
     }
+
+    /// Returns the node's data folder (next to its config).
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.with_file_name("data")
+    }
 }
 
 /// Builds a cluster of real processes.
@@ -107,6 +124,7 @@ pub struct ClusterBuilder {
     partitions: u32,
     rebalance_delay_secs: u64,
     fault_proxy: bool,
+    storage: Vec<(String, i64)>,
 }
 
 impl Default for ClusterBuilder {
@@ -116,6 +134,7 @@ impl Default for ClusterBuilder {
             partitions: 8,
             rebalance_delay_secs: 1,
             fault_proxy: false,
+            storage: Vec::new(),
         }
     }
 }
@@ -128,6 +147,13 @@ impl ClusterBuilder {
 
     pub fn partitions(mut self, partitions: u32) -> Self {
         self.partitions = partitions;
+        self
+    }
+
+    /// Sets `[storage] key = value` in every node's config (as the burn
+    /// test shortens the sweeper's and the scrubber's periods).
+    pub fn storage(mut self, key: &str, value: i64) -> Self {
+        self.storage.push((key.to_string(), value));
         self
     }
 
@@ -152,6 +178,7 @@ impl ClusterBuilder {
             nodes: Vec::new(),
             partitions: self.partitions,
             rebalance_delay_secs: self.rebalance_delay_secs,
+            storage: self.storage,
             http: reqwest::Client::new(),
             token: None,
             proxy: self.fault_proxy.then(FaultProxy::default),
@@ -196,6 +223,7 @@ pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
     partitions: u32,
     rebalance_delay_secs: u64,
+    storage: Vec<(String, i64)>,
     http: reqwest::Client,
     token: Option<String>,
     proxy: Option<FaultProxy>,
@@ -421,6 +449,9 @@ impl Cluster {
         cluster.insert("tls".into(), tls.into());
         let mut storage = table(&mut config, "storage");
         storage.insert("partitions".into(), i64::from(self.partitions).into());
+        for (key, value) in &self.storage {
+            storage.insert(key.clone(), (*value).into());
+        }
         // The scale test opens thousands of connections per node, all from
         // 127.0.0.1: far past the per-address default.
         let mut limits = table(&mut config, "limits");
@@ -587,6 +618,23 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until `partition` is led by its preferred voter, where leaders
+    /// move after the start (decision 0009) and stay while every node is
+    /// up; returns the index of that node.
+    pub async fn settled_leader(&mut self, partition: u16) -> anyhow::Result<usize> {
+        let preferred = move |status: &Value| {
+            let voters = sorted_ids(&status["partitions"][partition as usize]["voters"]);
+            (!voters.is_empty()).then(|| voters[partition as usize % voters.len()])
+        };
+        self.wait_for("the partition led by its preferred voter", |status| {
+            preferred(status).is_some() && leader_of(status, partition) == preferred(status)
+        })
+        .await?;
+        let status = self.status(0).await?;
+        let leader = leader_of(&status, partition).context("no leader")?;
+        Ok(self.index_of(leader))
     }
 
     /// Waits until every running node's gossip view holds exactly the

@@ -6,8 +6,7 @@
 use chorus::client::Connection;
 use chorus::pb::{self, DeviceClass};
 use chorus::{ConversationId, partition_of_conversation};
-use chorus_cluster_tests::{Cluster, DEADLINE, leader_of, sorted_ids};
-use serde_json::Value;
+use chorus_cluster_tests::{Cluster, DEADLINE, leader_of};
 
 use pb::content::Kind;
 
@@ -35,20 +34,8 @@ async fn a_recall_through_a_follower_reaches_devices_on_every_node() {
     let conv_id = ConversationId::direct(ids[0], ids[1]);
     let conv = conv_id.to_string();
     let partition = partition_of_conversation(&conv_id, cluster.partitions());
-    // Leaders move to their preferred voter after the start (decision
-    // 0009); once there, they stay while every node is up.
-    let preferred = move |status: &Value| {
-        let voters = sorted_ids(&status["partitions"][partition as usize]["voters"]);
-        (!voters.is_empty()).then(|| voters[partition as usize % voters.len()])
-    };
-    cluster
-        .wait_for("the partition led by its preferred voter", |status| {
-            preferred(status).is_some() && leader_of(status, partition) == preferred(status)
-        })
-        .await
-        .unwrap();
-    let leader_id = leader_of(&cluster.status(0).await.unwrap(), partition).unwrap();
-    let leader = cluster.index_of(leader_id);
+    let leader = cluster.settled_leader(partition).await.unwrap();
+    let leader_id = cluster.nodes[leader].id;
     let follower = (0..3).find(|n| *n != leader).unwrap();
 
     let alice = cluster
