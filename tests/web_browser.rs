@@ -505,3 +505,107 @@ async fn a_message_to_sign_is_signed_in_one_browser_and_its_sender_sees_who_sign
     alice.close().await;
     bob.close().await;
 }
+
+#[tokio::test]
+async fn a_burn_message_is_hidden_until_revealed_and_burns_on_both_sides() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    let bob = driver.browser(&profiles.path().join("bob")).await;
+    for (browser, account) in [(&alice, "alice"), (&bob, "bob")] {
+        log_in(browser, &node, account, &password(account)).await;
+        browser
+            .wait_until(
+                "signed in and caught up (no banner)",
+                &format!("return document.querySelector('[data-test=me]')?.innerText === '{account}' && !document.querySelector('.banner')"),
+            )
+            .await;
+    }
+    alice.type_into("[data-test=new-chat]", "bob").await;
+    alice.click("[data-test=new-chat-go]").await;
+    alice
+        .wait_until(
+            "the chat open, its burn choice set",
+            "const s = document.querySelector('[data-test=burn]'); if (!s) return null; s.value = '300'; s.dispatchEvent(new Event('change', { bubbles: true })); return true",
+        )
+        .await;
+    let words = "meet at the north gate";
+    alice.type_into("[data-test=composer]", words).await;
+    alice.click("[data-test=send]").await;
+    alice
+        .wait_until(
+            "alice's burn message acked, marked as one",
+            &on_message(words, "!!m.querySelector('[data-test=burn-badge]')"),
+        )
+        .await;
+    let conversation = format!("d:{}:{}", ids[0].min(ids[1]), ids[0].max(ids[1]));
+    let entry = format!("[data-test=conversation][data-conversation='{conversation}']");
+    let listed = bob
+        .wait_until(
+            "bob's list shows a burn message, not its text",
+            &format!("return document.querySelector(\"{entry}\")?.innerText ?? null"),
+        )
+        .await;
+    assert!(
+        listed.as_str().unwrap().contains("[burn after reading]"),
+        "{listed}"
+    );
+    bob.click(&entry).await;
+    bob.wait_until(
+        "bob sees a hidden burn message",
+        "return !!document.querySelector('[data-test=burn-reveal]')",
+    )
+    .await;
+    let page = bob.eval("return document.body.innerText", json!([])).await;
+    assert!(!page.as_str().unwrap().contains(words), "{page}");
+    // Bob's cursor stopped before it: nothing burned yet, alice sees it unread.
+    alice
+        .wait_until(
+            "alice still sees her message, unread",
+            &on_message(
+                words,
+                "m.querySelector('[data-test=receipt]')?.dataset.read === 'false'",
+            ),
+        )
+        .await;
+
+    bob.click("[data-test=burn-reveal]").await;
+    let shown = bob
+        .wait_until(
+            "bob read it, and it burned",
+            "return document.querySelector('[data-test=burn-revealed]') && document.querySelector('[data-test=burned]') ? document.querySelector('[data-test=burn-revealed]').innerText : null",
+        )
+        .await;
+    assert_eq!(shown, words);
+    let burned = alice
+        .wait_until(
+            "alice's placeholder",
+            "return document.querySelector('[data-test=burned]')?.innerText ?? null",
+        )
+        .await;
+    assert_eq!(burned, "🔥 Burned after reading");
+    let page = alice
+        .eval("return document.body.innerText", json!([]))
+        .await;
+    assert!(!page.as_str().unwrap().contains(words), "{page}");
+    // A new session of Bob's, catching up from the server, holds no copy.
+    log_in(&bob, &node, "bob", &password("bob")).await;
+    bob.wait_until(
+        "bob back in",
+        "return !!document.querySelector('[data-test=me]') && !document.querySelector('.banner')",
+    )
+    .await;
+    bob.click(&entry).await;
+    bob.wait_until(
+        "bob's placeholder after the reload",
+        "return !!document.querySelector('[data-test=burned]')",
+    )
+    .await;
+    let page = bob.eval("return document.body.innerText", json!([])).await;
+    assert!(!page.as_str().unwrap().contains(words), "{page}");
+    bob.screenshot(&screenshots().join("burn.png")).await;
+    alice.close().await;
+    bob.close().await;
+}

@@ -7,14 +7,15 @@
 import { Emitter } from "./emitter.js";
 import {
   type Ack,
+  type BurnReason,
   ChorusError,
   type Content,
   type Conversation,
   type Group,
   type Message,
   type RecallAck,
+  type SendOptions,
   type Session,
-  type SignOff,
   type SignStatus,
   contentToWire,
   groupFromWire,
@@ -66,6 +67,8 @@ export interface ClientEvents {
   conversation: Conversation;
   /** A message held was recalled: its content is now the placeholder. */
   recalled: { conversation: string; seq: number; by: string };
+  /** Messages held burned after reading: their content is now the placeholder. */
+  burned: { conversation: string; seqs: number[] };
   /** A group changed (by anyone, this user included): the group as it is now. */
   group: { group: Group; change: string; by: string };
   /** A recipient signed a message (pushed to its sender and the signer's devices). */
@@ -108,7 +111,7 @@ interface Outgoing {
   clientMsgId: string;
   conversation: string;
   content: Content;
-  signOff: SignOff;
+  options: SendOptions;
   attempts: number;
   inFlight: boolean;
   resolve: (ack: Ack) => void;
@@ -209,16 +212,17 @@ export class ChorusClient extends Emitter<ClientEvents> {
   /**
    * Sends a message; resolves with its ack. A send that meets a lost
    * connection, a timeout or UNAVAILABLE_RETRY is sent again, with the same
-   * client_msg_id, until the server acks or refuses it.
+   * client_msg_id, until the server acks or refuses it. Options ask for
+   * sign-off (消息签收) or burn after reading (阅后即焚).
    */
-  send(conversation: string, content: Content, signOff: SignOff = "none"): Promise<Ack> {
+  send(conversation: string, content: Content, options: SendOptions = {}): Promise<Ack> {
     contentToWire(content);
     return new Promise((resolve, reject) => {
       this.outbox.push({
         clientMsgId: this.options.newId(),
         conversation,
         content,
-        signOff,
+        options,
         attempts: 0,
         inFlight: false,
         resolve,
@@ -270,6 +274,8 @@ export class ChorusClient extends Emitter<ClientEvents> {
       readCount: 0,
       signOff: "none",
       signedAtMs: 0,
+      burnAfterSecs: 0,
+      burnAtMs: 0,
     });
     return ack;
   }
@@ -590,6 +596,7 @@ export class ChorusClient extends Emitter<ClientEvents> {
     }
     this.emit("message", m);
     if (m.content.kind === "recallNotice") this.applyRecall(c, m.content.seq, m.content.by, m.content.atMs);
+    if (m.content.kind === "burnNotice") this.applyBurn(c, m.content.seqs, m.content.atMs, m.content.reason);
     this.emit("conversation", this.summary(c));
   }
 
@@ -600,6 +607,16 @@ export class ChorusClient extends Emitter<ClientEvents> {
       if (held) held.content = recalled;
     }
     this.emit("recalled", { conversation: c.id, seq, by });
+  }
+
+  /** Replaces held messages by the burned placeholder, as the server did. */
+  private applyBurn(c: ConversationState, seqs: number[], atMs: number, reason: BurnReason): void {
+    for (const seq of seqs) {
+      for (const held of [c.messages.get(seq), c.held.get(seq)]) {
+        if (held) held.content = { kind: "burned", atMs, reason };
+      }
+    }
+    this.emit("burned", { conversation: c.id, seqs });
   }
 
   private drainHeld(c: ConversationState): void {
@@ -633,7 +650,8 @@ export class ChorusClient extends Emitter<ClientEvents> {
         clientMsgId: out.clientMsgId,
         conversation: out.conversation,
         content: contentToWire(out.content),
-        signOff: signOffToWire(out.signOff),
+        signOff: signOffToWire(out.options.signOff ?? "none"),
+        burnAfterSecs: out.options.burnAfterSecs || undefined,
       },
     }).then(
       (frame) => {
@@ -651,8 +669,10 @@ export class ChorusClient extends Emitter<ClientEvents> {
             serverTimeMs: ack.serverTimeMs,
             content: out.content,
             readCount: 0,
-            signOff: out.signOff,
+            signOff: out.options.signOff ?? "none",
             signedAtMs: 0,
+            burnAfterSecs: out.options.burnAfterSecs ?? 0,
+            burnAtMs: out.options.burnAfterSecs ? ack.serverTimeMs + out.options.burnAfterSecs * 1000 : 0,
           });
           out.resolve(ack);
           return;

@@ -1,7 +1,19 @@
 // @chorus/client: a client of the Chorus WebSocket protocol (JSON text frames).
 export { ChorusClient } from "./client.js";
 export type { ClientEvents, ClientOptions, ConnectionState, SocketFactory, SocketLike } from "./client.js";
-export { ChorusError, preview } from "./model.js";
-export type { Ack, Content, Conversation, Group, Message, RecallAck, Session, SignOff, SignStatus } from "./model.js";
+export { ChorusError, preview, previewMessage } from "./model.js";
+export type {
+  Ack,
+  BurnReason,
+  Content,
+  Conversation,
+  Group,
+  Message,
+  RecallAck,
+  SendOptions,
+  Session,
+  SignOff,
+  SignStatus,
+} from "./model.js";
 export type { DeviceClass, ErrorCode, WireGroupChange as GroupChange } from "./wire.js";
 export { directConversation, peerOf } from "./ids.js";

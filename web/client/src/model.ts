@@ -3,6 +3,7 @@
 import {
   type DeviceClass,
   type ErrorCode,
+  type WireBurnReason,
   type WireContent,
   type WireGroup,
   type WireMessage,
@@ -28,7 +29,25 @@ export type Content =
   | { kind: "recalled"; by: string; atMs: number }
   /** The notice a recall appended; `seq` is the message recalled. */
   | { kind: "recallNotice"; seq: number; by: string; atMs: number }
+  /** A message burned after reading (阅后即焚): its content is gone from the server. */
+  | { kind: "burned"; atMs: number; reason: BurnReason }
+  /** The notice a burn appended; `seqs` are the messages burned. */
+  | { kind: "burnNotice"; seqs: number[]; atMs: number; reason: BurnReason }
   | { kind: "unknown" };
+
+/** Why a message burned: its recipient read it, or its time ran out. */
+export type BurnReason = "read" | "expired";
+
+function burnReasonFromWire(wire: WireBurnReason | undefined): BurnReason {
+  return wire === "BURN_REASON_EXPIRED" ? "expired" : "read";
+}
+
+/** What a send asks of the server besides its content. */
+export interface SendOptions {
+  signOff?: SignOff;
+  /** Burn after reading, or after this many seconds unread (1:1 only). */
+  burnAfterSecs?: number;
+}
 
 export interface Message {
   conversation: string;
@@ -43,6 +62,10 @@ export interface Message {
   signOff: SignOff;
   /** When this user signed it (0: not signed, or nothing to sign). */
   signedAtMs: number;
+  /** A burn-after-reading message's time to live (0: an ordinary message). */
+  burnAfterSecs: number;
+  /** When it burns unread. */
+  burnAtMs: number;
 }
 
 export type SignOff = "none" | "confirm" | "password";
@@ -203,6 +226,13 @@ export function contentFromWire(content: WireContent | undefined): Content {
     const n = content.recallNotice;
     return { kind: "recallNotice", seq: num(n.seq), by: n.by ?? "0", atMs: num(n.atMs) };
   }
+  if (content?.burned) {
+    return { kind: "burned", atMs: num(content.burned.atMs), reason: burnReasonFromWire(content.burned.reason) };
+  }
+  if (content?.burnNotice) {
+    const n = content.burnNotice;
+    return { kind: "burnNotice", seqs: (n.seqs ?? []).map(num), atMs: num(n.atMs), reason: burnReasonFromWire(n.reason) };
+  }
   return { kind: "unknown" };
 }
 
@@ -225,6 +255,9 @@ export function contentToWire(content: Content): WireContent {
     case "recalled":
     case "recallNotice":
       throw new ChorusError("INVALID", "recalls are made with recall(), not sent");
+    case "burned":
+    case "burnNotice":
+      throw new ChorusError("INVALID", "the server burns messages; a client cannot send a burn");
     case "unknown":
       throw new ChorusError("INVALID", "a message needs content");
   }
@@ -242,7 +275,18 @@ export function messageFromWire(m: WireMessage): Message {
     readCount: m.readCount ?? 0,
     signOff: signOffFromWire(m.signOff),
     signedAtMs: num(m.signedAtMs),
+    burnAfterSecs: m.burnAfterSecs ?? 0,
+    burnAtMs: num(m.burnAtMs),
   };
+}
+
+/**
+ * Returns a message as one line for the conversation list: a burn message
+ * shows only that it is one, so that it is read (and burns) in the chat.
+ */
+export function previewMessage(m: Message): string {
+  const unread = m.burnAfterSecs > 0 && !["burned", "recalled"].includes(m.content.kind);
+  return unread ? "[burn after reading]" : preview(m.content);
 }
 
 /** Returns the text of a message as one line, for lists and notifications. */
@@ -257,6 +301,9 @@ export function preview(content: Content): string {
     case "recalled":
     case "recallNotice":
       return "[recalled]";
+    case "burned":
+    case "burnNotice":
+      return "[burned]";
     case "unknown":
       return "";
   }

@@ -39,7 +39,13 @@ export interface WireContent {
   recalled?: { by?: U64; atMs?: U64; noticeSeq?: U64 };
   /** The message a recall appends: seq names the message recalled. */
   recallNotice?: { seq?: U64; by?: U64; atMs?: U64 };
+  /** What a burned message holds instead of its content (server-written). */
+  burned?: { atMs?: U64; noticeSeq?: U64; reason?: WireBurnReason };
+  /** The message a burn appends: seqs name the messages burned. */
+  burnNotice?: { seqs?: U64[]; atMs?: U64; reason?: WireBurnReason };
 }
+
+export type WireBurnReason = "BURN_REASON_UNSPECIFIED" | "BURN_REASON_READ" | "BURN_REASON_EXPIRED";
 
 export interface WireMessage {
   conversation?: string;
@@ -52,6 +58,8 @@ export interface WireMessage {
   readCount?: number;
   signOff?: WireSignOff;
   signedAtMs?: U64;
+  burnAfterSecs?: number;
+  burnAtMs?: U64;
 }
 
 export type WireSignOff = "SIGN_OFF_NONE" | "SIGN_OFF_CONFIRM" | "SIGN_OFF_PASSWORD";
@@ -125,7 +133,13 @@ export interface ClientBody {
   login?: { account: string; password: string; deviceClass: DeviceClass };
   resume?: { token: string };
   ping?: Record<string, never>;
-  send?: { clientMsgId: string; conversation: string; content: WireContent; signOff?: WireSignOff };
+  send?: {
+    clientMsgId: string;
+    conversation: string;
+    content: WireContent;
+    signOff?: WireSignOff;
+    burnAfterSecs?: number;
+  };
   sign?: { conversation: string; seq: U64; password?: string };
   signStatus?: { conversation: string; seq: U64 };
   remind?: { conversation: string; seq: U64 };

@@ -284,6 +284,40 @@ test("recall() asks the server and applies the ack locally; a refusal keeps the 
   c.close();
 });
 
+test("a burn send carries its time to live; a burn notice turns the messages held into the placeholder", async () => {
+  const server = new FakeServer(users);
+  const conv = "d:1:2";
+  const c = client(server);
+  const burned: number[][] = [];
+  c.on("burned", (b) => burned.push(b.seqs));
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  let asked: number | undefined;
+  server.script.push({
+    kind: "send",
+    answer: (_socket, frame) => {
+      asked = frame.send?.burnAfterSecs;
+      return false;
+    },
+  });
+  const ack = await c.send(conv, { kind: "text", text: "once", mentions: [], mentionAll: false }, { burnAfterSecs: 30 });
+  assert.equal(asked, 30);
+  const [mine] = c.messages(conv);
+  assert.deepEqual([mine.burnAfterSecs, mine.burnAtMs], [30, ack.serverTimeMs + 30_000]);
+  const notice = server.append(conv, "2", "");
+  notice.content = { burnNotice: { seqs: ["1"], atMs: "9000", reason: "BURN_REASON_EXPIRED" } };
+  server.push("1", notice);
+  await until("the burn applied", () => burned.length === 1);
+  const [first, second] = c.messages(conv);
+  assert.deepEqual(first.content, { kind: "burned", atMs: 9000, reason: "expired" });
+  assert.deepEqual(second.content, { kind: "burnNotice", seqs: [1], atMs: 9000, reason: "expired" });
+  assert.throws(
+    () => c.send(conv, { kind: "burned", atMs: 0, reason: "read" }),
+    (err: ChorusError) => err.code === "INVALID",
+  );
+  c.close();
+});
+
 test("group management: sync's dnd and mention flags, a group event renames, setDnd and updateGroup answer", async () => {
   const server = new FakeServer(users);
   const conv = "g:7";

@@ -32,15 +32,24 @@ export function Chat({ client, conversation }: Props) {
   const [mustSign, setMustSign] = useState(false);
   const [passwords, setPasswords] = useState<Record<number, string>>({});
   const [signNote, setSignNote] = useState<Record<number, string>>({});
+  // Burn after reading (阅后即焚): the composer's time to live (0: off), and
+  // the texts this screen revealed, shown until it closes once they burned.
+  const [burnSecs, setBurnSecs] = useState(0);
+  const [revealed, setRevealed] = useState<Record<number, string>>({});
   const list = useRef<HTMLOListElement>(null);
   const stickToBottom = useRef(true);
   const me = client.session?.userId ?? "";
   const summary = client.conversation(conversation);
   const held = client.messages(conversation);
-  // Read up to the newest seq held, a recall's notice included: it counts as unread.
-  const newest = held.length ? held[held.length - 1].seq : 0;
-  // A recall's notice is shown where it acts: on the message it recalled.
-  const messages = held.filter((m) => m.content.kind !== "recallNotice");
+  // A burn message from the peer stays hidden until revealed: reading past
+  // it burns it, so the read cursor stops before the first one not revealed.
+  const unrevealed = (m: Message) =>
+    m.sender !== me && m.burnAfterSecs > 0 && m.content.kind === "text" && revealed[m.seq] === undefined;
+  const stop = held.find(unrevealed);
+  // Read up to the newest seq held, a notice included: it counts as unread.
+  const newest = stop ? stop.seq - 1 : held.length ? held[held.length - 1].seq : 0;
+  // A recall's or burn's notice is shown where it acts: on the message it names.
+  const messages = held.filter((m) => m.content.kind !== "recallNotice" && m.content.kind !== "burnNotice");
   const direct = peerOf(conversation, me) !== null;
 
   // Reading the open conversation moves the read cursor (and clears the badge
@@ -90,7 +99,8 @@ export function Chat({ client, conversation }: Props) {
     const mentionAll = text.split(/\s+/).includes("@all");
     const signOff = mustSign ? "confirm" : "none";
     setMustSign(false);
-    client.send(conversation, { kind: "text", text, mentions: [], mentionAll }, signOff).then(
+    const burnAfterSecs = direct ? burnSecs : 0;
+    client.send(conversation, { kind: "text", text, mentions: [], mentionAll }, { signOff, burnAfterSecs }).then(
       () => setOutgoing((o) => o.filter((x) => x.key !== key)),
       (err: Error) => setOutgoing((o) => o.map((x) => (x.key === key ? { ...x, error: err.message } : x))),
     );
@@ -102,7 +112,43 @@ export function Chat({ client, conversation }: Props) {
   };
 
   const body = (m: Message) => {
-    if (m.content.kind !== "recalled") return <bdi class="text">{preview(m.content)}</bdi>;
+    if (m.content.kind === "burned") {
+      const text = revealed[m.seq];
+      const gone = (
+        <span class="burned" data-test="burned">
+          🔥 {t(m.content.reason === "expired" ? "burn.burned.expired" : "burn.burned.read")}
+        </span>
+      );
+      if (text === undefined) return gone;
+      return (
+        <>
+          <bdi class="text" data-test="burn-revealed">
+            {text}
+          </bdi>{" "}
+          {gone}
+        </>
+      );
+    }
+    if (unrevealed(m)) {
+      return (
+        <button class="link burn-reveal" onClick={() => reveal(m)} data-test="burn-reveal">
+          🔥 {t("burn.reveal")}
+        </button>
+      );
+    }
+    if (m.content.kind !== "recalled") {
+      return (
+        <>
+          <bdi class="text">{preview(m.content)}</bdi>
+          {m.burnAfterSecs > 0 && (
+            <span class="burn-badge" data-test="burn-badge" title={t("burn.badge")}>
+              {" "}
+              🔥
+            </span>
+          )}
+        </>
+      );
+    }
     const by = m.content.by === me ? t("chat.recalled.me") : t("chat.recalled.other", { name: summary?.title ?? m.content.by });
     return (
       <span class="recalled" data-test="recalled">
@@ -110,6 +156,9 @@ export function Chat({ client, conversation }: Props) {
       </span>
     );
   };
+
+  // Revealing keeps the text on this screen; the effect above then reads past it.
+  const reveal = (m: Message) => setRevealed((r) => ({ ...r, [m.seq]: preview(m.content) }));
 
   const note = (seq: number, text: string) => setSignNote((n) => ({ ...n, [seq]: text }));
 
@@ -135,7 +184,7 @@ export function Chat({ client, conversation }: Props) {
   };
 
   const signControls = (m: Message) => {
-    if (m.signOff === "none" || m.content.kind === "recalled") return null;
+    if (m.signOff === "none" || m.content.kind === "recalled" || m.content.kind === "burned") return null;
     const noteOf = signNote[m.seq] ? (
       <span class="sign-note" data-test="sign-note">
         {signNote[m.seq]}
@@ -219,7 +268,9 @@ export function Chat({ client, conversation }: Props) {
         )}
         {messages.map((m) => (
           <li key={m.seq} class={m.sender === me ? "msg mine" : "msg"} data-test="message" data-seq={m.seq}>
-            <div class={m.content.kind === "recalled" ? "bubble recalled-bubble" : "bubble"}>{body(m)}</div>
+            <div class={["recalled", "burned"].includes(m.content.kind) ? "bubble recalled-bubble" : "bubble"}>
+              {body(m)}
+            </div>
             <div class="meta">
               {m.sender === me ? t("chat.me") : summary?.title} · {time(m.serverTimeMs)} {receipt(m)}
               {recallable(m) && (
@@ -266,6 +317,23 @@ export function Chat({ client, conversation }: Props) {
           />
           {t("sign.must")}
         </label>
+        {direct && (
+          <label class="burn">
+            🔥
+            <select
+              aria-label={t("burn.label")}
+              value={String(burnSecs)}
+              onChange={(e) => setBurnSecs(Number(e.currentTarget.value))}
+              data-test="burn"
+            >
+              {[0, 10, 60, 300, 3600].map((secs) => (
+                <option key={secs} value={String(secs)}>
+                  {secs ? t("burn.after", { secs: String(secs) }) : t("burn.off")}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
         <button type="submit" data-test="send">
           {t("chat.send")}
         </button>

@@ -1,4 +1,4 @@
-import { type ChorusClient, ChorusError, preview } from "@chorus/client";
+import { type ChorusClient, ChorusError, previewMessage } from "@chorus/client";
 import { useState } from "preact/hooks";
 
 import { useT } from "../context.js";
@@ -80,7 +80,7 @@ export function ConversationList({ client, open, onOpen }: Props) {
                 </span>
               )}
               <span class="last" dir="auto">
-                {c.lastMessage ? preview(c.lastMessage.content) : ""}
+                {c.lastMessage ? previewMessage(c.lastMessage) : ""}
               </span>
             </button>
           </li>
