@@ -11,6 +11,7 @@ mod config;
 mod db;
 mod delivery;
 mod groups;
+mod lists;
 mod logging;
 mod messaging;
 mod meta;

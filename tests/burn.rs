@@ -6,7 +6,7 @@
 
 mod common;
 
-use chorus::client::{ClientError, Connection, Transport};
+use chorus::client::{Connection, Transport};
 use chorus::pb::{self, BurnReason, DeviceClass, ErrorCode};
 use chorus::testsuite::files_holding;
 use common::*;
@@ -29,13 +29,6 @@ fn text(text: &str) -> pb::content::Kind {
         text: text.to_string(),
         ..Default::default()
     })
-}
-
-fn refusal<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (ErrorCode, String) {
-    match result {
-        Err(ClientError::Server(err)) => (err.code, err.message),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
 }
 
 /// A node that sweeps and scrubs often, so that the bound is short.

@@ -5,19 +5,12 @@
 
 mod common;
 
-use chorus::client::{ClientError, Connection, Transport};
+use chorus::client::{Connection, Transport};
 use chorus::pb::{self, DeviceClass, ErrorCode};
 use common::*;
 use serde_json::{Value, json};
 
 use pb::group_change::Change;
-
-fn refusal<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (ErrorCode, String) {
-    match result {
-        Err(ClientError::Server(err)) => (err.code, err.message),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
 
 fn flag(user_id: u64, on: bool) -> pb::MemberFlag {
     pb::MemberFlag { user_id, on }

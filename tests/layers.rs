@@ -22,6 +22,7 @@ const RANKS: &[(&str, u8)] = &[
     ("backup", 6),
     ("messaging", 7),
     ("groups", 8),
+    ("lists", 8),
     ("admin", 9),
     ("api", 10),
     ("node", 11),

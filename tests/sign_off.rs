@@ -11,13 +11,6 @@ use chorus::pb::{self, DeviceClass, ErrorCode, SignOff};
 use common::*;
 use serde_json::{Value, json};
 
-fn refusal<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (ErrorCode, String) {
-    match result {
-        Err(ClientError::Server(err)) => (err.code, err.message),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
 async fn send_signed(
     conn: &Connection,
     conv: &str,

@@ -23,6 +23,7 @@ use crate::backup::Backups;
 use crate::config::NodeConfig;
 use crate::delivery::Delivery;
 use crate::groups::Groups;
+use crate::lists::Lists;
 use crate::messaging::Messaging;
 use crate::meta::Meta;
 
@@ -37,6 +38,7 @@ pub struct Planes {
     pub delivery: Delivery,
     pub messaging: Messaging,
     pub groups: Groups,
+    pub lists: Lists,
     pub cluster: ClusterAdmin,
     pub backups: Backups,
     pub limiter: ConnLimiter,

@@ -623,6 +623,22 @@ impl Session {
                     .await?;
                 self.answer(request_id, Out::ConversationSettings(answer));
             }
+            In::SetFavourite(set) => {
+                let user = self.user_id()?;
+                let origin = self.origin();
+                let changed = self.planes.lists.set_favourite(user, set, origin).await?;
+                self.answer(request_id, Out::FavouriteChanged(changed));
+            }
+            In::ListFavourites(list) => {
+                let user = self.user_id()?;
+                let favourites = self.planes.lists.favourites(user, list).await?;
+                self.answer(request_id, Out::Favourites(favourites));
+            }
+            In::RecentContacts(request) => {
+                let user = self.user_id()?;
+                let recent = self.planes.lists.recent_contacts(user, request).await?;
+                self.answer(request_id, Out::RecentContacts(recent));
+            }
             In::ListMembers(list) => {
                 let me = self.user_id()?;
                 let planes = self.planes.clone();

@@ -148,6 +148,29 @@ pub enum ClientCommand {
         #[arg(long)]
         off: bool,
     },
+    /// Adds a favourite contact (常用联系人; `--off` removes it).
+    FavContact {
+        account: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Adds a message to the favourites (收藏; `--off` removes it).
+    FavMessage {
+        conversation: String,
+        seq: u64,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Prints the favourite contacts and messages, newest first.
+    Favourites {
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Prints the recent contacts, latest activity first.
+    Recent {
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
     /// Prints pushes as they arrive, until `count` have arrived.
     Watch {
         #[arg(long)]
@@ -371,6 +394,34 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
             say!("{} dnd={}", settings.conversation, settings.dnd);
             Ok(())
         }
+        Some(ClientCommand::FavContact { account, off }) => {
+            let contact = conn.lookup(&account).await?.user_id;
+            let item = pb::set_favourite::Item::Contact(contact);
+            say!("{}", changed_line(&conn.set_favourite(item, !off).await?));
+            Ok(())
+        }
+        Some(ClientCommand::FavMessage {
+            conversation,
+            seq,
+            off,
+        }) => {
+            let item = pb::set_favourite::Item::Message(pb::MessageRef { conversation, seq });
+            say!("{}", changed_line(&conn.set_favourite(item, !off).await?));
+            Ok(())
+        }
+        Some(ClientCommand::Favourites { offset }) => {
+            let favourites = conn.favourites(0, offset).await?;
+            for line in favourite_lines(&conn, &mut names, &favourites).await {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Some(ClientCommand::Recent { limit }) => {
+            for contact in conn.recent_contacts(limit).await?.contacts {
+                say!("{}", recent_line(&contact));
+            }
+            Ok(())
+        }
         Some(ClientCommand::Read { conversation, seq }) => {
             let seq = match seq {
                 Some(seq) => seq,
@@ -545,6 +596,55 @@ impl Names {
     }
 }
 
+/// Returns the line that tells what a favourite's change did.
+fn changed_line(changed: &pb::FavouriteChanged) -> String {
+    let what = match &changed.item {
+        Some(pb::favourite_changed::Item::Contact(user)) => format!("contact user{user}"),
+        Some(pb::favourite_changed::Item::Message(m)) => {
+            format!("message {} #{}", m.conversation, m.seq)
+        }
+        None => "nothing".to_string(),
+    };
+    let state = if changed.on { "favourite" } else { "removed" };
+    format!("{what}: {state}")
+}
+
+/// Returns the lines that show a user's favourites (escaped).
+async fn favourite_lines(
+    conn: &Connection,
+    names: &mut Names,
+    favourites: &pb::Favourites,
+) -> Vec<String> {
+    let mut lines = vec![format!("contacts ({}):", favourites.contacts.len())];
+    for contact in &favourites.contacts {
+        lines.push(
+            crate::protocol::terminal_safe(&format!(
+                "  {} ({})",
+                contact.account, contact.display_name
+            ))
+            .into_owned(),
+        );
+    }
+    lines.push(format!("messages ({}):", favourites.message_count));
+    for favourite in &favourites.messages {
+        let shown = match &favourite.message {
+            Some(message) => names.render(conn, message).await,
+            None => "[no longer readable]".to_string(),
+        };
+        // `shown` is escaped already; conversation ids are plain ASCII.
+        lines.push(format!("  {} {shown}", favourite.conversation));
+    }
+    lines
+}
+
+/// Returns the line that shows a recent contact.
+fn recent_line(contact: &pb::RecentContact) -> String {
+    format!(
+        "{}\t{}\t{}\tlast_activity_ms={}",
+        contact.account, contact.display_name, contact.conversation, contact.last_activity_ms
+    )
+}
+
 /// Returns the line that shows `message` from `sender`, with every control
 /// and format character of it escaped (`protocol::terminal_safe`).
 fn message_line(sender: &str, message: &pb::Message) -> String {
@@ -631,6 +731,7 @@ const HELP: &str =
     "commands: /list  /open <account|conversation>  /history  /group <name> <account>...  /receipts
           /recall <seq>  /must <text>  /sign <seq> [password]  /signs <seq>  /remind <seq>
           /burn <secs> <text> (1:1: burns after reading, or in secs)
+          /fav <seq> [off]  /favcontact <account> [off]  /favs  /recent
           /status <online|busy|away>  /watch <account>...  /help  /quit
   groups: /info  /rename <name>  /announce <text>  /admin <account> [off]  /transfer <account>
           /mute <account> [off]  /muteall [off]  /dissolve [keep]   any conversation: /dnd [off]
@@ -826,6 +927,9 @@ impl Interactive {
                     .map(|g| g.name.clone())
                     .unwrap_or_default();
                 say!("  ({by} changed group {name:?}: {})", event.change);
+            }
+            Some(Resp::FavouriteChanged(changed)) => {
+                say!("  ({} on another device)", changed_line(&changed))
             }
             Some(Resp::ConversationSettings(settings)) => say!(
                 "  ({} dnd={} set on another device)",
@@ -1061,6 +1165,45 @@ impl Interactive {
                 self.watching.sort_unstable();
                 self.watching.dedup();
                 self.show_presence(&list.users).await;
+            }
+            Some("/fav") => {
+                let conversation = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let seq = words
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| ClientError::Unexpected("/fav <seq> [off]".into()))?;
+                let on = words.next() != Some("off");
+                let item = pb::set_favourite::Item::Message(pb::MessageRef { conversation, seq });
+                say!(
+                    "  ({})",
+                    changed_line(&self.conn.set_favourite(item, on).await?)
+                );
+            }
+            Some("/favcontact") => {
+                let account = words
+                    .next()
+                    .ok_or_else(|| ClientError::Unexpected("/favcontact <account> [off]".into()))?;
+                let contact = self.conn.lookup(account).await?.user_id;
+                let on = words.next() != Some("off");
+                let item = pb::set_favourite::Item::Contact(contact);
+                say!(
+                    "  ({})",
+                    changed_line(&self.conn.set_favourite(item, on).await?)
+                );
+            }
+            Some("/favs") => {
+                let favourites = self.conn.favourites(0, 0).await?;
+                for line in favourite_lines(&self.conn, &mut self.names, &favourites).await {
+                    println!("{line}");
+                }
+            }
+            Some("/recent") => {
+                for contact in self.conn.recent_contacts(0).await?.contacts {
+                    say!("  {}", recent_line(&contact));
+                }
             }
             Some("/dnd") => {
                 let conversation = self

@@ -743,6 +743,44 @@ impl Connection {
         }
     }
 
+    /// Adds (on) or removes a favourite contact or message.
+    pub async fn set_favourite(
+        &self,
+        item: pb::set_favourite::Item,
+        on: bool,
+    ) -> Result<pb::FavouriteChanged, ClientError> {
+        let set = pb::SetFavourite {
+            item: Some(item),
+            on,
+        };
+        match self.request(Req::SetFavourite(set)).await? {
+            Resp::FavouriteChanged(changed) => Ok(changed),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Returns the favourite contacts and a page of favourite messages.
+    pub async fn favourites(&self, limit: u32, offset: u32) -> Result<pb::Favourites, ClientError> {
+        match self
+            .request(Req::ListFavourites(pb::ListFavourites { limit, offset }))
+            .await?
+        {
+            Resp::Favourites(favourites) => Ok(favourites),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Returns the peers of this user's 1:1 conversations, latest first.
+    pub async fn recent_contacts(&self, limit: u32) -> Result<pb::RecentContacts, ClientError> {
+        match self
+            .request(Req::RecentContacts(pb::RecentContactsRequest { limit }))
+            .await?
+        {
+            Resp::RecentContacts(recent) => Ok(recent),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     pub async fn receipts(
         &self,
         conversation: &str,

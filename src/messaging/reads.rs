@@ -373,6 +373,10 @@ fn sync_partitions(
                 peer_read_seq,
                 dnd: messaging.inner.meta.dnd(user, &conv)?,
                 mentioned: parts.mentioned_at(&conv, user)? > read_seq,
+                last_activity_ms: match max_seq {
+                    0 => 0,
+                    seq => parts.message(&conv, seq)?.map_or(0, |m| m.server_time_ms),
+                },
             });
             Ok(())
         };

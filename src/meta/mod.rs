@@ -3,6 +3,7 @@
 //! writes are commands of the metadata Raft group (`state_machine.rs`).
 
 mod directory;
+mod favourites;
 mod state_machine;
 mod wire;
 
@@ -21,12 +22,14 @@ use crate::protocol::{ConversationId, ErrorCode, ProtocolError, now_ms, pb, peer
 use crate::raft::{self, GroupStateMachine, META_GROUP, RaftHost};
 
 pub use directory::{DepartmentNode, fill_online};
+pub use favourites::Favourite;
 pub use state_machine::{
     GroupQuota, MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement,
     Refusal,
 };
 pub use store_pb::{
-    AuditRecord, DepartmentRecord, GroupRecord, MessagingPolicy, Post, TokenRecord, UserRecord,
+    AuditRecord, DepartmentRecord, FavouriteRecord, GroupRecord, MessagingPolicy, Post,
+    TokenRecord, UserRecord,
 };
 
 /// The longest group announcement, in bytes.
@@ -898,6 +901,39 @@ impl Meta {
         }
     }
 
+    /// Adds (on) or removes a favourite of a user; returns it as it is now
+    /// (`added_at_ms` 0: removed).
+    pub async fn set_favourite(
+        &self,
+        user_id: u64,
+        item: Favourite,
+        on: bool,
+    ) -> Result<FavouriteRecord, MetaError> {
+        let command = MetaCommand::SetFavourite {
+            user_id,
+            item,
+            on,
+            at_ms: now_ms(),
+        };
+        match self.write(command).await? {
+            MetaResponse::Favourite(record) => Ok(record),
+            MetaResponse::Refused(refusal) => Err(refusal.into()),
+            other => Err(MetaError::Unavailable(format!(
+                "unexpected metadata response {other:?}"
+            ))),
+        }
+    }
+
+    /// Returns a user's favourite contacts (`contacts`) or messages, newest
+    /// first.
+    pub fn favourites(
+        &self,
+        user_id: u64,
+        contacts: bool,
+    ) -> Result<Vec<FavouriteRecord>, StorageError> {
+        favourites::list(&self.db, user_id, contacts)
+    }
+
     /// Tells whether a user asked for no notifications of a conversation.
     pub fn dnd(&self, user_id: u64, conv: &ConversationId) -> Result<bool, StorageError> {
         Ok(self
@@ -993,6 +1029,27 @@ mod tests {
         let bob = user(&meta, "bob").await;
         meta.delete_user(&by, bob).await.unwrap();
         assert!(meta.issue_token(b"bob", &record(bob)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn favourites_past_the_limit_are_refused_and_removals_make_room() {
+        let (_dir, meta) = meta().await;
+        let alice = user(&meta, "alice").await;
+        let contact = |n: u64| Favourite::Contact(1000 + n);
+        for n in 0..favourites::MAX_FAVOURITE_CONTACTS as u64 {
+            meta.set_favourite(alice, contact(n), true).await.unwrap();
+        }
+        let over = meta.set_favourite(alice, contact(9999), true).await;
+        assert!(matches!(over, Err(MetaError::Forbidden(_))), "{over:?}");
+        // Adding one already there is no new one: it is not refused.
+        let again = meta.set_favourite(alice, contact(0), true).await.unwrap();
+        assert!(again.added_at_ms > 0);
+        meta.set_favourite(alice, contact(0), false).await.unwrap();
+        meta.set_favourite(alice, contact(9999), true).await.unwrap();
+        let kept = meta.favourites(alice, true).unwrap();
+        assert_eq!(kept.len(), favourites::MAX_FAVOURITE_CONTACTS);
+        assert!(kept.iter().any(|r| r.contact == 10_999));
+        assert!(meta.favourites(alice, false).unwrap().is_empty());
     }
 
     #[tokio::test]

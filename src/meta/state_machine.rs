@@ -7,6 +7,7 @@ use std::io::Cursor;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
+use super::favourites::{self, Favourite};
 use super::{
     AuditRecord, DepartmentRecord, GroupRecord, Post, TokenRecord, UserRecord, UserUpdate,
     audit_key, pair_key, validate_account,
@@ -137,6 +138,13 @@ pub enum MetaCommand {
         conversation: String,
         dnd: bool,
     },
+    /// Adds (on) or removes a favourite of a user (docs/decisions/0018).
+    SetFavourite {
+        user_id: u64,
+        item: Favourite,
+        on: bool,
+        at_ms: i64,
+    },
     /// Applies `command` and, unless it is refused, records `audit` in the
     /// same write, so that a change and its audit entry cannot diverge. An
     /// empty `audit.target` is filled from the response (`user:7`).
@@ -209,6 +217,8 @@ pub enum MetaResponse {
     },
     Refused(Refusal),
     MessagingPolicy(store_pb::MessagingPolicy),
+    /// A favourite as it is now (`added_at_ms` 0: removed).
+    Favourite(store_pb::FavouriteRecord),
 }
 
 fn refused<T>(refusal: Refusal) -> Result<MetaResponse, T> {
@@ -1119,6 +1129,12 @@ impl Apply<MetaRaftConfig> for MetaApply {
                 }
                 Ok(MetaResponse::Done)
             }
+            MetaCommand::SetFavourite {
+                user_id,
+                item,
+                on,
+                at_ms,
+            } => favourites::apply(&self.db, batch, *user_id, item, *on, *at_ms),
             MetaCommand::Audited { command, audit } => self.audited(batch, command, audit),
         }
     }

@@ -5,6 +5,7 @@
 
 use prost::Message as _;
 
+use super::favourites::Favourite;
 use super::state_machine::{GroupQuota, MetaCommand, MetaResponse, NodeRecord, Refusal};
 use super::{UserUpdate, store_pb};
 use crate::protocol::ErrorCode;
@@ -178,6 +179,21 @@ impl From<&MetaCommand> for store_pb::MetaCommand {
                 conversation: conversation.clone(),
                 dnd: *dnd,
             }),
+            MetaCommand::SetFavourite {
+                user_id,
+                item,
+                on,
+                at_ms,
+            } => {
+                let (contact, message) = item.to_wire();
+                Command::SetFavourite(command::SetFavourite {
+                    user_id: *user_id,
+                    contact,
+                    message,
+                    on: *on,
+                    at_ms: *at_ms,
+                })
+            }
             MetaCommand::Audited { command, audit } => {
                 Command::Audited(Box::new(command::Audited {
                     command: Some(Box::new(command.as_ref().into())),
@@ -257,6 +273,12 @@ impl TryFrom<store_pb::MetaCommand> for MetaCommand {
                 conversation: c.conversation,
                 dnd: c.dnd,
             },
+            Command::SetFavourite(c) => MetaCommand::SetFavourite {
+                user_id: c.user_id,
+                item: Favourite::from_wire(c.contact, c.message).ok_or(missing("item"))?,
+                on: c.on,
+                at_ms: c.at_ms,
+            },
             Command::Audited(c) => MetaCommand::Audited {
                 command: Box::new(MetaCommand::try_from(
                     *c.command.ok_or(missing("command"))?,
@@ -326,6 +348,7 @@ impl From<&MetaResponse> for store_pb::MetaResponse {
             }
             MetaResponse::Refused(refusal) => Response::Refused(refusal.into()),
             MetaResponse::MessagingPolicy(policy) => Response::MessagingPolicy(*policy),
+            MetaResponse::Favourite(record) => Response::Favourite(record.clone()),
         };
         store_pb::MetaResponse {
             response: Some(response),
@@ -352,6 +375,7 @@ impl TryFrom<store_pb::MetaResponse> for MetaResponse {
             },
             Response::Refused(refusal) => MetaResponse::Refused(refusal.try_into()?),
             Response::MessagingPolicy(policy) => MetaResponse::MessagingPolicy(policy),
+            Response::Favourite(record) => MetaResponse::Favourite(record),
         })
     }
 }
@@ -514,6 +538,21 @@ mod tests {
                 user_id: 7,
                 conversation: "g:4".into(),
                 dnd: true,
+            },
+            MetaCommand::SetFavourite {
+                user_id: 7,
+                item: Favourite::Contact(8),
+                on: true,
+                at_ms: 9,
+            },
+            MetaCommand::SetFavourite {
+                user_id: 7,
+                item: Favourite::Message(crate::protocol::pb::MessageRef {
+                    conversation: "g:4".into(),
+                    seq: 3,
+                }),
+                on: false,
+                at_ms: 9,
             },
             MetaCommand::Audited {
                 command: Box::new(MetaCommand::DeleteUser { user_id: 7 }),

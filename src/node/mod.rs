@@ -18,6 +18,7 @@ use crate::config::NodeConfig;
 use crate::db::{self, Db, StorageError};
 use crate::delivery::{self, Delivery};
 use crate::groups::Groups;
+use crate::lists::Lists;
 use crate::messaging::{Messaging, ReadLimits, Registry};
 use crate::meta::{Meta, NodeRecord};
 use crate::partition::{Partitions, placement};
@@ -275,6 +276,7 @@ impl Node {
             config.quotas.clone(),
             config.limits.max_group_members,
         );
+        let lists = Lists::new(meta.clone(), messaging.clone(), delivery.clone());
         let cluster_admin = ClusterAdmin::new(
             config.node_id,
             meta.clone(),
@@ -304,6 +306,7 @@ impl Node {
             delivery: delivery.clone(),
             messaging: messaging.clone(),
             groups,
+            lists,
             cluster: cluster_admin,
             backups: crate::backup::Backups {
                 config: config.clone(),

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chorus::client::{ClientOptions, Connection, Event, Transport};
+use chorus::client::{ClientError, ClientOptions, Connection, Event, Transport};
 use chorus::{Node, NodeConfig, pb};
 use serde_json::json;
 
@@ -200,6 +200,14 @@ pub async fn wait_closed(conn: &mut Connection) -> (Option<u16>, String, Vec<pb:
             Ok(None) => return (None, String::new(), pushes),
             Err(_) => panic!("connection not closed within {DEADLINE:?}"),
         }
+    }
+}
+
+/// Returns the code and message of a server's refusal; fails on anything else.
+pub fn refusal<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (pb::ErrorCode, String) {
+    match result {
+        Err(ClientError::Server(err)) => (err.code, err.message),
+        other => panic!("expected a refusal, got {other:?}"),
     }
 }
 

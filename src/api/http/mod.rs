@@ -29,6 +29,7 @@ mod conversations;
 mod departments;
 mod groups;
 mod health;
+mod lists;
 mod openapi;
 mod policies;
 mod session;
@@ -216,6 +217,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::get_group))
         .routes(routes!(groups::change_group))
         .routes(routes!(groups::conversation_settings))
+        .routes(routes!(lists::favourites))
+        .routes(routes!(lists::add_contact, lists::remove_contact))
+        .routes(routes!(lists::add_message, lists::remove_message))
+        .routes(routes!(lists::recent_contacts))
         .routes(routes!(conversations::history))
         .routes(routes!(conversations::recall))
         .routes(routes!(sign_off::sign))
