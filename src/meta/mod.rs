@@ -1045,7 +1045,9 @@ mod tests {
         let again = meta.set_favourite(alice, contact(0), true).await.unwrap();
         assert!(again.added_at_ms > 0);
         meta.set_favourite(alice, contact(0), false).await.unwrap();
-        meta.set_favourite(alice, contact(9999), true).await.unwrap();
+        meta.set_favourite(alice, contact(9999), true)
+            .await
+            .unwrap();
         let kept = meta.favourites(alice, true).unwrap();
         assert_eq!(kept.len(), favourites::MAX_FAVOURITE_CONTACTS);
         assert!(kept.iter().any(|r| r.contact == 10_999));
