@@ -609,3 +609,99 @@ async fn a_burn_message_is_hidden_until_revealed_and_burns_on_both_sides() {
     alice.close().await;
     bob.close().await;
 }
+
+#[tokio::test]
+async fn a_message_kept_and_a_contact_starred_in_the_chat_show_in_the_personal_lists() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let (bob, _) = node
+        .login(
+            "bob",
+            chorus::pb::DeviceClass::Pc,
+            chorus::client::Transport::Tcp,
+        )
+        .await;
+    let conversation = format!("d:{}:{}", ids[0].min(ids[1]), ids[0].max(ids[1]));
+    bob.send_text(&conversation, "p1", "the plan for monday")
+        .await
+        .unwrap();
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    log_in(&alice, &node, "alice", &password("alice")).await;
+    let entry = format!("[data-test=conversation][data-conversation='{conversation}']");
+    alice
+        .wait_until(
+            "alice's list holds bob's chat",
+            &format!("return !!document.querySelector(\"{entry}\")"),
+        )
+        .await;
+    alice.click(&entry).await;
+    alice
+        .wait_until(
+            "the message and its Keep link",
+            &on_message(
+                "the plan for monday",
+                "!!m.querySelector('[data-test=keep]')",
+            ),
+        )
+        .await;
+    alice
+        .eval(
+            &on_message(
+                "the plan for monday",
+                "(m.querySelector('[data-test=keep]').click(), true)",
+            ),
+            json!([]),
+        )
+        .await;
+    alice
+        .wait_until(
+            "the message kept",
+            &on_message(
+                "the plan for monday",
+                "m.querySelector('[data-test=kept]')?.innerText === 'Kept'",
+            ),
+        )
+        .await;
+    alice.click("[data-test=favourite-contact]").await;
+    alice
+        .wait_until(
+            "bob starred",
+            "return document.querySelector('[data-test=favourite-contact]')?.dataset.on === 'true'",
+        )
+        .await;
+
+    alice.click("[data-test=tab-favourites]").await;
+    let kept = alice
+        .wait_until(
+            "the favourites list",
+            "const m = document.querySelector('[data-test=favourite-message]'); const c = document.querySelector('[data-test=favourite-contact-item]'); return m && c ? m.innerText + '|' + c.innerText : null",
+        )
+        .await;
+    let kept = kept.as_str().unwrap();
+    assert!(
+        kept.contains("the plan for monday") && kept.contains("bob"),
+        "{kept}"
+    );
+    alice.click("[data-test=tab-recent]").await;
+    let recent = alice
+        .wait_until(
+            "the recent contacts",
+            "return document.querySelector('[data-test=recent-contact]')?.innerText ?? null",
+        )
+        .await;
+    assert!(recent.as_str().unwrap().contains("bob"), "{recent}");
+    alice.screenshot(&screenshots().join("lists.png")).await;
+    alice.click("[data-test=recent-contact]").await;
+    alice
+        .wait_until(
+            "the chat with bob open from the list",
+            "return document.querySelector('.chat-title')?.innerText.startsWith('bob') ?? null",
+        )
+        .await;
+    // The server holds the same lists.
+    let favourites = bob.favourites(0, 0).await.unwrap();
+    assert_eq!(favourites.message_count, 0, "bob's are his own");
+    alice.close().await;
+}

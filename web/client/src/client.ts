@@ -11,13 +11,18 @@ import {
   ChorusError,
   type Content,
   type Conversation,
+  type FavouriteChange,
+  type FavouriteItem,
+  type Favourites,
   type Group,
   type Message,
   type RecallAck,
   type SendOptions,
   type Session,
   type SignStatus,
+  type RecentContact,
   contentToWire,
+  favouriteChangeFromWire,
   groupFromWire,
   messageFromWire,
   signOffToWire,
@@ -75,6 +80,8 @@ export interface ClientEvents {
   signed: { conversation: string; seq: number; userId: string };
   /** The sender of a message asks this user to sign it. */
   signReminder: { conversation: string; seq: number; from: string };
+  /** A favourite was added or removed (by this user, on any device). */
+  favourite: FavouriteChange;
   /** The peer of a 1:1 conversation read up to readSeq. */
   receipt: { conversation: string; reader: string; readSeq: number };
   /** The session ended and will not come back by itself. */
@@ -149,6 +156,7 @@ export class ChorusClient extends Emitter<ClientEvents> {
   private readonly pending = new Map<string, Pending>();
   private readonly outbox: Outgoing[] = [];
   private readonly conversations = new Map<string, ConversationState>();
+  private favouriteContacts = new Set<string>();
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private heartbeat: ReturnType<typeof setInterval> | null = null;
   private stateValue: ConnectionState = "idle";
@@ -184,7 +192,7 @@ export class ChorusClient extends Emitter<ClientEvents> {
   conversationList(): Conversation[] {
     return [...this.conversations.values()]
       .map((c) => this.summary(c))
-      .sort((a, b) => (b.lastMessage?.serverTimeMs ?? 0) - (a.lastMessage?.serverTimeMs ?? 0) || a.id.localeCompare(b.id));
+      .sort((a, b) => b.lastActivityMs - a.lastActivityMs || a.id.localeCompare(b.id));
   }
 
   conversation(id: string): Conversation | undefined {
@@ -297,6 +305,71 @@ export class ChorusClient extends Emitter<ClientEvents> {
     const group = groupFromWire(frame.group);
     this.applyGroup(group, Object.keys(change)[0] ?? "", this.sessionValue?.userId ?? "0");
     return group;
+  }
+
+  /**
+   * Adds (on) or removes a favourite contact or message (docs/protocol.md
+   * §5.26); resolves with the change, which the other devices get pushed.
+   */
+  async setFavourite(item: FavouriteItem, on: boolean): Promise<FavouriteChange> {
+    const wire =
+      "contact" in item
+        ? { contact: item.contact }
+        : { message: { conversation: item.message.conversation, seq: String(item.message.seq) } };
+    const frame = await this.request({ setFavourite: { ...wire, on } });
+    if (!frame.favouriteChanged) throw errorOf(frame);
+    return this.applyFavourite(favouriteChangeFromWire(frame.favouriteChanged));
+  }
+
+  /** Tells whether a user is one of this user's favourite contacts (as last listed or changed). */
+  isFavouriteContact(userId: string): boolean {
+    return this.favouriteContacts.has(userId);
+  }
+
+  /** Returns the favourite contacts and a page of favourite messages, newest first. */
+  async favourites(limit = 0, offset = 0): Promise<Favourites> {
+    const frame = await this.request({ listFavourites: { limit, offset } });
+    const f = frame.favourites;
+    if (!f) throw errorOf(frame);
+    const favourites: Favourites = {
+      contacts: (f.contacts ?? []).map((c) => ({
+        userId: c.userId ?? "0",
+        account: c.account ?? "",
+        displayName: c.displayName ?? "",
+        addedAtMs: num(c.addedAtMs),
+      })),
+      messages: (f.messages ?? []).map((m) => ({
+        conversation: m.conversation ?? "",
+        seq: num(m.seq),
+        addedAtMs: num(m.addedAtMs),
+        message: m.message ? messageFromWire(m.message) : undefined,
+      })),
+      messageCount: f.messageCount ?? 0,
+    };
+    this.favouriteContacts = new Set(favourites.contacts.map((c) => c.userId));
+    return favourites;
+  }
+
+  /** Returns the peers of this user's 1:1 conversations, latest activity first. */
+  async recentContacts(limit = 0): Promise<RecentContact[]> {
+    const frame = await this.request({ recentContacts: { limit } });
+    if (!frame.recentContacts) throw errorOf(frame);
+    return (frame.recentContacts.contacts ?? []).map((c) => ({
+      userId: c.userId ?? "0",
+      account: c.account ?? "",
+      displayName: c.displayName ?? "",
+      conversation: c.conversation ?? "",
+      lastActivityMs: num(c.lastActivityMs),
+    }));
+  }
+
+  private applyFavourite(change: FavouriteChange): FavouriteChange {
+    if ("contact" in change.item) {
+      if (change.on) this.favouriteContacts.add(change.item.contact);
+      else this.favouriteContacts.delete(change.item.contact);
+    }
+    this.emit("favourite", change);
+    return change;
   }
 
   /** Sets do-not-disturb for a conversation, on all of this user's devices. */
@@ -528,6 +601,7 @@ export class ChorusClient extends Emitter<ClientEvents> {
         c.peerReadSeq = Math.max(c.peerReadSeq, num(s.peerReadSeq));
         c.dnd = s.dnd ?? false;
         c.mentioned = s.mentioned ?? false;
+        c.lastActivityMs = Math.max(c.lastActivityMs, num(s.lastActivityMs));
         if (c.cursor === 0 && c.messages.size === 0) {
           // A conversation not seen before: only its recent history.
           c.cursor = Math.max(0, c.maxSeq - this.options.initialHistory);
@@ -741,6 +815,8 @@ export class ChorusClient extends Emitter<ClientEvents> {
       c.peerReadSeq = Math.max(c.peerReadSeq, num(r.readSeq));
       this.emit("receipt", { conversation: c.id, reader: r.reader ?? "0", readSeq: c.peerReadSeq });
       this.emit("conversation", this.summary(c));
+    } else if (frame.favouriteChanged) {
+      this.applyFavourite(favouriteChangeFromWire(frame.favouriteChanged));
     } else if (frame.conversationSettings) {
       const c = this.state_(frame.conversationSettings.conversation ?? "");
       c.dnd = frame.conversationSettings.dnd ?? false;
@@ -853,6 +929,7 @@ export class ChorusClient extends Emitter<ClientEvents> {
         unread: 0,
         dnd: false,
         mentioned: false,
+        lastActivityMs: 0,
         messages: new Map(),
         held: new Map(),
         pulling: false,
@@ -874,6 +951,7 @@ export class ChorusClient extends Emitter<ClientEvents> {
       lastMessage: c.lastMessage,
       dnd: c.dnd,
       mentioned: c.mentioned,
+      lastActivityMs: Math.max(c.lastActivityMs, c.lastMessage?.serverTimeMs ?? 0),
     };
   }
 }

@@ -8,6 +8,7 @@ import {
   type WireGroup,
   type WireMessage,
   type WireSignOff,
+  type WireFavouriteChanged,
   type WireSignStatus,
   num,
 } from "./wire.js";
@@ -131,6 +132,39 @@ export interface Conversation {
   dnd: boolean;
   /** Someone mentioned the user (by name or @all) in an unread message. */
   mentioned: boolean;
+  /** Server time of the newest message, from sync (0: none known). */
+  lastActivityMs: number;
+}
+
+/** What a favourite names (docs/protocol.md §5.26). */
+export type FavouriteItem = { contact: string } | { message: { conversation: string; seq: number } };
+
+export interface FavouriteChange {
+  item: FavouriteItem;
+  on: boolean;
+  addedAtMs: number;
+}
+
+export function favouriteChangeFromWire(w: WireFavouriteChanged): FavouriteChange {
+  const item: FavouriteItem = w.message
+    ? { message: { conversation: w.message.conversation ?? "", seq: num(w.message.seq) } }
+    : { contact: w.contact ?? "0" };
+  return { item, on: w.on ?? false, addedAtMs: num(w.addedAtMs) };
+}
+
+export interface Favourites {
+  contacts: { userId: string; account: string; displayName: string; addedAtMs: number }[];
+  /** Newest first; `message` is absent once the user can no longer read it. */
+  messages: { conversation: string; seq: number; addedAtMs: number; message?: Message }[];
+  messageCount: number;
+}
+
+export interface RecentContact {
+  userId: string;
+  account: string;
+  displayName: string;
+  conversation: string;
+  lastActivityMs: number;
 }
 
 /** A group, with its management state (docs/decisions/0016). */

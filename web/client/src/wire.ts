@@ -92,7 +92,16 @@ export interface WireConversationState {
   peerReadSeq?: U64;
   dnd?: boolean;
   mentioned?: boolean;
+  lastActivityMs?: U64;
 }
+
+/** A favourite's item (docs/protocol.md §5.26): exactly one key. */
+export interface WireFavouriteItem {
+  contact?: U64;
+  message?: { conversation?: string; seq?: U64 };
+}
+
+export type WireFavouriteChanged = WireFavouriteItem & { on?: boolean; addedAtMs?: U64 };
 
 export interface WireGroup {
   groupId?: U64;
@@ -154,6 +163,9 @@ export interface ClientBody {
   updateGroup?: { groupId: U64; change: WireGroupChange };
   getGroup?: { groupId: U64 };
   conversationSettings?: { conversation: string; dnd: boolean };
+  setFavourite?: WireFavouriteItem & { on: boolean };
+  listFavourites?: { limit?: number; offset?: number };
+  recentContacts?: { limit?: number };
 }
 
 export type ClientFrame = ClientBody & { requestId: U64 };
@@ -193,6 +205,15 @@ export interface ServerFrame {
   signReminder?: { conversation?: string; seq?: U64; from?: U64 };
   conversationSettings?: { conversation?: string; dnd?: boolean };
   groupEvent?: { group?: WireGroup; change?: string; by?: U64 };
+  favouriteChanged?: WireFavouriteChanged;
+  favourites?: {
+    contacts?: { userId?: U64; account?: string; displayName?: string; addedAtMs?: U64 }[];
+    messages?: { conversation?: string; seq?: U64; addedAtMs?: U64; message?: WireMessage }[];
+    messageCount?: number;
+  };
+  recentContacts?: {
+    contacts?: { userId?: U64; account?: string; displayName?: string; conversation?: string; lastActivityMs?: U64 }[];
+  };
 }
 
 /** Reads a 64-bit field as a number (seqs and times stay far below 2^53). */

@@ -318,6 +318,29 @@ test("a burn send carries its time to live; a burn notice turns the messages hel
   c.close();
 });
 
+test("setFavourite answers the change; a pushed change from another device updates the favourite contacts", async () => {
+  const server = new FakeServer(users);
+  const c = client(server);
+  const changes: boolean[] = [];
+  c.on("favourite", (f) => changes.push(f.on));
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  server.script.push({
+    kind: "setFavourite",
+    answer: (socket, frame) => {
+      socket.deliver({ requestId: frame.requestId, favouriteChanged: { contact: frame.setFavourite?.contact, on: true, addedAtMs: "42" } });
+      return true;
+    },
+  });
+  const change = await c.setFavourite({ contact: "2" }, true);
+  assert.deepEqual(change, { item: { contact: "2" }, on: true, addedAtMs: 42 });
+  assert.ok(c.isFavouriteContact("2"));
+  for (const socket of server.sockets) socket.deliver({ favouriteChanged: { contact: "2", on: false } });
+  await until("the push applied", () => !c.isFavouriteContact("2"));
+  assert.deepEqual(changes, [true, false]);
+  c.close();
+});
+
 test("group management: sync's dnd and mention flags, a group event renames, setDnd and updateGroup answer", async () => {
   const server = new FakeServer(users);
   const conv = "g:7";

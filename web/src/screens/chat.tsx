@@ -36,6 +36,8 @@ export function Chat({ client, conversation }: Props) {
   // the texts this screen revealed, shown until it closes once they burned.
   const [burnSecs, setBurnSecs] = useState(0);
   const [revealed, setRevealed] = useState<Record<number, string>>({});
+  // Favourites (收藏): messages kept from this screen, and refusals.
+  const [kept, setKept] = useState<Record<number, string>>({});
   const list = useRef<HTMLOListElement>(null);
   const stickToBottom = useRef(true);
   const me = client.session?.userId ?? "";
@@ -234,6 +236,18 @@ export function Chat({ client, conversation }: Props) {
     );
   };
 
+  const keepable = (m: Message) => m.burnAfterSecs === 0 && ["text", "emoji", "file"].includes(m.content.kind);
+
+  const keep = (m: Message) => {
+    client.setFavourite({ message: { conversation, seq: m.seq } }, true).then(
+      () => setKept((k) => ({ ...k, [m.seq]: t("lists.kept") })),
+      (err: Error) => setKept((k) => ({ ...k, [m.seq]: err.message })),
+    );
+  };
+
+  const peer = peerOf(conversation, me);
+  const favouriteContact = peer !== null && client.isFavouriteContact(peer);
+
   const recallable = (m: Message) => m.sender === me && ["text", "emoji", "file"].includes(m.content.kind);
 
   const receipt = (m: Message) => {
@@ -257,6 +271,16 @@ export function Chat({ client, conversation }: Props) {
           </span>
         )}
       </h2>
+      {peer !== null && (
+        <button
+          class="link favourite-contact"
+          onClick={() => void client.setFavourite({ contact: peer }, !favouriteContact).catch(() => {})}
+          data-test="favourite-contact"
+          data-on={favouriteContact ? "true" : "false"}
+        >
+          {favouriteContact ? `★ ${t("lists.contact.on")}` : `☆ ${t("lists.contact.off")}`}
+        </button>
+      )}
       <GroupPanel client={client} conversation={conversation} />
       <ol class="messages" ref={list} onScroll={onScroll} data-test="messages">
         {(messages[0]?.seq ?? 1) > 1 && (
@@ -278,6 +302,16 @@ export function Chat({ client, conversation }: Props) {
                   {t("chat.recall")}
                 </button>
               )}
+              {keepable(m) &&
+                (kept[m.seq] ? (
+                  <span class="kept" data-test="kept">
+                    {kept[m.seq]}
+                  </span>
+                ) : (
+                  <button class="link" onClick={() => keep(m)} data-test="keep">
+                    {t("lists.keep")}
+                  </button>
+                ))}
               {recallError?.seq === m.seq && (
                 <span class="error" data-test="recall-error">
                   {t("chat.recall.failed", { message: recallError.message })}

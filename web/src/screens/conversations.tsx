@@ -2,6 +2,7 @@ import { type ChorusClient, ChorusError, previewMessage } from "@chorus/client";
 import { useState } from "preact/hooks";
 
 import { useT } from "../context.js";
+import { PersonalLists } from "./lists.js";
 import { useClientVersion } from "./main.js";
 
 interface Props {
@@ -15,6 +16,7 @@ export function ConversationList({ client, open, onOpen }: Props) {
   useClientVersion(client);
   const [peer, setPeer] = useState("");
   const [error, setError] = useState("");
+  const [tab, setTab] = useState<"chats" | "recent" | "favourites">("chats");
   const list = client.conversationList().filter((c) => c.maxSeq > 0 || c.id === open || c.id.startsWith("g:"));
 
   const start = async (ev: Event) => {
@@ -52,8 +54,23 @@ export function ConversationList({ client, open, onOpen }: Props) {
           {error}
         </p>
       )}
-      {list.length === 0 && <p class="quiet">{t("list.empty")}</p>}
-      <ul>
+      <div class="tabs" role="tablist">
+        {(["chats", "recent", "favourites"] as const).map((name) => (
+          <button
+            key={name}
+            role="tab"
+            aria-selected={tab === name ? "true" : "false"}
+            class={tab === name ? "link tab current" : "link tab"}
+            onClick={() => setTab(name)}
+            data-test={`tab-${name}`}
+          >
+            {t(`lists.tab.${name}`)}
+          </button>
+        ))}
+      </div>
+      {tab !== "chats" && <PersonalLists client={client} kind={tab} onOpen={onOpen} />}
+      {tab === "chats" && list.length === 0 && <p class="quiet">{t("list.empty")}</p>}
+      <ul hidden={tab !== "chats"}>
         {list.map((c) => (
           <li key={c.id}>
             <button

@@ -21,6 +21,7 @@ export function useClientVersion(client: ChorusClient): number {
       client.on("message", bump),
       client.on("state", bump),
       client.on("receipt", bump),
+      client.on("favourite", bump),
     ];
     // Changes between the first render and this subscription.
     bump();
@@ -39,6 +40,10 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
     setState(client.state);
     return () => offs.forEach((off) => off());
   }, [client]);
+  // Learn the favourite contacts once online, for the chat's ☆ toggle.
+  useEffect(() => {
+    if (state === "online") void client.favourites(1).catch(() => {});
+  }, [client, state === "online"]);
 
   if (ended) {
     return (
