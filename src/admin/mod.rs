@@ -150,7 +150,7 @@ pub async fn seed_demo(
     }
     if !created.is_empty() {
         let max = max_group_members;
-        meta.create_group(ids[0], "Demo team", &ids, max, None)
+        meta.create_group(ids[0], "Demo team", &ids, max, None, false)
             .await?;
     }
     Ok(created)

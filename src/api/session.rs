@@ -583,7 +583,7 @@ impl Session {
                 let group = self
                     .planes
                     .groups
-                    .create_group(&subject, &create.name, &create.members)
+                    .create_group(&subject, &create.name, &create.members, create.temporary)
                     .await?;
                 self.answer(request_id, Out::Group(group_info(group)));
             }

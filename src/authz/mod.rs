@@ -4,6 +4,7 @@
 //! flag themselves, so that roles, graded admins and three-officer
 //! separation change this module and not every caller.
 
+use crate::protocol::store_pb::DiscussionStarters;
 use crate::protocol::{ConversationId, ProtocolError};
 
 /// Who asks: an authenticated user and what the metadata says of them.
@@ -72,6 +73,14 @@ pub enum Action<'a> {
         at_ms: i64,
         window_secs: u64,
     },
+    /// Start a temporary discussion while the messaging policy lets
+    /// `starters` start one (docs/decisions/0019).
+    StartDiscussion { starters: DiscussionStarters },
+    /// Leave a group whose members are `members` (sorted): any member.
+    LeaveGroup { members: &'a [u64] },
+    /// Add people to a temporary discussion whose members are `members`
+    /// (sorted): its members and admins.
+    InviteToDiscussion { members: &'a [u64] },
     /// Go past the per-user group quotas.
     ExceedQuotas,
     /// Have admin writes recorded in the audit trail as an admin's.
@@ -97,6 +106,15 @@ pub fn allows(subject: &Subject, action: Action<'_>) -> bool {
     match action {
         Action::Administer | Action::ExceedQuotas | Action::BeAudited => subject.admin,
         Action::ChangeGroup { owner } => subject.admin || owner == subject.user_id,
+        Action::StartDiscussion { starters } => match starters {
+            DiscussionStarters::Everyone => true,
+            DiscussionStarters::Admins => subject.admin,
+            DiscussionStarters::Nobody => false,
+        },
+        Action::LeaveGroup { members } => members.binary_search(&subject.user_id).is_ok(),
+        Action::InviteToDiscussion { members } => {
+            subject.admin || members.binary_search(&subject.user_id).is_ok()
+        }
         Action::UseConversation { members, .. } => members.binary_search(&subject.user_id).is_ok(),
         Action::SeeMembers { members, .. } | Action::RecallIn { members, .. } => {
             subject.admin || members.binary_search(&subject.user_id).is_ok()
@@ -213,6 +231,17 @@ pub fn check(subject: &Subject, action: Action<'_>) -> Result<(), ProtocolError>
             at_ms.saturating_sub(sent_ms) / 1000
         ),
         Action::ExceedQuotas | Action::BeAudited => "admin only".to_string(),
+        Action::StartDiscussion {
+            starters: DiscussionStarters::Admins,
+        } => "the messaging policy lets only admins start temporary discussions".to_string(),
+        Action::StartDiscussion { .. } => {
+            "temporary discussions are off (messaging policy discussion_starters: nobody)"
+                .to_string()
+        }
+        Action::LeaveGroup { .. } => "not a member of this group".to_string(),
+        Action::InviteToDiscussion { .. } => {
+            "only its members or an admin may add people to a discussion".to_string()
+        }
         Action::Sign { recipients, .. } if recipients.binary_search(&subject.user_id).is_err() => {
             "only the message's recipients sign it (its sender does not)".to_string()
         }

@@ -135,6 +135,8 @@ pub enum ClientCommand {
     Remind { conversation: String, seq: u64 },
     /// Creates a group with the given member accounts.
     CreateGroup { name: String, members: Vec<String> },
+    /// Starts a temporary discussion (多人临时会话) with these accounts.
+    Discuss { members: Vec<String> },
     /// Manages a group: its name, avatar, announcement, owner, admins,
     /// mutes, or dissolves it (prints the group after the change).
     Group {
@@ -220,6 +222,12 @@ pub enum GroupAction {
         #[arg(long)]
         keep_history: bool,
     },
+    /// Turns a temporary discussion into a permanent group with this name.
+    Permanent {
+        name: String,
+    },
+    /// Leaves the group (the last to leave a discussion dissolves it).
+    Leave,
 }
 
 impl GroupAction {
@@ -248,6 +256,8 @@ impl GroupAction {
             GroupAction::Dissolve { keep_history } => {
                 Change::Dissolve(pb::Dissolve { keep_history })
             }
+            GroupAction::Permanent { name } => Change::MakePermanent(name),
+            GroupAction::Leave => return Ok(None),
         }))
     }
 }
@@ -255,9 +265,10 @@ impl GroupAction {
 /// Prints a group: one `key=value` line, then its announcement if any.
 fn print_group(group: &pb::GroupInfo) {
     say!(
-        "group {} {:?} owner={} admins={:?} members={:?} muted={:?} mute_all={} avatar={:?} dissolved={}",
+        "group {} {:?}{} owner={} admins={:?} members={:?} muted={:?} mute_all={} avatar={:?} dissolved={}",
         group.conversation,
         group.name,
+        if group.temporary { " (temporary)" } else { "" },
         group.owner,
         group.admins,
         group.members,
@@ -382,8 +393,10 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
             Ok(())
         }
         Some(ClientCommand::Group { group_id, action }) => {
+            let leave = matches!(action, GroupAction::Leave);
             let group = match action.change(&conn).await? {
                 Some(change) => conn.update_group(group_id, change).await?,
+                None if leave => conn.leave_group(group_id, session.user_id).await?,
                 None => conn.get_group(group_id).await?,
             };
             print_group(&group);
@@ -477,6 +490,14 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
                 reminded.conversation,
                 reminded.seq
             );
+            Ok(())
+        }
+        Some(ClientCommand::Discuss { members }) => {
+            let mut ids = Vec::new();
+            for account in &members {
+                ids.push(conn.lookup(account).await?.user_id);
+            }
+            print_group(&conn.start_discussion(&ids).await?);
             Ok(())
         }
         Some(ClientCommand::CreateGroup { name, members }) => {
@@ -734,7 +755,8 @@ const HELP: &str =
           /fav <seq> [off]  /favcontact <account> [off]  /favs  /recent
           /status <online|busy|away>  /watch <account>...  /help  /quit
   groups: /info  /rename <name>  /announce <text>  /admin <account> [off]  /transfer <account>
-          /mute <account> [off]  /muteall [off]  /dissolve [keep]   any conversation: /dnd [off]
+          /mute <account> [off]  /muteall [off]  /dissolve [keep]  /leave  /permanent <name>
+          /discuss <account>... (a temporary discussion)   any conversation: /dnd [off]
 anything else is sent to the open conversation (\"@all\" in it mentions everyone)";
 
 /// The interactive client: keeps a cursor per conversation, prints pushes,
@@ -1140,6 +1162,15 @@ impl Interactive {
                 say!("created {} ({})", group.conversation, group.name);
                 self.current = Some(group.conversation);
             }
+            Some("/discuss") => {
+                let mut ids = Vec::new();
+                for account in words {
+                    ids.push(self.conn.lookup(account).await?.user_id);
+                }
+                let group = self.conn.start_discussion(&ids).await?;
+                say!("started {} ({})", group.conversation, group.name);
+                self.current = Some(group.conversation);
+            }
             Some("/status") => {
                 let status = match words.next() {
                     Some("online") => pb::PresenceStatus::Online,
@@ -1216,7 +1247,7 @@ impl Interactive {
             }
             Some(
                 cmd @ ("/info" | "/rename" | "/announce" | "/admin" | "/transfer" | "/mute"
-                | "/muteall" | "/dissolve"),
+                | "/muteall" | "/dissolve" | "/permanent" | "/leave"),
             ) => {
                 let group_id = match self.current.as_deref().map(str::parse::<ConversationId>) {
                     Some(Ok(ConversationId::Group(id))) => id,
@@ -1249,12 +1280,22 @@ impl Interactive {
                     "/muteall" => GroupAction::MuteAll {
                         off: rest.first() == Some(&"off"),
                     },
+                    "/permanent" => GroupAction::Permanent {
+                        name: rest.join(" "),
+                    },
+                    "/leave" => GroupAction::Leave,
                     _ => GroupAction::Dissolve {
                         keep_history: rest.first() == Some(&"keep"),
                     },
                 };
+                let leave = matches!(action, GroupAction::Leave);
                 let group = match action.change(&self.conn).await? {
                     Some(change) => self.conn.update_group(group_id, change).await?,
+                    None if leave => {
+                        self.conn
+                            .leave_group(group_id, self.session.user_id)
+                            .await?
+                    }
                     None => self.conn.get_group(group_id).await?,
                 };
                 print_group(&group);

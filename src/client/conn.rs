@@ -691,8 +691,35 @@ impl Connection {
         let create = pb::CreateGroup {
             name: name.to_string(),
             members: members.to_vec(),
+            temporary: false,
         };
         match self.request(Req::CreateGroup(create)).await? {
+            Resp::Group(group) => Ok(group),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Starts a temporary discussion with `members`, named after them.
+    pub async fn start_discussion(&self, members: &[u64]) -> Result<pb::GroupInfo, ClientError> {
+        let create = pb::CreateGroup {
+            name: String::new(),
+            members: members.to_vec(),
+            temporary: true,
+        };
+        match self.request(Req::CreateGroup(create)).await? {
+            Resp::Group(group) => Ok(group),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Leaves a group (or temporary discussion): removes oneself.
+    pub async fn leave_group(&self, group_id: u64, me: u64) -> Result<pb::GroupInfo, ClientError> {
+        let change = pb::ChangeMembers {
+            group_id,
+            add: Vec::new(),
+            remove: vec![me],
+        };
+        match self.request(Req::ChangeMembers(change)).await? {
             Resp::Group(group) => Ok(group),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }

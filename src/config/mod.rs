@@ -276,6 +276,10 @@ pub struct StorageConfig {
     /// any file of the data folder.
     #[serde(default = "default_scrub_ms")]
     pub scrub_ms: u64,
+    /// How often idle temporary discussions are looked for and dissolved
+    /// (docs/decisions/0019).
+    #[serde(default = "default_discussion_sweep_ms")]
+    pub discussion_sweep_ms: u64,
 }
 
 fn default_burn_sweep_ms() -> u64 {
@@ -284,6 +288,10 @@ fn default_burn_sweep_ms() -> u64 {
 
 fn default_scrub_ms() -> u64 {
     30_000
+}
+
+fn default_discussion_sweep_ms() -> u64 {
+    60_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

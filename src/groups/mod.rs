@@ -5,8 +5,11 @@
 //! are metadata; the group's conversation actor is told when they change,
 //! and the members by a `GroupEvent` push.
 
+mod discussions;
 pub mod metrics;
 mod quotas;
+
+pub use discussions::sweep as sweep_discussions;
 
 use std::sync::Arc;
 
@@ -31,6 +34,7 @@ pub fn group_info(group: GroupRecord) -> pb::GroupInfo {
         avatar: group.avatar,
         announcement: group.announcement,
         dissolved_at_ms: group.dissolved_at_ms,
+        temporary: group.temporary,
     }
 }
 
@@ -47,6 +51,7 @@ pub fn change_name(change: &pb::GroupChange) -> &'static str {
         Some(Change::MuteMember(_)) => "mute_member",
         Some(Change::MuteAll(_)) => "mute_all",
         Some(Change::Dissolve(_)) => "dissolve",
+        Some(Change::MakePermanent(_)) => "make_permanent",
         None => "none",
     }
 }
@@ -86,15 +91,27 @@ impl Groups {
     }
 
     /// Creates a group owned by `actor`, within the actor's quotas unless
-    /// they may exceed them.
+    /// they may exceed them; a temporary discussion (`temporary`) if the
+    /// messaging policy lets the actor start one, named after its first
+    /// members when `name` is empty.
     pub async fn create_group(
         &self,
         actor: &Subject,
         name: &str,
         members: &[u64],
+        temporary: bool,
     ) -> Result<GroupRecord, ProtocolError> {
         let inner = &self.inner;
         let actor_id = actor.user_id;
+        let mut name = name.to_string();
+        if temporary {
+            let starters = inner.meta.messaging_policy()?.discussion_starters();
+            authz::check(actor, Action::StartDiscussion { starters })?;
+            if name.trim().is_empty() {
+                name = discussions::name_of(&inner.meta, actor_id, members)?;
+            }
+        }
+        let name = name.as_str();
         let exempt = authz::allows(actor, Action::ExceedQuotas);
         let mut added: Vec<u64> = members.iter().copied().filter(|m| *m != actor_id).collect();
         added.sort_unstable();
@@ -105,7 +122,7 @@ impl Groups {
         let quota = inner.quotas.group_quota(exempt);
         inner
             .meta
-            .create_group(actor_id, name, members, inner.max_members, quota)
+            .create_group(actor_id, name, members, inner.max_members, quota, temporary)
             .await
             .map_err(|err| {
                 let err = ProtocolError::from(err);
@@ -128,7 +145,25 @@ impl Groups {
             .meta
             .group(group_id)?
             .ok_or_else(|| ProtocolError::not_found(format!("group {group_id} does not exist")))?;
-        authz::check(actor, Action::ChangeGroup { owner: group.owner })?;
+        let conv = ConversationId::Group(group_id);
+        let leaving = add.is_empty() && remove == [actor.user_id].as_slice();
+        if leaving {
+            authz::check(
+                actor,
+                Action::LeaveGroup {
+                    members: &group.members,
+                },
+            )?;
+        } else if group.temporary && remove.is_empty() {
+            authz::check(
+                actor,
+                Action::InviteToDiscussion {
+                    members: &group.members,
+                },
+            )?;
+        } else {
+            authz::check(actor, Action::ChangeGroup { owner: group.owner })?;
+        }
         let exempt = authz::allows(actor, Action::ExceedQuotas);
         let mut added: Vec<u64> = add
             .iter()
@@ -146,11 +181,15 @@ impl Groups {
             .await?;
         // The actor here, if any; one on another node reloads within its
         // members' time to live.
-        if let Some(conv) = inner
-            .messaging
-            .live_conversation(ConversationId::Group(group_id))
-        {
+        if let Some(conv) = inner.messaging.live_conversation(conv) {
             let _ = conv.cast(ConversationMsg::MembersChanged);
+        }
+        if group.dissolved_at_ms != 0 {
+            // The last member left a temporary discussion: their other
+            // devices hear that it is gone.
+            ::metrics::counter!(self::metrics::DISCUSSIONS_DISSOLVED, "reason" => "empty")
+                .increment(1);
+            self.tell(&group, "dissolve", actor.user_id, remove.to_vec(), None);
         }
         Ok(group)
     }
@@ -201,18 +240,34 @@ impl Groups {
         if let Some(conv) = inner.messaging.live_conversation(conv) {
             let _ = conv.cast(ConversationMsg::MembersChanged);
         }
+        self.tell(
+            &group,
+            name,
+            actor.user_id,
+            group.members.clone(),
+            Some(origin),
+        );
+        Ok(group)
+    }
+
+    /// Pushes a `GroupEvent` of `group` to `to`, but the `except` session.
+    fn tell(
+        &self,
+        group: &GroupRecord,
+        change: &str,
+        by: u64,
+        to: Vec<u64>,
+        except: Option<SessionRef>,
+    ) {
         let event = pb::ServerFrame {
             request_id: 0,
             body: Some(pb::server_frame::Body::GroupEvent(pb::GroupEvent {
                 group: Some(group_info(group.clone())),
-                change: name.to_string(),
-                by: actor.user_id,
+                change: change.to_string(),
+                by,
             })),
         };
-        inner
-            .delivery
-            .deliver(event, group.members.clone(), Some(origin));
-        Ok(group)
+        self.inner.delivery.deliver(event, to, except);
     }
 
     /// Appends an announcement to the group's conversation as a text

@@ -32,6 +32,7 @@ pub use registry::Registry;
 
 use crate::authz::Subject;
 use crate::cluster::{LinkError, PeerLinks, Request as PeerRequest, Response as PeerResponse};
+use crate::db::StorageError;
 use crate::delivery::{Delivery, SessionRef};
 use crate::meta::Meta;
 use crate::partition::Partitions;
@@ -293,6 +294,29 @@ impl Messaging {
     }
 
     /// Tells whether this node leads a partition, as its replica knows.
+    /// Returns this node's id.
+    pub fn node_id(&self) -> u64 {
+        self.inner.node_id
+    }
+
+    /// Returns the server time of a conversation's newest message (`None`
+    /// inside: it has none), read from this node's replica, if this node
+    /// leads the conversation's partition; `None` otherwise. What the
+    /// sweepers that act for a partition's leader read.
+    pub fn last_activity_led_here(
+        &self,
+        conv: &ConversationId,
+    ) -> Result<Option<Option<i64>>, StorageError> {
+        if !self.leads(self.partition_of(conv)) {
+            return Ok(None);
+        }
+        let parts = &self.inner.partitions;
+        Ok(Some(match parts.max_seq(conv)? {
+            0 => None,
+            seq => parts.message(conv, seq)?.map(|m| m.server_time_ms),
+        }))
+    }
+
     fn leads(&self, partition: u16) -> bool {
         self.inner.partitions.rafts()[partition as usize]
             .metrics()

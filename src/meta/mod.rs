@@ -28,8 +28,8 @@ pub use state_machine::{
     Refusal,
 };
 pub use store_pb::{
-    AuditRecord, DepartmentRecord, FavouriteRecord, GroupRecord, MessagingPolicy, Post,
-    TokenRecord, UserRecord,
+    AuditRecord, DepartmentRecord, DiscussionStarters, FavouriteRecord, GroupRecord,
+    MessagingPolicy, Post, TokenRecord, UserRecord,
 };
 
 /// The longest group announcement, in bytes.
@@ -41,6 +41,8 @@ pub const DEFAULT_RECALL_WINDOW_SECS: u64 = 120;
 /// The longest time to live of a burn-after-reading message until an
 /// admin sets one, and at most: a week.
 pub const DEFAULT_BURN_MAX_SECS: u64 = 7 * 24 * 3600;
+/// How long a temporary discussion may stay idle until an admin sets it.
+pub const DEFAULT_DISCUSSION_IDLE_SECS: u64 = 7 * 24 * 3600;
 
 /// The metadata Raft group's handle.
 pub type MetaRaft = openraft::Raft<MetaRaftConfig>;
@@ -166,7 +168,7 @@ fn check_name(field: &str, value: &str) -> Result<(), MetaError> {
 pub fn validate_group_change(change: &pb::GroupChange) -> Result<(), MetaError> {
     use pb::group_change::Change;
     match &change.change {
-        Some(Change::Rename(name)) => {
+        Some(Change::Rename(name) | Change::MakePermanent(name)) => {
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 128 {
                 return Err(MetaError::Invalid(
@@ -694,11 +696,18 @@ impl Meta {
             .get_pb(CF_META_SETTINGS, state_machine::MESSAGING_POLICY_SETTING)?
             .map(|policy: MessagingPolicy| MessagingPolicy {
                 burn_max_secs: Some(policy.burn_max_secs.unwrap_or(DEFAULT_BURN_MAX_SECS)),
+                discussion_idle_secs: Some(
+                    policy
+                        .discussion_idle_secs
+                        .unwrap_or(DEFAULT_DISCUSSION_IDLE_SECS),
+                ),
                 ..policy
             })
             .unwrap_or(MessagingPolicy {
                 recall_window_secs: DEFAULT_RECALL_WINDOW_SECS,
                 burn_max_secs: Some(DEFAULT_BURN_MAX_SECS),
+                discussion_starters: DiscussionStarters::Everyone as i32,
+                discussion_idle_secs: Some(DEFAULT_DISCUSSION_IDLE_SECS),
             }))
     }
 
@@ -800,6 +809,7 @@ impl Meta {
         members: &[u64],
         max_members: usize,
         quota: Option<GroupQuota>,
+        temporary: bool,
     ) -> Result<GroupRecord, MetaError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 128 {
@@ -814,6 +824,7 @@ impl Meta {
             owner,
             members: members.to_vec(),
             created_at_ms: now_ms(),
+            temporary,
             ..GroupRecord::default()
         };
         expect_response!(
@@ -854,6 +865,7 @@ impl Meta {
             add: add.to_vec(),
             remove: remove.to_vec(),
             max_members,
+            at_ms: now_ms(),
         };
         expect_response!(self.write(command).await?, Group)
     }
@@ -940,6 +952,16 @@ impl Meta {
             .db
             .get(CF_META_SETTINGS, &state_machine::dnd_key(user_id, conv))?
             .is_some())
+    }
+
+    /// Returns the ids of the live temporary discussions.
+    pub fn discussions(&self) -> Result<Vec<u64>, StorageError> {
+        let prefix = state_machine::DISCUSSION_PREFIX;
+        self.db
+            .scan(CF_META_SETTINGS, prefix, prefix, usize::MAX)?
+            .into_iter()
+            .map(|(key, _)| db::decode_u64(CF_META_SETTINGS, &key[prefix.len()..]))
+            .collect()
     }
 
     /// Returns the ids of the groups a user belongs to.
@@ -1074,7 +1096,10 @@ mod tests {
             })
             .await;
         assert!(matches!(bad, Err(MetaError::Invalid(_))));
-        let group = meta.create_group(a, "team", &[b], 10, None).await.unwrap();
+        let group = meta
+            .create_group(a, "team", &[b], 10, None, false)
+            .await
+            .unwrap();
         assert_eq!(group.members, vec![a, b]);
         assert_eq!(meta.groups_of(b).unwrap(), vec![group.group_id]);
         let group = meta
@@ -1088,7 +1113,7 @@ mod tests {
             Err(MetaError::NotFound(_))
         ));
         assert!(matches!(
-            meta.create_group(a, "big", &[b], 1, None).await,
+            meta.create_group(a, "big", &[b], 1, None, false).await,
             Err(MetaError::Invalid(_))
         ));
         assert_eq!(meta.partitions(16).await.unwrap(), 16);
@@ -1193,6 +1218,8 @@ mod tests {
         let set = |secs| MessagingPolicy {
             recall_window_secs: secs,
             burn_max_secs: Some(DEFAULT_BURN_MAX_SECS),
+            discussion_starters: DiscussionStarters::Everyone as i32,
+            discussion_idle_secs: Some(DEFAULT_DISCUSSION_IDLE_SECS),
         };
         assert_eq!(
             meta.set_messaging_policy(&by, set(0)).await.unwrap(),

@@ -37,6 +37,16 @@ pub(super) const MESSAGING_POLICY_SETTING: &[u8] = b"messaging_policy";
 /// Prefix of the do-not-disturb flags in `meta_settings`:
 /// `dnd/` | user | conversation key → empty.
 pub(super) const DND_PREFIX: &[u8] = b"dnd/";
+/// Prefix of the index of live temporary discussions in `meta_settings`:
+/// `tmpg/` | group id → empty (docs/decisions/0019).
+pub(super) const DISCUSSION_PREFIX: &[u8] = b"tmpg/";
+
+pub(super) fn discussion_key(group_id: u64) -> Vec<u8> {
+    [DISCUSSION_PREFIX, &group_id.to_be_bytes()].concat()
+}
+
+/// The longest idle time a policy may give temporary discussions: a year.
+pub(super) const MAX_DISCUSSION_IDLE_SECS: u64 = 365 * 24 * 3600;
 /// The longest recall window a policy may set: a week.
 pub(super) const MAX_RECALL_WINDOW_SECS: u64 = 7 * 24 * 3600;
 
@@ -62,6 +72,9 @@ pub enum MetaCommand {
         add: Vec<u64>,
         remove: Vec<u64>,
         max_members: usize,
+        /// When it was proposed (0 in entries written before it existed).
+        #[serde(default)]
+        at_ms: i64,
     },
     /// Stores a token and makes it the live one of its device class.
     IssueToken {
@@ -406,6 +419,9 @@ impl MetaApply {
         for member in &group.members {
             batch.put(CF_META_USER_GROUPS, &pair_key(*member, group.group_id), &[]);
         }
+        if group.temporary {
+            batch.put(CF_META_SETTINGS, &discussion_key(group.group_id), &[]);
+        }
         Ok(MetaResponse::Group(group))
     }
 
@@ -416,6 +432,7 @@ impl MetaApply {
         add: &[u64],
         remove: &[u64],
         max_members: usize,
+        at_ms: i64,
     ) -> Result<MetaResponse, StorageError> {
         let Some(mut group) = self
             .db
@@ -428,7 +445,7 @@ impl MetaApply {
         if group.dissolved_at_ms != 0 {
             return refused(Refusal::Conflict(format!("group {group_id} was dissolved")));
         }
-        if remove.contains(&group.owner) {
+        if remove.contains(&group.owner) && !group.temporary {
             return Ok(MetaResponse::Refused(Refusal::Invalid(
                 "the owner cannot be removed from the group".into(),
             )));
@@ -448,6 +465,22 @@ impl MetaApply {
             return Ok(MetaResponse::Refused(Refusal::Invalid(format!(
                 "a group holds at most {max_members} members"
             ))));
+        }
+        // A temporary discussion outlives its starter: the lowest id left
+        // owns it; it dissolves, without history, when no one is left.
+        if group.temporary && group.members.binary_search(&group.owner).is_err() {
+            match group.members.first() {
+                Some(next) => {
+                    group.owner = *next;
+                    group.admins.retain(|a| a != next);
+                    group.muted.retain(|m| m != next);
+                }
+                None => {
+                    group.dissolved_at_ms = at_ms.max(1);
+                    group.history_kept = false;
+                    batch.delete(CF_META_SETTINGS, &discussion_key(group_id));
+                }
+            }
         }
         batch.put_pb(CF_META_GROUPS, &group_id.to_be_bytes(), &group);
         for member in add {
@@ -497,9 +530,10 @@ impl MetaApply {
             return refused(Refusal::Invalid("group change names no change".into()));
         };
         let action = match change {
-            Change::TransferOwner(_) | Change::SetAdmin(_) | Change::Dissolve(_) => {
-                Action::OwnGroup { owner: group.owner }
-            }
+            Change::TransferOwner(_)
+            | Change::SetAdmin(_)
+            | Change::Dissolve(_)
+            | Change::MakePermanent(_) => Action::OwnGroup { owner: group.owner },
             _ => Action::ManageGroup {
                 owner: group.owner,
                 group_admins: &group.admins,
@@ -572,7 +606,18 @@ impl MetaApply {
                 set_flag(&mut group.muted, flag.user_id, flag.on);
             }
             Change::MuteAll(on) => group.mute_all = *on,
+            Change::MakePermanent(name) => {
+                if !group.temporary {
+                    return refused(Refusal::Conflict(format!(
+                        "group {group_id} is not a temporary discussion"
+                    )));
+                }
+                group.temporary = false;
+                group.name = name.trim().to_string();
+                batch.delete(CF_META_SETTINGS, &discussion_key(*group_id));
+            }
             Change::Dissolve(dissolve) => {
+                batch.delete(CF_META_SETTINGS, &discussion_key(*group_id));
                 group.dissolved_at_ms = (*at_ms).max(1);
                 group.history_kept = dissolve.keep_history;
                 if !dissolve.keep_history {
@@ -1029,7 +1074,8 @@ impl Apply<MetaRaftConfig> for MetaApply {
                 add,
                 remove,
                 max_members,
-            } => self.change_members(batch, *group_id, add, remove, *max_members),
+                at_ms,
+            } => self.change_members(batch, *group_id, add, remove, *max_members, *at_ms),
             MetaCommand::IssueToken { digest, record } => self.issue_token(batch, digest, record),
             MetaCommand::RevokeToken { digest } => self.revoke_token(batch, digest),
             MetaCommand::RegisterNode { node } => {
@@ -1103,8 +1149,17 @@ impl Apply<MetaRaftConfig> for MetaApply {
                         super::DEFAULT_BURN_MAX_SECS
                     )));
                 }
+                let discussion_idle_secs = policy
+                    .discussion_idle_secs
+                    .unwrap_or(super::DEFAULT_DISCUSSION_IDLE_SECS);
+                if discussion_idle_secs > MAX_DISCUSSION_IDLE_SECS {
+                    return refused(Refusal::Invalid(format!(
+                        "discussion_idle_secs must be at most {MAX_DISCUSSION_IDLE_SECS} (a year)"
+                    )));
+                }
                 let policy = store_pb::MessagingPolicy {
                     burn_max_secs: Some(burn_max_secs),
+                    discussion_idle_secs: Some(discussion_idle_secs),
                     ..*policy
                 };
                 batch.put_pb(CF_META_SETTINGS, MESSAGING_POLICY_SETTING, &policy);

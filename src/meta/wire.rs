@@ -102,11 +102,13 @@ impl From<&MetaCommand> for store_pb::MetaCommand {
                 add,
                 remove,
                 max_members,
+                at_ms,
             } => Command::ChangeMembers(command::ChangeMembers {
                 group_id: *group_id,
                 add: add.clone(),
                 remove: remove.clone(),
                 max_members: *max_members as u64,
+                at_ms: *at_ms,
             }),
             MetaCommand::IssueToken { digest, record } => {
                 Command::IssueToken(command::IssueToken {
@@ -227,6 +229,7 @@ impl TryFrom<store_pb::MetaCommand> for MetaCommand {
                 add: c.add,
                 remove: c.remove,
                 max_members: usize_from(c.max_members),
+                at_ms: c.at_ms,
             },
             Command::IssueToken(c) => MetaCommand::IssueToken {
                 digest: c.digest,
@@ -455,6 +458,7 @@ mod tests {
                 add: vec![1, 2],
                 remove: vec![3],
                 max_members: 500,
+                at_ms: 11,
             },
             MetaCommand::IssueToken {
                 digest: vec![1, 2, 3],
@@ -517,6 +521,8 @@ mod tests {
                 policy: store_pb::MessagingPolicy {
                     recall_window_secs: 0,
                     burn_max_secs: Some(30),
+                    discussion_starters: store_pb::DiscussionStarters::Admins as i32,
+                    discussion_idle_secs: Some(3600),
                 },
             },
             MetaCommand::UpdateGroup {

@@ -305,7 +305,7 @@ impl Node {
             auth,
             delivery: delivery.clone(),
             messaging: messaging.clone(),
-            groups,
+            groups: groups.clone(),
             lists,
             cluster: cluster_admin,
             backups: crate::backup::Backups {
@@ -376,6 +376,11 @@ impl Node {
         tasks.spawn(crate::messaging::sweep_burns(
             messaging.clone(),
             Duration::from_millis(config.storage.burn_sweep_ms.max(10)),
+            stop.clone(),
+        ));
+        tasks.spawn(crate::groups::sweep_discussions(
+            groups.clone(),
+            Duration::from_millis(config.storage.discussion_sweep_ms.max(10)),
             stop.clone(),
         ));
         tasks.spawn(db::run_scrubber(

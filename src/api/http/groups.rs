@@ -24,10 +24,17 @@ use crate::protocol::{ConversationId, pb};
 #[serde(deny_unknown_fields)]
 #[schema(as = CreateGroup)]
 pub(super) struct CreateGroupBody {
+    /// The group's name; for a temporary discussion it may be empty (it is
+    /// then named after its first members).
+    #[serde(default)]
     name: String,
     /// User ids; the caller is added as the owner.
     #[serde(default)]
     members: Vec<u64>,
+    /// A temporary discussion (docs/protocol.md §5.27), if the messaging
+    /// policy lets the caller start one.
+    #[serde(default)]
+    temporary: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -53,6 +60,8 @@ pub(super) struct GroupView {
     announcement: Option<AnnouncementView>,
     /// Unix milliseconds when the group was dissolved; 0: it was not.
     dissolved_at_ms: i64,
+    /// A temporary discussion.
+    temporary: bool,
 }
 
 /// A group's pinned announcement (群公告).
@@ -89,6 +98,7 @@ impl From<pb::GroupInfo> for GroupView {
                 read_count: a.read_count,
             }),
             dissolved_at_ms: group.dissolved_at_ms,
+            temporary: group.temporary,
         }
     }
 }
@@ -124,7 +134,12 @@ pub(super) async fn create_group(
     let body = json_body(body)?;
     let group = planes
         .groups
-        .create_group(&principal.subject(), &body.name, &body.members)
+        .create_group(
+            &principal.subject(),
+            &body.name,
+            &body.members,
+            body.temporary,
+        )
         .await?;
     if authz::allows(&principal.subject(), Action::BeAudited) {
         let detail = serde_json::json!({ "name": group.name, "members": group.members });
@@ -270,6 +285,9 @@ pub(super) enum GroupChangeBody {
     MuteAll(bool),
     /// Dissolves the group, keeping its history for its members or not (owner).
     Dissolve(DissolveBody),
+    /// Turns a temporary discussion into a permanent group with this name
+    /// (owner and group admins).
+    MakePermanent(String),
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -303,6 +321,7 @@ impl From<GroupChangeBody> for pb::GroupChange {
             GroupChangeBody::SetAdmin(f) => Change::SetAdmin(flag(f)),
             GroupChangeBody::MuteMember(f) => Change::MuteMember(flag(f)),
             GroupChangeBody::MuteAll(on) => Change::MuteAll(on),
+            GroupChangeBody::MakePermanent(name) => Change::MakePermanent(name),
             GroupChangeBody::Dissolve(d) => Change::Dissolve(pb::Dissolve {
                 keep_history: d.keep_history,
             }),

@@ -1,6 +1,7 @@
 //! Cluster-wide policies (`/api/v1/policies`): the messaging policy (the
-//! recall window, the longest burn-after-reading time to live), which every
-//! user may read and admins set.
+//! recall window, the longest burn-after-reading time to live, who may
+//! start temporary discussions and how long they may stay idle), which
+//! every user may read and admins set.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiResult, AppState, Peer, actor, admin, blocking, json_body, principal};
-use crate::meta::MessagingPolicy;
+use crate::meta::{DiscussionStarters, MessagingPolicy};
 
 /// The messaging policy.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -28,6 +29,45 @@ pub(super) struct MessagingPolicyView {
     #[serde(default)]
     #[schema(example = 86400)]
     burn_max_secs: Option<u64>,
+    /// Who may start a temporary discussion: `everyone` (until an admin
+    /// sets it, and when a PUT leaves it out), `admins` or `nobody`.
+    #[serde(default)]
+    discussion_starters: Option<Starters>,
+    /// How long a temporary discussion may stay without a message before
+    /// it is dissolved, in seconds; 0: never. At most 31536000 (a year);
+    /// 604800 (a week) until an admin sets it, and when a PUT leaves it out.
+    #[serde(default)]
+    #[schema(example = 604800)]
+    discussion_idle_secs: Option<u64>,
+}
+
+/// Who may start a temporary discussion.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Starters {
+    Everyone,
+    Admins,
+    Nobody,
+}
+
+impl From<Starters> for DiscussionStarters {
+    fn from(starters: Starters) -> Self {
+        match starters {
+            Starters::Everyone => DiscussionStarters::Everyone,
+            Starters::Admins => DiscussionStarters::Admins,
+            Starters::Nobody => DiscussionStarters::Nobody,
+        }
+    }
+}
+
+impl From<DiscussionStarters> for Starters {
+    fn from(starters: DiscussionStarters) -> Self {
+        match starters {
+            DiscussionStarters::Everyone => Starters::Everyone,
+            DiscussionStarters::Admins => Starters::Admins,
+            DiscussionStarters::Nobody => Starters::Nobody,
+        }
+    }
 }
 
 impl From<MessagingPolicy> for MessagingPolicyView {
@@ -35,6 +75,8 @@ impl From<MessagingPolicy> for MessagingPolicyView {
         MessagingPolicyView {
             recall_window_secs: policy.recall_window_secs,
             burn_max_secs: policy.burn_max_secs,
+            discussion_starters: Some(policy.discussion_starters().into()),
+            discussion_idle_secs: policy.discussion_idle_secs,
         }
     }
 }
@@ -77,6 +119,10 @@ pub(super) async fn set_messaging_policy(
     let policy = MessagingPolicy {
         recall_window_secs: body.recall_window_secs,
         burn_max_secs: body.burn_max_secs,
+        discussion_starters: DiscussionStarters::from(
+            body.discussion_starters.unwrap_or(Starters::Everyone),
+        ) as i32,
+        discussion_idle_secs: body.discussion_idle_secs,
     };
     let policy = planes
         .meta
