@@ -705,3 +705,66 @@ async fn a_message_kept_and_a_contact_starred_in_the_chat_show_in_the_personal_l
     assert_eq!(favourites.message_count, 0, "bob's are his own");
     alice.close().await;
 }
+
+#[tokio::test]
+async fn a_discussion_started_from_several_accounts_becomes_a_group() {
+    use chorus::client::Transport;
+    use chorus::pb::DeviceClass;
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    node.create_users(&["alice", "bob", "carol"]).await;
+    let (mut bob, _) = node.login("bob", DeviceClass::Pc, Transport::Tcp).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    log_in(&alice, &node, "alice", &password("alice")).await;
+    alice
+        .wait_until(
+            "signed in and caught up",
+            "return document.querySelector('[data-test=me]')?.innerText === 'alice' && !document.querySelector('.banner')",
+        )
+        .await;
+    alice.type_into("[data-test=new-chat]", "bob, carol").await;
+    alice.click("[data-test=new-chat-go]").await;
+    let title = alice
+        .wait_until(
+            "the discussion open",
+            "return document.querySelector('.chat-title')?.innerText || null",
+        )
+        .await;
+    assert_eq!(title, "alice, bob, carol");
+    alice.type_into("[data-test=composer]", "quick sync?").await;
+    alice.click("[data-test=send]").await;
+    let pushed = common::next_message(&mut bob).await;
+    assert_eq!(common::text_of(&pushed), "quick sync?");
+    let group_id: u64 = pushed.conversation[2..].parse().unwrap();
+    assert!(bob.get_group(group_id).await.unwrap().temporary);
+
+    alice.click("[data-test=group-settings] summary").await;
+    alice
+        .type_into("[data-test=make-permanent-name]", "Launch")
+        .await;
+    alice.click("[data-test=make-permanent]").await;
+    alice
+        .wait_until(
+            "the discussion now a group named Launch",
+            "return document.querySelector('.chat-title')?.innerText === 'Launch' && !document.querySelector('[data-test=make-permanent]')",
+        )
+        .await;
+    assert!(!bob.get_group(group_id).await.unwrap().temporary);
+    // The owner of a permanent group cannot just leave: the refusal shows.
+    alice.click("[data-test=group-leave]").await;
+    let refusal = alice
+        .wait_until(
+            "the refusal",
+            "return document.querySelector('[data-test=group-error]')?.innerText ?? null",
+        )
+        .await;
+    assert!(
+        refusal
+            .as_str()
+            .unwrap()
+            .contains("owner cannot be removed"),
+        "{refusal}"
+    );
+    alice.close().await;
+}

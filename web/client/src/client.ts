@@ -372,6 +372,28 @@ export class ChorusClient extends Emitter<ClientEvents> {
     return change;
   }
 
+  /**
+   * Starts a temporary discussion with these users, named after its first
+   * members (docs/protocol.md §5.27); it opens in the conversation list.
+   */
+  async startDiscussion(members: string[]): Promise<Group> {
+    const frame = await this.request({ createGroup: { name: "", members, temporary: true } });
+    if (!frame.group) throw errorOf(frame);
+    const group = groupFromWire(frame.group);
+    this.applyGroup(group, "start", this.sessionValue?.userId ?? "0");
+    return group;
+  }
+
+  /** Leaves a group or discussion (the last to leave a discussion dissolves it). */
+  async leaveGroup(groupId: string): Promise<Group> {
+    const me = this.sessionValue?.userId ?? "0";
+    const frame = await this.request({ changeMembers: { groupId, remove: [me] } });
+    if (!frame.group) throw errorOf(frame);
+    const group = groupFromWire(frame.group);
+    this.applyGroup(group, "leave", me);
+    return group;
+  }
+
   /** Sets do-not-disturb for a conversation, on all of this user's devices. */
   async setDnd(conversation: string, dnd: boolean): Promise<boolean> {
     const frame = await this.request({ conversationSettings: { conversation, dnd } });

@@ -180,6 +180,8 @@ export interface Group {
   avatar: string;
   announcement?: { text: string; by: string; atMs: number; seq: number; readCount: number };
   dissolvedAtMs: number;
+  /** A temporary discussion (多人临时会话, docs/protocol.md §5.27). */
+  temporary: boolean;
 }
 
 export function groupFromWire(g: WireGroup): Group {
@@ -198,6 +200,7 @@ export function groupFromWire(g: WireGroup): Group {
       ? { text: a.text ?? "", by: a.by ?? "0", atMs: num(a.atMs), seq: num(a.seq), readCount: a.readCount ?? 0 }
       : undefined,
     dissolvedAtMs: num(g.dissolvedAtMs),
+    temporary: g.temporary ?? false,
   };
 }
 

@@ -115,6 +115,7 @@ export interface WireGroup {
   avatar?: string;
   announcement?: { text?: string; by?: U64; atMs?: U64; seq?: U64; readCount?: number };
   dissolvedAtMs?: U64;
+  temporary?: boolean;
 }
 
 /** One change of a group: exactly one key (docs/protocol.md, UpdateGroup). */
@@ -127,6 +128,7 @@ export interface WireGroupChange {
   muteMember?: { userId: U64; on: boolean };
   muteAll?: boolean;
   dissolve?: { keepHistory: boolean };
+  makePermanent?: string;
 }
 
 export interface WireSession {
@@ -156,7 +158,8 @@ export interface ClientBody {
   pull?: { conversation: string; afterSeq: U64; limit?: number };
   read?: { conversation: string; seq: U64 };
   lookupUser?: { account?: string; userId?: U64 };
-  createGroup?: { name: string; members: U64[] };
+  createGroup?: { name: string; members: U64[]; temporary?: boolean };
+  changeMembers?: { groupId: U64; add?: U64[]; remove?: U64[] };
   receipts?: { conversation: string; seqs: U64[] };
   logout?: Record<string, never>;
   recall?: { conversation: string; seq: U64 };

@@ -21,9 +21,29 @@ export function ConversationList({ client, open, onOpen }: Props) {
 
   const start = async (ev: Event) => {
     ev.preventDefault();
-    const account = peer.trim();
-    if (!account) return;
+    const accounts = peer.split(/[\s,，、]+/).filter((a) => a);
+    if (accounts.length === 0) return;
+    const account = accounts[0];
     setError("");
+    if (accounts.length > 1) {
+      // Several people: a temporary discussion (多人临时会话).
+      let missing = account;
+      try {
+        const ids: string[] = [];
+        for (const a of accounts) {
+          missing = a;
+          ids.push((await client.lookupUser(a)).userId);
+        }
+        missing = "";
+        const group = await client.startDiscussion(ids);
+        setPeer("");
+        onOpen(group.conversation);
+      } catch (err) {
+        const code = err instanceof ChorusError ? err.code : "";
+        setError(missing && (code === "NOT_FOUND" || code === "INVALID") ? t("list.new.notfound", { account: missing }) : String((err as Error).message));
+      }
+      return;
+    }
     try {
       const user = await client.lookupUser(account);
       client.openDirect(user.conversation, user.account);

@@ -21,6 +21,7 @@ export function GroupPanel({ client, conversation }: Props) {
   const [error, setError] = useState("");
   const [name, setName] = useState("");
   const [announcement, setAnnouncement] = useState("");
+  const [permanentName, setPermanentName] = useState("");
   const me = client.session?.userId ?? "";
   const dnd = client.conversation(conversation)?.dnd ?? false;
 
@@ -59,6 +60,12 @@ export function GroupPanel({ client, conversation }: Props) {
     );
   };
 
+  const leave = () => {
+    if (!groupId) return;
+    setError("");
+    client.leaveGroup(groupId).then(setGroup, (err: Error) => setError(err.message));
+  };
+
   const toggleDnd = () => {
     setError("");
     client.setDnd(conversation, !dnd).catch((err: Error) => setError(err.message));
@@ -78,6 +85,11 @@ export function GroupPanel({ client, conversation }: Props) {
           </span>
         </p>
       )}
+      {group?.dissolvedAtMs ? (
+        <p class="quiet" data-test="dissolved">
+          {t("group.dissolved")}
+        </p>
+      ) : null}
       {silenced && (
         <p class="quiet" data-test="muted-notice">
           {group?.muteAll ? t("group.muted.all") : t("group.muted.me")}
@@ -85,7 +97,9 @@ export function GroupPanel({ client, conversation }: Props) {
       )}
       {/* Opening the settings reads the group again: the read count moves without a push. */}
       <details class="group-settings" data-test="group-settings" onToggle={() => setOpened((n) => n + 1)}>
-        <summary>{groupId ? t("group.settings") : t("group.conversation.settings")}</summary>
+        <summary>
+          {groupId ? t(group?.temporary ? "discussion.settings" : "group.settings") : t("group.conversation.settings")}
+        </summary>
         <label>
           <input type="checkbox" checked={dnd} onChange={toggleDnd} data-test="dnd" /> {t("group.dnd")}
         </label>
@@ -137,6 +151,30 @@ export function GroupPanel({ client, conversation }: Props) {
               />{" "}
               {t("group.mute.all")}
             </label>
+            {group.temporary && leads && (
+              <form
+                onSubmit={(e) => {
+                  e.preventDefault();
+                  if (permanentName.trim()) change({ makePermanent: permanentName.trim() });
+                }}
+              >
+                <input
+                  aria-label={t("discussion.permanent")}
+                  placeholder={t("discussion.permanent.name")}
+                  value={permanentName}
+                  onInput={(e) => setPermanentName(e.currentTarget.value)}
+                  data-test="make-permanent-name"
+                />
+                <button type="submit" data-test="make-permanent">
+                  {t("discussion.permanent")}
+                </button>
+              </form>
+            )}
+            {!group.dissolvedAtMs && (
+              <button class="link" onClick={leave} data-test="group-leave">
+                {t("group.leave")}
+              </button>
+            )}
             <ul class="members" data-test="group-members">
               {group.members.map((m) => {
                 const role = m === group.owner ? t("group.owner") : group.admins.includes(m) ? t("group.admin") : "";
