@@ -288,7 +288,12 @@ async fn the_messaging_policy_is_read_by_users_and_set_by_admins_only() {
     let policy: Value = read(alice_token.clone()).await.json().await.unwrap();
     assert_eq!(
         policy,
-        json!({ "recall_window_secs": 120, "burn_max_secs": 604_800 })
+        json!({
+            "recall_window_secs": 120,
+            "burn_max_secs": 604_800,
+            "discussion_starters": "everyone",
+            "discussion_idle_secs": 604_800,
+        })
     );
     assert_eq!(set_window(&node, &alice_token, 5).await.status(), 403);
     let too_long = set_window(&node, &admin_token, 604_801).await;
