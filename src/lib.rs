@@ -16,6 +16,7 @@ mod logging;
 mod messaging;
 mod meta;
 mod node;
+mod notices;
 mod partition;
 mod protocol;
 mod raft;
@@ -65,6 +66,42 @@ pub mod testsuite {
             .await
             .expect("create_user")
             .user_id
+    }
+
+    /// Creates `count` users `{prefix}{n}` (n from 0) with one password and
+    /// a post in `department` (0: none), hashing the password once: how a
+    /// test fills a department of thousands. Returns their ids in order.
+    pub async fn create_many_users(
+        node: &crate::Node,
+        prefix: &str,
+        count: usize,
+        department: u64,
+        password: &str,
+    ) -> Vec<u64> {
+        let hash = crate::auth::hash_password(password);
+        let posts: Vec<crate::meta::Post> = (department != 0)
+            .then(|| crate::meta::Post {
+                department_id: department,
+                title: String::new(),
+            })
+            .into_iter()
+            .collect();
+        let mut ids = Vec::with_capacity(count);
+        // Fifty at a time: the metadata group batches concurrent writes.
+        for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
+            let writes = chunk.iter().map(|n| {
+                node.planes.meta.create_user(crate::meta::NewUser {
+                    account: format!("{prefix}{n}"),
+                    password_hash: hash.clone(),
+                    posts: posts.clone(),
+                    ..Default::default()
+                })
+            });
+            for user in futures::future::join_all(writes).await {
+                ids.push(user.expect("create_user").user_id);
+            }
+        }
+        ids
     }
 
     /// Returns the files under `dir` (a data folder) that hold `needle`:

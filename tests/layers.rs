@@ -23,6 +23,7 @@ const RANKS: &[(&str, u8)] = &[
     ("messaging", 7),
     ("groups", 8),
     ("lists", 8),
+    ("notices", 8),
     ("admin", 9),
     ("api", 10),
     ("node", 11),

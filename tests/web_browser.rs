@@ -768,3 +768,110 @@ async fn a_discussion_started_from_several_accounts_becomes_a_group() {
     );
     alice.close().await;
 }
+
+#[tokio::test]
+async fn a_notice_is_read_acknowledged_and_voted_on_in_the_browser() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let admin = node.admin_token().await;
+    let department: serde_json::Value = node
+        .http()
+        .post(node.url("/api/v1/departments"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "Staff" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let staff = department["department_id"].as_u64().unwrap();
+    let created = node
+        .http()
+        .post(node.url("/api/v1/users"))
+        .bearer_auth(&admin)
+        .json(&json!({ "account": "alice", "password": password("alice"), "departments": [staff] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let sent: serde_json::Value = node
+        .http()
+        .post(node.url("/api/v1/notices"))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "title": "Offsite",
+            "body": "We meet on the 12th.",
+            "departments": [staff],
+            "must_ack": true,
+            "vote": { "options": ["Lunch", "Dinner"] },
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sent["notice_id"].as_u64().unwrap();
+    assert_eq!(sent["recipient_count"], 1);
+
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    log_in(&alice, &node, "alice", &password("alice")).await;
+    alice.click("[data-test=tab-notices]").await;
+    let listed = alice
+        .wait_until(
+            "the notice listed as new",
+            "return document.querySelector('[data-test=notice-open]')?.innerText ?? null",
+        )
+        .await;
+    assert!(listed.as_str().unwrap().contains("New"), "{listed}");
+    alice.click("[data-test=notice-open]").await;
+    alice
+        .wait_until(
+            "the notice open and read",
+            "return document.querySelector('[data-test=notice-text]')?.innerText === 'We meet on the 12th.' && !document.querySelector('[data-test=notice-open] .badge')",
+        )
+        .await;
+    alice.click("[data-test=notice-ack]").await;
+    alice
+        .wait_until(
+            "acknowledged",
+            "return !!document.querySelector('[data-test=notice-acked]')",
+        )
+        .await;
+    alice
+        .eval(
+            "document.querySelectorAll('[data-test=notice-option]')[1].click(); return true",
+            json!([]),
+        )
+        .await;
+    alice.click("[data-test=notice-vote-go]").await;
+    let totals = alice
+        .wait_until(
+            "the vote counted",
+            "const t = [...document.querySelectorAll('[data-test=notice-total]')].map(e => e.innerText).join(','); return document.querySelector('[data-test=notice-vote-go]') ? null : t",
+        )
+        .await;
+    assert_eq!(totals, "0,1");
+    alice.screenshot(&screenshots().join("notice.png")).await;
+    let stats: serde_json::Value = node
+        .http()
+        .get(node.url(&format!("/api/v1/notices/{id}/stats")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            stats["read_count"].clone(),
+            stats["acked_count"].clone(),
+            stats["totals"].clone()
+        ),
+        (json!(1), json!(1), json!([0, 1]))
+    );
+    alice.close().await;
+}

@@ -26,6 +26,7 @@ use crate::groups::Groups;
 use crate::lists::Lists;
 use crate::messaging::Messaging;
 use crate::meta::Meta;
+use crate::notices::Notices;
 
 /// The handles of the planes that connections and REST handlers serve
 /// through. It holds no state and has no behaviour of its own: each
@@ -39,6 +40,7 @@ pub struct Planes {
     pub messaging: Messaging,
     pub groups: Groups,
     pub lists: Lists,
+    pub notices: Notices,
     pub cluster: ClusterAdmin,
     pub backups: Backups,
     pub limiter: ConnLimiter,

@@ -639,6 +639,31 @@ impl Session {
                 let recent = self.planes.lists.recent_contacts(user, request).await?;
                 self.answer(request_id, Out::RecentContacts(recent));
             }
+            In::SendNotice(send) => {
+                let subject = self.subject()?;
+                let sent = self.planes.notices.send(&subject, send).await?;
+                self.answer(request_id, Out::NoticeSent(sent));
+            }
+            In::ListNotices(list) => {
+                let user = self.user_id()?;
+                let notices = self.planes.notices.list(user, list).await?;
+                self.answer(request_id, Out::NoticeList(notices));
+            }
+            In::ReadNotice(read) => {
+                let user = self.user_id()?;
+                let read = self.planes.notices.read(user, read).await?;
+                self.answer(request_id, Out::NoticeRead(read));
+            }
+            In::VoteNotice(vote) => {
+                let user = self.user_id()?;
+                let notice = self.planes.notices.vote(user, vote).await?;
+                self.answer(request_id, Out::Notice(notice));
+            }
+            In::NoticeStats(request) => {
+                let subject = self.subject()?;
+                let stats = self.planes.notices.stats(&subject, request).await?;
+                self.answer(request_id, Out::NoticeStats(stats));
+            }
             In::ListMembers(list) => {
                 let me = self.user_id()?;
                 let planes = self.planes.clone();

@@ -81,6 +81,12 @@ pub enum Action<'a> {
     /// Add people to a temporary discussion whose members are `members`
     /// (sorted): its members and admins.
     InviteToDiscussion { members: &'a [u64] },
+    /// Address a notice to a department, group or user (docs/decisions/0020):
+    /// admins any; others those `in_scope` (a department they hold a post
+    /// in or below one, a group they own or admin).
+    AddressNotice { in_scope: bool },
+    /// See a notice's read and vote statistics: its sender and admins.
+    SeeNoticeStats { sender: u64 },
     /// Go past the per-user group quotas.
     ExceedQuotas,
     /// Have admin writes recorded in the audit trail as an admin's.
@@ -111,6 +117,8 @@ pub fn allows(subject: &Subject, action: Action<'_>) -> bool {
             DiscussionStarters::Admins => subject.admin,
             DiscussionStarters::Nobody => false,
         },
+        Action::AddressNotice { in_scope } => subject.admin || in_scope,
+        Action::SeeNoticeStats { sender } => subject.admin || sender == subject.user_id,
         Action::LeaveGroup { members } => members.binary_search(&subject.user_id).is_ok(),
         Action::InviteToDiscussion { members } => {
             subject.admin || members.binary_search(&subject.user_id).is_ok()
@@ -239,6 +247,12 @@ pub fn check(subject: &Subject, action: Action<'_>) -> Result<(), ProtocolError>
                 .to_string()
         }
         Action::LeaveGroup { .. } => "not a member of this group".to_string(),
+        Action::AddressNotice { .. } => "you may address only the departments you hold a post in \
+             (and those below them) and the groups you own or admin; admins address anyone"
+            .to_string(),
+        Action::SeeNoticeStats { .. } => {
+            "only its sender or an admin may see a notice's statistics".to_string()
+        }
         Action::InviteToDiscussion { .. } => {
             "only its members or an admin may add people to a discussion".to_string()
         }

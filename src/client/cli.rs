@@ -168,6 +168,17 @@ pub enum ClientCommand {
         #[arg(long, default_value_t = 0)]
         offset: u32,
     },
+    /// Notices (通知公告): sends one, reads or votes on one, or prints one's
+    /// statistics.
+    Notice {
+        #[command(subcommand)]
+        action: NoticeAction,
+    },
+    /// Prints this user's notices, newest first (`--sent`: those they sent).
+    Notices {
+        #[arg(long)]
+        sent: bool,
+    },
     /// Prints the recent contacts, latest activity first.
     Recent {
         #[arg(long, default_value_t = 0)]
@@ -178,6 +189,182 @@ pub enum ClientCommand {
         #[arg(long)]
         count: Option<usize>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NoticeAction {
+    /// Sends a notice to departments (with their sub-departments), groups
+    /// and users.
+    Send {
+        #[arg(long)]
+        title: String,
+        #[arg(long, default_value = "")]
+        body: String,
+        /// A department id (repeatable).
+        #[arg(long = "dept")]
+        departments: Vec<u64>,
+        /// A group id (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<u64>,
+        /// A user's account (repeatable).
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// Recipients must acknowledge it.
+        #[arg(long)]
+        ack: bool,
+        /// A vote option (repeatable: two or more make a vote).
+        #[arg(long = "option")]
+        options: Vec<String>,
+        #[arg(long)]
+        multiple: bool,
+        #[arg(long)]
+        anonymous: bool,
+        /// Voting closes this many seconds after sending.
+        #[arg(long)]
+        deadline_secs: Option<u64>,
+    },
+    /// Marks a notice read (`--ack`: acknowledged too).
+    Read {
+        notice_id: u64,
+        #[arg(long)]
+        ack: bool,
+    },
+    /// Votes on a notice (option numbers, from 0).
+    Vote { notice_id: u64, choices: Vec<u32> },
+    /// Prints a notice's read and vote statistics.
+    Stats { notice_id: u64 },
+}
+
+/// Returns the lines that show a notice.
+fn notice_lines(notice: &pb::Notice) -> Vec<String> {
+    let mut state = Vec::new();
+    if notice.read_at_ms == 0 {
+        state.push("unread".to_string());
+    }
+    if notice.must_ack {
+        state.push(
+            if notice.acked_at_ms == 0 {
+                "to acknowledge"
+            } else {
+                "acknowledged"
+            }
+            .into(),
+        );
+    }
+    let mut lines = vec![
+        crate::protocol::terminal_safe(&format!(
+            "notice #{} from user{}: {} [{}] ({} recipients)",
+            notice.notice_id,
+            notice.sender,
+            notice.title,
+            state.join(", "),
+            notice.recipient_count
+        ))
+        .into_owned(),
+    ];
+    if !notice.body.is_empty() {
+        lines.push(crate::protocol::terminal_safe(&format!("  {}", notice.body)).into_owned());
+    }
+    if let Some(vote) = &notice.vote {
+        for (i, option) in vote.options.iter().enumerate() {
+            let mine = if notice.my_choices.contains(&(i as u32)) {
+                " *"
+            } else {
+                ""
+            };
+            let total = notice.totals.get(i).copied().unwrap_or(0);
+            lines.push(
+                crate::protocol::terminal_safe(&format!("  [{i}] {option}: {total}{mine}"))
+                    .into_owned(),
+            );
+        }
+    }
+    lines
+}
+
+/// Returns the lines that show a notice's statistics.
+fn stats_lines(stats: &pb::NoticeStats) -> Vec<String> {
+    let mut lines = vec![format!(
+        "notice #{}: read by {} of {}, acknowledged by {}, {} voted",
+        stats.notice_id,
+        stats.read_count,
+        stats.recipient_count,
+        stats.acked_count,
+        stats.voter_count
+    )];
+    for d in &stats.departments {
+        lines.push(
+            crate::protocol::terminal_safe(&format!(
+                "  department {} {}: read by {} of {}",
+                d.department_id, d.name, d.read_count, d.recipient_count
+            ))
+            .into_owned(),
+        );
+    }
+    if !stats.totals.is_empty() {
+        lines.push(format!("  totals {:?}", stats.totals));
+    }
+    lines.push(format!("  unread {:?}", stats.unread));
+    lines
+}
+
+impl NoticeAction {
+    async fn run(self, conn: &Connection) -> Result<Vec<String>, ClientError> {
+        Ok(match self {
+            NoticeAction::Send {
+                title,
+                body,
+                departments,
+                groups,
+                users,
+                ack,
+                options,
+                multiple,
+                anonymous,
+                deadline_secs,
+            } => {
+                let mut ids = Vec::new();
+                for account in &users {
+                    ids.push(conn.lookup(account).await?.user_id);
+                }
+                let vote = (!options.is_empty()).then(|| pb::NoticeVote {
+                    options,
+                    multiple,
+                    anonymous,
+                    deadline_ms: deadline_secs
+                        .map_or(0, |s| crate::protocol::now_ms() + (s as i64) * 1000),
+                });
+                let send = pb::SendNotice {
+                    title,
+                    body,
+                    attachment: String::new(),
+                    departments,
+                    groups,
+                    users: ids,
+                    must_ack: ack,
+                    vote,
+                };
+                let sent = conn.send_notice(send).await?;
+                vec![format!(
+                    "sent notice #{} to {} recipients",
+                    sent.notice_id, sent.recipient_count
+                )]
+            }
+            NoticeAction::Read { notice_id, ack } => {
+                let read = conn.read_notice(notice_id, ack).await?;
+                vec![format!(
+                    "notice #{} read_at_ms={} acked_at_ms={}",
+                    read.notice_id, read.read_at_ms, read.acked_at_ms
+                )]
+            }
+            NoticeAction::Vote { notice_id, choices } => {
+                notice_lines(&conn.vote_notice(notice_id, &choices).await?)
+            }
+            NoticeAction::Stats { notice_id } => {
+                stats_lines(&conn.notice_stats(notice_id, 0).await?)
+            }
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -426,6 +613,20 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
             let favourites = conn.favourites(0, offset).await?;
             for line in favourite_lines(&conn, &mut names, &favourites).await {
                 println!("{line}");
+            }
+            Ok(())
+        }
+        Some(ClientCommand::Notice { action }) => {
+            for line in action.run(&conn).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Some(ClientCommand::Notices { sent }) => {
+            for notice in conn.notices(0, 0, sent).await?.notices {
+                for line in notice_lines(&notice) {
+                    println!("{line}");
+                }
             }
             Ok(())
         }
@@ -753,6 +954,7 @@ const HELP: &str =
           /recall <seq>  /must <text>  /sign <seq> [password]  /signs <seq>  /remind <seq>
           /burn <secs> <text> (1:1: burns after reading, or in secs)
           /fav <seq> [off]  /favcontact <account> [off]  /favs  /recent
+          /notices  /nread <id> [ack]  /nvote <id> <option>...  /nstats <id>
           /status <online|busy|away>  /watch <account>...  /help  /quit
   groups: /info  /rename <name>  /announce <text>  /admin <account> [off]  /transfer <account>
           /mute <account> [off]  /muteall [off]  /dissolve [keep]  /leave  /permanent <name>
@@ -949,6 +1151,12 @@ impl Interactive {
                     .map(|g| g.name.clone())
                     .unwrap_or_default();
                 say!("  ({by} changed group {name:?}: {})", event.change);
+            }
+            Some(Resp::Notice(notice)) => {
+                for line in notice_lines(&notice) {
+                    println!("  {line}");
+                }
+                say!("  (/nread {} to read it)", notice.notice_id);
             }
             Some(Resp::FavouriteChanged(changed)) => {
                 say!("  ({} on another device)", changed_line(&changed))
@@ -1229,6 +1437,33 @@ impl Interactive {
                 let favourites = self.conn.favourites(0, 0).await?;
                 for line in favourite_lines(&self.conn, &mut self.names, &favourites).await {
                     println!("{line}");
+                }
+            }
+            Some("/notices") => {
+                for notice in self.conn.notices(0, 0, false).await?.notices {
+                    for line in notice_lines(&notice) {
+                        println!("  {line}");
+                    }
+                }
+            }
+            Some(cmd @ ("/nread" | "/nvote" | "/nstats")) => {
+                let id = words
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| ClientError::Unexpected(format!("{cmd} <notice id> ...")))?;
+                let action = match cmd {
+                    "/nread" => NoticeAction::Read {
+                        notice_id: id,
+                        ack: words.next() == Some("ack"),
+                    },
+                    "/nvote" => NoticeAction::Vote {
+                        notice_id: id,
+                        choices: words.filter_map(|w| w.parse().ok()).collect(),
+                    },
+                    _ => NoticeAction::Stats { notice_id: id },
+                };
+                for line in action.run(&self.conn).await? {
+                    println!("  {line}");
                 }
             }
             Some("/recent") => {

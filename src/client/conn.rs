@@ -770,6 +770,79 @@ impl Connection {
         }
     }
 
+    /// Sends a notice (通知公告) to the departments, groups and users it names.
+    pub async fn send_notice(&self, send: pb::SendNotice) -> Result<pb::NoticeSent, ClientError> {
+        match self.request(Req::SendNotice(send)).await? {
+            Resp::NoticeSent(sent) => Ok(sent),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Returns this user's notices (or, with `sent`, those they sent).
+    pub async fn notices(
+        &self,
+        limit: u32,
+        before_id: u64,
+        sent: bool,
+    ) -> Result<pb::NoticeList, ClientError> {
+        let list = pb::ListNotices {
+            limit,
+            before_id,
+            sent,
+        };
+        match self.request(Req::ListNotices(list)).await? {
+            Resp::NoticeList(list) => Ok(list),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Marks a notice read, and with `ack` acknowledged.
+    pub async fn read_notice(
+        &self,
+        notice_id: u64,
+        ack: bool,
+    ) -> Result<pb::NoticeRead, ClientError> {
+        match self
+            .request(Req::ReadNotice(pb::ReadNotice { notice_id, ack }))
+            .await?
+        {
+            Resp::NoticeRead(read) => Ok(read),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Votes on a notice; returns it with the totals.
+    pub async fn vote_notice(
+        &self,
+        notice_id: u64,
+        choices: &[u32],
+    ) -> Result<pb::Notice, ClientError> {
+        let vote = pb::VoteNotice {
+            notice_id,
+            choices: choices.to_vec(),
+        };
+        match self.request(Req::VoteNotice(vote)).await? {
+            Resp::Notice(notice) => Ok(notice),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Returns a notice's read and vote statistics (its sender and admins).
+    pub async fn notice_stats(
+        &self,
+        notice_id: u64,
+        unread_limit: u32,
+    ) -> Result<pb::NoticeStats, ClientError> {
+        let request = pb::NoticeStatsRequest {
+            notice_id,
+            unread_limit,
+        };
+        match self.request(Req::NoticeStats(request)).await? {
+            Resp::NoticeStats(stats) => Ok(stats),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Adds (on) or removes a favourite contact or message.
     pub async fn set_favourite(
         &self,

@@ -39,6 +39,9 @@ pub const CF_META_DEPARTMENTS: &str = "meta_departments";
 pub const CF_META_DEPARTMENT_MEMBERS: &str = "meta_department_members";
 /// Audit trail of admin writes: seq → `AuditRecord`.
 pub const CF_META_AUDIT: &str = "meta_audit";
+/// Notices (docs/decisions/0020): each stored once with its recipients,
+/// and the reads and votes of its recipients.
+pub const CF_META_NOTICES: &str = "meta_notices";
 /// Messages: partition | conversation | seq → `Message`.
 pub const CF_MSGS: &str = "msgs";
 /// Per conversation: partition | conversation → max seq.
@@ -70,7 +73,7 @@ pub const CF_RAFT_LOG: &str = "raft_log";
 pub const CF_RAFT_STATE: &str = "raft_state";
 
 /// Every column family of the metadata group (its snapshots carry all of them).
-pub const META_CFS: [&str; 12] = [
+pub const META_CFS: [&str; 13] = [
     CF_META_USERS,
     CF_META_ACCOUNTS,
     CF_META_GROUPS,
@@ -83,6 +86,7 @@ pub const META_CFS: [&str; 12] = [
     CF_META_DEPARTMENTS,
     CF_META_DEPARTMENT_MEMBERS,
     CF_META_AUDIT,
+    CF_META_NOTICES,
 ];
 
 /// The storage format this version reads and writes: Raft entries and

@@ -4,6 +4,7 @@
 
 mod directory;
 mod favourites;
+mod notices;
 mod state_machine;
 mod wire;
 
@@ -29,7 +30,7 @@ pub use state_machine::{
 };
 pub use store_pb::{
     AuditRecord, DepartmentRecord, DiscussionStarters, FavouriteRecord, GroupRecord,
-    MessagingPolicy, Post, TokenRecord, UserRecord,
+    MessagingPolicy, NoticeRecord, Post, TokenRecord, UserRecord,
 };
 
 /// The longest group announcement, in bytes.
@@ -911,6 +912,117 @@ impl Meta {
                 "unexpected metadata response {other:?}"
             ))),
         }
+    }
+
+    /// Stores a notice from `notice.sender` (`admin`: an admin of the
+    /// organisation); the state machine checks whom they may address and
+    /// resolves the recipients. Returns the notice with its id and count.
+    pub async fn send_notice(
+        &self,
+        notice: store_pb::NoticeRecord,
+        admin: bool,
+    ) -> Result<store_pb::NoticeRecord, MetaError> {
+        expect_response!(
+            self.write(MetaCommand::SendNotice { notice, admin })
+                .await?,
+            Notice
+        )
+    }
+
+    /// Marks a notice read (and acknowledged) by a recipient.
+    pub async fn read_notice(
+        &self,
+        notice_id: u64,
+        user_id: u64,
+        ack: bool,
+    ) -> Result<store_pb::NoticeReadState, MetaError> {
+        let command = MetaCommand::NoticeRead {
+            notice_id,
+            user_id,
+            ack,
+            at_ms: now_ms(),
+        };
+        expect_response!(self.write(command).await?, NoticeRead)
+    }
+
+    /// Records a recipient's vote on a notice.
+    pub async fn vote_notice(
+        &self,
+        notice_id: u64,
+        user_id: u64,
+        choices: Vec<u32>,
+    ) -> Result<store_pb::NoticeRecord, MetaError> {
+        let command = MetaCommand::NoticeVote {
+            notice_id,
+            user_id,
+            choices,
+            at_ms: now_ms(),
+        };
+        expect_response!(self.write(command).await?, Notice)
+    }
+
+    pub fn notice(&self, notice_id: u64) -> Result<Option<store_pb::NoticeRecord>, StorageError> {
+        notices::get(&self.db, notice_id)
+    }
+
+    /// Returns a notice's recipients, sorted.
+    pub fn notice_recipients(&self, notice_id: u64) -> Result<Vec<u64>, StorageError> {
+        Ok(notices::recipient_ids(&notices::recipients(
+            &self.db, notice_id,
+        )?))
+    }
+
+    pub fn notice_read_state(
+        &self,
+        notice_id: u64,
+        user_id: u64,
+    ) -> Result<Option<store_pb::NoticeReadState>, StorageError> {
+        notices::read_state(&self.db, notice_id, user_id)
+    }
+
+    /// Returns every read of a notice, by user id.
+    pub fn notice_reads(
+        &self,
+        notice_id: u64,
+    ) -> Result<Vec<(u64, store_pb::NoticeReadState)>, StorageError> {
+        notices::reads(&self.db, notice_id)
+    }
+
+    /// Returns every vote of a notice, by user id.
+    pub fn notice_votes(&self, notice_id: u64) -> Result<Vec<(u64, Vec<u32>)>, StorageError> {
+        notices::votes(&self.db, notice_id)
+    }
+
+    /// Returns up to `limit` notices newest first, below `before` (0: from
+    /// the newest): those `user` received, or with `sent` those they sent.
+    pub fn notices_of(
+        &self,
+        user: u64,
+        before: u64,
+        limit: usize,
+        sent: bool,
+    ) -> Result<Vec<store_pb::NoticeRecord>, StorageError> {
+        notices::list(&self.db, before, limit, |notice| {
+            Ok(if sent {
+                notice.sender == user
+            } else {
+                notices::is_recipient(&notices::recipients(&self.db, notice.notice_id)?, user)
+            })
+        })
+    }
+
+    /// Returns each department named with the ids of it and every
+    /// department below it, and the users holding a post in those.
+    pub fn department_reach(
+        &self,
+        departments: &[u64],
+    ) -> Result<Vec<(DepartmentRecord, std::collections::BTreeSet<u64>)>, MetaError> {
+        let subtrees = notices::addressed_subtrees(&self.db, departments)??;
+        let mut out = Vec::new();
+        for (department, ids) in subtrees {
+            out.push((department, notices::department_users(&self.db, &ids)?));
+        }
+        Ok(out)
     }
 
     /// Adds (on) or removes a favourite of a user; returns it as it is now

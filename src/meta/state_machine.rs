@@ -8,6 +8,7 @@ use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 use super::favourites::{self, Favourite};
+use super::notices;
 use super::{
     AuditRecord, DepartmentRecord, GroupRecord, Post, TokenRecord, UserRecord, UserUpdate,
     audit_key, pair_key, validate_account,
@@ -158,6 +159,25 @@ pub enum MetaCommand {
         on: bool,
         at_ms: i64,
     },
+    /// Stores a notice once and resolves its recipients (docs/decisions/0020).
+    SendNotice {
+        notice: store_pb::NoticeRecord,
+        admin: bool,
+    },
+    /// A recipient read (and with `ack` acknowledged) a notice.
+    NoticeRead {
+        notice_id: u64,
+        user_id: u64,
+        ack: bool,
+        at_ms: i64,
+    },
+    /// A recipient votes on a notice.
+    NoticeVote {
+        notice_id: u64,
+        user_id: u64,
+        choices: Vec<u32>,
+        at_ms: i64,
+    },
     /// Applies `command` and, unless it is refused, records `audit` in the
     /// same write, so that a change and its audit entry cannot diverge. An
     /// empty `audit.target` is filled from the response (`user:7`).
@@ -232,6 +252,8 @@ pub enum MetaResponse {
     MessagingPolicy(store_pb::MessagingPolicy),
     /// A favourite as it is now (`added_at_ms` 0: removed).
     Favourite(store_pb::FavouriteRecord),
+    Notice(store_pb::NoticeRecord),
+    NoticeRead(store_pb::NoticeReadState),
 }
 
 fn refused<T>(refusal: Refusal) -> Result<MetaResponse, T> {
@@ -1190,6 +1212,21 @@ impl Apply<MetaRaftConfig> for MetaApply {
                 on,
                 at_ms,
             } => favourites::apply(&self.db, batch, *user_id, item, *on, *at_ms),
+            MetaCommand::SendNotice { notice, admin } => {
+                notices::apply_send(&self.db, batch, notice.clone(), *admin)
+            }
+            MetaCommand::NoticeRead {
+                notice_id,
+                user_id,
+                ack,
+                at_ms,
+            } => notices::apply_read(&self.db, batch, *notice_id, *user_id, *ack, *at_ms),
+            MetaCommand::NoticeVote {
+                notice_id,
+                user_id,
+                choices,
+                at_ms,
+            } => notices::apply_vote(&self.db, batch, *notice_id, *user_id, choices, *at_ms),
             MetaCommand::Audited { command, audit } => self.audited(batch, command, audit),
         }
     }

@@ -196,6 +196,32 @@ impl From<&MetaCommand> for store_pb::MetaCommand {
                     at_ms: *at_ms,
                 })
             }
+            MetaCommand::SendNotice { notice, admin } => Command::SendNotice(command::SendNotice {
+                notice: Some(notice.clone()),
+                admin: *admin,
+            }),
+            MetaCommand::NoticeRead {
+                notice_id,
+                user_id,
+                ack,
+                at_ms,
+            } => Command::NoticeRead(command::NoticeRead {
+                notice_id: *notice_id,
+                user_id: *user_id,
+                ack: *ack,
+                at_ms: *at_ms,
+            }),
+            MetaCommand::NoticeVote {
+                notice_id,
+                user_id,
+                choices,
+                at_ms,
+            } => Command::NoticeVote(command::NoticeVote {
+                notice_id: *notice_id,
+                user_id: *user_id,
+                choices: choices.clone(),
+                at_ms: *at_ms,
+            }),
             MetaCommand::Audited { command, audit } => {
                 Command::Audited(Box::new(command::Audited {
                     command: Some(Box::new(command.as_ref().into())),
@@ -282,6 +308,22 @@ impl TryFrom<store_pb::MetaCommand> for MetaCommand {
                 on: c.on,
                 at_ms: c.at_ms,
             },
+            Command::SendNotice(c) => MetaCommand::SendNotice {
+                notice: c.notice.ok_or(missing("notice"))?,
+                admin: c.admin,
+            },
+            Command::NoticeRead(c) => MetaCommand::NoticeRead {
+                notice_id: c.notice_id,
+                user_id: c.user_id,
+                ack: c.ack,
+                at_ms: c.at_ms,
+            },
+            Command::NoticeVote(c) => MetaCommand::NoticeVote {
+                notice_id: c.notice_id,
+                user_id: c.user_id,
+                choices: c.choices,
+                at_ms: c.at_ms,
+            },
             Command::Audited(c) => MetaCommand::Audited {
                 command: Box::new(MetaCommand::try_from(
                     *c.command.ok_or(missing("command"))?,
@@ -352,6 +394,8 @@ impl From<&MetaResponse> for store_pb::MetaResponse {
             MetaResponse::Refused(refusal) => Response::Refused(refusal.into()),
             MetaResponse::MessagingPolicy(policy) => Response::MessagingPolicy(*policy),
             MetaResponse::Favourite(record) => Response::Favourite(record.clone()),
+            MetaResponse::Notice(notice) => Response::Notice(notice.clone()),
+            MetaResponse::NoticeRead(state) => Response::NoticeRead(*state),
         };
         store_pb::MetaResponse {
             response: Some(response),
@@ -379,6 +423,8 @@ impl TryFrom<store_pb::MetaResponse> for MetaResponse {
             Response::Refused(refusal) => MetaResponse::Refused(refusal.try_into()?),
             Response::MessagingPolicy(policy) => MetaResponse::MessagingPolicy(policy),
             Response::Favourite(record) => MetaResponse::Favourite(record),
+            Response::Notice(notice) => MetaResponse::Notice(notice),
+            Response::NoticeRead(state) => MetaResponse::NoticeRead(state),
         })
     }
 }
@@ -544,6 +590,32 @@ mod tests {
                 user_id: 7,
                 conversation: "g:4".into(),
                 dnd: true,
+            },
+            MetaCommand::SendNotice {
+                notice: store_pb::NoticeRecord {
+                    sender: 7,
+                    title: "Holiday".into(),
+                    departments: vec![3],
+                    vote: Some(crate::protocol::pb::NoticeVote {
+                        options: vec!["yes".into(), "no".into()],
+                        deadline_ms: 9,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                admin: true,
+            },
+            MetaCommand::NoticeRead {
+                notice_id: 2,
+                user_id: 7,
+                ack: true,
+                at_ms: 9,
+            },
+            MetaCommand::NoticeVote {
+                notice_id: 2,
+                user_id: 7,
+                choices: vec![0, 1],
+                at_ms: 9,
             },
             MetaCommand::SetFavourite {
                 user_id: 7,

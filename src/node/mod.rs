@@ -21,6 +21,7 @@ use crate::groups::Groups;
 use crate::lists::Lists;
 use crate::messaging::{Messaging, ReadLimits, Registry};
 use crate::meta::{Meta, NodeRecord};
+use crate::notices::Notices;
 use crate::partition::{Partitions, placement};
 use crate::raft::{Heartbeats, META_GROUP, RaftHost, partition_group, succession};
 
@@ -277,6 +278,7 @@ impl Node {
             config.limits.max_group_members,
         );
         let lists = Lists::new(meta.clone(), messaging.clone(), delivery.clone());
+        let notices = Notices::new(meta.clone(), delivery.clone());
         let cluster_admin = ClusterAdmin::new(
             config.node_id,
             meta.clone(),
@@ -307,6 +309,7 @@ impl Node {
             messaging: messaging.clone(),
             groups: groups.clone(),
             lists,
+            notices,
             cluster: cluster_admin,
             backups: crate::backup::Backups {
                 config: config.clone(),

@@ -7,6 +7,7 @@
 mod clock;
 mod conns;
 mod coord;
+mod notice;
 mod report;
 mod stats;
 mod targets;
@@ -56,6 +57,9 @@ enum Command {
     Setup(SetupArgs),
     /// Writes the comparison document from the JSON results of the three targets.
     Report(ReportArgs),
+    /// A notice to every member of one department, all online: time to the
+    /// last delivery and the cost of its read statistics (Chorus only).
+    Notice(notice::NoticeArgs),
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -591,5 +595,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report(args) => write_report(&args),
+        Command::Notice(args) => notice::run(args).await,
     }
 }

@@ -30,6 +30,7 @@ mod departments;
 mod groups;
 mod health;
 mod lists;
+mod notices;
 mod openapi;
 mod policies;
 mod session;
@@ -221,6 +222,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(lists::add_contact, lists::remove_contact))
         .routes(routes!(lists::add_message, lists::remove_message))
         .routes(routes!(lists::recent_contacts))
+        .routes(routes!(notices::send, notices::list))
+        .routes(routes!(notices::read))
+        .routes(routes!(notices::vote))
+        .routes(routes!(notices::stats))
         .routes(routes!(conversations::history))
         .routes(routes!(conversations::recall))
         .routes(routes!(sign_off::sign))

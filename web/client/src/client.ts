@@ -16,6 +16,8 @@ import {
   type Favourites,
   type Group,
   type Message,
+  type Notice,
+  type NoticeStats,
   type RecallAck,
   type SendOptions,
   type Session,
@@ -23,6 +25,7 @@ import {
   type RecentContact,
   contentToWire,
   favouriteChangeFromWire,
+  noticeFromWire,
   groupFromWire,
   messageFromWire,
   signOffToWire,
@@ -80,6 +83,8 @@ export interface ClientEvents {
   signed: { conversation: string; seq: number; userId: string };
   /** The sender of a message asks this user to sign it. */
   signReminder: { conversation: string; seq: number; from: string };
+  /** A notice addressed to this user arrived. */
+  notice: Notice;
   /** A favourite was added or removed (by this user, on any device). */
   favourite: FavouriteChange;
   /** The peer of a 1:1 conversation read up to readSeq. */
@@ -319,6 +324,48 @@ export class ChorusClient extends Emitter<ClientEvents> {
     const frame = await this.request({ setFavourite: { ...wire, on } });
     if (!frame.favouriteChanged) throw errorOf(frame);
     return this.applyFavourite(favouriteChangeFromWire(frame.favouriteChanged));
+  }
+
+  /** Returns this user's notices (or, with `sent`, those they sent), newest first. */
+  async notices(sent = false, limit = 0): Promise<Notice[]> {
+    const frame = await this.request({ listNotices: { limit, sent } });
+    if (!frame.noticeList) throw errorOf(frame);
+    return (frame.noticeList.notices ?? []).map(noticeFromWire);
+  }
+
+  /** Marks a notice read, and with `ack` acknowledged. */
+  async readNotice(noticeId: string, ack = false): Promise<{ readAtMs: number; ackedAtMs: number }> {
+    const frame = await this.request({ readNotice: { noticeId, ack } });
+    if (!frame.noticeRead) throw errorOf(frame);
+    return { readAtMs: num(frame.noticeRead.readAtMs), ackedAtMs: num(frame.noticeRead.ackedAtMs) };
+  }
+
+  /** Votes on a notice (option indexes); resolves with it and the totals. */
+  async voteNotice(noticeId: string, choices: number[]): Promise<Notice> {
+    const frame = await this.request({ voteNotice: { noticeId, choices } });
+    if (!frame.notice) throw errorOf(frame);
+    return noticeFromWire(frame.notice);
+  }
+
+  /** Returns a notice's read and vote statistics (its sender and admins). */
+  async noticeStats(noticeId: string): Promise<NoticeStats> {
+    const frame = await this.request({ noticeStats: { noticeId } });
+    const s = frame.noticeStats;
+    if (!s) throw errorOf(frame);
+    return {
+      recipientCount: s.recipientCount ?? 0,
+      readCount: s.readCount ?? 0,
+      ackedCount: s.ackedCount ?? 0,
+      departments: (s.departments ?? []).map((d) => ({
+        departmentId: d.departmentId ?? "0",
+        name: d.name ?? "",
+        recipientCount: d.recipientCount ?? 0,
+        readCount: d.readCount ?? 0,
+      })),
+      unread: s.unread ?? [],
+      totals: s.totals ?? [],
+      voterCount: s.voterCount ?? 0,
+    };
   }
 
   /** Tells whether a user is one of this user's favourite contacts (as last listed or changed). */
@@ -837,6 +884,8 @@ export class ChorusClient extends Emitter<ClientEvents> {
       c.peerReadSeq = Math.max(c.peerReadSeq, num(r.readSeq));
       this.emit("receipt", { conversation: c.id, reader: r.reader ?? "0", readSeq: c.peerReadSeq });
       this.emit("conversation", this.summary(c));
+    } else if (frame.notice) {
+      this.emit("notice", noticeFromWire(frame.notice));
     } else if (frame.favouriteChanged) {
       this.applyFavourite(favouriteChangeFromWire(frame.favouriteChanged));
     } else if (frame.conversationSettings) {

@@ -12,6 +12,8 @@ export type {
   Favourites,
   Group,
   Message,
+  Notice,
+  NoticeStats,
   RecallAck,
   RecentContact,
   SendOptions,

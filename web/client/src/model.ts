@@ -9,6 +9,7 @@ import {
   type WireMessage,
   type WireSignOff,
   type WireFavouriteChanged,
+  type WireNotice,
   type WireSignStatus,
   num,
 } from "./wire.js";
@@ -134,6 +135,58 @@ export interface Conversation {
   mentioned: boolean;
   /** Server time of the newest message, from sync (0: none known). */
   lastActivityMs: number;
+}
+
+/** A notice (通知公告, docs/protocol.md §5.28) as this user sees it. */
+export interface Notice {
+  noticeId: string;
+  sender: string;
+  title: string;
+  body: string;
+  attachment: string;
+  mustAck: boolean;
+  vote?: { options: string[]; multiple: boolean; deadlineMs: number; anonymous: boolean };
+  sentAtMs: number;
+  recipientCount: number;
+  readAtMs: number;
+  ackedAtMs: number;
+  myChoices: number[];
+  totals: number[];
+}
+
+export function noticeFromWire(n: WireNotice): Notice {
+  return {
+    noticeId: n.noticeId ?? "0",
+    sender: n.sender ?? "0",
+    title: n.title ?? "",
+    body: n.body ?? "",
+    attachment: n.attachment ?? "",
+    mustAck: n.mustAck ?? false,
+    vote: n.vote
+      ? {
+          options: n.vote.options ?? [],
+          multiple: n.vote.multiple ?? false,
+          deadlineMs: num(n.vote.deadlineMs),
+          anonymous: n.vote.anonymous ?? false,
+        }
+      : undefined,
+    sentAtMs: num(n.sentAtMs),
+    recipientCount: n.recipientCount ?? 0,
+    readAtMs: num(n.readAtMs),
+    ackedAtMs: num(n.ackedAtMs),
+    myChoices: n.myChoices ?? [],
+    totals: n.totals ?? [],
+  };
+}
+
+export interface NoticeStats {
+  recipientCount: number;
+  readCount: number;
+  ackedCount: number;
+  departments: { departmentId: string; name: string; recipientCount: number; readCount: number }[];
+  unread: string[];
+  totals: number[];
+  voterCount: number;
 }
 
 /** What a favourite names (docs/protocol.md §5.26). */

@@ -101,6 +101,29 @@ export interface WireFavouriteItem {
   message?: { conversation?: string; seq?: U64 };
 }
 
+export interface WireNoticeVote {
+  options?: string[];
+  multiple?: boolean;
+  deadlineMs?: U64;
+  anonymous?: boolean;
+}
+
+export interface WireNotice {
+  noticeId?: U64;
+  sender?: U64;
+  title?: string;
+  body?: string;
+  attachment?: string;
+  mustAck?: boolean;
+  vote?: WireNoticeVote;
+  sentAtMs?: U64;
+  recipientCount?: number;
+  readAtMs?: U64;
+  ackedAtMs?: U64;
+  myChoices?: number[];
+  totals?: number[];
+}
+
 export type WireFavouriteChanged = WireFavouriteItem & { on?: boolean; addedAtMs?: U64 };
 
 export interface WireGroup {
@@ -169,6 +192,19 @@ export interface ClientBody {
   setFavourite?: WireFavouriteItem & { on: boolean };
   listFavourites?: { limit?: number; offset?: number };
   recentContacts?: { limit?: number };
+  sendNotice?: {
+    title: string;
+    body?: string;
+    departments?: U64[];
+    groups?: U64[];
+    users?: U64[];
+    mustAck?: boolean;
+    vote?: WireNoticeVote;
+  };
+  listNotices?: { limit?: number; beforeId?: U64; sent?: boolean };
+  readNotice?: { noticeId: U64; ack?: boolean };
+  voteNotice?: { noticeId: U64; choices: number[] };
+  noticeStats?: { noticeId: U64; unreadLimit?: number };
 }
 
 export type ClientFrame = ClientBody & { requestId: U64 };
@@ -209,6 +245,20 @@ export interface ServerFrame {
   conversationSettings?: { conversation?: string; dnd?: boolean };
   groupEvent?: { group?: WireGroup; change?: string; by?: U64 };
   favouriteChanged?: WireFavouriteChanged;
+  noticeSent?: { noticeId?: U64; recipientCount?: number; sentAtMs?: U64 };
+  notice?: WireNotice;
+  noticeList?: { notices?: WireNotice[] };
+  noticeRead?: { noticeId?: U64; readAtMs?: U64; ackedAtMs?: U64 };
+  noticeStats?: {
+    noticeId?: U64;
+    recipientCount?: number;
+    readCount?: number;
+    ackedCount?: number;
+    departments?: { departmentId?: U64; name?: string; recipientCount?: number; readCount?: number }[];
+    unread?: U64[];
+    totals?: number[];
+    voterCount?: number;
+  };
   favourites?: {
     contacts?: { userId?: U64; account?: string; displayName?: string; addedAtMs?: U64 }[];
     messages?: { conversation?: string; seq?: U64; addedAtMs?: U64; message?: WireMessage }[];

@@ -3,6 +3,7 @@ import { useState } from "preact/hooks";
 
 import { useT } from "../context.js";
 import { PersonalLists } from "./lists.js";
+import { NoticeList } from "./notices.js";
 import { useClientVersion } from "./main.js";
 
 interface Props {
@@ -16,7 +17,7 @@ export function ConversationList({ client, open, onOpen }: Props) {
   useClientVersion(client);
   const [peer, setPeer] = useState("");
   const [error, setError] = useState("");
-  const [tab, setTab] = useState<"chats" | "recent" | "favourites">("chats");
+  const [tab, setTab] = useState<"chats" | "recent" | "favourites" | "notices">("chats");
   const list = client.conversationList().filter((c) => c.maxSeq > 0 || c.id === open || c.id.startsWith("g:"));
 
   const start = async (ev: Event) => {
@@ -75,7 +76,7 @@ export function ConversationList({ client, open, onOpen }: Props) {
         </p>
       )}
       <div class="tabs" role="tablist">
-        {(["chats", "recent", "favourites"] as const).map((name) => (
+        {(["chats", "recent", "favourites", "notices"] as const).map((name) => (
           <button
             key={name}
             role="tab"
@@ -88,7 +89,8 @@ export function ConversationList({ client, open, onOpen }: Props) {
           </button>
         ))}
       </div>
-      {tab !== "chats" && <PersonalLists client={client} kind={tab} onOpen={onOpen} />}
+      {(tab === "recent" || tab === "favourites") && <PersonalLists client={client} kind={tab} onOpen={onOpen} />}
+      {tab === "notices" && <NoticeList client={client} />}
       {tab === "chats" && list.length === 0 && <p class="quiet">{t("list.empty")}</p>}
       <ul hidden={tab !== "chats"}>
         {list.map((c) => (
