@@ -38,6 +38,18 @@ async fn log_in(browser: &Browser, node: &TestNode, account: &str, pass: &str) {
     browser.click("[data-test=login-submit]").await;
 }
 
+/// Signs `account` in (its test password) and waits until the page is
+/// caught up: the account shown, no banner.
+async fn sign_in(browser: &Browser, node: &TestNode, account: &str) {
+    log_in(browser, node, account, &password(account)).await;
+    browser
+        .wait_until(
+            "signed in and caught up (no banner)",
+            &format!("return document.querySelector('[data-test=me]')?.innerText === '{account}' && !document.querySelector('.banner')"),
+        )
+        .await;
+}
+
 /// Returns a script that finds the message of the open conversation whose
 /// text is `text`, and evaluates `then` on it as `m`.
 fn on_message(text: &str, then: &str) -> String {
@@ -176,13 +188,7 @@ async fn a_message_recalled_in_the_browser_turns_into_the_placeholder_on_both_si
     let alice = driver.browser(&profiles.path().join("alice")).await;
     let bob = driver.browser(&profiles.path().join("bob")).await;
     for (browser, account) in [(&alice, "alice"), (&bob, "bob")] {
-        log_in(browser, &node, account, &password(account)).await;
-        browser
-            .wait_until(
-                "signed in and caught up (no banner)",
-                &format!("return document.querySelector('[data-test=me]')?.innerText === '{account}' && !document.querySelector('.banner')"),
-            )
-            .await;
+        sign_in(browser, &node, account).await;
     }
     alice.type_into("[data-test=new-chat]", "bob").await;
     alice.click("[data-test=new-chat-go]").await;
@@ -300,13 +306,7 @@ async fn a_group_is_managed_in_the_chat_screen_and_its_members_see_it() {
     let bob = driver.browser(&profiles.path().join("bob")).await;
     let entry = format!("[data-test=conversation][data-conversation='{conv}']");
     for (browser, account) in [(&alice, "alice"), (&bob, "bob")] {
-        log_in(browser, &node, account, &password(account)).await;
-        browser
-            .wait_until(
-                "signed in and caught up (no banner)",
-                &format!("return document.querySelector('[data-test=me]')?.innerText === '{account}' && !document.querySelector('.banner')"),
-            )
-            .await;
+        sign_in(browser, &node, account).await;
         browser.click(&entry).await;
         browser
             .wait_until(
@@ -427,13 +427,7 @@ async fn a_message_to_sign_is_signed_in_one_browser_and_its_sender_sees_who_sign
     let alice = driver.browser(&profiles.path().join("alice")).await;
     let bob = driver.browser(&profiles.path().join("bob")).await;
     for (browser, account) in [(&alice, "alice"), (&bob, "bob")] {
-        log_in(browser, &node, account, &password(account)).await;
-        browser
-            .wait_until(
-                "signed in and caught up (no banner)",
-                &format!("return document.querySelector('[data-test=me]')?.innerText === '{account}' && !document.querySelector('.banner')"),
-            )
-            .await;
+        sign_in(browser, &node, account).await;
     }
     alice.type_into("[data-test=new-chat]", "bob").await;
     alice.click("[data-test=new-chat-go]").await;
@@ -515,13 +509,7 @@ async fn a_burn_message_is_hidden_until_revealed_and_burns_on_both_sides() {
     let alice = driver.browser(&profiles.path().join("alice")).await;
     let bob = driver.browser(&profiles.path().join("bob")).await;
     for (browser, account) in [(&alice, "alice"), (&bob, "bob")] {
-        log_in(browser, &node, account, &password(account)).await;
-        browser
-            .wait_until(
-                "signed in and caught up (no banner)",
-                &format!("return document.querySelector('[data-test=me]')?.innerText === '{account}' && !document.querySelector('.banner')"),
-            )
-            .await;
+        sign_in(browser, &node, account).await;
     }
     alice.type_into("[data-test=new-chat]", "bob").await;
     alice.click("[data-test=new-chat-go]").await;
@@ -591,12 +579,7 @@ async fn a_burn_message_is_hidden_until_revealed_and_burns_on_both_sides() {
         .await;
     assert!(!page.as_str().unwrap().contains(words), "{page}");
     // A new session of Bob's, catching up from the server, holds no copy.
-    log_in(&bob, &node, "bob", &password("bob")).await;
-    bob.wait_until(
-        "bob back in",
-        "return !!document.querySelector('[data-test=me]') && !document.querySelector('.banner')",
-    )
-    .await;
+    sign_in(&bob, &node, "bob").await;
     bob.click(&entry).await;
     bob.wait_until(
         "bob's placeholder after the reload",
@@ -716,13 +699,7 @@ async fn a_discussion_started_from_several_accounts_becomes_a_group() {
     let profiles = tempfile::tempdir().unwrap();
     let driver = Driver::start().await;
     let alice = driver.browser(&profiles.path().join("alice")).await;
-    log_in(&alice, &node, "alice", &password("alice")).await;
-    alice
-        .wait_until(
-            "signed in and caught up",
-            "return document.querySelector('[data-test=me]')?.innerText === 'alice' && !document.querySelector('.banner')",
-        )
-        .await;
+    sign_in(&alice, &node, "alice").await;
     alice.type_into("[data-test=new-chat]", "bob, carol").await;
     alice.click("[data-test=new-chat-go]").await;
     let title = alice

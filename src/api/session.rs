@@ -16,7 +16,7 @@ use crate::delivery::{HomeOp, LocalSession, Outbox, SessionRef};
 use crate::groups::group_info;
 use crate::messaging::{Answer, Request, members_for};
 use crate::protocol::{
-    ConversationId, ErrorCode, ProtocolError, check_name, check_text, now_ms, pb,
+    ConversationId, ErrorCode, ProtocolError, blocking, check_name, check_text, now_ms, pb,
 };
 
 use pb::client_frame::Body as In;
@@ -773,14 +773,6 @@ fn validate_send(send: &pb::SendMessage, max_text_bytes: usize) -> Result<(), Pr
             check_name("mime_type", &file.mime_type)
         }
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static,
-) -> Result<T, ProtocolError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ProtocolError::internal(format!("task failed: {e}")))?
 }
 
 fn lookup_user(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::delivery::{Delivery, SessionRef};
 use crate::messaging::Messaging;
 use crate::meta::{Favourite, FavouriteRecord, Meta};
-use crate::protocol::{ConversationId, ErrorCode, ProtocolError, pb};
+use crate::protocol::{ConversationId, ErrorCode, ProtocolError, blocking, pb};
 
 /// Favourite messages a `ListFavourites` returns by default, and at most.
 const FAVOURITES_DEFAULT_LIMIT: u32 = 50;
@@ -30,15 +30,6 @@ struct Inner {
     messaging: Messaging,
     /// Pushes a favourite's change to the user's other sessions.
     delivery: Delivery,
-}
-
-/// Runs a metadata read off the async threads.
-async fn blocking<T: Send + 'static>(
-    read: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static,
-) -> Result<T, ProtocolError> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|e| ProtocolError::internal(e.to_string()))?
 }
 
 fn limit_of(asked: u32, default: u32, max: u32) -> usize {

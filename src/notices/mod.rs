@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::authz::{self, Action, Subject};
 use crate::delivery::Delivery;
 use crate::meta::{Meta, NoticeRecord};
-use crate::protocol::{ProtocolError, check_text, now_ms, pb};
+use crate::protocol::{ProtocolError, blocking, check_text, now_ms, pb};
 
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -34,14 +34,6 @@ struct Inner {
     meta: Meta,
     /// Pushes a new notice to its recipients.
     delivery: Delivery,
-}
-
-async fn blocking<T: Send + 'static>(
-    read: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static,
-) -> Result<T, ProtocolError> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|e| ProtocolError::internal(e.to_string()))?
 }
 
 fn dedup(mut ids: Vec<u64>, what: &str) -> Result<Vec<u64>, ProtocolError> {

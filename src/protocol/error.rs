@@ -79,6 +79,16 @@ impl ProtocolError {
     }
 }
 
+/// Runs a blocking call (storage reads) off the async workers; a task that
+/// fails is an INTERNAL error.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static,
+) -> Result<T, ProtocolError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ProtocolError::internal(format!("task failed: {e}")))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

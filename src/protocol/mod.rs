@@ -8,7 +8,7 @@ mod text;
 
 pub use address::address_key;
 pub use codec::{FrameFormat, SharedFrame, decode_client_frame, encode_server_frame, frame_codec};
-pub use error::{ErrorCode, ProtocolError};
+pub use error::{ErrorCode, ProtocolError, blocking};
 pub use ids::{ConversationId, parse_id};
 pub use text::{check_name, check_text, terminal_safe};
 

@@ -32,8 +32,9 @@ pub struct NoticeArgs {
     /// Timed statistics requests.
     #[arg(long, default_value_t = 20)]
     stats_runs: usize,
-    /// Logins (and user creations) in flight at once.
-    #[arg(long, default_value_t = 64)]
+    /// Logins (and user creations) in flight at once: below the node's
+    /// `auth.max_failures_per_ip`, which counts attempts in flight.
+    #[arg(long, default_value_t = 16)]
     concurrency: usize,
 }
 
@@ -105,20 +106,27 @@ pub async fn run(args: NoticeArgs) -> anyhow::Result<()> {
         creation.await??;
     }
     eprintln!("logging {} users in", args.members);
-    let mut logins = Vec::new();
-    for n in 0..args.members {
-        let (server, gate) = (args.server.clone(), gate.clone());
-        logins.push(tokio::spawn(async move {
-            let _slot = gate.acquire().await?;
-            let conn = Connection::connect(&ClientOptions::new(server, Transport::Tcp)).await?;
-            conn.login(&format!("nb{run_id}x{n}"), PASSWORD, pb::DeviceClass::Pc)
-                .await?;
-            anyhow::Ok(conn)
-        }));
-    }
-    let mut conns = Vec::new();
-    for login in logins {
-        conns.push(login.await??);
+    // In batches, pinging those already in between: a login phase of
+    // minutes must not let the first connections hit the idle timeout.
+    let mut conns: Vec<Connection> = Vec::new();
+    for batch in (0..args.members).collect::<Vec<_>>().chunks(500) {
+        let mut logins = Vec::new();
+        for n in batch.iter().copied() {
+            let (server, gate) = (args.server.clone(), gate.clone());
+            logins.push(tokio::spawn(async move {
+                let _slot = gate.acquire().await?;
+                let conn = Connection::connect(&ClientOptions::new(server, Transport::Tcp)).await?;
+                conn.login(&format!("nb{run_id}x{n}"), PASSWORD, pb::DeviceClass::Pc)
+                    .await?;
+                anyhow::Ok(conn)
+            }));
+        }
+        for login in logins {
+            conns.push(login.await??);
+        }
+        for conn in &conns {
+            conn.ping().await?;
+        }
     }
     let admin =
         Connection::connect(&ClientOptions::new(args.server.clone(), Transport::Tcp)).await?;

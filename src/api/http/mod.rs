@@ -185,10 +185,7 @@ fn actor(principal: &Principal, peer: Peer) -> Actor {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError(ProtocolError::internal(e.to_string())))?
-        .map_err(ApiError)
+    crate::protocol::blocking(f).await.map_err(ApiError)
 }
 
 /// Returns every route with its OpenAPI operation: the one table the router
