@@ -111,7 +111,7 @@ pub async fn run(args: NoticeArgs) -> anyhow::Result<()> {
     let mut conns: Vec<Connection> = Vec::new();
     for batch in (0..args.members).collect::<Vec<_>>().chunks(500) {
         let mut logins = Vec::new();
-        for n in batch.iter().copied() {
+        for &n in batch {
             let (server, gate) = (args.server.clone(), gate.clone());
             logins.push(tokio::spawn(async move {
                 let _slot = gate.acquire().await?;
