@@ -20,6 +20,7 @@ mod notices;
 mod partition;
 mod protocol;
 mod raft;
+mod search;
 
 pub mod client;
 
@@ -137,6 +138,61 @@ pub mod testsuite {
         tokio::time::timeout(std::time::Duration::from_secs(10), gone)
             .await
             .expect("crashed actor stops");
+    }
+
+    /// Appends text messages of `sender` to a conversation straight through
+    /// its partition's Raft group, 500 to an entry: how a test fills the
+    /// history with a large corpus quickly. Returns the seqs, in order.
+    pub async fn append_texts(
+        node: &crate::Node,
+        conv: &str,
+        sender: u64,
+        texts: &[String],
+    ) -> Vec<u64> {
+        use crate::partition::{Applied, Command};
+        let id: ConversationId = conv.parse().expect("conversation id");
+        let mut seqs = Vec::with_capacity(texts.len());
+        for (chunk_no, chunk) in texts.chunks(500).enumerate() {
+            let commands = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, text)| store_pb::PartitionCommand {
+                    command: Some(Command::Append(store_pb::Append {
+                        conversation: conv.to_string(),
+                        sender,
+                        client_msg_id: format!("bulk-{}-{chunk_no}-{i}", crate::protocol::now_ms()),
+                        content: Some(crate::pb::Content {
+                            kind: Some(crate::pb::content::Kind::Text(crate::pb::TextContent {
+                                text: text.clone(),
+                                ..Default::default()
+                            })),
+                        }),
+                        server_time_ms: crate::protocol::now_ms(),
+                        ..Default::default()
+                    })),
+                })
+                .collect();
+            let applied = node
+                .partitions
+                .propose(&id, Command::Batch(store_pb::Batch { commands }))
+                .await
+                .expect("bulk append");
+            let Applied::Batch(each) = applied else {
+                panic!("a batch applies as a batch: {applied:?}");
+            };
+            for one in each {
+                match one {
+                    Applied::Appended { message, .. } => seqs.push(message.seq),
+                    other => panic!("bulk append refused: {other:?}"),
+                }
+            }
+        }
+        seqs
+    }
+
+    /// Returns how many messages the node's search index holds.
+    pub fn search_documents(node: &crate::Node) -> u64 {
+        node.planes.search.indexed()
     }
 
     /// Makes the conversation actor of `conv` panic; returns once it is gone.

@@ -24,6 +24,7 @@ const RANKS: &[(&str, u8)] = &[
     ("groups", 8),
     ("lists", 8),
     ("notices", 8),
+    ("search", 8),
     ("admin", 9),
     ("api", 10),
     ("node", 11),

@@ -457,7 +457,12 @@ impl Cluster {
         let mut limits = table(&mut config, "limits");
         limits.insert("max_connections_per_ip".into(), 20_000.into());
         let mut log = toml::Table::new();
-        log.insert("level".into(), "warn".into());
+        log.insert(
+            "level".into(),
+            std::env::var("CHORUS_TEST_LOG")
+                .unwrap_or_else(|_| "warn".into())
+                .into(),
+        );
         config.insert("node_id".into(), (id as i64).into());
         config.insert(
             "data_dir".into(),

@@ -27,6 +27,7 @@ use crate::lists::Lists;
 use crate::messaging::Messaging;
 use crate::meta::Meta;
 use crate::notices::Notices;
+use crate::search::Search;
 
 /// The handles of the planes that connections and REST handlers serve
 /// through. It holds no state and has no behaviour of its own: each
@@ -41,6 +42,7 @@ pub struct Planes {
     pub groups: Groups,
     pub lists: Lists,
     pub notices: Notices,
+    pub search: Search,
     pub cluster: ClusterAdmin,
     pub backups: Backups,
     pub limiter: ConnLimiter,

@@ -664,6 +664,11 @@ impl Session {
                 let stats = self.planes.notices.stats(&subject, request).await?;
                 self.answer(request_id, Out::NoticeStats(stats));
             }
+            In::Search(request) => {
+                let user = self.user_id()?;
+                let found = self.planes.search.search(user, request).await?;
+                self.answer(request_id, Out::Search(found));
+            }
             In::ListMembers(list) => {
                 let me = self.user_id()?;
                 let planes = self.planes.clone();

@@ -179,6 +179,31 @@ pub enum ClientCommand {
         #[arg(long)]
         sent: bool,
     },
+    /// Finds messages of this user's conversations, newest first; with
+    /// `--kind` and `--conversation` and no words, lists that conversation's
+    /// files, images or links (the history manager).
+    Search {
+        /// Words or Chinese text; every part must match, "a phrase" in quotes.
+        words: Vec<String>,
+        #[arg(long)]
+        conversation: Option<String>,
+        /// Only messages of this account.
+        #[arg(long)]
+        sender: Option<String>,
+        /// text, file, image or link.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// Sent at or after / before these Unix ms.
+        #[arg(long, default_value_t = 0)]
+        from_ms: i64,
+        #[arg(long, default_value_t = 0)]
+        to_ms: i64,
+        /// The cursor a previous page printed.
+        #[arg(long, default_value = "")]
+        cursor: String,
+    },
     /// Prints the recent contacts, latest activity first.
     Recent {
         #[arg(long, default_value_t = 0)]
@@ -630,6 +655,35 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
             }
             Ok(())
         }
+        Some(ClientCommand::Search {
+            words,
+            conversation,
+            sender,
+            kind,
+            limit,
+            from_ms,
+            to_ms,
+            cursor,
+        }) => {
+            let sender = match sender {
+                Some(account) => conn.lookup(&account).await?.user_id,
+                None => 0,
+            };
+            let request = pb::SearchRequest {
+                query: words.join(" "),
+                conversation: conversation.unwrap_or_default(),
+                sender,
+                from_ms,
+                to_ms,
+                kind: search_kind(kind.as_deref())? as i32,
+                limit,
+                cursor,
+            };
+            for line in search_lines(&conn.search(request).await?) {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Some(ClientCommand::Recent { limit }) => {
             for contact in conn.recent_contacts(limit).await?.contacts {
                 say!("{}", recent_line(&contact));
@@ -859,6 +913,61 @@ async fn favourite_lines(
     lines
 }
 
+/// Parses a search kind's name.
+fn search_kind(name: Option<&str>) -> Result<pb::SearchKind, ClientError> {
+    match name.unwrap_or("any") {
+        "any" => Ok(pb::SearchKind::Any),
+        "text" => Ok(pb::SearchKind::Text),
+        "file" | "files" => Ok(pb::SearchKind::File),
+        "image" | "images" => Ok(pb::SearchKind::Image),
+        "link" | "links" => Ok(pb::SearchKind::Link),
+        other => Err(ClientError::Unexpected(format!(
+            "unknown kind {other}: text, file, image or link"
+        ))),
+    }
+}
+
+/// Returns the lines that show a page of search hits, each match in
+/// brackets, and the cursor of the next page.
+fn search_lines(result: &pb::SearchResult) -> Vec<String> {
+    let mut lines = Vec::new();
+    for hit in &result.hits {
+        let Some(message) = &hit.message else {
+            continue;
+        };
+        let chars: Vec<char> = hit.fragment.chars().collect();
+        let mut shown = String::new();
+        let mut at = 0usize;
+        for range in &hit.highlights {
+            let (start, end) = (range.start as usize, (range.end as usize).min(chars.len()));
+            if start < at || start > end {
+                continue;
+            }
+            shown.extend(&chars[at..start]);
+            shown.push('[');
+            shown.extend(&chars[start..end]);
+            shown.push(']');
+            at = end;
+        }
+        shown.extend(&chars[at.min(chars.len())..]);
+        let line = format!(
+            "{} #{} user{} {}: {}",
+            message.conversation, message.seq, message.sender, message.server_time_ms, shown
+        );
+        lines.push(crate::protocol::terminal_safe(&line).into_owned());
+        for link in &hit.links {
+            lines.push(crate::protocol::terminal_safe(&format!("  {link}")).into_owned());
+        }
+    }
+    if result.hits.is_empty() {
+        lines.push("no match".to_string());
+    }
+    if !result.next_cursor.is_empty() {
+        lines.push(format!("more: --cursor {}", result.next_cursor));
+    }
+    lines
+}
+
 /// Returns the line that shows a recent contact.
 fn recent_line(contact: &pb::RecentContact) -> String {
     format!(
@@ -955,6 +1064,7 @@ const HELP: &str =
           /burn <secs> <text> (1:1: burns after reading, or in secs)
           /fav <seq> [off]  /favcontact <account> [off]  /favs  /recent
           /notices  /nread <id> [ack]  /nvote <id> <option>...  /nstats <id>
+          /search <text> (every conversation)  /files  /images  /links (the open one)
           /status <online|busy|away>  /watch <account>...  /help  /quit
   groups: /info  /rename <name>  /announce <text>  /admin <account> [off]  /transfer <account>
           /mute <account> [off]  /muteall [off]  /dissolve [keep]  /leave  /permanent <name>
@@ -1463,6 +1573,30 @@ impl Interactive {
                     _ => NoticeAction::Stats { notice_id: id },
                 };
                 for line in action.run(&self.conn).await? {
+                    println!("  {line}");
+                }
+            }
+            Some("/search") => {
+                let query = words.collect::<Vec<_>>().join(" ");
+                let request = pb::SearchRequest {
+                    query,
+                    ..Default::default()
+                };
+                for line in search_lines(&self.conn.search(request).await?) {
+                    println!("  {line}");
+                }
+            }
+            Some(cmd @ ("/files" | "/images" | "/links")) => {
+                let conversation = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))?;
+                let request = pb::SearchRequest {
+                    conversation,
+                    kind: search_kind(Some(&cmd[1..]))? as i32,
+                    ..Default::default()
+                };
+                for line in search_lines(&self.conn.search(request).await?) {
                     println!("  {line}");
                 }
             }

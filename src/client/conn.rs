@@ -843,6 +843,18 @@ impl Connection {
         }
     }
 
+    /// Finds messages of this user's conversations, newest first (or, with
+    /// an empty query, a conversation's files, images or links).
+    pub async fn search(
+        &self,
+        request: pb::SearchRequest,
+    ) -> Result<pb::SearchResult, ClientError> {
+        match self.request(Req::Search(request)).await? {
+            Resp::Search(result) => Ok(result),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Adds (on) or removes a favourite contact or message.
     pub async fn set_favourite(
         &self,

@@ -61,6 +61,7 @@ pub fn request_label(request: &Request) -> &'static str {
         Request::Push(_) => "push",
         Request::Converse(_) => "converse",
         Request::Elect(_) => "elect",
+        Request::Search(_) => "search",
     }
 }
 
@@ -78,6 +79,7 @@ pub fn response_label(response: &Response) -> &'static str {
         Response::Error(_) => "error",
         Response::Converse(_) => "converse",
         Response::Elect(_) => "elect",
+        Response::Search(_) => "search",
     }
 }
 

@@ -59,6 +59,8 @@ pub struct NodeConfig {
     pub quotas: QuotasConfig,
     #[serde(default)]
     pub web: WebConfig,
+    #[serde(default)]
+    pub search: SearchConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -369,6 +371,22 @@ pub struct QuotasConfig {
     pub member_additions_per_minute: u64,
 }
 
+/// Full-text search (docs/decisions/0021).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Indexes this node's partition replicas. Off, the node writes no
+    /// change feed and runs no indexer, and a search through it, or one a
+    /// peer asks of it, is refused with UNAVAILABLE_RETRY (the peer asks
+    /// another replica): a benchmark's baseline. Set it alike on every node.
+    #[serde(default = "default_search_enabled")]
+    pub enabled: bool,
+}
+
+fn default_search_enabled() -> bool {
+    true
+}
+
 /// The web client the HTTP port serves at `/`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -538,6 +556,7 @@ section_default!(LogConfig);
 section_default!(ClusterConfig);
 section_default!(QuotasConfig);
 section_default!(WebConfig);
+section_default!(SearchConfig);
 section_default!(NodeConfig);
 
 impl AuthConfig {

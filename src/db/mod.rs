@@ -67,6 +67,12 @@ pub const CF_BURN_DUE: &str = "burn_due";
 /// each replica writes it in the batch that burns and clears it once
 /// [`Db::scrub`] has compacted the key (docs/decisions/0017).
 pub const CF_SCRUB: &str = "scrub";
+/// Messages written by this node's partition replicas that its search index
+/// has not taken in yet: partition | log index | message key → empty, and
+/// partition | log index → empty where a snapshot replaced the partition.
+/// Node-local, like `scrub`: each replica feeds its own index
+/// (docs/decisions/0021).
+pub const CF_CHANGES: &str = "changes";
 /// Raft logs of every group: group id | index → entry.
 pub const CF_RAFT_LOG: &str = "raft_log";
 /// Raft state of every group: group id | tag → vote, committed, purged, applied.
@@ -113,7 +119,7 @@ pub const PARTITION_CFS: [&str; 8] = [
 const RAFT_CFS: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_STATE];
 
 /// Column families of this node alone: no group's key space covers them.
-const NODE_CFS: [&str; 1] = [CF_SCRUB];
+const NODE_CFS: [&str; 2] = [CF_SCRUB, CF_CHANGES];
 
 /// Every column family the database opens.
 fn all_cfs() -> impl Iterator<Item = &'static str> {

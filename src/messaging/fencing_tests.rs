@@ -59,7 +59,7 @@ async fn node(net: &MemoryNetwork, id: u64) -> TestNode {
         db: Db::open(&dir.path().join("db")).unwrap(),
         heartbeats: raft::Heartbeats::default(),
     };
-    let partitions = Partitions::open(&host, 1).await.unwrap();
+    let partitions = Partitions::open(&host, 1, true).await.unwrap();
     net.serve(&addr(id), Arc::new(RaftPeer(partitions.clone())));
     TestNode {
         partitions,

@@ -24,6 +24,7 @@ use crate::meta::{Meta, NodeRecord};
 use crate::notices::Notices;
 use crate::partition::{Partitions, placement};
 use crate::raft::{Heartbeats, META_GROUP, RaftHost, partition_group, succession};
+use crate::search::Search;
 
 mod metrics;
 mod peer;
@@ -113,7 +114,7 @@ async fn refuse_cluster_without_credentials(meta: &Meta, node_id: u64) -> Result
 pub struct Node {
     pub(crate) planes: Arc<Planes>,
     membership: Membership,
-    partitions: Partitions,
+    pub(crate) partitions: Partitions,
     tcp_addr: SocketAddr,
     http_addr: SocketAddr,
     peer_addr: SocketAddr,
@@ -239,7 +240,7 @@ impl Node {
                 "partition count is fixed at bootstrap, keeping the recorded one"
             );
         }
-        let partitions = Partitions::open(&host, partition_count)
+        let partitions = Partitions::open(&host, partition_count, config.search.enabled)
             .await
             .map_err(|e| setup(&e))?;
 
@@ -279,6 +280,15 @@ impl Node {
         );
         let lists = Lists::new(meta.clone(), messaging.clone(), delivery.clone());
         let notices = Notices::new(meta.clone(), delivery.clone());
+        let search = Search::open(
+            config.node_id,
+            &config.data_dir.join("search"),
+            config.search.enabled,
+            partitions.clone(),
+            meta.clone(),
+            links.clone(),
+        )
+        .map_err(|e| setup(&e))?;
         let cluster_admin = ClusterAdmin::new(
             config.node_id,
             meta.clone(),
@@ -291,6 +301,7 @@ impl Node {
             partitions: partitions.clone(),
             messaging: messaging.clone(),
             delivery: delivery.clone(),
+            search: search.clone(),
         });
         peer_handlers.send_replace(Arc::new(serving));
         let auth = Auth::new(meta.clone(), config.auth.clone());
@@ -310,6 +321,7 @@ impl Node {
             groups: groups.clone(),
             lists,
             notices,
+            search: search.clone(),
             cluster: cluster_admin,
             backups: crate::backup::Backups {
                 config: config.clone(),
@@ -386,6 +398,7 @@ impl Node {
             Duration::from_millis(config.storage.discussion_sweep_ms.max(10)),
             stop.clone(),
         ));
+        tasks.spawn(crate::search::run_indexer(search, stop.clone()));
         tasks.spawn(db::run_scrubber(
             host.db.clone(),
             Duration::from_millis(config.storage.scrub_ms.max(10)),

@@ -20,6 +20,7 @@ use crate::meta::{Meta, NodeRecord};
 use crate::partition::{PartitionRaft, Partitions};
 use crate::protocol::{ErrorCode, ProtocolError, peer_pb};
 use crate::raft::{self, GroupConfig, Heartbeats, META_GROUP, Wire};
+use crate::search::Search;
 
 /// How long a joining node keeps asking its seeds.
 const JOIN_PATIENCE: Duration = Duration::from_secs(60);
@@ -45,6 +46,7 @@ pub struct PeerPlanes {
     pub partitions: Partitions,
     pub messaging: Messaging,
     pub delivery: Delivery,
+    pub search: Search,
 }
 
 fn unavailable(err: impl std::fmt::Display) -> ProtocolError {
@@ -150,6 +152,7 @@ impl PeerService {
                 let answer = self.planes()?.messaging.read_here(read.try_into()?).await;
                 Ok(Response::Read(answer.into()))
             }
+            Request::Search(ask) => Ok(self.planes()?.search.serve(ask).await),
             Request::Deliver(_) | Request::Push(_) | Request::Revoke(_) => Err(
                 ProtocolError::invalid(format!("{} is one-way", request_label(&request))),
             ),

@@ -4,6 +4,7 @@
 //! are commands applied in log order by `state_machine.rs`, with seqs
 //! assigned there. Reads come from the local replica.
 
+mod changes;
 pub mod placement;
 #[cfg(test)]
 mod raft_wire_tests;
@@ -12,17 +13,18 @@ mod wire;
 
 use std::sync::Arc;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testsuite"))]
 use crate::cluster::PeerLinks;
 use crate::db::{
     self, CF_BURN_DUE, CF_CONV_META, CF_CURSORS, CF_INBOX, CF_MSGS, CF_SIGNS, Db, StorageError,
 };
-#[cfg(test)]
+#[cfg(any(test, feature = "testsuite"))]
 use crate::protocol::ErrorCode;
 use crate::protocol::ProtocolError;
 use crate::protocol::{ConversationId, pb, store_pb};
 use crate::raft::{self, GroupStateMachine, RaftHost, partition_group};
 
+pub use changes::{Change, Changes};
 pub use state_machine::{Applied, PartitionRaftConfig};
 pub use store_pb::partition_command::Command;
 
@@ -136,17 +138,26 @@ pub struct Partitions {
     db: Db,
     keys: Keys,
     rafts: Arc<Vec<PartitionRaft>>,
-    #[cfg(test)]
+    changes: Changes,
+    #[cfg(any(test, feature = "testsuite"))]
     links: PeerLinks,
 }
 
 impl Partitions {
     /// Opens every partition group on this node.
-    pub async fn open(host: &RaftHost, count: u32) -> Result<Self, raft::StartError> {
+    /// `feed`: whether applies name the messages they write in the change
+    /// feed (for the search index).
+    pub async fn open(host: &RaftHost, count: u32, feed: bool) -> Result<Self, raft::StartError> {
         let keys = Keys { count };
+        let changes = Changes::new(host.db.clone(), feed);
         let starts = (0..count as u16).map(|partition| {
             let group = partition_group(partition);
-            let apply = Arc::new(PartitionApply::new(host.db.clone(), keys, partition));
+            let apply = Arc::new(PartitionApply::new(
+                host.db.clone(),
+                keys,
+                partition,
+                changes.clone(),
+            ));
             async move {
                 let state_machine = GroupStateMachine::open(host.db.clone(), group, apply)
                     .map_err(|e| raft::StartError::Fatal(e.to_string()))?;
@@ -158,7 +169,8 @@ impl Partitions {
             db: host.db.clone(),
             keys,
             rafts: Arc::new(rafts),
-            #[cfg(test)]
+            changes,
+            #[cfg(any(test, feature = "testsuite"))]
             links: host.links.clone(),
         })
     }
@@ -171,6 +183,11 @@ impl Partitions {
         self.keys.count
     }
 
+    /// The feed of messages this node's replicas wrote.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
     /// Returns the partition of a conversation.
     pub fn partition_of(&self, conv: &ConversationId) -> u16 {
         self.keys.partition(conv)
@@ -180,7 +197,7 @@ impl Partitions {
     /// its outcome once applied (forwarded to the partition's leader when
     /// this node does not lead it). Tests only: the message path proposes
     /// through its conversation actors (src/messaging).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testsuite"))]
     pub async fn propose(
         &self,
         conv: &ConversationId,
@@ -252,6 +269,37 @@ impl Partitions {
         seq: u64,
     ) -> Result<Option<pb::Message>, StorageError> {
         self.db.get_pb(CF_MSGS, &self.keys.msg_key(conv, seq))
+    }
+
+    /// Returns up to `limit` messages of a partition after the message key
+    /// `after` (from its first when `None`), in key order, with their keys.
+    pub fn scan_partition(
+        &self,
+        partition: u16,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, pb::Message)>, StorageError> {
+        let prefix = partition.to_be_bytes();
+        let start = match after {
+            Some(key) => {
+                let mut next = key.to_vec();
+                next.push(0);
+                next
+            }
+            None => prefix.to_vec(),
+        };
+        self.db
+            .scan(CF_MSGS, &prefix, &start, limit)?
+            .into_iter()
+            .map(|(key, value)| {
+                let message =
+                    prost::Message::decode(&*value).map_err(|e| StorageError::Corrupt {
+                        cf: CF_MSGS,
+                        detail: e.to_string(),
+                    })?;
+                Ok((key.into_vec(), message))
+            })
+            .collect()
     }
 
     /// Returns up to `limit` messages with seq > `after_seq`, oldest first.
@@ -435,7 +483,7 @@ mod tests {
     }
 
     async fn partitions(dir: &std::path::Path) -> Partitions {
-        Partitions::open(&raft::test_host(Db::open(dir).unwrap()), 8)
+        Partitions::open(&raft::test_host(Db::open(dir).unwrap()), 8, true)
             .await
             .unwrap()
     }
@@ -731,7 +779,7 @@ mod tests {
     async fn a_read_or_an_expiry_burns_a_message_and_takes_it_out_of_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let parts = Partitions::open(&raft::test_host(db.clone()), 8)
+        let parts = Partitions::open(&raft::test_host(db.clone()), 8, true)
             .await
             .unwrap();
         let conv = ConversationId::direct(1, 2);

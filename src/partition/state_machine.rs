@@ -13,7 +13,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Command, Keys};
+use super::{Changes, Command, Keys};
 use crate::authz::{self, Action, Subject};
 use crate::db::PARTITION_CFS;
 use crate::db::{
@@ -171,14 +171,16 @@ pub struct PartitionApply {
     db: Db,
     keys: Keys,
     partition: u16,
+    changes: Changes,
 }
 
 impl PartitionApply {
-    pub fn new(db: Db, keys: Keys, partition: u16) -> Self {
+    pub fn new(db: Db, keys: Keys, partition: u16, changes: Changes) -> Self {
         PartitionApply {
             db,
             keys,
             partition,
+            changes,
         }
     }
 
@@ -205,6 +207,7 @@ impl PartitionApply {
     ) {
         let key = self.keys.msg_key(conv, message.seq);
         batch.put_pb(CF_MSGS, &key, &message);
+        self.changes.message_written(batch, pending.index, &key);
         pending.messages.insert(key, message);
     }
 
@@ -991,6 +994,10 @@ impl Apply<PartitionRaftConfig> for PartitionApply {
             .map(|cf| (cf, prefix.clone()))
             .collect()
     }
+
+    fn installed(&self, batch: &mut Batch<'_>, index: u64) {
+        self.changes.replaced(batch, self.partition, index);
+    }
 }
 
 #[cfg(test)]
@@ -1016,7 +1023,12 @@ mod tests {
             let dir = tempfile::tempdir().expect("temp dir");
             let db = Db::open(dir.path()).expect("open db");
             let group = partition_group(3);
-            let apply = std::sync::Arc::new(PartitionApply::new(db.clone(), Keys { count: 8 }, 3));
+            let apply = std::sync::Arc::new(PartitionApply::new(
+                db.clone(),
+                Keys { count: 8 },
+                3,
+                Changes::new(db.clone(), true),
+            ));
             let state_machine =
                 GroupStateMachine::open(db.clone(), group, apply).expect("open state machine");
             Ok((dir, LogStore::new(db, group), state_machine))

@@ -43,6 +43,11 @@ pub trait Apply<C: RaftTypeConfig>: Send + Sync + 'static {
     /// The `(column family, key prefix)` spaces this group owns; a snapshot
     /// carries exactly these.
     fn key_spaces(&self) -> Vec<(&'static str, Vec<u8>)>;
+
+    /// Adds to the batch that installs a snapshot (the state of every key
+    /// space replaced, as of log `index`) what the group's node-local
+    /// followers of its state must learn of it.
+    fn installed(&self, _batch: &mut Batch<'_>, _index: u64) {}
 }
 
 #[derive(Debug, Clone, Default)]
@@ -303,6 +308,8 @@ where
             membership: meta.last_membership.clone(),
         };
         let (db, group, spaces) = (self.db.clone(), self.group, self.apply.key_spaces());
+        let apply = self.apply.clone();
+        let index = meta.last_log_id.map_or(0, |id| id.index);
         let state_bytes = encode_state(&state);
         db::blocking(move || {
             if spaces.len() != spaces_data.len() {
@@ -320,6 +327,7 @@ where
                     batch.put(cf, key, value);
                 }
             }
+            apply.installed(&mut batch, index);
             batch.put(CF_RAFT_STATE, &state_key(group, APPLIED), &state_bytes);
             batch.commit()
         })

@@ -9,6 +9,7 @@ mod conns;
 mod coord;
 mod notice;
 mod report;
+mod search;
 mod stats;
 mod targets;
 mod workloads;
@@ -60,6 +61,9 @@ enum Command {
     /// A notice to every member of one department, all online: time to the
     /// last delivery and the cost of its read statistics (Chorus only).
     Notice(notice::NoticeArgs),
+    /// Fills the history, then times searches of a Chinese term and the
+    /// send→ack latency while the index follows (Chorus only).
+    Search(search::SearchArgs),
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -596,5 +600,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Report(args) => write_report(&args),
         Command::Notice(args) => notice::run(args).await,
+        Command::Search(args) => search::run(args).await,
     }
 }

@@ -40,7 +40,7 @@ pub struct NoticeArgs {
 
 const PASSWORD: &str = "bench-notice-password";
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -48,7 +48,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[at.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -202,7 +202,7 @@ pub async fn run(args: NoticeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn chorus_now_ms() -> i64 {
+pub(crate) fn chorus_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -33,6 +33,7 @@ mod lists;
 mod notices;
 mod openapi;
 mod policies;
+mod search;
 mod session;
 mod sign_off;
 mod users;
@@ -223,6 +224,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notices::read))
         .routes(routes!(notices::vote))
         .routes(routes!(notices::stats))
+        .routes(routes!(search::search))
+        .routes(routes!(search::items))
+        .routes(routes!(search::export))
         .routes(routes!(conversations::history))
         .routes(routes!(conversations::recall))
         .routes(routes!(sign_off::sign))
