@@ -852,3 +852,100 @@ async fn a_notice_is_read_acknowledged_and_voted_on_in_the_browser() {
     );
     alice.close().await;
 }
+
+#[tokio::test]
+async fn a_search_finds_a_message_and_jumps_to_it_in_the_browser() {
+    use chorus::pb::{SearchKind, SearchRequest};
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let (bob, _) = node
+        .login(
+            "bob",
+            chorus::pb::DeviceClass::Pc,
+            chorus::client::Transport::Tcp,
+        )
+        .await;
+    let conversation = format!("d:{}:{}", ids[0].min(ids[1]), ids[0].max(ids[1]));
+    let texts = [
+        "the plan for monday",
+        "年度预算审批",
+        "the spec is at https://example.com/spec",
+        "lunch at noon?",
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        bob.send_text(&conversation, &format!("s{i}"), text)
+            .await
+            .unwrap();
+    }
+    // The server indexes off the send path: wait until both are found.
+    common::wait_for("the messages to be indexed", || async {
+        let found = bob
+            .search(SearchRequest {
+                query: "预算".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let links = bob
+            .search(SearchRequest {
+                conversation: conversation.clone(),
+                kind: SearchKind::Link as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (found.hits.len() == 1 && links.hits.len() == 1).then_some(())
+    })
+    .await;
+
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    sign_in(&alice, &node, "alice").await;
+    // Enter (WebDriver's U+E007) submits the search.
+    alice
+        .type_into("[data-test=search-input]", "预算\u{E007}")
+        .await;
+    let hit = alice
+        .wait_until(
+            "exactly one hit, its match marked",
+            "const r = [...document.querySelectorAll('[data-test=search-result]')]; if (r.length !== 1) return null; const marks = [...r[0].querySelectorAll('mark')].map(m => m.innerText); return marks.some(m => m.includes('预算')) ? JSON.stringify({ marks, text: r[0].innerText, conversation: r[0].dataset.conversation, seq: r[0].dataset.seq }) : null",
+        )
+        .await;
+    let hit: serde_json::Value = serde_json::from_str(hit.as_str().unwrap()).unwrap();
+    assert_eq!(hit["marks"], json!(["预算"]), "{hit}");
+    assert_eq!(hit["conversation"], json!(conversation), "{hit}");
+    let shown = hit["text"].as_str().unwrap();
+    assert!(
+        shown.contains("bob") && shown.contains("年度预算审批"),
+        "the conversation's name and the fragment: {shown}"
+    );
+    alice.screenshot(&screenshots().join("search.png")).await;
+
+    alice.click("[data-test=search-result]").await;
+    let focused = alice
+        .wait_until(
+            "the chat with bob open at the message, highlighted and in view",
+            "if (!document.querySelector('.chat-title')?.innerText.startsWith('bob')) return null; const m = document.querySelector('[data-test=message][data-focused=true]'); if (!m) return null; const box = m.getBoundingClientRect(); const list = document.querySelector('[data-test=messages]').getBoundingClientRect(); return box.top >= list.top && box.bottom <= list.bottom ? m.dataset.seq + '|' + m.innerText : null",
+        )
+        .await;
+    let focused = focused.as_str().unwrap();
+    let seq = hit["seq"].as_str().unwrap();
+    assert!(
+        focused.starts_with(&format!("{seq}|")) && focused.contains("年度预算审批"),
+        "the message of the hit (seq {seq}): {focused}"
+    );
+
+    // The history manager's Links tab lists the link, opening in a new tab.
+    alice.click("[data-test=history-manager]").await;
+    alice.click("[data-test=history-links]").await;
+    let links = alice
+        .wait_until(
+            "the Links tab lists the link",
+            "const a = [...document.querySelectorAll('[data-test=history-link]')]; return a.length ? a.map(l => l.href + ' ' + l.target + ' ' + l.rel).join('|') : null",
+        )
+        .await;
+    assert_eq!(links, "https://example.com/spec _blank noopener noreferrer");
+    alice.screenshot(&screenshots().join("history.png")).await;
+    alice.close().await;
+}

@@ -23,11 +23,15 @@ import {
   type Session,
   type SignStatus,
   type RecentContact,
+  type SearchRequest,
+  type SearchResult,
   contentToWire,
   favouriteChangeFromWire,
   noticeFromWire,
   groupFromWire,
   messageFromWire,
+  searchRequestToWire,
+  searchResultFromWire,
   signOffToWire,
   signStatusFromWire,
 } from "./model.js";
@@ -408,6 +412,19 @@ export class ChorusClient extends Emitter<ClientEvents> {
       conversation: c.conversation ?? "",
       lastActivityMs: num(c.lastActivityMs),
     }));
+  }
+
+  /**
+   * Searches the user's history (docs/decisions/0021): newest hits first,
+   * a page at a time (pass the result's `nextCursor` as `cursor` for the
+   * next). With an empty query, a `kind` (file, image, link) and a
+   * `conversation`, lists that conversation's files, images or links. An
+   * empty query otherwise is refused (INVALID).
+   */
+  async search(request: SearchRequest): Promise<SearchResult> {
+    const frame = await this.request({ search: searchRequestToWire(request) });
+    if (!frame.search) throw errorOf(frame);
+    return searchResultFromWire(frame.search);
   }
 
   private applyFavourite(change: FavouriteChange): FavouriteChange {

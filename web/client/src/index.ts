@@ -1,7 +1,7 @@
 // @chorus/client: a client of the Chorus WebSocket protocol (JSON text frames).
 export { ChorusClient } from "./client.js";
 export type { ClientEvents, ClientOptions, ConnectionState, SocketFactory, SocketLike } from "./client.js";
-export { ChorusError, preview, previewMessage } from "./model.js";
+export { ChorusError, highlightParts, preview, previewMessage } from "./model.js";
 export type {
   Ack,
   BurnReason,
@@ -16,10 +16,15 @@ export type {
   NoticeStats,
   RecallAck,
   RecentContact,
+  SearchHit,
+  SearchKind,
+  SearchRequest,
+  SearchResult,
   SendOptions,
   Session,
   SignOff,
   SignStatus,
+  TextRange,
 } from "./model.js";
 export type { DeviceClass, ErrorCode, WireGroupChange as GroupChange } from "./wire.js";
 export { directConversation, peerOf } from "./ids.js";

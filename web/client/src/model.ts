@@ -10,6 +10,9 @@ import {
   type WireSignOff,
   type WireFavouriteChanged,
   type WireNotice,
+  type WireSearchKind,
+  type WireSearchRequest,
+  type WireSearchResult,
   type WireSignStatus,
   num,
 } from "./wire.js";
@@ -218,6 +221,121 @@ export interface RecentContact {
   displayName: string;
   conversation: string;
   lastActivityMs: number;
+}
+
+/**
+ * What a search may be limited to: a text message holding a URL is both
+ * "text" and "link"; a file is "file", or "image" when it is one.
+ */
+export type SearchKind = "any" | "text" | "file" | "image" | "link";
+
+/**
+ * A full-text search of the user's history (docs/decisions/0021). Every
+ * space-separated part of `query` must match, a part in double quotes as a
+ * phrase. An empty query with a `kind` (file, image, link) and a
+ * `conversation` lists that conversation's files, images or links (the
+ * history manager).
+ */
+export interface SearchRequest {
+  query?: string;
+  /** Only this conversation; absent or empty: every one of the user's. */
+  conversation?: string;
+  /** Only this sender's messages (a user id). */
+  sender?: string;
+  /** Only messages sent at or after / at or before these times (Unix ms). */
+  fromMs?: number;
+  toMs?: number;
+  kind?: SearchKind;
+  /** Hits per page (the server's default 20, at most 100). */
+  limit?: number;
+  /** The previous page's `nextCursor`. */
+  cursor?: string;
+}
+
+/** A part of a fragment, `start` to `end` in Unicode code points. */
+export interface TextRange {
+  start: number;
+  end: number;
+}
+
+export interface SearchHit {
+  /** The stored message, to open it in place (conversation and seq). */
+  message: Message;
+  /** A part of its text (or file name) around the first match. */
+  fragment: string;
+  /** The matched parts of the fragment, in code points (see highlightParts). */
+  highlights: TextRange[];
+  /** The URLs its text holds. */
+  links: string[];
+}
+
+export interface SearchResult {
+  /** Newest first. */
+  hits: SearchHit[];
+  /** Pass as `cursor` for the next page; empty when there is none. */
+  nextCursor: string;
+}
+
+const SEARCH_KINDS: Record<SearchKind, WireSearchKind> = {
+  any: "SEARCH_KIND_ANY",
+  text: "SEARCH_KIND_TEXT",
+  file: "SEARCH_KIND_FILE",
+  image: "SEARCH_KIND_IMAGE",
+  link: "SEARCH_KIND_LINK",
+};
+
+/** The request as it travels: defaults left out, 64-bit integers as strings. */
+export function searchRequestToWire(r: SearchRequest): WireSearchRequest {
+  const wire: WireSearchRequest = {};
+  if (r.query) wire.query = r.query;
+  if (r.conversation) wire.conversation = r.conversation;
+  if (r.sender && r.sender !== "0") wire.sender = r.sender;
+  if (r.fromMs) wire.fromMs = String(Math.trunc(r.fromMs));
+  if (r.toMs) wire.toMs = String(Math.trunc(r.toMs));
+  if (r.kind && r.kind !== "any") wire.kind = SEARCH_KINDS[r.kind];
+  if (r.limit) wire.limit = r.limit;
+  if (r.cursor) wire.cursor = r.cursor;
+  return wire;
+}
+
+export function searchResultFromWire(w: WireSearchResult): SearchResult {
+  return {
+    hits: (w.hits ?? []).map((h) => ({
+      message: messageFromWire(h.message ?? {}),
+      fragment: h.fragment ?? "",
+      highlights: (h.highlights ?? []).map((r) => ({ start: r.start ?? 0, end: r.end ?? 0 })),
+      links: h.links ?? [],
+    })),
+    nextCursor: w.nextCursor ?? "",
+  };
+}
+
+/**
+ * Cuts a fragment into its plain and matched parts, in order, for showing
+ * the matches (in <mark>). The ranges count Unicode code points, as the
+ * server does, not the UTF-16 units of JavaScript strings: "𠀀预算" has
+ * 预算 at 1..3. Ranges out of order, overlapping or past the end are
+ * clipped rather than trusted.
+ */
+export function highlightParts(fragment: string, highlights: TextRange[]): { text: string; marked: boolean }[] {
+  const chars = Array.from(fragment);
+  const parts: { text: string; marked: boolean }[] = [];
+  const push = (text: string, marked: boolean) => {
+    if (!text) return;
+    const last = parts[parts.length - 1];
+    if (last && last.marked === marked) last.text += text;
+    else parts.push({ text, marked });
+  };
+  let at = 0;
+  for (const r of [...highlights].sort((a, b) => a.start - b.start)) {
+    const start = Math.max(at, Math.min(r.start, chars.length));
+    const end = Math.max(start, Math.min(r.end, chars.length));
+    push(chars.slice(at, start).join(""), false);
+    push(chars.slice(start, end).join(""), true);
+    at = end;
+  }
+  push(chars.slice(at).join(""), false);
+  return parts;
 }
 
 /** A group, with its management state (docs/decisions/0016). */

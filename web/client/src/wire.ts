@@ -124,6 +124,39 @@ export interface WireNotice {
   totals?: number[];
 }
 
+/** What a search may be limited to (docs/decisions/0021). */
+export type WireSearchKind =
+  | "SEARCH_KIND_ANY"
+  | "SEARCH_KIND_TEXT"
+  | "SEARCH_KIND_FILE"
+  | "SEARCH_KIND_IMAGE"
+  | "SEARCH_KIND_LINK";
+
+export interface WireSearchRequest {
+  query?: string;
+  conversation?: string;
+  sender?: U64;
+  /** int64 Unix ms, a string like every 64-bit integer. */
+  fromMs?: U64;
+  toMs?: U64;
+  kind?: WireSearchKind;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface WireSearchHit {
+  message?: WireMessage;
+  fragment?: string;
+  /** In Unicode code points from the fragment's start (not UTF-16 units). */
+  highlights?: { start?: number; end?: number }[];
+  links?: string[];
+}
+
+export interface WireSearchResult {
+  hits?: WireSearchHit[];
+  nextCursor?: string;
+}
+
 export type WireFavouriteChanged = WireFavouriteItem & { on?: boolean; addedAtMs?: U64 };
 
 export interface WireGroup {
@@ -205,6 +238,7 @@ export interface ClientBody {
   readNotice?: { noticeId: U64; ack?: boolean };
   voteNotice?: { noticeId: U64; choices: number[] };
   noticeStats?: { noticeId: U64; unreadLimit?: number };
+  search?: WireSearchRequest;
 }
 
 export type ClientFrame = ClientBody & { requestId: U64 };
@@ -267,6 +301,7 @@ export interface ServerFrame {
   recentContacts?: {
     contacts?: { userId?: U64; account?: string; displayName?: string; conversation?: string; lastActivityMs?: U64 }[];
   };
+  search?: WireSearchResult;
 }
 
 /** Reads a 64-bit field as a number (seqs and times stay far below 2^53). */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ChorusClient, ChorusError, type Message, directConversation, peerOf } from "../src/index.js";
+import { ChorusClient, ChorusError, type Message, directConversation, highlightParts, peerOf } from "../src/index.js";
 import { FakeServer, FakeSocket, until } from "./fake-server.js";
 
 const users = {
@@ -406,4 +406,94 @@ test("group management: sync's dnd and mention flags, a group event renames, set
   });
   await assert.rejects(c.updateGroup("7", { rename: "x" }), (err: ChorusError) => err.code === "FORBIDDEN");
   c.close();
+});
+
+test("search sends the JSON mapping, reads the hits newest first and pages with the cursor; an empty query is refused", async () => {
+  const server = new FakeServer(users);
+  const conv = directConversation("1", "2");
+  server.append(conv, "2", "年度预算审批");
+  server.append(conv, "2", "see https://example.com/spec");
+  server.append(conv, "1", "预算 is due friday");
+  server.append("g:7", "2", "𠀀预算 for the team").serverTimeMs = "1001";
+  const c = client(server);
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+
+  const first = await c.search({ query: "预算", limit: 2 });
+  const asked = server.received.map((r) => r.frame.search).filter((s) => s !== undefined);
+  assert.deepEqual(asked, [{ query: "预算", limit: 2 }], "defaults left out");
+  assert.deepEqual(
+    first.hits.map((h) => [h.message.conversation, h.message.seq]),
+    [
+      [conv, 3],
+      ["g:7", 1],
+    ],
+  );
+  assert.equal(first.hits[0].message.content.kind, "text");
+  assert.deepEqual(first.hits[0].highlights, [{ start: 0, end: 2 }], "a start of 0, left out on the wire, reads as 0");
+  // The range counts code points: 𠀀 is one, though two UTF-16 units.
+  assert.deepEqual(first.hits[1].highlights, [{ start: 1, end: 3 }]);
+  assert.deepEqual(highlightParts(first.hits[1].fragment, first.hits[1].highlights), [
+    { text: "𠀀", marked: false },
+    { text: "预算", marked: true },
+    { text: " for the team", marked: false },
+  ]);
+  assert.equal(first.nextCursor, "2");
+  const second = await c.search({ query: "预算", limit: 2, cursor: first.nextCursor });
+  assert.deepEqual(second.hits.map((h) => h.message.seq), [1]);
+  assert.equal(second.nextCursor, "");
+
+  // The history manager's listing: an empty query, a kind and a conversation.
+  const links = await c.search({ conversation: conv, kind: "link", fromMs: 1000.5, sender: "2" });
+  assert.deepEqual(links.hits.map((h) => h.links), [["https://example.com/spec"]]);
+  const wire = server.received.map((r) => r.frame.search).filter((s) => s !== undefined).at(-1);
+  assert.deepEqual(wire, { conversation: conv, kind: "SEARCH_KIND_LINK", fromMs: "1000", sender: "2" }, "int64 as strings, enums by name");
+
+  await assert.rejects(c.search({ query: "  " }), (err: ChorusError) => err.code === "INVALID");
+  await assert.rejects(c.search({ kind: "file" }), (err: ChorusError) => err.code === "INVALID");
+  c.close();
+});
+
+test("an empty search result and a refusal both answer plainly", async () => {
+  const server = new FakeServer(users);
+  const c = client(server);
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  // An empty SearchResult still sets the oneof: {"search": {}}.
+  assert.deepEqual(await c.search({ query: "nothing" }), { hits: [], nextCursor: "" });
+  server.script.push({
+    kind: "search",
+    answer: (socket, frame) => {
+      socket.deliver({ requestId: frame.requestId, error: { code: "FORBIDDEN", message: "not a member of g:9" } });
+      return true;
+    },
+  });
+  await assert.rejects(c.search({ query: "x", conversation: "g:9" }), (err: ChorusError) => {
+    assert.equal(err.code, "FORBIDDEN");
+    assert.equal(err.message, "not a member of g:9");
+    return true;
+  });
+  c.close();
+});
+
+test("highlightParts counts code points and clips ranges it cannot trust", () => {
+  assert.deepEqual(highlightParts("abc", []), [{ text: "abc", marked: false }]);
+  assert.deepEqual(highlightParts("😀a😀b", [{ start: 2, end: 3 }]), [
+    { text: "😀a", marked: false },
+    { text: "😀", marked: true },
+    { text: "b", marked: false },
+  ]);
+  // Out of order, overlapping, past the end.
+  assert.deepEqual(
+    highlightParts("abcdef", [
+      { start: 4, end: 99 },
+      { start: 1, end: 3 },
+      { start: 2, end: 5 },
+    ]),
+    [
+      { text: "a", marked: false },
+      { text: "bcdef", marked: true },
+    ],
+  );
+  assert.deepEqual(highlightParts("", [{ start: 0, end: 2 }]), []);
 });

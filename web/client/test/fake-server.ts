@@ -1,9 +1,17 @@
 // An in-memory stand-in for Chorus nodes that speaks the JSON text mapping:
-// enough of login, resume, sync, pull, send (with dedupe) and read to test
-// the client's catch-up, retries and reconnects without a real node.
+// enough of login, resume, sync, pull, send (with dedupe), read and search to
+// test the client's catch-up, retries and reconnects without a real node.
 
 import type { SocketLike } from "../src/index.js";
-import type { ClientFrame, ServerFrame, WireContent, WireMessage } from "../src/wire.js";
+import type {
+  ClientFrame,
+  ServerFrame,
+  WireContent,
+  WireMessage,
+  WireSearchHit,
+  WireSearchRequest,
+  WireSearchResult,
+} from "../src/wire.js";
 
 interface StoredMessage extends WireMessage {
   seq: string;
@@ -173,8 +181,62 @@ export class FakeServer {
       this.readSeqs.set(key, readSeq);
       return reply({ read: { conversation: frame.read.conversation, readSeq: String(readSeq) } });
     }
+    if (frame.search) {
+      const result = this.search(frame.search);
+      if (typeof result === "string") return fail("INVALID", result);
+      return reply({ search: result });
+    }
     if (frame.logout) return reply({ loggedOut: {} });
     fail("INVALID", "not served by the fake");
+  }
+
+  /**
+   * A stand-in for the search plane: every space-separated part a
+   * substring of a text (case-insensitive), newest first, a page at a time
+   * (the cursor is the count of hits already shown), highlights in code
+   * points as the server counts them.
+   */
+  private search(r: WireSearchRequest): WireSearchResult | string {
+    const query = (r.query ?? "").trim();
+    if (!query && (!r.kind || !r.conversation)) return "a search needs a query, or a conversation and a kind to list";
+    const parts = query.toLowerCase().split(/\s+/).filter((p) => p);
+    const found: { m: StoredMessage; text: string }[] = [];
+    for (const [conversation, log] of this.logs) {
+      if (r.conversation && r.conversation !== conversation) continue;
+      for (const m of log) {
+        const text = m.content?.text?.text ?? m.content?.file?.name ?? "";
+        if (r.sender && m.sender !== r.sender) continue;
+        const time = Number(m.serverTimeMs);
+        if ((r.fromMs && time < Number(r.fromMs)) || (r.toMs && time > Number(r.toMs))) continue;
+        const link = /https?:\/\/\S+/.test(text);
+        if (r.kind === "SEARCH_KIND_LINK" && !link) continue;
+        if (r.kind === "SEARCH_KIND_TEXT" && !m.content?.text) continue;
+        if (r.kind === "SEARCH_KIND_FILE" && !m.content?.file) continue;
+        if (r.kind === "SEARCH_KIND_IMAGE" && !m.content?.file?.image) continue;
+        if (parts.every((p) => text.toLowerCase().includes(p))) found.push({ m, text });
+      }
+    }
+    found.sort((a, b) => Number(b.m.serverTimeMs) - Number(a.m.serverTimeMs) || a.m.conversation!.localeCompare(b.m.conversation!));
+    const from = Number(r.cursor || "0");
+    const limit = r.limit || 20;
+    const page = found.slice(from, from + limit);
+    const hits: WireSearchHit[] = page.map(({ m, text }) => {
+      const chars = Array.from(text);
+      const lower = chars.map((c) => c.toLowerCase());
+      const highlights: { start?: number; end?: number }[] = [];
+      for (const p of parts) {
+        const want = Array.from(p);
+        for (let i = 0; i + want.length <= lower.length; i++) {
+          if (want.every((c, j) => lower[i + j] === c)) {
+            // proto3 JSON leaves a 0 out.
+            highlights.push(i === 0 ? { end: want.length } : { start: i, end: i + want.length });
+            break;
+          }
+        }
+      }
+      return { message: m, fragment: text, highlights, links: text.match(/https?:\/\/\S+/g) ?? [] };
+    });
+    return { hits, nextCursor: from + limit < found.length ? String(from + limit) : undefined };
   }
 
   private store(conversation: string, sender: string, clientMsgId: string, content: WireContent): StoredMessage {

@@ -3,11 +3,16 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import { useT } from "../context.js";
 import { GroupPanel } from "./group.js";
+import { HistoryPanel } from "./history.js";
 import { useClientVersion } from "./main.js";
 
 interface Props {
   client: ChorusClient;
   conversation: string;
+  /** A message to show, from a search or the history manager; a new nonce jumps again. */
+  focus?: { seq: number; nonce: number };
+  /** Asks to show a message of this conversation (the history manager's). */
+  onJump?: (seq: number) => void;
 }
 
 interface Outgoing {
@@ -20,7 +25,7 @@ function time(ms: number): string {
   return ms ? new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
 }
 
-export function Chat({ client, conversation }: Props) {
+export function Chat({ client, conversation, focus, onJump }: Props) {
   const t = useT();
   useClientVersion(client);
   const [draft, setDraft] = useState("");
@@ -38,8 +43,14 @@ export function Chat({ client, conversation }: Props) {
   const [revealed, setRevealed] = useState<Record<number, string>>({});
   // Favourites (收藏): messages kept from this screen, and refusals.
   const [kept, setKept] = useState<Record<number, string>>({});
+  const [history, setHistory] = useState(false);
+  // Older pages loaded for a jump, to render them.
+  const [, setLoaded] = useState(0);
   const list = useRef<HTMLOListElement>(null);
   const stickToBottom = useRef(true);
+  // The nonce of the last jump scrolled to, and whether older pages are on their way for one.
+  const jumpedTo = useRef<number | null>(null);
+  const loadingForJump = useRef(false);
   const me = client.session?.userId ?? "";
   const summary = client.conversation(conversation);
   const held = client.messages(conversation);
@@ -62,9 +73,40 @@ export function Chat({ client, conversation }: Props) {
     }
   }, [newest, summary?.readSeq, client.state]);
 
+  const jumping = focus !== undefined && jumpedTo.current !== focus.nonce;
+
+  // A jump (from a search hit or the history manager): the chat holds its
+  // recent history, so older pages come first until the message is held;
+  // one not yet received comes with the catch-up or its push.
+  useEffect(() => {
+    if (!focus || !jumping || loadingForJump.current) return;
+    if (held.some((m) => m.seq === focus.seq)) return;
+    const oldest = held[0]?.seq;
+    if (oldest === undefined || oldest < focus.seq) return;
+    loadingForJump.current = true;
+    client.loadOlder(conversation).then(
+      (older) => {
+        loadingForJump.current = false;
+        if (older.length > 0) setLoaded((n) => n + 1);
+      },
+      () => {
+        loadingForJump.current = false;
+      },
+    );
+  });
+
   useLayoutEffect(() => {
     const el = list.current;
-    if (el && stickToBottom.current) el.scrollTop = el.scrollHeight;
+    if (!el) return;
+    if (focus && jumping) {
+      const target = el.querySelector(`[data-seq="${focus.seq}"]`);
+      if (!target) return;
+      jumpedTo.current = focus.nonce;
+      stickToBottom.current = false;
+      target.scrollIntoView({ block: "center" });
+      return;
+    }
+    if (stickToBottom.current) el.scrollTop = el.scrollHeight;
   });
 
   const older = async () => {
@@ -271,15 +313,28 @@ export function Chat({ client, conversation }: Props) {
           </span>
         )}
       </h2>
-      {peer !== null && (
+      <div class="chat-tools">
+        {peer !== null && (
+          <button
+            class="link favourite-contact"
+            onClick={() => void client.setFavourite({ contact: peer }, !favouriteContact).catch(() => {})}
+            data-test="favourite-contact"
+            data-on={favouriteContact ? "true" : "false"}
+          >
+            {favouriteContact ? `★ ${t("lists.contact.on")}` : `☆ ${t("lists.contact.off")}`}
+          </button>
+        )}
         <button
-          class="link favourite-contact"
-          onClick={() => void client.setFavourite({ contact: peer }, !favouriteContact).catch(() => {})}
-          data-test="favourite-contact"
-          data-on={favouriteContact ? "true" : "false"}
+          class="link history-manager"
+          onClick={() => setHistory(!history)}
+          aria-expanded={history ? "true" : "false"}
+          data-test="history-manager"
         >
-          {favouriteContact ? `★ ${t("lists.contact.on")}` : `☆ ${t("lists.contact.off")}`}
+          {t("history.open")}
         </button>
+      </div>
+      {history && (
+        <HistoryPanel client={client} conversation={conversation} onJump={(seq) => onJump?.(seq)} onClose={() => setHistory(false)} />
       )}
       <GroupPanel client={client} conversation={conversation} />
       <ol class="messages" ref={list} onScroll={onScroll} data-test="messages">
@@ -291,7 +346,13 @@ export function Chat({ client, conversation }: Props) {
           </li>
         )}
         {messages.map((m) => (
-          <li key={m.seq} class={m.sender === me ? "msg mine" : "msg"} data-test="message" data-seq={m.seq}>
+          <li
+            key={m.seq}
+            class={`${m.sender === me ? "msg mine" : "msg"}${focus?.seq === m.seq ? " focused" : ""}`}
+            data-test="message"
+            data-seq={m.seq}
+            data-focused={focus?.seq === m.seq ? "true" : undefined}
+          >
             <div class={["recalled", "burned"].includes(m.content.kind) ? "bubble recalled-bubble" : "bubble"}>
               {body(m)}
             </div>

@@ -4,15 +4,18 @@ import { useState } from "preact/hooks";
 import { useT } from "../context.js";
 import { PersonalLists } from "./lists.js";
 import { NoticeList } from "./notices.js";
+import { SearchBox } from "./search.js";
 import { useClientVersion } from "./main.js";
 
 interface Props {
   client: ChorusClient;
   open: string | null;
   onOpen: (conversation: string) => void;
+  /** Opens a conversation at a message (a search hit). */
+  onJump: (conversation: string, seq: number) => void;
 }
 
-export function ConversationList({ client, open, onOpen }: Props) {
+export function ConversationList({ client, open, onOpen, onJump }: Props) {
   const t = useT();
   useClientVersion(client);
   const [peer, setPeer] = useState("");
@@ -58,73 +61,75 @@ export function ConversationList({ client, open, onOpen }: Props) {
 
   return (
     <nav class="conversations" aria-label={t("list.heading")}>
-      <form class="new-chat" onSubmit={start}>
-        <input
-          aria-label={t("list.new")}
-          placeholder={t("list.new")}
-          value={peer}
-          onInput={(e) => setPeer(e.currentTarget.value)}
-          data-test="new-chat"
-        />
-        <button type="submit" data-test="new-chat-go">
-          {t("list.new.go")}
-        </button>
-      </form>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
-      <div class="tabs" role="tablist">
-        {(["chats", "recent", "favourites", "notices"] as const).map((name) => (
-          <button
-            key={name}
-            role="tab"
-            aria-selected={tab === name ? "true" : "false"}
-            class={tab === name ? "link tab current" : "link tab"}
-            onClick={() => setTab(name)}
-            data-test={`tab-${name}`}
-          >
-            {t(`lists.tab.${name}`)}
+      <SearchBox client={client} open={open} onJump={onJump}>
+        <form class="new-chat" onSubmit={start}>
+          <input
+            aria-label={t("list.new")}
+            placeholder={t("list.new")}
+            value={peer}
+            onInput={(e) => setPeer(e.currentTarget.value)}
+            data-test="new-chat"
+          />
+          <button type="submit" data-test="new-chat-go">
+            {t("list.new.go")}
           </button>
-        ))}
-      </div>
-      {(tab === "recent" || tab === "favourites") && <PersonalLists client={client} kind={tab} onOpen={onOpen} />}
-      {tab === "notices" && <NoticeList client={client} />}
-      {tab === "chats" && list.length === 0 && <p class="quiet">{t("list.empty")}</p>}
-      <ul hidden={tab !== "chats"}>
-        {list.map((c) => (
-          <li key={c.id}>
+        </form>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        <div class="tabs" role="tablist">
+          {(["chats", "recent", "favourites", "notices"] as const).map((name) => (
             <button
-              class={c.id === open ? "conv current" : "conv"}
-              onClick={() => onOpen(c.id)}
-              data-test="conversation"
-              data-conversation={c.id}
-              aria-current={c.id === open ? "true" : undefined}
+              key={name}
+              role="tab"
+              aria-selected={tab === name ? "true" : "false"}
+              class={tab === name ? "link tab current" : "link tab"}
+              onClick={() => setTab(name)}
+              data-test={`tab-${name}`}
             >
-              <span class="title">{c.title || c.id}</span>
-              {c.mentioned && c.id !== open && (
-                <span class="mention" data-test="mentioned">
-                  {t("list.mentioned")}
-                </span>
-              )}
-              {c.dnd && (
-                <span class="dnd" aria-label={t("group.dnd")} data-test="dnd-mark">
-                  🔕
-                </span>
-              )}
-              {c.unread > 0 && c.id !== open && (
-                <span class="badge" aria-label={t("list.unread", { count: c.unread })} data-test="unread">
-                  {c.unread}
-                </span>
-              )}
-              <span class="last" dir="auto">
-                {c.lastMessage ? previewMessage(c.lastMessage) : ""}
-              </span>
+              {t(`lists.tab.${name}`)}
             </button>
-          </li>
-        ))}
-      </ul>
+          ))}
+        </div>
+        {(tab === "recent" || tab === "favourites") && <PersonalLists client={client} kind={tab} onOpen={onOpen} />}
+        {tab === "notices" && <NoticeList client={client} />}
+        {tab === "chats" && list.length === 0 && <p class="quiet">{t("list.empty")}</p>}
+        <ul hidden={tab !== "chats"}>
+          {list.map((c) => (
+            <li key={c.id}>
+              <button
+                class={c.id === open ? "conv current" : "conv"}
+                onClick={() => onOpen(c.id)}
+                data-test="conversation"
+                data-conversation={c.id}
+                aria-current={c.id === open ? "true" : undefined}
+              >
+                <span class="title">{c.title || c.id}</span>
+                {c.mentioned && c.id !== open && (
+                  <span class="mention" data-test="mentioned">
+                    {t("list.mentioned")}
+                  </span>
+                )}
+                {c.dnd && (
+                  <span class="dnd" aria-label={t("group.dnd")} data-test="dnd-mark">
+                    🔕
+                  </span>
+                )}
+                {c.unread > 0 && c.id !== open && (
+                  <span class="badge" aria-label={t("list.unread", { count: c.unread })} data-test="unread">
+                    {c.unread}
+                  </span>
+                )}
+                <span class="last" dir="auto">
+                  {c.lastMessage ? previewMessage(c.lastMessage) : ""}
+                </span>
+              </button>
+            </li>
+          ))}
+        </ul>
+      </SearchBox>
     </nav>
   );
 }

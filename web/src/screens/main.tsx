@@ -1,5 +1,5 @@
 import type { ChorusClient, ConnectionState } from "@chorus/client";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 
 import { useT } from "../context.js";
 import { Chat } from "./chat.js";
@@ -33,6 +33,10 @@ export function useClientVersion(client: ChorusClient): number {
 export function Main({ client, onLeave, onSwitchLang }: Props) {
   const t = useT();
   const [open, setOpen] = useState<string | null>(null);
+  // The message a search hit or the history manager asked to show.
+  const [focus, setFocus] = useState<{ conversation: string; seq: number; nonce: number } | null>(null);
+  // Every jump gets a new nonce, so that the same message can be jumped to again.
+  const jumps = useRef(0);
   const [state, setState] = useState<ConnectionState>(client.state);
   const [ended, setEnded] = useState<{ code: string; reason: string } | null>(null);
   useEffect(() => {
@@ -44,6 +48,16 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
   useEffect(() => {
     if (state === "online") void client.favourites(1).catch(() => {});
   }, [client, state === "online"]);
+
+  // Opening a conversation from the list shows its newest messages.
+  const openConversation = (conversation: string) => {
+    setFocus(null);
+    setOpen(conversation);
+  };
+  const jump = (conversation: string, seq: number) => {
+    setOpen(conversation);
+    setFocus({ conversation, seq, nonce: ++jumps.current });
+  };
 
   if (ended) {
     return (
@@ -79,8 +93,18 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
         </div>
       ) : null}
       <div class="panes">
-        <ConversationList client={client} open={open} onOpen={setOpen} />
-        {open ? <Chat key={open} client={client} conversation={open} /> : <section class="chat empty">{t("chat.none")}</section>}
+        <ConversationList client={client} open={open} onOpen={openConversation} onJump={jump} />
+        {open ? (
+          <Chat
+            key={open}
+            client={client}
+            conversation={open}
+            focus={focus?.conversation === open ? focus : undefined}
+            onJump={(seq) => jump(open, seq)}
+          />
+        ) : (
+          <section class="chat empty">{t("chat.none")}</section>
+        )}
       </div>
     </div>
   );
