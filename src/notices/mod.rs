@@ -7,11 +7,15 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::authz::{self, Action, Subject};
 use crate::delivery::Delivery;
 use crate::meta::{Meta, NoticeRecord};
 use crate::protocol::{ProtocolError, blocking, check_text, now_ms, pb};
+
+/// How long a send waits for this node's replica to apply its notice.
+const APPLY_PATIENCE: Duration = Duration::from_secs(5);
 
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -176,9 +180,9 @@ impl Notices {
             recipient_count: 0,
         };
         let notice = self.inner.meta.send_notice(record, subject.admin).await?;
-        let meta = self.inner.meta.clone();
-        let id = notice.notice_id;
-        let recipients = blocking(move || Ok(meta.notice_recipients(id)?)).await?;
+        let recipients = self
+            .applied_recipients(notice.notice_id, notice.recipient_count)
+            .await?;
         let sent = pb::NoticeSent {
             notice_id: notice.notice_id,
             recipient_count: notice.recipient_count,
@@ -192,6 +196,30 @@ impl Notices {
         };
         self.inner.delivery.deliver(frame, recipients, None);
         Ok(sent)
+    }
+
+    /// Returns a notice's recipients from this node's metadata replica,
+    /// once it applied the notice: the write was answered by the leader,
+    /// and a replica that has not applied it yet knows no recipient (whom
+    /// the push would then miss). Gives what it holds after a few seconds.
+    async fn applied_recipients(&self, id: u64, count: u32) -> Result<Vec<u64>, ProtocolError> {
+        let deadline = std::time::Instant::now() + APPLY_PATIENCE;
+        loop {
+            let meta = self.inner.meta.clone();
+            let applied = meta.raft().metrics().borrow().last_applied;
+            let recipients = blocking(move || Ok(meta.notice_recipients(id)?)).await?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if recipients.len() >= count as usize || left.is_zero() {
+                return Ok(recipients);
+            }
+            let _ = self
+                .inner
+                .meta
+                .raft()
+                .wait(Some(left))
+                .metrics(|m| m.last_applied != applied, "metadata applied more")
+                .await;
+        }
     }
 
     /// Returns the user's notices (or those they sent), newest first.
