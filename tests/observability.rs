@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use chorus::client::Transport;
-use chorus::pb::DeviceClass;
+use chorus::pb::{self, DeviceClass};
 use chorus::{ConversationId, ErrorCode};
 use common::*;
 use serde_json::{Value, json};
@@ -229,6 +229,18 @@ async fn every_metric_named_by_the_dashboards_and_alerts_is_exported() {
             .unwrap()
             .duplicate
     );
+    // A search, once the message is indexed: its time and the index lag.
+    wait_for("the message to be indexed", || async {
+        let found = alice
+            .search(pb::SearchRequest {
+                query: "hello".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (!found.hits.is_empty()).then_some(())
+    })
+    .await;
     let (carol, _) = node.login("carol", DeviceClass::Pc, Transport::Tcp).await;
     let forbidden = carol.pull(&conv, 0, 1).await.unwrap_err();
     assert_eq!(forbidden.code(), Some(ErrorCode::Forbidden));
@@ -247,6 +259,7 @@ async fn every_metric_named_by_the_dashboards_and_alerts_is_exported() {
             let value = |series| Exposition::get(&text, series);
             (text.contains("chorus_connections_refused_total{reason=\"per_ip_limit\"}")
                 && text.contains("chorus_actor_restarts_total")
+                && text.contains("chorus_search_index_lag_seconds_count")
                 && text.contains("chorus_process_open_fds ")
                 && value("chorus_raft_groups_leading{group=\"meta\"}") == Some(1.0)
                 && value("chorus_raft_groups_leading{group=\"partition\"}") >= Some(8.0)
