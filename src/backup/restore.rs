@@ -62,6 +62,16 @@ fn restore(
             db_dir.display()
         )));
     }
+    // A search index left beside an empty database describes other data:
+    // without it the node builds its index from the restored replicas.
+    let index_dir = data_dir.join("search");
+    if index_dir.exists() {
+        std::fs::remove_dir_all(&index_dir).map_err(|source| BackupError::Io {
+            action: "removing the stale search index",
+            path: index_dir.clone(),
+            source,
+        })?;
+    }
     let source = backup.join(DB_FOLDER);
     copy_folder(&source, &db_dir)?;
     let database = Db::open(&db_dir)?;
