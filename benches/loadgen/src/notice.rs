@@ -52,20 +52,27 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-pub async fn run(args: NoticeArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", args.http);
+/// Logs the admin in over REST; returns the bearer token.
+pub(crate) async fn admin_token(
+    http: &reqwest::Client,
+    base: &str,
+    password: &str,
+) -> anyhow::Result<String> {
     let login: Value = http
         .post(format!("{base}/api/v1/login"))
-        .json(
-            &json!({ "account": "admin", "password": args.admin_password, "device_class": "web" }),
-        )
+        .json(&json!({ "account": "admin", "password": password, "device_class": "web" }))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    let token = login["token"].as_str().context("admin token")?.to_string();
+    Ok(login["token"].as_str().context("admin token")?.to_string())
+}
+
+pub async fn run(args: NoticeArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", args.http);
+    let token = admin_token(&http, &base, &args.admin_password).await?;
     let run_id = chorus_now_ms();
     let department: Value = http
         .post(format!("{base}/api/v1/departments"))

@@ -20,7 +20,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::notice::{chorus_now_ms, ms, percentile};
+use crate::notice::{admin_token, chorus_now_ms, ms, percentile};
 
 #[derive(Args, Debug, Clone)]
 pub struct SearchArgs {
@@ -135,17 +135,7 @@ async fn searchable(searcher: &Connection, marker: &str) -> anyhow::Result<Durat
 pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let base = format!("http://{}", args.http);
-    let login: Value = http
-        .post(format!("{base}/api/v1/login"))
-        .json(
-            &json!({ "account": "admin", "password": args.admin_password, "device_class": "web" }),
-        )
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = login["token"].as_str().context("admin token")?.to_string();
+    let token = admin_token(&http, &base, &args.admin_password).await?;
     let run_id = chorus_now_ms();
     let mut ids = Vec::new();
     let accounts: Vec<String> = (0..=args.conversations)
