@@ -55,6 +55,10 @@ pub struct SearchArgs {
     rate: u64,
     #[arg(long, default_value = "20s", value_parser = crate::clock::parse_duration)]
     duration: Duration,
+    /// Only the paced phase, without searching: the baseline against a
+    /// node with `[search] enabled = false`.
+    #[arg(long)]
+    ack_only: bool,
 }
 
 const PASSWORD: &str = "bench-search-password";
@@ -153,13 +157,18 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
             .await?;
         ids.push(user["user_id"].as_u64().context("user id")?);
     }
-    let searcher = connect(&args.server, &accounts[0]).await?;
     let mut senders = Vec::new();
     for (n, account) in accounts.iter().enumerate().skip(1) {
         let conv = chorus::ConversationId::direct(ids[0], ids[n]).to_string();
         senders.push((Arc::new(connect(&args.server, account).await?), conv));
     }
 
+    if args.ack_only {
+        let acks = paced(&args, &senders).await?;
+        let report = json!({ "paced": paced_report(&args, &acks, None) });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     // Fill the history.
     eprintln!("writing {} messages", args.messages);
     let gate = Arc::new(Semaphore::new(args.in_flight));
@@ -181,6 +190,8 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
         send.await??;
     }
     let fill = started.elapsed();
+    // Logged in now: idle through the fill, it would have timed out.
+    let searcher = connect(&args.server, &accounts[0]).await?;
     let marker = format!("marker{run_id}");
     senders[0]
         .0
@@ -206,32 +217,12 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
     times.sort_unstable();
     let index_bytes = args.index_dir.as_deref().map(dir_bytes);
 
-    // Paced sends: the ack latency while the index follows.
-    eprintln!("sending at {}/s for {:?}", args.rate, args.duration);
-    let total = (args.rate as f64 * args.duration.as_secs_f64()) as u64;
-    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
-    let epoch = tokio::time::Instant::now();
-    let mut paced = Vec::with_capacity(total as usize);
-    for n in 0..total {
-        let due = epoch + interval.mul_f64(n as f64);
-        tokio::time::sleep_until(due).await;
-        let (conn, conv) = senders[n as usize % senders.len()].clone();
-        paced.push(tokio::spawn(async move {
-            conn.send_text(&conv, &format!("p{n}"), &text(n)).await?;
-            // From the scheduled time: a late send counts its lateness.
-            anyhow::Ok(due.elapsed())
-        }));
-    }
-    let mut acks = Vec::with_capacity(paced.len());
-    for send in paced {
-        acks.push(send.await??);
-    }
-    acks.sort_unstable();
+    let acks = paced(&args, &senders).await?;
     let tail = format!("tail{run_id}");
     senders[0].0.send_text(&senders[0].1, "tail", &tail).await?;
     let tail_lag = searchable(&searcher, &tail).await.ok();
 
-    let messages = args.messages as u64 + 2 + total;
+    let messages = args.messages as u64 + 2 + acks.len() as u64;
     let report = json!({
         "messages_indexed": messages,
         "fill": {
@@ -251,17 +242,49 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
             "bytes": bytes,
             "bytes_per_message": bytes as f64 / (args.messages as f64 + 2.0).max(1.0),
         })),
-        "paced": {
-            "rate": args.rate,
-            "sent": total,
-            "ack_ms": {
-                "p50": ms(percentile(&acks, 0.5)),
-                "p99": ms(percentile(&acks, 0.99)),
-                "max": ms(*acks.last().unwrap_or(&Duration::ZERO)),
-            },
-            "searchable_after_last_ack_ms": tail_lag.map(ms),
-        },
+        "paced": paced_report(&args, &acks, tail_lag),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+type Sender = (Arc<Connection>, String);
+
+/// Sends at `--rate` for `--duration`, round robin over the senders;
+/// returns each send's time from its scheduled instant to its ack, sorted.
+async fn paced(args: &SearchArgs, senders: &[Sender]) -> anyhow::Result<Vec<Duration>> {
+    eprintln!("sending at {}/s for {:?}", args.rate, args.duration);
+    let total = (args.rate as f64 * args.duration.as_secs_f64()) as u64;
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+    let epoch = tokio::time::Instant::now();
+    let mut sends = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        let due = epoch + interval.mul_f64(n as f64);
+        tokio::time::sleep_until(due).await;
+        let (conn, conv) = senders[n as usize % senders.len()].clone();
+        sends.push(tokio::spawn(async move {
+            conn.send_text(&conv, &format!("p{n}"), &text(n)).await?;
+            // From the scheduled time: a late send counts its lateness.
+            anyhow::Ok(due.elapsed())
+        }));
+    }
+    let mut acks = Vec::with_capacity(sends.len());
+    for send in sends {
+        acks.push(send.await??);
+    }
+    acks.sort_unstable();
+    Ok(acks)
+}
+
+fn paced_report(args: &SearchArgs, acks: &[Duration], lag: Option<Duration>) -> Value {
+    json!({
+        "rate": args.rate,
+        "sent": acks.len(),
+        "ack_ms": {
+            "p50": ms(percentile(acks, 0.5)),
+            "p99": ms(percentile(acks, 0.99)),
+            "max": ms(*acks.last().unwrap_or(&Duration::ZERO)),
+        },
+        "searchable_after_last_ack_ms": lag.map(ms),
+    })
 }
