@@ -93,6 +93,20 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A GET of the REST API, with a query and a bearer token if given.
+async fn get(
+    node: &TestNode,
+    path: &str,
+    query: &[(&str, &str)],
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut request = node.http().get(node.url(path)).query(query);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
 fn set(hits: &[(String, u64)]) -> BTreeSet<(String, u64)> {
     hits.iter().cloned().collect()
 }
@@ -274,14 +288,8 @@ async fn a_non_member_never_sees_a_private_conversation() {
     }
     // The same over REST.
     let token = node.rest_token("mallory", &password("mallory"), "pc").await;
-    let rest: Value = node
-        .http()
-        .get(node.url("/api/v1/search"))
-        .query(&[("q", "蓝鲸计划")])
-        .bearer_auth(&token)
-        .send()
+    let rest: Value = get(&node, "/api/v1/search", &[("q", "蓝鲸计划")], Some(&token))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -292,14 +300,13 @@ async fn a_non_member_never_sees_a_private_conversation() {
         .map(|h| h["message"]["conversation"].as_str().unwrap())
         .collect();
     assert_eq!(convs, vec![mine.as_str()]);
-    let forbidden = node
-        .http()
-        .get(node.url("/api/v1/search"))
-        .query(&[("q", "蓝鲸"), ("conversation", private.as_str())])
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let forbidden = get(
+        &node,
+        "/api/v1/search",
+        &[("q", "蓝鲸"), ("conversation", private.as_str())],
+        Some(&token),
+    )
+    .await;
     assert_eq!(forbidden.status(), 403);
 
     // Bob leaves the group: its messages leave his results.
@@ -428,38 +435,36 @@ async fn the_history_manager_lists_files_images_and_links_and_exports() {
 
     // REST: the items listing, and the export as JSON and as text.
     let token = node.rest_token("alice", &password("alice"), "pc").await;
-    let items: Value = node
-        .http()
-        .get(node.url(&format!("/api/v1/conversations/{conv}/items")))
-        .query(&[("kind", "image")])
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let items: Value = get(
+        &node,
+        &format!("/api/v1/conversations/{conv}/items"),
+        &[("kind", "image")],
+        Some(&token),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(items["hits"][0]["fragment"], "whiteboard.png");
-    let export: Value = node
-        .http()
-        .get(node.url(&format!("/api/v1/conversations/{conv}/export")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let export: Value = get(
+        &node,
+        &format!("/api/v1/conversations/{conv}/export"),
+        &[],
+        Some(&token),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(export["messages"].as_array().unwrap().len(), 4);
     assert_eq!(export["next_after_seq"], 0);
-    let text = node
-        .http()
-        .get(node.url(&format!("/api/v1/conversations/{conv}/export")))
-        .query(&[("format", "text")])
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let text = get(
+        &node,
+        &format!("/api/v1/conversations/{conv}/export"),
+        &[("format", "text")],
+        Some(&token),
+    )
+    .await;
     assert_eq!(text.status(), 200);
     assert!(
         text.headers()["content-disposition"]
@@ -478,13 +483,13 @@ async fn the_history_manager_lists_files_images_and_links_and_exports() {
     );
     // Not a member: no export.
     let eve = node.rest_token("eve", &password("eve"), "pc").await;
-    let refused = node
-        .http()
-        .get(node.url(&format!("/api/v1/conversations/{conv}/export")))
-        .bearer_auth(&eve)
-        .send()
-        .await
-        .unwrap();
+    let refused = get(
+        &node,
+        &format!("/api/v1/conversations/{conv}/export"),
+        &[],
+        Some(&eve),
+    )
+    .await;
     assert_eq!(refused.status(), 403);
 }
 
@@ -541,34 +546,20 @@ async fn bad_searches_get_invalid() {
         vec![("q", "x"), ("kind", "video")],
         vec![("q", "x"), ("limit", "-1")],
     ] {
-        let response = node
-            .http()
-            .get(node.url("/api/v1/search"))
-            .query(&query)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let response = get(&node, "/api/v1/search", &query, Some(&token)).await;
         assert_eq!(response.status(), 400, "{query:?}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["code"], "INVALID", "{body}");
     }
-    let items = node
-        .http()
-        .get(node.url(&format!("/api/v1/conversations/{conv}/items")))
-        .query(&[("kind", "text")])
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let items = get(
+        &node,
+        &format!("/api/v1/conversations/{conv}/items"),
+        &[("kind", "text")],
+        Some(&token),
+    )
+    .await;
     assert_eq!(items.status(), 400);
-    let unauthenticated = node
-        .http()
-        .get(node.url("/api/v1/search"))
-        .query(&[("q", "x")])
-        .send()
-        .await
-        .unwrap();
+    let unauthenticated = get(&node, "/api/v1/search", &[("q", "x")], None).await;
     assert_eq!(unauthenticated.status(), 401);
 }
 

@@ -214,10 +214,8 @@ impl SearchIndex {
         let key = doc_key(conv, seq);
         let writer = self.writer();
         writer.delete_term(Term::from_field_text(f.key, &key));
-        let Some((text, kinds)) = message.and_then(indexed_text) else {
-            return Ok(());
-        };
-        let Some(message) = message else {
+        let Some((message, (text, kinds))) = message.and_then(|m| Some((m, indexed_text(m)?)))
+        else {
             return Ok(());
         };
         let mut doc = TantivyDocument::default();

@@ -283,21 +283,22 @@ impl Search {
         let mut plan: BTreeMap<u64, Vec<u16>> = BTreeMap::new();
         for &partition in partitions {
             let placement = self.inner.meta.placement(partition)?.replicas;
-            let metrics = self.inner.partitions.rafts()[usize::from(partition)]
-                .metrics()
-                .borrow()
-                .clone();
             let mut candidates = Vec::new();
-            if placement.contains(&me)
-                && metrics
+            {
+                // Read in place: cloning the metrics per partition would copy
+                // every membership and replication map on each query.
+                let metrics = self.inner.partitions.rafts()[usize::from(partition)].metrics();
+                let metrics = metrics.borrow();
+                let holds = metrics
                     .membership_config
                     .membership()
                     .get_node(&me)
-                    .is_some()
-            {
-                candidates.push(me);
+                    .is_some();
+                if placement.contains(&me) && holds {
+                    candidates.push(me);
+                }
+                candidates.extend(metrics.current_leader.filter(|l| placement.contains(l)));
             }
-            candidates.extend(metrics.current_leader.filter(|l| placement.contains(l)));
             candidates.extend(placement);
             let node = candidates
                 .into_iter()
