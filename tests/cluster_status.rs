@@ -78,11 +78,20 @@ async fn cluster_status_prints_nodes_groups_and_leaders() {
     );
 
     let out = status(&node, &["--token", &token, "--json"]).await;
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["node_id"], 1);
 
-    let out = status(&node, &["--token", "not-a-token"]).await;
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    // Tokens are base64url: one in 64 begins with '-', and is still a token, not a flag.
+    for bad in ["not-a-token", "-not-a-token"] {
+        let out = status(&node, &["--token", bad]).await;
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("401"), "{bad}: {stderr}");
+    }
 }

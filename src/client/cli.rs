@@ -55,7 +55,13 @@ pub struct ClientArgs {
     pub tls_name: String,
     #[arg(long, short, env = "CHORUS_USER")]
     pub user: String,
-    #[arg(long, short, env = "CHORUS_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        short,
+        env = "CHORUS_PASSWORD",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub password: String,
     #[arg(long, value_enum, default_value = "pc")]
     pub device: DeviceArg,

@@ -27,11 +27,23 @@ pub struct StatusArgs {
     #[arg(long, default_value = "localhost")]
     pub tls_name: String,
     /// An admin token; without it the command logs in with --user and --password.
-    #[arg(long, env = "CHORUS_TOKEN", hide_env_values = true)]
+    /// A token or password may begin with `-` (base64url tokens do, one in 64).
+    #[arg(
+        long,
+        env = "CHORUS_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub token: Option<String>,
     #[arg(long, short, env = "CHORUS_USER", default_value = "admin")]
     pub user: String,
-    #[arg(long, short, env = "CHORUS_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        short,
+        env = "CHORUS_PASSWORD",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub password: Option<String>,
     /// Device class of the login (a login ends the account's previous
     /// session of the same class: pass --token to keep it).
