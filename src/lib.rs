@@ -10,6 +10,7 @@ mod cluster;
 mod config;
 mod db;
 mod delivery;
+mod files;
 mod groups;
 mod lists;
 mod logging;

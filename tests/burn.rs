@@ -244,6 +244,7 @@ async fn bad_burns_are_refused_with_a_clear_error_and_store_nothing() {
         }),
         sign_off: pb::SignOff::Confirm as i32,
         burn_after_secs: 60,
+        forward_of: None,
     };
     let (code, message) = refusal(alice_pc.send(with_sign_off).await);
     assert_eq!(code, ErrorCode::Invalid);

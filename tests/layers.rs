@@ -25,6 +25,7 @@ const RANKS: &[(&str, u8)] = &[
     ("lists", 8),
     ("notices", 8),
     ("search", 8),
+    ("files", 8),
     ("admin", 9),
     ("api", 10),
     ("node", 11),

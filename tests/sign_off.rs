@@ -183,6 +183,7 @@ async fn each_recipient_goes_delivered_read_signed_and_the_sender_sees_it() {
         }),
         sign_off: 7,
         burn_after_secs: 0,
+        forward_of: None,
     };
     let (code, message) = match alice_pc.request(pb::client_frame::Body::Send(bad)).await {
         Err(ClientError::Server(err)) => (err.code, err.message),

@@ -22,6 +22,7 @@ use crate::auth::Auth;
 use crate::backup::Backups;
 use crate::config::NodeConfig;
 use crate::delivery::Delivery;
+use crate::files::Files;
 use crate::groups::Groups;
 use crate::lists::Lists;
 use crate::messaging::Messaging;
@@ -43,6 +44,7 @@ pub struct Planes {
     pub lists: Lists,
     pub notices: Notices,
     pub search: Search,
+    pub files: Files,
     pub cluster: ClusterAdmin,
     pub backups: Backups,
     pub limiter: ConnLimiter,

@@ -116,12 +116,27 @@ impl Session {
     /// Sends a request to a conversation's actor, wherever it runs; the
     /// answer is queued when it comes (see [`Session::next_answer`]).
     fn converse(&mut self, conv: ConversationId, request: Request, request_id: u64) {
+        self.converse_after(conv, async move { Ok(request) }, request_id);
+    }
+
+    /// Calls the conversation with the request `request` resolves to (a
+    /// send whose file is filled in first), answering its error otherwise.
+    fn converse_after(
+        &mut self,
+        conv: ConversationId,
+        request: impl Future<Output = Result<Request, ProtocolError>> + Send + 'static,
+        request_id: u64,
+    ) {
         let messaging = self.planes.messaging.clone();
         let origin = SessionRef {
             node: self.planes.config.node_id,
             session: self.id,
         };
         let answer = async move {
+            let request = match request.await {
+                Ok(request) => request,
+                Err(err) => return err.to_frame(request_id),
+            };
             let body = match messaging.call(conv, request, origin).await {
                 Ok(Answer::Ack(ack)) => Out::Ack(ack),
                 Ok(Answer::Read(read)) => Out::Read(read),
@@ -688,18 +703,34 @@ impl Session {
         Ok(())
     }
 
-    fn send(&mut self, send: pb::SendMessage, request_id: u64) -> Result<(), ProtocolError> {
+    fn send(&mut self, mut send: pb::SendMessage, request_id: u64) -> Result<(), ProtocolError> {
         let sender = self.user_id()?;
         validate_send(&send, self.planes.config.limits.max_text_bytes)?;
         let conv: ConversationId = send.conversation.parse()?;
-        self.converse(
-            conv,
-            Request::Send {
+        let with_file = send.forward_of.is_some()
+            || matches!(
+                send.content.as_ref().and_then(|c| c.kind.as_ref()),
+                Some(pb::content::Kind::File(_))
+            );
+        if !with_file {
+            let request = Request::Send {
                 sender,
                 message: send,
-            },
-            request_id,
-        );
+            };
+            self.converse(conv, request, request_id);
+            return Ok(());
+        }
+        // A file is filled in from its record, a forward from its source.
+        let files = self.planes.files.clone();
+        let subject = self.subject()?;
+        let prepared = async move {
+            files.prepare_send(subject, &mut send).await?;
+            Ok(Request::Send {
+                sender,
+                message: send,
+            })
+        };
+        self.converse_after(conv, prepared, request_id);
         Ok(())
     }
 }
@@ -733,6 +764,18 @@ fn validate_send(send: &pb::SendMessage, max_text_bytes: usize) -> Result<(), Pr
                 "a burn-after-reading message cannot also ask for sign-off",
             ));
         }
+    }
+    if let Some(source) = &send.forward_of {
+        if send.content.is_some() {
+            return Err(ProtocolError::invalid(
+                "a forward takes its content from forward_of: leave content out",
+            ));
+        }
+        source.conversation.parse::<ConversationId>()?;
+        if source.seq == 0 {
+            return Err(ProtocolError::invalid("forward_of.seq must be positive"));
+        }
+        return Ok(());
     }
     match send.content.as_ref().and_then(|c| c.kind.as_ref()) {
         None => Err(ProtocolError::invalid("message has no content")),

@@ -4,7 +4,7 @@
 //! flag themselves, so that roles, graded admins and three-officer
 //! separation change this module and not every caller.
 
-use crate::protocol::store_pb::DiscussionStarters;
+use crate::protocol::store_pb::{DiscussionStarters, FileSenders};
 use crate::protocol::{ConversationId, ProtocolError};
 
 /// Who asks: an authenticated user and what the metadata says of them.
@@ -105,6 +105,8 @@ pub enum Action<'a> {
     /// Remind the recipients of a message sent by `sender` to sign it: its
     /// sender or an admin.
     RemindSigners { sender: u64 },
+    /// Upload or send a file, as the file policy's `senders` allow.
+    SendFile { senders: FileSenders },
 }
 
 /// Says whether `subject` may do `action`.
@@ -116,6 +118,11 @@ pub fn allows(subject: &Subject, action: Action<'_>) -> bool {
             DiscussionStarters::Everyone => true,
             DiscussionStarters::Admins => subject.admin,
             DiscussionStarters::Nobody => false,
+        },
+        Action::SendFile { senders } => match senders {
+            FileSenders::Everyone => true,
+            FileSenders::Admins => subject.admin,
+            FileSenders::Nobody => false,
         },
         Action::AddressNotice { in_scope } => subject.admin || in_scope,
         Action::SeeNoticeStats { sender } => subject.admin || sender == subject.user_id,
@@ -246,6 +253,10 @@ pub fn check(subject: &Subject, action: Action<'_>) -> Result<(), ProtocolError>
             "temporary discussions are off (messaging policy discussion_starters: nobody)"
                 .to_string()
         }
+        Action::SendFile {
+            senders: FileSenders::Admins,
+        } => "the file policy lets only admins send files".to_string(),
+        Action::SendFile { .. } => "sending files is off (file policy senders: nobody)".to_string(),
         Action::LeaveGroup { .. } => "not a member of this group".to_string(),
         Action::AddressNotice { .. } => "you may address only the departments you hold a post in \
              (and those below them) and the groups you own or admin; admins address anyone"

@@ -506,6 +506,7 @@ impl Connection {
             }),
             sign_off: sign_off as i32,
             burn_after_secs: 0,
+            forward_of: None,
         })
         .await
     }
@@ -527,6 +528,26 @@ impl Connection {
             }),
             sign_off: 0,
             burn_after_secs,
+            forward_of: None,
+        })
+        .await
+    }
+
+    /// Forwards a message the user may read (a text, an emoji, a file or
+    /// an image) to another conversation.
+    pub async fn forward(
+        &self,
+        conversation: &str,
+        client_msg_id: &str,
+        source: pb::MessageRef,
+    ) -> Result<pb::SendAck, ClientError> {
+        self.send(pb::SendMessage {
+            client_msg_id: client_msg_id.to_string(),
+            conversation: conversation.to_string(),
+            content: None,
+            sign_off: 0,
+            burn_after_secs: 0,
+            forward_of: Some(source),
         })
         .await
     }

@@ -62,6 +62,8 @@ pub fn request_label(request: &Request) -> &'static str {
         Request::Converse(_) => "converse",
         Request::Elect(_) => "elect",
         Request::Search(_) => "search",
+        Request::BlobWrite(_) => "blob_write",
+        Request::BlobRead(_) => "blob_read",
     }
 }
 
@@ -80,6 +82,8 @@ pub fn response_label(response: &Response) -> &'static str {
         Response::Converse(_) => "converse",
         Response::Elect(_) => "elect",
         Response::Search(_) => "search",
+        Response::BlobWrite(_) => "blob_write",
+        Response::BlobRead(_) => "blob_read",
     }
 }
 

@@ -61,6 +61,8 @@ pub struct NodeConfig {
     pub web: WebConfig,
     #[serde(default)]
     pub search: SearchConfig,
+    #[serde(default)]
+    pub files: FilesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -387,6 +389,51 @@ fn default_search_enabled() -> bool {
     true
 }
 
+/// Files and images (docs/decisions/0022). What may be sent (sizes, types,
+/// quotas, retention) is the file policy in the metadata, set by admins;
+/// these are the node's own bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// The largest chunk of an upload one request may carry, and the most
+    /// one upload holds in memory at a time.
+    #[serde(default = "default_max_chunk_bytes")]
+    pub max_chunk_bytes: usize,
+    /// An upload not completed within this time is discarded with its bytes.
+    #[serde(default = "default_upload_expiry_secs")]
+    pub upload_expiry_secs: u64,
+    /// The most uploads in progress on this node at once.
+    #[serde(default = "default_max_open_uploads")]
+    pub max_open_uploads: usize,
+    /// The longest side of a thumbnail, in pixels.
+    #[serde(default = "default_thumbnail_px")]
+    pub thumbnail_px: u32,
+    /// The most pixels of an image a thumbnail is made from; a larger image
+    /// (or one that claims to be, as a decompression bomb does) is refused.
+    #[serde(default = "default_max_image_pixels")]
+    pub max_image_pixels: u64,
+}
+
+fn default_max_chunk_bytes() -> usize {
+    4 * 1024 * 1024
+}
+
+fn default_upload_expiry_secs() -> u64 {
+    24 * 3600
+}
+
+fn default_max_open_uploads() -> usize {
+    1000
+}
+
+fn default_thumbnail_px() -> u32 {
+    256
+}
+
+fn default_max_image_pixels() -> u64 {
+    50_000_000
+}
+
 /// The web client the HTTP port serves at `/`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -557,6 +604,7 @@ section_default!(ClusterConfig);
 section_default!(QuotasConfig);
 section_default!(WebConfig);
 section_default!(SearchConfig);
+section_default!(FilesConfig);
 section_default!(NodeConfig);
 
 impl AuthConfig {
@@ -707,6 +755,18 @@ impl NodeConfig {
         }
         if !(1..=7).contains(&c.replication_factor) {
             return invalid("cluster.replication_factor must be between 1 and 7");
+        }
+        let f = &self.files;
+        if !(64 * 1024..=64 * 1024 * 1024).contains(&f.max_chunk_bytes) {
+            return invalid("files.max_chunk_bytes must be between 65536 and 67108864");
+        }
+        if f.upload_expiry_secs == 0 || f.max_open_uploads == 0 {
+            return invalid("files.upload_expiry_secs and files.max_open_uploads must be positive");
+        }
+        if !(16..=2048).contains(&f.thumbnail_px) || f.max_image_pixels == 0 {
+            return invalid(
+                "files.thumbnail_px must be between 16 and 2048 and files.max_image_pixels positive",
+            );
         }
         if c.placement_interval_ms == 0 || c.peer_timeout_ms == 0 || c.gossip_interval_ms == 0 {
             return invalid(

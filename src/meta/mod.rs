@@ -4,6 +4,7 @@
 
 mod directory;
 mod favourites;
+mod files;
 mod notices;
 mod state_machine;
 mod wire;
@@ -24,13 +25,14 @@ use crate::raft::{self, GroupStateMachine, META_GROUP, RaftHost};
 
 pub use directory::{DepartmentNode, fill_online};
 pub use favourites::Favourite;
+pub use files::{DEFAULT_MAX_FILE_BYTES, DEFAULT_RETENTION_DAYS};
 pub use state_machine::{
     GroupQuota, MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement,
     Refusal,
 };
 pub use store_pb::{
-    AuditRecord, DepartmentRecord, DiscussionStarters, FavouriteRecord, GroupRecord,
-    MessagingPolicy, NoticeRecord, Post, TokenRecord, UserRecord,
+    AuditRecord, DepartmentRecord, DiscussionStarters, FavouriteRecord, FilePolicy, FileRecord,
+    FileSenders, GroupRecord, MessagingPolicy, NoticeRecord, Post, TokenRecord, UserRecord,
 };
 
 /// The longest group announcement, in bytes.
@@ -1045,6 +1047,86 @@ impl Meta {
             other => Err(MetaError::Unavailable(format!(
                 "unexpected metadata response {other:?}"
             ))),
+        }
+    }
+
+    /// Returns the file policy, as this replica applied it, its defaults
+    /// filled in.
+    pub fn file_policy(&self) -> Result<FilePolicy, StorageError> {
+        files::policy(&self.db)
+    }
+
+    /// Replaces the file policy, with an audit entry.
+    pub async fn set_file_policy(
+        &self,
+        by: &Actor,
+        policy: FilePolicy,
+    ) -> Result<FilePolicy, MetaError> {
+        let detail = serde_json::json!({
+            "max_file_bytes": policy.max_file_bytes,
+            "blocked_types": policy.blocked_types,
+            "allowed_types": policy.allowed_types,
+            "senders": policy.senders,
+            "retention_days": policy.retention_days,
+            "user_quota_bytes": policy.user_quota_bytes,
+        });
+        let audit = by.record("policy.files", "policy:files".to_string(), detail);
+        let command = MetaCommand::SetFilePolicy { policy };
+        expect_response!(self.write_audited(command, audit).await?, FilePolicy)
+    }
+
+    /// Records a completed upload; refused past the uploader's quota
+    /// unless `exempt`.
+    pub async fn register_file(
+        &self,
+        file: FileRecord,
+        exempt: bool,
+    ) -> Result<FileRecord, MetaError> {
+        expect_response!(
+            self.write(MetaCommand::RegisterFile { file, exempt })
+                .await?,
+            File
+        )
+    }
+
+    /// Returns a file's record from this replica.
+    pub fn file(&self, file_id: &str) -> Result<Option<FileRecord>, StorageError> {
+        self.db.get_pb(CF_META_SETTINGS, &files::file_key(file_id))
+    }
+
+    /// Returns the newest record of a content, by its lowercase hex sha256.
+    pub fn file_by_sha(&self, sha256: &str) -> Result<Option<FileRecord>, StorageError> {
+        files::by_sha(&self.db, sha256)
+    }
+
+    /// Returns the bytes of files a user has uploaded.
+    pub fn file_usage(&self, user_id: u64) -> Result<u64, StorageError> {
+        files::usage(&self.db, user_id)
+    }
+
+    /// Reads `read` from this replica until it finds something or
+    /// `patience` runs out: a write answered by the leader may not have
+    /// been applied here yet.
+    pub async fn read_applied<T: Send + 'static>(
+        &self,
+        patience: std::time::Duration,
+        read: impl Fn(&Meta) -> Result<Option<T>, StorageError> + Send + Sync + 'static,
+    ) -> Result<Option<T>, ProtocolError> {
+        let read = Arc::new(read);
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let applied = self.raft.metrics().borrow().last_applied;
+            let (meta, read) = (self.clone(), read.clone());
+            let found = crate::protocol::blocking(move || Ok(read(&meta)?)).await?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if found.is_some() || left.is_zero() {
+                return Ok(found);
+            }
+            let _ = self
+                .raft
+                .wait(Some(left))
+                .metrics(|m| m.last_applied != applied, "metadata applied more")
+                .await;
         }
     }
 

@@ -8,6 +8,7 @@ use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 use super::favourites::{self, Favourite};
+use super::files;
 use super::notices;
 use super::{
     AuditRecord, DepartmentRecord, GroupRecord, Post, TokenRecord, UserRecord, UserUpdate,
@@ -178,6 +179,15 @@ pub enum MetaCommand {
         choices: Vec<u32>,
         at_ms: i64,
     },
+    /// Replaces the file policy (docs/decisions/0022).
+    SetFilePolicy {
+        policy: store_pb::FilePolicy,
+    },
+    /// Records a completed upload; `exempt`: no quota binds its uploader.
+    RegisterFile {
+        file: store_pb::FileRecord,
+        exempt: bool,
+    },
     /// Applies `command` and, unless it is refused, records `audit` in the
     /// same write, so that a change and its audit entry cannot diverge. An
     /// empty `audit.target` is filled from the response (`user:7`).
@@ -254,6 +264,8 @@ pub enum MetaResponse {
     Favourite(store_pb::FavouriteRecord),
     Notice(store_pb::NoticeRecord),
     NoticeRead(store_pb::NoticeReadState),
+    FilePolicy(store_pb::FilePolicy),
+    File(store_pb::FileRecord),
 }
 
 fn refused<T>(refusal: Refusal) -> Result<MetaResponse, T> {
@@ -1227,6 +1239,10 @@ impl Apply<MetaRaftConfig> for MetaApply {
                 choices,
                 at_ms,
             } => notices::apply_vote(&self.db, batch, *notice_id, *user_id, choices, *at_ms),
+            MetaCommand::SetFilePolicy { policy } => files::apply_policy(batch, policy),
+            MetaCommand::RegisterFile { file, exempt } => {
+                files::apply_register(&self.db, batch, file, *exempt)
+            }
             MetaCommand::Audited { command, audit } => self.audited(batch, command, audit),
         }
     }

@@ -157,6 +157,13 @@ impl From<&MetaCommand> for store_pb::MetaCommand {
             MetaCommand::DeleteUser { user_id } => Command::DeleteUser(*user_id),
             MetaCommand::Noop => Command::Noop(command::Noop {}),
             MetaCommand::SetMessagingPolicy { policy } => Command::SetMessagingPolicy(*policy),
+            MetaCommand::SetFilePolicy { policy } => Command::SetFilePolicy(policy.clone()),
+            MetaCommand::RegisterFile { file, exempt } => {
+                Command::RegisterFile(command::RegisterFile {
+                    file: Some(file.clone()),
+                    exempt: *exempt,
+                })
+            }
             MetaCommand::UpdateGroup {
                 group_id,
                 by,
@@ -289,6 +296,11 @@ impl TryFrom<store_pb::MetaCommand> for MetaCommand {
             Command::DeleteUser(user_id) => MetaCommand::DeleteUser { user_id },
             Command::Noop(_) => MetaCommand::Noop,
             Command::SetMessagingPolicy(policy) => MetaCommand::SetMessagingPolicy { policy },
+            Command::SetFilePolicy(policy) => MetaCommand::SetFilePolicy { policy },
+            Command::RegisterFile(c) => MetaCommand::RegisterFile {
+                file: c.file.ok_or(missing("file"))?,
+                exempt: c.exempt,
+            },
             Command::UpdateGroup(c) => MetaCommand::UpdateGroup {
                 group_id: c.group_id,
                 by: c.by,
@@ -393,6 +405,8 @@ impl From<&MetaResponse> for store_pb::MetaResponse {
             }
             MetaResponse::Refused(refusal) => Response::Refused(refusal.into()),
             MetaResponse::MessagingPolicy(policy) => Response::MessagingPolicy(*policy),
+            MetaResponse::FilePolicy(policy) => Response::FilePolicy(policy.clone()),
+            MetaResponse::File(file) => Response::File(file.clone()),
             MetaResponse::Favourite(record) => Response::Favourite(record.clone()),
             MetaResponse::Notice(notice) => Response::Notice(notice.clone()),
             MetaResponse::NoticeRead(state) => Response::NoticeRead(*state),
@@ -422,6 +436,8 @@ impl TryFrom<store_pb::MetaResponse> for MetaResponse {
             },
             Response::Refused(refusal) => MetaResponse::Refused(refusal.try_into()?),
             Response::MessagingPolicy(policy) => MetaResponse::MessagingPolicy(policy),
+            Response::FilePolicy(policy) => MetaResponse::FilePolicy(policy),
+            Response::File(file) => MetaResponse::File(file),
             Response::Favourite(record) => MetaResponse::Favourite(record),
             Response::Notice(notice) => MetaResponse::Notice(notice),
             Response::NoticeRead(state) => MetaResponse::NoticeRead(state),
@@ -570,6 +586,22 @@ mod tests {
                     discussion_starters: store_pb::DiscussionStarters::Admins as i32,
                     discussion_idle_secs: Some(3600),
                 },
+            },
+            MetaCommand::SetFilePolicy {
+                policy: store_pb::FilePolicy {
+                    max_file_bytes: Some(0),
+                    blocked_types: vec!["exe".into()],
+                    retention_days: None,
+                    ..Default::default()
+                },
+            },
+            MetaCommand::RegisterFile {
+                file: store_pb::FileRecord {
+                    file_id: "f1".into(),
+                    holders: vec![1, 2],
+                    ..Default::default()
+                },
+                exempt: true,
             },
             MetaCommand::UpdateGroup {
                 group_id: 4,

@@ -17,6 +17,7 @@ use crate::cluster::{self, Membership, MembershipSettings, PeerHandler, PeerLink
 use crate::config::NodeConfig;
 use crate::db::{self, Db, StorageError};
 use crate::delivery::{self, Delivery};
+use crate::files::Files;
 use crate::groups::Groups;
 use crate::lists::Lists;
 use crate::messaging::{Messaging, ReadLimits, Registry};
@@ -289,6 +290,17 @@ impl Node {
             links.clone(),
         )
         .map_err(|e| setup(&e))?;
+        let files = Files::open(
+            config.node_id,
+            config.files.clone(),
+            config.cluster.replication_factor,
+            &config.data_dir.join("files"),
+            meta.clone(),
+            messaging.clone(),
+            links.clone(),
+        )
+        .map_err(|e| setup(&e))?;
+        tasks.spawn(files.clone().sweep(stop.clone()));
         let cluster_admin = ClusterAdmin::new(
             config.node_id,
             meta.clone(),
@@ -302,6 +314,7 @@ impl Node {
             messaging: messaging.clone(),
             delivery: delivery.clone(),
             search: search.clone(),
+            files: files.clone(),
         });
         peer_handlers.send_replace(Arc::new(serving));
         let auth = Auth::new(meta.clone(), config.auth.clone());
@@ -322,6 +335,7 @@ impl Node {
             lists,
             notices,
             search: search.clone(),
+            files,
             cluster: cluster_admin,
             backups: crate::backup::Backups {
                 config: config.clone(),

@@ -15,6 +15,7 @@ use openraft::{BasicNode, Raft, RaftTypeConfig};
 
 use crate::cluster::{PeerHandler, PeerLinks, Request, Response, error_response, request_label};
 use crate::delivery::Delivery;
+use crate::files::Files;
 use crate::messaging::Messaging;
 use crate::meta::{Meta, NodeRecord};
 use crate::partition::{PartitionRaft, Partitions};
@@ -47,6 +48,7 @@ pub struct PeerPlanes {
     pub messaging: Messaging,
     pub delivery: Delivery,
     pub search: Search,
+    pub files: Files,
 }
 
 fn unavailable(err: impl std::fmt::Display) -> ProtocolError {
@@ -153,6 +155,8 @@ impl PeerService {
                 Ok(Response::Read(answer.into()))
             }
             Request::Search(ask) => Ok(self.planes()?.search.serve(ask).await),
+            Request::BlobWrite(chunk) => Ok(self.planes()?.files.serve_write(chunk).await),
+            Request::BlobRead(read) => Ok(self.planes()?.files.serve_read(read).await),
             Request::Deliver(_) | Request::Push(_) | Request::Revoke(_) => Err(
                 ProtocolError::invalid(format!("{} is one-way", request_label(&request))),
             ),

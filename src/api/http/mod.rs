@@ -27,6 +27,7 @@ mod backup;
 mod contacts;
 mod conversations;
 mod departments;
+mod files;
 mod groups;
 mod health;
 mod lists;
@@ -227,6 +228,15 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(search::search))
         .routes(routes!(search::items))
         .routes(routes!(search::export))
+        .routes(routes!(files::create_upload))
+        .routes(routes!(
+            files::upload_status,
+            files::upload_chunk,
+            files::cancel_upload
+        ))
+        .routes(routes!(files::complete_upload))
+        .routes(routes!(files::download))
+        .routes(routes!(files::file_policy, files::set_file_policy))
         .routes(routes!(conversations::history))
         .routes(routes!(conversations::recall))
         .routes(routes!(sign_off::sign))
@@ -245,7 +255,12 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// Builds the router of a node.
 pub fn router(planes: Arc<Planes>, stop: CancellationToken) -> axum::Router {
-    let body_limit = planes.config.limits.max_frame_bytes;
+    // The larger of the two: `read_body_in_time` holds each route to its own.
+    let body_limit = planes
+        .config
+        .limits
+        .max_frame_bytes
+        .max(planes.config.files.max_chunk_bytes);
     let (router, api) = routes().split_for_parts();
     let document = openapi::Document::new(api);
     let assets = web::WebAssets::load(&planes.config.web.dir);
@@ -339,21 +354,26 @@ async fn read_body_in_time(
     next: Next,
 ) -> Response {
     let limits = &planes.config.limits;
+    let max_body = if files::is_chunk(request.method(), request.uri().path()) {
+        planes.config.files.max_chunk_bytes
+    } else {
+        limits.max_frame_bytes
+    };
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > limits.max_frame_bytes as u64) {
+    if announced.is_some_and(|len| len > max_body as u64) {
         return ApiError(ProtocolError::new(
             ErrorCode::TooLarge,
-            format!("request body over {} bytes", limits.max_frame_bytes),
+            format!("request body over {} bytes", max_body),
         ))
         .into_response();
     }
     let (parts, body) = request.into_parts();
     let deadline = std::time::Duration::from_secs(limits.http_body_timeout_secs);
-    let read = axum::body::to_bytes(body, limits.max_frame_bytes);
+    let read = axum::body::to_bytes(body, max_body);
     let bytes = match tokio::time::timeout(deadline, read).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(err)) => {

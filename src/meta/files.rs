@@ -1,0 +1,165 @@
+//! Files in the metadata (docs/decisions/0022): the file policy, the record
+//! of every completed upload, and each user's bytes uploaded (the quota).
+//! The bytes themselves are blobs on the nodes a record names; this is
+//! only what every node must agree on.
+//!
+//! Keys in `meta_settings`: `file_policy`; `file/` | file id → a
+//! [`store_pb::FileRecord`]; `fsha/` | sha256 → the id of the newest record
+//! of that content (dedupe); `fuse/` | user → bytes uploaded (u64, BE).
+
+use super::state_machine::{MetaResponse, Refusal};
+use crate::db::{Batch, CF_META_SETTINGS, Db, StorageError};
+use crate::protocol::store_pb;
+
+pub(super) const FILE_POLICY_SETTING: &[u8] = b"file_policy";
+const FILE_PREFIX: &[u8] = b"file/";
+const SHA_PREFIX: &[u8] = b"fsha/";
+const USAGE_PREFIX: &[u8] = b"fuse/";
+
+/// The largest file when the policy names none: 100 MiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+/// How long files are kept when the policy says nothing, in days.
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+/// The largest file a policy may allow: 4 GiB.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Types a policy may list, each.
+const MAX_TYPES: usize = 200;
+
+pub(super) fn file_key(file_id: &str) -> Vec<u8> {
+    [FILE_PREFIX, file_id.as_bytes()].concat()
+}
+
+pub(super) fn sha_key(sha256: &str) -> Vec<u8> {
+    [SHA_PREFIX, sha256.as_bytes()].concat()
+}
+
+fn usage_key(user: u64) -> Vec<u8> {
+    [USAGE_PREFIX, &user.to_be_bytes()].concat()
+}
+
+/// Returns the bytes `user` has uploaded.
+pub(super) fn usage(db: &Db, user: u64) -> Result<u64, StorageError> {
+    Ok(db
+        .get(CF_META_SETTINGS, &usage_key(user))?
+        .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+/// Returns the policy with its defaults filled in.
+pub(super) fn policy(db: &Db) -> Result<store_pb::FilePolicy, StorageError> {
+    let stored: store_pb::FilePolicy = db
+        .get_pb(CF_META_SETTINGS, FILE_POLICY_SETTING)?
+        .unwrap_or_default();
+    Ok(with_defaults(stored))
+}
+
+fn with_defaults(policy: store_pb::FilePolicy) -> store_pb::FilePolicy {
+    store_pb::FilePolicy {
+        max_file_bytes: Some(policy.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES)),
+        retention_days: Some(policy.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS)),
+        ..policy
+    }
+}
+
+/// Normalises one listed type: lowercase, no leading dot.
+fn normal_type(raw: &str) -> Result<String, Refusal> {
+    let t = raw.trim().trim_start_matches('.').to_ascii_lowercase();
+    let ok = !t.is_empty()
+        && t.len() <= 100
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/*.+-_".contains(c));
+    if !ok {
+        return Err(Refusal::Invalid(format!(
+            "{raw:?} is not a file type: give an extension (\"exe\"), a MIME type \
+             (\"application/pdf\") or a family (\"video/*\")"
+        )));
+    }
+    Ok(t)
+}
+
+/// Applies a `SetFilePolicy`: checks its bounds and normalises its types.
+pub(super) fn apply_policy(
+    batch: &mut Batch<'_>,
+    policy: &store_pb::FilePolicy,
+) -> Result<MetaResponse, StorageError> {
+    let mut policy = with_defaults(policy.clone());
+    let max = policy.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES);
+    if max == 0 || max > MAX_FILE_BYTES {
+        return Ok(MetaResponse::Refused(Refusal::Invalid(format!(
+            "max_file_bytes must be between 1 and {MAX_FILE_BYTES} (4 GiB)"
+        ))));
+    }
+    if store_pb::FileSenders::try_from(policy.senders).is_err() {
+        return Ok(MetaResponse::Refused(Refusal::Invalid(format!(
+            "senders {} is none of EVERYONE, ADMINS and NOBODY",
+            policy.senders
+        ))));
+    }
+    for list in [&mut policy.blocked_types, &mut policy.allowed_types] {
+        if list.len() > MAX_TYPES {
+            return Ok(MetaResponse::Refused(Refusal::Invalid(format!(
+                "at most {MAX_TYPES} types in a list"
+            ))));
+        }
+        let mut normal = Vec::with_capacity(list.len());
+        for raw in list.iter() {
+            match normal_type(raw) {
+                Ok(t) => normal.push(t),
+                Err(refusal) => return Ok(MetaResponse::Refused(refusal)),
+            }
+        }
+        normal.sort();
+        normal.dedup();
+        *list = normal;
+    }
+    batch.put_pb(CF_META_SETTINGS, FILE_POLICY_SETTING, &policy);
+    Ok(MetaResponse::FilePolicy(policy))
+}
+
+/// Applies a `RegisterFile`: a record registered twice answers the first;
+/// one that would take its uploader past the policy's quota is refused.
+pub(super) fn apply_register(
+    db: &Db,
+    batch: &mut Batch<'_>,
+    file: &store_pb::FileRecord,
+    exempt: bool,
+) -> Result<MetaResponse, StorageError> {
+    let key = file_key(&file.file_id);
+    if let Some(existing) = db.get_pb::<store_pb::FileRecord>(CF_META_SETTINGS, &key)? {
+        return Ok(MetaResponse::File(existing));
+    }
+    if file.file_id.is_empty() || file.sha256.len() != 64 {
+        return Ok(MetaResponse::Refused(Refusal::Invalid(
+            "a file record needs an id and a sha256".to_string(),
+        )));
+    }
+    let used = usage(db, file.uploader)?;
+    let quota = policy(db)?.user_quota_bytes;
+    if !exempt && quota > 0 && used.saturating_add(file.size) > quota {
+        return Ok(MetaResponse::Refused(Refusal::Forbidden(format!(
+            "the file would take your uploads to {} bytes, past your quota of {quota}: \
+             ask an admin for more",
+            used.saturating_add(file.size)
+        ))));
+    }
+    batch.put(
+        CF_META_SETTINGS,
+        &usage_key(file.uploader),
+        &used.saturating_add(file.size).to_be_bytes(),
+    );
+    batch.put_pb(CF_META_SETTINGS, &key, file);
+    batch.put(
+        CF_META_SETTINGS,
+        &sha_key(&file.sha256),
+        file.file_id.as_bytes(),
+    );
+    Ok(MetaResponse::File(file.clone()))
+}
+
+/// Returns the newest record of a content, by its sha256.
+pub(super) fn by_sha(db: &Db, sha256: &str) -> Result<Option<store_pb::FileRecord>, StorageError> {
+    let Some(id) = db.get(CF_META_SETTINGS, &sha_key(sha256))? else {
+        return Ok(None);
+    };
+    db.get_pb(CF_META_SETTINGS, &[FILE_PREFIX, &id].concat())
+}

@@ -1,0 +1,705 @@
+//! Files and images against a real node (docs/decisions/0022): a 50 MB
+//! upload cut after half resumes and completes with the right hash; a
+//! ranged download gets exactly those bytes; non-members are refused; the
+//! policy refuses oversized and blocked files before their bytes are
+//! kept; identical content is stored once; images get bounded thumbnails;
+//! recall and burn make a file undownloadable and forwarding sends it on
+//! without a new upload; bad input gets the documented error.
+
+mod common;
+
+use chorus::client::{Connection, Transport};
+use chorus::pb::{self, DeviceClass, ErrorCode};
+use common::*;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+fn sha(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Deterministic bytes no compressor or sniffer makes anything of.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+struct User {
+    conn: Connection,
+    id: u64,
+    token: String,
+}
+
+async fn user(node: &TestNode, account: &str) -> User {
+    let (conn, session) = node.login(account, DeviceClass::Pc, Transport::Tcp).await;
+    let token = node.rest_token(account, &password(account), "web").await;
+    User {
+        conn,
+        id: session.user_id,
+        token,
+    }
+}
+
+fn direct(a: u64, b: u64) -> String {
+    format!("d:{}:{}", a.min(b), a.max(b))
+}
+
+/// A REST answer: status and JSON body (null when there is none).
+async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+async fn announce(
+    node: &TestNode,
+    token: &str,
+    conv: &str,
+    name: &str,
+    size: usize,
+) -> (u16, Value) {
+    let body = json!({"conversation": conv, "name": name, "size": size});
+    answer(
+        node.http()
+            .post(node.url("/api/v1/uploads"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn chunk(node: &TestNode, token: &str, id: &str, offset: usize, data: &[u8]) -> (u16, Value) {
+    answer(
+        node.http()
+            .patch(node.url(&format!("/api/v1/uploads/{id}")))
+            .bearer_auth(token)
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(data.to_vec())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn complete(node: &TestNode, token: &str, id: &str, sha256: &str) -> (u16, Value) {
+    answer(
+        node.http()
+            .post(node.url(&format!("/api/v1/uploads/{id}/complete")))
+            .bearer_auth(token)
+            .json(&json!({ "sha256": sha256 }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// Uploads a whole file in 1 MiB chunks; returns the completed file.
+async fn upload(node: &TestNode, token: &str, conv: &str, name: &str, bytes: &[u8]) -> Value {
+    let (status, created) = announce(node, token, conv, name, bytes.len()).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["upload_id"].as_str().unwrap().to_string();
+    for (i, part) in bytes.chunks(1 << 20).enumerate() {
+        let (status, body) = chunk(node, token, &id, i << 20, part).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, file) = complete(node, token, &id, &sha(bytes)).await;
+    assert_eq!(status, 201, "{file}");
+    file
+}
+
+async fn send_file(conn: &Connection, conv: &str, file_id: &str, tag: &str) -> u64 {
+    let content = pb::content::Kind::File(pb::FileContent {
+        file_id: file_id.to_string(),
+        ..Default::default()
+    });
+    conn.send_message(conv, tag, content).await.unwrap().seq
+}
+
+async fn download(
+    node: &TestNode,
+    token: &str,
+    conv: &str,
+    seq: u64,
+    query: &str,
+    range: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = node
+        .http()
+        .get(node.url(&format!(
+            "/api/v1/conversations/{conv}/messages/{seq}/file{query}"
+        )))
+        .bearer_auth(token);
+    if let Some(range) = range {
+        request = request.header("Range", range);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+/// Files under the node's blob store (not counting copies in flight).
+fn blob_files(node: &TestNode) -> Vec<std::path::PathBuf> {
+    let root = node.dir.path().join("files").join("blobs");
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(&root).unwrap() {
+        let dir = dir.unwrap().path();
+        if dir.file_name().is_some_and(|n| n == "incoming") {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir).unwrap() {
+            out.push(file.unwrap().path());
+        }
+    }
+    out
+}
+
+fn part_files(node: &TestNode) -> usize {
+    std::fs::read_dir(node.dir.path().join("files").join("uploads"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "part")
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_50_mb_upload_cut_after_half_resumes_and_downloads_whole_and_by_range() {
+    let node = TestNode::start().await;
+    node.create_users(&["ann", "bob", "cai"]).await;
+    let (ann, bob, cai) = (
+        user(&node, "ann").await,
+        user(&node, "bob").await,
+        user(&node, "cai").await,
+    );
+    let conv = direct(ann.id, bob.id);
+    let bytes = noise(50 << 20, 7);
+    let (status, created) = announce(&node, &ann.token, &conv, "dataset.bin", bytes.len()).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["upload_id"].as_str().unwrap().to_string();
+    let step = created["max_chunk_bytes"].as_u64().unwrap() as usize;
+    let half = bytes.len() / 2;
+    let mut at = 0;
+    while at < half {
+        let end = (at + step).min(half);
+        let (status, body) = chunk(&node, &ann.token, &id, at, &bytes[at..end]).await;
+        assert_eq!(status, 200, "{body}");
+        at = end;
+    }
+    // The client was cut off and lost count: a chunk at the wrong offset
+    // is refused, and the upload says where to go on from.
+    let (status, body) = chunk(&node, &ann.token, &id, 0, &bytes[..1024]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("CONFLICT")),
+        "{body}"
+    );
+    let response = node
+        .http()
+        .head(node.url(&format!("/api/v1/uploads/{id}")))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["upload-offset"],
+        half.to_string().as_str()
+    );
+    // Someone else's upload is not theirs to see or to write.
+    let (status, _) = chunk(&node, &bob.token, &id, half, &bytes[half..half + 10]).await;
+    assert_eq!(status, 404);
+    let mut at = half;
+    while at < bytes.len() {
+        let end = (at + step).min(bytes.len());
+        let (status, body) = chunk(&node, &ann.token, &id, at, &bytes[at..end]).await;
+        assert_eq!(status, 200, "{body}");
+        at = end;
+    }
+    let (status, file) = complete(&node, &ann.token, &id, &sha(&bytes)).await;
+    assert_eq!(status, 201, "{file}");
+    assert_eq!(file["sha256"], sha(&bytes));
+    assert_eq!(
+        part_files(&node),
+        0,
+        "a completed upload leaves no part behind"
+    );
+
+    let seq = send_file(&ann.conn, &conv, file["file_id"].as_str().unwrap(), "f1").await;
+    let page = bob.conn.pull(&conv, 0, 10).await.unwrap();
+    let message = page.messages.iter().find(|m| m.seq == seq).unwrap();
+    let Some(pb::content::Kind::File(content)) =
+        message.content.as_ref().and_then(|c| c.kind.clone())
+    else {
+        panic!("a file message: {message:?}");
+    };
+    assert_eq!(
+        (content.name.as_str(), content.size, content.image),
+        ("dataset.bin", bytes.len() as u64, false)
+    );
+
+    let (status, headers, got) = download(&node, &bob.token, &conv, seq, "", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(sha(&got), sha(&bytes));
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+    let (status, headers, got) = download(
+        &node,
+        &bob.token,
+        &conv,
+        seq,
+        "",
+        Some("bytes=1000000-1999999"),
+    )
+    .await;
+    assert_eq!(status, 206);
+    assert_eq!(got, &bytes[1_000_000..2_000_000]);
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes 1000000-1999999/{}", bytes.len()).as_str()
+    );
+    let (status, _, _) = download(&node, &bob.token, &conv, seq, "", Some("bytes=60000000-")).await;
+    assert_eq!(status, 416);
+
+    // Not a member: neither the download nor an upload to the conversation.
+    let (status, _, _) = download(&node, &cai.token, &conv, seq, "", None).await;
+    assert_eq!(status, 403);
+    let (status, body) = announce(&node, &cai.token, &conv, "x.txt", 10).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+    let (status, _, _) = download(&node, "not-a-token", &conv, seq, "", None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn the_policy_refuses_oversized_blocked_and_over_quota_files_before_keeping_their_bytes() {
+    let node = TestNode::start().await;
+    node.create_users(&["ann", "bob"]).await;
+    let (ann, bob) = (user(&node, "ann").await, user(&node, "bob").await);
+    let conv = direct(ann.id, bob.id);
+    let admin = node.admin_token().await;
+    let set = |policy: Value| {
+        let (node, admin) = (&node, admin.clone());
+        async move {
+            answer(
+                node.http()
+                    .put(node.url("/api/v1/policies/files"))
+                    .bearer_auth(&admin)
+                    .json(&policy)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let (status, policy) = set(json!({"max_file_bytes": 1048576, "blocked_types": [".EXE", "video/*"], "user_quota_bytes": 1500000})).await;
+    assert_eq!(status, 200, "{policy}");
+    assert_eq!(policy["blocked_types"], json!(["exe", "video/*"]));
+    assert_eq!(policy["retention_days"], 30);
+    let (status, body) = set(json!({"blocked_types": ["no spaces"]})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID")),
+        "{body}"
+    );
+    let (status, _) = answer(
+        node.http()
+            .put(node.url("/api/v1/policies/files"))
+            .bearer_auth(&ann.token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403, "only admins set the policy");
+
+    let (status, body) = announce(&node, &ann.token, &conv, "big.bin", 2 << 20).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("TOO_LARGE")),
+        "{body}"
+    );
+    let (status, body) = announce(&node, &ann.token, &conv, "setup.exe", 100).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+    // An executable named as a photo is caught by its first bytes.
+    let mut exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00".to_vec();
+    exe.resize(4096, 0);
+    let (status, created) = announce(&node, &ann.token, &conv, "holiday.jpg", exe.len()).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["upload_id"].as_str().unwrap();
+    let (status, body) = chunk(&node, &ann.token, id, 0, &exe).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+    let (status, _) = answer(
+        node.http()
+            .get(node.url(&format!("/api/v1/uploads/{id}")))
+            .bearer_auth(&ann.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404, "a refused upload is gone");
+    assert_eq!(part_files(&node), 0, "nothing of it is kept");
+
+    // The quota: 1,000,000 bytes fit, the next 600,000 do not.
+    upload(&node, &ann.token, &conv, "a.bin", &noise(1_000_000, 1)).await;
+    let (status, body) = announce(&node, &ann.token, &conv, "b.bin", 600_000).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("quota"),
+        "{body}"
+    );
+
+    let (status, _) = set(json!({"senders": "nobody"})).await;
+    assert_eq!(status, 200);
+    let (status, body) = announce(&node, &bob.token, &conv, "c.txt", 10).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("senders"),
+        "{body}"
+    );
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbaImage::from_fn(width, height, |x, y| {
+        image::Rgba([(x % 256) as u8, (y % 256) as u8, 128, 255])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 64])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+#[tokio::test]
+async fn identical_content_is_stored_once_and_images_get_bounded_thumbnails() {
+    let node = TestNode::start().await;
+    node.create_users(&["ann", "bob"]).await;
+    let (ann, bob) = (user(&node, "ann").await, user(&node, "bob").await);
+    let conv = direct(ann.id, bob.id);
+    let (photo, scan) = (png(1200, 800), jpeg(640, 1280));
+    let first = upload(&node, &ann.token, &conv, "photo.png", &photo).await;
+    let again = upload(&node, &bob.token, &conv, "copy.png", &photo).await;
+    assert_ne!(first["file_id"], again["file_id"]);
+    assert_eq!(first["sha256"], again["sha256"]);
+    let held = blob_files(&node);
+    let named = |sha: &Value| {
+        held.iter()
+            .filter(|p| p.file_name().unwrap().to_str() == sha.as_str())
+            .count()
+    };
+    assert_eq!(
+        named(&first["sha256"]),
+        1,
+        "one copy of identical content: {held:?}"
+    );
+    assert_eq!(
+        (
+            first["image"].as_bool(),
+            first["width"].as_u64(),
+            first["height"].as_u64()
+        ),
+        (Some(true), Some(1200), Some(800))
+    );
+    assert_eq!(first["mime_type"], "image/png");
+
+    let shot = upload(&node, &ann.token, &conv, "scan.jpg", &scan).await;
+    assert_eq!(shot["mime_type"], "image/jpeg");
+    for (file, name, format, (w, h)) in [
+        (&first, "photo", image::ImageFormat::Png, (256, 171)),
+        (&shot, "scan", image::ImageFormat::Jpeg, (128, 256)),
+    ] {
+        let seq = send_file(&ann.conn, &conv, file["file_id"].as_str().unwrap(), name).await;
+        let page = bob.conn.pull(&conv, seq - 1, 1).await.unwrap();
+        let Some(pb::content::Kind::File(content)) = page.messages[0]
+            .content
+            .as_ref()
+            .and_then(|c| c.kind.clone())
+        else {
+            panic!("a file message");
+        };
+        assert!(content.image && content.thumbnail, "{content:?}");
+        let (status, headers, thumb) =
+            download(&node, &bob.token, &conv, seq, "?thumbnail=true", None).await;
+        assert_eq!(status, 200);
+        assert!(
+            headers["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("inline;")
+        );
+        assert_eq!(image::guess_format(&thumb).unwrap(), format);
+        let decoded = image::load_from_memory(&thumb).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (w, h), "{name}");
+    }
+    // A file that is no image has no thumbnail.
+    let text = upload(&node, &ann.token, &conv, "notes.txt", b"plain words").await;
+    assert_eq!(text["mime_type"], "text/plain");
+    let seq = send_file(&ann.conn, &conv, text["file_id"].as_str().unwrap(), "t").await;
+    let (status, _, _) = download(&node, &bob.token, &conv, seq, "?thumbnail=true", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn recall_and_burn_make_a_file_undownloadable_and_a_forward_needs_no_new_upload() {
+    let node = TestNode::start().await;
+    node.create_users(&["ann", "bob", "cai"]).await;
+    let (ann, bob, cai) = (
+        user(&node, "ann").await,
+        user(&node, "bob").await,
+        user(&node, "cai").await,
+    );
+    let (ab, bc) = (direct(ann.id, bob.id), direct(bob.id, cai.id));
+    let bytes = noise(300_000, 3);
+    let file = upload(&node, &ann.token, &ab, "plan.bin", &bytes).await;
+    let file_id = file["file_id"].as_str().unwrap();
+    let seq = send_file(&ann.conn, &ab, file_id, "plan").await;
+
+    // Bob forwards it to Cai: the same bytes, no upload.
+    let blobs_before = blob_files(&node).len();
+    let source = pb::MessageRef {
+        conversation: ab.clone(),
+        seq,
+    };
+    let forwarded = bob.conn.forward(&bc, "fwd", source.clone()).await.unwrap();
+    assert_eq!(blob_files(&node).len(), blobs_before);
+    let (status, _, got) = download(&node, &cai.token, &bc, forwarded.seq, "", None).await;
+    assert_eq!((status, sha(&got)), (200, sha(&bytes)));
+    // Cai reads no message of a conversation he is not in, so forwards none.
+    let (code, _) = refusal(cai.conn.forward(&bc, "steal", source.clone()).await);
+    assert_eq!(code, ErrorCode::Forbidden);
+    // And the file id alone sends nothing elsewhere.
+    let content = pb::content::Kind::File(pb::FileContent {
+        file_id: file_id.to_string(),
+        ..Default::default()
+    });
+    let (code, message) = refusal(bob.conn.send_message(&bc, "reuse", content).await);
+    assert_eq!(code, ErrorCode::Forbidden, "{message}");
+
+    ann.conn.recall(&ab, seq).await.unwrap();
+    let (status, _, _) = download(&node, &bob.token, &ab, seq, "", None).await;
+    assert_eq!(status, 404, "a recalled message's file is gone");
+    let (code, _) = refusal(bob.conn.forward(&bc, "late", source).await);
+    assert_eq!(code, ErrorCode::Invalid);
+    // The copy forwarded before the recall stays Cai's.
+    let (status, _, _) = download(&node, &cai.token, &bc, forwarded.seq, "", None).await;
+    assert_eq!(status, 200);
+
+    let secret = upload(&node, &ann.token, &ab, "secret.bin", &noise(1000, 5)).await;
+    let content = pb::content::Kind::File(pb::FileContent {
+        file_id: secret["file_id"].as_str().unwrap().to_string(),
+        ..Default::default()
+    });
+    let burning = ann
+        .conn
+        .send_burning(&ab, "burn", content, 600)
+        .await
+        .unwrap();
+    let burn_ref = pb::MessageRef {
+        conversation: ab.clone(),
+        seq: burning.seq,
+    };
+    let (code, _) = refusal(bob.conn.forward(&bc, "fwd-burn", burn_ref).await);
+    assert_eq!(code, ErrorCode::Forbidden);
+    let (status, _, _) = download(&node, &bob.token, &ab, burning.seq, "", None).await;
+    assert_eq!(status, 200, "readable until read");
+    bob.conn.mark_read(&ab, burning.seq).await.unwrap();
+    wait_for("the burned file to be gone", || async {
+        let (status, _, _) = download(&node, &bob.token, &ab, burning.seq, "", None).await;
+        (status == 404).then_some(())
+    })
+    .await;
+}
+
+/// A PNG whose header claims 100,000 × 100,000 pixels: a decompression bomb.
+fn bomb() -> Vec<u8> {
+    fn crc(bytes: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in bytes {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let body = [kind, data].concat();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc(&body).to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+#[tokio::test]
+async fn bad_uploads_get_the_documented_error_and_leave_nothing_a_download_could_serve() {
+    let node = TestNode::start().await;
+    node.create_users(&["ann", "bob"]).await;
+    let (ann, bob) = (user(&node, "ann").await, user(&node, "bob").await);
+    let conv = direct(ann.id, bob.id);
+    for name in ["../../etc/passwd", "a\\b.txt", "..", "", "line\nbreak"] {
+        let (status, body) = announce(&node, &ann.token, &conv, name, 10).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("INVALID")),
+            "{name:?}: {body}"
+        );
+    }
+    let (status, body) = announce(&node, &ann.token, "d:9:x", "a.txt", 10).await;
+    assert_eq!(status, 400, "{body}");
+
+    let (_, created) = announce(&node, &ann.token, &conv, "ten.txt", 10).await;
+    let id = created["upload_id"].as_str().unwrap().to_string();
+    let (status, body) = chunk(&node, &ann.token, &id, 0, b"eleven byte").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID")),
+        "{body}"
+    );
+    let response = node
+        .http()
+        .patch(node.url(&format!("/api/v1/uploads/{id}")))
+        .bearer_auth(&ann.token)
+        .body("12345")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(response).await;
+    assert_eq!(status, 400, "no Upload-Offset: {body}");
+    let (status, body) = chunk(&node, &ann.token, &id, 0, b"12345").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = complete(&node, &ann.token, &id, &sha(b"1234567890")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("CONFLICT")),
+        "half in: {body}"
+    );
+    let (status, _) = chunk(&node, &ann.token, &id, 5, b"67890").await;
+    assert_eq!(status, 200);
+    let (status, body) = complete(&node, &ann.token, &id, "abc").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = complete(&node, &ann.token, &id, &sha(b"something else")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("hash"), "{body}");
+    let (status, _) = complete(&node, &ann.token, &id, &sha(b"1234567890")).await;
+    assert_eq!(status, 404, "a mismatched upload is discarded");
+
+    let bomb = bomb();
+    let (_, created) = announce(&node, &ann.token, &conv, "bomb.png", bomb.len()).await;
+    let id = created["upload_id"].as_str().unwrap().to_string();
+    assert_eq!(chunk(&node, &ann.token, &id, 0, &bomb).await.0, 200);
+    let (status, body) = complete(&node, &ann.token, &id, &sha(&bomb)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("pixels"),
+        "{body}"
+    );
+    assert_eq!(part_files(&node), 0);
+    assert!(
+        blob_files(&node).is_empty(),
+        "nothing stored: {:?}",
+        blob_files(&node)
+    );
+
+    let (status, _) = chunk(
+        &node,
+        &ann.token,
+        "u1-00000000000000000000000000000000",
+        0,
+        b"x",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = chunk(&node, &ann.token, "../../x", 0, b"x").await;
+    assert_eq!(status, 404);
+    let content = pb::content::Kind::File(pb::FileContent {
+        file_id: "f0000".to_string(),
+        ..Default::default()
+    });
+    let (code, _) = refusal(ann.conn.send_message(&conv, "nofile", content).await);
+    assert_eq!(code, ErrorCode::NotFound);
+    let seq = ann
+        .conn
+        .send_text(&conv, "t1", "words, not a file")
+        .await
+        .unwrap()
+        .seq;
+    let (status, _, _) = download(&node, &bob.token, &conv, seq, "", None).await;
+    assert_eq!(status, 404);
+}
