@@ -64,6 +64,7 @@ pub fn request_label(request: &Request) -> &'static str {
         Request::Search(_) => "search",
         Request::BlobWrite(_) => "blob_write",
         Request::BlobRead(_) => "blob_read",
+        Request::Upload(_) => "upload",
     }
 }
 
@@ -84,6 +85,7 @@ pub fn response_label(response: &Response) -> &'static str {
         Response::Search(_) => "search",
         Response::BlobWrite(_) => "blob_write",
         Response::BlobRead(_) => "blob_read",
+        Response::Upload(_) => "upload",
     }
 }
 

@@ -149,9 +149,10 @@ impl Files {
         Ok(self.inner.meta.file_policy()?)
     }
 
-    /// Says which node holds an upload, when it is not this one: uploads
-    /// continue on the node they were announced to. Returns its HTTP address.
-    pub fn elsewhere(&self, upload_id: &str) -> Result<Option<String>, ProtocolError> {
+    /// Returns the peer address of the node that holds an upload, when it
+    /// is not this one: an upload stays on the node it was announced to,
+    /// and the others send its steps on there.
+    fn holder(&self, upload_id: &str) -> Result<Option<String>, ProtocolError> {
         let node = uploads::node_of(upload_id).ok_or_else(|| uploads::not_found(upload_id))?;
         if node == self.inner.node_id {
             return Ok(None);
@@ -163,8 +164,154 @@ impl Files {
             .into_iter()
             .find(|n| n.node_id == node);
         match found {
-            Some(n) => Ok(Some(n.http_addr)),
+            Some(n) => Ok(Some(n.peer_addr)),
             None => Err(uploads::not_found(upload_id)),
+        }
+    }
+
+    async fn step(
+        &self,
+        addr: &str,
+        step: peer_pb::UploadStep,
+    ) -> Result<peer_pb::UploadAnswer, ProtocolError> {
+        match self.inner.links.call(addr, Request::Upload(step)).await? {
+            Response::Upload(answer) => Ok(answer),
+            Response::Error(err) => Err(ProtocolError::new(
+                ErrorCode::try_from(err.code).unwrap_or(ErrorCode::Internal),
+                err.message,
+            )),
+            other => Err(ProtocolError::internal(format!(
+                "unexpected {} answer to an upload step",
+                crate::cluster::response_label(&other)
+            ))),
+        }
+    }
+
+    fn status_of_answer(upload_id: &str, answer: &peer_pb::UploadAnswer) -> UploadStatus {
+        UploadStatus {
+            upload_id: upload_id.to_string(),
+            offset: answer.offset,
+            size: answer.size,
+            expires_ms: answer.expires_ms,
+            max_chunk_bytes: answer.max_chunk_bytes as usize,
+        }
+    }
+
+    /// Returns where an upload of `user`'s stands.
+    pub async fn status(&self, user: u64, upload_id: &str) -> Result<UploadStatus, ProtocolError> {
+        let Some(addr) = self.holder(upload_id)? else {
+            return self.status_here(user, upload_id).await;
+        };
+        let step = peer_pb::UploadStep {
+            user,
+            upload_id: upload_id.to_string(),
+            op: peer_pb::upload_step::Op::Status as i32,
+            ..Default::default()
+        };
+        Ok(Self::status_of_answer(
+            upload_id,
+            &self.step(&addr, step).await?,
+        ))
+    }
+
+    /// Writes a chunk of an upload of `user`'s at `offset`, which must be
+    /// where it stands; returns where it stands then.
+    pub async fn write_chunk(
+        &self,
+        user: u64,
+        upload_id: &str,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<UploadStatus, ProtocolError> {
+        let Some(addr) = self.holder(upload_id)? else {
+            return self.write_chunk_here(user, upload_id, offset, data).await;
+        };
+        let step = peer_pb::UploadStep {
+            user,
+            upload_id: upload_id.to_string(),
+            op: peer_pb::upload_step::Op::Chunk as i32,
+            offset,
+            data: data.to_vec(),
+            ..Default::default()
+        };
+        Ok(Self::status_of_answer(
+            upload_id,
+            &self.step(&addr, step).await?,
+        ))
+    }
+
+    /// Cancels an upload of `user`'s; its bytes are deleted.
+    pub async fn cancel(&self, user: u64, upload_id: &str) -> Result<(), ProtocolError> {
+        let Some(addr) = self.holder(upload_id)? else {
+            return self.cancel_here(user, upload_id).await;
+        };
+        let step = peer_pb::UploadStep {
+            user,
+            upload_id: upload_id.to_string(),
+            op: peer_pb::upload_step::Op::Cancel as i32,
+            ..Default::default()
+        };
+        self.step(&addr, step).await.map(|_| ())
+    }
+
+    /// Completes an upload of `user`'s (see `complete_here`).
+    pub async fn complete(
+        &self,
+        user: u64,
+        upload_id: &str,
+        sha256: &str,
+    ) -> Result<FileRecord, ProtocolError> {
+        let Some(addr) = self.holder(upload_id)? else {
+            return self.complete_here(user, upload_id, sha256).await;
+        };
+        let step = peer_pb::UploadStep {
+            user,
+            upload_id: upload_id.to_string(),
+            op: peer_pb::upload_step::Op::Complete as i32,
+            sha256: sha256.to_string(),
+            ..Default::default()
+        };
+        self.step(&addr, step)
+            .await?
+            .file
+            .ok_or_else(|| ProtocolError::internal("a completion answered no file"))
+    }
+
+    /// Answers a peer's step of an upload held here.
+    pub async fn serve_step(&self, step: peer_pb::UploadStep) -> Response {
+        use peer_pb::upload_step::Op;
+        let answer_of = |status: UploadStatus| peer_pb::UploadAnswer {
+            offset: status.offset,
+            size: status.size,
+            expires_ms: status.expires_ms,
+            max_chunk_bytes: status.max_chunk_bytes as u64,
+            file: None,
+        };
+        let (user, id) = (step.user, step.upload_id.as_str());
+        let answer = match Op::try_from(step.op) {
+            Ok(Op::Status) => self.status_here(user, id).await.map(answer_of),
+            Ok(Op::Chunk) => {
+                let data = Bytes::from(step.data.clone());
+                self.write_chunk_here(user, id, step.offset, data)
+                    .await
+                    .map(answer_of)
+            }
+            Ok(Op::Cancel) => self
+                .cancel_here(user, id)
+                .await
+                .map(|()| peer_pb::UploadAnswer::default()),
+            Ok(Op::Complete) => self
+                .complete_here(user, id, &step.sha256)
+                .await
+                .map(|file| peer_pb::UploadAnswer {
+                    file: Some(file),
+                    ..Default::default()
+                }),
+            Err(_) => Err(ProtocolError::invalid("unknown upload step")),
+        };
+        match answer {
+            Ok(answer) => Response::Upload(answer),
+            Err(err) => error_response(&err),
         }
     }
 
@@ -250,7 +397,7 @@ impl Files {
     }
 
     /// Returns where an upload stands.
-    pub async fn status(&self, user: u64, upload_id: &str) -> Result<UploadStatus, ProtocolError> {
+    async fn status_here(&self, user: u64, upload_id: &str) -> Result<UploadStatus, ProtocolError> {
         let guard = self.locked(user, upload_id).await?;
         let upload = guard.as_ref().expect("locked holds an upload");
         Ok(self.status_of(&upload.announced, upload.offset))
@@ -259,7 +406,7 @@ impl Files {
     /// Writes a chunk at `offset`, which must be where the upload stands.
     /// The first chunk's bytes are sniffed: a type the policy blocks ends
     /// the upload with nothing kept. Returns the new offset.
-    pub async fn write_chunk(
+    async fn write_chunk_here(
         &self,
         user: u64,
         upload_id: &str,
@@ -334,7 +481,7 @@ impl Files {
     }
 
     /// Cancels an upload; its bytes are deleted.
-    pub async fn cancel(&self, user: u64, upload_id: &str) -> Result<(), ProtocolError> {
+    async fn cancel_here(&self, user: u64, upload_id: &str) -> Result<(), ProtocolError> {
         let mut guard = self.locked(user, upload_id).await?;
         self.inner.uploads.remove(&mut guard);
         Ok(())
@@ -343,7 +490,7 @@ impl Files {
     /// Completes an upload whose bytes are all in: checks them against
     /// `sha256` (a mismatch discards the upload), makes an image's
     /// thumbnail, copies the blob to its holders and records the file.
-    pub async fn complete(
+    async fn complete_here(
         &self,
         user: u64,
         upload_id: &str,

@@ -157,6 +157,7 @@ impl PeerService {
             Request::Search(ask) => Ok(self.planes()?.search.serve(ask).await),
             Request::BlobWrite(chunk) => Ok(self.planes()?.files.serve_write(chunk).await),
             Request::BlobRead(read) => Ok(self.planes()?.files.serve_read(read).await),
+            Request::Upload(step) => Ok(self.planes()?.files.serve_step(step).await),
             Request::Deliver(_) | Request::Push(_) | Request::Revoke(_) => Err(
                 ProtocolError::invalid(format!("{} is one-way", request_label(&request))),
             ),

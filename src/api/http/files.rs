@@ -120,22 +120,6 @@ fn upload_response(status: StatusCode, view: UploadView) -> Response {
     response
 }
 
-/// Answers a request for an upload held by another node with a redirect
-/// there (307 keeps the method and body).
-fn redirect(planes: &AppState, http_addr: &str, path: &str) -> Response {
-    let scheme = if planes.config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let location = format!("{scheme}://{http_addr}{path}");
-    let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
-}
-
 /// Announces an upload. Its size and name are checked against the file
 /// policy, and the caller's membership of the conversation, before any
 /// byte is sent.
@@ -179,7 +163,6 @@ pub(super) async fn create_upload(
     params(("id" = String, Path, description = "the upload's id")),
     responses(
         (status = 200, description = "the upload", body = UploadView),
-        (status = 307, description = "the upload is held by another node: continue there"),
     )
 )]
 pub(super) async fn upload_status(
@@ -189,9 +172,6 @@ pub(super) async fn upload_status(
 ) -> Result<Response, ApiError> {
     let id = path_param(id)?;
     let user = principal(&planes, &headers).await?.user.user_id;
-    if let Some(addr) = planes.files.elsewhere(&id)? {
-        return Ok(redirect(&planes, &addr, &format!("/api/v1/uploads/{id}")));
-    }
     let status = planes.files.status(user, &id).await?;
     Ok(upload_response(StatusCode::OK, status.into()))
 }
@@ -209,10 +189,9 @@ pub(super) async fn upload_status(
         ("id" = String, Path, description = "the upload's id"),
         ("Upload-Offset" = u64, Header, description = "where this chunk starts"),
     ),
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    request_body(content = String, content_type = "application/offset+octet-stream", description = "the chunk's bytes"),
     responses(
         (status = 200, description = "the chunk is kept", body = UploadView),
-        (status = 307, description = "the upload is held by another node: continue there"),
     )
 )]
 pub(super) async fn upload_chunk(
@@ -223,9 +202,6 @@ pub(super) async fn upload_chunk(
 ) -> Result<Response, ApiError> {
     let id = path_param(id)?;
     let user = principal(&planes, &headers).await?.user.user_id;
-    if let Some(addr) = planes.files.elsewhere(&id)? {
-        return Ok(redirect(&planes, &addr, &format!("/api/v1/uploads/{id}")));
-    }
     let offset = headers
         .get(UPLOAD_OFFSET)
         .and_then(|v| v.to_str().ok())
@@ -253,9 +229,6 @@ pub(super) async fn cancel_upload(
 ) -> Result<Response, ApiError> {
     let id = path_param(id)?;
     let user = principal(&planes, &headers).await?.user.user_id;
-    if let Some(addr) = planes.files.elsewhere(&id)? {
-        return Ok(redirect(&planes, &addr, &format!("/api/v1/uploads/{id}")));
-    }
     planes.files.cancel(user, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -273,7 +246,6 @@ pub(super) async fn cancel_upload(
     request_body = CompleteBody,
     responses(
         (status = 201, description = "the file", body = FileView),
-        (status = 307, description = "the upload is held by another node: complete it there"),
     )
 )]
 pub(super) async fn complete_upload(
@@ -285,10 +257,6 @@ pub(super) async fn complete_upload(
     let id = path_param(id)?;
     let user = principal(&planes, &headers).await?.user.user_id;
     let body = json_body(body)?;
-    if let Some(addr) = planes.files.elsewhere(&id)? {
-        let path = format!("/api/v1/uploads/{id}/complete");
-        return Ok(redirect(&planes, &addr, &path));
-    }
     let record = planes.files.complete(user, &id, &body.sha256).await?;
     Ok((StatusCode::CREATED, Json(FileView::from(record))).into_response())
 }
