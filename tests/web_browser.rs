@@ -949,3 +949,67 @@ async fn a_search_finds_a_message_and_jumps_to_it_in_the_browser() {
     alice.screenshot(&screenshots().join("history.png")).await;
     alice.close().await;
 }
+
+#[tokio::test]
+async fn an_image_and_a_file_sent_in_the_browser_show_as_a_thumbnail_and_a_card() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let photo = files.path().join("photo.png");
+    image::RgbaImage::from_fn(640, 480, |x, y| {
+        image::Rgba([(x % 256) as u8, (y % 256) as u8, 90, 255])
+    })
+    .save(&photo)
+    .unwrap();
+    let notes = files.path().join("notes.txt");
+    std::fs::write(&notes, "minutes of the meeting").unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    let bob = driver.browser(&profiles.path().join("bob")).await;
+    for (browser, account) in [(&alice, "alice"), (&bob, "bob")] {
+        sign_in(browser, &node, account).await;
+    }
+    alice.type_into("[data-test=new-chat]", "bob").await;
+    alice.click("[data-test=new-chat-go]").await;
+    alice
+        .wait_until(
+            "the chat open",
+            "return !!document.querySelector('[data-test=attach-input]')",
+        )
+        .await;
+    alice
+        .type_into("[data-test=attach-input]", photo.to_str().unwrap())
+        .await;
+    alice
+        .wait_until(
+            "alice's image shown as its thumbnail",
+            "return document.querySelector('[data-test=image-thumb]')?.dataset.loaded === 'true' || null",
+        )
+        .await;
+    alice
+        .type_into("[data-test=attach-input]", notes.to_str().unwrap())
+        .await;
+    let conversation = format!("d:{}:{}", ids[0].min(ids[1]), ids[0].max(ids[1]));
+    bob.click(&format!(
+        "[data-test=conversation][data-conversation='{conversation}']"
+    ))
+    .await;
+    let size = bob
+        .wait_until(
+            "bob sees the thumbnail, scaled to at most 256 px",
+            "const i = document.querySelector('[data-test=image-thumb] img'); return i?.complete && i.naturalWidth ? [i.naturalWidth, i.naturalHeight] : null",
+        )
+        .await;
+    assert_eq!(size, json!([256, 192]), "the server's thumbnail");
+    let card = bob
+        .wait_until(
+            "bob sees the file as a card",
+            "return document.querySelector('[data-test=file-card] [data-test=file-name]')?.innerText ?? null",
+        )
+        .await;
+    assert_eq!(card, "notes.txt");
+    bob.screenshot(&screenshots().join("files.png")).await;
+    alice.close().await;
+    bob.close().await;
+}

@@ -230,10 +230,15 @@ export class ChorusClient extends Emitter<ClientEvents> {
    * Sends a message; resolves with its ack. A send that meets a lost
    * connection, a timeout or UNAVAILABLE_RETRY is sent again, with the same
    * client_msg_id, until the server acks or refuses it. Options ask for
-   * sign-off (消息签收) or burn after reading (阅后即焚).
+   * sign-off (消息签收) or burn after reading (阅后即焚), or forward another
+   * message (its content is then the source's, as held here).
    */
   send(conversation: string, content: Content, options: SendOptions = {}): Promise<Ack> {
     contentToWire(content);
+    if (options.forwardOf) {
+      // Mentions name the source conversation's members: the server drops them.
+      if (content.kind === "text") content = { ...content, mentions: [], mentionAll: false };
+    }
     return new Promise((resolve, reject) => {
       this.outbox.push({
         clientMsgId: this.options.newId(),
@@ -805,13 +810,16 @@ export class ChorusClient extends Emitter<ClientEvents> {
   private transmit(out: Outgoing, socket: SocketLike): void {
     out.inFlight = true;
     out.attempts++;
+    const forwardOf = out.options.forwardOf;
     this.requestOn(socket, {
       send: {
         clientMsgId: out.clientMsgId,
         conversation: out.conversation,
-        content: contentToWire(out.content),
+        // A forward leaves content out: the server copies the source's.
+        content: forwardOf ? undefined : contentToWire(out.content),
         signOff: signOffToWire(out.options.signOff ?? "none"),
         burnAfterSecs: out.options.burnAfterSecs || undefined,
+        forwardOf: forwardOf ? { conversation: forwardOf.conversation, seq: String(forwardOf.seq) } : undefined,
       },
     }).then(
       (frame) => {

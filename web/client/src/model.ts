@@ -29,7 +29,23 @@ export interface Session {
 export type Content =
   | { kind: "text"; text: string; mentions: string[]; mentionAll: boolean }
   | { kind: "emoji"; code: string }
-  | { kind: "file"; fileId: string; name: string; size: number; mimeType: string }
+  /**
+   * A file or image held by the server (docs/decisions/0022). A send needs
+   * only `fileId` (from a completed upload): the server fills in the rest
+   * from its record. `width`/`height` are the image's; `thumbnail` says the
+   * server holds a thumbnail of it.
+   */
+  | {
+      kind: "file";
+      fileId: string;
+      name: string;
+      size: number;
+      mimeType: string;
+      image: boolean;
+      width: number;
+      height: number;
+      thumbnail: boolean;
+    }
   /** A message recalled by `by`: its content is gone from the server. */
   | { kind: "recalled"; by: string; atMs: number }
   /** The notice a recall appended; `seq` is the message recalled. */
@@ -52,6 +68,13 @@ export interface SendOptions {
   signOff?: SignOff;
   /** Burn after reading, or after this many seconds unread (1:1 only). */
   burnAfterSecs?: number;
+  /**
+   * Forwards this message (a text, an emoji, a file or an image the user
+   * may read): the server copies its content, so a file's bytes are not
+   * uploaded again. The content passed to send() is then not sent; it is
+   * what the sent message holds here (pass the source's).
+   */
+  forwardOf?: { conversation: string; seq: number };
 }
 
 export interface Message {
@@ -425,6 +448,10 @@ export function contentFromWire(content: WireContent | undefined): Content {
       name: content.file.name ?? "",
       size: num(content.file.size),
       mimeType: content.file.mimeType ?? "",
+      image: content.file.image ?? false,
+      width: content.file.width ?? 0,
+      height: content.file.height ?? 0,
+      thumbnail: content.file.thumbnail ?? false,
     };
   }
   if (content?.recalled) {
@@ -457,9 +484,9 @@ export function contentToWire(content: Content): WireContent {
     case "emoji":
       return { emoji: { code: content.code } };
     case "file":
-      return {
-        file: { fileId: content.fileId, name: content.name, size: String(content.size), mimeType: content.mimeType },
-      };
+      // The server fills in the rest from the upload's record, and takes
+      // nothing else from the sender.
+      return { file: { fileId: content.fileId } };
     case "recalled":
     case "recallNotice":
       throw new ChorusError("INVALID", "recalls are made with recall(), not sent");

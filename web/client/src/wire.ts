@@ -34,6 +34,8 @@ export interface WireContent {
     image?: boolean;
     width?: number;
     height?: number;
+    /** The server holds a thumbnail of the image (…/file?thumbnail=true). */
+    thumbnail?: boolean;
   };
   /** What a recalled message holds instead of its content (server-written). */
   recalled?: { by?: U64; atMs?: U64; noticeSeq?: U64 };
@@ -203,9 +205,11 @@ export interface ClientBody {
   send?: {
     clientMsgId: string;
     conversation: string;
-    content: WireContent;
+    /** Left out of a forward: the server copies the source's. */
+    content?: WireContent;
     signOff?: WireSignOff;
     burnAfterSecs?: number;
+    forwardOf?: { conversation: string; seq: U64 };
   };
   sign?: { conversation: string; seq: U64; password?: string };
   signStatus?: { conversation: string; seq: U64 };

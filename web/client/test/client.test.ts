@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ChorusClient, ChorusError, type Message, directConversation, highlightParts, peerOf } from "../src/index.js";
+import { ChorusClient, ChorusError, type Content, type Message, directConversation, highlightParts, peerOf } from "../src/index.js";
 import { FakeServer, FakeSocket, until } from "./fake-server.js";
 
 const users = {
@@ -315,6 +315,51 @@ test("a burn send carries its time to live; a burn notice turns the messages hel
     () => c.send(conv, { kind: "burned", atMs: 0, reason: "read" }),
     (err: ChorusError) => err.code === "INVALID",
   );
+  c.close();
+});
+
+test("a file send carries only its file_id; a forward leaves content out and holds the source's here", async () => {
+  const server = new FakeServer(users);
+  const conv = "d:1:2";
+  const photo = server.append(conv, "2", "");
+  photo.content = {
+    file: { fileId: "f1", name: "cat.png", size: "2048", mimeType: "image/png", image: true, width: 640, height: 480, thumbnail: true },
+  };
+  const c = client(server);
+  await c.login("alice", "alice-pass");
+  await until("online", () => c.state === "online");
+  const [held] = c.messages(conv);
+  assert.deepEqual(held.content, {
+    kind: "file",
+    fileId: "f1",
+    name: "cat.png",
+    size: 2048,
+    mimeType: "image/png",
+    image: true,
+    width: 640,
+    height: 480,
+    thumbnail: true,
+  });
+
+  assert.equal(held.content.kind, "file");
+  const mine: Content = { ...(held.content as Extract<Content, { kind: "file" }>), fileId: "f2", name: "report.pdf" };
+  await c.send(conv, mine);
+  const sends = () => server.received.map((r) => r.frame.send).filter((s) => s !== undefined);
+  assert.deepEqual(sends().at(-1)!.content, { file: { fileId: "f2" } }, "the server fills in the rest from its record");
+
+  // Forwarded to a group: no content on the wire, the source named instead.
+  const ack = await c.send("g:7", held.content, { forwardOf: { conversation: conv, seq: held.seq } });
+  const forward = sends().at(-1)!;
+  assert.equal(forward.content, undefined);
+  assert.deepEqual(forward.forwardOf, { conversation: conv, seq: "1" });
+  assert.deepEqual(server.logs.get("g:7")![0].content, photo.content, "the server copied the source's content");
+  assert.deepEqual(c.messages("g:7").map((m) => [m.seq, m.content]), [[ack.seq, held.content]]);
+
+  // A forwarded text loses its mentions: they name the source's members.
+  server.append(conv, "2", "hi @bob");
+  const text: Content = { kind: "text", text: "hi @bob", mentions: ["2"], mentionAll: true };
+  await c.send("g:7", text, { forwardOf: { conversation: conv, seq: 2 } });
+  assert.deepEqual(c.messages("g:7").at(-1)!.content, { ...text, mentions: [], mentionAll: false });
   c.close();
 });
 

@@ -164,7 +164,16 @@ export class FakeServer {
       return;
     }
     if (frame.send) {
-      const { clientMsgId, conversation, content } = frame.send;
+      const { clientMsgId, conversation, forwardOf } = frame.send;
+      let content = frame.send.content;
+      if (forwardOf) {
+        // As the server does: the source's content, its mentions dropped.
+        if (content) return fail("INVALID", "a forward takes its content from forward_of: leave content out");
+        const source = (this.logs.get(forwardOf.conversation) ?? [])[Number(forwardOf.seq) - 1];
+        if (!source?.content) return fail("NOT_FOUND", `no message ${forwardOf.seq} in ${forwardOf.conversation}`);
+        content = source.content.text ? { text: { text: source.content.text.text } } : source.content;
+      }
+      if (!content) return fail("INVALID", "message has no content");
       const key = `${me}|${conversation}|${clientMsgId}`;
       const seen = this.dedup.get(key);
       if (seen) {

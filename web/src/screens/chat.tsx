@@ -2,6 +2,17 @@ import { type ChorusClient, type Message, peerOf, preview } from "@chorus/client
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import { useT } from "../context.js";
+import { uploadFile } from "../rest.js";
+import {
+  type FileContent,
+  FileCard,
+  ForwardDialog,
+  ImageThumb,
+  ImageViewer,
+  type PendingUpload,
+  UploadItem,
+  uploadFailure,
+} from "./attachments.js";
 import { GroupPanel } from "./group.js";
 import { HistoryPanel } from "./history.js";
 import { useClientVersion } from "./main.js";
@@ -15,9 +26,11 @@ interface Props {
   onJump?: (seq: number) => void;
 }
 
+/** A text on its way, or a file being uploaded before its message is sent. */
 interface Outgoing {
   key: string;
-  text: string;
+  text?: string;
+  upload?: PendingUpload;
   error?: string;
 }
 
@@ -44,6 +57,12 @@ export function Chat({ client, conversation, focus, onJump }: Props) {
   // Favourites (收藏): messages kept from this screen, and refusals.
   const [kept, setKept] = useState<Record<number, string>>({});
   const [history, setHistory] = useState(false);
+  // Files (docs/decisions/0022): the image shown whole, the message being
+  // forwarded (its target asked for), and what became of each forward.
+  const [viewing, setViewing] = useState<{ message: Message; file: FileContent } | null>(null);
+  const [forwarding, setForwarding] = useState<Message | null>(null);
+  const [forwarded, setForwarded] = useState<Record<number, string>>({});
+  const attachInput = useRef<HTMLInputElement>(null);
   // Older pages loaded for a jump, to render them.
   const [, setLoaded] = useState(0);
   const list = useRef<HTMLOListElement>(null);
@@ -150,6 +169,74 @@ export function Chat({ client, conversation, focus, onJump }: Props) {
     );
   };
 
+  const changeOutgoing = (key: string, change: Partial<Outgoing> | null) =>
+    setOutgoing((o) => (change ? o.map((x) => (x.key === key ? { ...x, ...change } : x)) : o.filter((x) => x.key !== key)));
+
+  // Each file uploads on its own, then its message is sent. Sign-off applies
+  // to it as to a text; burn after reading does not: a file's card shows
+  // (and so would burn) on sight, without the reveal step a text has.
+  const attach = (files: File[]) => {
+    const token = client.session?.token;
+    if (!token || files.length === 0) return;
+    const signOff = mustSign ? "confirm" : "none";
+    setMustSign(false);
+    stickToBottom.current = true;
+    for (const file of files) {
+      const key = `${Date.now()}-${Math.random()}`;
+      const controller = new AbortController();
+      const upload: PendingUpload = { name: file.name, size: file.size, sent: 0, sending: false, controller };
+      setOutgoing((o) => [...o, { key, upload }]);
+      const progress = (sent: number) =>
+        setOutgoing((o) => o.map((x) => (x.key === key && x.upload ? { ...x, upload: { ...x.upload, sent } } : x)));
+      uploadFile(token, conversation, file, progress, controller.signal)
+        .then((f) => {
+          setOutgoing((o) => o.map((x) => (x.key === key && x.upload ? { ...x, upload: { ...x.upload, sending: true } } : x)));
+          const content: FileContent = {
+            kind: "file",
+            fileId: f.file_id,
+            name: f.name,
+            size: f.size,
+            mimeType: f.mime_type,
+            image: f.image,
+            width: f.width,
+            height: f.height,
+            thumbnail: f.thumbnail,
+          };
+          return client.send(conversation, content, { signOff });
+        })
+        .then(
+          () => changeOutgoing(key, null),
+          // A cancelled upload just goes; a failed one says why until dismissed.
+          (err: unknown) => changeOutgoing(key, controller.signal.aborted ? null : { error: uploadFailure(t, err) }),
+        );
+    }
+  };
+
+  // A pasted image is sent as a file; a paste holding text too (a cell
+  // copied from a spreadsheet carries its picture) stays a text paste.
+  const onPaste = (ev: ClipboardEvent) => {
+    const data = ev.clipboardData;
+    if (!data || data.getData("text/plain")) return;
+    const images = Array.from(data.files).filter((f) => f.type.startsWith("image/"));
+    if (images.length === 0) return;
+    ev.preventDefault();
+    attach(images);
+  };
+
+  const forwardable = (m: Message) => m.burnAfterSecs === 0 && ["text", "emoji", "file"].includes(m.content.kind);
+
+  const forward = (m: Message, target: string) => {
+    setForwarding(null);
+    const say = (text: string) => setForwarded((f) => ({ ...f, [m.seq]: text }));
+    const name = client.conversation(target)?.title || target;
+    say(t("forward.sending"));
+    // The content passed is the source's as held: what the forward shows here once acked.
+    client.send(target, m.content, { forwardOf: { conversation, seq: m.seq } }).then(
+      () => say(t("forward.done", { name })),
+      (err: Error) => say(t("forward.failed", { message: err.message })),
+    );
+  };
+
   const recall = (m: Message) => {
     setRecallError(null);
     client.recall(conversation, m.seq).catch((err: Error) => setRecallError({ seq: m.seq, message: err.message }));
@@ -181,9 +268,16 @@ export function Chat({ client, conversation, focus, onJump }: Props) {
       );
     }
     if (m.content.kind !== "recalled") {
+      const file = m.content.kind === "file" ? m.content : null;
       return (
         <>
-          <bdi class="text">{preview(m.content)}</bdi>
+          {file?.image && file.thumbnail ? (
+            <ImageThumb client={client} message={m} file={file} onOpen={() => setViewing({ message: m, file })} />
+          ) : file ? (
+            <FileCard client={client} message={m} file={file} />
+          ) : (
+            <bdi class="text">{preview(m.content)}</bdi>
+          )}
           {m.burnAfterSecs > 0 && (
             <span class="burn-badge" data-test="burn-badge" title={t("burn.badge")}>
               {" "}
@@ -373,6 +467,16 @@ export function Chat({ client, conversation, focus, onJump }: Props) {
                     {t("lists.keep")}
                   </button>
                 ))}
+              {forwardable(m) && (
+                <button class="link" onClick={() => setForwarding(m)} data-test="forward-button">
+                  {t("forward.action")}
+                </button>
+              )}
+              {forwarded[m.seq] && (
+                <span class="forwarded" data-test="forward-note">
+                  {forwarded[m.seq]}
+                </span>
+              )}
               {recallError?.seq === m.seq && (
                 <span class="error" data-test="recall-error">
                   {t("chat.recall.failed", { message: recallError.message })}
@@ -382,14 +486,18 @@ export function Chat({ client, conversation, focus, onJump }: Props) {
             </div>
           </li>
         ))}
-        {outgoing.map((o) => (
-          <li key={o.key} class="msg mine pending">
-            <div class="bubble">
-              <bdi class="text">{o.text}</bdi>
-            </div>
-            <div class="meta">{o.error ? t("chat.failed", { message: o.error }) : t("chat.sending")}</div>
-          </li>
-        ))}
+        {outgoing.map((o) =>
+          o.upload ? (
+            <UploadItem key={o.key} upload={o.upload} error={o.error} onDismiss={() => changeOutgoing(o.key, null)} />
+          ) : (
+            <li key={o.key} class="msg mine pending">
+              <div class="bubble">
+                <bdi class="text">{o.text}</bdi>
+              </div>
+              <div class="meta">{o.error ? t("chat.failed", { message: o.error }) : t("chat.sending")}</div>
+            </li>
+          ),
+        )}
       </ol>
       <form class="composer" onSubmit={send}>
         <textarea
@@ -400,9 +508,35 @@ export function Chat({ client, conversation, focus, onJump }: Props) {
           onKeyDown={(e) => {
             if (e.key === "Enter" && !e.shiftKey && !e.isComposing) send(e);
           }}
+          onPaste={onPaste}
           rows={2}
           data-test="composer"
         />
+        <input
+          type="file"
+          multiple
+          class="visually-hidden"
+          ref={attachInput}
+          tabIndex={-1}
+          aria-hidden="true"
+          onChange={(e) => {
+            const input = e.currentTarget;
+            attach(Array.from(input.files ?? []));
+            // The same file may be picked again.
+            input.value = "";
+          }}
+          data-test="attach-input"
+        />
+        <button
+          type="button"
+          class="link attach"
+          onClick={() => attachInput.current?.click()}
+          aria-label={t("file.attach")}
+          title={t("file.attach")}
+          data-test="attach-button"
+        >
+          📎
+        </button>
         <label class="must-sign">
           <input
             type="checkbox"
@@ -433,6 +567,12 @@ export function Chat({ client, conversation, focus, onJump }: Props) {
           {t("chat.send")}
         </button>
       </form>
+      {viewing && (
+        <ImageViewer client={client} message={viewing.message} file={viewing.file} onClose={() => setViewing(null)} />
+      )}
+      {forwarding && (
+        <ForwardDialog client={client} onPick={(target) => forward(forwarding, target)} onClose={() => setForwarding(null)} />
+      )}
     </section>
   );
 }

@@ -3,6 +3,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import { useT } from "../context.js";
 import { type ExportFormat, exportHistory, saveBlob } from "../rest.js";
+import { humanSize } from "../sizes.js";
 import { Fragment, when } from "./search.js";
 
 interface Props {
@@ -16,12 +17,6 @@ interface Props {
 type Tab = "files" | "images" | "links";
 
 const KIND = { files: "file", images: "image", links: "link" } as const;
-
-function size(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-}
 
 /** Only web links become links: the server finds http(s) URLs, the page does not trust it blindly. */
 function safe(url: string): boolean {
@@ -116,7 +111,7 @@ export function HistoryPanel({ client, conversation, onJump, onClose }: Props) {
           {file?.name ?? hit.fragment}
         </bdi>
         <span class="quiet">
-          {file ? `${size(file.size)} · ` : ""}
+          {file ? `${humanSize(file.size)} · ` : ""}
           {when(m.serverTimeMs)}
         </span>{" "}
         {show}
