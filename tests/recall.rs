@@ -71,14 +71,16 @@ async fn a_recall_reaches_every_device_at_once_or_at_its_next_sync_and_reads_sho
     for device in [&mut alice_mobile, &mut bob_web] {
         assert_eq!(text_of(&next_message(device).await), "the secret");
     }
+    let token = node.rest_token("alice", &password("alice"), "web").await;
+    let plan = node
+        .upload_file(&token, &conv, "plan.pdf", b"%PDF-1.4\nplan")
+        .await;
     let file = alice_pc
         .send_message(
             &conv,
             "f1",
             Kind::File(pb::FileContent {
-                file_id: "file-1".into(),
-                name: "plan.pdf".into(),
-                size: 10,
+                file_id: plan,
                 ..Default::default()
             }),
         )

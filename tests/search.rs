@@ -378,29 +378,25 @@ async fn the_history_manager_lists_files_images_and_links_and_exports() {
     let ids = node.create_users(&["alice", "bob", "eve"]).await;
     let conv = format!("d:{}:{}", ids[0], ids[1]);
     let (alice, _) = user(&node, "alice").await;
-    let file = |name: &str, image: bool| {
+    let token = node.rest_token("alice", &password("alice"), "web").await;
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::RgbImage::new(64, 48)
+        .write_to(&mut png, image::ImageFormat::Png)
+        .unwrap();
+    let pdf = node
+        .upload_file(&token, &conv, "budget.pdf", b"%PDF-1.4\n% budget\n")
+        .await;
+    let board = node
+        .upload_file(&token, &conv, "whiteboard.png", png.get_ref())
+        .await;
+    let file = |file_id: &str| {
         pb::content::Kind::File(pb::FileContent {
-            file_id: format!("f-{name}"),
-            name: name.to_string(),
-            size: 1234,
-            mime_type: if image {
-                "image/png"
-            } else {
-                "application/pdf"
-            }
-            .into(),
-            image,
+            file_id: file_id.to_string(),
             ..Default::default()
         })
     };
-    alice
-        .send_message(&conv, "f1", file("budget.pdf", false))
-        .await
-        .unwrap();
-    alice
-        .send_message(&conv, "i1", file("whiteboard.png", true))
-        .await
-        .unwrap();
+    alice.send_message(&conv, "f1", file(&pdf)).await.unwrap();
+    alice.send_message(&conv, "i1", file(&board)).await.unwrap();
     alice
         .send_text(
             &conv,

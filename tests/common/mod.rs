@@ -113,6 +113,53 @@ impl TestNode {
         ids
     }
 
+    /// Uploads a whole file for a conversation in one chunk; returns its
+    /// `file_id` (docs/protocol.md section 7.1).
+    pub async fn upload_file(&self, token: &str, conv: &str, name: &str, bytes: &[u8]) -> String {
+        use sha2::Digest;
+        let created: serde_json::Value = self
+            .http
+            .post(self.url("/api/v1/uploads"))
+            .bearer_auth(token)
+            .json(&json!({"conversation": conv, "name": name, "size": bytes.len()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["upload_id"]
+            .as_str()
+            .expect("an upload")
+            .to_string();
+        let response = self
+            .http
+            .patch(self.url(&format!("/api/v1/uploads/{id}")))
+            .bearer_auth(token)
+            .header("Upload-Offset", "0")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "chunk of {name}");
+        let sha: String = sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let file: serde_json::Value = self
+            .http
+            .post(self.url(&format!("/api/v1/uploads/{id}/complete")))
+            .bearer_auth(token)
+            .json(&json!({ "sha256": sha }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        file["file_id"].as_str().expect("a file").to_string()
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
