@@ -12,14 +12,6 @@ use chorus::client::{Connection, Transport};
 use chorus::pb::{self, DeviceClass, ErrorCode};
 use common::*;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// Deterministic bytes no compressor or sniffer makes anything of.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -52,6 +44,15 @@ async fn user(node: &TestNode, account: &str) -> User {
 
 fn direct(a: u64, b: u64) -> String {
     format!("d:{}:{}", a.min(b), a.max(b))
+}
+
+/// Asserts that a REST answer is the error `code` with `status`.
+fn assert_refused(status: u16, body: &Value, expected: u16, code: &str) {
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (expected, Some(code)),
+        "{body}"
+    );
 }
 
 /// A REST answer: status and JSON body (null when there is none).
@@ -109,26 +110,11 @@ async fn complete(node: &TestNode, token: &str, id: &str, sha256: &str) -> (u16,
     .await
 }
 
-/// Uploads a whole file in 1 MiB chunks; returns the completed file.
-async fn upload(node: &TestNode, token: &str, conv: &str, name: &str, bytes: &[u8]) -> Value {
-    let (status, created) = announce(node, token, conv, name, bytes.len()).await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["upload_id"].as_str().unwrap().to_string();
-    for (i, part) in bytes.chunks(1 << 20).enumerate() {
-        let (status, body) = chunk(node, token, &id, i << 20, part).await;
-        assert_eq!(status, 200, "{body}");
-    }
-    let (status, file) = complete(node, token, &id, &sha(bytes)).await;
-    assert_eq!(status, 201, "{file}");
-    file
-}
-
 async fn send_file(conn: &Connection, conv: &str, file_id: &str, tag: &str) -> u64 {
-    let content = pb::content::Kind::File(pb::FileContent {
-        file_id: file_id.to_string(),
-        ..Default::default()
-    });
-    conn.send_message(conv, tag, content).await.unwrap().seq
+    conn.send_message(conv, tag, file_content(file_id))
+        .await
+        .unwrap()
+        .seq
 }
 
 async fn download(
@@ -209,11 +195,7 @@ async fn a_50_mb_upload_cut_after_half_resumes_and_downloads_whole_and_by_range(
     // The client was cut off and lost count: a chunk at the wrong offset
     // is refused, and the upload says where to go on from.
     let (status, body) = chunk(&node, &ann.token, &id, 0, &bytes[..1024]).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("CONFLICT")),
-        "{body}"
-    );
+    assert_refused(status, &body, 409, "CONFLICT");
     let response = node
         .http()
         .head(node.url(&format!("/api/v1/uploads/{id}")))
@@ -235,9 +217,9 @@ async fn a_50_mb_upload_cut_after_half_resumes_and_downloads_whole_and_by_range(
         assert_eq!(status, 200, "{body}");
         at = end;
     }
-    let (status, file) = complete(&node, &ann.token, &id, &sha(&bytes)).await;
+    let (status, file) = complete(&node, &ann.token, &id, &sha256_hex(&bytes)).await;
     assert_eq!(status, 201, "{file}");
-    assert_eq!(file["sha256"], sha(&bytes));
+    assert_eq!(file["sha256"], sha256_hex(&bytes));
     assert_eq!(
         part_files(&node),
         0,
@@ -259,7 +241,7 @@ async fn a_50_mb_upload_cut_after_half_resumes_and_downloads_whole_and_by_range(
 
     let (status, headers, got) = download(&node, &bob.token, &conv, seq, "", None).await;
     assert_eq!(status, 200);
-    assert_eq!(sha(&got), sha(&bytes));
+    assert_eq!(sha256_hex(&got), sha256_hex(&bytes));
     assert!(
         headers["content-disposition"]
             .to_str()
@@ -288,11 +270,7 @@ async fn a_50_mb_upload_cut_after_half_resumes_and_downloads_whole_and_by_range(
     let (status, _, _) = download(&node, &cai.token, &conv, seq, "", None).await;
     assert_eq!(status, 403);
     let (status, body) = announce(&node, &cai.token, &conv, "x.txt", 10).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("FORBIDDEN")),
-        "{body}"
-    );
+    assert_refused(status, &body, 403, "FORBIDDEN");
     let (status, _, _) = download(&node, "not-a-token", &conv, seq, "", None).await;
     assert_eq!(status, 401);
 }
@@ -324,11 +302,7 @@ async fn the_policy_refuses_oversized_blocked_and_over_quota_files_before_keepin
     assert_eq!(policy["blocked_types"], json!(["exe", "video/*"]));
     assert_eq!(policy["retention_days"], 30);
     let (status, body) = set(json!({"blocked_types": ["no spaces"]})).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("INVALID")),
-        "{body}"
-    );
+    assert_refused(status, &body, 400, "INVALID");
     let (status, _) = answer(
         node.http()
             .put(node.url("/api/v1/policies/files"))
@@ -342,17 +316,9 @@ async fn the_policy_refuses_oversized_blocked_and_over_quota_files_before_keepin
     assert_eq!(status, 403, "only admins set the policy");
 
     let (status, body) = announce(&node, &ann.token, &conv, "big.bin", 2 << 20).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (413, Some("TOO_LARGE")),
-        "{body}"
-    );
+    assert_refused(status, &body, 413, "TOO_LARGE");
     let (status, body) = announce(&node, &ann.token, &conv, "setup.exe", 100).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("FORBIDDEN")),
-        "{body}"
-    );
+    assert_refused(status, &body, 403, "FORBIDDEN");
     // An executable named as a photo is caught by its first bytes.
     let mut exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00".to_vec();
     exe.resize(4096, 0);
@@ -360,11 +326,7 @@ async fn the_policy_refuses_oversized_blocked_and_over_quota_files_before_keepin
     assert_eq!(status, 201, "{created}");
     let id = created["upload_id"].as_str().unwrap();
     let (status, body) = chunk(&node, &ann.token, id, 0, &exe).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("FORBIDDEN")),
-        "{body}"
-    );
+    assert_refused(status, &body, 403, "FORBIDDEN");
     let (status, _) = answer(
         node.http()
             .get(node.url(&format!("/api/v1/uploads/{id}")))
@@ -378,13 +340,10 @@ async fn the_policy_refuses_oversized_blocked_and_over_quota_files_before_keepin
     assert_eq!(part_files(&node), 0, "nothing of it is kept");
 
     // The quota: 1,000,000 bytes fit, the next 600,000 do not.
-    upload(&node, &ann.token, &conv, "a.bin", &noise(1_000_000, 1)).await;
+    node.upload(&ann.token, &conv, "a.bin", &noise(1_000_000, 1))
+        .await;
     let (status, body) = announce(&node, &ann.token, &conv, "b.bin", 600_000).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("FORBIDDEN")),
-        "{body}"
-    );
+    assert_refused(status, &body, 403, "FORBIDDEN");
     assert!(
         body["message"].as_str().unwrap().contains("quota"),
         "{body}"
@@ -393,11 +352,7 @@ async fn the_policy_refuses_oversized_blocked_and_over_quota_files_before_keepin
     let (status, _) = set(json!({"senders": "nobody"})).await;
     assert_eq!(status, 200);
     let (status, body) = announce(&node, &bob.token, &conv, "c.txt", 10).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("FORBIDDEN")),
-        "{body}"
-    );
+    assert_refused(status, &body, 403, "FORBIDDEN");
     assert!(
         body["message"].as_str().unwrap().contains("senders"),
         "{body}"
@@ -429,8 +384,8 @@ async fn identical_content_is_stored_once_and_images_get_bounded_thumbnails() {
     let (ann, bob) = (user(&node, "ann").await, user(&node, "bob").await);
     let conv = direct(ann.id, bob.id);
     let (photo, scan) = (png(1200, 800), jpeg(640, 1280));
-    let first = upload(&node, &ann.token, &conv, "photo.png", &photo).await;
-    let again = upload(&node, &bob.token, &conv, "copy.png", &photo).await;
+    let first = node.upload(&ann.token, &conv, "photo.png", &photo).await;
+    let again = node.upload(&bob.token, &conv, "copy.png", &photo).await;
     assert_ne!(first["file_id"], again["file_id"]);
     assert_eq!(first["sha256"], again["sha256"]);
     let held = blob_files(&node);
@@ -454,7 +409,7 @@ async fn identical_content_is_stored_once_and_images_get_bounded_thumbnails() {
     );
     assert_eq!(first["mime_type"], "image/png");
 
-    let shot = upload(&node, &ann.token, &conv, "scan.jpg", &scan).await;
+    let shot = node.upload(&ann.token, &conv, "scan.jpg", &scan).await;
     assert_eq!(shot["mime_type"], "image/jpeg");
     for (file, name, format, (w, h)) in [
         (&first, "photo", image::ImageFormat::Png, (256, 171)),
@@ -484,7 +439,9 @@ async fn identical_content_is_stored_once_and_images_get_bounded_thumbnails() {
         assert_eq!((decoded.width(), decoded.height()), (w, h), "{name}");
     }
     // A file that is no image has no thumbnail.
-    let text = upload(&node, &ann.token, &conv, "notes.txt", b"plain words").await;
+    let text = node
+        .upload(&ann.token, &conv, "notes.txt", b"plain words")
+        .await;
     assert_eq!(text["mime_type"], "text/plain");
     let seq = send_file(&ann.conn, &conv, text["file_id"].as_str().unwrap(), "t").await;
     let (status, _, _) = download(&node, &bob.token, &conv, seq, "?thumbnail=true", None).await;
@@ -502,7 +459,7 @@ async fn recall_and_burn_make_a_file_undownloadable_and_a_forward_needs_no_new_u
     );
     let (ab, bc) = (direct(ann.id, bob.id), direct(bob.id, cai.id));
     let bytes = noise(300_000, 3);
-    let file = upload(&node, &ann.token, &ab, "plan.bin", &bytes).await;
+    let file = node.upload(&ann.token, &ab, "plan.bin", &bytes).await;
     let file_id = file["file_id"].as_str().unwrap();
     let seq = send_file(&ann.conn, &ab, file_id, "plan").await;
 
@@ -515,15 +472,12 @@ async fn recall_and_burn_make_a_file_undownloadable_and_a_forward_needs_no_new_u
     let forwarded = bob.conn.forward(&bc, "fwd", source.clone()).await.unwrap();
     assert_eq!(blob_files(&node).len(), blobs_before);
     let (status, _, got) = download(&node, &cai.token, &bc, forwarded.seq, "", None).await;
-    assert_eq!((status, sha(&got)), (200, sha(&bytes)));
+    assert_eq!((status, sha256_hex(&got)), (200, sha256_hex(&bytes)));
     // Cai reads no message of a conversation he is not in, so forwards none.
     let (code, _) = refusal(cai.conn.forward(&bc, "steal", source.clone()).await);
     assert_eq!(code, ErrorCode::Forbidden);
     // And the file id alone sends nothing elsewhere.
-    let content = pb::content::Kind::File(pb::FileContent {
-        file_id: file_id.to_string(),
-        ..Default::default()
-    });
+    let content = file_content(file_id);
     let (code, message) = refusal(bob.conn.send_message(&bc, "reuse", content).await);
     assert_eq!(code, ErrorCode::Forbidden, "{message}");
 
@@ -536,11 +490,10 @@ async fn recall_and_burn_make_a_file_undownloadable_and_a_forward_needs_no_new_u
     let (status, _, _) = download(&node, &cai.token, &bc, forwarded.seq, "", None).await;
     assert_eq!(status, 200);
 
-    let secret = upload(&node, &ann.token, &ab, "secret.bin", &noise(1000, 5)).await;
-    let content = pb::content::Kind::File(pb::FileContent {
-        file_id: secret["file_id"].as_str().unwrap().to_string(),
-        ..Default::default()
-    });
+    let secret = node
+        .upload(&ann.token, &ab, "secret.bin", &noise(1000, 5))
+        .await;
+    let content = file_content(secret["file_id"].as_str().unwrap());
     let burning = ann
         .conn
         .send_burning(&ab, "burn", content, 600)
@@ -619,11 +572,7 @@ async fn bad_uploads_get_the_documented_error_and_leave_nothing_a_download_could
     let (_, created) = announce(&node, &ann.token, &conv, "ten.txt", 10).await;
     let id = created["upload_id"].as_str().unwrap().to_string();
     let (status, body) = chunk(&node, &ann.token, &id, 0, b"eleven byte").await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("INVALID")),
-        "{body}"
-    );
+    assert_refused(status, &body, 400, "INVALID");
     let response = node
         .http()
         .patch(node.url(&format!("/api/v1/uploads/{id}")))
@@ -636,7 +585,7 @@ async fn bad_uploads_get_the_documented_error_and_leave_nothing_a_download_could
     assert_eq!(status, 400, "no Upload-Offset: {body}");
     let (status, body) = chunk(&node, &ann.token, &id, 0, b"12345").await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = complete(&node, &ann.token, &id, &sha(b"1234567890")).await;
+    let (status, body) = complete(&node, &ann.token, &id, &sha256_hex(b"1234567890")).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("CONFLICT")),
@@ -646,26 +595,18 @@ async fn bad_uploads_get_the_documented_error_and_leave_nothing_a_download_could
     assert_eq!(status, 200);
     let (status, body) = complete(&node, &ann.token, &id, "abc").await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = complete(&node, &ann.token, &id, &sha(b"something else")).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("INVALID")),
-        "{body}"
-    );
+    let (status, body) = complete(&node, &ann.token, &id, &sha256_hex(b"something else")).await;
+    assert_refused(status, &body, 400, "INVALID");
     assert!(body["message"].as_str().unwrap().contains("hash"), "{body}");
-    let (status, _) = complete(&node, &ann.token, &id, &sha(b"1234567890")).await;
+    let (status, _) = complete(&node, &ann.token, &id, &sha256_hex(b"1234567890")).await;
     assert_eq!(status, 404, "a mismatched upload is discarded");
 
     let bomb = bomb();
     let (_, created) = announce(&node, &ann.token, &conv, "bomb.png", bomb.len()).await;
     let id = created["upload_id"].as_str().unwrap().to_string();
     assert_eq!(chunk(&node, &ann.token, &id, 0, &bomb).await.0, 200);
-    let (status, body) = complete(&node, &ann.token, &id, &sha(&bomb)).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("INVALID")),
-        "{body}"
-    );
+    let (status, body) = complete(&node, &ann.token, &id, &sha256_hex(&bomb)).await;
+    assert_refused(status, &body, 400, "INVALID");
     assert!(
         body["message"].as_str().unwrap().contains("pixels"),
         "{body}"
@@ -688,10 +629,7 @@ async fn bad_uploads_get_the_documented_error_and_leave_nothing_a_download_could
     assert_eq!(status, 404);
     let (status, _) = chunk(&node, &ann.token, "../../x", 0, b"x").await;
     assert_eq!(status, 404);
-    let content = pb::content::Kind::File(pb::FileContent {
-        file_id: "f0000".to_string(),
-        ..Default::default()
-    });
+    let content = file_content("f0000");
     let (code, _) = refusal(ann.conn.send_message(&conv, "nofile", content).await);
     assert_eq!(code, ErrorCode::NotFound);
     let seq = ann

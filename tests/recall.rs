@@ -76,14 +76,7 @@ async fn a_recall_reaches_every_device_at_once_or_at_its_next_sync_and_reads_sho
         .upload_file(&token, &conv, "plan.pdf", b"%PDF-1.4\nplan")
         .await;
     let file = alice_pc
-        .send_message(
-            &conv,
-            "f1",
-            Kind::File(pb::FileContent {
-                file_id: plan,
-                ..Default::default()
-            }),
-        )
+        .send_message(&conv, "f1", file_content(&plan))
         .await
         .unwrap();
     for device in [&mut alice_mobile, &mut bob_web] {

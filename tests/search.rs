@@ -389,14 +389,14 @@ async fn the_history_manager_lists_files_images_and_links_and_exports() {
     let board = node
         .upload_file(&token, &conv, "whiteboard.png", png.get_ref())
         .await;
-    let file = |file_id: &str| {
-        pb::content::Kind::File(pb::FileContent {
-            file_id: file_id.to_string(),
-            ..Default::default()
-        })
-    };
-    alice.send_message(&conv, "f1", file(&pdf)).await.unwrap();
-    alice.send_message(&conv, "i1", file(&board)).await.unwrap();
+    alice
+        .send_message(&conv, "f1", file_content(&pdf))
+        .await
+        .unwrap();
+    alice
+        .send_message(&conv, "i1", file_content(&board))
+        .await
+        .unwrap();
     alice
         .send_text(
             &conv,

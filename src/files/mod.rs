@@ -176,10 +176,6 @@ impl Files {
     ) -> Result<peer_pb::UploadAnswer, ProtocolError> {
         match self.inner.links.call(addr, Request::Upload(step)).await? {
             Response::Upload(answer) => Ok(answer),
-            Response::Error(err) => Err(ProtocolError::new(
-                ErrorCode::try_from(err.code).unwrap_or(ErrorCode::Internal),
-                err.message,
-            )),
             other => Err(ProtocolError::internal(format!(
                 "unexpected {} answer to an upload step",
                 crate::cluster::response_label(&other)
@@ -688,12 +684,6 @@ impl Files {
             {
                 Response::BlobWrite(written) if written.held => return Ok(()),
                 Response::BlobWrite(_) if !last => offset += len,
-                Response::Error(err) => {
-                    return Err(ProtocolError::new(
-                        ErrorCode::try_from(err.code).unwrap_or(ErrorCode::Internal),
-                        err.message,
-                    ));
-                }
                 _ => return Err(ProtocolError::internal("unexpected answer to a blob copy")),
             }
         }
@@ -825,18 +815,10 @@ impl Files {
 
     /// Reads one message as `user` may read it.
     async fn message(&self, user: u64, at: &pb::MessageRef) -> Result<pb::Message, ProtocolError> {
-        if at.seq == 0 {
-            return Err(ProtocolError::invalid("seqs start at 1"));
-        }
-        let pull = pb::PullRequest {
-            conversation: at.conversation.clone(),
-            after_seq: at.seq - 1,
-            limit: 1,
-        };
-        let page = self.inner.messaging.pull(user, pull).await?;
-        page.messages
-            .into_iter()
-            .find(|m| m.seq == at.seq)
+        self.inner
+            .messaging
+            .read_message(user, at)
+            .await?
             .ok_or_else(|| {
                 ProtocolError::not_found(format!(
                     "conversation {} has no message {}",

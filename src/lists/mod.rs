@@ -110,12 +110,17 @@ impl Lists {
                 }
             }
             Favourite::Message(reference) => {
-                let message = self.message(user, reference).await?.ok_or_else(|| {
-                    ProtocolError::not_found(format!(
-                        "conversation {} has no message {}",
-                        reference.conversation, reference.seq
-                    ))
-                })?;
+                let message = self
+                    .inner
+                    .messaging
+                    .read_message(user, reference)
+                    .await?
+                    .ok_or_else(|| {
+                        ProtocolError::not_found(format!(
+                            "conversation {} has no message {}",
+                            reference.conversation, reference.seq
+                        ))
+                    })?;
                 use pb::content::Kind;
                 let kind = message.content.as_ref().and_then(|c| c.kind.as_ref());
                 if message.burn_after_secs > 0 || matches!(kind, Some(Kind::Burned(_))) {
@@ -137,24 +142,6 @@ impl Lists {
                 }
             }
         }
-    }
-
-    /// Reads one message as `user` may (membership checked by the pull).
-    async fn message(
-        &self,
-        user: u64,
-        reference: &pb::MessageRef,
-    ) -> Result<Option<pb::Message>, ProtocolError> {
-        if reference.seq == 0 {
-            return Err(ProtocolError::invalid("seqs start at 1"));
-        }
-        let pull = pb::PullRequest {
-            conversation: reference.conversation.clone(),
-            after_seq: reference.seq - 1,
-            limit: 1,
-        };
-        let page = self.inner.messaging.pull(user, pull).await?;
-        Ok(page.messages.into_iter().find(|m| m.seq == reference.seq))
     }
 
     /// Returns the user's favourite contacts and a page of their favourite
@@ -200,7 +187,7 @@ impl Lists {
         record: &FavouriteRecord,
     ) -> Result<pb::FavouriteMessage, ProtocolError> {
         let reference = record.message.clone().unwrap_or_default();
-        let message = match self.message(user, &reference).await {
+        let message = match self.inner.messaging.read_message(user, &reference).await {
             Ok(message) => message,
             // Left the group, or it is gone: the entry stays, unreadable.
             Err(err) if matches!(err.code, ErrorCode::Forbidden | ErrorCode::NotFound) => None,

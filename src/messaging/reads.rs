@@ -229,6 +229,25 @@ impl Messaging {
         Err(ProtocolError::new(ErrorCode::UnavailableRetry, last))
     }
 
+    /// Reads one message as `user` may (membership checked by the pull);
+    /// `None` when the conversation has no such seq.
+    pub async fn read_message(
+        &self,
+        user: u64,
+        at: &pb::MessageRef,
+    ) -> Result<Option<pb::Message>, ProtocolError> {
+        if at.seq == 0 {
+            return Err(ProtocolError::invalid("seqs start at 1"));
+        }
+        let pull = pb::PullRequest {
+            conversation: at.conversation.clone(),
+            after_seq: at.seq - 1,
+            limit: 1,
+        };
+        let page = self.pull(user, pull).await?;
+        Ok(page.messages.into_iter().find(|m| m.seq == at.seq))
+    }
+
     /// Pulls a page of a conversation for a member.
     pub async fn pull(
         &self,

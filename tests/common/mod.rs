@@ -113,10 +113,15 @@ impl TestNode {
         ids
     }
 
-    /// Uploads a whole file for a conversation in one chunk; returns its
-    /// `file_id` (docs/protocol.md section 7.1).
-    pub async fn upload_file(&self, token: &str, conv: &str, name: &str, bytes: &[u8]) -> String {
-        use sha2::Digest;
+    /// Uploads a whole file for a conversation in chunks of 1 MiB and
+    /// returns the completed file (docs/protocol.md section 7.1).
+    pub async fn upload(
+        &self,
+        token: &str,
+        conv: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> serde_json::Value {
         let created: serde_json::Value = self
             .http
             .post(self.url("/api/v1/uploads"))
@@ -130,33 +135,34 @@ impl TestNode {
             .unwrap();
         let id = created["upload_id"]
             .as_str()
-            .expect("an upload")
-            .to_string();
+            .unwrap_or_else(|| panic!("an upload: {created}"));
+        for (i, part) in bytes.chunks(1 << 20).enumerate() {
+            let response = self
+                .http
+                .patch(self.url(&format!("/api/v1/uploads/{id}")))
+                .bearer_auth(token)
+                .header("Upload-Offset", (i << 20).to_string())
+                .body(part.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "chunk {i} of {name}");
+        }
         let response = self
-            .http
-            .patch(self.url(&format!("/api/v1/uploads/{id}")))
-            .bearer_auth(token)
-            .header("Upload-Offset", "0")
-            .body(bytes.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "chunk of {name}");
-        let sha: String = sha2::Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let file: serde_json::Value = self
             .http
             .post(self.url(&format!("/api/v1/uploads/{id}/complete")))
             .bearer_auth(token)
-            .json(&json!({ "sha256": sha }))
+            .json(&json!({ "sha256": sha256_hex(bytes) }))
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
+        assert_eq!(response.status(), 201, "completing {name}");
+        response.json().await.unwrap()
+    }
+
+    /// Uploads a whole file; returns its `file_id`.
+    pub async fn upload_file(&self, token: &str, conv: &str, name: &str, bytes: &[u8]) -> String {
+        let file = self.upload(token, conv, name, bytes).await;
         file["file_id"].as_str().expect("a file").to_string()
     }
 
@@ -194,6 +200,23 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The lowercase hex SHA-256 of bytes, as uploads are completed with.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The content of a message carrying the file `file_id`.
+pub fn file_content(file_id: &str) -> pb::content::Kind {
+    pb::content::Kind::File(pb::FileContent {
+        file_id: file_id.to_string(),
+        ..Default::default()
+    })
 }
 
 pub fn password(account: &str) -> String {

@@ -120,6 +120,16 @@ fn upload_response(status: StatusCode, view: UploadView) -> Response {
     response
 }
 
+/// Returns the upload a request names and the user who asks.
+async fn upload_caller(
+    planes: &AppState,
+    headers: &HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<(String, u64), ApiError> {
+    let id = path_param(id)?;
+    Ok((id, principal(planes, headers).await?.user.user_id))
+}
+
 /// Announces an upload. Its size and name are checked against the file
 /// policy, and the caller's membership of the conversation, before any
 /// byte is sent.
@@ -170,8 +180,7 @@ pub(super) async fn upload_status(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = path_param(id)?;
-    let user = principal(&planes, &headers).await?.user.user_id;
+    let (id, user) = upload_caller(&planes, &headers, id).await?;
     let status = planes.files.status(user, &id).await?;
     Ok(upload_response(StatusCode::OK, status.into()))
 }
@@ -200,8 +209,7 @@ pub(super) async fn upload_chunk(
     id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = path_param(id)?;
-    let user = principal(&planes, &headers).await?.user.user_id;
+    let (id, user) = upload_caller(&planes, &headers, id).await?;
     let offset = headers
         .get(UPLOAD_OFFSET)
         .and_then(|v| v.to_str().ok())
@@ -227,8 +235,7 @@ pub(super) async fn cancel_upload(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = path_param(id)?;
-    let user = principal(&planes, &headers).await?.user.user_id;
+    let (id, user) = upload_caller(&planes, &headers, id).await?;
     planes.files.cancel(user, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -254,8 +261,7 @@ pub(super) async fn complete_upload(
     id: Result<Path<String>, PathRejection>,
     body: Result<Json<CompleteBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let id = path_param(id)?;
-    let user = principal(&planes, &headers).await?.user.user_id;
+    let (id, user) = upload_caller(&planes, &headers, id).await?;
     let body = json_body(body)?;
     let record = planes.files.complete(user, &id, &body.sha256).await?;
     Ok((StatusCode::CREATED, Json(FileView::from(record))).into_response())
