@@ -532,3 +532,80 @@ async fn wait_push(
         }
     }
 }
+
+/// A join can vote a partition's leader out of its replica set. openraft
+/// steps it down but leaves its vote naming itself, and nobody sends it the
+/// next term: it must not go on taking itself for the leader, or every
+/// write entering through it would wait for a leader that never comes.
+#[tokio::test]
+async fn a_leader_voted_out_by_a_join_leaves_its_partition_writable() {
+    let mut cluster = Cluster::builder().partitions(16).start().await.unwrap();
+    let partitions = cluster.partitions() as u16;
+    let mut old = Vec::new();
+    for p in 0..partitions {
+        let index = cluster.settled_leader(p).await.unwrap();
+        old.push(cluster.nodes[index].id);
+    }
+    let accounts: Vec<String> = (0..40).map(|i| format!("peer{i}")).collect();
+    let mut all: Vec<&str> = vec!["alice"];
+    all.extend(accounts.iter().map(String::as_str));
+    let ids = cluster.create_users(&all).await.unwrap();
+    cluster.add_node().await.unwrap();
+    let placed = |status: &Value, p: u16| -> Vec<u64> {
+        status["partitions"][p as usize]["placement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect()
+    };
+    cluster
+        .wait_for("some partition placed on node 4", |status| {
+            (0..partitions).any(|p| placed(status, p).contains(&4))
+        })
+        .await
+        .unwrap();
+    let status = cluster.status(0).await.unwrap();
+    let victims: Vec<u16> = (0..partitions)
+        .filter(|p| !placed(&status, *p).contains(&old[*p as usize]))
+        .collect();
+    assert!(
+        !victims.is_empty(),
+        "the join moved no leader out: {status}"
+    );
+    for p in &victims {
+        let (p, gone) = (*p, old[*p as usize]);
+        cluster
+            .wait_for("no node to name the voted-out leader", |status| {
+                leader_of(status, p) != Some(gone)
+            })
+            .await
+            .unwrap();
+        cluster
+            .wait_for("the placed replicas to name a placed leader", |status| {
+                let me = status["node_id"].as_u64().unwrap();
+                let placement = placed(status, p);
+                !placement.contains(&me)
+                    || leader_of(status, p).is_some_and(|l| placement.contains(&l))
+            })
+            .await
+            .unwrap();
+    }
+    // A conversation of a victim partition takes writes through the node
+    // that led it and through one that holds it now.
+    let (conv, p) = ids[1..]
+        .iter()
+        .map(|other| ConversationId::direct(ids[0], *other))
+        .find_map(|c| {
+            let p = partition_of_conversation(&c, cluster.partitions());
+            victims.contains(&p).then_some((c.to_string(), p))
+        })
+        .expect("a conversation in a victim partition");
+    let status = cluster.status(0).await.unwrap();
+    let through_old = cluster.index_of(old[p as usize]);
+    let through_placed = cluster.index_of(placed(&status, p)[0]);
+    for (n, node) in [through_old, through_placed].into_iter().enumerate() {
+        let mut conn = None;
+        send_until_acked(&cluster, node, &mut conn, &conv, &format!("v{n}")).await;
+    }
+}

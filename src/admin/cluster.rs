@@ -112,7 +112,7 @@ impl ClusterAdmin {
             let placement = self.inner.meta.placement(index as u16)?;
             partitions.push(PartitionStatus {
                 partition: index as u16,
-                leader: metrics.current_leader,
+                leader: crate::raft::leader(&metrics),
                 voters: metrics.membership_config.membership().voter_ids().collect(),
                 placement: placement.replicas,
                 epoch: placement.epoch,
@@ -150,7 +150,7 @@ impl ClusterAdmin {
         }
         let raft = self.inner.meta.raft();
         let metrics = raft.metrics().borrow().clone();
-        if metrics.current_leader != Some(self.inner.node_id) {
+        if crate::raft::leader(&metrics) != Some(self.inner.node_id) {
             return Err(ProtocolError::new(
                 ErrorCode::UnavailableRetry,
                 format!(

@@ -97,7 +97,7 @@ impl Messaging {
         let raft = &self.inner.partitions.rafts()[partition as usize];
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
-        if metrics.current_leader != Some(me) {
+        if crate::raft::leader(&metrics) != Some(me) {
             return None;
         }
         let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();

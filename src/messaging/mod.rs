@@ -262,7 +262,7 @@ impl Messaging {
             let _ = raft
                 .wait(Some(pause.min(deadline - now)))
                 .metrics(
-                    |m| m.current_leader.is_some() && m.current_leader != known,
+                    |m| crate::raft::leader(m).is_some_and(|l| Some(l) != known),
                     "leader changed",
                 )
                 .await;
@@ -274,7 +274,7 @@ impl Messaging {
     /// no replica, or one that was moved away and hears from no leader).
     fn target(&self, partition: u16, round: usize) -> Option<u64> {
         let raft = &self.inner.partitions.rafts()[partition as usize];
-        if let Some(leader) = raft.metrics().borrow().current_leader {
+        if let Some(leader) = crate::raft::leader(&raft.metrics().borrow()) {
             return Some(leader);
         }
         let me = self.inner.node_id;
@@ -318,11 +318,14 @@ impl Messaging {
     }
 
     fn leads(&self, partition: u16) -> bool {
-        self.inner.partitions.rafts()[partition as usize]
-            .metrics()
-            .borrow()
-            .current_leader
-            == Some(self.inner.node_id)
+        self.leader(partition) == Some(self.inner.node_id)
+    }
+
+    /// The leader of a partition as this node's replica knows it, a
+    /// stepped-down self excepted (see [`crate::raft::leader`]).
+    fn leader(&self, partition: u16) -> Option<u64> {
+        let raft = &self.inner.partitions.rafts()[partition as usize];
+        crate::raft::leader(&raft.metrics().borrow())
     }
 
     /// Hands a request to the conversation's actor on this node, which must
@@ -335,11 +338,7 @@ impl Messaging {
         origin: SessionRef,
     ) -> Result<Answer, Refusal> {
         if !self.leads(partition) {
-            let leader = self.inner.partitions.rafts()[partition as usize]
-                .metrics()
-                .borrow()
-                .current_leader;
-            return Err(Refusal::NotLeader(leader));
+            return Err(Refusal::NotLeader(self.leader(partition)));
         }
         let actor = self
             .inner

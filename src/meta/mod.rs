@@ -325,7 +325,7 @@ impl Meta {
         let (me, voters) = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow();
-            if metrics.current_leader != Some(metrics.id) {
+            if raft::leader(&metrics) != Some(metrics.id) {
                 return None;
             }
             let membership = metrics.membership_config.membership().clone();

@@ -122,7 +122,7 @@ async fn commit_placement(
     known_nodes: &mut Vec<u64>,
     stable_since: &mut Instant,
 ) -> Result<(), String> {
-    let leading_meta = meta.raft().current_leader().await == Some(me);
+    let leading_meta = crate::raft::leader(&meta.raft().metrics().borrow()) == Some(me);
     if !leading_meta {
         return Ok(());
     }
@@ -173,7 +173,7 @@ async fn reconcile_partitions(meta: &Meta, partitions: &Partitions, me: u64) {
         }
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        if metrics.current_leader != Some(me) {
+        if crate::raft::leader(&metrics) != Some(me) {
             continue;
         }
         // A leader may vote itself out: it steps down once the new

@@ -186,11 +186,12 @@ impl View {
                 .unwrap_or(0)
         });
         let cut_off = m.millis_since_quorum_ack.is_some_and(|ms| ms > lease_ms);
-        let leading = m.current_leader == Some(m.id);
+        let leader = super::leader(m);
+        let leading = leader == Some(m.id);
         View {
             member: membership.get_node(&m.id).is_some(),
             leading: leading && !cut_off,
-            without_leader: m.current_leader.is_none() || (leading && cut_off),
+            without_leader: leader.is_none() || (leading && cut_off),
             term: m.current_term,
             apply_lag: last.saturating_sub(entries(m.last_applied.map(|l| l.index))),
             replication_lag,

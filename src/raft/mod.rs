@@ -41,6 +41,15 @@ pub(crate) fn state_key(group: u32, tag: u8) -> [u8; 5] {
     key
 }
 
+/// The leader a group's metrics name, a stale self excepted: openraft 0.9
+/// takes `current_leader` from the committed vote alone, so a leader that
+/// voted itself out and stepped down keeps naming itself (nobody sends it
+/// the next term).
+pub fn leader(m: &openraft::RaftMetrics<u64, openraft::BasicNode>) -> Option<u64> {
+    m.current_leader
+        .filter(|id| *id != m.id || m.state == openraft::ServerState::Leader)
+}
+
 /// Returns the Raft settings used by every group.
 pub fn raft_config(cluster: &str) -> Arc<openraft::Config> {
     let config = openraft::Config {
@@ -252,6 +261,20 @@ where
         waited: PROPOSE_PATIENCE,
         last,
     })
+}
+
+#[cfg(test)]
+#[test]
+fn a_stepped_down_leader_names_no_leader() {
+    let mut m = openraft::RaftMetrics::<u64, openraft::BasicNode>::new_initial(3);
+    m.current_leader = Some(3);
+    m.state = openraft::ServerState::Learner;
+    assert_eq!(leader(&m), None, "stepped down, vote still its own");
+    m.state = openraft::ServerState::Leader;
+    assert_eq!(leader(&m), Some(3));
+    m.state = openraft::ServerState::Follower;
+    m.current_leader = Some(1);
+    assert_eq!(leader(&m), Some(1));
 }
 
 /// A standalone host for unit tests: node 1, bootstrapping, no peers.
