@@ -641,3 +641,91 @@ async fn bad_uploads_get_the_documented_error_and_leave_nothing_a_download_could
     let (status, _, _) = download(&node, &bob.token, &conv, seq, "", None).await;
     assert_eq!(status, 404);
 }
+
+/// Runs `chorus client` as `account` against the node; returns its output.
+async fn chorus_client(node: &TestNode, account: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["client", "--server", &node.node.tcp_addr().to_string()])
+        .args(["--http", &node.node.http_addr().to_string()])
+        .args(["--user", account, "--password", &password(account)])
+        .args(args)
+        .env_remove("CHORUS_SERVER")
+        .env_remove("CHORUS_HTTP")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_terminal_client_sends_a_file_and_fetches_it_again_after_a_cut() {
+    let node = TestNode::start().await;
+    node.create_users(&["ann", "bob"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = noise(9 << 20, 11);
+    let path = dir.path().join("survey.bin");
+    std::fs::write(&path, &bytes).unwrap();
+    let out = chorus_client(
+        &node,
+        "ann",
+        &["send-file", "--to", "bob", path.to_str().unwrap()],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conv = stdout.split_whitespace().nth(1).unwrap().to_string();
+    let seq = stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("seq="))
+        .unwrap()
+        .to_string();
+
+    // Bob's download was cut after 5 MB: the next one goes on from there.
+    let saved = dir.path().join("copy.bin");
+    std::fs::write(&saved, &bytes[..5 << 20]).unwrap();
+    let out = chorus_client(
+        &node,
+        "bob",
+        &["get-file", &conv, &seq, "--out", saved.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sha256_hex(&std::fs::read(&saved).unwrap()),
+        sha256_hex(&bytes)
+    );
+
+    let blocked = dir.path().join("tool.exe");
+    std::fs::write(&blocked, b"MZ\x90\x00").unwrap();
+    let admin = node.admin_token().await;
+    let (status, _) = answer(
+        node.http()
+            .put(node.url("/api/v1/policies/files"))
+            .bearer_auth(&admin)
+            .json(&json!({"blocked_types": ["exe"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let out = chorus_client(
+        &node,
+        "ann",
+        &["send-file", "--to", "bob", blocked.to_str().unwrap()],
+    )
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("403") && stderr.contains("blocked"),
+        "{stderr}"
+    );
+}

@@ -3,12 +3,13 @@
 //! `create-group`, `watch`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::files::Rest;
 use super::{ClientError, ClientOptions, Connection, Event, TlsClientConfig, Transport};
 use crate::protocol::{ConversationId, pb};
 
@@ -65,6 +66,10 @@ pub struct ClientArgs {
     pub password: String,
     #[arg(long, value_enum, default_value = "pc")]
     pub device: DeviceArg,
+    /// The HTTP address of a node, for files: by default the server in use
+    /// with `ws` and `ws-json`, else 127.0.0.1:7180.
+    #[arg(long, env = "CHORUS_HTTP")]
+    pub http: Option<String>,
     #[command(subcommand)]
     pub command: Option<ClientCommand>,
 }
@@ -184,6 +189,27 @@ pub enum ClientCommand {
     Notices {
         #[arg(long)]
         sent: bool,
+    },
+    /// Uploads a file (resumably) and sends it; prints its ack.
+    SendFile {
+        /// Account of the peer of a 1:1 conversation.
+        #[arg(long, conflicts_with = "conversation")]
+        to: Option<String>,
+        #[arg(long)]
+        conversation: Option<String>,
+        path: PathBuf,
+    },
+    /// Downloads the file of a message; a cut download goes on from what
+    /// the output file holds.
+    GetFile {
+        conversation: String,
+        seq: u64,
+        /// Where to write it (default: the file's name, in this folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The image's thumbnail instead.
+        #[arg(long)]
+        thumbnail: bool,
     },
     /// Finds messages of this user's conversations, newest first; with
     /// `--kind` and `--conversation` and no words, lists that conversation's
@@ -535,6 +561,19 @@ impl ClientArgs {
         Ok(servers)
     }
 
+    /// Returns the REST options for files: `--http`, or the server in use
+    /// over WebSocket, or the default HTTP port.
+    fn http_options(&self, servers: &[ClientOptions], at: usize) -> ClientOptions {
+        let addr = match (&self.http, self.transport) {
+            (Some(http), _) => http.clone(),
+            (None, TransportArg::Ws | TransportArg::WsJson) => servers[at].addr.clone(),
+            (None, TransportArg::Tcp) => "127.0.0.1:7180".to_string(),
+        };
+        let mut options = ClientOptions::new(addr, Transport::WsBinary);
+        options.tls = servers[at].tls.clone();
+        options
+    }
+
     fn device_class(&self) -> pb::DeviceClass {
         match self.device {
             DeviceArg::Pc => pb::DeviceClass::Pc,
@@ -552,8 +591,41 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
         .login(&args.user, &args.password, args.device_class())
         .await?;
     let mut names = Names::default();
+    let rest = Rest {
+        options: args.http_options(&servers, at),
+        token: session.token.clone(),
+    };
     match args.command {
-        None => Interactive::new(servers, at, conn, session).run().await,
+        None => {
+            Interactive::new(servers, at, conn, session, rest)
+                .run()
+                .await
+        }
+        Some(ClientCommand::SendFile {
+            to,
+            conversation,
+            path,
+        }) => {
+            let conversation = resolve(&conn, to.as_deref(), conversation).await?;
+            let ack = send_file(&conn, &rest, &conversation, &path).await?;
+            say!(
+                "sent {} seq={} id={}",
+                ack.conversation,
+                ack.seq,
+                ack.message_id
+            );
+            Ok(())
+        }
+        Some(ClientCommand::GetFile {
+            conversation,
+            seq,
+            out,
+            thumbnail,
+        }) => {
+            let (out, size) = get_file(&conn, &rest, &conversation, seq, out, thumbnail).await?;
+            say!("saved {} ({size} bytes)", out.display());
+            Ok(())
+        }
         Some(ClientCommand::Send {
             to,
             conversation,
@@ -989,7 +1061,11 @@ fn message_line(sender: &str, message: &pb::Message) -> String {
         Some(pb::content::Kind::Text(text)) => text.text.clone(),
         Some(pb::content::Kind::Emoji(emoji)) => emoji.code.clone(),
         Some(pb::content::Kind::File(file)) => {
-            format!("[file {} {} bytes]", file.name, file.size)
+            let what = if file.image { "image" } else { "file" };
+            format!(
+                "[{what} {} {} bytes: /get {}]",
+                file.name, file.size, message.seq
+            )
         }
         Some(pb::content::Kind::Recalled(_)) => "[recalled]".to_string(),
         Some(pb::content::Kind::RecallNotice(notice)) => {
@@ -1064,6 +1140,80 @@ async fn sign_status_lines(
     lines
 }
 
+fn rest_error(err: super::status::StatusError) -> ClientError {
+    ClientError::Unexpected(err.to_string())
+}
+
+/// Uploads the file at `path` and sends it to `conversation`.
+async fn send_file(
+    conn: &Connection,
+    rest: &Rest,
+    conversation: &str,
+    path: &Path,
+) -> Result<pb::SendAck, ClientError> {
+    let file = rest
+        .upload(conversation, path, |sent, size| {
+            tracing::debug!(sent, size, "upload progress")
+        })
+        .await
+        .map_err(rest_error)?;
+    let file_id = file["file_id"].as_str().ok_or_else(|| {
+        ClientError::Unexpected(format!("a completed upload without an id: {file}"))
+    })?;
+    let content = pb::content::Kind::File(pb::FileContent {
+        file_id: file_id.to_string(),
+        ..Default::default()
+    });
+    conn.send_message(conversation, &new_client_msg_id(), content)
+        .await
+}
+
+/// Downloads the file of message `seq` into `out` (default: the file's
+/// name, which the message gives, in this folder); returns where and its size.
+async fn get_file(
+    conn: &Connection,
+    rest: &Rest,
+    conversation: &str,
+    seq: u64,
+    out: Option<PathBuf>,
+    thumbnail: bool,
+) -> Result<(PathBuf, u64), ClientError> {
+    let out = match out {
+        Some(out) => out,
+        None => {
+            let page = conn.pull(conversation, seq.saturating_sub(1), 1).await?;
+            let name = page
+                .messages
+                .iter()
+                .find(|m| m.seq == seq)
+                .and_then(|m| match m.content.as_ref()?.kind.as_ref()? {
+                    pb::content::Kind::File(file) => Some(file.name.clone()),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    ClientError::Unexpected(format!(
+                        "message {seq} of {conversation} carries no file"
+                    ))
+                })?;
+            // The name is the sender's: keep only its last part, never a path.
+            let name = Path::new(&name)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("file-{seq}"));
+            PathBuf::from(if thumbnail {
+                format!("thumbnail-{name}")
+            } else {
+                name
+            })
+        }
+    };
+    let size = rest
+        .download(conversation, seq, thumbnail, &out)
+        .await
+        .map_err(rest_error)?;
+    Ok((out, size))
+}
+
 const HELP: &str =
     "commands: /list  /open <account|conversation>  /history  /group <name> <account>...  /receipts
           /recall <seq>  /must <text>  /sign <seq> [password]  /signs <seq>  /remind <seq>
@@ -1071,6 +1221,7 @@ const HELP: &str =
           /fav <seq> [off]  /favcontact <account> [off]  /favs  /recent
           /notices  /nread <id> [ack]  /nvote <id> <option>...  /nstats <id>
           /search <text> (every conversation)  /files  /images  /links (the open one)
+          /send-file <path>  /get <seq> [path]  /forward <seq> <account|conversation>
           /status <online|busy|away>  /watch <account>...  /help  /quit
   groups: /info  /rename <name>  /announce <text>  /admin <account> [off]  /transfer <account>
           /mute <account> [off]  /muteall [off]  /dissolve [keep]  /leave  /permanent <name>
@@ -1091,11 +1242,20 @@ struct Interactive {
     current: Option<String>,
     /// Users whose presence this client watches (again after a reconnect).
     watching: Vec<u64>,
+    /// The REST API, for files.
+    rest: Rest,
 }
 
 impl Interactive {
-    fn new(servers: Vec<ClientOptions>, at: usize, conn: Connection, session: pb::Session) -> Self {
+    fn new(
+        servers: Vec<ClientOptions>,
+        at: usize,
+        conn: Connection,
+        session: pb::Session,
+        rest: Rest,
+    ) -> Self {
         Interactive {
+            rest,
             servers,
             at,
             conn,
@@ -1317,6 +1477,13 @@ impl Interactive {
             );
         }
         Ok(())
+    }
+
+    /// Returns the open conversation.
+    fn open_conversation(&self) -> Result<String, ClientError> {
+        self.current
+            .clone()
+            .ok_or_else(|| ClientError::Unexpected("/open a conversation first".into()))
     }
 
     /// Runs one line of input; returns true to quit.
@@ -1582,6 +1749,51 @@ impl Interactive {
                     println!("  {line}");
                 }
             }
+            Some("/send-file") => {
+                let conversation = self.open_conversation()?;
+                let path = words.collect::<Vec<_>>().join(" ");
+                if path.is_empty() {
+                    return Err(ClientError::Unexpected("/send-file <path>".into()));
+                }
+                let ack =
+                    send_file(&self.conn, &self.rest, &conversation, Path::new(&path)).await?;
+                say!("sent #{}", ack.seq);
+            }
+            Some("/get") => {
+                let conversation = self.open_conversation()?;
+                let seq = words
+                    .next()
+                    .and_then(|w| w.trim_start_matches('#').parse::<u64>().ok())
+                    .ok_or_else(|| ClientError::Unexpected("/get <seq> [path]".into()))?;
+                let out = words.next().map(PathBuf::from);
+                let (out, size) =
+                    get_file(&self.conn, &self.rest, &conversation, seq, out, false).await?;
+                say!("saved {} ({size} bytes)", out.display());
+            }
+            Some("/forward") => {
+                let conversation = self.open_conversation()?;
+                let (Some(seq), Some(target)) = (
+                    words
+                        .next()
+                        .and_then(|w| w.trim_start_matches('#').parse::<u64>().ok()),
+                    words.next(),
+                ) else {
+                    return Err(ClientError::Unexpected(
+                        "/forward <seq> <account|conversation>".into(),
+                    ));
+                };
+                let target = if target.parse::<ConversationId>().is_ok() {
+                    target.to_string()
+                } else {
+                    resolve(&self.conn, Some(target), None).await?
+                };
+                let source = pb::MessageRef { conversation, seq };
+                let ack = self
+                    .conn
+                    .forward(&target, &new_client_msg_id(), source)
+                    .await?;
+                say!("forwarded to {} as #{}", ack.conversation, ack.seq);
+            }
             Some("/search") => {
                 let query = words.collect::<Vec<_>>().join(" ");
                 let request = pb::SearchRequest {
@@ -1748,7 +1960,7 @@ mod tests {
         };
         assert_eq!(
             message_line("bob", &file),
-            "[d:1:2 #3] bob: [file a\\e]0;pwned\\u{7} 0 bytes]"
+            "[d:1:2 #3] bob: [file a\\e]0;pwned\\u{7} 0 bytes: /get 3]"
         );
         assert_eq!(
             message_line("张伟", &text_message("d:1:2", "你好 👩\u{200D}💻")),

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod cli;
 mod conn;
+pub mod files;
 pub mod status;
 
 pub use conn::{ClientError, ClientOptions, Connection, Event, TlsClientConfig, Transport};

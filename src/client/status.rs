@@ -130,8 +130,8 @@ pub(super) fn expect_ok(
     serde_json::from_str(&text).map_err(|e| StatusError::Malformed(e.to_string()))
 }
 
-/// Sends one HTTP/1.1 request on a connection of its own and returns the
-/// status and body of the answer.
+/// Sends one HTTP/1.1 request with a JSON body (or none) on a connection
+/// of its own and returns the status and body of the answer.
 pub(super) async fn request(
     options: &ClientOptions,
     method: &str,
@@ -139,12 +139,36 @@ pub(super) async fn request(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> Result<(u16, Vec<u8>), StatusError> {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let body = Body {
+        content_type: (!body.is_empty()).then_some("application/json"),
+        headers: &[],
+        bytes: body.as_bytes(),
+    };
+    request_with(options, method, path, token, body).await
+}
+
+/// The body of a request, and headers of its own.
+pub(super) struct Body<'a> {
+    pub content_type: Option<&'a str>,
+    pub headers: &'a [(&'a str, String)],
+    pub bytes: &'a [u8],
+}
+
+/// Sends one HTTP/1.1 request on a connection of its own and returns the
+/// status and body of the answer.
+pub(super) async fn request_with(
+    options: &ClientOptions,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Body<'_>,
+) -> Result<(u16, Vec<u8>), StatusError> {
     let io = |source| StatusError::Io {
         addr: options.addr.clone(),
         source,
     };
     let mut stream = open_stream(options).await?;
-    let body = body.map(Value::to_string).unwrap_or_default();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\naccept: application/json\r\n",
         options.addr
@@ -152,15 +176,18 @@ pub(super) async fn request(
     if let Some(token) = token {
         head.push_str(&format!("authorization: Bearer {token}\r\n"));
     }
-    if !body.is_empty() {
-        head.push_str(&format!(
-            "content-type: application/json\r\ncontent-length: {}\r\n",
-            body.len()
-        ));
+    for (name, value) in body.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(content_type) = body.content_type {
+        head.push_str(&format!("content-type: {content_type}\r\n"));
+    }
+    if !body.bytes.is_empty() || body.content_type.is_some() {
+        head.push_str(&format!("content-length: {}\r\n", body.bytes.len()));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await.map_err(io)?;
-    stream.write_all(body.as_bytes()).await.map_err(io)?;
+    stream.write_all(body.bytes).await.map_err(io)?;
     stream.flush().await.map_err(io)?;
     let mut answer = Vec::new();
     (&mut stream)
