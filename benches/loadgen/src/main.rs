@@ -7,6 +7,7 @@
 mod clock;
 mod conns;
 mod coord;
+mod files;
 mod notice;
 mod report;
 mod search;
@@ -64,6 +65,9 @@ enum Command {
     /// Fills the history, then times searches of a Chinese term and the
     /// send→ack latency while the index follows (Chorus only).
     Search(search::SearchArgs),
+    /// Uploads and downloads one large file, then holds many uploads open
+    /// and samples the node's memory (Chorus only).
+    Files(files::FilesArgs),
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -601,5 +605,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Report(args) => write_report(&args),
         Command::Notice(args) => notice::run(args).await,
         Command::Search(args) => search::run(args).await,
+        Command::Files(args) => files::run(args).await,
     }
 }
