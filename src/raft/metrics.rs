@@ -296,6 +296,12 @@ mod tests {
         let mut m = RaftMetrics::new_initial(me);
         m.membership_config = Arc::new(StoredMembership::new(None, membership));
         m.current_leader = leader;
+        // A node that names itself leads (one stepped down is no leader).
+        m.state = if leader == Some(me) {
+            openraft::ServerState::Leader
+        } else {
+            openraft::ServerState::Follower
+        };
         m.current_term = 3;
         m
     }
