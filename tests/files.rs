@@ -729,3 +729,228 @@ async fn the_terminal_client_sends_a_file_and_fetches_it_again_after_a_cut() {
         "{stderr}"
     );
 }
+
+/// A REST call with a JSON body (or none) as `token`.
+async fn call(
+    node: &TestNode,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = node
+        .http()
+        .request(method, node.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    answer(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_groups_file_space_keeps_folders_and_files_its_members_share() {
+    let node = TestNode::start().await;
+    node.create_users(&["ann", "bob", "cai", "dan"]).await;
+    let (ann, bob, cai, dan) = (
+        user(&node, "ann").await,
+        user(&node, "bob").await,
+        user(&node, "cai").await,
+        user(&node, "dan").await,
+    );
+    let group = ann
+        .conn
+        .create_group("design", &[bob.id, cai.id])
+        .await
+        .unwrap()
+        .group_id;
+    let conv = format!("g:{group}");
+    let files = format!("/api/v1/groups/{group}/files");
+    let bytes = noise(2_500_000, 21);
+    let uploaded = node.upload(&bob.token, &conv, "spec.bin", &bytes).await;
+    let file_id = uploaded["file_id"].as_str().unwrap();
+    let (status, entry) = call(
+        &node,
+        &bob.token,
+        "POST",
+        &files,
+        Some(json!({"file_id": file_id})),
+    )
+    .await;
+    assert_eq!(status, 201, "{entry}");
+    assert_eq!(
+        (entry["name"].as_str(), entry["size"].as_u64()),
+        (Some("spec.bin"), Some(2_500_000))
+    );
+    assert_eq!(entry["uploader"], bob.id);
+    let file = entry["entry_id"].as_u64().unwrap();
+    let (status, folder) = call(
+        &node,
+        &ann.token,
+        "POST",
+        &files,
+        Some(json!({"folder": "Reports"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{folder}");
+    let folder = folder["entry_id"].as_u64().unwrap();
+    let (status, body) = call(
+        &node,
+        &cai.token,
+        "POST",
+        &files,
+        Some(json!({"folder": "Reports"})),
+    )
+    .await;
+    assert_refused(status, &body, 409, "CONFLICT");
+
+    // The uploader moves and renames his file; another member may not.
+    let at = |id: u64| format!("{files}/{id}");
+    let (status, body) = call(
+        &node,
+        &bob.token,
+        "PATCH",
+        &at(file),
+        Some(json!({"parent_id": folder, "name": "spec v2.bin"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["parent_id"].as_u64(), body["name"].as_str()),
+        (Some(folder), Some("spec v2.bin"))
+    );
+    let (status, body) = call(
+        &node,
+        &cai.token,
+        "PATCH",
+        &at(file),
+        Some(json!({"name": "mine.bin"})),
+    )
+    .await;
+    assert_refused(status, &body, 403, "FORBIDDEN");
+    let (status, body) = call(
+        &node,
+        &ann.token,
+        "PATCH",
+        &at(folder),
+        Some(json!({"parent_id": folder})),
+    )
+    .await;
+    assert_refused(status, &body, 400, "INVALID");
+    let (status, top) = call(&node, &cai.token, "GET", &files, None).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = top["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Reports"]);
+    let (_, inside) = call(
+        &node,
+        &cai.token,
+        "GET",
+        &format!("{files}?folder={folder}"),
+        None,
+    )
+    .await;
+    assert_eq!(inside["entries"][0]["entry_id"], file);
+
+    // Members download it, and the downloads are counted; others get nothing.
+    let content = format!("{}/content", at(file));
+    let got = node
+        .http()
+        .get(node.url(&content))
+        .bearer_auth(&cai.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(
+        got.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("spec%20v2.bin")
+    );
+    assert_eq!(sha256_hex(&got.bytes().await.unwrap()), sha256_hex(&bytes));
+    let ranged = node
+        .http()
+        .get(node.url(&content))
+        .bearer_auth(&ann.token)
+        .header("Range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.bytes().await.unwrap(), &bytes[10..20]);
+    wait_for("the downloads counted", || async {
+        let (_, inside) = call(
+            &node,
+            &cai.token,
+            "GET",
+            &format!("{files}?folder={folder}"),
+            None,
+        )
+        .await;
+        (inside["entries"][0]["downloads"] == 2).then_some(())
+    })
+    .await;
+    for path in [files.clone(), content.clone()] {
+        let (status, _) = call(&node, &dan.token, "GET", &path, None).await;
+        assert_eq!(status, 403, "{path}");
+    }
+
+    // Bad input.
+    let elsewhere = node
+        .upload_file(&bob.token, &direct(bob.id, cai.id), "dm.bin", b"private")
+        .await;
+    let (status, body) = call(
+        &node,
+        &bob.token,
+        "POST",
+        &files,
+        Some(json!({"file_id": elsewhere})),
+    )
+    .await;
+    assert_refused(status, &body, 403, "FORBIDDEN");
+    let (status, body) = call(
+        &node,
+        &bob.token,
+        "POST",
+        &files,
+        Some(json!({"file_id": file_id, "folder": "x"})),
+    )
+    .await;
+    assert_refused(status, &body, 400, "INVALID");
+    let (status, body) = call(
+        &node,
+        &bob.token,
+        "POST",
+        &files,
+        Some(json!({"folder": "a/b"})),
+    )
+    .await;
+    assert_refused(status, &body, 400, "INVALID");
+    let (status, body) = call(
+        &node,
+        &bob.token,
+        "POST",
+        &files,
+        Some(json!({"folder": "x", "parent_id": file})),
+    )
+    .await;
+    assert_refused(status, &body, 400, "INVALID");
+    let (status, _) = call(&node, &bob.token, "DELETE", &at(999), None).await;
+    assert_eq!(status, 404);
+
+    // A folder goes once it is empty; the group's owner deletes any entry.
+    let (status, body) = call(&node, &ann.token, "DELETE", &at(folder), None).await;
+    assert_refused(status, &body, 409, "CONFLICT");
+    let (status, _) = call(&node, &ann.token, "DELETE", &at(file), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&node, &ann.token, "DELETE", &at(folder), None).await;
+    assert_eq!(status, 204);
+    let (_, top) = call(&node, &cai.token, "GET", &files, None).await;
+    assert_eq!(top["entries"], json!([]));
+}

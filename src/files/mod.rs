@@ -12,6 +12,7 @@
 mod blobs;
 mod kinds;
 mod metrics;
+mod space;
 mod thumbs;
 mod uploads;
 
@@ -866,10 +867,25 @@ impl Files {
             .read_applied(APPLY_PATIENCE, move |meta| meta.file(&id))
             .await?
             .ok_or_else(|| ProtocolError::not_found(format!("no file {}", file.file_id)))?;
-        let days = self
-            .policy()?
-            .retention_days
-            .unwrap_or(crate::meta::DEFAULT_RETENTION_DAYS);
+        self.download_of(&record, thumbnail, true)
+    }
+
+    /// Returns the download of a file (or its thumbnail) by its record;
+    /// with `retained`, only within the policy's retention (a file sent in
+    /// a message; one of a group's file space stays until it is deleted).
+    fn download_of(
+        &self,
+        record: &FileRecord,
+        thumbnail: bool,
+        retained: bool,
+    ) -> Result<Download, ProtocolError> {
+        let days = if retained {
+            self.policy()?
+                .retention_days
+                .unwrap_or(crate::meta::DEFAULT_RETENTION_DAYS)
+        } else {
+            0
+        };
         let kept_until = record.created_ms.saturating_add((days * 86_400_000) as i64);
         if days > 0 && kept_until < now_ms() {
             return Err(ProtocolError::not_found(format!(

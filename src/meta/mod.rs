@@ -4,6 +4,7 @@
 
 mod directory;
 mod favourites;
+mod file_space;
 mod files;
 mod notices;
 mod state_machine;
@@ -30,9 +31,12 @@ pub use state_machine::{
     GroupQuota, MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement,
     Refusal,
 };
+pub use store_pb::meta_command::SpaceChange;
+pub use store_pb::meta_command::space_change::Op as SpaceOp;
 pub use store_pb::{
     AuditRecord, DepartmentRecord, DiscussionStarters, FavouriteRecord, FilePolicy, FileRecord,
-    FileSenders, GroupRecord, MessagingPolicy, NoticeRecord, Post, TokenRecord, UserRecord,
+    FileSenders, GroupRecord, MessagingPolicy, NoticeRecord, Post, SpaceEntry, TokenRecord,
+    UserRecord,
 };
 
 /// The longest group announcement, in bytes.
@@ -1097,6 +1101,29 @@ impl Meta {
     /// Returns the newest record of a content, by its lowercase hex sha256.
     pub fn file_by_sha(&self, sha256: &str) -> Result<Option<FileRecord>, StorageError> {
         files::by_sha(&self.db, sha256)
+    }
+
+    /// Changes a group's file space; returns the entry as it is now (a
+    /// deleted one as it was).
+    pub async fn change_space(&self, change: SpaceChange) -> Result<SpaceEntry, MetaError> {
+        expect_response!(
+            self.write(MetaCommand::SpaceChange { change }).await?,
+            SpaceEntry
+        )
+    }
+
+    /// Returns every entry of a group's file space, from this replica.
+    pub fn space_entries(&self, group_id: u64) -> Result<Vec<SpaceEntry>, StorageError> {
+        file_space::entries(&self.db, group_id)
+    }
+
+    /// Returns one entry of a group's file space, from this replica.
+    pub fn space_entry(
+        &self,
+        group_id: u64,
+        entry_id: u64,
+    ) -> Result<Option<SpaceEntry>, StorageError> {
+        file_space::entry(&self.db, group_id, entry_id)
     }
 
     /// Returns the bytes of files a user has uploaded.

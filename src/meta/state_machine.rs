@@ -8,6 +8,7 @@ use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 use super::favourites::{self, Favourite};
+use super::file_space;
 use super::files;
 use super::notices;
 use super::{
@@ -188,6 +189,10 @@ pub enum MetaCommand {
         file: store_pb::FileRecord,
         exempt: bool,
     },
+    /// Changes a group's file space.
+    SpaceChange {
+        change: store_pb::meta_command::SpaceChange,
+    },
     /// Applies `command` and, unless it is refused, records `audit` in the
     /// same write, so that a change and its audit entry cannot diverge. An
     /// empty `audit.target` is filled from the response (`user:7`).
@@ -266,6 +271,7 @@ pub enum MetaResponse {
     NoticeRead(store_pb::NoticeReadState),
     FilePolicy(store_pb::FilePolicy),
     File(store_pb::FileRecord),
+    SpaceEntry(store_pb::SpaceEntry),
 }
 
 fn refused<T>(refusal: Refusal) -> Result<MetaResponse, T> {
@@ -1243,6 +1249,7 @@ impl Apply<MetaRaftConfig> for MetaApply {
             MetaCommand::RegisterFile { file, exempt } => {
                 files::apply_register(&self.db, batch, file, *exempt)
             }
+            MetaCommand::SpaceChange { change } => file_space::apply(&self.db, batch, change),
             MetaCommand::Audited { command, audit } => self.audited(batch, command, audit),
         }
     }

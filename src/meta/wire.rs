@@ -158,6 +158,7 @@ impl From<&MetaCommand> for store_pb::MetaCommand {
             MetaCommand::Noop => Command::Noop(command::Noop {}),
             MetaCommand::SetMessagingPolicy { policy } => Command::SetMessagingPolicy(*policy),
             MetaCommand::SetFilePolicy { policy } => Command::SetFilePolicy(policy.clone()),
+            MetaCommand::SpaceChange { change } => Command::SpaceChange(change.clone()),
             MetaCommand::RegisterFile { file, exempt } => {
                 Command::RegisterFile(command::RegisterFile {
                     file: Some(file.clone()),
@@ -297,6 +298,7 @@ impl TryFrom<store_pb::MetaCommand> for MetaCommand {
             Command::Noop(_) => MetaCommand::Noop,
             Command::SetMessagingPolicy(policy) => MetaCommand::SetMessagingPolicy { policy },
             Command::SetFilePolicy(policy) => MetaCommand::SetFilePolicy { policy },
+            Command::SpaceChange(change) => MetaCommand::SpaceChange { change },
             Command::RegisterFile(c) => MetaCommand::RegisterFile {
                 file: c.file.ok_or(missing("file"))?,
                 exempt: c.exempt,
@@ -407,6 +409,7 @@ impl From<&MetaResponse> for store_pb::MetaResponse {
             MetaResponse::MessagingPolicy(policy) => Response::MessagingPolicy(*policy),
             MetaResponse::FilePolicy(policy) => Response::FilePolicy(policy.clone()),
             MetaResponse::File(file) => Response::File(file.clone()),
+            MetaResponse::SpaceEntry(entry) => Response::SpaceEntry(entry.clone()),
             MetaResponse::Favourite(record) => Response::Favourite(record.clone()),
             MetaResponse::Notice(notice) => Response::Notice(notice.clone()),
             MetaResponse::NoticeRead(state) => Response::NoticeRead(*state),
@@ -438,6 +441,7 @@ impl TryFrom<store_pb::MetaResponse> for MetaResponse {
             Response::MessagingPolicy(policy) => MetaResponse::MessagingPolicy(policy),
             Response::FilePolicy(policy) => MetaResponse::FilePolicy(policy),
             Response::File(file) => MetaResponse::File(file),
+            Response::SpaceEntry(entry) => MetaResponse::SpaceEntry(entry),
             Response::Favourite(record) => MetaResponse::Favourite(record),
             Response::Notice(notice) => MetaResponse::Notice(notice),
             Response::NoticeRead(state) => MetaResponse::NoticeRead(state),
@@ -593,6 +597,15 @@ mod tests {
                     blocked_types: vec!["exe".into()],
                     retention_days: None,
                     ..Default::default()
+                },
+            },
+            MetaCommand::SpaceChange {
+                change: store_pb::meta_command::SpaceChange {
+                    group_id: 4,
+                    by: 7,
+                    admin: false,
+                    at_ms: 9,
+                    op: Some(store_pb::meta_command::space_change::Op::Delete(3)),
                 },
             },
             MetaCommand::RegisterFile {

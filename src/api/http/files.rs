@@ -273,7 +273,7 @@ pub(super) async fn complete_upload(
 pub(super) struct FileQuery {
     /// The image's thumbnail instead of the file.
     #[serde(default)]
-    thumbnail: bool,
+    pub(super) thumbnail: bool,
 }
 
 /// Parses a `Range: bytes=a-b` header (one range) against a size; `None`
@@ -344,6 +344,11 @@ pub(super) async fn download(
         seq,
     };
     let download = planes.files.open_file(user, &at, query.thumbnail).await?;
+    Ok(file_response(&headers, download))
+}
+
+/// Answers a download: the file's bytes, or the range asked of them.
+pub(super) fn file_response(headers: &HeaderMap, download: crate::files::Download) -> Response {
     let size = download.size;
     let etag = format!("\"{}\"", download.sha256);
     let mut response_headers = HeaderMap::new();
@@ -361,7 +366,7 @@ pub(super) async fn download(
     put(header::ETAG, &etag);
     put(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     put(header::CACHE_CONTROL, "private, max-age=3600");
-    let (status, from, to) = match range_of(&headers, size) {
+    let (status, from, to) = match range_of(headers, size) {
         Ok(None) => (StatusCode::OK, 0, size),
         Ok(Some((from, to))) => {
             put(
@@ -378,12 +383,12 @@ pub(super) async fn download(
             if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 response.headers_mut().insert(header::CONTENT_RANGE, value);
             }
-            return Ok(response);
+            return response;
         }
     };
     put(header::CONTENT_LENGTH, &(to - from).to_string());
     let body = Body::from_stream(download.stream(from, to));
-    Ok((status, response_headers, body).into_response())
+    (status, response_headers, body).into_response()
 }
 
 /// The file policy.

@@ -27,6 +27,7 @@ mod backup;
 mod contacts;
 mod conversations;
 mod departments;
+mod file_space;
 mod files;
 mod groups;
 mod health;
@@ -237,6 +238,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(files::complete_upload))
         .routes(routes!(files::download))
         .routes(routes!(files::file_policy, files::set_file_policy))
+        .routes(routes!(file_space::list, file_space::add))
+        .routes(routes!(file_space::change, file_space::delete))
+        .routes(routes!(file_space::download))
         .routes(routes!(conversations::history))
         .routes(routes!(conversations::recall))
         .routes(routes!(sign_off::sign))
