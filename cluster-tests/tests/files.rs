@@ -122,6 +122,66 @@ async fn a_file_survives_the_kill_of_the_node_it_was_uploaded_through_and_a_new_
         assert_eq!(sha(&download(&http, &node, &bob, &conv, seq).await), digest);
     }
 
+    // A group's file space reads alike through every node.
+    let group = sender
+        .create_group("space", &[ids[1]])
+        .await
+        .unwrap()
+        .group_id;
+    let third = cluster.nodes[2].http.clone();
+    let ann = token(&http, &second, "ann").await;
+    let small = b"minutes of the meeting".to_vec();
+    let created: Value = http
+        .post(format!("http://{second}/api/v1/uploads"))
+        .bearer_auth(&ann)
+        .json(&json!({"conversation": format!("g:{group}"), "name": "minutes.txt", "size": small.len()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upload = created["upload_id"].as_str().unwrap();
+    http.patch(format!("http://{third}/api/v1/uploads/{upload}"))
+        .bearer_auth(&ann)
+        .header("Upload-Offset", "0")
+        .body(small.clone())
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let file: Value = http
+        .post(format!("http://{second}/api/v1/uploads/{upload}/complete"))
+        .bearer_auth(&ann)
+        .json(&json!({"sha256": sha(&small)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = http
+        .post(format!("http://{third}/api/v1/groups/{group}/files"))
+        .bearer_auth(&ann)
+        .json(&json!({"file_id": file["file_id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let entry: Value = response.json().await.unwrap();
+    let content = format!("/api/v1/groups/{group}/files/{}/content", entry["entry_id"]);
+    for node in [&second, &third] {
+        let got = http
+            .get(format!("http://{node}{content}"))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200, "the space's file through {node}");
+        assert_eq!(got.bytes().await.unwrap(), small);
+    }
+
     cluster.restart(0).await.unwrap();
     let joined = cluster.add_node().await.unwrap();
     let node = cluster.nodes[joined].http.clone();

@@ -608,8 +608,10 @@ impl Files {
     }
 
     /// Copies blobs held here to other nodes until `wanted` nodes (this one
-    /// included) hold them all; returns the holders. Fails, keeping the
-    /// blobs here, when too few nodes take them.
+    /// included) hold them all, or every node was tried; returns the
+    /// holders. A majority of `wanted` is enough, as for a Raft write: one
+    /// node down does not stop uploads, and still no single loss loses the
+    /// file. Fails, keeping the blobs here, with fewer.
     async fn replicate(&self, shas: &[String], wanted: usize) -> Result<Vec<u64>, ProtocolError> {
         let nodes = self.inner.meta.nodes()?;
         let others: Vec<u64> = nodes
@@ -642,11 +644,12 @@ impl Files {
                 holders.push(node);
             }
         }
-        if holders.len() < wanted {
+        let quorum = wanted / 2 + 1;
+        if holders.len() < quorum {
             return Err(ProtocolError::new(
                 ErrorCode::UnavailableRetry,
                 format!(
-                    "only {} of the {wanted} nodes that must hold the file took it ({}): \
+                    "only {} of the {quorum} nodes that must hold the file took it ({}): \
                      complete the upload again",
                     holders.len(),
                     last_error.map_or_else(String::new, |e| e.message)
