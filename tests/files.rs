@@ -901,6 +901,75 @@ async fn a_groups_file_space_keeps_folders_and_files_its_members_share() {
         assert_eq!(status, 403, "{path}");
     }
 
+    // The terminal client puts a file in, lists the folder and gets it back.
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "agenda: the space").unwrap();
+    let group_arg = group.to_string();
+    let folder_arg = folder.to_string();
+    let out = chorus_client(
+        &node,
+        "cai",
+        &[
+            "space",
+            &group_arg,
+            "put",
+            notes.to_str().unwrap(),
+            "--in",
+            &folder_arg,
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = chorus_client(
+        &node,
+        "cai",
+        &["space", &group_arg, "list", "--folder", &folder_arg],
+    )
+    .await;
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listed.contains("notes.txt") && listed.contains("spec v2.bin"),
+        "{listed}"
+    );
+    let entry = listed
+        .lines()
+        .find(|l| l.contains("notes.txt"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .trim_start_matches('#')
+        .to_string();
+    let copy = dir.path().join("copy.txt");
+    let out = chorus_client(
+        &node,
+        "bob",
+        &[
+            "space",
+            &group_arg,
+            "get",
+            &entry,
+            "--out",
+            copy.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "agenda: the space");
+    let out = chorus_client(&node, "cai", &["space", &group_arg, "rm", &entry]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Bad input.
     let elsewhere = node
         .upload_file(&bob.token, &direct(bob.id, cai.id), "dm.bin", b"private")

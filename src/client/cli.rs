@@ -90,6 +90,125 @@ impl From<SignArg> for pb::SignOff {
     }
 }
 
+/// What `chorus client space` does.
+#[derive(Debug, Subcommand)]
+pub enum SpaceAction {
+    /// Lists a folder (default: the top).
+    List {
+        #[arg(long, default_value_t = 0)]
+        folder: u64,
+    },
+    /// Makes a folder.
+    Mkdir {
+        name: String,
+        #[arg(long = "in", default_value_t = 0)]
+        parent: u64,
+    },
+    /// Uploads a file into a folder.
+    Put {
+        path: PathBuf,
+        #[arg(long = "in", default_value_t = 0)]
+        parent: u64,
+    },
+    /// Downloads a file (a cut download goes on from what `--out` holds).
+    Get {
+        entry: u64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Renames an entry.
+    Rename { entry: u64, name: String },
+    /// Moves an entry into a folder (0: the top).
+    Mv { entry: u64, to: u64 },
+    /// Deletes an entry (a folder only empty).
+    Rm { entry: u64 },
+}
+
+impl SpaceAction {
+    /// Runs the action against group `group`; returns the lines to print.
+    async fn run(self, rest: &Rest, group: u64) -> Result<Vec<String>, ClientError> {
+        let base = format!("/api/v1/groups/{group}/files");
+        let entry_line = |e: &serde_json::Value| {
+            let kind = if e["folder"].as_bool() == Some(true) {
+                "folder".to_string()
+            } else {
+                format!("{} bytes, {} downloads", e["size"], e["downloads"])
+            };
+            format!(
+                "#{} {} ({kind}, by user {})",
+                e["entry_id"],
+                crate::protocol::terminal_safe(e["name"].as_str().unwrap_or("")),
+                e["uploader"]
+            )
+        };
+        let done = |value: serde_json::Value| vec![entry_line(&value)];
+        Ok(match self {
+            SpaceAction::List { folder } => {
+                let listing = rest
+                    .call("GET", &format!("{base}?folder={folder}"), None)
+                    .await
+                    .map_err(rest_error)?;
+                let entries = listing["entries"].as_array().cloned().unwrap_or_default();
+                if entries.is_empty() {
+                    vec!["(empty)".to_string()]
+                } else {
+                    entries.iter().map(entry_line).collect()
+                }
+            }
+            SpaceAction::Mkdir { name, parent } => {
+                let body = serde_json::json!({ "folder": name, "parent_id": parent });
+                done(
+                    rest.call("POST", &base, Some(&body))
+                        .await
+                        .map_err(rest_error)?,
+                )
+            }
+            SpaceAction::Put { path, parent } => {
+                let file = rest
+                    .upload(&format!("g:{group}"), &path, |_, _| {})
+                    .await
+                    .map_err(rest_error)?;
+                let body = serde_json::json!({ "file_id": file["file_id"], "parent_id": parent });
+                done(
+                    rest.call("POST", &base, Some(&body))
+                        .await
+                        .map_err(rest_error)?,
+                )
+            }
+            SpaceAction::Get { entry, out } => {
+                let out = out.unwrap_or_else(|| PathBuf::from(format!("space-{group}-{entry}")));
+                let size = rest
+                    .download_path(&format!("{base}/{entry}/content"), &out)
+                    .await
+                    .map_err(rest_error)?;
+                vec![format!("saved {} ({size} bytes)", out.display())]
+            }
+            SpaceAction::Rename { entry, name } => {
+                let body = serde_json::json!({ "name": name });
+                done(
+                    rest.call("PATCH", &format!("{base}/{entry}"), Some(&body))
+                        .await
+                        .map_err(rest_error)?,
+                )
+            }
+            SpaceAction::Mv { entry, to } => {
+                let body = serde_json::json!({ "parent_id": to });
+                done(
+                    rest.call("PATCH", &format!("{base}/{entry}"), Some(&body))
+                        .await
+                        .map_err(rest_error)?,
+                )
+            }
+            SpaceAction::Rm { entry } => {
+                rest.call("DELETE", &format!("{base}/{entry}"), None)
+                    .await
+                    .map_err(rest_error)?;
+                vec![format!("deleted #{entry}")]
+            }
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Sends one text message and prints its ack.
@@ -210,6 +329,13 @@ pub enum ClientCommand {
         /// The image's thumbnail instead.
         #[arg(long)]
         thumbnail: bool,
+    },
+    /// A group's file space (群文件): list, make folders, upload, download,
+    /// rename, move and delete.
+    Space {
+        group_id: u64,
+        #[command(subcommand)]
+        action: SpaceAction,
     },
     /// Finds messages of this user's conversations, newest first; with
     /// `--kind` and `--conversation` and no words, lists that conversation's
@@ -614,6 +740,12 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
                 ack.seq,
                 ack.message_id
             );
+            Ok(())
+        }
+        Some(ClientCommand::Space { group_id, action }) => {
+            for line in action.run(&rest, group_id).await? {
+                println!("{line}");
+            }
             Ok(())
         }
         Some(ClientCommand::GetFile {
@@ -1222,6 +1354,7 @@ const HELP: &str =
           /notices  /nread <id> [ack]  /nvote <id> <option>...  /nstats <id>
           /search <text> (every conversation)  /files  /images  /links (the open one)
           /send-file <path>  /get <seq> [path]  /forward <seq> <account|conversation>
+          /space [folder] (a group's files; `chorus client space` changes them)
           /status <online|busy|away>  /watch <account>...  /help  /quit
   groups: /info  /rename <name>  /announce <text>  /admin <account> [off]  /transfer <account>
           /mute <account> [off]  /muteall [off]  /dissolve [keep]  /leave  /permanent <name>
@@ -1746,6 +1879,20 @@ impl Interactive {
                     _ => NoticeAction::Stats { notice_id: id },
                 };
                 for line in action.run(&self.conn).await? {
+                    println!("  {line}");
+                }
+            }
+            Some("/space") => {
+                let conversation = self.open_conversation()?;
+                let Ok(ConversationId::Group(group)) = conversation.parse::<ConversationId>()
+                else {
+                    return Err(ClientError::Unexpected(
+                        "/space is for a group: /open one".into(),
+                    ));
+                };
+                let folder = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                let lines = SpaceAction::List { folder }.run(&self.rest, group).await?;
+                for line in lines {
                     println!("  {line}");
                 }
             }

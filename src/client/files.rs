@@ -137,6 +137,21 @@ impl Rest {
         expect_ok("completing the upload", reply)
     }
 
+    /// Calls the REST API with a JSON body (or none); returns the answer's
+    /// JSON (null for none).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, StatusError> {
+        let (status, bytes) = request(&self.options, method, path, Some(&self.token), body).await?;
+        if status == 204 {
+            return Ok(Value::Null);
+        }
+        expect_ok("the request", (status, bytes))
+    }
+
     /// Downloads the file of message `seq` of `conversation` (or its
     /// thumbnail) into `out`, going on from the bytes `out` already holds;
     /// returns the file's size.
@@ -151,6 +166,12 @@ impl Rest {
             "/api/v1/conversations/{conversation}/messages/{seq}/file{}",
             if thumbnail { "?thumbnail=true" } else { "" }
         );
+        self.download_path(&path, out).await
+    }
+
+    /// Downloads the bytes `path` answers into `out`, in ranges, going on
+    /// from the bytes `out` already holds; returns the file's size.
+    pub async fn download_path(&self, path: &str, out: &Path) -> Result<u64, StatusError> {
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -166,7 +187,7 @@ impl Rest {
                 bytes: &[],
             };
             let (status, bytes) =
-                request_with(&self.options, "GET", &path, Some(&self.token), body).await?;
+                request_with(&self.options, "GET", path, Some(&self.token), body).await?;
             match status {
                 // Past the end: the file on disk is whole.
                 416 => break,
