@@ -113,13 +113,15 @@ impl Files {
         Ok(self.inner.meta.change_space(change).await?)
     }
 
-    /// Opens a file of the space for a member, and counts the download.
+    /// Opens a file of the space for a member; `count`: a download that
+    /// starts at the first byte (a resumed one was counted already).
     pub async fn space_open(
         &self,
         subject: Subject,
         group_id: u64,
         entry_id: u64,
         thumbnail: bool,
+        count: bool,
     ) -> Result<Download, ProtocolError> {
         self.check_member(subject.user_id, group_id)?;
         let meta = self.inner.meta.clone();
@@ -140,7 +142,7 @@ impl Files {
         } else {
             entry.name
         };
-        if !thumbnail {
+        if count && !thumbnail {
             // The count is a statistic: a lost increment fails no download.
             let (files, change) = (
                 self.clone(),

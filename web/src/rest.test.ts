@@ -6,14 +6,22 @@ import {
   CHUNK_BYTES,
   type Fetch,
   MAX_RESUMES,
+  type SpaceEntry,
+  addSpaceFile,
+  changeSpaceEntry,
   chunkBytes,
+  deleteSpaceEntry,
   exportHistory,
   fetchFile,
+  fetchSpaceFile,
+  listSpace,
+  makeSpaceFolder,
   nextChunk,
   resumable,
   resumeDelay,
   resumeOffset,
   uploadFile,
+  uploadToSpace,
 } from "./rest.js";
 
 test("an export sends the bearer token and joins the parts the server names", async () => {
@@ -273,4 +281,120 @@ test("a download sends the bearer token, reports progress and resumes a broken b
 
   const gone: Fetch = async () => new Response(JSON.stringify({ code: "NOT_FOUND", message: "message 5 was recalled" }), { status: 404 });
   await assert.rejects(fetchFile("tok", "d:1:2", 5, false, undefined, undefined, gone), /message 5 was recalled/);
+});
+
+function entry(over: Partial<SpaceEntry>): SpaceEntry {
+  return {
+    entry_id: 1,
+    parent_id: 0,
+    folder: false,
+    name: "a.bin",
+    size: 10,
+    mime_type: "application/octet-stream",
+    file_id: "f1",
+    uploader: 5,
+    created_ms: 1,
+    updated_ms: 1,
+    downloads: 0,
+    ...over,
+  };
+}
+
+/** Records each call (method, URL, JSON body) and answers with `answer`'s response. */
+function recorder(answer: (method: string, url: string) => Response) {
+  const asked: { method: string; url: string; body?: unknown; type?: string }[] = [];
+  const fetchFn: Fetch = async (url, init) => {
+    assert.equal(init.headers.Authorization, "Bearer tok");
+    const method = init.method ?? "GET";
+    asked.push({
+      method,
+      url,
+      ...(init.body !== undefined ? { body: JSON.parse(init.body as string), type: init.headers["Content-Type"] } : {}),
+    });
+    return answer(method, url);
+  };
+  return { fetchFn, asked };
+}
+
+test("the file space lists a folder, makes folders, adds files, renames, moves and deletes with the bearer token", async () => {
+  const folder = entry({ entry_id: 3, folder: true, name: "Reports", size: 0, file_id: "", mime_type: "" });
+  const file = entry({ entry_id: 4, parent_id: 3 });
+  const { fetchFn, asked } = recorder((method, url) => {
+    if (method === "GET") return new Response(JSON.stringify({ folder: url.endsWith("?folder=3") ? 3 : 0, entries: [folder] }));
+    if (method === "DELETE") return new Response(null, { status: 204 });
+    return new Response(JSON.stringify(method === "POST" && url.endsWith("/files") ? folder : file), {
+      status: method === "POST" ? 201 : 200,
+    });
+  });
+  assert.deepEqual(await listSpace("tok", "7", 0, fetchFn), { folder: 0, entries: [folder] });
+  assert.equal((await listSpace("tok", "7", 3, fetchFn)).folder, 3);
+  assert.equal((await makeSpaceFolder("tok", "7", 0, "Reports", fetchFn)).entry_id, 3);
+  await addSpaceFile("tok", "7", 3, "f1", fetchFn);
+  assert.equal((await changeSpaceEntry("tok", "7", 4, { name: "b.bin" }, fetchFn)).entry_id, 4);
+  await changeSpaceEntry("tok", "7", 4, { parent_id: 0 }, fetchFn);
+  await deleteSpaceEntry("tok", "7", 4, fetchFn);
+  const json = "application/json";
+  assert.deepEqual(asked, [
+    { method: "GET", url: "/api/v1/groups/7/files" },
+    { method: "GET", url: "/api/v1/groups/7/files?folder=3" },
+    { method: "POST", url: "/api/v1/groups/7/files", body: { folder: "Reports", parent_id: 0 }, type: json },
+    { method: "POST", url: "/api/v1/groups/7/files", body: { file_id: "f1", parent_id: 3 }, type: json },
+    { method: "PATCH", url: "/api/v1/groups/7/files/4", body: { name: "b.bin" }, type: json },
+    { method: "PATCH", url: "/api/v1/groups/7/files/4", body: { parent_id: 0 }, type: json },
+    { method: "DELETE", url: "/api/v1/groups/7/files/4" },
+  ]);
+});
+
+test("the file space's refusals reject with the server's message", async () => {
+  const refuse = (status: number, code: string, message: string) =>
+    recorder(() => new Response(JSON.stringify({ code, message }), { status })).fetchFn;
+  await assert.rejects(listSpace("tok", "7", 0, refuse(403, "FORBIDDEN", "not a member of group 7")), /not a member of group 7/);
+  await assert.rejects(makeSpaceFolder("tok", "7", 0, "Reports", refuse(409, "CONFLICT", "Reports exists")), /Reports exists/);
+  await assert.rejects(changeSpaceEntry("tok", "7", 4, { name: "x" }, refuse(403, "FORBIDDEN", "not yours")), /not yours/);
+  await assert.rejects(deleteSpaceEntry("tok", "7", 3, refuse(409, "CONFLICT", "the folder is not empty")), /the folder is not empty/);
+  await assert.rejects(deleteSpaceEntry("tok", "7", 3, async () => new Response("oops", { status: 500 })), /HTTP 500/);
+});
+
+test("an upload to the space is an upload for the group's conversation, then its entry in the folder", async () => {
+  const server = uploadServer();
+  const added: unknown[] = [];
+  const fetchFn: Fetch = async (url, init) => {
+    if (url === "/api/v1/groups/7/files") {
+      assert.equal(init.headers.Authorization, "Bearer tok");
+      added.push(JSON.parse(init.body as string));
+      return new Response(JSON.stringify(entry({ entry_id: 9, parent_id: 3 })), { status: 201 });
+    }
+    return server.fetchFn(url, init);
+  };
+  const progress: number[] = [];
+  const created = await uploadToSpace("tok", "7", 3, fileOf(100), (sent) => progress.push(sent), undefined, fetchFn, 0);
+  assert.equal(created.entry_id, 9);
+  assert.equal(server.asked[0], `announce ${JSON.stringify({ conversation: "g:7", name: "a.bin", size: 100 })}`);
+  assert.deepEqual(added, [{ file_id: "f1", parent_id: 3 }]);
+  assert.equal(progress.at(-1), 100);
+
+  // A refused upload adds nothing.
+  const refused: Fetch = async (url) => {
+    assert.notEqual(url, "/api/v1/groups/7/files");
+    return new Response(JSON.stringify({ code: "FORBIDDEN", message: "not a member of g:7" }), { status: 403 });
+  };
+  await assert.rejects(uploadToSpace("tok", "7", 0, fileOf(10), () => {}, undefined, refused, 0), /not a member of g:7/);
+});
+
+test("a space download fetches the entry's content with the token and reports progress", async () => {
+  const asked: string[] = [];
+  const fetchFn: Fetch = async (url, init) => {
+    assert.equal(init.headers.Authorization, "Bearer tok");
+    asked.push(url);
+    return new Response("hello", { headers: { "content-type": "text/plain", "content-length": "5" } });
+  };
+  const progress: [number, number][] = [];
+  const blob = await fetchSpaceFile("tok", "7", 4, (r, t) => progress.push([r, t]), undefined, fetchFn);
+  assert.deepEqual(asked, ["/api/v1/groups/7/files/4/content"]);
+  assert.equal(await blob.text(), "hello");
+  assert.deepEqual(progress.at(-1), [5, 5]);
+  assert.ok(!asked.some((u) => u.includes("tok")), "no token in a URL");
+
+  const gone: Fetch = async () => new Response(JSON.stringify({ code: "NOT_FOUND", message: "no entry 4" }), { status: 404 });
+  await assert.rejects(fetchSpaceFile("tok", "7", 4, undefined, undefined, gone), /no entry 4/);
 });

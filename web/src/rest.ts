@@ -1,7 +1,7 @@
 // The few REST calls the page makes itself (everything else goes over the
 // socket), each with the session's token as a bearer token: the history
 // export of a conversation, file uploads and downloads (docs/decisions/0022),
-// and saving what they return as a download.
+// a group's file space, and saving what they return as a download.
 
 /** What the page passes to fetch (a subset of RequestInit). */
 export interface FetchInit {
@@ -348,6 +348,21 @@ export async function fetchFile(
 ): Promise<Blob> {
   const url =
     `/api/v1/conversations/${encodeURIComponent(conversation)}/messages/${seq}/file` + (thumbnail ? "?thumbnail=true" : "");
+  return fetchBytes(token, url, onProgress, signal, fetchFn);
+}
+
+/**
+ * Fetches the bytes at `url` with the bearer token, reporting progress and
+ * going on with a Range from the bytes received after a lost connection
+ * (up to DOWNLOAD_RESUMES times).
+ */
+async function fetchBytes(
+  token: string,
+  url: string,
+  onProgress: ((received: number, total: number) => void) | undefined,
+  signal: AbortSignal | undefined,
+  fetchFn: Fetch,
+): Promise<Blob> {
   const parts: Uint8Array[] = [];
   let received = 0;
   let total = 0;
@@ -362,6 +377,7 @@ export async function fetchFile(
         // The whole file again, not the rest: start over.
         parts.length = 0;
         received = 0;
+        total = 0;
       }
       type ||= response.headers.get("content-type") ?? "";
       total ||= received + Number(response.headers.get("content-length") ?? 0);
@@ -387,4 +403,122 @@ export async function fetchFile(
       if (signal?.aborted || !(err instanceof TypeError) || attempt >= DOWNLOAD_RESUMES) throw err;
     }
   }
+}
+
+// A group's file space (群文件共享): folders and files kept with the group,
+// under `/api/v1/groups/{id}/files`. Members list, add and download; an
+// entry's uploader, the group's owner and admins, and admins of the
+// organisation rename, move and delete it (the server decides).
+
+/** A folder or a file of a group's file space, as the server answers it. */
+export interface SpaceEntry {
+  entry_id: number;
+  /** The folder it is in; 0: the top. */
+  parent_id: number;
+  folder: boolean;
+  name: string;
+  /** A file's size, type and upload; empty for a folder. */
+  size: number;
+  mime_type: string;
+  file_id: string;
+  /** The user id of who added it. */
+  uploader: number;
+  created_ms: number;
+  updated_ms: number;
+  downloads: number;
+}
+
+/** One folder's entries, folders first, then by name. */
+export interface SpaceListing {
+  folder: number;
+  entries: SpaceEntry[];
+}
+
+/** A rename, a move (to `parent_id`, 0: the top), or both. */
+export interface SpaceChange {
+  name?: string;
+  parent_id?: number;
+}
+
+function spaceUrl(groupId: string, entryId?: number): string {
+  const base = `/api/v1/groups/${encodeURIComponent(groupId)}/files`;
+  return entryId === undefined ? base : `${base}/${entryId}`;
+}
+
+/** The JSON answer of a REST call, or its refusal's message as an Error. */
+async function callJson<R>(fetchFn: Fetch, url: string, token: string, method = "GET", body?: unknown): Promise<R> {
+  const headers: Record<string, string> = { Authorization: `Bearer ${token}` };
+  const init: FetchInit = { method, headers };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetchFn(url, init);
+  if (!response.ok) throw await refusal(response);
+  return (await response.json()) as R;
+}
+
+/** Lists one folder (0: the top) of a group's file space. */
+export function listSpace(token: string, groupId: string, folder = 0, fetchFn: Fetch = pageFetch): Promise<SpaceListing> {
+  return callJson<SpaceListing>(fetchFn, folder > 0 ? `${spaceUrl(groupId)}?folder=${folder}` : spaceUrl(groupId), token);
+}
+
+/** Adds a completed upload the caller made for `g:{groupId}` to a folder of the space. */
+export function addSpaceFile(token: string, groupId: string, parentId: number, fileId: string, fetchFn: Fetch = pageFetch): Promise<SpaceEntry> {
+  return callJson<SpaceEntry>(fetchFn, spaceUrl(groupId), token, "POST", { file_id: fileId, parent_id: parentId });
+}
+
+/** Makes a folder in a folder of the space; a name taken there is refused (409). */
+export function makeSpaceFolder(token: string, groupId: string, parentId: number, name: string, fetchFn: Fetch = pageFetch): Promise<SpaceEntry> {
+  return callJson<SpaceEntry>(fetchFn, spaceUrl(groupId), token, "POST", { folder: name, parent_id: parentId });
+}
+
+/** Renames or moves an entry of the space and returns it as it is now. */
+export function changeSpaceEntry(
+  token: string,
+  groupId: string,
+  entryId: number,
+  change: SpaceChange,
+  fetchFn: Fetch = pageFetch,
+): Promise<SpaceEntry> {
+  return callJson<SpaceEntry>(fetchFn, spaceUrl(groupId, entryId), token, "PATCH", change);
+}
+
+/** Deletes an entry of the space; a folder must be empty (409 otherwise). */
+export async function deleteSpaceEntry(token: string, groupId: string, entryId: number, fetchFn: Fetch = pageFetch): Promise<void> {
+  const response = await fetchFn(spaceUrl(groupId, entryId), { method: "DELETE", headers: { Authorization: `Bearer ${token}` } });
+  if (!response.ok) throw await refusal(response);
+}
+
+/**
+ * Uploads a file for the group's conversation (`g:{groupId}`, as a chat
+ * attachment) and then adds it to a folder of the space.
+ */
+export async function uploadToSpace(
+  token: string,
+  groupId: string,
+  parentId: number,
+  file: File,
+  onProgress: (sent: number, total: number) => void,
+  signal?: AbortSignal,
+  fetchFn: Fetch = pageFetch,
+  resumeDelayMs = 500,
+): Promise<SpaceEntry> {
+  const uploaded = await uploadFile(token, `g:${groupId}`, file, onProgress, signal, fetchFn, resumeDelayMs);
+  return addSpaceFile(token, groupId, parentId, uploaded.file_id, fetchFn);
+}
+
+/**
+ * Fetches a file of the space (the server counts the download), with the
+ * token in the Authorization header and progress as fetchFile's.
+ */
+export function fetchSpaceFile(
+  token: string,
+  groupId: string,
+  entryId: number,
+  onProgress?: (received: number, total: number) => void,
+  signal?: AbortSignal,
+  fetchFn: Fetch = pageFetch,
+): Promise<Blob> {
+  return fetchBytes(token, `${spaceUrl(groupId, entryId)}/content`, onProgress, signal, fetchFn);
 }

@@ -278,9 +278,14 @@ pub(super) async fn download(
     let (group, entry_id) = entry_path(path_param(path)?)?;
     let query = query_params(query)?;
     let subject = principal(&planes, &headers).await?.subject();
+    // A resumed download (a range from past the first byte) counts once.
+    let first = headers
+        .get(axum::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|range| range.trim().starts_with("bytes=0-"));
     let download = planes
         .files
-        .space_open(subject, group, entry_id, query.thumbnail)
+        .space_open(subject, group, entry_id, query.thumbnail, first)
         .await?;
     Ok(file_response(&headers, download))
 }

@@ -2,6 +2,7 @@ import { type ChorusClient, type Group, type GroupChange } from "@chorus/client"
 import { useEffect, useState } from "preact/hooks";
 
 import { useT } from "../context.js";
+import { FileSpace } from "./space.js";
 
 interface Props {
   client: ChorusClient;
@@ -11,7 +12,8 @@ interface Props {
 /**
  * The management of a conversation above the chat: its do-not-disturb
  * switch, and for a group its pinned announcement (with its read count), its
- * name, its mutes and its admins (docs/decisions/0016). The server decides
+ * name, its mutes and its admins (docs/decisions/0016), and its file space
+ * (群文件, FileSpace). The server decides
  * who may change what; a refusal is shown here.
  */
 export function GroupPanel({ client, conversation }: Props) {
@@ -26,6 +28,9 @@ export function GroupPanel({ client, conversation }: Props) {
   const dnd = client.conversation(conversation)?.dnd ?? false;
 
   const [opened, setOpened] = useState(0);
+  // The conversation whose file space (群文件) is shown: another one opened closes it.
+  const [spaceOf, setSpaceOf] = useState<string | null>(null);
+  const space = groupId !== null && spaceOf === conversation;
 
   useEffect(() => {
     setGroup(null);
@@ -95,6 +100,18 @@ export function GroupPanel({ client, conversation }: Props) {
           {group?.muteAll ? t("group.muted.all") : t("group.muted.me")}
         </p>
       )}
+      {groupId && (
+        <button
+          type="button"
+          class="link space-open"
+          onClick={() => setSpaceOf(space ? null : conversation)}
+          aria-expanded={space ? "true" : "false"}
+          data-test="space-open"
+        >
+          📁 {t("space.open")}
+        </button>
+      )}
+      {groupId && space && <FileSpace key={groupId} client={client} groupId={groupId} onClose={() => setSpaceOf(null)} />}
       {/* Opening the settings reads the group again: the read count moves without a push. */}
       <details class="group-settings" data-test="group-settings" onToggle={() => setOpened((n) => n + 1)}>
         <summary>
