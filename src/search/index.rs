@@ -172,7 +172,16 @@ impl SearchIndex {
             })?;
         let index = Index::open_or_create(directory, schema)?;
         analyzer::register(index.tokenizers());
-        let writer = index.writer_with_num_threads(1, WRITER_BUDGET)?;
+        // Made on a thread of the indexer's priority: tantivy's indexing
+        // and merge threads, spawned here, inherit it.
+        let writing = index.clone();
+        let writer = super::indexer::at_low_priority(move || {
+            writing.writer_with_num_threads(1, WRITER_BUDGET)
+        })
+        .map_err(|e| IndexError::Folder {
+            path: dir.display().to_string(),
+            source: e,
+        })??;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)

@@ -13,12 +13,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Search, SearchIndex, metrics as m};
 use crate::partition::Change;
-use crate::protocol::{ConversationId, ProtocolError, blocking};
+use crate::protocol::{ConversationId, ProtocolError};
 
 /// How long the indexer lets changes gather after a wake-up: applies
 /// write their batches just after they signal, and one commit then takes
-/// in a burst of sends.
+/// in a burst of sends. Quiet, a message is searchable within `GATHER`;
+/// busy (the last commit took in `BUSY` changes or more), commits come
+/// every `GATHER_BUSY`: each commit syncs files on the disk the Raft log
+/// syncs to, and fewer of them keep the send path's ack tail down.
 const GATHER: Duration = Duration::from_millis(50);
+const GATHER_BUSY: Duration = Duration::from_millis(500);
+const BUSY: usize = 200;
 /// How often every partition is looked at even without a signal (a change
 /// signalled before its batch was written).
 const SWEEP: Duration = Duration::from_secs(1);
@@ -26,6 +31,50 @@ const SWEEP: Duration = Duration::from_secs(1);
 const PAGE: usize = 1024;
 /// How long the indexer waits after a failure before it tries again.
 const RETRY: Duration = Duration::from_secs(1);
+/// The indexer's scheduling priority, of thread_priority's 0 to 99 (0:
+/// nice 19): on a busy node the send path runs first; the indexer still
+/// gets its share of a contended core (the scheduler starves no one).
+const PRIORITY: u8 = 0;
+
+/// Runs `f` on a thread of its own at the indexer's priority, and waits
+/// for it there (start-up work, made once).
+pub(super) fn at_low_priority<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    std::thread::Builder::new()
+        .name("chorus-indexer".into())
+        .spawn(move || {
+            lower_priority();
+            f()
+        })?
+        .join()
+        .map_err(|_| std::io::Error::other("the indexer thread panicked"))
+}
+
+fn lower_priority() {
+    let priority = thread_priority::ThreadPriorityValue::try_from(PRIORITY)
+        .map(thread_priority::ThreadPriority::Crossplatform);
+    if let Err(err) = priority.map(thread_priority::set_current_thread_priority) {
+        tracing::debug!(error = ?err, "failed to lower the indexer's priority");
+    }
+}
+
+/// Runs `f` on a thread of its own at the indexer's priority, off the
+/// tokio blocking pool that the send path's storage writes use.
+async fn in_background<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static,
+) -> Result<T, ProtocolError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("chorus-indexer".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(f());
+        })
+        .map_err(|e| ProtocolError::internal(format!("failed to start the indexer thread: {e}")))?;
+    rx.await
+        .map_err(|_| ProtocolError::internal("the indexer thread panicked"))?
+}
 
 fn decode_msg_key(key: &[u8]) -> Option<(ConversationId, u64)> {
     let conv = ConversationId::from_key(key.get(2..19)?)?;
@@ -156,7 +205,7 @@ pub async fn run(search: Search, stop: CancellationToken) {
     let all: BTreeSet<u16> = (0..search.partitions().count() as u16).collect();
     let mut watermarks = loop {
         let resuming = search.clone();
-        match blocking(move || resume(&resuming, index_of(&resuming)?)).await {
+        match in_background(move || resume(&resuming, index_of(&resuming)?)).await {
             Ok(watermarks) => break watermarks,
             Err(err) => {
                 metrics::counter!(m::INDEX_FAILURES).increment(1);
@@ -170,11 +219,12 @@ pub async fn run(search: Search, stop: CancellationToken) {
     };
     let changes = search.partitions().changes().clone();
     let mut due = all.clone();
+    let mut gather = GATHER;
     loop {
         if !due.is_empty() {
             let started = Instant::now();
             let (worker, partitions, mut marks) = (search.clone(), due.clone(), watermarks.clone());
-            let outcome = blocking(move || {
+            let outcome = in_background(move || {
                 take_in(&worker, index_of(&worker)?, &partitions, &mut marks)
                     .map(|taken| (taken, marks))
             })
@@ -186,9 +236,10 @@ pub async fn run(search: Search, stop: CancellationToken) {
                     if taken > 0 {
                         metrics::counter!(m::CHANGES_INDEXED).increment(taken as u64);
                         metrics::histogram!(m::INDEX_LAG_SECONDS)
-                            .record((started.elapsed() + GATHER).as_secs_f64());
+                            .record((started.elapsed() + gather).as_secs_f64());
                         metrics::gauge!(m::DOCUMENTS).set(search.indexed() as f64);
                     }
+                    gather = if taken >= BUSY { GATHER_BUSY } else { GATHER };
                 }
                 Err(err) => {
                     metrics::counter!(m::INDEX_FAILURES).increment(1);
@@ -204,7 +255,7 @@ pub async fn run(search: Search, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             dirty = changes.wait_dirty() => {
-                tokio::time::sleep(GATHER).await;
+                tokio::time::sleep(gather).await;
                 due = dirty;
             }
             _ = tokio::time::sleep(SWEEP) => due = all.clone(),
