@@ -1013,3 +1013,80 @@ async fn an_image_and_a_file_sent_in_the_browser_show_as_a_thumbnail_and_a_card(
     alice.close().await;
     bob.close().await;
 }
+
+#[tokio::test]
+async fn a_groups_file_space_is_shared_in_the_browser() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let owner = node.rest_token("alice", &password("alice"), "mobile").await;
+    let group: serde_json::Value = node
+        .http()
+        .post(node.url("/api/v1/groups"))
+        .bearer_auth(&owner)
+        .json(&json!({"name": "design", "members": [ids[1]]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = format!(
+        "[data-test=conversation][data-conversation='g:{}']",
+        group["group_id"]
+    );
+    let files = tempfile::tempdir().unwrap();
+    let plan = files.path().join("plan.txt");
+    std::fs::write(&plan, "the plan of the quarter").unwrap();
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    let bob = driver.browser(&profiles.path().join("bob")).await;
+    for (browser, account) in [(&alice, "alice"), (&bob, "bob")] {
+        sign_in(browser, &node, account).await;
+        browser.click(&entry).await;
+        browser.click("[data-test=space-open]").await;
+        browser
+            .wait_until(
+                "the file space shown",
+                "return !!document.querySelector('[data-test=space]')",
+            )
+            .await;
+    }
+    alice.click("[data-test=space-new-folder]").await;
+    alice
+        .type_into("[data-test=space-folder-name]", "Reports")
+        .await;
+    alice.click("[data-test=space-folder-create]").await;
+    alice
+        .type_into("[data-test=space-upload-input]", plan.to_str().unwrap())
+        .await;
+    let names = "return [...document.querySelectorAll('[data-test=space-entry]')].map(e => e.dataset.name).join(',') || null";
+    alice
+        .wait_until(
+            "alice sees the folder and the file",
+            &format!(
+                "const n = (() => {{ {names} }})(); return n === 'Reports,plan.txt' ? n : null"
+            ),
+        )
+        .await;
+    // Bob's view lists them once he reopens it; his download is counted.
+    bob.click("[data-test=space-open]").await;
+    bob.click("[data-test=space-open]").await;
+    bob.wait_until(
+        "bob sees the folder and the file",
+        &format!("const n = (() => {{ {names} }})(); return n === 'Reports,plan.txt' ? n : null"),
+    )
+    .await;
+    bob.click("[data-test=space-entry][data-name='plan.txt'] [data-test=space-download]")
+        .await;
+    let count = bob
+        .wait_until(
+            "the download counted",
+            "const c = document.querySelector(\"[data-test=space-entry][data-name='plan.txt'] [data-test=space-downloads]\")?.innerText.trim(); return c === '1' ? c : null",
+        )
+        .await;
+    assert_eq!(count, "1");
+    bob.screenshot(&screenshots().join("file-space.png")).await;
+    alice.close().await;
+    bob.close().await;
+}
