@@ -121,7 +121,7 @@ fn entry_path((group, entry): (String, String)) -> Result<(u64, u64), ProtocolEr
     params(("id" = u64, Path, description = "the group's id"), ListQuery),
     responses((status = 200, description = "the folder's entries", body = ListingView))
 )]
-pub(super) async fn list(
+pub(super) async fn space_list(
     State(planes): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
@@ -152,7 +152,7 @@ pub(super) async fn list(
     request_body = NewEntryBody,
     responses((status = 201, description = "the entry", body = EntryView))
 )]
-pub(super) async fn add(
+pub(super) async fn space_add(
     State(planes): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
@@ -198,7 +198,7 @@ pub(super) async fn add(
     request_body = ChangeBody,
     responses((status = 200, description = "the entry now", body = EntryView))
 )]
-pub(super) async fn change(
+pub(super) async fn space_change(
     State(planes): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -238,7 +238,7 @@ pub(super) async fn change(
     ),
     responses((status = 204, description = "the entry is gone"))
 )]
-pub(super) async fn delete(
+pub(super) async fn space_delete(
     State(planes): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -269,7 +269,7 @@ pub(super) async fn delete(
         (status = 206, description = "the bytes of the range asked"),
     )
 )]
-pub(super) async fn download(
+pub(super) async fn space_download(
     State(planes): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
