@@ -166,6 +166,14 @@ async fn a_single_node_comes_back_from_its_backup_with_every_acked_message() {
         assert_eq!(ack.seq, i + 1);
         texts.push(text);
     }
+    // A file, whose bytes the backup holds too.
+    let token = node.rest_token("alice", &password("alice"), "web").await;
+    let report = b"%PDF-1.4\nthe quarterly report".to_vec();
+    let file_id = node.upload_file(&token, &conv, "report.pdf", &report).await;
+    let file = alice
+        .send_message(&conv, "file", common::file_content(&file_id))
+        .await
+        .unwrap();
     let admin = node.admin_token().await;
     let (status, body) = post_backup(&node, Some(&admin), json!({"name": "one"})).await;
     assert_eq!(status, 201, "{body}");
@@ -195,15 +203,36 @@ async fn a_single_node_comes_back_from_its_backup_with_every_acked_message() {
         .iter()
         .find(|c| c.conversation == conv)
         .expect("the conversation syncs");
-    assert_eq!(state.max_seq, 25);
+    assert_eq!(state.max_seq, 26);
     let history: Vec<String> = conn
         .pull_all(&conv, 0)
         .await
         .unwrap()
         .iter()
+        .filter(|m| m.seq != file.seq)
         .map(|m| common::text_of(m).to_string())
         .collect();
     assert_eq!(history, texts);
+    let bob_token: Value = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/login", restored.http))
+        .json(&json!({"account": "bob", "password": password("bob"), "device_class": "web"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let got = reqwest::Client::new()
+        .get(format!(
+            "http://{}/api/v1/conversations/{conv}/messages/{}/file",
+            restored.http, file.seq
+        ))
+        .bearer_auth(bob_token["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200, "the restored node serves the file");
+    assert_eq!(got.bytes().await.unwrap(), report);
     // The old admin password came back with the metadata.
     let login = reqwest::Client::new()
         .post(format!("http://{}/api/v1/login", restored.http))

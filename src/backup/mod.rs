@@ -24,6 +24,10 @@ pub use restore::{RestoreReport, restore_as};
 pub const MANIFEST_FILE: &str = "backup.json";
 /// The folder of a backup that holds the database checkpoint.
 pub const DB_FOLDER: &str = "db";
+/// The folder of a backup that holds the node's file blobs, and where a
+/// node keeps them under its data folder (docs/decisions/0022).
+pub const BLOBS_FOLDER: &str = "blobs";
+const NODE_BLOBS: &str = "files/blobs";
 /// How long a backup waits for this node's replicas to apply their logs.
 const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -166,11 +170,14 @@ async fn take(backups: &Backups, name: Option<&str>) -> Result<BackupReport, Bac
         groups,
     };
     let database = backups.meta.db().clone();
+    let blobs = config.data_dir.join(NODE_BLOBS);
     let (path, bytes) = {
         let manifest = manifest.clone();
-        tokio::task::spawn_blocking(move || write_backup(&database, &root, &path, &manifest))
-            .await
-            .map_err(|e| BackupError::Storage(StorageError::Task(e.to_string())))??
+        tokio::task::spawn_blocking(move || {
+            write_backup(&database, &blobs, &root, &path, &manifest)
+        })
+        .await
+        .map_err(|e| BackupError::Storage(StorageError::Task(e.to_string())))??
     };
     let report = BackupReport {
         path,
@@ -233,6 +240,7 @@ async fn catch_up(backups: &Backups) -> (Vec<GroupApplied>, Vec<u32>) {
 /// absolute path and size.
 fn write_backup(
     database: &db::Db,
+    blobs: &Path,
     root: &Path,
     path: &Path,
     manifest: &Manifest,
@@ -248,12 +256,39 @@ fn write_backup(
         },
     })?;
     database.checkpoint(&path.join(DB_FOLDER))?;
+    // After the checkpoint: every file it records was placed before its
+    // record, so its blob is here (a later one is a harmless extra).
+    if blobs.exists() {
+        link_blobs(blobs, &path.join(BLOBS_FOLDER))?;
+    }
     let manifest_path = path.join(MANIFEST_FILE);
     let text = serde_json::to_string_pretty(manifest).expect("a manifest serialises");
     std::fs::write(&manifest_path, text).map_err(io("failed to write", &manifest_path))?;
     let path = std::fs::canonicalize(path).map_err(io("failed to resolve", path))?;
     let bytes = folder_bytes(&path);
     Ok((path, bytes))
+}
+
+/// Copies the blobs under `from` into `to`, as hard links where the two
+/// share a file system (a placed blob never changes), else as copies;
+/// blobs still being received (`incoming/`) are left out.
+fn link_blobs(from: &Path, to: &Path) -> Result<(), BackupError> {
+    std::fs::create_dir_all(to).map_err(io("failed to create", to))?;
+    for entry in std::fs::read_dir(from).map_err(io("failed to read", from))? {
+        let entry = entry.map_err(io("failed to read", from))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "incoming" {
+            continue;
+        }
+        let dest = to.join(&name);
+        if path.is_dir() {
+            link_blobs(&path, &dest)?;
+        } else if std::fs::hard_link(&path, &dest).is_err() {
+            std::fs::copy(&path, &dest).map_err(io("failed to copy", &path))?;
+        }
+    }
+    Ok(())
 }
 
 /// Returns the size of the files under `dir` (hard links counted in full).

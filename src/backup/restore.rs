@@ -74,6 +74,11 @@ fn restore(
     }
     let source = backup.join(DB_FOLDER);
     copy_folder(&source, &db_dir)?;
+    // The node's file blobs: a restored node serves every file it held.
+    let blobs = backup.join(super::BLOBS_FOLDER);
+    if blobs.exists() {
+        copy_folder(&blobs, &data_dir.join(super::NODE_BLOBS))?;
+    }
     let database = Db::open(&db_dir)?;
     let (groups, dropped_entries) = rewrite(&database, &manifest, target)?;
     drop(database);
