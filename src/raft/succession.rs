@@ -16,8 +16,15 @@
 //! once per silence: when it loses, its log is usually the shorter, and the
 //! later successors retry after a growing pause, each in a term above the
 //! one the first took (a retrying first successor took each term just
-//! before the second asked for it, for 8 s in one gate run). openraft's timer
-//! stays underneath as the fallback. See
+//! before the second asked for it, for 8 s in one gate run).
+//!
+//! openraft's timer fires in the same window (1.15–1.4 s), so left on it
+//! starts a second candidate beside the first successor: a CI run split
+//! the vote that way and a partition took 3.4 s to elect. The watcher
+//! therefore switches openraft's timer off for each group that hears its
+//! leader and on again only after [`FALLBACK`] of silence (and for a group
+//! of one voter, or one that heard nothing since this process started), so
+//! it remains the fallback it was meant to be. See
 //! docs/decisions/0014-order-of-succession.md.
 
 use std::collections::HashMap;
@@ -41,6 +48,9 @@ const TICK: Duration = Duration::from_millis(50);
 const RETRY: Duration = Duration::from_millis(300);
 /// The longest pause between two campaigns of one group.
 const MAX_RETRY: Duration = Duration::from_secs(10);
+/// How long a group may be silent before openraft's own election timer is
+/// switched on again beside the order of succession.
+const FALLBACK: Duration = Duration::from_secs(4);
 
 /// Campaigns this node started because a leader fell silent, by kind of group.
 pub const CAMPAIGNS: &str = "chorus_raft_succession_campaigns_total";
@@ -206,13 +216,14 @@ pub async fn run<C: GroupConfig>(
             let due = {
                 let metrics = raft.metrics();
                 let metrics = metrics.borrow();
+                let silent = heartbeats.silent_for(*group);
+                raft.runtime_config()
+                    .elect(openraft_timer(&metrics, silent));
                 if matches!(
                     metrics.state,
                     ServerState::Follower | ServerState::Candidate
                 ) {
-                    heartbeats
-                        .silent_for(*group)
-                        .is_some_and(|silent| due(&metrics, watch, silent, silence))
+                    silent.is_some_and(|silent| due(&metrics, watch, silent, silence))
                 } else {
                     // A leader hears no appends: its silence as a follower
                     // starts when it steps down, not at its last append.
@@ -241,6 +252,15 @@ pub async fn run<C: GroupConfig>(
             }
         }
     }
+}
+
+/// Tells whether openraft's own election timer should run for a group
+/// silent for `silent` (`None`: nothing heard since this process started):
+/// only where the order of succession does not campaign, or has not won
+/// within [`FALLBACK`].
+fn openraft_timer(metrics: &RaftMetrics<u64, BasicNode>, silent: Option<Duration>) -> bool {
+    let voters = metrics.membership_config.membership().voter_ids().count();
+    voters < 2 || silent.is_none_or(|silent| silent >= FALLBACK)
 }
 
 /// Tells whether this node, a follower or candidate of a group that heard
