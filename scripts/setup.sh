@@ -58,6 +58,15 @@ ensure_openapi_validator() {
     "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator==0.9.0
 }
 
+# moto's S3 server from PyPI, in the same venv, for the tests of files kept
+# in an object store (tests/files_s3.rs starts it on port 0).
+ensure_moto() {
+    ensure_openapi_validator
+    local venv="$HOME/.cache/chorus-venv"
+    "$venv/bin/python" -c 'import moto.server, flask_cors' 2>/dev/null && return
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+}
+
 # node and npm for web/ (any node ≥ 18; Debian 12's will do when none is there).
 ensure_node() {
     command -v npm >/dev/null && command -v node >/dev/null && return

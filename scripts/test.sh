@@ -8,6 +8,7 @@ ensure_debian_packages chromium chromium-driver fonts-wqy-zenhei
 ensure_promtool
 ensure_rust_tools
 ensure_openapi_validator
+ensure_moto
 # The web client: npm packages, its built files (the browser tests load them),
 # then its type check and unit tests under node.
 ensure_web_client

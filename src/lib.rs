@@ -29,7 +29,7 @@ pub use admin::{ADMIN_ACCOUNT, ADMIN_PASSWORD_ENV, DEMO_PASSWORD};
 pub use auth::{hash_password, verify_password};
 pub use backup::{BackupError, RestoreReport, restore_as as restore_backup};
 pub use cluster::pki;
-pub use config::{ConfigError, NodeConfig, TlsConfig};
+pub use config::{ConfigError, NodeConfig, S3Config, TlsConfig};
 pub use logging::{LoggingError, init as init_logging};
 pub use node::{Node, NodeError};
 pub use protocol::{ConversationId, ErrorCode, FrameFormat, ProtocolError, pb};

@@ -125,6 +125,7 @@ pub struct ClusterBuilder {
     rebalance_delay_secs: u64,
     fault_proxy: bool,
     storage: Vec<(String, i64)>,
+    files_s3: Option<toml::Table>,
 }
 
 impl Default for ClusterBuilder {
@@ -135,6 +136,7 @@ impl Default for ClusterBuilder {
             rebalance_delay_secs: 1,
             fault_proxy: false,
             storage: Vec::new(),
+            files_s3: None,
         }
     }
 }
@@ -154,6 +156,13 @@ impl ClusterBuilder {
     /// test shortens the sweeper's and the scrubber's periods).
     pub fn storage(mut self, key: &str, value: i64) -> Self {
         self.storage.push((key.to_string(), value));
+        self
+    }
+
+    /// Gives every node the same `[files.s3]` section: blobs in one
+    /// object store they share.
+    pub fn files_s3(mut self, section: toml::Table) -> Self {
+        self.files_s3 = Some(section);
         self
     }
 
@@ -179,6 +188,7 @@ impl ClusterBuilder {
             partitions: self.partitions,
             rebalance_delay_secs: self.rebalance_delay_secs,
             storage: self.storage,
+            files_s3: self.files_s3,
             http: reqwest::Client::new(),
             token: None,
             proxy: self.fault_proxy.then(FaultProxy::default),
@@ -224,6 +234,7 @@ pub struct Cluster {
     partitions: u32,
     rebalance_delay_secs: u64,
     storage: Vec<(String, i64)>,
+    files_s3: Option<toml::Table>,
     http: reqwest::Client,
     token: Option<String>,
     proxy: Option<FaultProxy>,
@@ -473,6 +484,11 @@ impl Cluster {
         config.insert("storage".into(), storage.into());
         config.insert("limits".into(), limits.into());
         config.insert("log".into(), log.into());
+        if let Some(s3) = &self.files_s3 {
+            let mut files = table(&mut config, "files");
+            files.insert("s3".into(), s3.clone().into());
+            config.insert("files".into(), files.into());
+        }
         Ok(toml::to_string(&config)?)
     }
 

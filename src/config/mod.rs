@@ -412,6 +412,39 @@ pub struct FilesConfig {
     /// (or one that claims to be, as a decompression bomb does) is refused.
     #[serde(default = "default_max_image_pixels")]
     pub max_image_pixels: u64,
+    /// Keep blobs in an S3-compatible object store shared by every node
+    /// instead of on each node's disk (docs/operations.md, "Files").
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+}
+
+/// The bucket of an S3-compatible object store (AWS S3, MinIO, Ceph RGW…)
+/// that holds every node's file blobs. Keys not given here are taken from
+/// the standard `AWS_*` environment variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket; it must exist.
+    pub bucket: String,
+    /// The store's URL (`https://minio.example:9000`); empty for AWS.
+    #[serde(default)]
+    pub endpoint: String,
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    /// Prepended to every object's name (`chorus/`), to share a bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// Allow an `http://` endpoint (a store on the same host or network).
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub access_key_id: String,
+    #[serde(default)]
+    pub secret_access_key: String,
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".into()
 }
 
 fn default_max_chunk_bytes() -> usize {
@@ -674,6 +707,16 @@ impl NodeConfig {
             return invalid(
                 "limits.write_timeout_secs, http_header_timeout_secs and http_body_timeout_secs must be positive",
             );
+        }
+        if let Some(s3) = &self.files.s3 {
+            if s3.bucket.is_empty() {
+                return invalid("files.s3.bucket must name a bucket");
+            }
+            if s3.access_key_id.is_empty() != s3.secret_access_key.is_empty() {
+                return invalid(
+                    "files.s3.access_key_id and secret_access_key are given together or not at all",
+                );
+            }
         }
         if l.reserved_fds < 16 {
             return invalid("limits.reserved_fds must be at least 16");

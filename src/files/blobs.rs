@@ -30,6 +30,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The local path of a held blob, for streaming it; `None` for a store
     /// that is not a local disk.
     fn path(&self, sha256: &str) -> Option<PathBuf>;
+    /// Whether every node reads this same store (an object store), so that
+    /// a blob in it needs no copies on other nodes.
+    fn shared(&self) -> bool {
+        false
+    }
     /// Appends a chunk of a blob being copied here; on the `last` chunk,
     /// checks the bytes and keeps the blob. Returns whether the store
     /// holds the whole blob now.

@@ -14,7 +14,7 @@ pub const UPLOADS_OPEN: &str = "chorus_files_uploads_open";
 pub const RECEIVED_BYTES: &str = "chorus_files_received_bytes_total";
 /// Bytes of files completed.
 pub const STORED_BYTES: &str = "chorus_files_completed_bytes_total";
-/// Downloads begun, by where the bytes come from (`local`, `peer`).
+/// Downloads begun, by where the bytes come from (`local`, `peer`, `store`).
 pub const DOWNLOADS: &str = "chorus_files_downloads_total";
 
 pub fn describe() {
@@ -71,7 +71,8 @@ pub fn received(bytes: usize) {
     metrics::counter!(RECEIVED_BYTES).increment(bytes as u64);
 }
 
-pub fn download(local: bool) {
-    let from = if local { "local" } else { "peer" };
+/// Counts a download whose bytes come `from` this node's disk (`local`),
+/// another node (`peer`) or the shared object store (`store`).
+pub fn download(from: &'static str) {
     metrics::counter!(DOWNLOADS, "from" => from).increment(1);
 }

@@ -7,11 +7,13 @@
 //! carries the file's id; a download names the message, so that who may
 //! read the message may fetch its file, and a recalled or burned message
 //! has none to fetch. Any node serves any file, from its own disk or a
-//! holder's.
+//! holder's. With `files.s3`, blobs live in an object store every node
+//! shares instead (`object.rs`), which keeps the copies itself.
 
 mod blobs;
 mod kinds;
 mod metrics;
+mod object;
 mod space;
 mod thumbs;
 mod uploads;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use blobs::{BlobStore, DiskBlobs, is_sha256};
 pub use kinds::disposition;
+pub use object::ObjectBlobs;
 
 use crate::authz::{self, Action, Subject};
 use crate::cluster::{PeerLinks, Request, Response, error_response, ring};
@@ -64,6 +67,8 @@ pub struct NewUpload {
 /// Where a download's bytes come from.
 enum Source {
     Local(PathBuf),
+    /// The object store every node shares.
+    Store(Arc<dyn BlobStore>),
     /// Holders' peer addresses, tried in turn.
     Remote(Vec<String>),
 }
@@ -92,7 +97,7 @@ struct Inner {
     meta: Meta,
     messaging: Messaging,
     links: PeerLinks,
-    blobs: Arc<DiskBlobs>,
+    blobs: Arc<dyn BlobStore>,
     uploads: Arc<Uploads>,
 }
 
@@ -101,8 +106,9 @@ fn io_setup(err: std::io::Error) -> ProtocolError {
 }
 
 impl Files {
-    /// Opens the node's blobs and uploads under `dir`.
-    pub fn open(
+    /// Opens the node's blobs (under `dir`, or in the object store of
+    /// `config.s3`) and its uploads in progress under `dir`.
+    pub async fn open(
         node_id: u64,
         config: FilesConfig,
         replication_factor: usize,
@@ -111,7 +117,10 @@ impl Files {
         messaging: Messaging,
         links: PeerLinks,
     ) -> Result<Files, ProtocolError> {
-        let blobs = DiskBlobs::open(dir.join("blobs")).map_err(io_setup)?;
+        let blobs: Arc<dyn BlobStore> = match &config.s3 {
+            Some(s3) => Arc::new(ObjectBlobs::open(s3).await?),
+            None => Arc::new(DiskBlobs::open(dir.join("blobs")).map_err(io_setup)?),
+        };
         let uploads =
             Uploads::open(dir.join("uploads"), config.max_open_uploads).map_err(io_setup)?;
         metrics::describe();
@@ -123,7 +132,7 @@ impl Files {
                 meta,
                 messaging,
                 links,
-                blobs: Arc::new(blobs),
+                blobs,
                 uploads: Arc::new(uploads),
             }),
         })
@@ -576,7 +585,12 @@ impl Files {
         let (from, sha) = (part.clone(), hashed.clone());
         blocking(move || store.adopt(&from, &sha)).await?;
         let mut holders = vec![self.inner.node_id];
-        let wanted = self.wanted_copies()?;
+        // An object store shared by every node keeps its own copies.
+        let wanted = if self.inner.blobs.shared() {
+            1
+        } else {
+            self.wanted_copies()?
+        };
         if let Some(known) = &known {
             holders.extend(
                 known
@@ -920,6 +934,7 @@ impl Files {
         };
         let source = match self.inner.blobs.path(&sha) {
             Some(path) => Source::Local(path),
+            None if self.inner.blobs.shared() => Source::Store(self.inner.blobs.clone()),
             None => {
                 let nodes = self.inner.meta.nodes()?;
                 let addrs: Vec<String> = record
@@ -938,7 +953,11 @@ impl Files {
                 Source::Remote(addrs)
             }
         };
-        metrics::download(matches!(source, Source::Local(_)));
+        metrics::download(match source {
+            Source::Local(_) => "local",
+            Source::Store(_) => "store",
+            Source::Remote(_) => "peer",
+        });
         Ok(Download {
             name,
             mime_type: mime,
@@ -1015,6 +1034,10 @@ impl Download {
                     Ok(Bytes::from(out))
                 })
                 .await
+            }
+            Source::Store(store) => {
+                let (store, sha) = (store.clone(), self.sha256.clone());
+                blocking(move || store.read(&sha, at, len).map(Bytes::from)).await
             }
             Source::Remote(addrs) => {
                 let mut last = None;

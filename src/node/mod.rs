@@ -299,6 +299,7 @@ impl Node {
             messaging.clone(),
             links.clone(),
         )
+        .await
         .map_err(|e| setup(&e))?;
         tasks.spawn(files.clone().sweep(stop.clone()));
         let cluster_admin = ClusterAdmin::new(
