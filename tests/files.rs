@@ -1024,3 +1024,153 @@ async fn a_groups_file_space_keeps_folders_and_files_its_members_share() {
     let (_, top) = call(&node, &cai.token, "GET", &files, None).await;
     assert_eq!(top["entries"], json!([]));
 }
+
+#[tokio::test]
+async fn department_rules_bind_their_department_and_those_below_it_nearest_first() {
+    let node = TestNode::start().await;
+    let ids = node.create_users(&["dee", "sam", "ivy", "out"]).await;
+    let admin = node.admin_token().await;
+    let call = |method: reqwest::Method, path: &str, body: Value| {
+        let request = node
+            .http()
+            .request(method, node.url(path))
+            .bearer_auth(&admin)
+            .json(&body);
+        async move { answer(request.send().await.unwrap()).await }
+    };
+    let department = |name: &'static str, parent: u64| {
+        let call = &call;
+        async move {
+            let (status, body) = call(
+                reqwest::Method::POST,
+                "/api/v1/departments",
+                json!({"name": name, "parent_id": parent}),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+            body["department_id"].as_u64().unwrap()
+        }
+    };
+    // Design ⊃ Video, Illustration; Interns elsewhere. Dee is in
+    // Illustration (no rule of its own: Design's binds her), Sam in Interns
+    // and Video, Ivy in Interns, Out in no department.
+    let design = department("Design", 0).await;
+    let video = department("Video", design).await;
+    let illustration = department("Illustration", design).await;
+    let interns = department("Interns", 0).await;
+    for (user, posts) in [
+        (ids[0], vec![illustration]),
+        (ids[1], vec![interns, video]),
+        (ids[2], vec![interns]),
+    ] {
+        let posts: Vec<Value> = posts.iter().map(|d| json!({"department_id": d})).collect();
+        let (status, body) = call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{user}"),
+            json!({ "posts": posts }),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let policy = json!({
+        "max_file_bytes": 1000,
+        "blocked_types": ["exe"],
+        "rules": [
+            {"department_id": interns, "senders": "nobody"},
+            {"department_id": design, "max_file_bytes": 5000, "blocked_types": ["PDF"]},
+            {"department_id": video, "max_file_bytes": 9000},
+        ]
+    });
+    let (status, stored) = call(reqwest::Method::PUT, "/api/v1/policies/files", policy).await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["rules"][1]["blocked_types"], json!(["pdf"]));
+    let (_, read) = call(reqwest::Method::GET, "/api/v1/policies/files", Value::Null).await;
+    assert_eq!(read["rules"], stored["rules"], "the rules read back");
+
+    let users = [
+        user(&node, "dee").await,
+        user(&node, "sam").await,
+        user(&node, "ivy").await,
+        user(&node, "out").await,
+    ];
+    let try_size = |who: usize, name: &'static str, size: usize| {
+        let (node, users) = (&node, &users);
+        async move {
+            let peer = users[(who + 1) % users.len()].id;
+            let conv = direct(users[who].id, peer);
+            announce(node, &users[who].token, &conv, name, size).await
+        }
+    };
+    // Dee: Design's rule (5000, no pdf besides no exe).
+    assert_eq!(try_size(0, "a.bin", 5000).await.0, 201);
+    let (status, body) = try_size(0, "b.bin", 5001).await;
+    assert_refused(status, &body, 413, "TOO_LARGE");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("department {design}")),
+        "{body}"
+    );
+    let (status, body) = try_size(0, "report.pdf", 10).await;
+    assert_refused(status, &body, 403, "FORBIDDEN");
+    let (status, body) = try_size(0, "setup.exe", 10).await;
+    assert_refused(status, &body, 403, "FORBIDDEN");
+    // Sam: Interns and Video are both his own departments (no step up), so
+    // the rule listed first, Interns', wins over Video's.
+    let (status, body) = try_size(1, "c.bin", 10).await;
+    assert_refused(status, &body, 403, "FORBIDDEN");
+    // Ivy: Interns send nothing.
+    let (status, body) = try_size(2, "d.bin", 10).await;
+    assert_refused(status, &body, 403, "FORBIDDEN");
+    // Out: the policy's own 1000 bytes.
+    assert_eq!(try_size(3, "e.bin", 1000).await.0, 201);
+    let (status, body) = try_size(3, "f.bin", 1001).await;
+    assert_refused(status, &body, 413, "TOO_LARGE");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("the file policy"),
+        "{body}"
+    );
+
+    // Sam leaves Interns: Video's rule (9000) binds him now.
+    let (status, _) = call(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/users/{}", ids[1]),
+        json!({"posts": [{"department_id": video}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(try_size(1, "g.bin", 9000).await.0, 201);
+    assert_eq!(try_size(1, "h.bin", 9001).await.0, 413);
+    // The nearest rule replaces the farther one whole: Design's pdf block
+    // does not reach Video.
+    assert_eq!(try_size(1, "report.pdf", 10).await.0, 201);
+
+    // Bad rules are refused whole and leave the policy as it was.
+    for (rules, expected, code) in [
+        (json!([{"department_id": 999_999}]), 404, "NOT_FOUND"),
+        (
+            json!([{"department_id": design}, {"department_id": design}]),
+            400,
+            "INVALID",
+        ),
+        (
+            json!([{"department_id": design, "max_file_bytes": 0}]),
+            400,
+            "INVALID",
+        ),
+    ] {
+        let (status, body) = call(
+            reqwest::Method::PUT,
+            "/api/v1/policies/files",
+            json!({"rules": rules}),
+        )
+        .await;
+        assert_refused(status, &body, expected, code);
+    }
+    let (_, after) = call(reqwest::Method::GET, "/api/v1/policies/files", Value::Null).await;
+    assert_eq!(after, read, "a refused policy changes nothing");
+}

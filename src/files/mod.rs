@@ -159,6 +159,12 @@ impl Files {
         Ok(self.inner.meta.file_policy()?)
     }
 
+    /// The policy that binds `user` (a department rule resolved), and the
+    /// department of the rule that applied.
+    fn policy_for(&self, user: u64) -> Result<(FilePolicy, Option<u64>), ProtocolError> {
+        Ok(self.inner.meta.file_policy_for(user)?)
+    }
+
     /// Returns the peer address of the node that holds an upload, when it
     /// is not this one: an upload stays on the node it was announced to,
     /// and the others send its steps on there.
@@ -333,18 +339,19 @@ impl Files {
         let conv: ConversationId = new.conversation.parse()?;
         let meta = self.inner.meta.clone();
         crate::messaging::members_for(&meta, &conv, subject.user_id)?;
-        let policy = self.policy()?;
+        let (policy, rule) = self.policy_for(subject.user_id)?;
         check_sender(&subject, &policy)?;
         let max = policy
             .max_file_bytes
             .unwrap_or(crate::meta::DEFAULT_MAX_FILE_BYTES);
         if new.size > max {
+            let whose = match rule {
+                Some(department) => format!("the file rule of your department {department}"),
+                None => "the file policy".to_string(),
+            };
             return Err(ProtocolError::new(
                 ErrorCode::TooLarge,
-                format!(
-                    "the file is {} bytes, the file policy allows {max}",
-                    new.size
-                ),
+                format!("the file is {} bytes, {whose} allows {max}", new.size),
             ));
         }
         kinds::check_type(&policy, &new.name, &kinds::sniff(&[], &new.name))?;
@@ -448,7 +455,7 @@ impl Files {
         }
         // The first bytes say what the file is: a blocked type ends here.
         let policy = if offset == 0 && !data.is_empty() {
-            Some(self.policy()?)
+            Some(self.policy_for(user)?.0)
         } else {
             None
         };
@@ -767,7 +774,7 @@ impl Files {
         let Some(Kind::File(file)) = send.content.as_mut().and_then(|c| c.kind.as_mut()) else {
             return Ok(());
         };
-        check_sender(&subject, &self.policy()?)?;
+        check_sender(&subject, &self.policy_for(subject.user_id)?.0)?;
         let id = file.file_id.clone();
         let record = self
             .inner
@@ -805,7 +812,7 @@ impl Files {
         }
         match kind {
             Some(Kind::File(_)) => {
-                check_sender(&subject, &self.policy()?)?;
+                check_sender(&subject, &self.policy_for(subject.user_id)?.0)?;
                 Ok(message.content.expect("a file message has content"))
             }
             Some(Kind::Text(_) | Kind::Emoji(_)) => {

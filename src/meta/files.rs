@@ -8,7 +8,7 @@
 //! of that content (dedupe); `fuse/` | user → bytes uploaded (u64, BE).
 
 use super::state_machine::{MetaResponse, Refusal};
-use crate::db::{Batch, CF_META_SETTINGS, Db, StorageError};
+use crate::db::{Batch, CF_META_DEPARTMENTS, CF_META_SETTINGS, CF_META_USERS, Db, StorageError};
 use crate::protocol::store_pb;
 
 pub(super) const FILE_POLICY_SETTING: &[u8] = b"file_policy";
@@ -24,6 +24,10 @@ pub const DEFAULT_RETENTION_DAYS: u64 = 30;
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// Types a policy may list, each.
 const MAX_TYPES: usize = 200;
+/// Department rules a policy may hold.
+pub const MAX_FILE_RULES: usize = 100;
+/// How far up the org tree a rule is looked for (a cycle guard).
+const MAX_DEPTH: usize = 64;
 
 pub(super) fn file_key(file_id: &str) -> Vec<u8> {
     [FILE_PREFIX, file_id.as_bytes()].concat()
@@ -77,43 +81,165 @@ fn normal_type(raw: &str) -> Result<String, Refusal> {
     Ok(t)
 }
 
-/// Applies a `SetFilePolicy`: checks its bounds and normalises its types.
+fn check_max(max: u64, what: &str) -> Result<(), Refusal> {
+    if max == 0 || max > MAX_FILE_BYTES {
+        return Err(Refusal::Invalid(format!(
+            "{what}max_file_bytes must be between 1 and {MAX_FILE_BYTES} (4 GiB)"
+        )));
+    }
+    Ok(())
+}
+
+fn check_senders(senders: i32, what: &str) -> Result<(), Refusal> {
+    if store_pb::FileSenders::try_from(senders).is_err() {
+        return Err(Refusal::Invalid(format!(
+            "{what}senders {senders} is none of EVERYONE, ADMINS and NOBODY"
+        )));
+    }
+    Ok(())
+}
+
+/// Normalises a list of types in place: lowercase, sorted, no repeats.
+fn normal_types(list: &mut Vec<String>) -> Result<(), Refusal> {
+    if list.len() > MAX_TYPES {
+        return Err(Refusal::Invalid(format!(
+            "at most {MAX_TYPES} types in a list"
+        )));
+    }
+    let mut normal = Vec::with_capacity(list.len());
+    for raw in list.iter() {
+        normal.push(normal_type(raw)?);
+    }
+    normal.sort();
+    normal.dedup();
+    *list = normal;
+    Ok(())
+}
+
+/// Checks and normalises a whole policy; its rules must name departments
+/// that exist, each once.
+fn checked_policy(
+    db: &Db,
+    policy: &store_pb::FilePolicy,
+) -> Result<Result<store_pb::FilePolicy, Refusal>, StorageError> {
+    let mut policy = with_defaults(policy.clone());
+    let top = (|| {
+        check_max(policy.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES), "")?;
+        check_senders(policy.senders, "")?;
+        normal_types(&mut policy.blocked_types)?;
+        normal_types(&mut policy.allowed_types)?;
+        if policy.rules.len() > MAX_FILE_RULES {
+            return Err(Refusal::Invalid(format!(
+                "at most {MAX_FILE_RULES} department rules"
+            )));
+        }
+        Ok(())
+    })();
+    if let Err(refusal) = top {
+        return Ok(Err(refusal));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for rule in &mut policy.rules {
+        let what = format!("the rule of department {}: ", rule.department_id);
+        if db
+            .get(CF_META_DEPARTMENTS, &rule.department_id.to_be_bytes())?
+            .is_none()
+        {
+            return Ok(Err(Refusal::NotFound(format!(
+                "no department {} for a file rule",
+                rule.department_id
+            ))));
+        }
+        if !seen.insert(rule.department_id) {
+            return Ok(Err(Refusal::Invalid(format!(
+                "department {} has two file rules: give it one",
+                rule.department_id
+            ))));
+        }
+        let checked = (|| {
+            if let Some(max) = rule.max_file_bytes {
+                check_max(max, &what)?;
+            }
+            if let Some(senders) = rule.senders {
+                check_senders(senders, &what)?;
+            }
+            normal_types(&mut rule.blocked_types)?;
+            normal_types(&mut rule.allowed_types)
+        })();
+        if let Err(refusal) = checked {
+            return Ok(Err(refusal));
+        }
+    }
+    Ok(Ok(policy))
+}
+
+/// Applies a `SetFilePolicy`: checks its bounds and rules and normalises
+/// its types.
 pub(super) fn apply_policy(
+    db: &Db,
     batch: &mut Batch<'_>,
     policy: &store_pb::FilePolicy,
 ) -> Result<MetaResponse, StorageError> {
-    let mut policy = with_defaults(policy.clone());
-    let max = policy.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES);
-    if max == 0 || max > MAX_FILE_BYTES {
-        return Ok(MetaResponse::Refused(Refusal::Invalid(format!(
-            "max_file_bytes must be between 1 and {MAX_FILE_BYTES} (4 GiB)"
-        ))));
-    }
-    if store_pb::FileSenders::try_from(policy.senders).is_err() {
-        return Ok(MetaResponse::Refused(Refusal::Invalid(format!(
-            "senders {} is none of EVERYONE, ADMINS and NOBODY",
-            policy.senders
-        ))));
-    }
-    for list in [&mut policy.blocked_types, &mut policy.allowed_types] {
-        if list.len() > MAX_TYPES {
-            return Ok(MetaResponse::Refused(Refusal::Invalid(format!(
-                "at most {MAX_TYPES} types in a list"
-            ))));
-        }
-        let mut normal = Vec::with_capacity(list.len());
-        for raw in list.iter() {
-            match normal_type(raw) {
-                Ok(t) => normal.push(t),
-                Err(refusal) => return Ok(MetaResponse::Refused(refusal)),
-            }
-        }
-        normal.sort();
-        normal.dedup();
-        *list = normal;
-    }
+    let policy = match checked_policy(db, policy)? {
+        Ok(policy) => policy,
+        Err(refusal) => return Ok(MetaResponse::Refused(refusal)),
+    };
     batch.put_pb(CF_META_SETTINGS, FILE_POLICY_SETTING, &policy);
     Ok(MetaResponse::FilePolicy(policy))
+}
+
+/// The policy that binds one user: the policy with the fields of the
+/// nearest department rule in place of its own (see `FileRule`), and the
+/// department of that rule, if any. The result holds no rules.
+pub(super) fn policy_for(
+    db: &Db,
+    user_id: u64,
+) -> Result<(store_pb::FilePolicy, Option<u64>), StorageError> {
+    let mut policy = policy(db)?;
+    let rules = std::mem::take(&mut policy.rules);
+    if rules.is_empty() {
+        return Ok((policy, None));
+    }
+    let user: Option<store_pb::UserRecord> = db.get_pb(CF_META_USERS, &user_id.to_be_bytes())?;
+    let posts = user.map(|u| u.posts).unwrap_or_default();
+    // (steps up, position in the list) of the best rule so far.
+    let mut best: Option<(usize, usize)> = None;
+    for post in &posts {
+        let mut department = post.department_id;
+        for steps in 0..MAX_DEPTH {
+            if let Some(at) = rules.iter().position(|r| r.department_id == department) {
+                if best.is_none_or(|b| (steps, at) < b) {
+                    best = Some((steps, at));
+                }
+                break;
+            }
+            let record: Option<store_pb::DepartmentRecord> =
+                db.get_pb(CF_META_DEPARTMENTS, &department.to_be_bytes())?;
+            match record {
+                Some(record) if record.parent_id != 0 => department = record.parent_id,
+                _ => break,
+            }
+        }
+    }
+    let Some((_, at)) = best else {
+        return Ok((policy, None));
+    };
+    let rule = &rules[at];
+    if let Some(max) = rule.max_file_bytes {
+        policy.max_file_bytes = Some(max);
+    }
+    if let Some(senders) = rule.senders {
+        policy.senders = senders;
+    }
+    policy
+        .blocked_types
+        .extend(rule.blocked_types.iter().cloned());
+    policy.blocked_types.sort();
+    policy.blocked_types.dedup();
+    if !rule.allowed_types.is_empty() {
+        policy.allowed_types = rule.allowed_types.clone();
+    }
+    Ok((policy, Some(rule.department_id)))
 }
 
 /// Applies a `RegisterFile`: a record registered twice answers the first;

@@ -35,8 +35,8 @@ pub use store_pb::meta_command::SpaceChange;
 pub use store_pb::meta_command::space_change::Op as SpaceOp;
 pub use store_pb::{
     AuditRecord, DepartmentRecord, DiscussionStarters, FavouriteRecord, FilePolicy, FileRecord,
-    FileSenders, GroupRecord, MessagingPolicy, NoticeRecord, Post, SpaceEntry, TokenRecord,
-    UserRecord,
+    FileRule, FileSenders, GroupRecord, MessagingPolicy, NoticeRecord, Post, SpaceEntry,
+    TokenRecord, UserRecord,
 };
 
 /// The longest group announcement, in bytes.
@@ -1060,6 +1060,12 @@ impl Meta {
         files::policy(&self.db)
     }
 
+    /// Returns the file policy that binds `user_id` (its department rules
+    /// resolved, none left in it) and the department whose rule applied.
+    pub fn file_policy_for(&self, user_id: u64) -> Result<(FilePolicy, Option<u64>), StorageError> {
+        files::policy_for(&self.db, user_id)
+    }
+
     /// Replaces the file policy, with an audit entry.
     pub async fn set_file_policy(
         &self,
@@ -1073,6 +1079,13 @@ impl Meta {
             "senders": policy.senders,
             "retention_days": policy.retention_days,
             "user_quota_bytes": policy.user_quota_bytes,
+            "rules": policy.rules.iter().map(|r| serde_json::json!({
+                "department_id": r.department_id,
+                "max_file_bytes": r.max_file_bytes,
+                "blocked_types": r.blocked_types,
+                "allowed_types": r.allowed_types,
+                "senders": r.senders,
+            })).collect::<Vec<_>>(),
         });
         let audit = by.record("policy.files", "policy:files".to_string(), detail);
         let command = MetaCommand::SetFilePolicy { policy };

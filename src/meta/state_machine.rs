@@ -1245,7 +1245,7 @@ impl Apply<MetaRaftConfig> for MetaApply {
                 choices,
                 at_ms,
             } => notices::apply_vote(&self.db, batch, *notice_id, *user_id, choices, *at_ms),
-            MetaCommand::SetFilePolicy { policy } => files::apply_policy(batch, policy),
+            MetaCommand::SetFilePolicy { policy } => files::apply_policy(&self.db, batch, policy),
             MetaCommand::RegisterFile { file, exempt } => {
                 files::apply_register(&self.db, batch, file, *exempt)
             }

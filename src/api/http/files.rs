@@ -17,7 +17,7 @@ use super::{
     query_params,
 };
 use crate::files::{NewUpload, UploadStatus};
-use crate::meta::{FilePolicy, FileRecord, FileSenders};
+use crate::meta::{FilePolicy, FileRecord, FileRule, FileSenders};
 use crate::protocol::{ProtocolError, pb};
 
 /// The header that names an upload's offset (as tus does).
@@ -422,6 +422,51 @@ pub(super) struct FilePolicyView {
     /// are not bound by it.
     #[serde(default)]
     user_quota_bytes: u64,
+    /// Rules for departments (at most 100, one per department). A rule
+    /// binds the people with a post in its department or below it; of the
+    /// rules that bind a person, the nearest wins (the fewest steps up
+    /// from one of their departments), then the one listed first.
+    #[serde(default)]
+    rules: Vec<FileRuleView>,
+}
+
+/// What the file policy says for the people of one department and of
+/// the departments below it; what a rule leaves out is the policy's.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = FileRule)]
+pub(super) struct FileRuleView {
+    #[schema(example = 12)]
+    department_id: u64,
+    /// The largest file, instead of the policy's. At most 4 GiB.
+    #[serde(default)]
+    max_file_bytes: Option<u64>,
+    /// Types refused besides the policy's.
+    #[serde(default)]
+    blocked_types: Vec<String>,
+    /// When not empty, only these types may be sent, instead of the
+    /// policy's list.
+    #[serde(default)]
+    allowed_types: Vec<String>,
+    /// Who may send files, instead of the policy's `senders`.
+    #[serde(default)]
+    senders: Option<Senders>,
+}
+
+fn senders_view(senders: FileSenders) -> Senders {
+    match senders {
+        FileSenders::Everyone => Senders::Everyone,
+        FileSenders::Admins => Senders::Admins,
+        FileSenders::Nobody => Senders::Nobody,
+    }
+}
+
+fn senders_of(senders: Senders) -> FileSenders {
+    match senders {
+        Senders::Everyone => FileSenders::Everyone,
+        Senders::Admins => FileSenders::Admins,
+        Senders::Nobody => FileSenders::Nobody,
+    }
 }
 
 /// Who may send files.
@@ -437,11 +482,21 @@ impl From<FilePolicy> for FilePolicyView {
     fn from(policy: FilePolicy) -> Self {
         FilePolicyView {
             max_file_bytes: policy.max_file_bytes,
-            senders: Some(match policy.senders() {
-                FileSenders::Everyone => Senders::Everyone,
-                FileSenders::Admins => Senders::Admins,
-                FileSenders::Nobody => Senders::Nobody,
-            }),
+            senders: Some(senders_view(policy.senders())),
+            rules: policy
+                .rules
+                .iter()
+                .map(|rule| FileRuleView {
+                    department_id: rule.department_id,
+                    max_file_bytes: rule.max_file_bytes,
+                    blocked_types: rule.blocked_types.clone(),
+                    allowed_types: rule.allowed_types.clone(),
+                    senders: rule
+                        .senders
+                        .and_then(|s| FileSenders::try_from(s).ok())
+                        .map(senders_view),
+                })
+                .collect(),
             blocked_types: policy.blocked_types,
             allowed_types: policy.allowed_types,
             retention_days: policy.retention_days,
@@ -485,11 +540,7 @@ pub(super) async fn set_file_policy(
 ) -> ApiResult<FilePolicyView> {
     let principal = admin(&planes, &headers).await?;
     let body = json_body(body)?;
-    let senders = match body.senders.unwrap_or(Senders::Everyone) {
-        Senders::Everyone => FileSenders::Everyone,
-        Senders::Admins => FileSenders::Admins,
-        Senders::Nobody => FileSenders::Nobody,
-    };
+    let senders = senders_of(body.senders.unwrap_or(Senders::Everyone));
     let policy = FilePolicy {
         max_file_bytes: body.max_file_bytes,
         blocked_types: body.blocked_types,
@@ -497,6 +548,17 @@ pub(super) async fn set_file_policy(
         senders: senders as i32,
         retention_days: body.retention_days,
         user_quota_bytes: body.user_quota_bytes,
+        rules: body
+            .rules
+            .into_iter()
+            .map(|rule| FileRule {
+                department_id: rule.department_id,
+                max_file_bytes: rule.max_file_bytes,
+                blocked_types: rule.blocked_types,
+                allowed_types: rule.allowed_types,
+                senders: rule.senders.map(|s| senders_of(s) as i32),
+            })
+            .collect(),
     };
     let policy = planes
         .meta
