@@ -53,7 +53,7 @@ pub mod testsuite {
     pub use crate::messaging::ConversationMsg;
     use crate::protocol::ConversationId;
     /// Node-to-node and storage messages, for tests that craft peer frames.
-    pub use crate::protocol::{peer_pb, store_pb};
+    pub use crate::protocol::{now_ms, peer_pb, store_pb};
 
     /// Creates a user without going through REST; returns its id.
     pub async fn create_user(node: &crate::Node, account: &str, password: &str) -> u64 {
@@ -104,6 +104,19 @@ pub mod testsuite {
             }
         }
         ids
+    }
+
+    /// Runs one collection of the node's blobs as if the clock read
+    /// `now_ms` (a test cannot wait out a retention of days); returns the
+    /// blobs and bytes deleted.
+    pub async fn collect_files(node: &crate::Node, now_ms: i64) -> (u64, u64) {
+        let done = node
+            .planes
+            .files
+            .collect_once(now_ms)
+            .await
+            .expect("a collection");
+        (done.blobs, done.bytes)
     }
 
     /// Returns the files under `dir` (a data folder) that hold `needle`:

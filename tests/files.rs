@@ -1174,3 +1174,107 @@ async fn department_rules_bind_their_department_and_those_below_it_nearest_first
     let (_, after) = call(reqwest::Method::GET, "/api/v1/policies/files", Value::Null).await;
     assert_eq!(after, read, "a refused policy changes nothing");
 }
+
+#[tokio::test]
+async fn blobs_no_file_needs_are_deleted_once_their_retention_ends_and_a_space_keeps_its_own() {
+    const DAY_MS: i64 = 86_400_000;
+    let node = TestNode::start().await;
+    node.create_users(&["ann", "bob"]).await;
+    let (ann, bob) = (user(&node, "ann").await, user(&node, "bob").await);
+    let conv = direct(ann.id, bob.id);
+    // A photo sent in a message (its content and its thumbnail) and a
+    // document kept in a group's space.
+    let photo = png(600, 400);
+    let sent = node.upload(&ann.token, &conv, "photo.png", &photo).await;
+    let sent_seq = send_file(&ann.conn, &conv, sent["file_id"].as_str().unwrap(), "p").await;
+    let (_, _, thumb) = download(&node, &bob.token, &conv, sent_seq, "?thumbnail=true", None).await;
+    let group = ann
+        .conn
+        .create_group("team", &[bob.id])
+        .await
+        .unwrap()
+        .group_id;
+    let doc = noise(30_000, 3);
+    let kept = node
+        .upload(&ann.token, &format!("g:{group}"), "plan.bin", &doc)
+        .await;
+    let (status, body) = answer(
+        node.http()
+            .post(node.url(&format!("/api/v1/groups/{group}/files")))
+            .bearer_auth(&ann.token)
+            .json(&json!({"file_id": kept["file_id"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(blob_files(&node).len(), 3);
+
+    let now = chorus::testsuite::now_ms();
+    assert_eq!(
+        chorus::testsuite::collect_files(&node.node, now).await,
+        (0, 0),
+        "within the retention every blob stays"
+    );
+    assert_eq!(
+        chorus::testsuite::collect_files(&node.node, now + 29 * DAY_MS).await,
+        (0, 0)
+    );
+    let (blobs, bytes) = chorus::testsuite::collect_files(&node.node, now + 31 * DAY_MS).await;
+    assert_eq!(
+        (blobs, bytes),
+        (2, (photo.len() + thumb.len()) as u64),
+        "the photo and its thumbnail go"
+    );
+    let left: Vec<String> = blob_files(&node)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        [kept["sha256"].as_str().unwrap()],
+        "the space's file stays"
+    );
+
+    // The same photo uploaded again is stored anew, thumbnail too.
+    let again = node.upload(&bob.token, &conv, "again.png", &photo).await;
+    let seq = send_file(&bob.conn, &conv, again["file_id"].as_str().unwrap(), "q").await;
+    let (status, _, bytes) = download(&node, &ann.token, &conv, seq, "", None).await;
+    assert_eq!((status, bytes == photo), (200, true));
+    let (status, _, _) = download(&node, &ann.token, &conv, seq, "?thumbnail=true", None).await;
+    assert_eq!(status, 200);
+
+    // A policy that keeps files for ever collects nothing.
+    let admin = node.admin_token().await;
+    let (status, _) = answer(
+        node.http()
+            .put(node.url("/api/v1/policies/files"))
+            .bearer_auth(&admin)
+            .json(&json!({"retention_days": 0}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        chorus::testsuite::collect_files(&node.node, now + 400 * DAY_MS).await,
+        (0, 0)
+    );
+    let metrics = node
+        .http()
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "chorus_files_collected_blobs_total 2"),
+        "the collection is counted"
+    );
+}

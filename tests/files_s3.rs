@@ -2,8 +2,9 @@
 //! S3 server (moto's, started by the test): the blobs are objects in the
 //! bucket and nothing on the node's disk, identical content is one object,
 //! a file larger than a part goes up in parts, downloads (whole, by range,
-//! a thumbnail) read the bucket, and a bucket the node may not write stops
-//! it at start with a clear error.
+//! a thumbnail) read the bucket, a collection deletes the objects of files
+//! past their retention, and a bucket the node may not write stops it at
+//! start with a clear error.
 
 mod common;
 #[path = "common/s3.rs"]
@@ -146,6 +147,18 @@ async fn a_node_on_an_object_store_keeps_and_serves_its_files_from_the_bucket() 
             .lines()
             .any(|l| l.starts_with("chorus_files_downloads_total{from=\"store\"}")),
         "downloads are counted as from the store"
+    );
+
+    // Once the files' retention (30 days) ended, a collection deletes
+    // their objects; before, it deletes none.
+    let now = chorus::testsuite::now_ms();
+    assert_eq!(chorus::testsuite::collect_files(&node.node, now).await.0, 0);
+    let (blobs, bytes) = chorus::testsuite::collect_files(&node.node, now + 31 * 86_400_000).await;
+    assert_eq!(blobs, 3, "the two contents and the thumbnail");
+    assert_eq!(bytes, (big.len() + photo.len() + thumb.len()) as u64);
+    assert_eq!(
+        server.keys("chorus", "tenant-a/blobs/").await,
+        Vec::<String>::new()
     );
 }
 

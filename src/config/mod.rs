@@ -412,6 +412,14 @@ pub struct FilesConfig {
     /// (or one that claims to be, as a decompression bomb does) is refused.
     #[serde(default = "default_max_image_pixels")]
     pub max_image_pixels: u64,
+    /// How often this node deletes the blobs no file needs any more (their
+    /// retention ended and no group's space holds them); 0: never.
+    #[serde(default = "default_collect_interval_secs")]
+    pub collect_interval_secs: u64,
+    /// A blob stored (or found already stored) this recently is kept,
+    /// whatever the records say: its file may not be recorded yet.
+    #[serde(default = "default_collect_grace_secs")]
+    pub collect_grace_secs: u64,
     /// Keep blobs in an S3-compatible object store shared by every node
     /// instead of on each node's disk (docs/operations.md, "Files").
     #[serde(default)]
@@ -441,6 +449,14 @@ pub struct S3Config {
     pub access_key_id: String,
     #[serde(default)]
     pub secret_access_key: String,
+}
+
+fn default_collect_interval_secs() -> u64 {
+    3600
+}
+
+fn default_collect_grace_secs() -> u64 {
+    3600
 }
 
 fn default_s3_region() -> String {
@@ -706,6 +722,11 @@ impl NodeConfig {
         {
             return invalid(
                 "limits.write_timeout_secs, http_header_timeout_secs and http_body_timeout_secs must be positive",
+            );
+        }
+        if self.files.collect_grace_secs < 60 {
+            return invalid(
+                "files.collect_grace_secs must be at least 60: a blob's file is recorded just after it is stored",
             );
         }
         if let Some(s3) = &self.files.s3 {

@@ -7,6 +7,8 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -35,6 +37,13 @@ pub trait BlobStore: Send + Sync + 'static {
     fn shared(&self) -> bool {
         false
     }
+    /// Deletes every blob that `keep` does not name and that was last
+    /// stored (or found already stored) before `before`.
+    fn collect(
+        &self,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+        before: SystemTime,
+    ) -> Result<Collected, ProtocolError>;
     /// Appends a chunk of a blob being copied here; on the `last` chunk,
     /// checks the bytes and keeps the blob. Returns whether the store
     /// holds the whole blob now.
@@ -46,6 +55,21 @@ pub trait BlobStore: Send + Sync + 'static {
         data: &[u8],
         last: bool,
     ) -> Result<bool, ProtocolError>;
+}
+
+/// What a collection deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    pub blobs: u64,
+    pub bytes: u64,
+}
+
+/// Marks a blob found already stored as stored now, so that a collection
+/// under way keeps it: the new file that named it may not be recorded yet.
+fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::options().write(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
+    }
 }
 
 /// Returns the lowercase hex SHA-256 of a file's bytes.
@@ -88,6 +112,9 @@ fn io_error(what: &str, err: std::io::Error) -> ProtocolError {
 pub struct DiskBlobs {
     root: PathBuf,
     incoming: PathBuf,
+    /// Held while a blob is placed, found already placed, or deleted: a
+    /// collection never deletes a blob a new file was just given.
+    placing: Mutex<()>,
 }
 
 impl DiskBlobs {
@@ -98,18 +125,37 @@ impl DiskBlobs {
         for entry in std::fs::read_dir(&incoming)? {
             let _ = std::fs::remove_file(entry?.path());
         }
-        Ok(DiskBlobs { root, incoming })
+        Ok(DiskBlobs {
+            root,
+            incoming,
+            placing: Mutex::new(()),
+        })
     }
 
     fn blob_path(&self, sha256: &str) -> Option<PathBuf> {
         is_sha256(sha256).then(|| self.root.join(&sha256[..2]).join(sha256))
     }
 
+    /// Tells whether the blob is held, marking it stored now if it is.
+    fn held_now(&self, sha256: &str) -> bool {
+        let Some(path) = self.blob_path(sha256) else {
+            return false;
+        };
+        let _placing = self.placing.lock().expect("blob placing lock");
+        let held = path.exists();
+        if held {
+            touch(&path);
+        }
+        held
+    }
+
     fn place(&self, from: &Path, sha256: &str) -> Result<(), ProtocolError> {
         let to = self
             .blob_path(sha256)
             .ok_or_else(|| ProtocolError::invalid(format!("{sha256:?} is not a sha256")))?;
+        let _placing = self.placing.lock().expect("blob placing lock");
         if to.exists() {
+            touch(&to);
             let _ = std::fs::remove_file(from);
             return Ok(());
         }
@@ -124,6 +170,46 @@ impl DiskBlobs {
 }
 
 impl BlobStore for DiskBlobs {
+    fn collect(
+        &self,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+        before: SystemTime,
+    ) -> Result<Collected, ProtocolError> {
+        let mut collected = Collected::default();
+        let folders = std::fs::read_dir(&self.root).map_err(|e| io_error("list blobs", e))?;
+        for folder in folders.flatten() {
+            let folder = folder.path();
+            if folder == self.incoming || !folder.is_dir() {
+                continue;
+            }
+            let Ok(blobs) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for blob in blobs.flatten() {
+                let name = blob.file_name();
+                let Some(sha) = name.to_str().filter(|n| is_sha256(n)) else {
+                    continue;
+                };
+                if keep(sha) {
+                    continue;
+                }
+                let path = blob.path();
+                let _placing = self.placing.lock().expect("blob placing lock");
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if meta.modified().is_ok_and(|at| at >= before) {
+                    continue;
+                }
+                if std::fs::remove_file(&path).is_ok() {
+                    collected.blobs += 1;
+                    collected.bytes += meta.len();
+                }
+            }
+        }
+        Ok(collected)
+    }
+
     fn size(&self, sha256: &str) -> Option<u64> {
         let path = self.blob_path(sha256)?;
         std::fs::metadata(path).ok().map(|m| m.len())
@@ -154,7 +240,7 @@ impl BlobStore for DiskBlobs {
                 "blob bytes do not match their name",
             ));
         }
-        if self.size(sha256).is_some() {
+        if self.held_now(sha256) {
             return Ok(());
         }
         let tmp = self
@@ -186,7 +272,7 @@ impl BlobStore for DiskBlobs {
         {
             return Err(ProtocolError::invalid("malformed blob transfer"));
         }
-        if self.size(sha256).is_some() {
+        if self.held_now(sha256) {
             return Ok(true);
         }
         let tmp = self.incoming.join(format!("{sha256}.{transfer}"));

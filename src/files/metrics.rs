@@ -17,7 +17,25 @@ pub const STORED_BYTES: &str = "chorus_files_completed_bytes_total";
 /// Downloads begun, by where the bytes come from (`local`, `peer`, `store`).
 pub const DOWNLOADS: &str = "chorus_files_downloads_total";
 
+/// Blobs deleted because no file needs them, and their bytes.
+pub const COLLECTED: &str = "chorus_files_collected_blobs_total";
+pub const COLLECTED_BYTES: &str = "chorus_files_collected_bytes_total";
+
+pub fn collected(blobs: u64, bytes: u64) {
+    metrics::counter!(COLLECTED).increment(blobs);
+    metrics::counter!(COLLECTED_BYTES).increment(bytes);
+}
+
 pub fn describe() {
+    metrics::describe_counter!(
+        COLLECTED,
+        "Blobs this node deleted because no file needs them (retention ended, in no group's space)"
+    );
+    metrics::describe_counter!(
+        COLLECTED_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of the blobs this node deleted because no file needs them"
+    );
     metrics::describe_counter!(UPLOADS_CREATED, "Uploads announced");
     metrics::describe_counter!(
         UPLOADS_COMPLETED,

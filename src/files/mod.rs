@@ -26,7 +26,7 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio_util::sync::CancellationToken;
 
-pub use blobs::{BlobStore, DiskBlobs, is_sha256};
+pub use blobs::{BlobStore, Collected, DiskBlobs, is_sha256};
 pub use kinds::disposition;
 pub use object::ObjectBlobs;
 
@@ -136,6 +136,60 @@ impl Files {
                 uploads: Arc::new(uploads),
             }),
         })
+    }
+
+    /// Deletes, every `files.collect_interval_secs` until `stop` fires, the
+    /// blobs no file needs any more.
+    pub async fn collect(self, stop: CancellationToken) {
+        let every = self.inner.config.collect_interval_secs;
+        if every == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(every));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.collect_once(now_ms()).await {
+                Ok(done) if done.blobs > 0 => {
+                    tracing::info!(
+                        blobs = done.blobs,
+                        bytes = done.bytes,
+                        "deleted blobs no file needs"
+                    );
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "blob collection failed"),
+            }
+        }
+    }
+
+    /// Deletes the blobs of this node's store that no file needs at
+    /// `now_ms`: a file within the policy's retention or in a group's
+    /// space keeps its content and thumbnail; a blob stored (or found
+    /// stored) within `files.collect_grace_secs` stays whatever the
+    /// records say. The records are read once this node has applied what
+    /// the metadata leader committed.
+    pub async fn collect_once(&self, now_ms: i64) -> Result<Collected, ProtocolError> {
+        let live = self
+            .inner
+            .meta
+            .read_applied(APPLY_PATIENCE, move |meta| meta.live_blobs(now_ms))
+            .await?;
+        let Some(live) = live else {
+            return Ok(Collected::default());
+        };
+        let grace = Duration::from_secs(self.inner.config.collect_grace_secs);
+        let before = std::time::UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64) - grace;
+        let store = self.inner.blobs.clone();
+        let done = blocking(move || {
+            store.collect(&|sha| live.contains(&crate::meta::blob_key(sha)), before)
+        })
+        .await?;
+        metrics::collected(done.blobs, done.bytes);
+        Ok(done)
     }
 
     /// Discards expired uploads until `stop` fires.
@@ -598,15 +652,10 @@ impl Files {
         } else {
             self.wanted_copies()?
         };
-        if let Some(known) = &known {
-            holders.extend(
-                known
-                    .holders
-                    .iter()
-                    .copied()
-                    .filter(|n| *n != self.inner.node_id),
-            );
-        }
+        // Content held already is copied again too: a node that still
+        // holds it answers at the first chunk (and marks it stored now, so
+        // that its collection keeps it); one whose copy was collected with
+        // its old files' retention, or lost, takes it whole.
         if holders.len() < wanted {
             let mut blobs_to_copy = vec![hashed.clone()];
             if !record.thumbnail_sha256.is_empty() {

@@ -5,6 +5,8 @@
 //! named `<prefix>blobs/ab/abcd…` by the SHA-256 of their bytes, and an
 //! object is written whole or not at all (a single PUT, or a multipart
 //! upload that is completed last), so an object that is there is whole.
+//! A completed upload is stored even when its content is there already, so
+//! that its object's time is new and no node's collection deletes it.
 //!
 //! [`BlobStore`] is blocking (the plane calls it from `spawn_blocking`):
 //! each call runs its request on the runtime it was opened in.
@@ -12,13 +14,16 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::StreamExt;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
 use tokio::runtime::Handle;
 
-use super::blobs::{BlobStore, hash_bytes, is_sha256};
+use super::blobs::{BlobStore, Collected, hash_bytes, is_sha256};
 use crate::config::S3Config;
 use crate::protocol::{ErrorCode, ProtocolError};
 
@@ -195,12 +200,53 @@ impl BlobStore for ObjectBlobs {
     }
 
     fn adopt(&self, file: &Path, sha256: &str) -> Result<(), ProtocolError> {
+        // Stored again even when the object is there: its new time keeps
+        // it from a collection under way on any node (there is no lock
+        // across nodes), at the cost of the upload's bandwidth.
         let object = self.checked(sha256)?;
-        if self.size(sha256).is_none() {
-            self.runtime.block_on(self.upload_file(&object, file))?;
-        }
+        self.runtime.block_on(self.upload_file(&object, file))?;
         let _ = std::fs::remove_file(file);
         Ok(())
+    }
+
+    fn collect(
+        &self,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+        before: SystemTime,
+    ) -> Result<Collected, ProtocolError> {
+        self.runtime.block_on(async {
+            let folder = ObjectPath::from(format!("{}blobs", self.prefix));
+            let mut listing = self.store.list(Some(&folder));
+            let mut doomed = Vec::new();
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| store_error("list blobs", e))?;
+                let Some(name) = meta.location.filename() else {
+                    continue;
+                };
+                if is_sha256(name) && !keep(name) && SystemTime::from(meta.last_modified) < before {
+                    doomed.push(meta.location.clone());
+                }
+            }
+            let mut collected = Collected::default();
+            for object in doomed {
+                // Looked at again just before: stored anew since the
+                // listing, it stays.
+                match self.store.head(&object).await {
+                    Ok(meta) if SystemTime::from(meta.last_modified) < before => {
+                        match self.store.delete(&object).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                                collected.blobs += 1;
+                                collected.bytes += meta.size;
+                            }
+                            Err(err) => return Err(store_error("delete a blob", err)),
+                        }
+                    }
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(err) => return Err(store_error("read a blob's time", err)),
+                }
+            }
+            Ok(collected)
+        })
     }
 
     fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), ProtocolError> {

@@ -20,6 +20,34 @@ pub const MAX_SPACE_ENTRIES: usize = 10_000;
 /// The longest entry name, in bytes.
 const MAX_NAME_BYTES: usize = 255;
 
+/// Returns the file ids of every group's space, a page of at most
+/// `limit` entries from `after` (the last key of the page before; empty for
+/// the first), and the last key read.
+pub(super) fn file_ids_page(
+    db: &Db,
+    after: &[u8],
+    limit: usize,
+) -> Result<(Vec<String>, Option<Vec<u8>>), StorageError> {
+    let mut start = if after.is_empty() {
+        ENTRY_PREFIX.to_vec()
+    } else {
+        after.to_vec()
+    };
+    if !after.is_empty() {
+        start.push(0);
+    }
+    let page = db.scan(CF_META_SETTINGS, ENTRY_PREFIX, &start, limit)?;
+    let last = page.last().map(|(key, _)| key.to_vec());
+    let mut ids = Vec::new();
+    for (_, value) in page {
+        let entry = decode(&value)?;
+        if !entry.folder && !entry.file_id.is_empty() {
+            ids.push(entry.file_id);
+        }
+    }
+    Ok((ids, last))
+}
+
 fn group_prefix(group_id: u64) -> Vec<u8> {
     [ENTRY_PREFIX, &group_id.to_be_bytes()].concat()
 }

@@ -282,6 +282,74 @@ pub(super) fn apply_register(
     Ok(MetaResponse::File(file.clone()))
 }
 
+/// The key a collector's live set holds of a blob: its name's first 64
+/// bits (a collision keeps a dead blob, never deletes a live one).
+pub fn blob_key(sha256: &str) -> u64 {
+    sha256
+        .get(..16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
+/// Returns the keys ([`blob_key`]) of every blob a file still needs at
+/// `now_ms` (its content and thumbnail): files within the policy's
+/// retention, and every file of a group's space. `None` when the policy
+/// keeps files for ever. Reads the records a page at a time.
+pub(super) fn live_blobs(
+    db: &Db,
+    now_ms: i64,
+) -> Result<Option<std::collections::HashSet<u64>>, StorageError> {
+    const PAGE: usize = 1000;
+    let days = policy(db)?.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+    if days == 0 {
+        return Ok(None);
+    }
+    let kept_ms = (days as i64).saturating_mul(86_400_000);
+    let mut live = std::collections::HashSet::new();
+    let keep = |live: &mut std::collections::HashSet<u64>, record: &store_pb::FileRecord| {
+        live.insert(blob_key(&record.sha256));
+        if !record.thumbnail_sha256.is_empty() {
+            live.insert(blob_key(&record.thumbnail_sha256));
+        }
+    };
+    let mut start = FILE_PREFIX.to_vec();
+    loop {
+        let page = db.scan(CF_META_SETTINGS, FILE_PREFIX, &start, PAGE)?;
+        let Some((last, _)) = page.last() else { break };
+        start = [last.as_ref(), &[0]].concat();
+        let full = page.len() == PAGE;
+        for (_, value) in page {
+            let record: store_pb::FileRecord =
+                prost::Message::decode(&value[..]).map_err(|e: prost::DecodeError| {
+                    StorageError::Corrupt {
+                        cf: CF_META_SETTINGS,
+                        detail: e.to_string(),
+                    }
+                })?;
+            if record.created_ms.saturating_add(kept_ms) >= now_ms {
+                keep(&mut live, &record);
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    let mut after = Vec::new();
+    loop {
+        let (ids, last) = super::file_space::file_ids_page(db, &after, PAGE)?;
+        for id in ids {
+            if let Some(record) = db.get_pb(CF_META_SETTINGS, &file_key(&id))? {
+                keep(&mut live, &record);
+            }
+        }
+        match last {
+            Some(last) => after = last,
+            None => break,
+        }
+    }
+    Ok(Some(live))
+}
+
 /// Returns the newest record of a content, by its sha256.
 pub(super) fn by_sha(db: &Db, sha256: &str) -> Result<Option<store_pb::FileRecord>, StorageError> {
     let Some(id) = db.get(CF_META_SETTINGS, &sha_key(sha256))? else {

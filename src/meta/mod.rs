@@ -26,7 +26,7 @@ use crate::raft::{self, GroupStateMachine, META_GROUP, RaftHost};
 
 pub use directory::{DepartmentNode, fill_online};
 pub use favourites::Favourite;
-pub use files::{DEFAULT_MAX_FILE_BYTES, DEFAULT_RETENTION_DAYS};
+pub use files::{DEFAULT_MAX_FILE_BYTES, DEFAULT_RETENTION_DAYS, blob_key};
 pub use state_machine::{
     GroupQuota, MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement,
     Refusal,
@@ -1058,6 +1058,15 @@ impl Meta {
     /// filled in.
     pub fn file_policy(&self) -> Result<FilePolicy, StorageError> {
         files::policy(&self.db)
+    }
+
+    /// Returns the keys (`blob_key`) of the blobs files still need at
+    /// `now_ms`; `None` when the policy keeps files for ever.
+    pub fn live_blobs(
+        &self,
+        now_ms: i64,
+    ) -> Result<Option<std::collections::HashSet<u64>>, StorageError> {
+        files::live_blobs(&self.db, now_ms)
     }
 
     /// Returns the file policy that binds `user_id` (its department rules

@@ -302,6 +302,7 @@ impl Node {
         .await
         .map_err(|e| setup(&e))?;
         tasks.spawn(files.clone().sweep(stop.clone()));
+        tasks.spawn(files.clone().collect(stop.clone()));
         let cluster_admin = ClusterAdmin::new(
             config.node_id,
             meta.clone(),
