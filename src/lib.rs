@@ -119,6 +119,17 @@ pub mod testsuite {
         (done.blobs, done.bytes)
     }
 
+    /// Runs one pass of the node's blob repair; returns the copies made.
+    pub async fn repair_files(node: &crate::Node) -> u64 {
+        node.planes.files.repair_once().await.expect("a repair")
+    }
+
+    /// The nodes a blob's copies belong on: the first `count` of `nodes` by
+    /// rendezvous weight for its name.
+    pub fn blob_replicas(sha256: &str, nodes: &[u64], count: usize) -> Vec<u64> {
+        crate::cluster::ring::replicas(crate::meta::blob_key(sha256), nodes, count)
+    }
+
     /// Returns the files under `dir` (a data folder) that hold `needle`:
     /// how the tests of burn after reading look for a trace of a text.
     pub fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {

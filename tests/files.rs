@@ -13,19 +13,6 @@ use chorus::pb::{self, DeviceClass, ErrorCode};
 use common::*;
 use serde_json::{Value, json};
 
-/// Deterministic bytes no compressor or sniffer makes anything of.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 struct User {
     conn: Connection,
     id: u64,
@@ -357,24 +344,6 @@ async fn the_policy_refuses_oversized_blocked_and_over_quota_files_before_keepin
         body["message"].as_str().unwrap().contains("senders"),
         "{body}"
     );
-}
-
-fn png(width: u32, height: u32) -> Vec<u8> {
-    let image = image::RgbaImage::from_fn(width, height, |x, y| {
-        image::Rgba([(x % 256) as u8, (y % 256) as u8, 128, 255])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
-
-fn jpeg(width: u32, height: u32) -> Vec<u8> {
-    let image = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, 64])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
-    out.into_inner()
 }
 
 #[tokio::test]
@@ -1262,15 +1231,7 @@ async fn blobs_no_file_needs_are_deleted_once_their_retention_ends_and_a_space_k
         chorus::testsuite::collect_files(&node.node, now + 400 * DAY_MS).await,
         (0, 0)
     );
-    let metrics = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.metrics_text().await;
     assert!(
         metrics
             .lines()

@@ -15,28 +15,6 @@ use chorus::pb::DeviceClass;
 use common::*;
 use s3::S3Server;
 
-/// Deterministic bytes no compressor or sniffer makes anything of.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn png(width: u32, height: u32) -> Vec<u8> {
-    let image = image::RgbaImage::from_fn(width, height, |x, y| {
-        image::Rgba([(x % 256) as u8, (y % 256) as u8, 128, 255])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
-
 /// Every file under the node's `files/blobs`, the upload folder excepted.
 fn local_blobs(node: &TestNode) -> Vec<std::path::PathBuf> {
     let root = node.dir.path().join("files").join("blobs");
@@ -133,15 +111,7 @@ async fn a_node_on_an_object_store_keeps_and_serves_its_files_from_the_bucket() 
     let decoded = image::load_from_memory(&thumb).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (256, 171));
 
-    let metrics = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.metrics_text().await;
     assert!(
         metrics
             .lines()

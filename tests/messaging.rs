@@ -542,15 +542,7 @@ async fn metrics_expose_sessions_messages_pushes_latency_and_errors() {
     next_message(&mut bob).await;
     let (carol, _) = node.login("carol", DeviceClass::Pc, Transport::Tcp).await;
     assert!(carol.pull(&conv, 0, 1).await.is_err());
-    let text = node
-        .http()
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = node.metrics_text().await;
     for expected in [
         "chorus_sessions{transport=\"tcp\"} 2",
         "chorus_sessions{transport=\"ws\"} 1",

@@ -30,6 +30,38 @@ pub fn password(account: &str) -> String {
 }
 
 /// Waits until `check` holds, polling it, up to [`DEADLINE`].
+/// The lowercase hex SHA-256 of bytes, as uploads are completed with.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Logs `account` (a test user, see [`password`]) in over REST at
+/// `http` (a node's HTTP address) as a web device; returns the token.
+pub async fn rest_token(client: &reqwest::Client, http: &str, account: &str) -> String {
+    let body = serde_json::json!({
+        "account": account,
+        "password": password(account),
+        "device_class": "web",
+    });
+    let reply: Value = client
+        .post(format!("http://{http}/api/v1/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a login of {account} through {http}: {reply}"))
+        .to_string()
+}
+
 pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !check() {
@@ -126,6 +158,7 @@ pub struct ClusterBuilder {
     fault_proxy: bool,
     storage: Vec<(String, i64)>,
     files_s3: Option<toml::Table>,
+    files: Vec<(String, i64)>,
 }
 
 impl Default for ClusterBuilder {
@@ -137,6 +170,7 @@ impl Default for ClusterBuilder {
             fault_proxy: false,
             storage: Vec::new(),
             files_s3: None,
+            files: Vec::new(),
         }
     }
 }
@@ -156,6 +190,13 @@ impl ClusterBuilder {
     /// test shortens the sweeper's and the scrubber's periods).
     pub fn storage(mut self, key: &str, value: i64) -> Self {
         self.storage.push((key.to_string(), value));
+        self
+    }
+
+    /// Sets `[files] key = value` in every node's config (as the files
+    /// test shortens the repair's period).
+    pub fn files(mut self, key: &str, value: i64) -> Self {
+        self.files.push((key.to_string(), value));
         self
     }
 
@@ -189,6 +230,7 @@ impl ClusterBuilder {
             rebalance_delay_secs: self.rebalance_delay_secs,
             storage: self.storage,
             files_s3: self.files_s3,
+            files: self.files,
             http: reqwest::Client::new(),
             token: None,
             proxy: self.fault_proxy.then(FaultProxy::default),
@@ -235,6 +277,7 @@ pub struct Cluster {
     rebalance_delay_secs: u64,
     storage: Vec<(String, i64)>,
     files_s3: Option<toml::Table>,
+    files: Vec<(String, i64)>,
     http: reqwest::Client,
     token: Option<String>,
     proxy: Option<FaultProxy>,
@@ -484,11 +527,14 @@ impl Cluster {
         config.insert("storage".into(), storage.into());
         config.insert("limits".into(), limits.into());
         config.insert("log".into(), log.into());
+        let mut files = table(&mut config, "files");
         if let Some(s3) = &self.files_s3 {
-            let mut files = table(&mut config, "files");
             files.insert("s3".into(), s3.clone().into());
-            config.insert("files".into(), files.into());
         }
+        for (key, value) in &self.files {
+            files.insert(key.clone(), (*value).into());
+        }
+        config.insert("files".into(), files.into());
         Ok(toml::to_string(&config)?)
     }
 

@@ -1,33 +1,13 @@
 //! Files on a real three-node cluster (docs/decisions/0022): a file
 //! uploaded through one node is held by every replica before its upload
-//! completes; with that node SIGKILLed the others serve it whole; and a
-//! fourth node that joins later serves it too, from a holder.
+//! completes; with that node SIGKILLed the others serve it whole; a
+//! fourth node that joins later serves it too, from a holder; and the
+//! repair brings every blob to the nodes the ring gives it, the joined
+//! node and the node that was down included.
 
 use chorus::pb::{self, DeviceClass};
-use chorus_cluster_tests::{Cluster, password};
+use chorus_cluster_tests::{Cluster, rest_token, sha256_hex};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-async fn token(http: &reqwest::Client, node: &str, account: &str) -> String {
-    let body = json!({"account": account, "password": password(account), "device_class": "web"});
-    let reply: Value = http
-        .post(format!("http://{node}/api/v1/login"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    reply["token"].as_str().unwrap().to_string()
-}
 
 async fn download(
     http: &reqwest::Client,
@@ -50,12 +30,16 @@ async fn download(
 
 #[tokio::test]
 async fn a_file_survives_the_kill_of_the_node_it_was_uploaded_through_and_a_new_node_serves_it() {
-    let mut cluster = Cluster::builder().start().await.unwrap();
+    let mut cluster = Cluster::builder()
+        .files("repair_interval_secs", 1)
+        .start()
+        .await
+        .unwrap();
     let ids = cluster.create_users(&["ann", "bob"]).await.unwrap();
     let conv = format!("d:{}:{}", ids[0], ids[1]);
     let http = reqwest::Client::new();
     let first = cluster.nodes[0].http.clone();
-    let ann = token(&http, &first, "ann").await;
+    let ann = rest_token(&http, &first, "ann").await;
 
     let bytes: Vec<u8> = (0..8u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -88,13 +72,13 @@ async fn a_file_survives_the_kill_of_the_node_it_was_uploaded_through_and_a_new_
     let response = http
         .post(format!("http://{first}/api/v1/uploads/{id}/complete"))
         .bearer_auth(&ann)
-        .json(&json!({"sha256": sha(&bytes)}))
+        .json(&json!({"sha256": sha256_hex(&bytes)}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
     let file: Value = response.json().await.unwrap();
-    let digest = sha(&bytes);
+    let digest = sha256_hex(&bytes);
     for node in &cluster.nodes {
         let blob = node
             .data_dir()
@@ -116,10 +100,13 @@ async fn a_file_survives_the_kill_of_the_node_it_was_uploaded_through_and_a_new_
         ..Default::default()
     });
     let seq = sender.send_message(&conv, "f1", content).await.unwrap().seq;
-    let bob = token(&http, &second, "bob").await;
+    let bob = rest_token(&http, &second, "bob").await;
     for index in [1, 2] {
         let node = cluster.nodes[index].http.clone();
-        assert_eq!(sha(&download(&http, &node, &bob, &conv, seq).await), digest);
+        assert_eq!(
+            sha256_hex(&download(&http, &node, &bob, &conv, seq).await),
+            digest
+        );
     }
 
     // A group's file space reads alike through every node.
@@ -129,7 +116,7 @@ async fn a_file_survives_the_kill_of_the_node_it_was_uploaded_through_and_a_new_
         .unwrap()
         .group_id;
     let third = cluster.nodes[2].http.clone();
-    let ann = token(&http, &second, "ann").await;
+    let ann = rest_token(&http, &second, "ann").await;
     let small = b"minutes of the meeting".to_vec();
     let created: Value = http
         .post(format!("http://{second}/api/v1/uploads"))
@@ -154,7 +141,7 @@ async fn a_file_survives_the_kill_of_the_node_it_was_uploaded_through_and_a_new_
     let file: Value = http
         .post(format!("http://{second}/api/v1/uploads/{upload}/complete"))
         .bearer_auth(&ann)
-        .json(&json!({"sha256": sha(&small)}))
+        .json(&json!({"sha256": sha256_hex(&small)}))
         .send()
         .await
         .unwrap()
@@ -187,8 +174,34 @@ async fn a_file_survives_the_kill_of_the_node_it_was_uploaded_through_and_a_new_
     let node = cluster.nodes[joined].http.clone();
     let got = download(&http, &node, &bob, &conv, seq).await;
     assert_eq!(
-        sha(&got),
+        sha256_hex(&got),
         digest,
         "the new node serves the file from a holder"
+    );
+
+    // Repair: each of the 3 nodes the ring gives a blob to (of 4 now)
+    // comes to hold it, the joined node included where it is one of them.
+    let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+    let new_id = cluster.nodes[joined].id;
+    let mut on_new_node = 0;
+    for (sha, size) in [(&digest, bytes.len()), (&sha256_hex(&small), small.len())] {
+        let owners = chorus::testsuite::blob_replicas(sha, &ids, 3);
+        on_new_node += usize::from(owners.contains(&new_id));
+        for node in cluster.nodes.iter().filter(|n| owners.contains(&n.id)) {
+            let blob = node
+                .data_dir()
+                .join("files/blobs")
+                .join(&sha[..2])
+                .join(sha);
+            chorus_cluster_tests::wait_until(&format!("node {} holds {sha}", node.id), || {
+                std::fs::metadata(&blob).is_ok_and(|m| m.len() == size as u64)
+            })
+            .await
+            .unwrap();
+        }
+    }
+    assert!(
+        on_new_node > 0,
+        "the ring gives the joined node neither file: this test would not exercise the repair"
     );
 }

@@ -8,30 +8,8 @@
 mod s3;
 
 use chorus::pb::{self, DeviceClass};
-use chorus_cluster_tests::{Cluster, password};
+use chorus_cluster_tests::{Cluster, rest_token, sha256_hex};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-async fn token(http: &reqwest::Client, node: &str, account: &str) -> String {
-    let body = json!({"account": account, "password": password(account), "device_class": "web"});
-    let reply: Value = http
-        .post(format!("http://{node}/api/v1/login"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    reply["token"].as_str().unwrap().to_string()
-}
 
 #[tokio::test]
 async fn every_node_of_a_cluster_serves_a_file_from_the_shared_bucket_after_the_uploader_dies() {
@@ -51,12 +29,12 @@ async fn every_node_of_a_cluster_serves_a_file_from_the_shared_bucket_after_the_
     let conv = format!("d:{}:{}", ids[0], ids[1]);
     let http = reqwest::Client::new();
     let (first, second) = (cluster.nodes[0].http.clone(), cluster.nodes[1].http.clone());
-    let ann = token(&http, &first, "ann").await;
+    let ann = rest_token(&http, &first, "ann").await;
 
     let bytes: Vec<u8> = (0..12u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let digest = sha(&bytes);
+    let digest = sha256_hex(&bytes);
     let created: Value = http
         .post(format!("http://{first}/api/v1/uploads"))
         .bearer_auth(&ann)
@@ -106,7 +84,7 @@ async fn every_node_of_a_cluster_serves_a_file_from_the_shared_bucket_after_the_
         ..Default::default()
     });
     let seq = sender.send_message(&conv, "f1", content).await.unwrap().seq;
-    let bob = token(&http, &second, "bob").await;
+    let bob = rest_token(&http, &second, "bob").await;
     let joined = cluster.add_node().await.unwrap();
     for index in [1, 2, joined] {
         let node = cluster.nodes[index].http.clone();
@@ -120,7 +98,7 @@ async fn every_node_of_a_cluster_serves_a_file_from_the_shared_bucket_after_the_
             .unwrap();
         assert_eq!(response.status(), 200, "download through {node}");
         assert_eq!(
-            sha(&response.bytes().await.unwrap()),
+            sha256_hex(&response.bytes().await.unwrap()),
             digest,
             "through {node}"
         );

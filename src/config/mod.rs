@@ -420,6 +420,10 @@ pub struct FilesConfig {
     /// whatever the records say: its file may not be recorded yet.
     #[serde(default = "default_collect_grace_secs")]
     pub collect_grace_secs: u64,
+    /// How often this node fetches the copies of blobs it should hold and
+    /// lacks (after it joined, or lost one); 0: never.
+    #[serde(default = "default_repair_interval_secs")]
+    pub repair_interval_secs: u64,
     /// Keep blobs in an S3-compatible object store shared by every node
     /// instead of on each node's disk (docs/operations.md, "Files").
     #[serde(default)]
@@ -453,6 +457,10 @@ pub struct S3Config {
 
 fn default_collect_interval_secs() -> u64 {
     3600
+}
+
+fn default_repair_interval_secs() -> u64 {
+    600
 }
 
 fn default_collect_grace_secs() -> u64 {

@@ -21,12 +21,23 @@ pub const DOWNLOADS: &str = "chorus_files_downloads_total";
 pub const COLLECTED: &str = "chorus_files_collected_blobs_total";
 pub const COLLECTED_BYTES: &str = "chorus_files_collected_bytes_total";
 
+/// Copies of blobs this node fetched because it should hold them.
+pub const REPAIRED: &str = "chorus_files_repaired_blobs_total";
+
+pub fn repaired(blobs: u64) {
+    metrics::counter!(REPAIRED).increment(blobs);
+}
+
 pub fn collected(blobs: u64, bytes: u64) {
     metrics::counter!(COLLECTED).increment(blobs);
     metrics::counter!(COLLECTED_BYTES).increment(bytes);
 }
 
 pub fn describe() {
+    metrics::describe_counter!(
+        REPAIRED,
+        "Copies of blobs this node fetched from another because the ring gives it them and it lacked them"
+    );
     metrics::describe_counter!(
         COLLECTED,
         "Blobs this node deleted because no file needs them (retention ended, in no group's space)"

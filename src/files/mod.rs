@@ -14,6 +14,7 @@ mod blobs;
 mod kinds;
 mod metrics;
 mod object;
+mod repair;
 mod space;
 mod thumbs;
 mod uploads;
@@ -170,14 +171,11 @@ impl Files {
     /// `now_ms`: a file within the policy's retention or in a group's
     /// space keeps its content and thumbnail; a blob stored (or found
     /// stored) within `files.collect_grace_secs` stays whatever the
-    /// records say. The records are read once this node has applied what
-    /// the metadata leader committed.
+    /// records say. The records are this node's metadata replica's: one
+    /// that lags holds fewer new records, which the grace covers.
     pub async fn collect_once(&self, now_ms: i64) -> Result<Collected, ProtocolError> {
-        let live = self
-            .inner
-            .meta
-            .read_applied(APPLY_PATIENCE, move |meta| meta.live_blobs(now_ms))
-            .await?;
+        let meta = self.inner.meta.clone();
+        let live = blocking(move || Ok(meta.live_blobs(now_ms)?)).await?;
         let Some(live) = live else {
             return Ok(Collected::default());
         };
@@ -992,12 +990,20 @@ impl Files {
             Some(path) => Source::Local(path),
             None if self.inner.blobs.shared() => Source::Store(self.inner.blobs.clone()),
             None => {
+                // The holders first, then every other node: one may hold a
+                // copy made since (repair.rs).
                 let nodes = self.inner.meta.nodes()?;
+                let others = nodes
+                    .iter()
+                    .map(|n| n.node_id)
+                    .filter(|n| !record.holders.contains(n));
                 let addrs: Vec<String> = record
                     .holders
                     .iter()
-                    .filter(|h| **h != self.inner.node_id)
-                    .filter_map(|h| nodes.iter().find(|n| n.node_id == *h))
+                    .copied()
+                    .chain(others)
+                    .filter(|h| *h != self.inner.node_id)
+                    .filter_map(|h| nodes.iter().find(|n| n.node_id == h))
                     .map(|n| n.peer_addr.clone())
                     .collect();
                 if addrs.is_empty() {

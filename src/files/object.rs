@@ -163,6 +163,7 @@ impl ObjectBlobs {
                 break;
             }
             if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                let _ = writer.abort().await;
                 return Err(store_error("store a part of a blob", e));
             }
             writer.write(&buf[..n]);

@@ -291,27 +291,19 @@ pub fn blob_key(sha256: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Returns the keys ([`blob_key`]) of every blob a file still needs at
-/// `now_ms` (its content and thumbnail): files within the policy's
-/// retention, and every file of a group's space. `None` when the policy
-/// keeps files for ever. Reads the records a page at a time.
-pub(super) fn live_blobs(
+/// Visits every file still needed at `now_ms`: the files within the
+/// policy's retention (all of them when it keeps files for ever), then
+/// every file of a group's space (a file may be visited twice). Reads the
+/// records a page at a time. Returns whether the policy keeps files for
+/// ever.
+pub(super) fn live_files(
     db: &Db,
     now_ms: i64,
-) -> Result<Option<std::collections::HashSet<u64>>, StorageError> {
+    visit: &mut dyn FnMut(&store_pb::FileRecord),
+) -> Result<bool, StorageError> {
     const PAGE: usize = 1000;
     let days = policy(db)?.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
-    if days == 0 {
-        return Ok(None);
-    }
     let kept_ms = (days as i64).saturating_mul(86_400_000);
-    let mut live = std::collections::HashSet::new();
-    let keep = |live: &mut std::collections::HashSet<u64>, record: &store_pb::FileRecord| {
-        live.insert(blob_key(&record.sha256));
-        if !record.thumbnail_sha256.is_empty() {
-            live.insert(blob_key(&record.thumbnail_sha256));
-        }
-    };
     let mut start = FILE_PREFIX.to_vec();
     loop {
         let page = db.scan(CF_META_SETTINGS, FILE_PREFIX, &start, PAGE)?;
@@ -326,8 +318,8 @@ pub(super) fn live_blobs(
                         detail: e.to_string(),
                     }
                 })?;
-            if record.created_ms.saturating_add(kept_ms) >= now_ms {
-                keep(&mut live, &record);
+            if days == 0 || record.created_ms.saturating_add(kept_ms) >= now_ms {
+                visit(&record);
             }
         }
         if !full {
@@ -339,7 +331,7 @@ pub(super) fn live_blobs(
         let (ids, last) = super::file_space::file_ids_page(db, &after, PAGE)?;
         for id in ids {
             if let Some(record) = db.get_pb(CF_META_SETTINGS, &file_key(&id))? {
-                keep(&mut live, &record);
+                visit(&record);
             }
         }
         match last {
@@ -347,7 +339,27 @@ pub(super) fn live_blobs(
             None => break,
         }
     }
-    Ok(Some(live))
+    Ok(days == 0)
+}
+
+/// Returns the keys ([`blob_key`]) of every blob a file still needs at
+/// `now_ms` (its content and thumbnail, see [`live_files`]); `None` when
+/// the policy keeps files for ever.
+pub(super) fn live_blobs(
+    db: &Db,
+    now_ms: i64,
+) -> Result<Option<std::collections::HashSet<u64>>, StorageError> {
+    if policy(db)?.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS) == 0 {
+        return Ok(None);
+    }
+    let mut live = std::collections::HashSet::new();
+    let forever = live_files(db, now_ms, &mut |record| {
+        live.insert(blob_key(&record.sha256));
+        if !record.thumbnail_sha256.is_empty() {
+            live.insert(blob_key(&record.thumbnail_sha256));
+        }
+    })?;
+    Ok((!forever).then_some(live))
 }
 
 /// Returns the newest record of a content, by its sha256.

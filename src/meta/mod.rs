@@ -1069,6 +1069,16 @@ impl Meta {
         files::live_blobs(&self.db, now_ms)
     }
 
+    /// Visits every file still needed at `now_ms` (within the retention,
+    /// or in a group's space; a file may be visited twice).
+    pub fn live_files(
+        &self,
+        now_ms: i64,
+        visit: &mut dyn FnMut(&FileRecord),
+    ) -> Result<(), StorageError> {
+        files::live_files(&self.db, now_ms, visit).map(|_| ())
+    }
+
     /// Returns the file policy that binds `user_id` (its department rules
     /// resolved, none left in it) and the department whose rule applied.
     pub fn file_policy_for(&self, user_id: u64) -> Result<(FilePolicy, Option<u64>), StorageError> {

@@ -303,6 +303,7 @@ impl Node {
         .map_err(|e| setup(&e))?;
         tasks.spawn(files.clone().sweep(stop.clone()));
         tasks.spawn(files.clone().collect(stop.clone()));
+        tasks.spawn(files.clone().repair(stop.clone()));
         let cluster_admin = ClusterAdmin::new(
             config.node_id,
             meta.clone(),
