@@ -142,29 +142,25 @@ impl Files {
     /// Deletes, every `files.collect_interval_secs` until `stop` fires, the
     /// blobs no file needs any more.
     pub async fn collect(self, stop: CancellationToken) {
-        let every = self.inner.config.collect_interval_secs;
-        if every == 0 {
-            return;
-        }
-        let mut tick = tokio::time::interval(Duration::from_secs(every));
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match self.collect_once(now_ms()).await {
-                Ok(done) if done.blobs > 0 => {
-                    tracing::info!(
-                        blobs = done.blobs,
-                        bytes = done.bytes,
-                        "deleted blobs no file needs"
-                    );
+        let this = &self;
+        periodically(
+            this.inner.config.collect_interval_secs,
+            stop,
+            || async move {
+                match this.collect_once(now_ms()).await {
+                    Ok(done) if done.blobs > 0 => {
+                        tracing::info!(
+                            blobs = done.blobs,
+                            bytes = done.bytes,
+                            "deleted blobs no file needs"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "blob collection failed"),
                 }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "blob collection failed"),
-            }
-        }
+            },
+        )
+        .await;
     }
 
     /// Deletes the blobs of this node's store that no file needs at
@@ -192,19 +188,16 @@ impl Files {
 
     /// Discards expired uploads until `stop` fires.
     pub async fn sweep(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(SWEEP);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            for slot in self.inner.uploads.expired(now_ms()) {
+        let this = &self;
+        periodically(SWEEP.as_secs(), stop, || async move {
+            for slot in this.inner.uploads.expired(now_ms()) {
                 let mut upload = slot.lock().await;
-                self.inner.uploads.remove(&mut upload);
+                this.inner.uploads.remove(&mut upload);
                 metrics::expired();
             }
-            metrics::open_uploads(self.inner.uploads.count());
-        }
+            metrics::open_uploads(this.inner.uploads.count());
+        })
+        .await;
     }
 
     fn policy(&self) -> Result<FilePolicy, ProtocolError> {
@@ -1028,6 +1021,27 @@ impl Files {
             source,
             links: self.inner.links.clone(),
         })
+    }
+}
+
+/// Runs `pass` every `secs` seconds (the first one period from now) until
+/// `stop` fires; with 0, never.
+async fn periodically<F, Fut>(secs: u64, stop: CancellationToken, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    if secs == 0 {
+        return;
+    }
+    let period = Duration::from_secs(secs);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        pass().await;
     }
 }
 

@@ -6,11 +6,9 @@
 //! was lost gets it back: without this the copies of a file only ever fall
 //! as nodes are replaced.
 
-use std::time::Duration;
-
 use tokio_util::sync::CancellationToken;
 
-use super::{Files, PEER_CHUNK, metrics};
+use super::{Files, PEER_CHUNK, metrics, periodically};
 use crate::cluster::{Request, Response, ring};
 use crate::meta::blob_key;
 use crate::protocol::{ErrorCode, ProtocolError, blocking, now_ms, peer_pb};
@@ -29,22 +27,22 @@ impl Files {
     /// Re-makes this node's missing copies every
     /// `files.repair_interval_secs` until `stop` fires.
     pub async fn repair(self, stop: CancellationToken) {
-        let every = self.inner.config.repair_interval_secs;
-        if every == 0 || self.inner.blobs.shared() {
+        if self.inner.blobs.shared() {
             return;
         }
-        let mut tick = tokio::time::interval(Duration::from_secs(every));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match self.repair_once().await {
-                Ok(0) => {}
-                Ok(made) => tracing::info!(blobs = made, "made missing copies of blobs"),
-                Err(err) => tracing::warn!(error = %err, "blob repair failed"),
-            }
-        }
+        let this = &self;
+        periodically(
+            this.inner.config.repair_interval_secs,
+            stop,
+            || async move {
+                match this.repair_once().await {
+                    Ok(0) => {}
+                    Ok(made) => tracing::info!(blobs = made, "made missing copies of blobs"),
+                    Err(err) => tracing::warn!(error = %err, "blob repair failed"),
+                }
+            },
+        )
+        .await;
     }
 
     /// Fetches the blobs of files still needed that the ring gives this
