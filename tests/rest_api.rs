@@ -20,6 +20,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/login"),
     ("post", "/api/v1/logout"),
     ("get", "/api/v1/me"),
+    ("put", "/api/v1/me/password"),
     ("get", "/api/v1/users"),
     ("post", "/api/v1/users"),
     ("patch", "/api/v1/users/{id}"),

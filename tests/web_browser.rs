@@ -1090,3 +1090,97 @@ async fn a_groups_file_space_is_shared_in_the_browser() {
     alice.close().await;
     bob.close().await;
 }
+
+#[tokio::test]
+async fn a_user_changes_their_password_in_the_browser_and_signs_in_with_it() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    node.create_users(&["alice"]).await;
+    let (mut phone, _) = node
+        .login(
+            "alice",
+            chorus::pb::DeviceClass::Mobile,
+            chorus::client::Transport::Tcp,
+        )
+        .await;
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    sign_in(&alice, &node, "alice").await;
+    alice.click("[data-test=password-open]").await;
+    let said = "document.querySelector('[data-test=password-said]')?.innerText ?? ''";
+    // A mismatch is caught in the page, a wrong current password by the server.
+    alice
+        .type_into("[data-test=password-current]", "not-her-password")
+        .await;
+    alice
+        .type_into("[data-test=password-new]", "a-new-secret-1")
+        .await;
+    alice
+        .type_into("[data-test=password-repeat]", "a-new-secret-2")
+        .await;
+    alice.click("[data-test=password-submit]").await;
+    alice
+        .wait_until(
+            "the mismatch shown",
+            &format!("return ({said}).includes('differ')"),
+        )
+        .await;
+    alice
+        .eval(
+            "const r = document.querySelector('[data-test=password-repeat]'); r.value = ''; r.dispatchEvent(new Event('input', {bubbles: true})); return true;",
+            json!([]),
+        )
+        .await;
+    alice
+        .type_into("[data-test=password-repeat]", "a-new-secret-1")
+        .await;
+    alice.click("[data-test=password-submit]").await;
+    alice
+        .wait_until(
+            "the server's refusal shown",
+            &format!("return ({said}).includes('wrong password')"),
+        )
+        .await;
+    alice
+        .eval(
+            "const c = document.querySelector('[data-test=password-current]'); c.value = ''; c.dispatchEvent(new Event('input', {bubbles: true})); return true;",
+            json!([]),
+        )
+        .await;
+    alice
+        .type_into("[data-test=password-current]", &password("alice"))
+        .await;
+    alice.click("[data-test=password-submit]").await;
+    alice
+        .wait_until(
+            "the change confirmed",
+            &format!("return ({said}).includes('Password changed')"),
+        )
+        .await;
+    alice
+        .screenshot(&screenshots().join("password-changed.png"))
+        .await;
+    // Her phone was signed out; the browser's session goes on.
+    let (_, _, pushes) = common::wait_closed(&mut phone).await;
+    assert!(
+        pushes
+            .iter()
+            .any(|p| matches!(&p.body, Some(chorus::pb::server_frame::Body::Kicked(_)))),
+        "{pushes:?}"
+    );
+    assert_eq!(
+        node.rest_login("alice", "a-new-secret-1", "pc")
+            .await
+            .status(),
+        200
+    );
+    alice.click("[data-test=logout]").await;
+    log_in(&alice, &node, "alice", "a-new-secret-1").await;
+    alice
+        .wait_until(
+            "signed in with the new password",
+            "return document.querySelector('[data-test=me]')?.innerText === 'alice'",
+        )
+        .await;
+    alice.close().await;
+}

@@ -309,6 +309,12 @@ pub enum ClientCommand {
         #[arg(long)]
         sent: bool,
     },
+    /// Changes this user's password: --password is the current one. Every
+    /// other session of the user ends.
+    Passwd {
+        /// The new password (at least 8 characters).
+        new_password: String,
+    },
     /// Uploads a file (resumably) and sends it; prints its ack.
     SendFile {
         /// Account of the peer of a 1:1 conversation.
@@ -739,6 +745,14 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
                 ack.conversation,
                 ack.seq,
                 ack.message_id
+            );
+            Ok(())
+        }
+        Some(ClientCommand::Passwd { new_password }) => {
+            change_password(&rest, &args.password, &new_password).await?;
+            say!(
+                "password changed; the other sessions of {} ended",
+                args.user
             );
             Ok(())
         }
@@ -1276,6 +1290,15 @@ fn rest_error(err: super::status::StatusError) -> ClientError {
     ClientError::Unexpected(err.to_string())
 }
 
+/// Changes the signed-in user's password (PUT /api/v1/me/password).
+async fn change_password(rest: &Rest, current: &str, new: &str) -> Result<(), ClientError> {
+    let body = serde_json::json!({ "current_password": current, "new_password": new });
+    rest.call("PUT", "/api/v1/me/password", Some(&body))
+        .await
+        .map_err(rest_error)?;
+    Ok(())
+}
+
 /// Uploads the file at `path` and sends it to `conversation`.
 async fn send_file(
     conn: &Connection,
@@ -1355,7 +1378,7 @@ const HELP: &str =
           /search <text> (every conversation)  /files  /images  /links (the open one)
           /send-file <path>  /get <seq> [path]  /forward <seq> <account|conversation>
           /space [folder] (a group's files; `chorus client space` changes them)
-          /status <online|busy|away>  /watch <account>...  /help  /quit
+          /status <online|busy|away>  /watch <account>...  /passwd <current> <new>  /help  /quit
   groups: /info  /rename <name>  /announce <text>  /admin <account> [off]  /transfer <account>
           /mute <account> [off]  /muteall [off]  /dissolve [keep]  /leave  /permanent <name>
           /discuss <account>... (a temporary discussion)   any conversation: /dnd [off]
@@ -1881,6 +1904,15 @@ impl Interactive {
                 for line in action.run(&self.conn).await? {
                     println!("  {line}");
                 }
+            }
+            Some("/passwd") => {
+                let (Some(current), Some(new)) = (words.next(), words.next()) else {
+                    return Err(ClientError::Unexpected(
+                        "/passwd <current password> <new password>".into(),
+                    ));
+                };
+                change_password(&self.rest, current, new).await?;
+                say!("  password changed; your other sessions ended");
             }
             Some("/space") => {
                 let conversation = self.open_conversation()?;

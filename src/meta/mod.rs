@@ -120,6 +120,11 @@ pub struct UserUpdate {
     pub disabled: Option<bool>,
     /// Replaces every post of the user.
     pub posts: Option<Vec<Post>>,
+    /// A new password's PHC hash: every token of the user is revoked but
+    /// `keep_token`.
+    pub password_hash: Option<String>,
+    /// The digest of the token that changes its own user's password.
+    pub keep_token: Vec<u8>,
 }
 
 /// Longest profile field (display name, title, phone, email, mobile), in characters.
@@ -563,6 +568,36 @@ impl Meta {
         {
             MetaResponse::UserChanged { user, revoked } => Ok((user, revoked)),
             other => expect_response!(other, User).map(|user| (user, Vec::new())),
+        }
+    }
+
+    /// Sets a user's password (its PHC hash), with an audit entry that
+    /// holds no hash; revokes every token of the user but `keep_token` (a
+    /// digest; empty: none) and returns the digests revoked.
+    pub async fn change_password(
+        &self,
+        by: &Actor,
+        user_id: u64,
+        password_hash: String,
+        keep_token: Vec<u8>,
+    ) -> Result<Vec<Vec<u8>>, MetaError> {
+        let kept_session = !keep_token.is_empty();
+        let update = UserUpdate {
+            password_hash: Some(password_hash),
+            keep_token,
+            ..Default::default()
+        };
+        let audit = by.record(
+            "user.password",
+            format!("user:{user_id}"),
+            serde_json::json!({ "kept_session": kept_session }),
+        );
+        match self
+            .write_audited(MetaCommand::UpdateUser { user_id, update }, audit)
+            .await?
+        {
+            MetaResponse::UserChanged { revoked, .. } => Ok(revoked),
+            other => expect_response!(other, User).map(|_| Vec::new()),
         }
     }
 

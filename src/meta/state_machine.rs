@@ -877,10 +877,13 @@ impl MetaApply {
     }
 
     /// Deletes every token of a user; returns their digests.
+    /// Revokes every token of a user but `keep` (a digest; empty: none);
+    /// returns the digests revoked.
     fn revoke_all_tokens(
         &self,
         batch: &mut Batch<'_>,
         user_id: u64,
+        keep: &[u8],
     ) -> Result<Vec<Vec<u8>>, StorageError> {
         let prefix = user_id.to_be_bytes();
         let mut digests = Vec::new();
@@ -888,6 +891,9 @@ impl MetaApply {
             .db
             .scan(CF_META_DEVICE_TOKENS, &prefix, &prefix, usize::MAX)?
         {
+            if !keep.is_empty() && *digest == *keep {
+                continue;
+            }
             batch.delete(CF_META_DEVICE_TOKENS, &key);
             batch.delete(CF_META_TOKENS, &digest);
             digests.push(digest.into_vec());
@@ -947,9 +953,15 @@ impl MetaApply {
         let mut revoked = Vec::new();
         if let Some(disabled) = update.disabled {
             if disabled && !user.disabled {
-                revoked = self.revoke_all_tokens(batch, user_id)?;
+                revoked = self.revoke_all_tokens(batch, user_id, &[])?;
             }
             user.disabled = disabled;
+        }
+        if let Some(hash) = &update.password_hash {
+            user.password_hash = hash.clone();
+            if revoked.is_empty() {
+                revoked = self.revoke_all_tokens(batch, user_id, &update.keep_token)?;
+            }
         }
         batch.put_pb(CF_META_USERS, &user_id.to_be_bytes(), &user);
         Ok(MetaResponse::UserChanged { user, revoked })
@@ -998,7 +1010,7 @@ impl MetaApply {
                 &pair_key(post.department_id, user_id),
             );
         }
-        let revoked = self.revoke_all_tokens(batch, user_id)?;
+        let revoked = self.revoke_all_tokens(batch, user_id, &[])?;
         batch
             .delete(CF_META_USERS, &prefix)
             .delete(CF_META_ACCOUNTS, user.account.as_bytes());

@@ -60,6 +60,8 @@ impl From<&UserUpdate> for store_pb::UserUpdate {
                 .map(|posts| store_pb::user_update::Posts {
                     posts: posts.clone(),
                 }),
+            password_hash: update.password_hash.clone(),
+            keep_token: update.keep_token.clone(),
         }
     }
 }
@@ -74,6 +76,8 @@ impl From<store_pb::UserUpdate> for UserUpdate {
             mobile: update.mobile,
             disabled: update.disabled,
             posts: update.posts.map(|p| p.posts),
+            password_hash: update.password_hash,
+            keep_token: update.keep_token,
         }
     }
 }

@@ -114,14 +114,27 @@ impl Browser {
         .await;
     }
 
-    /// Runs a script in the page and returns its value.
+    /// Runs a script in the page and returns its value; a script that
+    /// throws gives null (so that a wait goes on: the element may not be
+    /// there yet), and one that does not parse fails the test.
     pub async fn eval(&self, script: &str, args: Value) -> Value {
-        post(
+        let value = post(
             &self.http,
             &format!("{}/execute/sync", self.base),
             &json!({ "script": script, "args": args }),
         )
-        .await
+        .await;
+        match value.get("error").and_then(Value::as_str) {
+            Some(_) => {
+                let message = value["message"].as_str().unwrap_or_default();
+                assert!(
+                    !message.contains("SyntaxError"),
+                    "a test script does not parse: {message}\n{script}"
+                );
+                Value::Null
+            }
+            None => value,
+        }
     }
 
     /// Waits for an element matching `css`, and returns its id.

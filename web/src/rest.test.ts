@@ -8,6 +8,7 @@ import {
   MAX_RESUMES,
   type SpaceEntry,
   addSpaceFile,
+  changePassword,
   changeSpaceEntry,
   chunkBytes,
   deleteSpaceEntry,
@@ -397,4 +398,24 @@ test("a space download fetches the entry's content with the token and reports pr
 
   const gone: Fetch = async () => new Response(JSON.stringify({ code: "NOT_FOUND", message: "no entry 4" }), { status: 404 });
   await assert.rejects(fetchSpaceFile("tok", "7", 4, undefined, undefined, gone), /no entry 4/);
+});
+
+test("a password change sends both passwords with the token and shows the server's refusal", async () => {
+  const asked: { url: string; method?: string; auth: string; body: unknown }[] = [];
+  let answer = new Response(null, { status: 204 });
+  const fetchFn: Fetch = async (url, init) => {
+    asked.push({ url, method: init.method, auth: init.headers.Authorization, body: JSON.parse(String(init.body)) });
+    return answer;
+  };
+  await changePassword("tok", "old-secret", "new-secret", fetchFn);
+  assert.deepEqual(asked, [
+    {
+      url: "/api/v1/me/password",
+      method: "PUT",
+      auth: "Bearer tok",
+      body: { current_password: "old-secret", new_password: "new-secret" },
+    },
+  ]);
+  answer = new Response(JSON.stringify({ code: "FORBIDDEN", message: "wrong password" }), { status: 403 });
+  await assert.rejects(changePassword("tok", "bad", "new-secret", fetchFn), /wrong password/);
 });

@@ -458,6 +458,19 @@ async function callJson<R>(fetchFn: Fetch, url: string, token: string, method = 
   return (await response.json()) as R;
 }
 
+/**
+ * Changes the signed-in user's own password (the current one is required);
+ * the server ends every other session of the user and keeps this one.
+ */
+export async function changePassword(token: string, current: string, next: string, fetchFn: Fetch = pageFetch): Promise<void> {
+  const response = await fetchFn("/api/v1/me/password", {
+    method: "PUT",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ current_password: current, new_password: next }),
+  });
+  if (!response.ok) throw await refusal(response);
+}
+
 /** Lists one folder (0: the top) of a group's file space. */
 export function listSpace(token: string, groupId: string, folder = 0, fetchFn: Fetch = pageFetch): Promise<SpaceListing> {
   return callJson<SpaceListing>(fetchFn, folder > 0 ? `${spaceUrl(groupId)}?folder=${folder}` : spaceUrl(groupId), token);

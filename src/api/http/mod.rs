@@ -203,6 +203,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(session::login))
         .routes(routes!(session::logout))
         .routes(routes!(users::me))
+        .routes(routes!(users::change_password))
         .routes(routes!(users::create_user, users::list_users))
         .routes(routes!(users::update_user, users::delete_user))
         .routes(routes!(departments::create_department))

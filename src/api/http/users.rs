@@ -92,6 +92,67 @@ pub(super) async fn me(State(planes): State<AppState>, headers: HeaderMap) -> Ap
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ChangePassword)]
+pub(super) struct ChangePasswordBody {
+    /// The password in use now.
+    current_password: String,
+    /// At least 8 characters, and not the current one.
+    new_password: String,
+}
+
+/// Changes the caller's own password; the current one is required (a
+/// wrong one is FORBIDDEN and counts as a failed login). Every other
+/// session of the caller ends; this one stays signed in.
+#[utoipa::path(
+    put,
+    path = "/api/v1/me/password",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = ChangePasswordBody,
+    responses((status = 204, description = "changed; the caller's other sessions ended"))
+)]
+pub(super) async fn change_password(
+    State(planes): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Result<Json<ChangePasswordBody>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let principal = principal(&planes, &headers).await?;
+    let body = json_body(body)?;
+    if body.new_password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError(ProtocolError::invalid(format!(
+            "the new password must have at least {MIN_PASSWORD_CHARS} characters"
+        ))));
+    }
+    if body.new_password == body.current_password {
+        return Err(ApiError(ProtocolError::invalid(
+            "the new password must differ from the current one",
+        )));
+    }
+    let user_id = principal.user.user_id;
+    planes
+        .auth
+        .confirm_password(user_id, &body.current_password, peer.0.ip())
+        .await?;
+    let hash = planes.auth.hash_password(&body.new_password).await?;
+    let by = actor(&principal, peer);
+    let revoked = planes
+        .meta
+        .change_password(&by, user_id, hash, principal.token_digest.clone())
+        .await?;
+    for digest in revoked {
+        planes.delivery.revoked(
+            user_id,
+            digest,
+            ErrorCode::Unauthenticated,
+            "the password was changed",
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = CreateUser)]
 pub(super) struct CreateUserBody {
     account: String,
@@ -215,6 +276,7 @@ pub(super) async fn update_user(
         posts: body
             .posts
             .map(|posts| posts.into_iter().map(Post::from).collect()),
+        ..Default::default()
     };
     let (user, revoked) = planes.meta.update_user(&by, user_id, update).await?;
     for digest in revoked {

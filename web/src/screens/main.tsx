@@ -4,6 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { useT } from "../context.js";
 import { Chat } from "./chat.js";
 import { ConversationList } from "./conversations.js";
+import { PasswordDialog } from "./password.js";
 
 interface Props {
   client: ChorusClient;
@@ -39,6 +40,7 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
   const jumps = useRef(0);
   const [state, setState] = useState<ConnectionState>(client.state);
   const [ended, setEnded] = useState<{ code: string; reason: string } | null>(null);
+  const [changingPassword, setChangingPassword] = useState(false);
   useEffect(() => {
     const offs = [client.on("state", setState), client.on("ended", (e) => e.code !== "LOGGED_OUT" && setEnded(e))];
     setState(client.state);
@@ -79,10 +81,14 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
         <button class="link" onClick={onSwitchLang}>
           {t("lang.switch")}
         </button>
+        <button class="link" onClick={() => setChangingPassword(true)} data-test="password-open">
+          {t("password.open")}
+        </button>
         <button class="link" onClick={() => onLeave(true)} data-test="logout">
           {t("main.logout")}
         </button>
       </header>
+      {changingPassword ? <PasswordDialog client={client} onClose={() => setChangingPassword(false)} /> : null}
       {state === "offline" || state === "connecting" ? (
         <div class="banner" role="status" data-test="offline">
           {t("main.offline")}
