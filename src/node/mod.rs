@@ -470,6 +470,9 @@ impl Node {
         self.stop.cancelled().await
     }
 
+    /// How long a dropped node waits for its indexer's threads.
+    const INDEXER_PATIENCE: Duration = Duration::from_secs(10);
+
     /// Leaves the membership view (peers take over this node's user
     /// actors), hands the groups it leads to other voters, stops
     /// accepting, closes live connections, and waits for the listeners.
@@ -504,5 +507,18 @@ impl Node {
         }
         let _ = self.planes.meta.raft().shutdown().await;
         tracing::info!("node stopped");
+    }
+}
+
+impl Drop for Node {
+    /// Stops the node's tasks and waits for the search indexer's threads,
+    /// which run outside them: a process must not end while one of them
+    /// reads RocksDB.
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.tasks.abort_all();
+        if !crate::search::wait_idle(Self::INDEXER_PATIENCE) {
+            tracing::warn!("the search indexer's threads did not finish");
+        }
     }
 }

@@ -59,15 +59,52 @@ fn lower_priority() {
     }
 }
 
+/// Indexer threads at work now. They are detached: a process that ends
+/// while one is inside RocksDB aborts in RocksDB's static destructors
+/// ("pthread lock: Invalid argument"), so a node waits for them when it is
+/// dropped ([`wait_idle`]).
+static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one running indexer thread for as long as it lives.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        RUNNING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Waits, at most `patience`, until no indexer thread of this process is
+/// at work; tells whether none is.
+pub fn wait_idle(patience: Duration) -> bool {
+    let deadline = std::time::Instant::now() + patience;
+    while RUNNING.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
 /// Runs `f` on a thread of its own at the indexer's priority, off the
 /// tokio blocking pool that the send path's storage writes use.
 async fn in_background<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ProtocolError> + Send + 'static,
 ) -> Result<T, ProtocolError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let running = Running::start();
     std::thread::Builder::new()
         .name("chorus-indexer".into())
         .spawn(move || {
+            let _running = running;
             lower_priority();
             let _ = tx.send(f());
         })

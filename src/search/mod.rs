@@ -23,7 +23,7 @@ use crate::protocol::{ConversationId, ErrorCode, ProtocolError, blocking, pb, pe
 
 pub use index::IndexError;
 use index::{Filter, Order, SearchIndex};
-pub use indexer::run as run_indexer;
+pub use indexer::{run as run_indexer, wait_idle};
 
 /// Hits per page unless the request says otherwise, and at most.
 const DEFAULT_LIMIT: u32 = 20;
