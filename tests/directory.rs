@@ -463,3 +463,173 @@ async fn demo_seed_builds_a_department_tree() {
         .collect();
     assert_eq!(departments, ["Sales", "Clients"]);
 }
+
+#[tokio::test]
+async fn the_audit_trail_is_filtered_by_actor_action_target_and_time() {
+    let node = TestNode::start().await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let api = admin_api(&node).await;
+    // A second admin, whose writes the filter by actor keeps apart.
+    let (status, _) = api
+        .post(
+            "/api/v1/users",
+            json!({ "account": "root2", "password": password("root2"), "admin": true }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let second = user_api(&node, "root2").await;
+    let sales = second.department("Sales", 0, 0).await;
+    let started = api.get("/api/v1/admin/audit?limit=1").await.1[0]["at_ms"]
+        .as_i64()
+        .unwrap();
+    for id in &ids {
+        let (status, _) = api
+            .patch(
+                &format!("/api/v1/users/{id}"),
+                json!({ "title": "Engineer" }),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+
+    let actions = |entries: &Value| -> Vec<String> {
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["action"].as_str().unwrap(),
+                    e["target"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let (status, by_second) = api.get("/api/v1/admin/audit?actor=root2").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        actions(&by_second),
+        [format!("department.create department:{sales}")]
+    );
+    assert_eq!(by_second[0]["actor_account"], "root2");
+    // `user` keeps user.create and user.update, not a prefix of a word.
+    let (_, users) = api.get("/api/v1/admin/audit?action=user").await;
+    assert_eq!(users.as_array().unwrap().len(), 5, "{users}");
+    assert!(
+        api.get("/api/v1/admin/audit?action=use")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let (_, bob) = api
+        .get(&format!(
+            "/api/v1/admin/audit?action=user.update&target=user:{}",
+            ids[1]
+        ))
+        .await;
+    assert_eq!(actions(&bob), [format!("user.update user:{}", ids[1])]);
+    assert_eq!(bob[0]["actor_account"], "admin");
+    let (_, since) = api
+        .get(&format!(
+            "/api/v1/admin/audit?since_ms={started}&action=user.update"
+        ))
+        .await;
+    assert_eq!(since.as_array().unwrap().len(), 2);
+    let (_, until) = api
+        .get(&format!(
+            "/api/v1/admin/audit?until_ms={}&action=user.update",
+            started
+        ))
+        .await;
+    assert!(until.as_array().unwrap().is_empty(), "{until}");
+
+    // Paging through a filter: the header names the next page until the last.
+    let response = node
+        .http()
+        .get(node.url("/api/v1/admin/audit?action=user&limit=2"))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    let next: u64 = response.headers()["x-chorus-next-before"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first: Value = response.json().await.unwrap();
+    assert_eq!(first.as_array().unwrap().len(), 2);
+    let (_, rest) = api
+        .get(&format!("/api/v1/admin/audit?action=user&before={next}"))
+        .await;
+    assert_eq!(rest.as_array().unwrap().len(), 3);
+    let last = node
+        .http()
+        .get(node.url(&format!("/api/v1/admin/audit?action=user&before={next}")))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(last.headers().get("x-chorus-next-before").is_none());
+
+    for (query, code) in [
+        ("actor=nobody", "NOT_FOUND"),
+        ("since_ms=5&until_ms=5", "INVALID"),
+        ("since_ms=-1", "INVALID"),
+        ("colour=red", "INVALID"),
+    ] {
+        let (status, body) = api.get(&format!("/api/v1/admin/audit?{query}")).await;
+        assert_eq!(body["code"], code, "{query}: {status} {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_lists_every_group_by_name_in_pages_and_others_may_not() {
+    let node = TestNode::start().await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let api = admin_api(&node).await;
+    let alice = user_api(&node, "alice").await;
+    let mut groups = Vec::new();
+    for name in ["Sales east", "Sales west", "Engineering"] {
+        let (status, group) = alice
+            .post(
+                "/api/v1/groups",
+                json!({ "name": name, "members": [ids[1]] }),
+            )
+            .await;
+        assert_eq!(status, 201);
+        groups.push(group["group_id"].as_u64().unwrap());
+    }
+    let (status, all) = api.get("/api/v1/groups").await;
+    assert_eq!(status, 200);
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0]["name"], "Sales east");
+    assert_eq!(all[0]["owner"], ids[0]);
+    assert_eq!(all[0]["member_count"], 2);
+    assert_eq!(all[0]["conversation"], format!("g:{}", groups[0]));
+    let (_, sales) = api.get("/api/v1/groups?q=SALES").await;
+    assert_eq!(sales.as_array().unwrap().len(), 2);
+
+    let response = node
+        .http()
+        .get(node.url("/api/v1/groups?limit=2"))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["x-chorus-next-after"],
+        groups[1].to_string().as_str()
+    );
+    let (_, rest) = api
+        .get(&format!("/api/v1/groups?after={}", groups[1]))
+        .await;
+    assert_eq!(rest[0]["name"], "Engineering");
+    assert_eq!(rest.as_array().unwrap().len(), 1);
+
+    let (status, refused) = alice.get("/api/v1/groups").await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("FORBIDDEN")));
+}

@@ -32,6 +32,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/departments/{id}/move"),
     ("get", "/api/v1/contacts"),
     ("post", "/api/v1/groups"),
+    ("get", "/api/v1/groups"),
     ("get", "/api/v1/groups/{id}/members"),
     ("post", "/api/v1/groups/{id}/members"),
     ("get", "/api/v1/groups/{id}"),

@@ -45,6 +45,12 @@ async fn the_page_is_served_at_root_and_revalidated_on_every_load() {
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(again.headers()[ETAG], etag);
     assert!(again.text().await.unwrap().is_empty());
+
+    // The admin console is the same page, which reads its path.
+    let admin = node.http().get(node.url("/admin")).send().await.unwrap();
+    assert_eq!(admin.status(), StatusCode::OK);
+    assert_eq!(admin.headers()[ETAG], etag);
+    assert_eq!(admin.text().await.unwrap(), PAGE);
 }
 
 #[tokio::test]

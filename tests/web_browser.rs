@@ -1184,3 +1184,254 @@ async fn a_user_changes_their_password_in_the_browser_and_signs_in_with_it() {
         .await;
     alice.close().await;
 }
+
+/// Sets a `<select>` to `value` as a user's choice would (a change event).
+async fn choose(browser: &Browser, css: &str, value: &str) {
+    browser.find(css).await;
+    let chosen = browser
+        .eval(
+            "const s = document.querySelector(arguments[0]); s.value = arguments[1]; s.dispatchEvent(new Event('change', {bubbles: true})); return s.value === arguments[1];",
+            json!([css, value]),
+        )
+        .await;
+    assert_eq!(chosen, json!(true), "{css} has no option {value}");
+}
+
+/// The id of the department named `name` in the console's tree.
+async fn department_id(browser: &Browser, name: &str) -> String {
+    browser
+        .wait_until(
+            &format!("department {name} in the tree"),
+            &format!(
+                "return [...document.querySelectorAll('[data-test=dept]')].find(e => e.dataset.name === {name})?.dataset.id ?? null",
+                name = json!(name)
+            ),
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_admin_runs_the_organisation_from_the_console_and_the_new_user_signs_in() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let alice_token = node.rest_token("alice", &password("alice"), "pc").await;
+    let made = node
+        .http()
+        .post(node.url("/api/v1/groups"))
+        .bearer_auth(&alice_token)
+        .json(&json!({ "name": "Sales team", "members": [ids[1]] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let admin = driver.browser(&profiles.path().join("admin")).await;
+    admin.goto(&node.url("/admin")).await;
+    admin.type_into("input[name=account]", "admin").await;
+    admin
+        .type_into("input[name=password]", &node.admin_password)
+        .await;
+    admin.click("[data-test=login-submit]").await;
+    admin.find("[data-test=admin]").await;
+
+    // Departments: a top-level one, one under it, renamed, a third deleted.
+    let tree_text = "document.querySelector('[data-test=dept-tree]')?.innerText ?? ''";
+    for name in ["Sales", "Temp"] {
+        admin.type_into("[data-test=dept-new-name]", name).await;
+        admin.click("[data-test=dept-create]").await;
+        department_id(&admin, name).await;
+        // A new department is selected: unselect it to make the next at the top.
+        admin.click("[data-test=dept][aria-pressed=true]").await;
+    }
+    let sales = department_id(&admin, "Sales").await;
+    admin
+        .click(&format!("[data-test=dept][data-id='{sales}']"))
+        .await;
+    admin.type_into("[data-test=dept-new-name]", "East").await;
+    admin.click("[data-test=dept-create]").await;
+    let east = department_id(&admin, "East").await;
+    admin
+        .eval(
+            "const r = document.querySelector('[data-test=dept-rename]'); r.value = ''; r.dispatchEvent(new Event('input', {bubbles: true})); return true;",
+            json!([]),
+        )
+        .await;
+    admin
+        .type_into("[data-test=dept-rename]", "East China")
+        .await;
+    admin.click("[data-test=dept-rename-go]").await;
+    assert_eq!(department_id(&admin, "East China").await, east);
+    let temp = department_id(&admin, "Temp").await;
+    admin
+        .click(&format!("[data-test=dept][data-id='{temp}']"))
+        .await;
+    admin.click("[data-test=dept-delete]").await;
+    admin.click("[data-test=dept-delete-yes]").await;
+    admin
+        .wait_until(
+            "Temp gone and East China under Sales",
+            &format!("const t = {tree_text}; return !t.includes('Temp') && t.indexOf('Sales') < t.indexOf('East China')"),
+        )
+        .await;
+    admin
+        .screenshot(&screenshots().join("admin-departments.png"))
+        .await;
+    let tree: serde_json::Value = node
+        .http()
+        .get(node.url("/api/v1/departments/tree"))
+        .bearer_auth(&alice_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tree.as_array().unwrap().len(), 1, "{tree}");
+    assert_eq!(tree[0]["name"], "Sales");
+    assert_eq!(tree[0]["children"][0]["name"], "East China");
+
+    // Users: dora is created in East China and signs in in another browser.
+    admin.click("[data-test=admin-tab-users]").await;
+    admin.find("[data-test=user-new]").await;
+    admin
+        .type_into("[data-test=user-new-account]", "dora")
+        .await;
+    admin
+        .type_into("[data-test=user-new-password]", "dora-first-1")
+        .await;
+    admin
+        .type_into("[data-test=user-new-name]", "Dora Chen")
+        .await;
+    choose(&admin, "[data-test=user-new-department]", &east).await;
+    admin.click("[data-test=user-create]").await;
+    admin
+        .wait_until(
+            "dora in the list",
+            "return document.querySelector('[data-test=user][data-account=dora]')?.innerText.includes('East China')",
+        )
+        .await;
+    admin
+        .screenshot(&screenshots().join("admin-users.png"))
+        .await;
+    let dora = driver.browser(&profiles.path().join("dora")).await;
+    log_in(&dora, &node, "dora", "dora-first-1").await;
+    dora.wait_until(
+        "dora signed in",
+        "return document.querySelector('[data-test=me]')?.innerText === 'dora'",
+    )
+    .await;
+    assert!(
+        dora.eval(
+            "return document.querySelector('[data-test=admin-open]') === null",
+            json!([])
+        )
+        .await
+            == json!(true),
+        "no console link for a non-admin"
+    );
+
+    // Groups: the Sales team is found by name; dora is added and made owner.
+    admin.click("[data-test=admin-tab-groups]").await;
+    admin.type_into("[data-test=groups-q]", "sales").await;
+    admin.click("[data-test=group-open]").await;
+    admin.type_into("[data-test=group-add]", "dora").await;
+    admin.click("[data-test=group-add-go]").await;
+    admin
+        .wait_until(
+            "dora a member",
+            "return document.querySelector('[data-test=group-members] [data-account=dora]') !== null",
+        )
+        .await;
+    admin
+        .click("[data-test=group-members] [data-account=dora] [data-test=group-transfer]")
+        .await;
+    admin
+        .wait_until(
+            "dora the owner in the list",
+            "return document.querySelector('[data-test=group][data-name=\"Sales team\"] [data-test=group-owner]')?.innerText === 'dora'",
+        )
+        .await;
+
+    // Cluster: the one node, ready, with the sessions it gossips.
+    admin.click("[data-test=admin-tab-cluster]").await;
+    admin
+        .wait_until(
+            "the node ready with its sessions and every partition led",
+            "const n = document.querySelectorAll('[data-test=cluster-node]'); const p = [...document.querySelectorAll('[data-test=cluster-partition-leader]')]; return n.length === 1 && n[0].dataset.ready === 'true' && Number(n[0].querySelector('[data-test=cluster-node-sessions]').innerText) >= 2 && p.length === 8 && p.every(e => e.innerText === '1')",
+        )
+        .await;
+    admin
+        .screenshot(&screenshots().join("admin-cluster.png"))
+        .await;
+
+    // Audit: filtered to the creation of users, dora's is the newest.
+    admin.click("[data-test=admin-tab-audit]").await;
+    admin
+        .type_into("[data-test=audit-action]", "user.create")
+        .await;
+    admin.click("[data-test=audit-apply]").await;
+    admin
+        .wait_until(
+            "only user creations, dora's first",
+            "const e = [...document.querySelectorAll('[data-test=audit-entry]')]; return e.length === 3 && e.every(x => x.dataset.action === 'user.create') && e[0].innerText.includes('dora')",
+        )
+        .await;
+    admin
+        .screenshot(&screenshots().join("admin-audit.png"))
+        .await;
+
+    // Disabling dora in the console ends her session in her browser.
+    admin.click("[data-test=admin-tab-users]").await;
+    admin
+        .click("[data-test=user][data-account=dora] [data-test=user-open]")
+        .await;
+    admin.click("[data-test=user-disable]").await;
+    admin
+        .wait_until(
+            "dora shown disabled",
+            "return document.querySelector('[data-test=user][data-account=dora] [data-test=user-state]')?.innerText.includes('disabled')",
+        )
+        .await;
+    dora.find("[data-test=ended]").await;
+    assert_eq!(
+        node.rest_login("dora", "dora-first-1", "pc").await.status(),
+        401,
+        "a disabled account cannot sign in"
+    );
+    dora.close().await;
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn a_user_who_is_not_an_administrator_gets_no_admin_console() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    node.create_users(&["alice"]).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    alice.goto(&node.url("/admin")).await;
+    alice.type_into("input[name=account]", "alice").await;
+    alice
+        .type_into("input[name=password]", &password("alice"))
+        .await;
+    alice.click("[data-test=login-submit]").await;
+    alice.find("[data-test=admin-refused]").await;
+    assert_eq!(
+        alice
+            .eval(
+                "return document.querySelector('[data-test=admin]') === null && document.querySelector('[data-test^=admin-tab]') === null",
+                json!([])
+            )
+            .await,
+        json!(true)
+    );
+    alice
+        .screenshot(&screenshots().join("admin-refused.png"))
+        .await;
+    alice.close().await;
+}

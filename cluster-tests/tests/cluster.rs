@@ -422,6 +422,18 @@ async fn pushes_receipts_and_kicks_cross_nodes() {
     let mut alice = cluster.login(0, "alice", DeviceClass::Pc).await.unwrap();
     let mut bob_pc = cluster.login(1, "bob", DeviceClass::Pc).await.unwrap();
     let mut bob_mobile = cluster.login(2, "bob", DeviceClass::Mobile).await.unwrap();
+    // Each node gossips its load: every node's status shows one session on
+    // each node, and the two users homed somewhere.
+    cluster
+        .wait_for("every node's load: one session each, two homes", |status| {
+            let Some(load) = status["load"].as_object() else {
+                return false;
+            };
+            let homes: u64 = load.values().filter_map(|l| l["homes"].as_u64()).sum();
+            load.len() == 3 && load.values().all(|l| l["sessions"] == 1) && homes == 2
+        })
+        .await
+        .unwrap();
 
     let ack = alice.send_text(&conv, "x1", "across nodes").await.unwrap();
     for device in [&mut bob_pc, &mut bob_mobile] {

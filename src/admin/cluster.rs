@@ -2,7 +2,11 @@
 //! every node, partition and actor as this node knows it, and removing a
 //! node for good.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, Membership};
 use crate::delivery::Delivery;
@@ -65,7 +69,23 @@ pub struct ClusterStatus {
     pub view_id: u64,
     /// Online users by department, cluster-wide (0: everyone).
     pub online: std::collections::BTreeMap<u64, u64>,
+    /// What each node of the view carries, as it last gossiped it.
+    pub load: std::collections::BTreeMap<u64, NodeLoad>,
 }
+
+/// What a node carries: gossiped by each node every gossip interval.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct NodeLoad {
+    /// Authenticated sessions connected to the node.
+    pub sessions: u64,
+    /// Users homed on the node.
+    pub homes: u64,
+    /// Live conversation actors on the node.
+    pub actors: u64,
+}
+
+/// The gossip keys of a node's load.
+const LOAD_PREFIX: &str = "load:";
 
 #[derive(Debug, serde::Serialize)]
 pub struct PartitionStatus {
@@ -137,7 +157,56 @@ impl ClusterAdmin {
             view: view.nodes.values().cloned().collect(),
             view_id: view.id,
             online: self.inner.delivery.online_counts().into_iter().collect(),
+            load: self
+                .inner
+                .membership
+                .values(LOAD_PREFIX)
+                .into_iter()
+                .map(|(node, values)| {
+                    let value = |key: &str| values.get(key).copied().unwrap_or(0).max(0) as u64;
+                    let load = NodeLoad {
+                        sessions: value("sessions"),
+                        homes: value("homes"),
+                        actors: value("actors"),
+                    };
+                    (node, load)
+                })
+                .collect(),
         })
+    }
+
+    /// This node's load now.
+    fn load(&self) -> NodeLoad {
+        NodeLoad {
+            sessions: self.inner.delivery.sessions().session_count() as u64,
+            homes: self.inner.delivery.homes().len() as u64,
+            actors: self.inner.messaging.conversation_count() as u64,
+        }
+    }
+
+    /// Gossips this node's load every `interval` (when it changed) until
+    /// `stop`, for the cluster status of every node.
+    pub async fn publish_load(self, interval: Duration, stop: CancellationToken) {
+        let mut timer = tokio::time::interval(interval);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut published = None;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = timer.tick() => {}
+            }
+            let load = self.load();
+            if published == Some(load) {
+                continue;
+            }
+            let values = HashMap::from([
+                ("sessions".to_string(), load.sessions.to_string()),
+                ("homes".to_string(), load.homes.to_string()),
+                ("actors".to_string(), load.actors.to_string()),
+            ]);
+            self.inner.membership.publish(LOAD_PREFIX, &values).await;
+            published = Some(load);
+        }
     }
 
     /// Forgets a node: the metadata group drops it from its voters (when it

@@ -327,15 +327,23 @@ impl Membership {
     /// Sums the integer values published under `prefix` by the nodes of the
     /// current view, by key (without the prefix).
     pub fn sum(&self, prefix: &str) -> HashMap<String, i64> {
-        let view = self.view();
         let mut sums: HashMap<String, i64> = HashMap::new();
+        for (key, n) in self.values(prefix).into_values().flatten() {
+            *sums.entry(key).or_default() += n;
+        }
+        sums
+    }
+
+    /// Returns the integer values published under `prefix` by each node of
+    /// the current view, by node id and key (without the prefix).
+    pub fn values(&self, prefix: &str) -> BTreeMap<u64, HashMap<String, i64>> {
+        let view = self.view();
+        let mut values: BTreeMap<u64, HashMap<String, i64>> = BTreeMap::new();
         for (_, state) in newest_generations(&self.live.borrow()) {
-            let Some(node) = node_of(&state) else {
+            let Some(node) = node_of(&state).filter(|n| view.nodes.contains_key(n)) else {
                 continue;
             };
-            if !view.nodes.contains_key(&node) {
-                continue;
-            }
+            let of_node = values.entry(node).or_default();
             for (key, _) in state.key_values() {
                 let Some(rest) = key.strip_prefix(prefix) else {
                     continue;
@@ -345,11 +353,11 @@ impl Membership {
                     .get(&state, key)
                     .and_then(|v| v.parse::<i64>().ok())
                 {
-                    *sums.entry(rest.to_string()).or_default() += n;
+                    of_node.insert(rest.to_string(), n);
                 }
             }
         }
-        sums
+        values
     }
 
     /// Leaves gracefully: says not ready and waits two gossip rounds so

@@ -241,6 +241,41 @@ impl Actor {
 
 /// Audit entries are keyed by `u64::MAX - seq`, so a forward scan lists the
 /// newest first.
+/// Audit entries read per scan of [`Meta::audit_matching`], and at most
+/// per call.
+const AUDIT_SCAN_PAGE: usize = 1024;
+pub const AUDIT_SCAN_BUDGET: usize = 100_000;
+
+/// Which audit entries a query keeps; a field left at its default keeps all.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// The user who acted (0: anyone).
+    pub actor: u64,
+    /// The action, or its first dotted words: `user` keeps `user.create`.
+    pub action: String,
+    /// A substring of the target (`department:3`).
+    pub target: String,
+    /// Unix milliseconds: entries at or after this.
+    pub since_ms: i64,
+    /// Unix milliseconds: entries before this (0: no bound).
+    pub until_ms: i64,
+}
+
+impl AuditFilter {
+    fn keeps(&self, record: &AuditRecord) -> bool {
+        (self.actor == 0 || record.actor == self.actor)
+            && (self.action.is_empty()
+                || record.action == self.action
+                || record
+                    .action
+                    .strip_prefix(self.action.as_str())
+                    .is_some_and(|rest| rest.starts_with('.')))
+            && (self.target.is_empty() || record.target.contains(self.target.as_str()))
+            && record.at_ms >= self.since_ms
+            && (self.until_ms == 0 || record.at_ms < self.until_ms)
+    }
+}
+
 pub(crate) fn audit_key(seq: u64) -> [u8; 8] {
     (u64::MAX - seq).to_be_bytes()
 }
@@ -823,6 +858,46 @@ impl Meta {
         )
     }
 
+    /// Returns up to `limit` audit entries older than `before` (0: from the
+    /// newest) that `filter` keeps, newest first, reading at most
+    /// [`AUDIT_SCAN_BUDGET`] entries; and the `before` of the next page (0:
+    /// the trail ends here). A page can be short, or empty, while the next
+    /// one is not: when the budget ran out first.
+    pub fn audit_matching(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+        before: u64,
+    ) -> Result<(Vec<AuditRecord>, u64), StorageError> {
+        let mut found = Vec::new();
+        let mut before = before;
+        let mut scanned = 0;
+        loop {
+            let page = self.audit(AUDIT_SCAN_PAGE, before)?;
+            let ended = page.len() < AUDIT_SCAN_PAGE;
+            for record in page {
+                // Newest first: past `since_ms`, no older entry is kept.
+                if record.at_ms < filter.since_ms {
+                    return Ok((found, 0));
+                }
+                scanned += 1;
+                before = record.seq;
+                if filter.keeps(&record) {
+                    found.push(record);
+                    if found.len() == limit {
+                        return Ok((found, before));
+                    }
+                }
+            }
+            if ended || before <= 1 {
+                return Ok((found, 0));
+            }
+            if scanned >= AUDIT_SCAN_BUDGET {
+                return Ok((found, before));
+            }
+        }
+    }
+
     pub fn user(&self, user_id: u64) -> Result<Option<UserRecord>, StorageError> {
         self.db.get_pb(CF_META_USERS, &user_id.to_be_bytes())
     }
@@ -888,6 +963,19 @@ impl Meta {
             .borrow()
             .last_applied
             .map_or(0, |id| id.index)
+    }
+
+    /// Returns up to `limit` groups with an id above `after`, by id,
+    /// dissolved ones included.
+    pub fn groups(&self, after: u64, limit: usize) -> Result<Vec<GroupRecord>, StorageError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let start = first.to_be_bytes();
+        decode_all(
+            self.db.scan(CF_META_GROUPS, &[], &start, limit)?,
+            CF_META_GROUPS,
+        )
     }
 
     pub fn group(&self, group_id: u64) -> Result<Option<GroupRecord>, StorageError> {

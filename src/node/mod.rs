@@ -312,6 +312,10 @@ impl Node {
             delivery.clone(),
             messaging.clone(),
         );
+        tasks.spawn(cluster_admin.clone().publish_load(
+            Duration::from_millis(config.cluster.gossip_interval_ms),
+            stop.clone(),
+        ));
         let serving = peers.serving(peer::PeerPlanes {
             partitions: partitions.clone(),
             messaging: messaging.clone(),

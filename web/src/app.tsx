@@ -6,6 +6,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 
 import { type Key, type Lang, browserLang, translate } from "./i18n.js";
 import { I18n, type T } from "./context.js";
+import { AdminConsole } from "./admin/console.js";
 import { Login } from "./screens/login.js";
 import { Main } from "./screens/main.js";
 
@@ -16,6 +17,11 @@ const LANG_KEY = "chorus.lang";
 function servers(): string[] {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return [`${scheme}//${location.host}/ws`];
+}
+
+/** The admin console is the page at /admin; everything else is the chat. */
+function adminPage(): boolean {
+  return location.pathname.replace(/\/+$/, "") === "/admin";
 }
 
 function newClient(): ChorusClient {
@@ -71,7 +77,11 @@ export function App() {
   return (
     <I18n.Provider value={t}>
       {client ? (
-        <Main client={client} onLeave={leave} onSwitchLang={switchLang} />
+        adminPage() ? (
+          <AdminConsole client={client} onLeave={leave} onSwitchLang={switchLang} />
+        ) : (
+          <Main client={client} onLeave={leave} onSwitchLang={switchLang} />
+        )
       ) : resuming ? null : (
         <Login onLogin={login} onSwitchLang={switchLang} />
       )}

@@ -1,6 +1,8 @@
 // Every UI string in Simplified Chinese and English. The browser's language
 // picks the default; the choice made in the page is kept in localStorage.
 
+import { adminEn, adminZh } from "./admin/strings.js";
+
 export type Lang = "zh-CN" | "en";
 
 const en = {
@@ -195,6 +197,7 @@ const en = {
   "space.delete": "Delete",
   "space.delete.confirm": "Delete the file {name}?",
   "space.delete.folder.confirm": "Delete the folder {name}? (Only an empty folder can be deleted.)",
+  ...adminEn,
 };
 
 export type Key = keyof typeof en;
@@ -391,6 +394,7 @@ const zh: Record<Key, string> = {
   "space.delete": "删除",
   "space.delete.confirm": "删除文件 {name}？",
   "space.delete.folder.confirm": "删除文件夹 {name}？（只能删除空文件夹。）",
+  ...adminZh,
 };
 
 const tables: Record<Lang, Record<Key, string>> = { en, "zh-CN": zh };

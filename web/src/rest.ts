@@ -14,7 +14,7 @@ export interface FetchInit {
 /** A fetch as the page's (injectable for the tests). */
 export type Fetch = (url: string, init: FetchInit) => Promise<Response>;
 
-const pageFetch: Fetch = (url, init) => fetch(url, init);
+export const pageFetch: Fetch = (url, init) => fetch(url, init);
 
 export type ExportFormat = "json" | "text";
 
@@ -22,7 +22,7 @@ export type ExportFormat = "json" | "text";
 const MAX_PARTS = 100;
 
 /** The REST error body: `{ "code": "FORBIDDEN", "message": "…" }`. */
-async function refusal(response: Response): Promise<Error> {
+export async function refusal(response: Response): Promise<Error> {
   try {
     const body = (await response.json()) as { code?: string; message?: string };
     if (body.message) return new Error(body.message);

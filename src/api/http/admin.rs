@@ -1,17 +1,20 @@
 //! Node and cluster administration (`/api/v1/admin`): the audit trail, the
 //! log filter, the cluster as this node sees it, node removal. Admin only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, ApiResult, AppState, admin, blocking, id_param, json_body, query_params};
 use crate::admin::{ClusterStatus, PartitionStatus};
+use crate::meta::AuditFilter;
+use crate::protocol::ProtocolError;
 
 const AUDIT_DEFAULT_LIMIT: usize = 100;
 const AUDIT_MAX_LIMIT: usize = 1000;
@@ -22,9 +25,19 @@ const AUDIT_MAX_LIMIT: usize = 1000;
 pub(super) struct AuditQuery {
     /// At most this many entries (default 100, at most 1000).
     limit: Option<usize>,
-    /// Only entries with a smaller `seq` (the `seq` of the last entry of the
-    /// previous page).
+    /// Only entries with a smaller `seq`: the `X-Chorus-Next-Before` of the
+    /// previous page.
     before: Option<u64>,
+    /// Only what this account did.
+    actor: Option<String>,
+    /// Only this action, or the actions it begins (`user` keeps `user.create`).
+    action: Option<String>,
+    /// Only entries whose target contains this (`department:3`, `user:12`).
+    target: Option<String>,
+    /// Unix milliseconds: only entries at or after this.
+    since_ms: Option<i64>,
+    /// Unix milliseconds: only entries before this.
+    until_ms: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -33,6 +46,9 @@ pub(super) struct AuditView {
     seq: u64,
     /// The admin's user id; 0 for the node's own writes.
     actor: u64,
+    /// The admin's account; empty for the node's own writes and for a
+    /// deleted account.
+    actor_account: String,
     #[schema(example = "department.move")]
     action: String,
     #[schema(example = "department:3")]
@@ -43,20 +59,24 @@ pub(super) struct AuditView {
     at_ms: i64,
 }
 
-/// Lists the audit trail, newest first.
+/// Lists the audit trail, newest first, filtered by actor, action, target
+/// and time. A page reads at most 100,000 entries: it can then be short while
+/// the trail goes on; `X-Chorus-Next-Before`, when present, is the `before`
+/// of the next page.
 #[utoipa::path(
     get,
     path = "/api/v1/admin/audit",
     tag = "admin",
     security(("bearer" = [])),
     params(AuditQuery),
-    responses((status = 200, description = "audit entries, newest first", body = Vec<AuditView>))
+    responses((status = 200, description = "audit entries, newest first", body = Vec<AuditView>,
+        headers(("X-Chorus-Next-Before" = u64, description = "the `before` of the next page; absent on the last"))))
 )]
 pub(super) async fn audit_log(
     State(planes): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<AuditQuery>, QueryRejection>,
-) -> ApiResult<Vec<AuditView>> {
+) -> Result<Response, ApiError> {
     admin(&planes, &headers).await?;
     let query = query_params(query)?;
     let limit = query
@@ -64,21 +84,66 @@ pub(super) async fn audit_log(
         .unwrap_or(AUDIT_DEFAULT_LIMIT)
         .clamp(1, AUDIT_MAX_LIMIT);
     let before = query.before.unwrap_or(0);
-    let entries = blocking(move || Ok(planes.meta.audit(limit, before)?)).await?;
-    Ok(Json(
-        entries
-            .into_iter()
-            .map(|a| AuditView {
+    let (since_ms, until_ms) = (query.since_ms.unwrap_or(0), query.until_ms.unwrap_or(0));
+    if since_ms < 0 || until_ms < 0 || (until_ms != 0 && until_ms <= since_ms) {
+        return Err(ApiError(ProtocolError::invalid(
+            "since_ms and until_ms must be Unix milliseconds, since_ms before until_ms",
+        )));
+    }
+    let (entries, next_before) = blocking(move || {
+        let actor = match query.actor.as_deref().map(str::trim) {
+            None | Some("") => 0,
+            Some(account) => {
+                planes
+                    .meta
+                    .user_by_account(account)?
+                    .ok_or_else(|| ProtocolError::not_found(format!("no account '{account}'")))?
+                    .user_id
+            }
+        };
+        let filter = AuditFilter {
+            actor,
+            action: query.action.unwrap_or_default().trim().to_string(),
+            target: query.target.unwrap_or_default().trim().to_string(),
+            since_ms,
+            until_ms,
+        };
+        let (entries, next_before) = planes.meta.audit_matching(&filter, limit, before)?;
+        let mut accounts: HashMap<u64, String> = HashMap::new();
+        let mut views = Vec::with_capacity(entries.len());
+        for a in entries {
+            let actor_account = match accounts.get(&a.actor) {
+                Some(account) => account.clone(),
+                None => {
+                    let account = match a.actor {
+                        0 => String::new(),
+                        id => planes.meta.user(id)?.map(|u| u.account).unwrap_or_default(),
+                    };
+                    accounts.insert(a.actor, account.clone());
+                    account
+                }
+            };
+            views.push(AuditView {
                 seq: a.seq,
                 actor: a.actor,
+                actor_account,
                 action: a.action,
                 target: a.target,
                 detail: serde_json::from_str(&a.detail).unwrap_or(serde_json::Value::Null),
                 ip: a.ip,
                 at_ms: a.at_ms,
-            })
-            .collect(),
-    ))
+            });
+        }
+        Ok((views, next_before))
+    })
+    .await?;
+    let mut response = Json(entries).into_response();
+    if next_before != 0 {
+        response
+            .headers_mut()
+            .insert("x-chorus-next-before", HeaderValue::from(next_before));
+    }
+    Ok(response)
 }
 
 /// A log filter, as `RUST_LOG` spells it.
@@ -175,6 +240,20 @@ pub(super) struct ClusterView {
     view_id: u64,
     /// Online users by department id, cluster-wide (key 0: everyone).
     online: BTreeMap<u64, u64>,
+    /// What each node of the gossip view carries, by node id, as it last
+    /// gossiped it (within a gossip interval).
+    load: BTreeMap<u64, NodeLoadView>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = NodeLoad)]
+pub(super) struct NodeLoadView {
+    /// Authenticated sessions connected to the node.
+    sessions: u64,
+    /// Users homed on the node.
+    homes: u64,
+    /// Live conversation actors on the node.
+    actors: u64,
 }
 
 impl From<ClusterStatus> for ClusterView {
@@ -209,6 +288,18 @@ impl From<ClusterStatus> for ClusterView {
                 .collect(),
             view_id: status.view_id,
             online: status.online,
+            load: status
+                .load
+                .into_iter()
+                .map(|(node, l)| {
+                    let view = NodeLoadView {
+                        sessions: l.sessions,
+                        homes: l.homes,
+                        actors: l.actors,
+                    };
+                    (node, view)
+                })
+                .collect(),
         }
     }
 }

@@ -2,15 +2,16 @@
 //! (docs/decisions/0016), and a user's settings of a conversation.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    ApiError, ApiResult, AppState, Peer, actor, blocking, id_param, json_body, path_param,
-    principal,
+    ApiError, ApiResult, AppState, Peer, actor, admin, blocking, id_param, json_body, path_param,
+    principal, query_params,
 };
 use crate::api::Planes;
 use crate::auth::Principal;
@@ -114,6 +115,108 @@ impl From<GroupRecord> for GroupView {
 #[serde(transparent)]
 #[schema(as = MemberIds)]
 pub(super) struct MemberIds(Vec<u64>);
+
+/// Default and largest number of groups a page of the admin's list holds.
+const GROUPS_DEFAULT_LIMIT: usize = 100;
+const GROUPS_MAX_LIMIT: usize = 1000;
+/// Groups read at most per page of a filtered list.
+const GROUPS_SCAN_BUDGET: usize = 100_000;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct GroupQuery {
+    /// Only groups whose name contains this (case-insensitive).
+    q: Option<String>,
+    /// Only groups with a larger id: the `X-Chorus-Next-After` of the previous page.
+    after: Option<u64>,
+    /// At most this many groups (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// A line of the admin's list of groups.
+#[derive(Serialize, ToSchema)]
+#[schema(as = GroupSummary)]
+pub(super) struct GroupSummary {
+    group_id: u64,
+    #[schema(example = "g:7")]
+    conversation: String,
+    name: String,
+    owner: u64,
+    member_count: u32,
+    temporary: bool,
+    created_at_ms: i64,
+    /// 0: not dissolved.
+    dissolved_at_ms: i64,
+}
+
+/// Lists every group by id, dissolved ones included; admin only. A page
+/// reads at most 100,000 groups, so a filtered page can be short while more
+/// follow: `X-Chorus-Next-After`, when present, is the `after` of the next.
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups",
+    tag = "groups",
+    security(("bearer" = [])),
+    params(GroupQuery),
+    responses((status = 200, description = "groups, by id", body = Vec<GroupSummary>,
+        headers(("X-Chorus-Next-After" = u64, description = "the `after` of the next page; absent on the last"))))
+)]
+pub(super) async fn list_groups(
+    State(planes): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<GroupQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    admin(&planes, &headers).await?;
+    let query = query_params(query)?;
+    let limit = query
+        .limit
+        .unwrap_or(GROUPS_DEFAULT_LIMIT)
+        .clamp(1, GROUPS_MAX_LIMIT);
+    let needle = query.q.unwrap_or_default().trim().to_lowercase();
+    let (groups, next) = blocking(move || {
+        let mut after = query.after.unwrap_or(0);
+        let mut found = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let page = planes.meta.groups(after, GROUPS_MAX_LIMIT)?;
+            let ended = page.len() < GROUPS_MAX_LIMIT;
+            for group in page {
+                scanned += 1;
+                after = group.group_id;
+                if needle.is_empty() || group.name.to_lowercase().contains(&needle) {
+                    found.push(GroupSummary {
+                        conversation: ConversationId::Group(group.group_id).to_string(),
+                        group_id: group.group_id,
+                        member_count: group.members.len() as u32,
+                        name: group.name,
+                        owner: group.owner,
+                        temporary: group.temporary,
+                        created_at_ms: group.created_at_ms,
+                        dissolved_at_ms: group.dissolved_at_ms,
+                    });
+                    if found.len() == limit {
+                        return Ok((found, after));
+                    }
+                }
+            }
+            if ended {
+                return Ok((found, 0));
+            }
+            if scanned >= GROUPS_SCAN_BUDGET {
+                return Ok((found, after));
+            }
+        }
+    })
+    .await?;
+    let mut response = Json(groups).into_response();
+    if next != 0 {
+        response
+            .headers_mut()
+            .insert("x-chorus-next-after", HeaderValue::from(next));
+    }
+    Ok(response)
+}
 
 /// Creates a group owned by the caller.
 #[utoipa::path(

@@ -214,7 +214,7 @@ fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(departments::move_department))
         .routes(routes!(contacts::search_contacts))
-        .routes(routes!(groups::create_group))
+        .routes(routes!(groups::create_group, groups::list_groups))
         .routes(routes!(groups::list_members, groups::change_members))
         .routes(routes!(groups::get_group))
         .routes(routes!(groups::change_group))

@@ -138,6 +138,8 @@ pub(super) fn routes(assets: WebAssets) -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))
+        // The admin console is a view of the same page (it reads the path).
+        .route("/admin", get(index))
         .route("/assets/{*path}", get(asset))
         .layer(Extension(assets))
 }

@@ -1,6 +1,7 @@
 import type { ChorusClient, ConnectionState } from "@chorus/client";
 import { useEffect, useRef, useState } from "preact/hooks";
 
+import { AdminApi } from "../admin/api.js";
 import { useT } from "../context.js";
 import { Chat } from "./chat.js";
 import { ConversationList } from "./conversations.js";
@@ -46,6 +47,14 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
     setState(client.state);
     return () => offs.forEach((off) => off());
   }, [client]);
+  // Administrators get a link to the console.
+  const [admin, setAdmin] = useState(false);
+  useEffect(() => {
+    new AdminApi(client.session?.token ?? "").me().then(
+      (me) => setAdmin(me.admin),
+      () => setAdmin(false),
+    );
+  }, [client]);
   // Learn the favourite contacts once online, for the chat's ☆ toggle.
   useEffect(() => {
     if (state === "online") void client.favourites(1).catch(() => {});
@@ -78,6 +87,11 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
           {client.session?.account}
         </span>
         <span class="spacer" />
+        {admin ? (
+          <a href="/admin" data-test="admin-open">
+            {t("admin.open")}
+          </a>
+        ) : null}
         <button class="link" onClick={onSwitchLang}>
           {t("lang.switch")}
         </button>
