@@ -633,3 +633,105 @@ async fn an_admin_lists_every_group_by_name_in_pages_and_others_may_not() {
     let (status, refused) = alice.get("/api/v1/groups").await;
     assert_eq!((status, refused["code"].as_str()), (403, Some("FORBIDDEN")));
 }
+
+#[tokio::test]
+async fn anyone_browses_a_departments_members_and_opens_a_contact_card() {
+    let node = TestNode::start().await;
+    let ids = node
+        .create_users(&["alice", "bob", "carol", "dave", "erin"])
+        .await;
+    let api = admin_api(&node).await;
+    let sales = api.department("Sales", 0, 0).await;
+    let east = api.department("East", sales, 0).await;
+    for (i, title) in [(1, "Lead"), (2, "Rep"), (3, "Rep")] {
+        let (status, _) = api
+            .patch(
+                &format!("/api/v1/users/{}", ids[i]),
+                json!({ "posts": [{ "department_id": sales, "title": title }], "phone": "+86 21 555" }),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = api
+        .patch(
+            &format!("/api/v1/users/{}", ids[4]),
+            json!({ "posts": [{ "department_id": east, "title": "Rep" }] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Dave is disabled: he is no longer listed.
+    let (status, _) = api
+        .patch(
+            &format!("/api/v1/users/{}", ids[3]),
+            json!({ "disabled": true }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let alice = user_api(&node, "alice").await;
+    let (status, members) = alice
+        .get(&format!("/api/v1/departments/{sales}/members"))
+        .await;
+    assert_eq!(status, 200, "{members}");
+    let listed: Vec<(&str, &str)> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["account"].as_str().unwrap(), m["title"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [("bob", "Lead"), ("carol", "Rep")],
+        "not East's erin, not disabled dave"
+    );
+
+    let first = node
+        .http()
+        .get(node.url(&format!("/api/v1/departments/{sales}/members?limit=1")))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    let next = first.headers()["x-chorus-next-after"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(next, ids[1].to_string());
+    let last = node
+        .http()
+        .get(node.url(&format!(
+            "/api/v1/departments/{sales}/members?limit=1&after={next}"
+        )))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(last.headers().get("x-chorus-next-after").is_none());
+    let page: Value = last.json().await.unwrap();
+    assert_eq!(page[0]["account"], "carol");
+
+    let (status, card) = alice.get(&format!("/api/v1/contacts/{}", ids[1])).await;
+    assert_eq!(status, 200);
+    assert_eq!(card["account"], "bob");
+    assert_eq!(card["phone"], "+86 21 555");
+    assert_eq!(card["departments"][0]["name"], "Sales");
+    assert_eq!(card["departments"][0]["title"], "Lead");
+    assert_eq!(card["disabled"], false);
+    let direct = format!("d:{}:{}", ids[0].min(ids[1]), ids[0].max(ids[1]));
+    assert_eq!(card["direct_conversation"], direct);
+    let (_, own) = alice.get(&format!("/api/v1/contacts/{}", ids[0])).await;
+    assert_eq!(own["direct_conversation"], "");
+
+    for (path, code) in [
+        ("/api/v1/departments/999/members".to_string(), "NOT_FOUND"),
+        ("/api/v1/departments/x/members".to_string(), "INVALID"),
+        (
+            format!("/api/v1/departments/{sales}/members?sort=name"),
+            "INVALID",
+        ),
+        ("/api/v1/contacts/999".to_string(), "NOT_FOUND"),
+    ] {
+        let (_, body) = alice.get(&path).await;
+        assert_eq!(body["code"], code, "{path}: {body}");
+    }
+}

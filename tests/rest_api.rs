@@ -31,6 +31,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/departments/{id}"),
     ("post", "/api/v1/departments/{id}/move"),
     ("get", "/api/v1/contacts"),
+    ("get", "/api/v1/contacts/{id}"),
+    ("get", "/api/v1/departments/{id}/members"),
     ("post", "/api/v1/groups"),
     ("get", "/api/v1/groups"),
     ("get", "/api/v1/groups/{id}/members"),

@@ -830,6 +830,42 @@ impl Meta {
         Ok(directory::build_tree(&departments, &members))
     }
 
+    /// Returns up to `limit` enabled users holding a post in a department,
+    /// by id from above `after`, with the post's title; and the `after` of
+    /// the next page (0: no enabled member follows).
+    pub fn department_members(
+        &self,
+        department_id: u64,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<(UserRecord, String)>, u64), StorageError> {
+        let prefix = department_id.to_be_bytes();
+        let mut start = pair_key(department_id, after.saturating_add(1)).to_vec();
+        let mut found: Vec<(UserRecord, String)> = Vec::new();
+        loop {
+            let page = self
+                .db
+                .scan(CF_META_DEPARTMENT_MEMBERS, &prefix, &start, limit)?;
+            let ended = page.len() < limit;
+            for (key, title) in page {
+                let user_id = db::decode_u64(CF_META_DEPARTMENT_MEMBERS, &key[8..])?;
+                start = pair_key(department_id, user_id.saturating_add(1)).to_vec();
+                let Some(user) = self.user(user_id)?.filter(|u| !u.disabled) else {
+                    continue;
+                };
+                if found.len() == limit {
+                    // One more enabled member: the page is full and another follows.
+                    let next = found.last().map_or(0, |(u, _)| u.user_id);
+                    return Ok((found, next));
+                }
+                found.push((user, String::from_utf8_lossy(&title).into_owned()));
+            }
+            if ended {
+                return Ok((found, 0));
+            }
+        }
+    }
+
     /// Returns up to `limit` enabled users matching a contact query, by id.
     pub fn search_contacts(
         &self,

@@ -1,14 +1,19 @@
-//! Contact search (`/api/v1/contacts`): by name, account or pinyin initials.
+//! Contacts (`/api/v1/contacts`): search by name, account or pinyin
+//! initials, and a user's contact card.
+
+use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiResult, AppState, blocking, principal, query_params};
-use crate::protocol::ProtocolError;
+use super::{ApiError, ApiResult, AppState, blocking, id_param, principal, query_params};
+use crate::db::StorageError;
+use crate::meta::{Meta, Post};
+use crate::protocol::{ConversationId, ProtocolError};
 
 /// Default and largest number of contacts a search returns.
 const CONTACTS_DEFAULT_LIMIT: usize = 50;
@@ -70,30 +75,99 @@ pub(super) async fn search_contacts(
         .clamp(1, CONTACTS_MAX_LIMIT);
     let contacts = blocking(move || {
         let users = planes.meta.search_contacts(&query.q, limit)?;
-        let names: std::collections::HashMap<u64, String> = planes
-            .meta
-            .departments()?
-            .into_iter()
-            .map(|d| (d.department_id, d.name))
-            .collect();
+        let names = department_names(&planes.meta)?;
         Ok(users
             .into_iter()
             .map(|user| ContactView {
                 user_id: user.user_id,
                 account: user.account,
                 display_name: user.display_name,
-                departments: user
-                    .posts
-                    .into_iter()
-                    .map(|post| ContactDepartment {
-                        name: names.get(&post.department_id).cloned().unwrap_or_default(),
-                        department_id: post.department_id,
-                        title: post.title,
-                    })
-                    .collect(),
+                departments: posts_of(user.posts, &names),
             })
             .collect::<Vec<_>>())
     })
     .await?;
     Ok(Json(contacts))
+}
+
+fn department_names(meta: &Meta) -> Result<HashMap<u64, String>, StorageError> {
+    Ok(meta
+        .departments()?
+        .into_iter()
+        .map(|d| (d.department_id, d.name))
+        .collect())
+}
+
+fn posts_of(posts: Vec<Post>, names: &HashMap<u64, String>) -> Vec<ContactDepartment> {
+    posts
+        .into_iter()
+        .map(|post| ContactDepartment {
+            name: names.get(&post.department_id).cloned().unwrap_or_default(),
+            department_id: post.department_id,
+            title: post.title,
+        })
+        .collect()
+}
+
+/// A user's contact card: what a colleague may see of them.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ContactCard)]
+pub(super) struct ContactCardView {
+    user_id: u64,
+    account: String,
+    display_name: String,
+    title: String,
+    phone: String,
+    mobile: String,
+    email: String,
+    /// A disabled account: shown, but it can neither sign in nor be written to.
+    disabled: bool,
+    departments: Vec<ContactDepartment>,
+    /// The 1:1 conversation of the caller with this user (empty for oneself).
+    #[schema(example = "d:1:2")]
+    direct_conversation: String,
+}
+
+/// Returns a user's contact card: name, account, profile fields and posts;
+/// any logged-in user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{id}",
+    tag = "contacts",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "user id")),
+    responses((status = 200, description = "the card", body = ContactCardView))
+)]
+pub(super) async fn contact_card(
+    State(planes): State<AppState>,
+    headers: HeaderMap,
+    user_id: Result<Path<String>, PathRejection>,
+) -> ApiResult<ContactCardView> {
+    let caller = principal(&planes, &headers).await?.user.user_id;
+    let user_id = id_param(user_id)?;
+    let card = blocking(move || {
+        let user = planes
+            .meta
+            .user(user_id)?
+            .ok_or_else(|| ProtocolError::not_found(format!("no user {user_id}")))?;
+        let names = department_names(&planes.meta)?;
+        Ok(ContactCardView {
+            direct_conversation: if user_id == caller {
+                String::new()
+            } else {
+                ConversationId::direct(caller, user_id).to_string()
+            },
+            user_id,
+            account: user.account,
+            display_name: user.display_name,
+            title: user.title,
+            phone: user.phone,
+            mobile: user.mobile,
+            email: user.email,
+            disabled: user.disabled,
+            departments: posts_of(user.posts, &names),
+        })
+    })
+    .await?;
+    Ok(Json(card))
 }

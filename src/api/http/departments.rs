@@ -2,16 +2,19 @@
 //! and delete, and the tree with member and online counts for everyone.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
     ApiError, ApiResult, AppState, Peer, actor, admin, blocking, id_param, json_body, principal,
+    query_params,
 };
 use crate::meta::{DepartmentNode, DepartmentRecord};
+use crate::protocol::ProtocolError;
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = Department)]
@@ -220,4 +223,82 @@ pub(super) async fn department_tree(
     Ok(Json(
         tree.into_iter().map(DepartmentNodeView::from).collect(),
     ))
+}
+
+/// Default and largest number of members a page holds.
+const MEMBERS_DEFAULT_LIMIT: usize = 100;
+const MEMBERS_MAX_LIMIT: usize = 500;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct MembersQuery {
+    /// Only users with a larger id: the `X-Chorus-Next-After` of the previous page.
+    after: Option<u64>,
+    /// At most this many (default 100, at most 500).
+    limit: Option<usize>,
+}
+
+/// A user holding a post in a department.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DepartmentMember)]
+pub(super) struct DepartmentMemberView {
+    user_id: u64,
+    account: String,
+    display_name: String,
+    /// The post's title in this department.
+    title: String,
+}
+
+/// Lists the enabled users holding a post in a department (not those of
+/// departments below it), by id; any logged-in user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/departments/{id}/members",
+    tag = "departments",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "department id"), MembersQuery),
+    responses((status = 200, description = "members, by user id", body = Vec<DepartmentMemberView>,
+        headers(("X-Chorus-Next-After" = u64, description = "the `after` of the next page; absent on the last"))))
+)]
+pub(super) async fn department_members(
+    State(planes): State<AppState>,
+    headers: HeaderMap,
+    department_id: Result<Path<String>, PathRejection>,
+    query: Result<Query<MembersQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    principal(&planes, &headers).await?;
+    let department_id = id_param(department_id)?;
+    let query = query_params(query)?;
+    let limit = query
+        .limit
+        .unwrap_or(MEMBERS_DEFAULT_LIMIT)
+        .clamp(1, MEMBERS_MAX_LIMIT);
+    let (members, next) = blocking(move || {
+        if planes.meta.department(department_id)?.is_none() {
+            return Err(ProtocolError::not_found(format!(
+                "no department {department_id}"
+            )));
+        }
+        Ok(planes
+            .meta
+            .department_members(department_id, query.after.unwrap_or(0), limit)?)
+    })
+    .await?;
+    let members: Vec<DepartmentMemberView> = members
+        .into_iter()
+        .map(|(user, title)| DepartmentMemberView {
+            user_id: user.user_id,
+            account: user.account,
+            display_name: user.display_name,
+            title,
+        })
+        .collect();
+    let mut response = Json(members).into_response();
+    if next != 0 {
+        response
+            .headers_mut()
+            .insert("x-chorus-next-after", HeaderValue::from(next));
+    }
+    Ok(response)
 }

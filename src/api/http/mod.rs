@@ -214,6 +214,8 @@ fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(departments::move_department))
         .routes(routes!(contacts::search_contacts))
+        .routes(routes!(contacts::contact_card))
+        .routes(routes!(departments::department_members))
         .routes(routes!(groups::create_group, groups::list_groups))
         .routes(routes!(groups::list_members, groups::change_members))
         .routes(routes!(groups::get_group))
