@@ -1435,3 +1435,103 @@ async fn a_user_who_is_not_an_administrator_gets_no_admin_console() {
         .await;
     alice.close().await;
 }
+
+#[tokio::test]
+async fn a_colleague_is_found_in_the_org_tree_and_by_pinyin_and_messaged_from_the_card() {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob", "zhangwei"]).await;
+    let admin = node.admin_token().await;
+    let sales: serde_json::Value = node
+        .http()
+        .post(node.url("/api/v1/departments"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "Sales" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sales = sales["department_id"].as_u64().unwrap();
+    for (id, body) in [
+        (
+            ids[1],
+            json!({ "display_name": "Bob Li", "posts": [{ "department_id": sales, "title": "Lead" }] }),
+        ),
+        (
+            ids[2],
+            json!({ "display_name": "张伟", "phone": "+86 10 8888", "posts": [{ "department_id": sales, "title": "Rep" }] }),
+        ),
+    ] {
+        let response = node
+            .http()
+            .patch(node.url(&format!("/api/v1/users/{id}")))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // Bob is online (a terminal session); 张伟 is not.
+    let (_bob, _) = node
+        .login(
+            "bob",
+            chorus::pb::DeviceClass::Pc,
+            chorus::client::Transport::Tcp,
+        )
+        .await;
+
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    sign_in(&alice, &node, "alice").await;
+    alice.click("[data-test=tab-contacts]").await;
+    alice
+        .wait_until(
+            "Sales with one of its two online",
+            "return document.querySelector('[data-test=org-dept][data-name=Sales] [data-test=org-counts]')?.innerText === '1 online of 2'",
+        )
+        .await;
+    alice.click("[data-test=org-dept][data-name=Sales]").await;
+    alice
+        .wait_until(
+            "both members listed with their titles",
+            "const p = [...document.querySelectorAll('[data-test=org] [data-test=person]')].map(e => e.innerText.replace(/\\s+/g, ' ')); return p.length === 2 && p[0] === 'Bob Li Lead' && p[1] === '张伟 Rep'",
+        )
+        .await;
+    alice.screenshot(&screenshots().join("directory.png")).await;
+
+    // By pinyin initials: zw finds 张伟, whose card opens a chat.
+    alice.type_into("[data-test=dir-q]", "zw").await;
+    alice.click("[data-test=dir-q-go]").await;
+    alice
+        .click("[data-test=dir-found] [data-test=person][data-account=zhangwei]")
+        .await;
+    alice
+        .wait_until(
+            "the card with the phone",
+            "return document.querySelector('[data-test=card-phone]')?.innerText === '+86 10 8888'",
+        )
+        .await;
+    alice.click("[data-test=card-chat]").await;
+    alice.type_into("[data-test=composer]", "你好").await;
+    alice.click("[data-test=send]").await;
+    let (zhang, _) = node
+        .login(
+            "zhangwei",
+            chorus::pb::DeviceClass::Pc,
+            chorus::client::Transport::Tcp,
+        )
+        .await;
+    let direct = chorus::ConversationId::direct(ids[0], ids[2]).to_string();
+    common::wait_for("alice's message in the 1:1 log", || async {
+        let page = zhang.pull(&direct, 0, 0).await.ok()?;
+        page.messages
+            .iter()
+            .any(|m| common::text_of(m) == "你好")
+            .then_some(())
+    })
+    .await;
+    alice.close().await;
+}

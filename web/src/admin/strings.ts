@@ -1,5 +1,5 @@
-// The admin console's strings, in English and Simplified Chinese; i18n.ts
-// joins them to the page's tables.
+// The strings of the admin console and the directory (通讯录), in English
+// and Simplified Chinese; i18n.ts joins them to the page's tables.
 
 export const adminEn = {
   "admin.title": "Chorus administration",
@@ -111,6 +111,18 @@ export const adminEn = {
   "audit.ip": "IP",
   "audit.empty": "No entries match.",
   "audit.older": "Older entries",
+  "dir.search": "Find a colleague (name, account, pinyin initials)",
+  "dir.search.go": "Find",
+  "dir.none": "No one matches.",
+  "dir.back": "← Back",
+  "dir.account": "Account",
+  "dir.title": "Title",
+  "dir.phone": "Phone",
+  "dir.mobile": "Mobile",
+  "dir.email": "Email",
+  "dir.disabled": "This account is disabled.",
+  "dir.chat": "Send a message",
+  "lists.tab.contacts": "Contacts",
 };
 
 export const adminZh: Record<keyof typeof adminEn, string> = {
@@ -223,4 +235,16 @@ export const adminZh: Record<keyof typeof adminEn, string> = {
   "audit.ip": "IP",
   "audit.empty": "没有匹配的记录。",
   "audit.older": "更早的记录",
+  "dir.search": "查找同事（姓名、账号、拼音首字母）",
+  "dir.search.go": "查找",
+  "dir.none": "没有匹配的人。",
+  "dir.back": "← 返回",
+  "dir.account": "账号",
+  "dir.title": "职务",
+  "dir.phone": "电话",
+  "dir.mobile": "手机",
+  "dir.email": "邮箱",
+  "dir.disabled": "此账号已停用。",
+  "dir.chat": "发消息",
+  "lists.tab.contacts": "通讯录",
 };

@@ -2,6 +2,7 @@ import { type ChorusClient, ChorusError, previewMessage } from "@chorus/client";
 import { useState } from "preact/hooks";
 
 import { useT } from "../context.js";
+import { Directory } from "./directory.js";
 import { PersonalLists } from "./lists.js";
 import { NoticeList } from "./notices.js";
 import { SearchBox } from "./search.js";
@@ -20,7 +21,7 @@ export function ConversationList({ client, open, onOpen, onJump }: Props) {
   useClientVersion(client);
   const [peer, setPeer] = useState("");
   const [error, setError] = useState("");
-  const [tab, setTab] = useState<"chats" | "recent" | "favourites" | "notices">("chats");
+  const [tab, setTab] = useState<"chats" | "contacts" | "recent" | "favourites" | "notices">("chats");
   const list = client.conversationList().filter((c) => c.maxSeq > 0 || c.id === open || c.id.startsWith("g:"));
 
   const start = async (ev: Event) => {
@@ -80,7 +81,7 @@ export function ConversationList({ client, open, onOpen, onJump }: Props) {
           </p>
         )}
         <div class="tabs" role="tablist">
-          {(["chats", "recent", "favourites", "notices"] as const).map((name) => (
+          {(["chats", "contacts", "recent", "favourites", "notices"] as const).map((name) => (
             <button
               key={name}
               role="tab"
@@ -95,6 +96,7 @@ export function ConversationList({ client, open, onOpen, onJump }: Props) {
         </div>
         {(tab === "recent" || tab === "favourites") && <PersonalLists client={client} kind={tab} onOpen={onOpen} />}
         {tab === "notices" && <NoticeList client={client} />}
+        {tab === "contacts" && <Directory client={client} onOpen={onOpen} />}
         {tab === "chats" && list.length === 0 && <p class="quiet">{t("list.empty")}</p>}
         <ul hidden={tab !== "chats"}>
           {list.map((c) => (
