@@ -20,11 +20,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/login"),
     ("post", "/api/v1/logout"),
     ("get", "/api/v1/me"),
+    ("patch", "/api/v1/me"),
     ("put", "/api/v1/me/password"),
     ("get", "/api/v1/users"),
     ("post", "/api/v1/users"),
     ("patch", "/api/v1/users/{id}"),
     ("delete", "/api/v1/users/{id}"),
+    ("put", "/api/v1/users/{id}/password"),
     ("post", "/api/v1/departments"),
     ("get", "/api/v1/departments/tree"),
     ("patch", "/api/v1/departments/{id}"),
@@ -77,6 +79,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/groups/{id}/files/{entry}/content"),
     ("get", "/api/v1/policies/files"),
     ("put", "/api/v1/policies/files"),
+    ("get", "/api/v1/policies/password"),
+    ("put", "/api/v1/policies/password"),
     ("get", "/api/v1/admin/audit"),
     ("put", "/api/v1/admin/log-level"),
     ("get", "/api/v1/admin/cluster"),
@@ -285,7 +289,7 @@ async fn unknown_paths_and_wrong_methods_get_the_json_error_body() {
         (405, Some("INVALID")),
         "{body}"
     );
-    assert_eq!(allow.as_deref(), Some("GET,HEAD"));
+    assert_eq!(allow.as_deref(), Some("GET,HEAD,PATCH"));
     assert!(
         body["message"].as_str().unwrap().contains("DELETE"),
         "{body}"

@@ -65,7 +65,7 @@ pub async fn ensure_admin(meta: &Meta, auth: &Auth) -> Result<Option<String>, Me
             display_name: "Administrator".to_string(),
             password_hash: hash(auth, &password).await?,
             admin: true,
-            posts: Vec::new(),
+            ..Default::default()
         })
         .await;
     match created {
@@ -142,6 +142,7 @@ pub async fn seed_demo(
                     password_hash: password_hash.clone(),
                     admin: false,
                     posts,
+                    ..Default::default()
                 })
                 .await?
             }

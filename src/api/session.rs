@@ -57,6 +57,9 @@ pub struct Session {
     /// Requests waiting for their conversation's answer; allocated on the
     /// first, so that an idle session pays one pointer for it.
     waiting: Option<Box<Waiting>>,
+    /// Signed in with a password that must be changed first: nothing but
+    /// Ping, and a new Login or Resume once it is changed, is served.
+    password_change_pending: bool,
 }
 
 type Waiting =
@@ -79,6 +82,7 @@ impl Session {
             identity: None,
             registered: None,
             waiting: None,
+            password_change_pending: false,
         }
     }
 
@@ -436,7 +440,16 @@ impl Session {
             device_class: principal.device_class as i32,
             expires_at_ms: principal.expires_at_ms,
             heartbeat_secs: self.planes.config.limits.heartbeat_secs,
+            must_change_password: principal.must_change_password,
         };
+        if principal.must_change_password {
+            // Not attached: no pushes, no presence, until a Login or Resume
+            // after the change (PUT /api/v1/me/password with this token).
+            self.password_change_pending = true;
+            self.answer(request_id, Out::Session(session));
+            return Ok(());
+        }
+        self.password_change_pending = false;
         let left_ms = principal.expires_at_ms.saturating_sub(now_ms()).max(0) as u64;
         let identity = Identity {
             user_id: principal.user.user_id,
@@ -459,6 +472,14 @@ impl Session {
             return Err(ProtocolError::new(
                 ErrorCode::Conflict,
                 "session already authenticated",
+            ));
+        }
+        if self.password_change_pending
+            && !matches!(body, In::Ping(_) | In::Login(_) | In::Resume(_))
+        {
+            return Err(ProtocolError::forbidden(
+                "the password must be changed first (PUT /api/v1/me/password), \
+                 then Resume",
             ));
         }
         match body {

@@ -33,6 +33,9 @@ pub struct Principal {
     pub device_class: pb::DeviceClass,
     pub token_digest: Vec<u8>,
     pub expires_at_ms: i64,
+    /// The password must be changed before anything else: an administrator
+    /// reset it, or it is older than the password policy allows.
+    pub must_change_password: bool,
 }
 
 impl Principal {
@@ -138,6 +141,7 @@ impl Auth {
             }
             Err(err) => return Err(err.into()),
         };
+        let must_change_password = self.must_change(&user).await?;
         Ok(LoginOutcome {
             token: token.as_str().to_string(),
             principal: Principal {
@@ -145,6 +149,7 @@ impl Auth {
                 device_class,
                 token_digest: digest,
                 expires_at_ms: record.expires_at_ms,
+                must_change_password,
             },
             replaced,
         })
@@ -258,13 +263,53 @@ impl Auth {
         if user.disabled {
             return Err(ProtocolError::unauthenticated("account disabled"));
         }
+        let must_change_password = self.must_change(&user).await?;
         Ok(Principal {
             user,
             device_class: pb::DeviceClass::try_from(record.device_class)
                 .unwrap_or(pb::DeviceClass::Unspecified),
             token_digest: digest,
             expires_at_ms: record.expires_at_ms,
+            must_change_password,
         })
+    }
+
+    /// Whether `user` must choose a new password before anything else,
+    /// under the password policy as this replica has it.
+    async fn must_change(&self, user: &UserRecord) -> Result<bool, ProtocolError> {
+        if user.must_change_password {
+            return Ok(true);
+        }
+        let meta = self.meta.clone();
+        let policy = db::blocking(move || meta.password_policy()).await?;
+        Ok(crate::meta::must_change(&policy, user, now_ms()))
+    }
+
+    /// Whether `password` is one of the `history` passwords `user` had
+    /// before the current one (checked in turn with logins, one hash slot).
+    pub async fn reuses_previous(
+        &self,
+        user: &UserRecord,
+        password: &str,
+        history: u32,
+    ) -> Result<bool, ProtocolError> {
+        let previous: Vec<String> = user
+            .previous_password_hashes
+            .iter()
+            .take(history as usize)
+            .cloned()
+            .collect();
+        if previous.is_empty() {
+            return Ok(false);
+        }
+        let permit = self.hashes.acquire().await.map_err(busy)?;
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            previous.iter().any(|hash| verify_password(hash, &password))
+        })
+        .await
+        .map_err(|e| ProtocolError::internal(e.to_string()))
     }
 
     /// Returns a token's record and its user, as this node's replica has them.

@@ -310,9 +310,10 @@ pub enum ClientCommand {
         sent: bool,
     },
     /// Changes this user's password: --password is the current one. Every
-    /// other session of the user ends.
+    /// other session of the user ends. Works when the password must be
+    /// changed (an administrator's reset, or it is older than the policy allows).
     Passwd {
-        /// The new password (at least 8 characters).
+        /// The new password, within the password policy (`chorus client password-policy`).
         new_password: String,
     },
     /// Uploads a file (resumably) and sends it; prints its ack.
@@ -378,6 +379,8 @@ pub enum ClientCommand {
         #[arg(long)]
         count: Option<usize>,
     },
+    #[command(flatten)]
+    Account(super::account::AccountCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -722,6 +725,13 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
     let session = conn
         .login(&args.user, &args.password, args.device_class())
         .await?;
+    if session.must_change_password && !matches!(args.command, Some(ClientCommand::Passwd { .. })) {
+        return Err(ClientError::Unexpected(format!(
+            "the password of {} must be changed first: chorus client --user {} --password \
+             <current> passwd <new>",
+            args.user, args.user
+        )));
+    }
     let mut names = Names::default();
     let rest = Rest {
         options: args.http_options(&servers, at),
@@ -746,6 +756,12 @@ pub async fn run(args: ClientArgs) -> Result<(), ClientError> {
                 ack.seq,
                 ack.message_id
             );
+            Ok(())
+        }
+        Some(ClientCommand::Account(command)) => {
+            for line in command.run(&conn, &rest).await? {
+                println!("{}", crate::protocol::terminal_safe(&line));
+            }
             Ok(())
         }
         Some(ClientCommand::Passwd { new_password }) => {
@@ -1378,7 +1394,8 @@ const HELP: &str =
           /search <text> (every conversation)  /files  /images  /links (the open one)
           /send-file <path>  /get <seq> [path]  /forward <seq> <account|conversation>
           /space [folder] (a group's files; `chorus client space` changes them)
-          /status <online|busy|away>  /watch <account>...  /passwd <current> <new>  /help  /quit
+          /status <online|busy|away>  /watch <account>...  /passwd <current> <new>
+          /profile [phone|email|mobile <value>]  /card <account>  /contacts <text>  /help  /quit
   groups: /info  /rename <name>  /announce <text>  /admin <account> [off]  /transfer <account>
           /mute <account> [off]  /muteall [off]  /dissolve [keep]  /leave  /permanent <name>
           /discuss <account>... (a temporary discussion)   any conversation: /dnd [off]
@@ -1903,6 +1920,58 @@ impl Interactive {
                 };
                 for line in action.run(&self.conn).await? {
                     println!("  {line}");
+                }
+            }
+            Some(cmd @ ("/profile" | "/card" | "/contacts")) => {
+                use super::account::AccountCommand;
+                let usage = |u: &str| ClientError::Unexpected(u.into());
+                let command = match cmd {
+                    "/profile" => {
+                        let field = words.next();
+                        let value = words.collect::<Vec<_>>().join(" ");
+                        let value = || Some(value.clone());
+                        match field {
+                            None => AccountCommand::Profile {
+                                phone: None,
+                                email: None,
+                                mobile: None,
+                            },
+                            Some("phone") => AccountCommand::Profile {
+                                phone: value(),
+                                email: None,
+                                mobile: None,
+                            },
+                            Some("email") => AccountCommand::Profile {
+                                phone: None,
+                                email: value(),
+                                mobile: None,
+                            },
+                            Some("mobile") => AccountCommand::Profile {
+                                phone: None,
+                                email: None,
+                                mobile: value(),
+                            },
+                            Some(_) => {
+                                return Err(usage("/profile [phone|email|mobile <value>]"));
+                            }
+                        }
+                    }
+                    "/card" => AccountCommand::Card {
+                        account: words
+                            .next()
+                            .ok_or_else(|| usage("/card <account>"))?
+                            .to_string(),
+                    },
+                    _ => {
+                        let query = words.collect::<Vec<_>>().join(" ");
+                        if query.is_empty() {
+                            return Err(usage("/contacts <name, account or pinyin initials>"));
+                        }
+                        AccountCommand::Contacts { query }
+                    }
+                };
+                for line in command.run(&self.conn, &self.rest).await? {
+                    println!("  {}", crate::protocol::terminal_safe(&line));
                 }
             }
             Some("/passwd") => {

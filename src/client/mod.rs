@@ -2,6 +2,7 @@
 //! JSON, optional TLS) used by the terminal client, the tests and the
 //! benchmarks, and the `chorus client` command itself.
 
+mod account;
 pub mod backup;
 pub mod cli;
 mod conn;

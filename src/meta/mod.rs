@@ -7,6 +7,7 @@ mod favourites;
 mod file_space;
 mod files;
 mod notices;
+mod passwords;
 mod state_machine;
 mod wire;
 
@@ -27,6 +28,7 @@ use crate::raft::{self, GroupStateMachine, META_GROUP, RaftHost};
 pub use directory::{DepartmentNode, fill_online};
 pub use favourites::Favourite;
 pub use files::{DEFAULT_MAX_FILE_BYTES, DEFAULT_RETENTION_DAYS, blob_key};
+pub use passwords::{check_strength, must_change};
 pub use state_machine::{
     GroupQuota, MetaApply, MetaCommand, MetaRaftConfig, MetaResponse, NodeRecord, Placement,
     Refusal,
@@ -107,6 +109,8 @@ pub struct NewUser {
     pub password_hash: String,
     pub admin: bool,
     pub posts: Vec<Post>,
+    /// The first sign-in must choose a new password.
+    pub must_change_password: bool,
 }
 
 /// Changes to a user; `None` leaves a field as it is.
@@ -125,6 +129,12 @@ pub struct UserUpdate {
     pub password_hash: Option<String>,
     /// The digest of the token that changes its own user's password.
     pub keep_token: Vec<u8>,
+    /// With `password_hash`: the next sign-in must change it (a reset).
+    pub must_change_password: bool,
+    /// With `password_hash`: when it was set, unix ms.
+    pub password_set_at_ms: i64,
+    /// With `password_hash`: how many earlier hashes to keep (the policy's history).
+    pub keep_previous: u32,
 }
 
 /// Longest profile field (display name, title, phone, email, mobile), in characters.
@@ -514,6 +524,8 @@ impl Meta {
             disabled: false,
             posts: new.posts,
             created_at_ms: now_ms(),
+            password_set_at_ms: now_ms(),
+            must_change_password: new.must_change_password,
             ..Default::default()
         };
         expect_response!(self.write(MetaCommand::CreateUser { user }).await?, User)
@@ -533,14 +545,18 @@ impl Meta {
             "account": new.account,
             "admin": new.admin,
             "departments": new.posts.iter().map(|p| p.department_id).collect::<Vec<_>>(),
+            "must_change_password": new.must_change_password,
         });
+        let now = now_ms();
         let user = UserRecord {
             account: new.account,
             display_name: new.display_name,
             password_hash: new.password_hash,
             admin: new.admin,
             posts: new.posts,
-            created_at_ms: now_ms(),
+            created_at_ms: now,
+            password_set_at_ms: now,
+            must_change_password: new.must_change_password,
             ..Default::default()
         };
         let audit = by.record("user.create", String::new(), detail);
@@ -608,25 +624,38 @@ impl Meta {
 
     /// Sets a user's password (its PHC hash), with an audit entry that
     /// holds no hash; revokes every token of the user but `keep_token` (a
-    /// digest; empty: none) and returns the digests revoked.
+    /// digest; empty: none) and returns the digests revoked. The policy's
+    /// `history` decides how many earlier hashes the user keeps. A `reset`
+    /// (an administrator's, of another user: `Some(must_change)`, whether
+    /// the next sign-in must change it) is audited as `user.password_reset`.
     pub async fn change_password(
         &self,
         by: &Actor,
         user_id: u64,
         password_hash: String,
         keep_token: Vec<u8>,
+        reset: Option<bool>,
     ) -> Result<Vec<Vec<u8>>, MetaError> {
         let kept_session = !keep_token.is_empty();
         let update = UserUpdate {
             password_hash: Some(password_hash),
             keep_token,
+            must_change_password: reset.unwrap_or(false),
+            password_set_at_ms: now_ms(),
+            keep_previous: self.password_policy()?.history,
             ..Default::default()
         };
-        let audit = by.record(
-            "user.password",
-            format!("user:{user_id}"),
-            serde_json::json!({ "kept_session": kept_session }),
-        );
+        let (action, detail) = match reset {
+            Some(must_change) => (
+                "user.password_reset",
+                serde_json::json!({ "must_change_password": must_change }),
+            ),
+            None => (
+                "user.password",
+                serde_json::json!({ "kept_session": kept_session }),
+            ),
+        };
+        let audit = by.record(action, format!("user:{user_id}"), detail);
         match self
             .write_audited(MetaCommand::UpdateUser { user_id, update }, audit)
             .await?
@@ -786,6 +815,29 @@ impl Meta {
                 discussion_starters: DiscussionStarters::Everyone as i32,
                 discussion_idle_secs: Some(DEFAULT_DISCUSSION_IDLE_SECS),
             }))
+    }
+
+    /// Returns the password policy, as this replica applied it (its
+    /// defaults until an admin sets one).
+    pub fn password_policy(&self) -> Result<store_pb::PasswordPolicy, StorageError> {
+        passwords::policy(&self.db)
+    }
+
+    /// Replaces the password policy, with an audit entry.
+    pub async fn set_password_policy(
+        &self,
+        by: &Actor,
+        policy: store_pb::PasswordPolicy,
+    ) -> Result<store_pb::PasswordPolicy, MetaError> {
+        let detail = serde_json::json!({
+            "min_length": policy.min_length,
+            "min_classes": policy.min_classes,
+            "history": policy.history,
+            "max_age_days": policy.max_age_days,
+        });
+        let audit = by.record("policy.password", "policy:password".to_string(), detail);
+        let command = MetaCommand::SetPasswordPolicy { policy };
+        expect_response!(self.write_audited(command, audit).await?, PasswordPolicy)
     }
 
     /// Replaces the messaging policy, with an audit entry.

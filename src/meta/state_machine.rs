@@ -11,6 +11,7 @@ use super::favourites::{self, Favourite};
 use super::file_space;
 use super::files;
 use super::notices;
+use super::passwords;
 use super::{
     AuditRecord, DepartmentRecord, GroupRecord, Post, TokenRecord, UserRecord, UserUpdate,
     audit_key, pair_key, validate_account,
@@ -184,6 +185,10 @@ pub enum MetaCommand {
     SetFilePolicy {
         policy: store_pb::FilePolicy,
     },
+    /// Replaces the password policy.
+    SetPasswordPolicy {
+        policy: store_pb::PasswordPolicy,
+    },
     /// Records a completed upload; `exempt`: no quota binds its uploader.
     RegisterFile {
         file: store_pb::FileRecord,
@@ -270,6 +275,7 @@ pub enum MetaResponse {
     Notice(store_pb::NoticeRecord),
     NoticeRead(store_pb::NoticeReadState),
     FilePolicy(store_pb::FilePolicy),
+    PasswordPolicy(store_pb::PasswordPolicy),
     File(store_pb::FileRecord),
     SpaceEntry(store_pb::SpaceEntry),
 }
@@ -958,7 +964,16 @@ impl MetaApply {
             user.disabled = disabled;
         }
         if let Some(hash) = &update.password_hash {
+            let keep = update.keep_previous as usize;
+            let mut previous = std::mem::take(&mut user.previous_password_hashes);
+            if keep > 0 {
+                previous.insert(0, std::mem::take(&mut user.password_hash));
+            }
+            previous.truncate(keep);
+            user.previous_password_hashes = previous;
             user.password_hash = hash.clone();
+            user.must_change_password = update.must_change_password;
+            user.password_set_at_ms = update.password_set_at_ms;
             if revoked.is_empty() {
                 revoked = self.revoke_all_tokens(batch, user_id, &update.keep_token)?;
             }
@@ -1258,6 +1273,7 @@ impl Apply<MetaRaftConfig> for MetaApply {
                 at_ms,
             } => notices::apply_vote(&self.db, batch, *notice_id, *user_id, choices, *at_ms),
             MetaCommand::SetFilePolicy { policy } => files::apply_policy(&self.db, batch, policy),
+            MetaCommand::SetPasswordPolicy { policy } => passwords::apply_policy(batch, policy),
             MetaCommand::RegisterFile { file, exempt } => {
                 files::apply_register(&self.db, batch, file, *exempt)
             }

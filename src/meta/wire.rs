@@ -62,6 +62,9 @@ impl From<&UserUpdate> for store_pb::UserUpdate {
                 }),
             password_hash: update.password_hash.clone(),
             keep_token: update.keep_token.clone(),
+            must_change_password: update.must_change_password,
+            password_set_at_ms: update.password_set_at_ms,
+            keep_previous: update.keep_previous,
         }
     }
 }
@@ -78,6 +81,9 @@ impl From<store_pb::UserUpdate> for UserUpdate {
             posts: update.posts.map(|p| p.posts),
             password_hash: update.password_hash,
             keep_token: update.keep_token,
+            must_change_password: update.must_change_password,
+            password_set_at_ms: update.password_set_at_ms,
+            keep_previous: update.keep_previous,
         }
     }
 }
@@ -162,6 +168,7 @@ impl From<&MetaCommand> for store_pb::MetaCommand {
             MetaCommand::Noop => Command::Noop(command::Noop {}),
             MetaCommand::SetMessagingPolicy { policy } => Command::SetMessagingPolicy(*policy),
             MetaCommand::SetFilePolicy { policy } => Command::SetFilePolicy(policy.clone()),
+            MetaCommand::SetPasswordPolicy { policy } => Command::SetPasswordPolicy(*policy),
             MetaCommand::SpaceChange { change } => Command::SpaceChange(change.clone()),
             MetaCommand::RegisterFile { file, exempt } => {
                 Command::RegisterFile(command::RegisterFile {
@@ -302,6 +309,7 @@ impl TryFrom<store_pb::MetaCommand> for MetaCommand {
             Command::Noop(_) => MetaCommand::Noop,
             Command::SetMessagingPolicy(policy) => MetaCommand::SetMessagingPolicy { policy },
             Command::SetFilePolicy(policy) => MetaCommand::SetFilePolicy { policy },
+            Command::SetPasswordPolicy(policy) => MetaCommand::SetPasswordPolicy { policy },
             Command::SpaceChange(change) => MetaCommand::SpaceChange { change },
             Command::RegisterFile(c) => MetaCommand::RegisterFile {
                 file: c.file.ok_or(missing("file"))?,
@@ -412,6 +420,7 @@ impl From<&MetaResponse> for store_pb::MetaResponse {
             MetaResponse::Refused(refusal) => Response::Refused(refusal.into()),
             MetaResponse::MessagingPolicy(policy) => Response::MessagingPolicy(*policy),
             MetaResponse::FilePolicy(policy) => Response::FilePolicy(policy.clone()),
+            MetaResponse::PasswordPolicy(policy) => Response::PasswordPolicy(*policy),
             MetaResponse::File(file) => Response::File(file.clone()),
             MetaResponse::SpaceEntry(entry) => Response::SpaceEntry(entry.clone()),
             MetaResponse::Favourite(record) => Response::Favourite(record.clone()),
@@ -444,6 +453,7 @@ impl TryFrom<store_pb::MetaResponse> for MetaResponse {
             Response::Refused(refusal) => MetaResponse::Refused(refusal.try_into()?),
             Response::MessagingPolicy(policy) => MetaResponse::MessagingPolicy(policy),
             Response::FilePolicy(policy) => MetaResponse::FilePolicy(policy),
+            Response::PasswordPolicy(policy) => MetaResponse::PasswordPolicy(policy),
             Response::File(file) => MetaResponse::File(file),
             Response::SpaceEntry(entry) => MetaResponse::SpaceEntry(entry),
             Response::Favourite(record) => MetaResponse::Favourite(record),
@@ -585,6 +595,16 @@ mod tests {
                 user_id: 7,
                 update: UserUpdate::default(),
             },
+            MetaCommand::UpdateUser {
+                user_id: 7,
+                update: UserUpdate {
+                    password_hash: Some("$argon2id$y".into()),
+                    must_change_password: true,
+                    password_set_at_ms: 5,
+                    keep_previous: 3,
+                    ..Default::default()
+                },
+            },
             MetaCommand::DeleteUser { user_id: 7 },
             MetaCommand::Noop,
             MetaCommand::SetMessagingPolicy {
@@ -601,6 +621,14 @@ mod tests {
                     blocked_types: vec!["exe".into()],
                     retention_days: None,
                     ..Default::default()
+                },
+            },
+            MetaCommand::SetPasswordPolicy {
+                policy: store_pb::PasswordPolicy {
+                    min_length: 12,
+                    min_classes: 3,
+                    history: 5,
+                    max_age_days: 90,
                 },
             },
             MetaCommand::SpaceChange {

@@ -156,7 +156,22 @@ fn rest_origin(planes: &Planes) -> crate::delivery::SessionRef {
     }
 }
 
+/// The caller, refused with FORBIDDEN while their password must be
+/// changed: what every route but the few of [`signed_in`] asks for.
 async fn principal(planes: &Planes, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let principal = signed_in(planes, headers).await?;
+    if principal.must_change_password {
+        return Err(ApiError(ProtocolError::forbidden(
+            "the password must be changed first (PUT /api/v1/me/password)",
+        )));
+    }
+    Ok(principal)
+}
+
+/// The caller, even one whose password must be changed: for the routes
+/// that let them change it (`GET /api/v1/me`, `PUT /api/v1/me/password`,
+/// the password policy, logout).
+async fn signed_in(planes: &Planes, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let principal = planes.auth.resume(bearer(headers)?).await?;
     // This node's copy of the metadata may lag a revocation it heard of.
     if planes
@@ -202,10 +217,11 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::serve_document))
         .routes(routes!(session::login))
         .routes(routes!(session::logout))
-        .routes(routes!(users::me))
+        .routes(routes!(users::me, users::update_me))
         .routes(routes!(users::change_password))
         .routes(routes!(users::create_user, users::list_users))
         .routes(routes!(users::update_user, users::delete_user))
+        .routes(routes!(users::reset_password))
         .routes(routes!(departments::create_department))
         .routes(routes!(departments::department_tree))
         .routes(routes!(
@@ -252,6 +268,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(
             policies::messaging_policy,
             policies::set_messaging_policy
+        ))
+        .routes(routes!(
+            policies::password_policy,
+            policies::set_password_policy
         ))
         .routes(routes!(admin::audit_log))
         .routes(routes!(admin::set_log_level))

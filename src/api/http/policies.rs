@@ -1,7 +1,8 @@
 //! Cluster-wide policies (`/api/v1/policies`): the messaging policy (the
 //! recall window, the longest burn-after-reading time to live, who may
-//! start temporary discussions and how long they may stay idle), which
-//! every user may read and admins set.
+//! start temporary discussions and how long they may stay idle) and the
+//! password policy (length, character classes, reuse, age), which every
+//! user may read and admins set.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -10,8 +11,9 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiResult, AppState, Peer, actor, admin, blocking, json_body, principal};
+use super::{ApiResult, AppState, Peer, actor, admin, blocking, json_body, principal, signed_in};
 use crate::meta::{DiscussionStarters, MessagingPolicy};
+use crate::protocol::store_pb;
 
 /// The messaging policy.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -127,6 +129,91 @@ pub(super) async fn set_messaging_policy(
     let policy = planes
         .meta
         .set_messaging_policy(&actor(&principal, peer), policy)
+        .await?;
+    Ok(Json(policy.into()))
+}
+
+/// The password policy.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PasswordPolicy)]
+pub(super) struct PasswordPolicyView {
+    /// Fewest characters, 8 to 128; 8 until an admin sets it.
+    #[schema(example = 10)]
+    min_length: u32,
+    /// Fewest character classes a password mixes (lowercase letters,
+    /// uppercase letters, digits, other characters), 1 to 4; 1 until an
+    /// admin sets it.
+    #[schema(example = 3)]
+    min_classes: u32,
+    /// How many earlier passwords may not be chosen again, 0 to 24 (the
+    /// current one never may); 0 until an admin sets it.
+    #[serde(default)]
+    #[schema(example = 5)]
+    history: u32,
+    /// Days after which a password must be changed at the next sign-in, 0
+    /// to 3650; 0 (never) until an admin sets it.
+    #[serde(default)]
+    #[schema(example = 90)]
+    max_age_days: u32,
+}
+
+impl From<store_pb::PasswordPolicy> for PasswordPolicyView {
+    fn from(policy: store_pb::PasswordPolicy) -> Self {
+        PasswordPolicyView {
+            min_length: policy.min_length,
+            min_classes: policy.min_classes,
+            history: policy.history,
+            max_age_days: policy.max_age_days,
+        }
+    }
+}
+
+/// Returns the password policy; any signed-in user may read it, one whose
+/// password must be changed included (to be told the rules).
+#[utoipa::path(
+    get,
+    path = "/api/v1/policies/password",
+    tag = "policies",
+    security(("bearer" = [])),
+    responses((status = 200, description = "the password policy", body = PasswordPolicyView))
+)]
+pub(super) async fn password_policy(
+    State(planes): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<PasswordPolicyView> {
+    signed_in(&planes, &headers).await?;
+    let policy = blocking(move || Ok(planes.meta.password_policy()?)).await?;
+    Ok(Json(policy.into()))
+}
+
+/// Replaces the password policy (admins only; audited). It binds every
+/// password set from then on, and `max_age_days` every sign-in.
+#[utoipa::path(
+    put,
+    path = "/api/v1/policies/password",
+    tag = "policies",
+    security(("bearer" = [])),
+    request_body = PasswordPolicyView,
+    responses((status = 200, description = "the policy now in force", body = PasswordPolicyView))
+)]
+pub(super) async fn set_password_policy(
+    State(planes): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Result<Json<PasswordPolicyView>, JsonRejection>,
+) -> ApiResult<PasswordPolicyView> {
+    let principal = admin(&planes, &headers).await?;
+    let body = json_body(body)?;
+    let policy = store_pb::PasswordPolicy {
+        min_length: body.min_length,
+        min_classes: body.min_classes,
+        history: body.history,
+        max_age_days: body.max_age_days,
+    };
+    let policy = planes
+        .meta
+        .set_password_policy(&actor(&principal, peer), policy)
         .await?;
     Ok(Json(policy.into()))
 }

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiResult, AppState, Peer, json_body, principal};
+use super::{ApiError, ApiResult, AppState, Peer, json_body, signed_in};
 use crate::protocol::{ErrorCode, ProtocolError, pb};
 
 #[derive(Deserialize, ToSchema)]
@@ -30,6 +30,11 @@ pub(super) struct LoginReply {
     account: String,
     device_class: String,
     expires_at_ms: i64,
+    /// The password must be changed first (an administrator reset it, or it
+    /// is older than the password policy allows): until it is, this token
+    /// serves only `PUT /api/v1/me/password`, `GET /api/v1/me`, the
+    /// password policy and logout, and every other route is FORBIDDEN.
+    must_change_password: bool,
 }
 
 fn parse_device_class(name: &str) -> Result<pb::DeviceClass, ApiError> {
@@ -77,6 +82,7 @@ pub(super) async fn login(
         account: outcome.principal.user.account,
         device_class: body.device_class.to_ascii_lowercase(),
         expires_at_ms: outcome.principal.expires_at_ms,
+        must_change_password: outcome.principal.must_change_password,
     }))
 }
 
@@ -92,7 +98,7 @@ pub(super) async fn logout(
     State(planes): State<AppState>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let principal = principal(&planes, &headers).await?;
+    let principal = signed_in(&planes, &headers).await?;
     planes.auth.revoke(principal.token_digest.clone()).await?;
     planes.delivery.revoked(
         principal.user.user_id,

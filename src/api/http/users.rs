@@ -10,12 +10,10 @@ use utoipa::ToSchema;
 
 use super::{
     ApiError, ApiResult, AppState, Peer, actor, admin, blocking, id_param, json_body, principal,
+    signed_in,
 };
 use crate::meta::{NewUser, Post, UserRecord, UserUpdate};
 use crate::protocol::{ErrorCode, ProtocolError};
-
-/// Shortest password accepted for a new account.
-pub const MIN_PASSWORD_CHARS: usize = 8;
 
 /// A post a user holds: a department and the job title there.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -51,6 +49,11 @@ pub(super) struct UserView {
     /// Ids of the departments the user holds a post in.
     departments: Vec<u64>,
     posts: Vec<PostView>,
+    /// The next sign-in must choose a new password (an administrator's
+    /// reset, or the account was created so).
+    must_change_password: bool,
+    /// When the password was last set, unix ms (0: when the user was created).
+    password_set_at_ms: i64,
 }
 
 impl From<UserRecord> for UserView {
@@ -66,6 +69,8 @@ impl From<UserRecord> for UserView {
             email: user.email,
             mobile: user.mobile,
             departments: user.posts.iter().map(|p| p.department_id).collect(),
+            must_change_password: user.must_change_password,
+            password_set_at_ms: user.password_set_at_ms,
             posts: user
                 .posts
                 .into_iter()
@@ -87,7 +92,63 @@ impl From<UserRecord> for UserView {
     responses((status = 200, description = "the caller", body = UserView))
 )]
 pub(super) async fn me(State(planes): State<AppState>, headers: HeaderMap) -> ApiResult<UserView> {
-    Ok(Json(principal(&planes, &headers).await?.user.into()))
+    Ok(Json(signed_in(&planes, &headers).await?.user.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateMe)]
+pub(super) struct UpdateMeBody {
+    phone: Option<String>,
+    email: Option<String>,
+    mobile: Option<String>,
+}
+
+/// Changes the caller's own contact fields (phone, email, mobile; each at
+/// most 64 characters, "" clears it). The name, titles and departments are
+/// the organisation's and only an admin changes them. Audited as
+/// `user.update` with the user as actor.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/me",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = UpdateMeBody,
+    responses((status = 200, description = "the caller, changed", body = UserView))
+)]
+pub(super) async fn update_me(
+    State(planes): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Result<Json<UpdateMeBody>, JsonRejection>,
+) -> ApiResult<UserView> {
+    let principal = principal(&planes, &headers).await?;
+    let body = json_body(body)?;
+    if body.phone.is_none() && body.email.is_none() && body.mobile.is_none() {
+        return Err(ApiError(ProtocolError::invalid(
+            "nothing to change: give phone, email or mobile",
+        )));
+    }
+    let update = UserUpdate {
+        phone: body.phone,
+        email: body.email,
+        mobile: body.mobile,
+        ..Default::default()
+    };
+    let by = actor(&principal, peer);
+    let (user, _) = planes
+        .meta
+        .update_user(&by, principal.user.user_id, update)
+        .await?;
+    Ok(Json(user.into()))
+}
+
+/// Checks a new password against the password policy's length and
+/// classes: INVALID, saying what is missing, when it falls short.
+async fn strong_enough(planes: &AppState, password: &str) -> Result<(), ApiError> {
+    let meta = planes.meta.clone();
+    let policy = blocking(move || Ok(meta.password_policy()?)).await?;
+    crate::meta::check_strength(&policy, password).map_err(|m| ApiError(ProtocolError::invalid(m)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -96,7 +157,8 @@ pub(super) async fn me(State(planes): State<AppState>, headers: HeaderMap) -> Ap
 pub(super) struct ChangePasswordBody {
     /// The password in use now.
     current_password: String,
-    /// At least 8 characters, and not the current one.
+    /// Within the password policy (at least 8 characters until an admin
+    /// sets one), not the current one nor one of the `history` before it.
     new_password: String,
 }
 
@@ -117,13 +179,9 @@ pub(super) async fn change_password(
     headers: HeaderMap,
     body: Result<Json<ChangePasswordBody>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let principal = principal(&planes, &headers).await?;
+    let principal = signed_in(&planes, &headers).await?;
     let body = json_body(body)?;
-    if body.new_password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError(ProtocolError::invalid(format!(
-            "the new password must have at least {MIN_PASSWORD_CHARS} characters"
-        ))));
-    }
+    strong_enough(&planes, &body.new_password).await?;
     if body.new_password == body.current_password {
         return Err(ApiError(ProtocolError::invalid(
             "the new password must differ from the current one",
@@ -134,11 +192,23 @@ pub(super) async fn change_password(
         .auth
         .confirm_password(user_id, &body.current_password, peer.0.ip())
         .await?;
+    let meta = planes.meta.clone();
+    let history = blocking(move || Ok(meta.password_policy()?)).await?.history;
+    if planes
+        .auth
+        .reuses_previous(&principal.user, &body.new_password, history)
+        .await?
+    {
+        return Err(ApiError(ProtocolError::invalid(format!(
+            "the new password must differ from the last {} used before the current one",
+            history
+        ))));
+    }
     let hash = planes.auth.hash_password(&body.new_password).await?;
     let by = actor(&principal, peer);
     let revoked = planes
         .meta
-        .change_password(&by, user_id, hash, principal.token_digest.clone())
+        .change_password(&by, user_id, hash, principal.token_digest.clone(), None)
         .await?;
     for digest in revoked {
         planes.delivery.revoked(
@@ -146,6 +216,80 @@ pub(super) async fn change_password(
             digest,
             ErrorCode::Unauthenticated,
             "the password was changed",
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ResetPassword)]
+pub(super) struct ResetPasswordBody {
+    /// The new password, within the password policy's length and classes
+    /// (its reuse rule binds only the user's own changes).
+    password: String,
+    /// Whether the next sign-in must choose another; true when left out.
+    #[serde(default = "yes")]
+    must_change_password: bool,
+}
+
+/// Resets a user's password (admins only, not their own: they use
+/// `PUT /api/v1/me/password`). Every session of the user ends; by default
+/// their next sign-in must choose a new password before anything else.
+/// Audited as `user.password_reset`, without the password.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{id}/password",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "user id")),
+    request_body = ResetPasswordBody,
+    responses((status = 204, description = "reset; the user's sessions ended"))
+)]
+pub(super) async fn reset_password(
+    State(planes): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    user_id: Result<Path<String>, PathRejection>,
+    body: Result<Json<ResetPasswordBody>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let by = actor(&admin(&planes, &headers).await?, peer);
+    let user_id = id_param(user_id)?;
+    let body = json_body(body)?;
+    if user_id == by.user_id {
+        return Err(ApiError(ProtocolError::invalid(
+            "an admin changes their own password with PUT /api/v1/me/password",
+        )));
+    }
+    strong_enough(&planes, &body.password).await?;
+    let meta = planes.meta.clone();
+    if blocking(move || Ok(meta.user(user_id)?)).await?.is_none() {
+        return Err(ApiError(ProtocolError::new(
+            ErrorCode::NotFound,
+            format!("user {user_id} does not exist"),
+        )));
+    }
+    let hash = planes.auth.hash_password(&body.password).await?;
+    let revoked = planes
+        .meta
+        .change_password(
+            &by,
+            user_id,
+            hash,
+            Vec::new(),
+            Some(body.must_change_password),
+        )
+        .await?;
+    for digest in revoked {
+        planes.delivery.revoked(
+            user_id,
+            digest,
+            ErrorCode::Unauthenticated,
+            "the password was reset by an administrator",
         );
     }
     Ok(StatusCode::NO_CONTENT)
@@ -164,6 +308,10 @@ pub(super) struct CreateUserBody {
     /// Ids of departments to hold a post in (without a title).
     #[serde(default)]
     departments: Vec<u64>,
+    /// Whether the first sign-in must choose a new password; false when
+    /// left out.
+    #[serde(default)]
+    must_change_password: bool,
 }
 
 /// Creates a user; admin only.
@@ -183,11 +331,7 @@ pub(super) async fn create_user(
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let by = actor(&admin(&planes, &headers).await?, peer);
     let body = json_body(body)?;
-    if body.password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError(ProtocolError::invalid(format!(
-            "password must have at least {MIN_PASSWORD_CHARS} characters"
-        ))));
-    }
+    strong_enough(&planes, &body.password).await?;
     crate::meta::validate_account(&body.account)?;
     let password_hash = planes.auth.hash_password(&body.password).await?;
     let posts = body
@@ -204,6 +348,7 @@ pub(super) async fn create_user(
         display_name: body.display_name,
         admin: body.admin,
         posts,
+        must_change_password: body.must_change_password,
     };
     let user = planes.meta.create_user_by(&by, new).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
