@@ -1185,6 +1185,21 @@ async fn a_user_changes_their_password_in_the_browser_and_signs_in_with_it() {
     alice.close().await;
 }
 
+/// Fills the password dialog (current, new twice) and submits it.
+async fn choose_password(browser: &Browser, current: &str, new: &str) {
+    for (field, value) in [("current", current), ("new", new), ("repeat", new)] {
+        let css = format!("[data-test=password-{field}]");
+        browser
+            .eval(
+                "const e = document.querySelector(arguments[0]); e.value = ''; e.dispatchEvent(new Event('input', {bubbles: true})); return true;",
+                json!([css]),
+            )
+            .await;
+        browser.type_into(&css, value).await;
+    }
+    browser.click("[data-test=password-submit]").await;
+}
+
 /// Sets a `<select>` to `value` as a user's choice would (a change event).
 async fn choose(browser: &Browser, css: &str, value: &str) {
     browser.find(css).await;
@@ -1318,8 +1333,12 @@ async fn an_admin_runs_the_organisation_from_the_console_and_the_new_user_signs_
     admin
         .screenshot(&screenshots().join("admin-users.png"))
         .await;
+    // The box "must choose a new password" was left checked: her first
+    // sign-in asks for her own before anything else.
     let dora = driver.browser(&profiles.path().join("dora")).await;
     log_in(&dora, &node, "dora", "dora-first-1").await;
+    dora.find("[data-test=password-forced]").await;
+    choose_password(&dora, "dora-first-1", "dora-own-pass-2").await;
     dora.wait_until(
         "dora signed in",
         "return document.querySelector('[data-test=me]')?.innerText === 'dora'",
@@ -1399,7 +1418,9 @@ async fn an_admin_runs_the_organisation_from_the_console_and_the_new_user_signs_
         .await;
     dora.find("[data-test=ended]").await;
     assert_eq!(
-        node.rest_login("dora", "dora-first-1", "pc").await.status(),
+        node.rest_login("dora", "dora-own-pass-2", "pc")
+            .await
+            .status(),
         401,
         "a disabled account cannot sign in"
     );
@@ -1533,5 +1554,177 @@ async fn a_colleague_is_found_in_the_org_tree_and_by_pinyin_and_messaged_from_th
             .then_some(())
     })
     .await;
+    alice.close().await;
+}
+
+#[tokio::test]
+async fn an_admin_sets_the_password_policy_and_resets_a_password_and_the_user_must_choose_a_new_one()
+ {
+    let node = TestNode::start_with(|config| config.web.dir = built_client()).await;
+    let ids = node.create_users(&["alice", "bob"]).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let alice = driver.browser(&profiles.path().join("alice")).await;
+    sign_in(&alice, &node, "alice").await;
+
+    // The admin asks for 10 characters of 3 classes in the Policies tab.
+    let admin = driver.browser(&profiles.path().join("admin")).await;
+    admin.goto(&node.url("/admin#policies")).await;
+    admin.type_into("input[name=account]", "admin").await;
+    admin
+        .type_into("input[name=password]", &node.admin_password)
+        .await;
+    admin.click("[data-test=login-submit]").await;
+    admin.find("[data-test=password-policy]").await;
+    admin
+        .wait_until(
+            "the policy loaded",
+            "return !document.querySelector('[data-test=policy-save]').disabled",
+        )
+        .await;
+    for (field, value) in [("min_length", "10"), ("min_classes", "3")] {
+        let css = format!("[data-test=policy-{field}]");
+        admin
+            .eval(
+                "const e = document.querySelector(arguments[0]); e.value = ''; e.dispatchEvent(new Event('input', {bubbles: true})); return true;",
+                json!([css]),
+            )
+            .await;
+        admin.type_into(&css, value).await;
+    }
+    admin.click("[data-test=policy-save]").await;
+    admin
+        .wait_until(
+            "the policy saved",
+            "return document.querySelector('[data-test=admin-said]')?.innerText.includes('saved')",
+        )
+        .await;
+    let policy: serde_json::Value = node
+        .http()
+        .get(node.url("/api/v1/policies/password"))
+        .bearer_auth(node.rest_token("bob", &password("bob"), "pc").await)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            policy["min_length"].as_u64(),
+            policy["min_classes"].as_u64()
+        ),
+        (Some(10), Some(3))
+    );
+
+    // A reset that falls short of the policy is refused and says why; one
+    // within it ends alice's session in her browser.
+    admin.click("[data-test=admin-tab-users]").await;
+    admin
+        .click("[data-test=user][data-account=alice] [data-test=user-open]")
+        .await;
+    admin
+        .type_into("[data-test=user-reset-password]", "short")
+        .await;
+    admin.click("[data-test=user-reset-submit]").await;
+    admin
+        .wait_until(
+            "the short password refused",
+            "return document.querySelector('[data-test=admin-said]')?.innerText.includes('at least 10 characters')",
+        )
+        .await;
+    admin
+        .eval(
+            "const e = document.querySelector('[data-test=user-reset-password]'); e.value = ''; e.dispatchEvent(new Event('input', {bubbles: true})); return true;",
+            json!([]),
+        )
+        .await;
+    admin
+        .type_into("[data-test=user-reset-password]", "Temp-2026-pass")
+        .await;
+    admin.click("[data-test=user-reset-submit]").await;
+    admin
+        .wait_until(
+            "the reset done and alice marked",
+            "return document.querySelector('[data-test=admin-said]')?.innerText.includes('was reset') && document.querySelector('[data-test=user][data-account=alice] [data-test=user-state]')?.innerText.includes('must change password')",
+        )
+        .await;
+    alice.find("[data-test=ended]").await;
+
+    // Her next sign-in gets only the forced change, with the policy's
+    // rule; a password of one class is caught in the page.
+    log_in(&alice, &node, "alice", "Temp-2026-pass").await;
+    alice
+        .wait_until(
+            "the forced change with the policy's rule",
+            "return document.querySelector('[data-test=password-forced]') !== null && document.querySelector('[data-test=password-rule]')?.innerText.includes('At least 10 characters')",
+        )
+        .await;
+    assert_eq!(
+        alice
+            .eval(
+                "return document.querySelector('[data-test=me]') === null",
+                json!([])
+            )
+            .await,
+        json!(true),
+        "nothing but the change is shown"
+    );
+    let said = "document.querySelector('[data-test=password-said]')?.innerText ?? ''";
+    choose_password(&alice, "Temp-2026-pass", "onlylowercaseletters").await;
+    alice
+        .wait_until(
+            "the missing classes named",
+            &format!("return ({said}).includes('at least 3 of')"),
+        )
+        .await;
+    alice
+        .screenshot(&screenshots().join("password-forced.png"))
+        .await;
+    choose_password(&alice, "Temp-2026-pass", "Alice-own-2026").await;
+    alice
+        .wait_until(
+            "a full session after the change, caught up",
+            "return document.querySelector('[data-test=me]')?.innerText === 'alice' && !document.querySelector('.banner')",
+        )
+        .await;
+
+    // Her own card: she sets her mobile, and bob sees it on hers.
+    alice.click("[data-test=me]").await;
+    alice.find("[data-test=profile-mobile]").await;
+    alice
+        .wait_until(
+            "the profile loaded",
+            "return !document.querySelector('[data-test=profile-save]').disabled",
+        )
+        .await;
+    alice
+        .type_into("[data-test=profile-mobile]", "138 0000 1234")
+        .await;
+    alice.click("[data-test=profile-save]").await;
+    alice
+        .wait_until(
+            "the profile saved",
+            "return document.querySelector('[data-test=profile-said]')?.innerText.includes('Saved')",
+        )
+        .await;
+    let card: serde_json::Value = node
+        .http()
+        .get(node.url(&format!("/api/v1/contacts/{}", ids[0])))
+        .bearer_auth(node.rest_token("bob", &password("bob"), "pc").await)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(card["mobile"], "138 0000 1234", "{card}");
+    assert_eq!(
+        node.rest_login("alice", "Alice-own-2026", "pc")
+            .await
+            .status(),
+        200
+    );
+    admin.close().await;
     alice.close().await;
 }

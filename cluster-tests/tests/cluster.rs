@@ -287,7 +287,11 @@ async fn a_fourth_node_joins_and_takes_a_balanced_share_of_replicas() {
                     let placement = ids(&p["placement"]);
                     !placement.contains(&me)
                         || (ids(&p["voters"]) == placement && !p["leader"].is_null())
-                }) && parts.iter().any(|p| ids(&p["placement"]).contains(&4))
+                }) && parts
+                    .iter()
+                    .filter(|p| ids(&p["placement"]).contains(&4))
+                    .count()
+                    == fair_share(parts.len())
             },
         )
         .await
@@ -512,6 +516,12 @@ async fn a_logout_on_one_node_ends_the_token_everywhere() {
     }
 }
 
+/// How many partitions a fourth node replicates once the placement is
+/// balanced: three replicas of each, spread evenly over four nodes.
+fn fair_share(partitions: usize) -> usize {
+    partitions * 3 / 4
+}
+
 async fn next_message(conn: &mut Connection) -> chorus::pb::Message {
     let mut found = None;
     wait_push(conn, |body| {
@@ -571,9 +581,14 @@ async fn a_leader_voted_out_by_a_join_leaves_its_partition_writable() {
             .filter_map(Value::as_u64)
             .collect()
     };
+    // The controller commits the placement one partition at a time: wait
+    // for all of it, or the victims below would be read off a part.
     cluster
-        .wait_for("some partition placed on node 4", |status| {
-            (0..partitions).any(|p| placed(status, p).contains(&4))
+        .wait_for("node 4 placed in its share of the partitions", |status| {
+            (0..partitions)
+                .filter(|p| placed(status, *p).contains(&4))
+                .count()
+                == fair_share(partitions as usize)
         })
         .await
         .unwrap();

@@ -9,6 +9,7 @@ import { I18n, type T } from "./context.js";
 import { AdminConsole } from "./admin/console.js";
 import { Login } from "./screens/login.js";
 import { Main } from "./screens/main.js";
+import { PasswordDialog } from "./screens/password.js";
 
 const TOKEN_KEY = "chorus.token";
 const LANG_KEY = "chorus.lang";
@@ -74,9 +75,28 @@ export function App() {
 
   const switchLang = () => setLang(lang === "en" ? "zh-CN" : "en");
 
+  // A session whose password must be changed is served nothing else; once
+  // the change is taken, the same token (kept by the server) resumes a
+  // full session on a new socket.
+  const changed = async () => {
+    const token = client?.session?.token;
+    client?.close();
+    if (!token) return setClient(null);
+    const c = newClient();
+    try {
+      await c.resume(token);
+      setClient(c);
+    } catch {
+      localStorage.removeItem(TOKEN_KEY);
+      setClient(null);
+    }
+  };
+
   return (
     <I18n.Provider value={t}>
-      {client ? (
+      {client?.session?.mustChangePassword ? (
+        <PasswordDialog client={client} forced onClose={() => leave(true)} onChanged={() => void changed()} />
+      ) : client ? (
         adminPage() ? (
           <AdminConsole client={client} onLeave={leave} onSwitchLang={switchLang} />
         ) : (

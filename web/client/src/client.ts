@@ -654,7 +654,7 @@ export class ChorusClient extends Emitter<ClientEvents> {
             this.emit("session", this.sessionValue);
             this.startHeartbeat(socket, this.sessionValue.heartbeatSecs);
             resolve(this.sessionValue);
-            void this.catchUp(socket, generation);
+            if (!this.sessionValue.mustChangePassword) void this.catchUp(socket, generation);
           },
           (err: ChorusError) => {
             socket.close(1000, "authentication failed");
@@ -1065,6 +1065,7 @@ function sessionFromWire(s: WireSession): Session {
     deviceClass: s.deviceClass ?? "WEB",
     expiresAtMs: num(s.expiresAtMs),
     heartbeatSecs: s.heartbeatSecs ?? 30,
+    mustChangePassword: s.mustChangePassword ?? false,
   };
 }
 

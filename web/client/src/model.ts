@@ -24,6 +24,13 @@ export interface Session {
   deviceClass: DeviceClass;
   expiresAtMs: number;
   heartbeatSecs: number;
+  /**
+   * The password must be changed first (an administrator reset it, or it is
+   * older than the password policy allows): the server serves nothing on
+   * this socket but pings until then, so the client does not sync; change it
+   * over REST (`PUT /api/v1/me/password` with this token), then resume.
+   */
+  mustChangePassword: boolean;
 }
 
 export type Content =

@@ -196,6 +196,7 @@ export interface WireSession {
   deviceClass?: DeviceClass;
   expiresAtMs?: U64;
   heartbeatSecs?: number;
+  mustChangePassword?: boolean;
 }
 
 export interface ClientBody {

@@ -34,6 +34,7 @@ export interface User {
   mobile: string;
   departments: number[];
   posts: Post[];
+  must_change_password: boolean;
 }
 
 export interface NewUser {
@@ -42,6 +43,7 @@ export interface NewUser {
   display_name?: string;
   admin?: boolean;
   departments?: number[];
+  must_change_password?: boolean;
 }
 
 export interface UserChange {
@@ -195,6 +197,11 @@ export class AdminApi {
 
   async deleteUser(id: number): Promise<void> {
     await this.send("DELETE", `/api/v1/users/${id}`);
+  }
+
+  /** Sets a user's password; their sessions end, and by default the next sign-in must change it. */
+  async resetPassword(id: number, password: string, mustChange: boolean): Promise<void> {
+    await this.send("PUT", `/api/v1/users/${id}/password`, { password, must_change_password: mustChange });
   }
 
   async groups(q: string, after = 0, limit = 100): Promise<Page<GroupSummary>> {

@@ -11,9 +11,10 @@ import { AuditTab } from "./audit.js";
 import { ClusterTab } from "./cluster.js";
 import { DepartmentsTab } from "./departments.js";
 import { GroupsTab } from "./groups.js";
+import { PoliciesTab } from "./policies.js";
 import { UsersTab } from "./users.js";
 
-const TABS = ["departments", "users", "groups", "cluster", "audit"] as const;
+const TABS = ["departments", "users", "groups", "policies", "cluster", "audit"] as const;
 type Tab = (typeof TABS)[number];
 
 interface Props {
@@ -122,6 +123,8 @@ export function AdminConsole({ client, onLeave, onSwitchLang }: Props) {
           <UsersTab api={api} self={Number(client.session?.userId ?? 0)} />
         ) : tab === "groups" ? (
           <GroupsTab api={api} />
+        ) : tab === "policies" ? (
+          <PoliciesTab token={client.session?.token ?? ""} />
         ) : tab === "cluster" ? (
           <ClusterTab api={api} />
         ) : (

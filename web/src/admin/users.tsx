@@ -55,7 +55,13 @@ export function UsersTab({ api, self }: { api: AdminApi; self: number }) {
                 <td>{u.display_name}</td>
                 <td>{u.departments.map(nameOf).join(", ")}</td>
                 <td data-test="user-state">
-                  {[u.admin ? t("users.admin") : "", u.disabled ? t("users.disabled") : t("users.active")].filter(Boolean).join(" · ")}
+                  {[
+                    u.admin ? t("users.admin") : "",
+                    u.disabled ? t("users.disabled") : t("users.active"),
+                    u.must_change_password ? t("users.must.changing") : "",
+                  ]
+                    .filter(Boolean)
+                    .join(" · ")}
                 </td>
               </tr>
             ))}
@@ -109,6 +115,7 @@ function NewUserForm({
   const [password, setPassword] = useState("");
   const [name, setName] = useState("");
   const [admin, setAdmin] = useState(false);
+  const [mustChange, setMustChange] = useState(true);
   const [department, setDepartment] = useState("0");
   const [busy, setBusy] = useState(false);
 
@@ -122,6 +129,7 @@ function NewUserForm({
         display_name: name.trim(),
         admin,
         departments: department === "0" ? [] : [Number(department)],
+        must_change_password: mustChange,
       });
       setAccount("");
       setPassword("");
@@ -162,6 +170,10 @@ function NewUserForm({
       <label class="check">
         <input type="checkbox" checked={admin} onChange={(e) => setAdmin(e.currentTarget.checked)} />
         {t("users.make.admin")}
+      </label>
+      <label class="check">
+        <input type="checkbox" checked={mustChange} onChange={(e) => setMustChange(e.currentTarget.checked)} data-test="user-new-must-change" />
+        {t("users.must.change")}
       </label>
       <button type="submit" disabled={busy} data-test="user-create">
         {t("users.create")}
@@ -273,6 +285,58 @@ function EditUser({
           <ConfirmDelete name={user.account} test="user-delete" onDelete={() => void run(() => api.deleteUser(user.user_id), onDeleted)} />
         </div>
       )}
+      {user.user_id === self ? null : <ResetPassword api={api} user={user} onDone={onDone} />}
     </form>
+  );
+}
+
+/** An administrator sets a user's password (not their own: that is the chat's "Change password"). */
+function ResetPassword({ api, user, onDone }: { api: AdminApi; user: User; onDone: (text: string, ok?: boolean) => void }) {
+  const t = useT();
+  const [password, setPassword] = useState("");
+  const [mustChange, setMustChange] = useState(true);
+  const [busy, setBusy] = useState(false);
+
+  const reset = async () => {
+    setBusy(true);
+    try {
+      await api.resetPassword(user.user_id, password, mustChange);
+      setPassword("");
+      onDone(t("users.reset.done", { account: user.account }));
+    } catch (err) {
+      onDone(t("admin.failed", { message: (err as Error).message }), false);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  // A fieldset, not a form: it sits inside the profile's form.
+  return (
+    <fieldset data-test="user-reset">
+      <legend>{t("users.reset")}</legend>
+      <label>
+        {t("users.reset.password")}
+        <input
+          type="password"
+          autocomplete="new-password"
+          value={password}
+          onInput={(e) => setPassword(e.currentTarget.value)}
+          onKeyDown={(e) => {
+            if (e.key === "Enter") {
+              e.preventDefault();
+              if (password) void reset();
+            }
+          }}
+          data-test="user-reset-password"
+        />
+      </label>
+      <label class="check">
+        <input type="checkbox" checked={mustChange} onChange={(e) => setMustChange(e.currentTarget.checked)} data-test="user-reset-must-change" />
+        {t("users.reset.must")}
+      </label>
+      <button type="button" disabled={busy || !password} onClick={() => void reset()} data-test="user-reset-submit">
+        {t("users.reset")}
+      </button>
+    </fieldset>
   );
 }

@@ -6,6 +6,7 @@ import { useT } from "../context.js";
 import { Chat } from "./chat.js";
 import { ConversationList } from "./conversations.js";
 import { PasswordDialog } from "./password.js";
+import { ProfileDialog } from "./profile.js";
 
 interface Props {
   client: ChorusClient;
@@ -42,6 +43,7 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
   const [state, setState] = useState<ConnectionState>(client.state);
   const [ended, setEnded] = useState<{ code: string; reason: string } | null>(null);
   const [changingPassword, setChangingPassword] = useState(false);
+  const [editingProfile, setEditingProfile] = useState(false);
   useEffect(() => {
     const offs = [client.on("state", setState), client.on("ended", (e) => e.code !== "LOGGED_OUT" && setEnded(e))];
     setState(client.state);
@@ -83,9 +85,9 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
     <div class="main">
       <header class="bar">
         <strong>{t("app.title")}</strong>
-        <span class="me" data-test="me">
+        <button class="link me" onClick={() => setEditingProfile(true)} title={t("profile.open")} data-test="me">
           {client.session?.account}
-        </span>
+        </button>
         <span class="spacer" />
         {admin ? (
           <a href="/admin" data-test="admin-open">
@@ -103,6 +105,7 @@ export function Main({ client, onLeave, onSwitchLang }: Props) {
         </button>
       </header>
       {changingPassword ? <PasswordDialog client={client} onClose={() => setChangingPassword(false)} /> : null}
+      {editingProfile ? <ProfileDialog client={client} onClose={() => setEditingProfile(false)} /> : null}
       {state === "offline" || state === "connecting" ? (
         <div class="banner" role="status" data-test="offline">
           {t("main.offline")}
